@@ -1,0 +1,38 @@
+"""Small-int arithmetic for the RP2040 (31-bit small ints): the `const` shim and mul_divmod."""
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+SMALL_INT_MAX = const(0x3FFFFFFF)  # largest RP2040 small int (2**30 - 1)
+
+
+def mul_divmod(a, b, d):
+    """Return divmod(a * b, d) for 0 <= a, b < 2**30 and 0 < d < 2**29 without forming a * b.
+
+    Shift-and-add long multiplication modulo d: every intermediate remainder stays below
+    2**30, so on the RP2040 nothing becomes a heap-allocated big int unless the quotient
+    itself is one. Meant for set-up time (segment or bolus start), not per tick.
+    """
+    if a < 0 or b < 0 or d <= 0:
+        raise ValueError("mul_divmod needs a, b >= 0 and d > 0, got %d, %d, %d" % (a, b, d))
+    qa, ra = divmod(a, d)
+    q = 0
+    r = 0
+    bit = 1
+    while bit <= b:
+        bit <<= 1
+    while bit > 1:
+        bit >>= 1
+        q <<= 1
+        r <<= 1
+        if r >= d:
+            r -= d
+            q += 1
+        if b & bit:
+            r += ra
+            if r >= d:
+                r -= d
+                q += 1
+    return qa * b + q, r
