@@ -12,12 +12,14 @@ from .errors import PumpError
 # Each module listed here defines `register(subparsers) -> None`, adding its subcommands; each
 # subcommand sets `func(args) -> int`. Order is the order shown in `pumpctl --help`.
 COMMAND_MODULES: list[str] = [
-    "pumpctl.cmd_program",
-    "pumpctl.cmd_device",
-    "pumpctl.cmd_deploy",
-    "pumpctl.cmd_logs",
-    "pumpctl.cmd_sim",
-    "pumpctl.cmd_demo",
+    "pumpctl.cmd_device",      # ports, status, alarms, bolus, suspend, resume, refill, prime, ...
+    "pumpctl.cmd_program",     # program validate / upload / show
+    "pumpctl.cmd_logs",        # logs pull / export
+    "pumpctl.cmd_deploy",      # deploy firmware (mpy-cross + mpremote), provision the key
+    "pumpctl.cmd_sim",         # virtual rig: sim start / stop / fault
+    "pumpctl.cmd_emu",         # emulated Pico: emu start / stop
+    "pumpctl.cmd_accuracy",    # IEC 60601-2-24 gravimetric accuracy run
+    "pumpctl.cmd_demo",        # the README's main job
 ]
 
 
