@@ -69,6 +69,12 @@ class Hardware:
     def sleep_ms(self, ms):
         raise NotImplementedError
 
+    def idle(self, ms):
+        """Wait up to `ms` (device time), returning early when host bytes arrive, so the main
+        loop can sleep until its next due step yet answer a command within a few ms. Layers
+        that can wait on the serial link (select.poll) override this; this fallback sleeps."""
+        self.sleep_ms(ms)
+
     # inputs ---------------------------------------------------------------
     def pressure_kpa_x10(self):
         """Line pressure from the occlusion sensor, kPa x 10 (integer)."""
