@@ -86,3 +86,363 @@ def cmd_ports(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_common(sub.add_parser("ports", help="list serial ports; Picos (2E8A:0005) are auto-detected"))
     p.set_defaults(func=cmd_ports)
+    register_device_commands(sub)
+
+
+# ------------------------------------------------------------------------------ opening the rig
+def open_pump(args: argparse.Namespace) -> Any:
+    """`Pump.open(port)` on the resolved port (a context manager)."""
+    from .pump import Pump
+    return Pump.open(resolve_port(args.port))
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def rig_hello(pump: Any) -> dict[str, Any]:
+    """The rig's hello as a plain dict (protocol_version, firmware_version, build_hash, rig_id)."""
+    h = pump.hello()
+    return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id")}
+
+
+# ------------------------------------------------------------------------------ names
+def mode_name(mode: int) -> str:
+    try:
+        from pumpcore import program
+        for name in ("STOPPED", "CONTINUOUS", "FLEX", "SINGLE_BOLUS"):
+            if getattr(program, "MODE_" + name, None) == mode:
+                return name.lower().replace("_", "-")
+    except ImportError:
+        pass
+    return "mode-%d" % mode
+
+
+def alarm_name(code: int) -> str:
+    from pumpcore import alarms
+    try:
+        return str(alarms.alarm_name(code))
+    except (ValueError, KeyError, IndexError):
+        return "alarm-%d" % code
+
+
+def priority_name(prio: int) -> str:
+    from pumpcore import alarms
+    return alarms.PRIORITY_NAMES[prio] if 0 <= prio < len(alarms.PRIORITY_NAMES) else "priority-%d" % prio
+
+
+def _opt32(v: int) -> int | None:
+    from pumpcore import wire
+    return None if v is None or v == wire.NONE_U32 else int(v)
+
+
+# ------------------------------------------------------------------------------ status
+STATUS_SCHEMA = "pumpctl.status/1"
+
+
+def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
+    """The stable `pumpctl --json status` document (schema "pumpctl.status/1").
+
+    Keys (never renamed within a schema version; new keys may be added):
+      schema, rig_id, firmware_version,
+      time {day, ms_of_day, clock_set},
+      program {crc32, mode, flex_step|null, staged},
+      delivery {rate_ng_day, basal_ng_day, suspended, bolus_active, motor_on,
+                delivered_today_ng, delivered_total_ng, rolling_24h_ng, missed_steps},
+      reservoir {volume_nl, low_in_min|null, empty_in_min|null},
+      alarms {count, top_code, top_name|null}
+    All quantities are integers in ng, ng/day, nL, minutes, ms (docs/ARCHITECTURE.md).
+    """
+    from pumpcore import wire
+    flags = int(_get(st, "flags", 0))
+    flex = int(_get(st, "flex_step", wire.NONE_U8))
+    top = int(_get(st, "top_alarm", 0))
+    return {
+        "schema": STATUS_SCHEMA,
+        "rig_id": hello.get("rig_id"),
+        "firmware_version": hello.get("firmware_version"),
+        "time": {"day": int(_get(st, "day")), "ms_of_day": int(_get(st, "ms_of_day")),
+                 "clock_set": bool(flags & wire.STATUS_FLAG_CLOCK_SET)},
+        "program": {"crc32": int(_get(st, "program_crc")), "mode": mode_name(int(_get(st, "mode"))),
+                    "flex_step": None if flex == wire.NONE_U8 else flex,
+                    "staged": bool(flags & wire.STATUS_FLAG_PROGRAM_STAGED)},
+        "delivery": {"rate_ng_day": int(_get(st, "rate_ng_day")), "basal_ng_day": int(_get(st, "basal_ng_day")),
+                     "suspended": bool(flags & wire.STATUS_FLAG_SUSPENDED),
+                     "bolus_active": bool(flags & wire.STATUS_FLAG_BOLUS_ACTIVE),
+                     "motor_on": bool(flags & wire.STATUS_FLAG_MOTOR_ON),
+                     "delivered_today_ng": int(_get(st, "delivered_today_ng")),
+                     "delivered_total_ng": int(_get(st, "delivered_total_ng")),
+                     "rolling_24h_ng": int(_get(st, "rolling_24h_ng")),
+                     "missed_steps": int(_get(st, "missed_steps"))},
+        "reservoir": {"volume_nl": int(_get(st, "reservoir_nl")), "low_in_min": _opt32(_get(st, "low_in_min")),
+                      "empty_in_min": _opt32(_get(st, "empty_in_min"))},
+        "alarms": {"count": int(_get(st, "alarm_count")), "top_code": top,
+                   "top_name": alarm_name(top) if top else None},
+    }
+
+
+def _minutes(v: int | None) -> str:
+    return "never" if v is None else "%s (%d min)" % (output.duration_ms(v * 60_000), v)
+
+
+def status_text(d: dict[str, Any]) -> str:
+    dl, rs, pg, al = d["delivery"], d["reservoir"], d["program"], d["alarms"]
+    state = "SUSPENDED" if dl["suspended"] else ("bolus running" if dl["bolus_active"] else "delivering")
+    if pg["crc32"] == 0:
+        state = "no program"
+    return output.fields([
+        ("rig", "%s (firmware %s)" % (d["rig_id"], d["firmware_version"])),
+        ("time", output.wall_time(d["time"]["day"], d["time"]["ms_of_day"])
+         + ("" if d["time"]["clock_set"] else "  (clock not set: pumpctl time sync)")),
+        ("program", "%s, crc %08x%s%s" % (pg["mode"], pg["crc32"],
+                                         "" if pg["flex_step"] is None else ", step %d" % pg["flex_step"],
+                                         ", a program is staged" if pg["staged"] else "")),
+        ("state", state + (", motor on" if dl["motor_on"] else "")),
+        ("rate now", output.ug_day(dl["rate_ng_day"])),
+        ("basal", output.ug_day(dl["basal_ng_day"])),
+        ("delivered today", output.ug(dl["delivered_today_ng"])),
+        ("delivered total", output.ug(dl["delivered_total_ng"])),
+        ("last 24 h", output.ug(dl["rolling_24h_ng"])),
+        ("missed", "%d microsteps" % dl["missed_steps"]),
+        ("reservoir", output.ml(rs["volume_nl"])),
+        ("low in", _minutes(rs["low_in_min"])),
+        ("empty in", _minutes(rs["empty_in_min"])),
+        ("alarms", "none" if al["count"] == 0 else "%d, top: %s" % (al["count"], al["top_name"])),
+    ])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        doc = status_doc(pump.status(), rig_hello(pump))
+    output.emit(args.json, doc, status_text)
+    return 0
+
+
+# ------------------------------------------------------------------------------ alarms
+def alarms_doc(entries: Any) -> dict[str, Any]:
+    from pumpcore import wire
+    out = []
+    for a in entries:
+        flags = int(_get(a, "flags", 0))
+        code = int(_get(a, "code"))
+        out.append({"id": int(_get(a, "alarm_id")), "code": code, "name": alarm_name(code),
+                    "priority": priority_name(int(_get(a, "priority"))),
+                    "active": bool(flags & wire.ALARM_FLAG_ACTIVE), "latched": bool(flags & wire.ALARM_FLAG_LATCHED),
+                    "acknowledged": bool(flags & wire.ALARM_FLAG_ACKED),
+                    "day": int(_get(a, "day")), "ms_of_day": int(_get(a, "ms_of_day"))})
+    return {"alarms": out}
+
+
+def alarms_text(d: dict[str, Any]) -> str:
+    rows = [(a["id"], a["priority"], a["name"], "active" if a["active"] else "ended",
+             "acked" if a["acknowledged"] else ("latched" if a["latched"] else ""),
+             output.wall_time(a["day"], a["ms_of_day"])) for a in d["alarms"]]
+    return output.table(("ID", "PRIORITY", "ALARM", "CONDITION", "ACK", "RAISED"), rows, empty="no alarms")
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        if args.action == "ack":
+            if args.id is None:
+                raise UsageError("alarms ack needs an alarm ID (see pumpctl alarms)")
+            pump.ack_alarm(args.id)
+            print("alarm %d acknowledged" % args.id)
+            return 0
+        doc = alarms_doc(pump.alarms())
+    output.emit(args.json, doc, alarms_text)
+    return 0
+
+
+# ------------------------------------------------------------------------------ delivery changes
+MAX_BOLUS_MIN = 24 * 60
+
+
+def parse_amount(text: str, field: str, unit: str, scale: int, limit: int) -> int:
+    """Decimal text in `unit` -> integer base units (value * scale), exactly; UsageError otherwise.
+
+    `limit` is the largest value (base units) accepted here; the rig applies its own hard limits.
+    """
+    t = text.strip()
+    if t.lower().endswith(unit.lower()):
+        t = t[: -len(unit)].strip()
+    whole, _, frac = t.partition(".")
+    digits = len(str(scale)) - 1
+    if not whole.isdigit() and not (whole == "" and frac.isdigit()) or (frac and not frac.isdigit()):
+        raise UsageError("%s = %r: not a number of %s" % (field, text, unit))
+    if len(frac) > digits:
+        raise UsageError("%s = %s: more than %d decimals (resolution %s)" % (field, text, digits,
+                                                                               "1/%d %s" % (scale, unit)))
+    value = int(whole or "0") * scale + int((frac + "0" * digits)[:digits] or "0")
+    if value <= 0:
+        raise UsageError("%s = %s: must be above 0 %s" % (field, text, unit))
+    if value > limit:
+        raise UsageError("%s = %s: above the largest accepted %s %s" % (field, text, _fmt_scaled(limit, scale), unit))
+    return value
+
+
+def _fmt_scaled(v: int, scale: int) -> str:
+    w, f = divmod(v, scale)
+    return "%d" % w if f == 0 else ("%d.%0*d" % (w, len(str(scale)) - 1, f)).rstrip("0")
+
+
+def cmd_bolus(args: argparse.Namespace) -> int:
+    dose_ng = parse_amount(args.ug, "bolus dose", "ug", 1000, 2**31 - 1)
+    if args.over is not None and not 0 <= args.over <= MAX_BOLUS_MIN:
+        raise UsageError("--over = %d: bolus duration must be 0..%d min" % (args.over, MAX_BOLUS_MIN))
+    duration_ms = (args.over or 0) * 60_000
+    with open_pump(args) as pump:
+        pump.bolus(dose_ng, duration_ms)
+    print("bolus of %s over %s started" % (output.ug(dose_ng), "the shortest time" if not duration_ms
+                                             else output.duration_ms(duration_ms)))
+    return 0
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        pump.suspend()
+    print("delivery suspended (missed volume is recorded, never caught up)")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        pump.resume()
+    print("delivery resumed")
+    return 0
+
+
+def cmd_refill(args: argparse.Namespace) -> int:
+    volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", 1_000_000, 2**31 - 1)
+    conc = parse_amount(args.concentration, "--concentration", "ug/mL", 1, 2**31 - 1)
+    with open_pump(args) as pump:
+        pump.refill(volume_nl, conc)
+    print("refill recorded: %s at %s" % (output.ml(volume_nl), output.conc(conc)))
+    return 0
+
+
+def cmd_prime(args: argparse.Namespace) -> int:
+    volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", 1000, 2**31 - 1)
+    with open_pump(args) as pump:
+        pump.prime(volume_nl)
+    print("priming %s (%d nL) started" % (output.ml(volume_nl), volume_nl))
+    return 0
+
+
+def cmd_time(args: argparse.Namespace) -> int:
+    import datetime
+    now = datetime.datetime.now() if args.at is None else _parse_at(args.at)
+    day = (now.date() - datetime.date(2000, 1, 1)).days
+    ms = ((now.hour * 60 + now.minute) * 60 + now.second) * 1000 + now.microsecond // 1000
+    with open_pump(args) as pump:
+        pump.time_sync(day, ms)
+    print("rig clock set to %s" % output.wall_time(day, ms))
+    return 0
+
+
+def _parse_at(text: str) -> Any:
+    import datetime
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError("--at = %r: not an ISO date-time such as 2026-11-25T08:00:00" % text) from None
+
+
+# ------------------------------------------------------------------------------ calibration, limits
+def cmd_calibration(args: argparse.Namespace) -> int:
+    from pumpcore import wire
+    with open_pump(args) as pump:
+        if args.action == "set":
+            if args.pl_per_step is None or args.pl_per_step <= 0 or args.pl_per_step >= 2**30:
+                raise UsageError("calibration set: pl_per_step = %s: must be 1..%d pL per microstep"
+                                 % (args.pl_per_step, 2**30 - 1))
+            pump.set_calibration(args.pl_per_step)
+            print("calibration set to %d pL per microstep (measured)" % args.pl_per_step)
+            return 0
+        cal = pump.calibration()
+    src = int(_get(cal, "source"))
+    doc = {"pl_per_step": int(_get(cal, "pl_per_step")),
+           "source": "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"}
+    output.emit(args.json, doc, lambda d: output.fields([
+        ("volume per microstep", "%d pL" % d["pl_per_step"]),
+        ("source", d["source"] + (" (from hw/mechanism.json)" if d["source"] == "derived" else ""))]))
+    return 0
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    from pumpcore import wire
+    with open_pump(args) as pump:
+        lim = pump.limits()
+    doc = {name: int(_get(lim, name)) for name in wire.LIMITS_RESP[1]}
+    output.emit(args.json, doc, lambda d: output.fields([
+        ("max rate", output.ug_day(d["max_rate_ng_day"])), ("max per 24 h", output.ug(d["max_24h_ng"])),
+        ("max single bolus", output.ug(d["max_bolus_ng"])),
+        ("concentration", "%d..%d ug/mL" % (d["min_conc_ug_ml"], d["max_conc_ug_ml"])),
+        ("reservoir capacity", output.ml(d["max_reservoir_nl"]))]))
+    return 0
+
+
+# ------------------------------------------------------------------------------ monitor
+def monitor_frame(doc: dict[str, Any], alarms: dict[str, Any]) -> str:
+    """One screen of the live view: status and the alarm table."""
+    return status_text(doc) + "\n\n" + alarms_text(alarms)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import sys
+    import time
+    clear = sys.stdout.isatty() and not args.json
+    n = 0
+    with open_pump(args) as pump:
+        hello = rig_hello(pump)
+        try:
+            while args.count is None or n < args.count:
+                doc = status_doc(pump.status(), hello)
+                al = alarms_doc(pump.alarms())
+                if args.json:
+                    print(output.dumps({"status": doc, **al}).replace("\n", ""), flush=True)
+                else:
+                    head = "pumpctl monitor  %s  (Ctrl-C to quit)\n\n" % time.strftime("%H:%M:%S")
+                    sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + monitor_frame(doc, al) + "\n")
+                    sys.stdout.flush()
+                n += 1
+                if args.count is None or n < args.count:
+                    time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def register_device_commands(sub: argparse._SubParsersAction) -> None:
+    add_common(sub.add_parser("status", help="rate, delivered, reservoir, alarms, time")).set_defaults(func=cmd_status)
+    p = add_common(sub.add_parser("alarms", help="list alarms; `alarms ack ID` acknowledges one"))
+    p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
+    p.add_argument("id", nargs="?", type=int, help="alarm ID (for ack)")
+    p.set_defaults(func=cmd_alarms)
+    p = add_common(sub.add_parser("bolus", help="clinician bolus of UG micrograms"))
+    p.add_argument("ug", metavar="UG", help="dose in ug, e.g. 50 or 12.5")
+    p.add_argument("--over", type=int, metavar="MIN", help="deliver over MIN minutes (default: fastest)")
+    p.set_defaults(func=cmd_bolus)
+    add_common(sub.add_parser("suspend", help="stop delivery (no catch-up on resume)")).set_defaults(func=cmd_suspend)
+    add_common(sub.add_parser("resume", help="resume delivery")).set_defaults(func=cmd_resume)
+    p = add_common(sub.add_parser("refill", help="record a refill (starts a bridge bolus where needed)"))
+    p.add_argument("--volume-ml", required=True, metavar="V", help="volume filled, mL")
+    p.add_argument("--concentration", required=True, metavar="UG_PER_ML", help="drug concentration, ug/mL")
+    p.set_defaults(func=cmd_refill)
+    p = add_common(sub.add_parser("prime", help="priming bolus: fill the catheter"))
+    p.add_argument("--volume-ul", default="100", metavar="UL", help="volume to prime, uL (default 100)")
+    p.set_defaults(func=cmd_prime)
+    p = add_common(sub.add_parser("time", help="`time sync`: set the rig's clock from the host"))
+    p.add_argument("action", choices=["sync"])
+    p.add_argument("--at", help="ISO date-time to set instead of the host's local time")
+    p.set_defaults(func=cmd_time)
+    p = add_common(sub.add_parser("calibration", help="show or set the volume per microstep"))
+    p.add_argument("action", nargs="?", choices=["show", "set"], default="show")
+    p.add_argument("pl_per_step", nargs="?", type=int, help="measured pL per microstep (for set)")
+    p.set_defaults(func=cmd_calibration)
+    add_common(sub.add_parser("limits", help="the rig's hard limits")).set_defaults(func=cmd_limits)
+    p = add_common(sub.add_parser("monitor", help="live view of rate, delivered, reservoir, alarms (Ctrl-C quits)"))
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    p.add_argument("--count", type=int, help="stop after COUNT refreshes")
+    p.set_defaults(func=cmd_monitor)
