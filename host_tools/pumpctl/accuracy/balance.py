@@ -182,15 +182,16 @@ def _raise_general(command: str, line: str) -> None:
 
 
 def _raise_status(command: str, line: str, status: str) -> None:
+    what = {"Z": "zero", "ZI": "zero", "T": "tare", "TI": "tare"}.get(command, "weighing")
     if status == "I":
         raise BalanceBusy(f"balance cannot execute {command!r} now (reply {line!r}): busy, or the "
                           f"weight did not settle within the balance's stability timeout")
     if status == "+":
         raise BalanceOverload(f"balance overload on {command!r} (reply {line!r}): the load is above "
-                              f"the balance's range; remove weight")
+                              f"the balance's {what} range; remove weight")
     if status == "-":
         raise BalanceUnderload(f"balance underload on {command!r} (reply {line!r}): the load is below "
-                               f"the balance's range; is the weighing pan in place?")
+                               f"the balance's {what} range; is the weighing pan in place?")
 
 
 def _parse_value(command: str, line: str, fields: list[str]) -> float:
