@@ -1,0 +1,107 @@
+"""`pumpctl program validate|upload|show`: TOML program files checked offline, staged, reviewed side by side, committed by CRC."""
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+from . import output
+from .cmd_device import add_common, open_pump, rig_hello
+from .errors import PumpError, UsageError
+
+
+def load_program(path: Path) -> Any:
+    """Parse and validate a TOML program file against the hard limits; UsageError naming the
+    field, the value and why (before anything touches the rig)."""
+    from . import programfile
+    if not path.is_file():
+        raise UsageError("program file %s: no such file" % path)
+    try:
+        return programfile.load(path)
+    except PumpError:
+        raise
+    except (ValueError, OSError) as exc:  # ProgramError is a ValueError; so is a TOML syntax error
+        raise UsageError("invalid program file %s: %s" % (path, exc)) from None
+
+
+def program_doc(program: Any, path: Path) -> dict[str, Any]:
+    encoded = bytes(program.encode())
+    return {"file": str(path), "valid": True, "encoded_bytes": len(encoded),
+            "crc32": "%08x" % (zlib.crc32(encoded) & 0xFFFFFFFF), "describe": list(program.describe())}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    doc = program_doc(load_program(args.file), args.file)
+    output.emit(args.json, doc, lambda d: "%s: valid (%d bytes, crc %s)\n%s" % (
+        d["file"], d["encoded_bytes"], d["crc32"], "\n".join("  " + s for s in d["describe"])))
+    return 0
+
+
+def _running_lines(pump: Any) -> tuple[list[str], int]:
+    from pumpcore import wire
+    text, crc = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_DESCRIBE)
+    lines = bytes(text).decode("utf-8", errors="replace").splitlines()
+    return (lines or ["(no program running)"]), int(crc)
+
+
+def confirm(prompt: str) -> bool:
+    """Ask on the terminal; anything but y/yes is no. No terminal means no."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(prompt).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from pumpcore import wire
+    program = load_program(args.file)
+    encoded = bytes(program.encode())
+    local_crc = zlib.crc32(encoded) & 0xFFFFFFFF
+    with open_pump(args) as pump:
+        hello = rig_hello(pump)
+        pump.stage_program(encoded)
+        ver = pump.verify_program()
+        if int(ver.length) != len(encoded) or int(ver.crc) != local_crc:
+            raise PumpError("staged program on rig %s does not match the file: rig has %d bytes crc %08x, file %d "
+                            "bytes crc %08x; nothing committed, running program untouched"
+                            % (hello["rig_id"], int(ver.length), int(ver.crc), len(encoded), local_crc))
+        staged_text, staged_crc = pump.read_program(wire.PROG_WHICH_STAGED, wire.PROG_PART_DESCRIBE)
+        staged = bytes(staged_text).decode("utf-8", errors="replace").splitlines()
+        running, running_crc = _running_lines(pump)
+        print("rig %s: program staged and verified (%d bytes, crc %08x)\n" % (hello["rig_id"], len(encoded), local_crc))
+        print(output.side_by_side("STAGED (as the rig decodes it, crc %08x)" % local_crc, staged,
+                                  "RUNNING (crc %08x)" % running_crc if running_crc else "RUNNING", running))
+        print()
+        if not args.yes and not confirm("Commit the staged program %08x to rig %s? [y/N] " % (local_crc, hello["rig_id"])):
+            print("not committed: the running program is unchanged (the staged copy is discarded by the next upload)")
+            return 1
+        pump.commit_program(local_crc)
+    print("committed program %08x on rig %s" % (local_crc, hello["rig_id"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        hello = rig_hello(pump)
+        lines, crc = _running_lines(pump)
+    doc = {"rig_id": hello["rig_id"], "crc32": "%08x" % crc, "describe": lines if crc else []}
+    output.emit(args.json, doc, lambda d: "rig %s: running program crc %s\n%s" % (
+        d["rig_id"], d["crc32"], "\n".join("  " + s for s in (d["describe"] or ["(none)"]))))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("program", help="program files: validate offline, upload with review, show running")
+    psub = p.add_subparsers(dest="program_command", metavar="SUBCOMMAND", required=True)
+    v = add_common(psub.add_parser("validate", help="check a TOML program file offline"))
+    v.add_argument("file", type=Path, metavar="FILE")
+    v.set_defaults(func=cmd_validate)
+    u = add_common(psub.add_parser("upload", help="stage, verify, review side by side, commit by CRC"))
+    u.add_argument("file", type=Path, metavar="FILE")
+    u.add_argument("--yes", action="store_true", help="commit without asking (scripts)")
+    u.set_defaults(func=cmd_upload)
+    add_common(psub.add_parser("show", help="the running program as the rig describes it")).set_defaults(func=cmd_show)
