@@ -207,7 +207,8 @@ ALARM_ENTRY = ("<HBBBHI", ("alarm_id", "code", "priority", "flags", "day", "ms_o
 ALARM_ACK_REQ = ("<H", ("alarm_id",))
 LOG_RECORD_SIZE = const(32)       # pumpcore.logrec records, carried as opaque bytes
 LOG_READ_REQ = ("<IB", ("first_seq", "max_count"))
-LOG_READ_RESP = ("<IIB", ("oldest_seq", "next_seq", "count"))   # followed by count records
+# first_seq in the response = max(requested first_seq, oldest_seq): records are consecutive from it
+LOG_READ_RESP = ("<IIIB", ("oldest_seq", "next_seq", "first_seq", "count"))  # + count records
 CAL_SOURCE_DERIVED = const(0)
 CAL_SOURCE_MEASURED = const(1)
 CAL_RESP = ("<IB", ("pl_per_step", "source"))
@@ -228,7 +229,7 @@ LAYOUTS = (
     ("cal_write", CAL_WRITE_REQ), ("limits", LIMITS_RESP), ("error", ERROR_RESP),
 )
 
-MAX_LOG_RECORDS = const(31)   # (MAX_PAYLOAD - LOG_READ_RESP size) // LOG_RECORD_SIZE
+MAX_LOG_RECORDS = const(31)   # (MAX_PAYLOAD - 13) // LOG_RECORD_SIZE
 MAX_STAGE_CHUNK = const(1016)  # MAX_PAYLOAD - PROG_STAGE_REQ size
 MAX_READ_CHUNK = const(1012)   # MAX_PAYLOAD - PROG_READ_RESP size
 

@@ -1,0 +1,111 @@
+"""HMAC-SHA256 by hand on hashlib.sha256 and the authenticated-request trailer (both sides).
+
+MicroPython (unix port and RP2040) has hashlib.sha256 but no hmac module, so HMAC (RFC 2104)
+is built here; results equal CPython's hmac.new(key, msg, "sha256"). An authenticated request
+carries, at the end of its payload: rig id (u8 length + ASCII), counter (u32, 1 .. 2**30-1,
+strictly above every counter the rig accepted before) and the HMAC-SHA256 of the binary frame
+from byte 0 up to and including the counter, under that rig's 32-byte key.
+"""
+import hashlib
+import struct
+
+from pumpcore import wire
+from pumpcore.fixed import const
+
+BLOCK = const(64)
+KEY_SIZE = const(32)     # bytes of a rig key (/rigkey.bin on the device)
+TRAILER_FIXED = const(37)  # rig id length byte + counter u32 + HMAC (32)
+
+
+class Hmac:
+    """HMAC-SHA256 with the key's inner/outer pads computed once (per rig key)."""
+
+    def __init__(self, key):
+        key = bytes(key)
+        if len(key) > BLOCK:
+            key = hashlib.sha256(key).digest()
+        ipad = bytearray(BLOCK)
+        opad = bytearray(BLOCK)
+        for i in range(BLOCK):
+            k = key[i] if i < len(key) else 0
+            ipad[i] = k ^ 0x36
+            opad[i] = k ^ 0x5C
+        self._ipad = bytes(ipad)
+        self._opad = bytes(opad)
+
+    def digest(self, msg):
+        """32-byte HMAC-SHA256 of `msg` (bytes-like)."""
+        inner = hashlib.sha256(self._ipad)
+        inner.update(msg)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def hmac_sha256(key, msg):
+    """HMAC-SHA256(key, msg) as 32 bytes."""
+    return Hmac(key).digest(msg)
+
+
+def equal(a, b):
+    """Compare two byte strings in time independent of where they differ."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def check_rig_id(rig_id):
+    """Raise wire.WireError unless `rig_id` is 1..MAX_RIG_ID printable ASCII characters."""
+    if not isinstance(rig_id, str) or not 1 <= len(rig_id) <= wire.MAX_RIG_ID:
+        raise wire.WireError("rig_id = %r: must be 1..%d characters" % (rig_id, wire.MAX_RIG_ID))
+    for ch in rig_id:
+        if not 0x21 <= ord(ch) <= 0x7E:
+            raise wire.WireError("rig_id = %r: only printable ASCII without spaces" % (rig_id,))
+
+
+def sign_request(seq, cmd, body, rig_id, counter, key):
+    """Binary frame of an authenticated request: body + rig id + counter + HMAC, with CRC.
+
+    `counter` must be 1 .. wire.COUNTER_LIMIT and above the rig's last accepted counter.
+    """
+    check_rig_id(rig_id)
+    if not isinstance(counter, int) or not 1 <= counter <= wire.COUNTER_LIMIT:
+        raise wire.WireError("counter = %r: outside 1..%d" % (counter, wire.COUNTER_LIMIT))
+    if len(key) != KEY_SIZE:
+        raise wire.WireError("key: %d bytes, a rig key is %d" % (len(key), KEY_SIZE))
+    rid = rig_id.encode()
+    n = len(body) + 1 + len(rid) + 4 + wire.HMAC_SIZE
+    if n > wire.MAX_PAYLOAD:
+        raise wire.WireError("payload length = %d: above MAX_PAYLOAD %d" % (n, wire.MAX_PAYLOAD))
+    head = struct.pack(wire.HEADER_FMT, wire.PROTOCOL_VERSION, wire.KIND_REQUEST, seq, cmd, 0, n)
+    signed = head + bytes(body) + bytes((len(rid),)) + rid + struct.pack("<I", counter)
+    mac = hmac_sha256(key, signed)
+    return wire.build_frame(wire.KIND_REQUEST, seq, cmd, 0, signed[wire.HEADER_SIZE:] + mac)
+
+
+def split_trailer(buf, payload_len, body_len):
+    """Parse the auth trailer of frame `buf` (payload `payload_len` bytes, body `body_len`).
+
+    The body length is fixed by the command's layout, so the trailer position is exact.
+    Returns (rig_id bytes, counter) or None when the trailer is malformed (wrong length byte,
+    rig id empty or too long).
+    """
+    rid_len = payload_len - body_len - TRAILER_FIXED
+    if body_len < 0 or rid_len < 1 or rid_len > wire.MAX_RIG_ID:
+        return None
+    start = wire.HEADER_SIZE + body_len
+    if buf[start] != rid_len:
+        return None
+    end = wire.HEADER_SIZE + payload_len
+    counter = struct.unpack_from("<I", buf, end - wire.HMAC_SIZE - 4)[0]
+    return bytes(buf[start + 1:start + 1 + rid_len]), counter
+
+
+def verify_mac(hmac_obj, buf, payload_len):
+    """True when the HMAC at the end of frame `buf` matches `hmac_obj` over the signed bytes."""
+    end = wire.HEADER_SIZE + payload_len
+    mac = hmac_obj.digest(memoryview(buf)[0:end - wire.HMAC_SIZE])
+    return equal(mac, memoryview(buf)[end - wire.HMAC_SIZE:end])

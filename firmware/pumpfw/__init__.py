@@ -1,0 +1,1 @@
+"""Application on the device: main loop (app), protocol server (server), state store (store)."""

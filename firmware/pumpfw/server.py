@@ -1,0 +1,552 @@
+"""Protocol server on the device: serial bytes -> frames -> Controller calls -> response frames.
+
+The application (pumpfw.app) subclasses `Controller` and calls, every loop::
+
+    if server.feed(hw.serial_read()):
+        raise KeyboardInterrupt   # 0x03 from the host: drop to the REPL so mpremote works
+
+`ProtocolServer` never raises on any input. Invalid lines are dropped by rule (see
+pumpcore.wire); valid frames are answered with a status and, on error, a reason. A request
+retransmitted with the same sequence number and the same bytes is answered from a small cache
+of recent responses WITHOUT being executed again. Per byte it only stores into a preallocated
+line buffer (no allocation); allocation happens once per complete frame.
+"""
+import struct
+
+from pumpcore import wire
+from pumpcore import auth
+from pumpcore.crc import crc32
+from pumpcore.fixed import const
+
+CACHE_SIZE = const(4)   # responses kept for retransmitted requests
+MS_PER_DAY = const(86400000)
+_SMALL = const(0x3FFFFFFF)
+
+# body length (bytes before the auth trailer) of each authenticated command: fixed layouts
+_AUTH_BODY = {
+    wire.CMD_TIME_SYNC: 6,
+    wire.CMD_PROG_COMMIT: 4,
+    wire.CMD_BOLUS: 8,
+    wire.CMD_PATIENT_BOLUS: 0,
+    wire.CMD_SUSPEND: 0,
+    wire.CMD_RESUME: 0,
+    wire.CMD_REFILL: 8,
+    wire.CMD_PRIME: 4,
+    wire.CMD_ALARM_ACK: 2,
+    wire.CMD_CAL_WRITE: 4,
+}
+
+_STATUS_FLAGS_OFFSET = const(6)  # byte of "flags" in wire.STATUS_RESP
+_ALARM_ENTRY_SIZE = const(11)
+
+
+def _printable(raw):
+    """Bytes from the wire as text for a reason: non-printable bytes shown as "?"."""
+    return "".join([chr(b) if 0x20 <= b < 0x7F else "?" for b in raw])
+
+
+class Controller:
+    """What the protocol server calls on the application. Subclass it in pumpfw.app.
+
+    Result convention for commands that change something: return None (or 0) when done; an int
+    refusal code (the app's own code, 1..255, explained by `refusal_text(code)`) or a tuple
+    (code, reason text) when refused. A method that raises is reported to the host as
+    ERR_INTERNAL with the exception text; the server itself never raises.
+    Units: ng, ng/day, ug/mL, nL, pL per microstep, ms, wall time (day, ms_of_day).
+    """
+
+    # identity and authentication ------------------------------------------------------
+    def hello_info(self):
+        """(firmware_version str, build_hash str) of the running firmware."""
+        raise NotImplementedError("hello_info")
+
+    def rig_id(self):
+        """This rig's id (str, 1..32 printable ASCII)."""
+        raise NotImplementedError("rig_id")
+
+    def rig_key(self):
+        """The 32-byte rig key provisioned at deploy (e.g. read from /rigkey.bin), or None."""
+        return None
+
+    def auth_counter(self):
+        """The highest authentication counter accepted so far (0 if none); persisted."""
+        raise NotImplementedError("auth_counter")
+
+    def accept_counter(self, counter):
+        """Record `counter` as accepted, durably, BEFORE the request executes."""
+        raise NotImplementedError("accept_counter")
+
+    # reads --------------------------------------------------------------------------------
+    def status(self):
+        """Object or dict with every field of wire.STATUS_RESP (see there for units)."""
+        raise NotImplementedError("status")
+
+    def running_program(self):
+        """The running pumpcore.program.Program, or None."""
+        return None
+
+    def alarms(self):
+        """List of alarms, each a dict/object with the fields of wire.ALARM_ENTRY."""
+        return []
+
+    def log_bounds(self):
+        """(oldest_seq, next_seq): sequence numbers of the oldest stored record and the next."""
+        raise NotImplementedError("log_bounds")
+
+    def read_log(self, first_seq, max_count):
+        """Up to `max_count` 32-byte records (bytes), consecutive from sequence `first_seq`.
+
+        The server only asks for oldest_seq <= first_seq < next_seq (see log_bounds)."""
+        raise NotImplementedError("read_log")
+
+    def calibration(self):
+        """(pl_per_step, source) with source wire.CAL_SOURCE_DERIVED or CAL_SOURCE_MEASURED."""
+        raise NotImplementedError("calibration")
+
+    def limits(self):
+        """Object or dict with every field of wire.LIMITS_RESP (hard limits)."""
+        raise NotImplementedError("limits")
+
+    # programs -------------------------------------------------------------------------------
+    def decode_program(self, buf):
+        """Decode a staged program (bytes) -> Program; raises on malformed input."""
+        from pumpcore.program import Program
+        return Program.decode(buf)
+
+    def check_program(self, program):
+        """None if `program` may be committed here, else the reason (str), e.g. str(ProgramError)."""
+        return None
+
+    def commit_program(self, program):
+        """Make `program` (verified, CRC confirmed by the host) the running program."""
+        raise NotImplementedError("commit_program")
+
+    # changes to delivery (authenticated) ------------------------------------------------
+    def set_time(self, day, ms_of_day):
+        """Set the wall clock: day since 2000-01-01, ms since midnight."""
+        raise NotImplementedError("set_time")
+
+    def bolus(self, kind, dose_ng, duration_ms):
+        """Start a bolus: kind wire.BOLUS_CLINICIAN (dose over duration) or wire.BOLUS_PATIENT
+        (dose 0 and duration 0: the program's patient bolus, subject to lockout and cap)."""
+        raise NotImplementedError("bolus")
+
+    def suspend(self):
+        raise NotImplementedError("suspend")
+
+    def resume(self):
+        raise NotImplementedError("resume")
+
+    def refill(self, volume_nl, conc_ug_ml):
+        """Reservoir refilled with `volume_nl` nL at `conc_ug_ml` (bridge bolus if needed)."""
+        raise NotImplementedError("refill")
+
+    def prime(self, volume_nl):
+        raise NotImplementedError("prime")
+
+    def ack_alarm(self, alarm_id):
+        raise NotImplementedError("ack_alarm")
+
+    def set_calibration(self, pl_per_step):
+        raise NotImplementedError("set_calibration")
+
+    def refusal_text(self, code):
+        """Human-readable text of a refusal code returned by one of the methods above."""
+        return "refused (code %d)" % code
+
+
+class ProtocolServer:
+    """Byte-stream protocol endpoint. `write(bytes)` sends a response line to the host."""
+
+    def __init__(self, controller, write):
+        self.controller = controller
+        self.write = write
+        self._line = bytearray(wire.MAX_LINE)
+        self._frame = bytearray(wire.MAX_FRAME)
+        self._fmv = memoryview(self._frame)
+        self._n = 0
+        self._in_frame = False
+        self._overflow = False
+        self._stage = bytearray(wire.MAX_PROGRAM_BYTES)
+        self._stage_len = 0
+        self._stage_total = 0
+        self._verified = None      # decoded staged program after a successful verify
+        self._verified_crc = 0
+        self._cache_seq = [-1] * CACHE_SIZE
+        self._cache_crc = [0] * CACHE_SIZE
+        self._cache_line = [b""] * CACHE_SIZE
+        self._cache_next = 0
+        self._key = None
+        self._hmac = None
+        # counters (diagnostics and tests)
+        self.frames_answered = 0
+        self.frames_dropped = 0
+        self.retransmits = 0
+        self.interrupts = 0
+
+    # ---- byte intake ---------------------------------------------------------------------
+    def feed(self, data):
+        """Take bytes received from the host; answer every complete valid frame.
+
+        Returns True if a Ctrl-C (0x03) was among the bytes: the app should exit to the REPL.
+        A 0x03 also abandons a frame in progress (it can never be part of one).
+        """
+        interrupted = False
+        line = self._line
+        for b in data:
+            if b == 0x7E:             # "~": a frame starts (restarts after a torn one)
+                if self._in_frame:
+                    self.frames_dropped += 1
+                self._in_frame = True
+                self._n = 0
+                self._overflow = False
+            elif b == 0x03:
+                interrupted = True
+                self.interrupts += 1
+                if self._in_frame:
+                    self.frames_dropped += 1
+                    self._in_frame = False
+            elif not self._in_frame:
+                pass
+            elif b == 0x0A:
+                self._in_frame = False
+                n = self._n
+                if self._overflow:
+                    self.frames_dropped += 1
+                else:
+                    if n and line[n - 1] == 0x0D:   # tolerate CRLF
+                        n -= 1
+                    self._line_done(n)
+            elif self._n < wire.MAX_LINE:
+                line[self._n] = b
+                self._n += 1
+            else:
+                self._overflow = True
+        return interrupted
+
+    def _line_done(self, n):
+        got = wire.b64_decode_into(self._line, n, self._frame)
+        if got < 0:
+            self.frames_dropped += 1
+            return
+        parsed = wire.parse_frame(self._frame, got)
+        if parsed is None or parsed[1] != wire.KIND_REQUEST:
+            self.frames_dropped += 1
+            return
+        version, _kind, seq, cmd, _status, plen = parsed
+        req_crc = struct.unpack_from("<I", self._frame, wire.HEADER_SIZE + plen)[0]
+        for i in range(CACHE_SIZE):
+            if self._cache_seq[i] == seq and self._cache_crc[i] == req_crc:
+                self.retransmits += 1
+                self.frames_answered += 1
+                self._send(self._cache_line[i])
+                return
+        try:
+            if version != wire.PROTOCOL_VERSION:
+                status, payload = self._err(
+                    wire.ERR_VERSION, 0, "protocol version %d not supported: this firmware speaks %d"
+                    % (version, wire.PROTOCOL_VERSION))
+            else:
+                status, payload = self._dispatch(cmd, plen)
+        except Exception as exc:  # the server never raises; a controller bug is reported
+            status, payload = self._err(wire.ERR_INTERNAL, 0, "internal error in %s: %s %s" % (
+                wire.command_name(cmd), type(exc).__name__, exc))
+        try:
+            out = wire.encode_frame(wire.KIND_RESPONSE, seq, cmd, status, payload)
+        except Exception as exc:
+            out = wire.encode_frame(wire.KIND_RESPONSE, seq, cmd, wire.ERR_INTERNAL, wire.error_payload(
+                0, "internal error encoding %s response: %s" % (wire.command_name(cmd), exc)))
+        i = self._cache_next
+        self._cache_seq[i] = seq
+        self._cache_crc[i] = req_crc
+        self._cache_line[i] = out
+        self._cache_next = (i + 1) % CACHE_SIZE
+        self.frames_answered += 1
+        self._send(out)
+
+    def _send(self, out):
+        try:
+            self.write(out)
+        except Exception:
+            pass  # link gone: the host retransmits and is answered from the cache
+
+    # ---- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _err(status, detail, reason):
+        return status, wire.error_payload(detail, reason)
+
+    def _bad_len(self, cmd, got, need):
+        return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s payload length = %d: needs %d bytes" % (
+            wire.command_name(cmd), got, need))
+
+    def _result(self, r):
+        if r is None or r == 0 or r is True:
+            return wire.OK, b""
+        if isinstance(r, tuple):
+            return self._err(wire.ERR_REFUSED, int(r[0]) & 0xFF, str(r[1]))
+        if isinstance(r, str):
+            return self._err(wire.ERR_REFUSED, 0, r)
+        return self._err(wire.ERR_REFUSED, int(r) & 0xFF, str(self.controller.refusal_text(r)))
+
+    def _body(self, n):
+        return bytes(self._fmv[wire.HEADER_SIZE:wire.HEADER_SIZE + n])
+
+    def _check_auth(self, cmd, plen):
+        """Return (status, payload) of the refusal, or None when the request is authentic."""
+        body_len = _AUTH_BODY[cmd]
+        t = auth.split_trailer(self._frame, plen, body_len)
+        if t is None:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s: authentication trailer malformed (payload "
+                             "%d bytes, body %d + rig id + counter + HMAC)" % (
+                                 wire.command_name(cmd), plen, body_len))
+        rid, counter = t
+        ctl = self.controller
+        mine = ctl.rig_id()
+        if rid != mine.encode():
+            return self._err(wire.ERR_WRONG_RIG, 0, "request is for rig %r, this is rig %r" % (
+                _printable(rid), mine))
+        key = ctl.rig_key()
+        if not key:
+            return self._err(wire.ERR_NO_KEY, 0, "rig %r has no key provisioned (deploy writes it)" % mine)
+        if key != self._key:
+            self._key = bytes(key)
+            self._hmac = auth.Hmac(self._key)
+        if not auth.verify_mac(self._hmac, self._frame, plen):
+            return self._err(wire.ERR_BAD_MAC, 0, "HMAC does not match: wrong key for rig %r or the "
+                             "request was altered" % mine)
+        last = ctl.auth_counter()
+        if counter > wire.COUNTER_LIMIT:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "counter = %d: above the limit %d" % (
+                counter, wire.COUNTER_LIMIT))
+        if counter <= last:
+            return self._err(wire.ERR_REPLAY, 0, "counter = %d: already used (last accepted %d); "
+                             "replayed request refused" % (counter, last))
+        ctl.accept_counter(counter)
+        return None
+
+    # ---- dispatch --------------------------------------------------------------------------
+    def _dispatch(self, cmd, plen):
+        flags = wire.command_flags(cmd)
+        if flags < 0:
+            return self._err(wire.ERR_UNKNOWN_COMMAND, 0, "unknown command code 0x%02x" % cmd)
+        n = plen
+        if flags & wire.FLAG_AUTH:
+            refused = self._check_auth(cmd, plen)
+            if refused is not None:
+                return refused
+            n = _AUTH_BODY[cmd]
+        ctl = self.controller
+        H = wire.HEADER_SIZE
+        f = self._frame
+
+        if cmd == wire.CMD_HELLO:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            fw, build = ctl.hello_info()
+            head = wire.pack_fields(wire.HELLO_RESP, {
+                "protocol_version": wire.PROTOCOL_VERSION, "table_crc": wire.TABLE_CRC,
+                "auth_counter": ctl.auth_counter(), "max_payload": wire.MAX_PAYLOAD})
+            return wire.OK, head + wire.pack_strings((fw, build, ctl.rig_id()))
+
+        if cmd == wire.CMD_STATUS:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            out = bytearray(wire.pack_fields(wire.STATUS_RESP, ctl.status()))
+            if self._stage_total:
+                out[_STATUS_FLAGS_OFFSET] |= wire.STATUS_FLAG_PROGRAM_STAGED
+            return wire.OK, bytes(out)
+
+        if cmd == wire.CMD_TIME_SYNC:
+            day, ms = struct.unpack_from(wire.TIME_SYNC_REQ[0], f, H)
+            if ms >= MS_PER_DAY:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "ms_of_day = %d: must be below %d" % (ms, MS_PER_DAY))
+            return self._result(ctl.set_time(day, ms))
+
+        if cmd == wire.CMD_PROG_STAGE:
+            return self._stage_chunk(n)
+
+        if cmd == wire.CMD_PROG_VERIFY:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            return self._verify()
+
+        if cmd == wire.CMD_PROG_COMMIT:
+            crc = struct.unpack_from("<I", f, H)[0]
+            if self._verified is None:
+                return self._err(wire.ERR_STAGE, 0, "no verified staged program: stage and verify first")
+            if crc != self._verified_crc:
+                return self._err(wire.ERR_STAGE, 0, "commit names CRC 0x%08x but the staged program's "
+                                 "CRC is 0x%08x: running program unchanged" % (crc, self._verified_crc))
+            status, payload = self._result(ctl.commit_program(self._verified))
+            if status == wire.OK:
+                self._clear_stage()
+            return status, payload
+
+        if cmd == wire.CMD_PROG_READ:
+            if n != 6:
+                return self._bad_len(cmd, n, 6)
+            return self._read_program(*struct.unpack_from(wire.PROG_READ_REQ[0], f, H))
+
+        if cmd == wire.CMD_BOLUS:
+            dose, dur = struct.unpack_from(wire.BOLUS_REQ[0], f, H)
+            if not 1 <= dose <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "dose_ng = %d: outside 1..%d" % (dose, _SMALL))
+            if dur > _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "duration_ms = %d: above %d" % (dur, _SMALL))
+            return self._result(ctl.bolus(wire.BOLUS_CLINICIAN, dose, dur))
+
+        if cmd == wire.CMD_PATIENT_BOLUS:
+            return self._result(ctl.bolus(wire.BOLUS_PATIENT, 0, 0))
+
+        if cmd == wire.CMD_SUSPEND:
+            return self._result(ctl.suspend())
+
+        if cmd == wire.CMD_RESUME:
+            return self._result(ctl.resume())
+
+        if cmd == wire.CMD_REFILL:
+            vol, conc = struct.unpack_from(wire.REFILL_REQ[0], f, H)
+            if not 1 <= vol <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
+            if not 1 <= conc <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "conc_ug_ml = %d: outside 1..%d" % (conc, _SMALL))
+            return self._result(ctl.refill(vol, conc))
+
+        if cmd == wire.CMD_PRIME:
+            vol = struct.unpack_from("<I", f, H)[0]
+            if not 1 <= vol <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
+            return self._result(ctl.prime(vol))
+
+        if cmd == wire.CMD_ALARMS:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            items = ctl.alarms()
+            room = (wire.MAX_PAYLOAD - 1) // _ALARM_ENTRY_SIZE
+            count = min(len(items), room)
+            out = bytearray((count,))
+            for i in range(count):
+                out.extend(wire.pack_fields(wire.ALARM_ENTRY, items[i]))
+            return wire.OK, bytes(out)
+
+        if cmd == wire.CMD_ALARM_ACK:
+            return self._result(ctl.ack_alarm(struct.unpack_from("<H", f, H)[0]))
+
+        if cmd == wire.CMD_LOG_READ:
+            if n != 5:
+                return self._bad_len(cmd, n, 5)
+            first, want = struct.unpack_from(wire.LOG_READ_REQ[0], f, H)
+            if first > _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "first_seq = %d: above %d" % (first, _SMALL))
+            want = min(want, wire.MAX_LOG_RECORDS)
+            oldest, nxt = ctl.log_bounds()
+            start = first if first > oldest else oldest
+            recs = ctl.read_log(start, want) if want and start < nxt else []
+            if len(recs) > want:
+                raise ValueError("read_log returned %d records, asked for %d" % (len(recs), want))
+            out = bytearray(wire.pack_fields(wire.LOG_READ_RESP, {
+                "oldest_seq": oldest, "next_seq": nxt, "first_seq": start, "count": len(recs)}))
+            for r in recs:
+                if len(r) != wire.LOG_RECORD_SIZE:
+                    raise ValueError("log record of %d bytes, must be %d" % (len(r), wire.LOG_RECORD_SIZE))
+                out.extend(r)
+            return wire.OK, bytes(out)
+
+        if cmd == wire.CMD_CAL_READ:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            pl, source = ctl.calibration()
+            return wire.OK, wire.pack_fields(wire.CAL_RESP, {"pl_per_step": pl, "source": source})
+
+        if cmd == wire.CMD_CAL_WRITE:
+            pl = struct.unpack_from("<I", f, H)[0]
+            if not 1 <= pl <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "pl_per_step = %d: outside 1..%d" % (pl, _SMALL))
+            return self._result(ctl.set_calibration(pl))
+
+        if cmd == wire.CMD_LIMITS_READ:
+            if n:
+                return self._bad_len(cmd, n, 0)
+            return wire.OK, wire.pack_fields(wire.LIMITS_RESP, ctl.limits())
+
+        return self._err(wire.ERR_UNKNOWN_COMMAND, 0, "command %s has no handler" % wire.command_name(cmd))
+
+    # ---- program staging -----------------------------------------------------------------
+    def _clear_stage(self):
+        self._stage_len = 0
+        self._stage_total = 0
+        self._verified = None
+        self._verified_crc = 0
+
+    def _stage_chunk(self, n):
+        if n < 9:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "program_stage payload length = %d: needs 8 bytes "
+                             "of offset/total and at least 1 byte of program" % n)
+        offset, total = struct.unpack_from(wire.PROG_STAGE_REQ[0], self._frame, wire.HEADER_SIZE)
+        size = n - 8
+        if not 1 <= total <= wire.MAX_PROGRAM_BYTES:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "total_len = %d: outside 1..%d (largest program)" % (
+                total, wire.MAX_PROGRAM_BYTES))
+        if offset + size > total:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "chunk offset %d + %d bytes: beyond total_len %d" % (
+                offset, size, total))
+        if offset == 0:
+            self._clear_stage()
+            self._stage_total = total
+        elif offset != self._stage_len or total != self._stage_total:
+            expect = self._stage_len if self._stage_total else 0
+            return self._err(wire.ERR_STAGE, 0, "chunk offset %d of %d bytes: expected offset %d of %d "
+                             "(stage again from offset 0)" % (offset, total, expect, self._stage_total))
+        start = wire.HEADER_SIZE + 8
+        self._stage[offset:offset + size] = self._fmv[start:start + size]
+        self._stage_len = offset + size
+        self._verified = None
+        return wire.OK, wire.pack_fields(wire.PROG_STAGE_RESP, {"staged_len": self._stage_len})
+
+    def _verify(self):
+        if not self._stage_total:
+            return self._err(wire.ERR_STAGE, 0, "nothing staged")
+        if self._stage_len != self._stage_total:
+            return self._err(wire.ERR_STAGE, 0, "staged %d of %d bytes: upload incomplete" % (
+                self._stage_len, self._stage_total))
+        data = bytes(self._stage[0:self._stage_len])
+        try:
+            program = self.controller.decode_program(data)
+        except Exception as exc:
+            return self._err(wire.ERR_PROGRAM, 0, "staged program does not decode: %s" % exc)
+        if program.encode() != data:
+            return self._err(wire.ERR_PROGRAM, 0, "staged bytes are not the canonical encoding of the "
+                             "program they decode to")
+        reason = self.controller.check_program(program)
+        if reason:
+            return self._err(wire.ERR_PROGRAM, 0, "staged program refused: %s" % reason)
+        self._verified = program
+        self._verified_crc = crc32(data)
+        return wire.OK, wire.pack_fields(wire.PROG_VERIFY_RESP, {
+            "length": len(data), "crc": self._verified_crc})
+
+    def _read_program(self, which, part, offset):
+        if which == wire.PROG_WHICH_RUNNING:
+            program = self.controller.running_program()
+        elif which == wire.PROG_WHICH_STAGED:
+            program = self._verified
+            if program is None:
+                return self._err(wire.ERR_STAGE, 0, "no verified staged program to read")
+        else:
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "which = %d: 0 (running) or 1 (staged)" % which)
+        if part not in (wire.PROG_PART_ENCODED, wire.PROG_PART_DESCRIBE):
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "part = %d: 0 (encoded) or 1 (describe)" % part)
+        if program is None:
+            data = b""
+            crc = 0
+        else:
+            enc = program.encode()
+            crc = crc32(enc)
+            if part == wire.PROG_PART_ENCODED:
+                data = enc
+            else:
+                data = "\n".join(program.describe()).encode()
+        if offset > len(data):
+            return self._err(wire.ERR_BAD_PAYLOAD, 0, "offset = %d: beyond total_len %d" % (offset, len(data)))
+        head = wire.pack_fields(wire.PROG_READ_RESP, {"total_len": len(data), "crc": crc, "offset": offset})
+        return wire.OK, head + data[offset:offset + wire.MAX_READ_CHUNK]
