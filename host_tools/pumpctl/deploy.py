@@ -83,9 +83,12 @@ class DeployFile:
     local: Path
     remote: str
     kind: str  # "mpy", "source", "config"
+    digest: str = ""  # sha256 hex of the content, taken when planned (build files are temporary)
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.local.read_bytes()).hexdigest()
+        if not self.digest:
+            self.digest = hashlib.sha256(self.local.read_bytes()).hexdigest()
+        return self.digest
 
 
 @dataclass
@@ -282,6 +285,8 @@ def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str
         if not path.is_file():
             raise UsageError("hardware description %s is missing (the firmware reads it at boot)" % path)
         files.append(DeployFile(path, name, "config"))
+    for f in files:
+        f.sha256()
     return files
 
 
