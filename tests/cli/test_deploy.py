@@ -165,3 +165,20 @@ def test_timeout_when_nothing_answers(tmp_path: Path) -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_key_is_provisioned_once_and_kept(repl_rig: ReplRig) -> None:
+    from pumpctl import keys
+    rep = deploy.deploy(repl_rig.port, rig_id="bench-1", do_restart=False, force_source=True, log=lambda m: None)
+    key = keys.load_key("bench-1")
+    assert rep.key_created and key is not None and len(key) == 32
+    assert (repl_rig.root / keys.DEVICE_KEY_FILE.lstrip("/")).read_bytes() == key
+    (repl_rig.root / "rigkey.bin").write_bytes(b"\0" * 32)   # device lost its key: redeploy restores it
+    rep = deploy.deploy(repl_rig.port, rig_id="bench-1", do_restart=False, force_source=True, log=lambda m: None)
+    assert not rep.key_created and keys.load_key("bench-1") == key
+    assert (repl_rig.root / "rigkey.bin").read_bytes() == key
+
+
+def test_rig_id_that_cannot_be_read_says_what_to_pass(repl_rig: ReplRig) -> None:
+    with pytest.raises(PumpError, match="could not read the rig id .* pass --rig-id"):
+        deploy.read_rig_id(deploy.Mpremote(repl_rig.port, 30))
