@@ -1,0 +1,412 @@
+"""Alarm codes, priorities, patterns, latching/ack/clear rules, delivery reactions and AlarmSet.
+
+Every alarm has, in one table (ALARM_TABLE):
+- a priority (PRIO_CRITICAL > HIGH > MEDIUM > LOW > INFO), which picks the buzzer/LED pattern;
+- a kind: CONDITION (raised while a detector sees the condition, cleared when it ends) or
+  EVENT (a moment: a reset, a refusal; there is nothing to clear, only to acknowledge);
+- LATCH: the alarm stays active after its condition ended until someone acknowledges it
+  (used where the condition is dangerous: the clinician must see that it happened);
+- a delivery reaction: REACT_STOP (motor stopped: no basal, no bolus), REACT_NO_BOLUS (basal
+  continues, every bolus is stopped and refused) or REACT_NONE (delivery unaffected).
+
+Rules (AlarmSet):
+- raise_(code): active, unacknowledged. Raising an active alarm again changes nothing (an
+  acknowledged condition alarm stays silent while its condition lasts).
+- clear(code): the condition ended. A non-latching alarm goes away at once; a latching one goes
+  away at once if already acknowledged, otherwise it stays until ack.
+- ack(code): silences it. An EVENT alarm goes away on ack; a CONDITION alarm goes away on ack
+  if its condition has ended, otherwise it stays active (silent, LED only) until clear().
+- INFO alarms never latch: they go away on ack or after INFO_SHOW_MS.
+- Sound: an unacknowledged CRITICAL/HIGH alarm sounds continuously; an unacknowledged
+  MEDIUM/LOW alarm sounds a burst when raised and a reminder burst every REMIND_MS until
+  acknowledged; INFO sounds one burst. Acknowledged-but-active alarms show the LED only.
+- motor_allowed() is False while any active alarm has REACT_STOP (acknowledged or not);
+  bolus_allowed() is False while any active alarm has REACT_STOP or REACT_NO_BOLUS.
+
+tick(dt_ms), update(), pattern(), motor_allowed() and bolus_allowed() allocate nothing (they
+run every main-loop tick). Times in ms.
+"""
+from pumpcore.fixed import const
+
+PRIO_INFO = const(0)
+PRIO_LOW = const(1)
+PRIO_MEDIUM = const(2)
+PRIO_HIGH = const(3)
+PRIO_CRITICAL = const(4)
+PRIORITY_NAMES = ("info", "low", "medium", "high", "critical")
+
+REACT_NONE = const(0)
+REACT_NO_BOLUS = const(1)
+REACT_STOP = const(2)
+REACTION_NAMES = ("delivery continues", "basal continues, boluses stopped", "motor stopped")
+
+KIND_CONDITION = const(0)
+KIND_EVENT = const(1)
+
+# Alarm codes (1..ALARM_MAX; the bit (1 << code) is used in the persisted masks).
+ALARM_OCCLUSION = const(1)
+ALARM_STALL = const(2)
+ALARM_RESERVOIR_EMPTY = const(3)
+ALARM_RESERVOIR_LOW_VOLUME = const(4)
+ALARM_RESERVOIR_LOW_DAYS = const(5)
+ALARM_FLOW_LOW = const(6)
+ALARM_FLOW_HIGH = const(7)
+ALARM_RESET_POWER = const(8)
+ALARM_RESET_WATCHDOG = const(9)
+ALARM_STATE_CORRUPT = const(10)
+ALARM_PROGRAM_CORRUPT = const(11)
+ALARM_CLOCK_LOST = const(12)
+ALARM_LIMIT_REFUSED = const(13)
+ALARM_BOLUS_DENIED = const(14)
+ALARM_STORAGE_FAULT = const(15)
+ALARM_NO_PROGRAM = const(16)
+ALARM_MAX = const(16)
+
+# (name, priority, kind, latch, reaction, text)
+ALARM_TABLE = (
+    None,
+    ("occlusion", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Line occluded: pressure high or not decaying. Motor stopped; check the catheter."),
+    ("motor-stall", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Motor stalled or steps missing. Motor stopped; doses due meanwhile are missed."),
+    ("reservoir-empty", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Reservoir empty or plunger at the end stop. Motor stopped; refill now."),
+    ("reservoir-low-volume", PRIO_MEDIUM, KIND_CONDITION, False, REACT_NONE,
+     "Reservoir volume below the programmed low threshold. Schedule a refill."),
+    ("reservoir-low-days", PRIO_LOW, KIND_CONDITION, False, REACT_NONE,
+     "Days of drug left below the programmed threshold. Schedule a refill."),
+    ("flow-low", PRIO_HIGH, KIND_CONDITION, True, REACT_NONE,
+     "Measured flow below the commanded rate beyond tolerance (under-delivery)."),
+    ("flow-high", PRIO_CRITICAL, KIND_CONDITION, True, REACT_STOP,
+     "Measured flow above the commanded rate beyond tolerance (over-delivery). Motor stopped."),
+    ("reset-power", PRIO_MEDIUM, KIND_EVENT, True, REACT_NONE,
+     "Restarted after a power loss; basal resumed, doses due while off were missed."),
+    ("reset-watchdog", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,
+     "Restarted by the watchdog (software hung); basal resumed, boluses held until ack."),
+    ("state-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP,
+     "Stored delivery state unreadable: totals, lockouts and caps unknown. Motor stopped."),
+    ("program-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP,
+     "Stored program unreadable. Motor stopped; commit a program."),
+    ("clock-lost", PRIO_MEDIUM, KIND_CONDITION, True, REACT_NO_BOLUS,
+     "Wall clock not set since restart; basal continues, boluses held until time is set."),
+    ("limit-refused", PRIO_INFO, KIND_EVENT, False, REACT_NONE,
+     "A request was refused by a hard limit."),
+    ("bolus-denied", PRIO_INFO, KIND_EVENT, False, REACT_NONE,
+     "Patient bolus denied (lockout or daily cap)."),
+    ("storage-fault", PRIO_HIGH, KIND_EVENT, True, REACT_NONE,
+     "Writing state or log to flash failed; delivery continues, data may not persist."),
+    ("no-program", PRIO_HIGH, KIND_CONDITION, False, REACT_STOP,
+     "No committed program: nothing is delivered."),
+)
+
+# Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
+# (acknowledged or between reminders) per priority.
+PATTERN_OFF = const(0)
+PATTERN_SOUND_INFO = const(1)
+PATTERN_SOUND_LOW = const(2)
+PATTERN_SOUND_MEDIUM = const(3)
+PATTERN_SOUND_HIGH = const(4)
+PATTERN_SOUND_CRITICAL = const(5)
+PATTERN_LED_INFO = const(6)
+PATTERN_LED_LOW = const(7)
+PATTERN_LED_MEDIUM = const(8)
+PATTERN_LED_HIGH = const(9)
+PATTERN_LED_CRITICAL = const(10)
+PATTERN_MAX = const(10)
+
+# (buzzer_on_ms, buzzer_off_ms, beeps per burst (0 = silent), burst repeat ms (0 = once),
+#  LED colour, LED blink period ms (0 = steady))
+PATTERN_SPEC = (
+    (0, 0, 0, 0, "off", 0),
+    (100, 0, 1, 0, "yellow", 0),
+    (150, 150, 1, 0, "yellow", 4000),
+    (200, 200, 3, 0, "yellow", 1000),
+    (150, 100, 5, 2500, "red", 500),
+    (100, 60, 10, 1200, "red", 250),
+    (0, 0, 0, 0, "yellow", 0),
+    (0, 0, 0, 0, "yellow", 4000),
+    (0, 0, 0, 0, "yellow", 1000),
+    (0, 0, 0, 0, "red", 500),
+    (0, 0, 0, 0, "red", 250),
+)
+
+REMIND_MS = const(300000)      # reminder burst period for unacknowledged medium/low alarms
+BURST_MS = const(5000)         # how long a raise/reminder burst of a medium/low/info alarm sounds
+INFO_SHOW_MS = const(60000)    # an info alarm disappears by itself after this long
+
+_ACTIVE = const(1)
+_ACKED = const(2)
+_COND = const(4)
+
+
+class AlarmError(ValueError):
+    """Bad alarm code or snapshot: names the field, the value and the limit."""
+
+
+def _check_code(code):
+    if not isinstance(code, int) or code < 1 or code > ALARM_MAX:
+        raise AlarmError("alarm code = %r: must be 1..%d" % (code, ALARM_MAX))
+
+
+def alarm_name(code):
+    _check_code(code)
+    return ALARM_TABLE[code][0]
+
+
+def alarm_text(code):
+    """The operator text of an alarm code."""
+    _check_code(code)
+    return ALARM_TABLE[code][5]
+
+
+def priority(code):
+    _check_code(code)
+    return ALARM_TABLE[code][1]
+
+
+def reaction(code):
+    _check_code(code)
+    return ALARM_TABLE[code][4]
+
+
+def latches(code):
+    _check_code(code)
+    return ALARM_TABLE[code][3]
+
+
+def is_event(code):
+    _check_code(code)
+    return ALARM_TABLE[code][2] == KIND_EVENT
+
+
+class AlarmSet:
+    """The live set of alarms. Per code: flags (active, acked, condition present) and the ms
+    since it was raised or last reminded (capped at 2**29, small int)."""
+
+    def __init__(self):
+        self._flags = bytearray(ALARM_MAX + 1)
+        self._age_ms = [0] * (ALARM_MAX + 1)     # ms since raised (for INFO expiry, active_ms)
+        self._remind_ms = [0] * (ALARM_MAX + 1)  # ms since the last burst started
+        self._prio = bytearray(ALARM_MAX + 1)
+        self._react = bytearray(ALARM_MAX + 1)
+        self._latch = bytearray(ALARM_MAX + 1)
+        self._event = bytearray(ALARM_MAX + 1)
+        for c in range(1, ALARM_MAX + 1):
+            row = ALARM_TABLE[c]
+            self._prio[c] = row[1]
+            self._event[c] = 1 if row[2] == KIND_EVENT else 0
+            self._latch[c] = 1 if row[3] else 0
+            self._react[c] = row[4]
+        self.changes = 0  # incremented on every raise/clear/ack that changed something
+
+    # state changes -----------------------------------------------------------------------
+    def raise_(self, code):
+        """The condition is present (or the event happened). Returns True if this is a new
+        occurrence the app should log (EV_ALARM_RAISED)."""
+        _check_code(code)
+        return self._raise(code)
+
+    def _raise(self, code):
+        f = self._flags[code]
+        if f & _ACTIVE:
+            new = False
+        else:
+            f = _ACTIVE
+            new = True
+            self._age_ms[code] = 0
+            self._remind_ms[code] = 0
+            self.changes += 1
+        if not self._event[code]:
+            f |= _COND
+        self._flags[code] = f
+        return new
+
+    def clear(self, code):
+        """The condition ended. Returns True if the alarm went away (log EV_ALARM_CLEARED).
+        Event alarms have no condition: clear() leaves them (only ack or expiry ends them)."""
+        _check_code(code)
+        return self._clear(code)
+
+    def _clear(self, code):
+        f = self._flags[code]
+        if not (f & _ACTIVE) or self._event[code]:
+            return False
+        if (f & _ACKED) or not self._latch[code]:
+            self._flags[code] = 0
+            self.changes += 1
+            return True
+        self._flags[code] = f & ~_COND
+        return False
+
+    def update(self, code, present):
+        """Feed a detector's level each tick: raise_ if present, clear otherwise. Returns
+        1 if newly raised, -1 if it went away, 0 if nothing changed. Allocates nothing."""
+        if present:
+            return 1 if self._raise(code) else 0
+        return -1 if self._clear(code) else 0
+
+    def ack(self, code):
+        """Acknowledge one alarm. Returns True if it was active and unacknowledged (log
+        EV_ALARM_ACK). The alarm goes away if it is an event or its condition has ended."""
+        _check_code(code)
+        f = self._flags[code]
+        if not (f & _ACTIVE) or (f & _ACKED):
+            return False
+        if self._event[code] or not (f & _COND):
+            self._flags[code] = 0
+        else:
+            self._flags[code] = f | _ACKED
+        self.changes += 1
+        return True
+
+    def ack_all(self):
+        """Acknowledge every active alarm; returns the list of codes acknowledged."""
+        done = []
+        for c in range(1, ALARM_MAX + 1):
+            if self.ack(c):
+                done.append(c)
+        return done
+
+    def tick(self, dt_ms):
+        """Advance alarm timers by dt_ms: reminders, INFO expiry. Returns the number of alarms
+        that expired (INFO alarms shown for INFO_SHOW_MS). Allocates nothing."""
+        expired = 0
+        if dt_ms < 0:
+            dt_ms = 0
+        for c in range(1, ALARM_MAX + 1):
+            f = self._flags[c]
+            if not (f & _ACTIVE):
+                continue
+            a = self._age_ms[c] + dt_ms
+            self._age_ms[c] = a if a < 0x20000000 else 0x20000000
+            r = self._remind_ms[c] + dt_ms
+            if r >= REMIND_MS:
+                r %= REMIND_MS
+            self._remind_ms[c] = r
+            if self._prio[c] == PRIO_INFO and a >= INFO_SHOW_MS:
+                self._flags[c] = 0
+                self.changes += 1
+                expired += 1
+        return expired
+
+    # read-outs ---------------------------------------------------------------------------
+    def is_active(self, code):
+        _check_code(code)
+        return bool(self._flags[code] & _ACTIVE)
+
+    def is_acked(self, code):
+        _check_code(code)
+        return bool(self._flags[code] & _ACKED)
+
+    def condition_present(self, code):
+        _check_code(code)
+        return bool(self._flags[code] & _COND)
+
+    def active_ms(self, code):
+        """ms since the alarm was raised (capped at 2**29)."""
+        _check_code(code)
+        return self._age_ms[code]
+
+    def active(self):
+        """Active codes, highest priority first, then by code."""
+        out = []
+        for p in range(PRIO_CRITICAL, -1, -1):
+            for c in range(1, ALARM_MAX + 1):
+                if (self._flags[c] & _ACTIVE) and self._prio[c] == p:
+                    out.append(c)
+        return out
+
+    def unacknowledged(self):
+        return [c for c in self.active() if not (self._flags[c] & _ACKED)]
+
+    def motor_allowed(self):
+        """False while any active alarm stops the motor."""
+        for c in range(1, ALARM_MAX + 1):
+            if (self._flags[c] & _ACTIVE) and self._react[c] == REACT_STOP:
+                return False
+        return True
+
+    def bolus_allowed(self):
+        """False while any active alarm stops the motor or holds boluses."""
+        for c in range(1, ALARM_MAX + 1):
+            if (self._flags[c] & _ACTIVE) and self._react[c] != REACT_NONE:
+                return False
+        return True
+
+    def highest_priority(self):
+        """Priority of the most urgent active alarm, or -1 when none."""
+        best = -1
+        for c in range(1, ALARM_MAX + 1):
+            if (self._flags[c] & _ACTIVE) and self._prio[c] > best:
+                best = self._prio[c]
+        return best
+
+    def pattern(self):
+        """The buzzer/LED pattern to show now (PATTERN_*): the most urgent sounding alarm's
+        sound pattern if any sounds, else the LED pattern of the most urgent active alarm."""
+        sound = -1
+        led = -1
+        for c in range(1, ALARM_MAX + 1):
+            f = self._flags[c]
+            if not (f & _ACTIVE):
+                continue
+            p = self._prio[c]
+            if p > led:
+                led = p
+            if f & _ACKED:
+                continue
+            if p >= PRIO_HIGH:
+                sounding = True
+            elif p == PRIO_INFO:
+                sounding = self._age_ms[c] < BURST_MS
+            else:
+                sounding = self._remind_ms[c] < BURST_MS
+            if sounding and p > sound:
+                sound = p
+        if sound >= 0:
+            return PATTERN_SOUND_INFO + sound
+        if led >= 0:
+            return PATTERN_LED_INFO + led
+        return PATTERN_OFF
+
+    # persistence -------------------------------------------------------------------------
+    def snapshot(self):
+        """(active_mask, acked_mask) of the alarms that must survive a reset: latching and
+        event alarms (conditions that do not latch are re-detected after the reset). Bit
+        (1 << code); both < 2**30."""
+        act = 0
+        acked = 0
+        for c in range(1, ALARM_MAX + 1):
+            f = self._flags[c]
+            if (f & _ACTIVE) and (self._latch[c] or self._event[c]) and self._prio[c] != PRIO_INFO:
+                act |= 1 << c
+                if f & _ACKED:
+                    acked |= 1 << c
+        return (act, acked)
+
+    def restore(self, active_mask, acked_mask):
+        """Re-create alarms from snapshot(). An unacknowledged alarm comes back active and
+        unacknowledged with its condition taken as ended (so a latched one stays until
+        acknowledged, and sounds again); an acknowledged condition alarm comes back silent with
+        its condition taken as present (it stops the motor, if it did, until the detector
+        reports the condition ended)."""
+        limit = 1 << (ALARM_MAX + 1)
+        if not isinstance(active_mask, int) or active_mask < 0 or active_mask >= limit or active_mask & 1:
+            raise AlarmError("alarm active_mask = %r: must be a mask of codes 1..%d" % (active_mask, ALARM_MAX))
+        if not isinstance(acked_mask, int) or acked_mask & ~active_mask:
+            raise AlarmError("alarm acked_mask = %r: must be a subset of active_mask 0x%x"
+                             % (acked_mask, active_mask))
+        for c in range(1, ALARM_MAX + 1):
+            self._flags[c] = 0
+            if active_mask & (1 << c):
+                if acked_mask & (1 << c):
+                    if self._event[c]:
+                        continue  # an acknowledged event is over
+                    # acknowledged, condition taken as present: stays silent, and goes away
+                    # at the first tick whose detector reports the condition ended
+                    self._flags[c] = _ACTIVE | _ACKED | _COND
+                else:
+                    self._flags[c] = _ACTIVE
+                self._age_ms[c] = 0
+                self._remind_ms[c] = 0
+        self.changes += 1

@@ -1,0 +1,328 @@
+"""Fault detectors fed by the app each tick: occlusion, stall, flow, reservoir (pure, integers).
+
+Each detector keeps a level (`active` and the named flags) and has `report(alarm_set)` that
+feeds those levels into a pumpcore.alarms.AlarmSet (raise while present, clear when ended).
+update() and report() allocate nothing: they run every main-loop tick. All parameters are
+checked at construction; a bad one raises DetectError naming the field, value and limit.
+
+Time to alarm (worst case, from the moment the condition starts, given ticks of at most
+`tick_ms`):
+- OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
+  `threshold_kpa_x10`; decay criterion after at most `trend_steps` delivered microsteps whose
+  pressure does not decay (each raising the inter-step pressure floor), i.e. a missed volume of
+  at most trend_steps * pl_per_step (8 x 17.96 nL = 144 nL on the bench mechanism, 2.2 min at
+  186 ug/day and 2000 ug/mL) once the per-step rise clears the noise margin.
+- StallDetector: DIAG `diag_confirm_ms + tick_ms`; missing steps `no_progress_ms + tick_ms`
+  after the step generator stops emitting with steps owed, or at once when more than
+  `max_lag_steps` are owed while it is idle.
+- FlowDetector: window_ms + bucket_ms after the flow leaves tolerance (the window mean must be
+  out of tolerance), default 5 min + 30 s.
+- ReservoirDetector: on the first update after the volume/days cross their threshold or the
+  end stop closes (end stop confirmed over `end_stop_confirm` consecutive updates).
+"""
+from pumpcore.fixed import const
+from pumpcore import alarms as _alarms
+
+_CAP = const(0x20000000)  # timers saturate here (< 2**30, small int)
+
+
+class DetectError(ValueError):
+    """A detector parameter out of range: names the field, the value and the limit."""
+
+
+def _param(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
+        raise DetectError("%s = %r: must be an int in %d..%d" % (name, value, lo, hi))
+    return value
+
+
+class OcclusionDetector:
+    """Occlusion from the line pressure (kPa x 10).
+
+    Two criteria, either raises `active`:
+    - pressure: pressure >= threshold_kpa_x10 continuously for confirm_ms;
+    - decay: the delivered steps do not show in the pressure decay. The floor (minimum pressure)
+      between consecutive delivered steps is sampled at each step; in a patent line it returns to
+      the baseline (or a steady flow plateau), in an occluded one each step adds to it. When the
+      floor has risen by at least trend_rise_kpa_x10 over the last trend_steps steps, and never
+      fell by more than noise_kpa_x10 between consecutive samples, the line is occluded.
+    The alarm clears once pressure has stayed below threshold - hysteresis_kpa_x10 for
+    confirm_ms and no decay criterion holds (reset() after a cleared occlusion restarts the trend).
+    """
+
+    def __init__(self, threshold_kpa_x10=1500, confirm_ms=2000, trend_steps=8,
+                 trend_rise_kpa_x10=80, noise_kpa_x10=5, hysteresis_kpa_x10=200):
+        self.threshold_kpa_x10 = _param("threshold_kpa_x10", threshold_kpa_x10, 1, 100000)
+        self.confirm_ms = _param("confirm_ms", confirm_ms, 0, 600000)
+        self.trend_steps = _param("trend_steps", trend_steps, 2, 256)
+        self.trend_rise_kpa_x10 = _param("trend_rise_kpa_x10", trend_rise_kpa_x10, 1, 100000)
+        self.noise_kpa_x10 = _param("noise_kpa_x10", noise_kpa_x10, 0, 100000)
+        self.hysteresis_kpa_x10 = _param("hysteresis_kpa_x10", hysteresis_kpa_x10, 0, threshold_kpa_x10)
+        self._floors = [0] * trend_steps
+        self.reset()
+
+    def reset(self):
+        """Forget history (after a cleared occlusion, a refill, a prime)."""
+        for i in range(self.trend_steps):
+            self._floors[i] = 0
+        self._n = 0          # samples in the ring (<= trend_steps)
+        self._head = 0       # next ring slot
+        self._floor = 0x3FFFFFFF
+        self._above_ms = 0
+        self._below_ms = 0
+        self.by_pressure = False
+        self.by_decay = False
+        self.active = False
+        self.pressure_kpa_x10 = 0
+
+    def update(self, dt_ms, pressure_kpa_x10, steps_delivered):
+        """One tick: dt_ms since the last update, the pressure now, and the microsteps
+        delivered since the last update. Returns `active`."""
+        self.pressure_kpa_x10 = pressure_kpa_x10
+        if pressure_kpa_x10 < self._floor:
+            self._floor = pressure_kpa_x10
+        if pressure_kpa_x10 >= self.threshold_kpa_x10:
+            t = self._above_ms + dt_ms
+            self._above_ms = t if t < _CAP else _CAP
+            self._below_ms = 0
+            if self._above_ms >= self.confirm_ms:
+                self.by_pressure = True
+        else:
+            self._above_ms = 0
+            if pressure_kpa_x10 < self.threshold_kpa_x10 - self.hysteresis_kpa_x10:
+                t = self._below_ms + dt_ms
+                self._below_ms = t if t < _CAP else _CAP
+                if self._below_ms >= self.confirm_ms:
+                    self.by_pressure = False
+        if steps_delivered > 0:
+            self._sample(self._floor)
+            self._floor = pressure_kpa_x10
+        elif self.by_decay:
+            last = self._floors[(self._head - 1) % self.trend_steps]
+            if pressure_kpa_x10 < last - self.trend_rise_kpa_x10:
+                self._n = 0  # pressure drained with the motor stopped: the line is open again
+                self.by_decay = False
+        self.active = self.by_pressure or self.by_decay
+        return self.active
+
+    def _sample(self, floor):
+        n = self.trend_steps
+        prev = self._floors[(self._head - 1) % n] if self._n else floor
+        if floor < prev - self.noise_kpa_x10:
+            self._n = 0  # the floor decayed: the line drains, trend restarts
+            self.by_decay = False
+        self._floors[self._head] = floor
+        self._head = (self._head + 1) % n
+        if self._n < n:
+            self._n += 1
+        if self._n == n:
+            oldest = self._floors[self._head]  # the slot about to be overwritten next is oldest
+            self.by_decay = floor - oldest >= self.trend_rise_kpa_x10
+        elif self._n == 1:
+            self.by_decay = False
+
+    def report(self, alarm_set):
+        """Feed the level into an AlarmSet. Returns AlarmSet.update's result."""
+        return alarm_set.update(_alarms.ALARM_OCCLUSION, self.active)
+
+
+class StallDetector:
+    """Motor stall: the driver's DIAG output, or the step generator emitting fewer steps than
+    commanded.
+
+    - DIAG high continuously for diag_confirm_ms;
+    - steps owed (queued - emitted) > 0 while no step was emitted for no_progress_ms;
+    - more than max_lag_steps owed while the generator reports idle (it stopped early).
+    """
+
+    def __init__(self, diag_confirm_ms=50, no_progress_ms=1000, max_lag_steps=0):
+        self.diag_confirm_ms = _param("diag_confirm_ms", diag_confirm_ms, 0, 60000)
+        self.no_progress_ms = _param("no_progress_ms", no_progress_ms, 1, 600000)
+        self.max_lag_steps = _param("max_lag_steps", max_lag_steps, 0, 100000)
+        self.reset()
+
+    def reset(self):
+        """Forget history (after the motor was stopped and the queue aborted)."""
+        self._diag_ms = 0
+        self._stuck_ms = 0
+        self.by_diag = False
+        self.by_steps = False
+        self.active = False
+        self.lag_steps = 0
+
+    def update(self, dt_ms, diag, owed_steps, emitted_steps, generator_busy):
+        """One tick: DIAG level, steps queued but not yet emitted, steps emitted since the last
+        update, whether the generator is still running. Returns `active`."""
+        if diag:
+            t = self._diag_ms + dt_ms
+            self._diag_ms = t if t < _CAP else _CAP
+            if self._diag_ms >= self.diag_confirm_ms:
+                self.by_diag = True
+        else:
+            self._diag_ms = 0
+        self.lag_steps = owed_steps
+        if owed_steps > 0 and emitted_steps == 0:
+            t = self._stuck_ms + dt_ms
+            self._stuck_ms = t if t < _CAP else _CAP
+            if self._stuck_ms >= self.no_progress_ms:
+                self.by_steps = True
+        else:
+            self._stuck_ms = 0
+        if owed_steps > self.max_lag_steps and not generator_busy:
+            self.by_steps = True
+        self.active = self.by_diag or self.by_steps
+        return self.active
+
+    def report(self, alarm_set):
+        return alarm_set.update(_alarms.ALARM_STALL, self.active)
+
+
+class FlowDetector:
+    """Measured vs commanded flow over a sliding window (needs a balance or an encoder).
+
+    The window (window_ms) is n_buckets buckets; at the end of each bucket, once the window is
+    full, the window's measured volume is compared with the commanded volume. Out of tolerance
+    means |measured - commanded| > commanded * tolerance_pct / 100 + abs_tolerance_nl.
+    `low` / `high` say which way; each needs `persist` consecutive out-of-tolerance windows.
+    Without a measurement (available False) the detector forgets its window and says nothing.
+    """
+
+    def __init__(self, window_ms=300000, n_buckets=10, tolerance_pct=10, abs_tolerance_nl=200,
+                 persist=1):
+        self.window_ms = _param("window_ms", window_ms, 1000, 86400000)
+        self.n_buckets = _param("n_buckets", n_buckets, 1, 120)
+        self.tolerance_pct = _param("tolerance_pct", tolerance_pct, 0, 100)
+        self.abs_tolerance_nl = _param("abs_tolerance_nl", abs_tolerance_nl, 0, 10000000)
+        self.persist = _param("persist", persist, 1, 1000)
+        self.bucket_ms = window_ms // n_buckets
+        if self.bucket_ms * n_buckets != window_ms:
+            raise DetectError("window_ms = %d: must be a multiple of n_buckets %d" % (window_ms, n_buckets))
+        self._cmd = [0] * n_buckets
+        self._meas = [0] * n_buckets
+        self.reset()
+
+    def reset(self):
+        for i in range(self.n_buckets):
+            self._cmd[i] = 0
+            self._meas[i] = 0
+        self._i = 0
+        self._filled = 0
+        self._t = 0
+        self._bad_low = 0
+        self._bad_high = 0
+        self.low = False
+        self.high = False
+        self.active = False
+        self.window_commanded_nl = 0
+        self.window_measured_nl = 0
+
+    def update(self, dt_ms, commanded_nl, measured_nl, available):
+        """One tick: volume commanded and volume measured (nL) since the last update, and
+        whether a measurement exists. dt_ms may span several buckets. Returns `active`."""
+        if not available:
+            if self._filled or self._t or self.active:
+                self.reset()
+            return False
+        self._cmd[self._i] += commanded_nl
+        self._meas[self._i] += measured_nl
+        self._t += dt_ms
+        while self._t >= self.bucket_ms:
+            self._t -= self.bucket_ms
+            if self._filled < self.n_buckets:
+                self._filled += 1
+            if self._filled == self.n_buckets:
+                self._evaluate()
+            self._i = (self._i + 1) % self.n_buckets
+            self._cmd[self._i] = 0
+            self._meas[self._i] = 0
+        self.active = self.low or self.high
+        return self.active
+
+    def _evaluate(self):
+        c = 0
+        m = 0
+        for i in range(self.n_buckets):
+            c += self._cmd[i]
+            m += self._meas[i]
+        self.window_commanded_nl = c
+        self.window_measured_nl = m
+        tol = c * self.tolerance_pct // 100 + self.abs_tolerance_nl
+        if m < c - tol:
+            self._bad_low += 1
+        else:
+            self._bad_low = 0
+        if m > c + tol:
+            self._bad_high += 1
+        else:
+            self._bad_high = 0
+        if self._bad_low > self.persist:
+            self._bad_low = self.persist
+        if self._bad_high > self.persist:
+            self._bad_high = self.persist
+        self.low = self._bad_low >= self.persist
+        self.high = self._bad_high >= self.persist
+
+    def report(self, alarm_set):
+        a = alarm_set.update(_alarms.ALARM_FLOW_LOW, self.low)
+        b = alarm_set.update(_alarms.ALARM_FLOW_HIGH, self.high)
+        return a or b
+
+
+class ReservoirDetector:
+    """Reservoir low by volume, low by days remaining, and empty (volume or end stop).
+
+    low_volume_nl, low_days come from the program (thresholds); empty_nl is the volume at
+    which the reservoir counts as empty (the dead volume). A low alarm clears only once the
+    volume is above its threshold by hysteresis_nl (a refill), so it does not chatter.
+    Days remaining are compared without division: volume < low_days * rate_nl_day.
+    """
+
+    def __init__(self, low_volume_nl=2000000, low_days=7, empty_nl=100000, hysteresis_nl=100000,
+                 end_stop_confirm=2):
+        self.low_volume_nl = _param("low_volume_nl", low_volume_nl, 0, 100000000)
+        self.low_days = _param("low_days", low_days, 0, 30)  # x 30e6 nL/day max < 2**30
+        self.empty_nl = _param("empty_nl", empty_nl, 0, 100000000)
+        self.hysteresis_nl = _param("hysteresis_nl", hysteresis_nl, 0, 100000000)
+        self.end_stop_confirm = _param("end_stop_confirm", end_stop_confirm, 1, 1000)
+        self.reset()
+
+    def reset(self):
+        self._stop_n = 0
+        self.low_volume = False
+        self.low_days_left = False
+        self.empty = False
+        self.active = False
+
+    def update(self, volume_nl, rate_nl_day, end_stop):
+        """One tick: estimated volume left (nL), the current basal rate (nL/day; 0 when
+        stopped), the end-stop switch. Returns `active` (any of the three)."""
+        if end_stop:
+            if self._stop_n < self.end_stop_confirm:
+                self._stop_n += 1
+        else:
+            self._stop_n = 0
+        by_stop = self._stop_n >= self.end_stop_confirm
+        if volume_nl <= self.empty_nl or by_stop:
+            self.empty = True
+        elif volume_nl > self.empty_nl + self.hysteresis_nl:
+            self.empty = False
+        if volume_nl < self.low_volume_nl:
+            self.low_volume = True
+        elif volume_nl >= self.low_volume_nl + self.hysteresis_nl:
+            self.low_volume = False
+        if rate_nl_day > 0:
+            need = self.low_days * rate_nl_day
+            if volume_nl < need:
+                self.low_days_left = True
+            elif volume_nl >= need + self.hysteresis_nl:
+                self.low_days_left = False
+        else:
+            self.low_days_left = False
+        self.active = self.empty or self.low_volume or self.low_days_left
+        return self.active
+
+    def report(self, alarm_set):
+        a = alarm_set.update(_alarms.ALARM_RESERVOIR_EMPTY, self.empty)
+        b = alarm_set.update(_alarms.ALARM_RESERVOIR_LOW_VOLUME, self.low_volume)
+        c = alarm_set.update(_alarms.ALARM_RESERVOIR_LOW_DAYS, self.low_days_left)
+        return a or b or c

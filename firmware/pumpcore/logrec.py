@@ -1,0 +1,193 @@
+"""Event-log record codec: fixed 32-byte records (sequence, wall time, event code, 4 args, CRC-32).
+
+Layout (little-endian, 32 bytes):
+
+    offset size field
+    0      4    seq          u32, monotonic per rig, first record is 1
+    4      2    day          u16, days since 2000-01-01 (pumpcore.clock)
+    6      4    ms           u32, ms of day, < 86_400_000
+    10     1    code         u8, EV_* below
+    11     1    version      u8, RECORD_VERSION
+    12     16   args         4 x i32, meaning per code in EVENT_ARGS
+    28     4    crc          u32, CRC-32 of bytes 0..27
+
+Erased flash (all 0xFF) and zero-filled bytes never decode (the CRC does not match), so a
+torn or never-written slot is always recognised. Used by pumpfw.store (device) and by the
+host (pumpctl log read), which is why the names and the text of every code live here.
+"""
+import struct
+
+from pumpcore.crc import crc32
+from pumpcore.fixed import const
+
+RECORD_SIZE = const(32)
+RECORD_VERSION = const(1)
+_FMT = "<IHIBB4i"  # 28 bytes, CRC follows
+_BODY = const(28)
+MS_PER_DAY = const(86400000)
+DAY_MAX = const(65535)
+ARG_MIN = -(1 << 31)
+ARG_MAX = (1 << 31) - 1
+SEQ_MAX = (1 << 32) - 1
+
+# Event codes. Arguments are listed in EVENT_ARGS (units in the names).
+EV_RESET = const(1)             # reset_cause (pumphw.base RESET_*), boot_count, down_ms, state_status
+EV_STATE_RESTORED = const(2)    # state_seq, slot (0=A 1=B), delivered_steps, program_crc16
+EV_STATE_LOST = const(3)        # status_a, status_b (store.LOAD_*), 0, 0
+EV_MISSED_VOLUME = const(4)     # missed_nl, missed_steps, down_ms, rate_ng_day
+EV_PROGRAM_COMMIT = const(5)    # program_crc_hi16, program_crc_lo16, mode, basal_rate_ng_day
+EV_PROGRAM_LOST = const(6)      # status_a, status_b, 0, 0
+EV_BOLUS_START = const(7)       # kind, dose_ng, duration_ms, bolus_serial
+EV_BOLUS_END = const(8)         # kind, delivered_ng, bolus_serial, 0
+EV_BOLUS_DENIED = const(9)      # kind, dose_ng, refusal_code, 0
+EV_BOLUS_ABORTED = const(10)    # kind, dose_ng, delivered_ng_at_last_save, bolus_serial
+EV_SUSPEND = const(11)          # reason (0=command, 1=alarm), 0, 0, 0
+EV_RESUME = const(12)           # suspended_ms, 0, 0, 0
+EV_REFILL = const(13)           # volume_nl, concentration_ug_ml, bridge_dose_ng, 0
+EV_PRIME = const(14)            # volume_nl, duration_ms, 0, 0
+EV_ALARM_RAISED = const(15)     # alarm code, priority, detail, 0
+EV_ALARM_ACK = const(16)        # alarm code, priority, 0, 0
+EV_ALARM_CLEARED = const(17)    # alarm code, priority, active_ms, 0
+EV_HOURLY_TOTAL = const(18)     # hour (0..23), delivered_ng_in_hour, delivered_steps_in_hour, missed_steps_in_hour
+EV_TIME_SET = const(19)         # old_day, old_ms, new_day, new_ms
+EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
+EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
+EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
+EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
+EV_CODE_MAX = const(23)
+
+EVENT_NAMES = (
+    None, "reset", "state-restored", "state-lost", "missed-volume", "program-commit",
+    "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
+    "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
+    "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
+)
+
+EVENT_ARGS = (
+    None,
+    ("reset_cause", "boot_count", "down_ms", "state_status"),
+    ("state_seq", "slot", "delivered_steps", "program_crc16"),
+    ("status_a", "status_b", "", ""),
+    ("missed_nl", "missed_steps", "down_ms", "rate_ng_day"),
+    ("program_crc_hi16", "program_crc_lo16", "mode", "basal_rate_ng_day"),
+    ("status_a", "status_b", "", ""),
+    ("kind", "dose_ng", "duration_ms", "bolus_serial"),
+    ("kind", "delivered_ng", "bolus_serial", ""),
+    ("kind", "dose_ng", "refusal_code", ""),
+    ("kind", "dose_ng", "delivered_ng_at_last_save", "bolus_serial"),
+    ("reason", "", "", ""),
+    ("suspended_ms", "", "", ""),
+    ("volume_nl", "concentration_ug_ml", "bridge_dose_ng", ""),
+    ("volume_nl", "duration_ms", "", ""),
+    ("alarm", "priority", "detail", ""),
+    ("alarm", "priority", "", ""),
+    ("alarm", "priority", "active_ms", ""),
+    ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
+    ("old_day", "old_ms", "new_day", "new_ms"),
+    ("command", "refusal_code", "value", "limit"),
+    ("old_pl_per_step", "new_pl_per_step", "", ""),
+    ("timeout_ms", "", "", ""),
+    ("what", "errno", "", ""),
+)
+
+# Reasons decode() refuses a record (LogRecordError.reason_code)
+BAD_LENGTH = const(1)
+BAD_CRC = const(2)
+BAD_VERSION = const(3)
+BAD_CODE = const(4)
+BAD_TIME = const(5)
+
+
+class LogRecordError(ValueError):
+    """A record that cannot be encoded or decoded: names the field, the value and the limit."""
+
+    def __init__(self, field, value, reason, reason_code=0):
+        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        self.field = field
+        self.value = value
+        self.reason = reason
+        self.reason_code = reason_code
+
+
+def _check_range(field, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise LogRecordError(field, repr(value), "must be an int")
+    if value < lo or value > hi:
+        raise LogRecordError(field, value, "outside %d..%d" % (lo, hi))
+
+
+def encode_into(buf, seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
+    """Pack one record into `buf` (a bytearray or memoryview of RECORD_SIZE bytes).
+
+    seq >= 1; (day, ms) wall time (ms of day); code an EV_* value; a0..a3 signed 32-bit args.
+    Raises LogRecordError naming the field, the value and the limit.
+    """
+    _check_range("seq", seq, 1, SEQ_MAX)
+    _check_range("day", day, 0, DAY_MAX)
+    _check_range("ms", ms, 0, MS_PER_DAY - 1)
+    _check_range("code", code, 1, EV_CODE_MAX)
+    _check_range("args[0]", a0, ARG_MIN, ARG_MAX)
+    _check_range("args[1]", a1, ARG_MIN, ARG_MAX)
+    _check_range("args[2]", a2, ARG_MIN, ARG_MAX)
+    _check_range("args[3]", a3, ARG_MIN, ARG_MAX)
+    if len(buf) != RECORD_SIZE:
+        raise LogRecordError("buffer length", len(buf), "must be %d bytes" % RECORD_SIZE)
+    struct.pack_into(_FMT, buf, 0, seq, day, ms, code, RECORD_VERSION, a0, a1, a2, a3)
+    struct.pack_into("<I", buf, _BODY, crc32(memoryview(buf)[:_BODY]))
+    return buf
+
+
+def encode(seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
+    """Return one record as 32 bytes (see encode_into for the arguments)."""
+    buf = bytearray(RECORD_SIZE)
+    encode_into(buf, seq, day, ms, code, a0, a1, a2, a3)
+    return bytes(buf)
+
+
+def decode(buf):
+    """Decode 32 bytes into (seq, day, ms, code, a0, a1, a2, a3).
+
+    Raises LogRecordError (reason_code BAD_LENGTH, BAD_CRC, BAD_VERSION, BAD_CODE, BAD_TIME)
+    saying what is wrong with the stored bytes.
+    """
+    if len(buf) != RECORD_SIZE:
+        raise LogRecordError("record length", len(buf), "must be %d bytes" % RECORD_SIZE, BAD_LENGTH)
+    stored = struct.unpack_from("<I", buf, _BODY)[0]
+    computed = crc32(memoryview(buf)[:_BODY])
+    if stored != computed:
+        raise LogRecordError("crc", "0x%08x" % stored, "does not match the record (computed 0x%08x)"
+                             % computed, BAD_CRC)
+    seq, day, ms, code, version, a0, a1, a2, a3 = struct.unpack_from(_FMT, buf, 0)
+    if version != RECORD_VERSION:
+        raise LogRecordError("version", version, "this firmware reads version %d" % RECORD_VERSION,
+                             BAD_VERSION)
+    if code < 1 or code > EV_CODE_MAX:
+        raise LogRecordError("code", code, "unknown event code (1..%d)" % EV_CODE_MAX, BAD_CODE)
+    if ms >= MS_PER_DAY or seq < 1:
+        raise LogRecordError("ms", ms, "ms of day must be < %d and seq >= 1" % MS_PER_DAY, BAD_TIME)
+    return (seq, day, ms, code, a0, a1, a2, a3)
+
+
+def peek_seq(buf):
+    """The seq field of a record without checking it (for locating records in a segment)."""
+    return struct.unpack_from("<I", buf, 0)[0]
+
+
+def event_name(code):
+    """Short name of an event code, or 'event-N' for an unknown one."""
+    if 1 <= code <= EV_CODE_MAX:
+        return EVENT_NAMES[code]
+    return "event-%d" % code
+
+
+def describe(rec):
+    """One line of text for a decoded record: 'seq 12 day 9490 01:02:03.004 bolus-start kind=1 ...'."""
+    seq, day, ms, code = rec[0], rec[1], rec[2], rec[3]
+    s = ms // 1000
+    parts = ["seq %d day %d %02d:%02d:%02d.%03d %s" % (seq, day, s // 3600, (s // 60) % 60, s % 60,
+                                                       ms % 1000, event_name(code))]
+    names = EVENT_ARGS[code] if 1 <= code <= EV_CODE_MAX else ("a0", "a1", "a2", "a3")
+    for i in range(4):
+        if names[i]:
+            parts.append("%s=%d" % (names[i], rec[4 + i]))
+    return " ".join(parts)

@@ -1,0 +1,310 @@
+"""Persistent-state record codec: versioned, CRC-32 protected, fixed named ints + int sections + blobs.
+
+Record layout (little-endian):
+
+    offset size  field
+    0      2     magic b"PS"
+    2      1     version (STATE_VERSION)
+    3      1     n_fixed: number of fixed i32 fields that follow the header
+    4      4     seq (u32): save sequence number, 1.. (the store's slot order)
+    8      2     total_len: bytes in the record including the CRC
+    10     1     n_sections
+    11     1     n_blobs
+    12     4*n   fixed fields, i32 each, in FIELDS order
+    ..           sections: id u8, count u8, count x i32   (e.g. DoseScheduler.snapshot())
+    ..           blobs:    id u8, len u16, len bytes
+    end-4  4     CRC-32 of every byte before it
+
+Meaning of the fixed fields (FIELDS); their limits are FIELD_LIMITS:
+- save_day, save_ms: wall time (pumpcore.clock) when the record was built; with the wall time
+  after a reset gives the time the pump was down (missed volume) when the clock survived.
+- clock_valid: 1 if save_day/save_ms came from a set clock.
+- boot_count: resets so far.
+- auth_counter: the highest authentication counter the firmware accepted (replays refused).
+  Saved BEFORE the command it authorises takes effect, so a retransmission after a reset is a
+  replay and is refused.
+- alarm_active, alarm_acked: AlarmSet.snapshot() masks.
+- bolus_active, bolus_kind, bolus_serial, bolus_dose_ng, bolus_delivered_ng: bolus in progress.
+  bolus_active = 1 is written BEFORE the motor starts the bolus and means "this bolus started";
+  after a reset it is never resumed or repeated (see abort_bolus()); bolus_serial counts every
+  bolus ever started, so a bolus that reappears with the same serial is recognisably the same.
+- program_crc_hi, program_crc_lo: CRC-32 of the committed program this state belongs to (halves,
+  to stay small ints); a mismatch with the stored program means the cut fell between program
+  commit and state save.
+- suspended: 1 while delivery is suspended by command.
+- log_seq: last event-log seq at save time (diagnostic).
+Sections and blobs are owned by their modules (scheduler, bolus gate, reservoir, clock); this
+codec only carries them and bounds their size.
+"""
+import struct
+
+from pumpcore.crc import crc32
+from pumpcore.fixed import const
+
+STATE_VERSION = const(1)
+MAGIC = b"PS"
+_HDR = "<2sBBIHBB"
+HEADER_SIZE = const(12)
+MAX_RECORD = const(4096)
+MAX_SECTION_INTS = const(255)
+MAX_BLOB = const(1024)
+SEQ_MAX = const(0x3FFFFFFF)
+
+FIELDS = (
+    "save_day", "save_ms", "clock_valid", "boot_count", "auth_counter", "alarm_active",
+    "alarm_acked", "bolus_active", "bolus_kind", "bolus_serial", "bolus_dose_ng",
+    "bolus_delivered_ng", "program_crc_hi", "program_crc_lo", "suspended", "log_seq",
+)
+F_SAVE_DAY = const(0)
+F_SAVE_MS = const(1)
+F_CLOCK_VALID = const(2)
+F_BOOT_COUNT = const(3)
+F_AUTH_COUNTER = const(4)
+F_ALARM_ACTIVE = const(5)
+F_ALARM_ACKED = const(6)
+F_BOLUS_ACTIVE = const(7)
+F_BOLUS_KIND = const(8)
+F_BOLUS_SERIAL = const(9)
+F_BOLUS_DOSE_NG = const(10)
+F_BOLUS_DELIVERED_NG = const(11)
+F_PROGRAM_CRC_HI = const(12)
+F_PROGRAM_CRC_LO = const(13)
+F_SUSPENDED = const(14)
+F_LOG_SEQ = const(15)
+N_FIELDS = const(16)
+
+_I32 = 0x7FFFFFFF
+FIELD_LIMITS = (
+    (0, 65535), (0, 86399999), (0, 1), (0, _I32), (0, _I32), (0, 0x3FFFFFFF),
+    (0, 0x3FFFFFFF), (0, 1), (0, 255), (0, _I32), (0, _I32),
+    (0, _I32), (0, 65535), (0, 65535), (0, 1), (0, _I32),
+)
+
+# Section ids (int tuples) and blob ids (bytes)
+SEC_SCHEDULER = const(1)   # DoseScheduler.snapshot()
+SEC_BOLUS_GATE = const(2)  # BolusGate snapshot (rolling-24 h ledger, lockout)
+SEC_RESERVOIR = const(3)   # ReservoirTracker snapshot
+SEC_CLOCK = const(4)       # WallClock snapshot
+SEC_APP = const(5)         # anything else the app keeps
+SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app")
+BLOB_APP = const(1)
+
+# What went wrong (StateError.code), also reported per slot by the store
+ERR_SHORT = const(1)
+ERR_MAGIC = const(2)
+ERR_VERSION = const(3)
+ERR_LENGTH = const(4)
+ERR_CRC = const(5)
+ERR_FIELD = const(6)
+ERR_LAYOUT = const(7)
+ERR_NAMES = (None, "too short", "bad magic", "unsupported version", "length mismatch",
+             "crc mismatch", "field out of range", "bad layout")
+
+
+class StateError(ValueError):
+    """A state record that cannot be encoded or decoded: names the field, value and limit."""
+
+    def __init__(self, field, value, reason, code=ERR_FIELD):
+        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        self.field = field
+        self.value = value
+        self.reason = reason
+        self.code = code
+
+
+class PersistentState:
+    """Everything that survives a reset. `ints[F_*]` are the fixed fields; `sections` maps a
+    SEC_* id to a tuple of ints; `blobs` maps a BLOB_* id to bytes; `seq` is set by the store."""
+
+    def __init__(self):
+        self.seq = 0
+        self.ints = [0] * N_FIELDS
+        self.sections = {}
+        self.blobs = {}
+
+    def get(self, field):
+        return self.ints[field]
+
+    def set(self, field, value):
+        lo, hi = FIELD_LIMITS[field]
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
+            raise StateError(FIELDS[field], repr(value), "must be an int in %d..%d" % (lo, hi))
+        self.ints[field] = value
+
+    def copy(self):
+        s = PersistentState()
+        s.seq = self.seq
+        s.ints = list(self.ints)
+        s.sections = dict(self.sections)
+        s.blobs = dict(self.blobs)
+        return s
+
+    def program_crc(self):
+        return (self.ints[F_PROGRAM_CRC_HI] << 16) | self.ints[F_PROGRAM_CRC_LO]
+
+    def set_program_crc(self, crc):
+        if not isinstance(crc, int) or crc < 0 or crc > 0xFFFFFFFF:
+            raise StateError("program_crc", repr(crc), "must be a CRC-32 (0..0xffffffff)")
+        self.ints[F_PROGRAM_CRC_HI] = crc >> 16
+        self.ints[F_PROGRAM_CRC_LO] = crc & 0xFFFF
+
+    def begin_bolus(self, kind, dose_ng):
+        """Mark a bolus as started (save this BEFORE the motor moves). Returns its serial."""
+        self.set(F_BOLUS_KIND, kind)
+        self.set(F_BOLUS_DOSE_NG, dose_ng)
+        self.set(F_BOLUS_SERIAL, self.ints[F_BOLUS_SERIAL] + 1)
+        self.ints[F_BOLUS_DELIVERED_NG] = 0
+        self.ints[F_BOLUS_ACTIVE] = 1
+        return self.ints[F_BOLUS_SERIAL]
+
+    def end_bolus(self, delivered_ng):
+        self.set(F_BOLUS_DELIVERED_NG, delivered_ng)
+        self.ints[F_BOLUS_ACTIVE] = 0
+
+    def bolus_in_progress(self):
+        return self.ints[F_BOLUS_ACTIVE] == 1
+
+    def abort_bolus(self):
+        """After a reset: a bolus recorded as in progress is never resumed or repeated. Clears
+        the flag and returns (kind, dose_ng, delivered_ng_at_last_save, serial) for the
+        EV_BOLUS_ABORTED log record, or None when no bolus was in progress. The bolus keeps its
+        serial; the bolus gate's ledger (its section) already counts it toward lockout and cap."""
+        if not self.ints[F_BOLUS_ACTIVE]:
+            return None
+        self.ints[F_BOLUS_ACTIVE] = 0
+        return (self.ints[F_BOLUS_KIND], self.ints[F_BOLUS_DOSE_NG],
+                self.ints[F_BOLUS_DELIVERED_NG], self.ints[F_BOLUS_SERIAL])
+
+    def __eq__(self, other):
+        return (isinstance(other, PersistentState) and self.ints == other.ints
+                and self.sections == other.sections and self.blobs == other.blobs)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+
+def _i32(field, v):
+    if not isinstance(v, int) or isinstance(v, bool) or v < -(1 << 31) or v > _I32:
+        raise StateError(field, repr(v), "must be a signed 32-bit int")
+
+
+def encode(state, seq):
+    """Serialise `state` with save sequence `seq` (1..2**30-1). Returns bytes. Raises
+    StateError naming the field, the value and the limit for anything out of range."""
+    if not isinstance(seq, int) or seq < 1 or seq > SEQ_MAX:
+        raise StateError("seq", repr(seq), "must be 1..%d" % SEQ_MAX)
+    if len(state.ints) != N_FIELDS:
+        raise StateError("ints", len(state.ints), "must hold %d fields" % N_FIELDS, ERR_LAYOUT)
+    for i in range(N_FIELDS):
+        lo, hi = FIELD_LIMITS[i]
+        v = state.ints[i]
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+            raise StateError(FIELDS[i], repr(v), "must be an int in %d..%d" % (lo, hi))
+    size = HEADER_SIZE + 4 * N_FIELDS + 4
+    sec_ids = sorted(state.sections)
+    blob_ids = sorted(state.blobs)
+    if len(sec_ids) > 255 or len(blob_ids) > 255:
+        raise StateError("sections", len(sec_ids), "at most 255 sections and 255 blobs", ERR_LAYOUT)
+    for sid in sec_ids:
+        vals = state.sections[sid]
+        if not isinstance(sid, int) or sid < 1 or sid > 255:
+            raise StateError("section id", repr(sid), "must be 1..255", ERR_LAYOUT)
+        if len(vals) > MAX_SECTION_INTS:
+            raise StateError("section %d length" % sid, len(vals), "at most %d ints" % MAX_SECTION_INTS,
+                             ERR_LAYOUT)
+        for j in range(len(vals)):
+            _i32("section %d[%d]" % (sid, j), vals[j])
+        size += 2 + 4 * len(vals)
+    for bid in blob_ids:
+        b = state.blobs[bid]
+        if not isinstance(bid, int) or bid < 1 or bid > 255:
+            raise StateError("blob id", repr(bid), "must be 1..255", ERR_LAYOUT)
+        if len(b) > MAX_BLOB:
+            raise StateError("blob %d length" % bid, len(b), "at most %d bytes" % MAX_BLOB, ERR_LAYOUT)
+        size += 3 + len(b)
+    if size > MAX_RECORD:
+        raise StateError("record length", size, "at most %d bytes" % MAX_RECORD, ERR_LENGTH)
+    buf = bytearray(size)
+    struct.pack_into(_HDR, buf, 0, MAGIC, STATE_VERSION, N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
+    off = HEADER_SIZE
+    for i in range(N_FIELDS):
+        struct.pack_into("<i", buf, off, state.ints[i])
+        off += 4
+    for sid in sec_ids:
+        vals = state.sections[sid]
+        buf[off] = sid
+        buf[off + 1] = len(vals)
+        off += 2
+        for v in vals:
+            struct.pack_into("<i", buf, off, v)
+            off += 4
+    for bid in blob_ids:
+        b = state.blobs[bid]
+        struct.pack_into("<BH", buf, off, bid, len(b))
+        off += 3
+        buf[off:off + len(b)] = b
+        off += len(b)
+    struct.pack_into("<I", buf, off, crc32(memoryview(buf)[:off]))
+    return bytes(buf)
+
+
+def decode(buf):
+    """Parse a record. Returns a PersistentState (with .seq) or raises StateError whose
+    `code` (ERR_*) and message say exactly what is wrong."""
+    n = len(buf)
+    if n < HEADER_SIZE + 4:
+        raise StateError("record length", n, "too short: a record has at least %d bytes"
+                         % (HEADER_SIZE + 4), ERR_SHORT)
+    magic, version, n_fixed, seq, total, n_sec, n_blob = struct.unpack_from(_HDR, buf, 0)
+    if magic != MAGIC:
+        raise StateError("magic", repr(bytes(magic)), "expected %r" % MAGIC, ERR_MAGIC)
+    if version != STATE_VERSION:
+        raise StateError("version", version, "this firmware reads version %d" % STATE_VERSION,
+                         ERR_VERSION)
+    if total != n:
+        raise StateError("total_len", total, "but the record has %d bytes (torn or truncated)" % n,
+                         ERR_LENGTH)
+    stored = struct.unpack_from("<I", buf, n - 4)[0]
+    computed = crc32(memoryview(buf)[:n - 4])
+    if stored != computed:
+        raise StateError("crc", "0x%08x" % stored, "computed 0x%08x over the record" % computed, ERR_CRC)
+    if n_fixed != N_FIELDS:
+        raise StateError("n_fixed", n_fixed, "version %d has %d fields" % (STATE_VERSION, N_FIELDS),
+                         ERR_LAYOUT)
+    if seq < 1 or seq > SEQ_MAX:
+        raise StateError("seq", seq, "must be 1..%d" % SEQ_MAX, ERR_FIELD)
+    st = PersistentState()
+    st.seq = seq
+    off = HEADER_SIZE
+    end = n - 4
+    if off + 4 * N_FIELDS > end:
+        raise StateError("fixed fields", N_FIELDS, "do not fit in %d bytes" % n, ERR_LAYOUT)
+    for i in range(N_FIELDS):
+        v = struct.unpack_from("<i", buf, off)[0]
+        lo, hi = FIELD_LIMITS[i]
+        if v < lo or v > hi:
+            raise StateError(FIELDS[i], v, "outside %d..%d" % (lo, hi), ERR_FIELD)
+        st.ints[i] = v
+        off += 4
+    for _ in range(n_sec):
+        if off + 2 > end:
+            raise StateError("section header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
+        sid = buf[off]
+        cnt = buf[off + 1]
+        off += 2
+        if off + 4 * cnt > end:
+            raise StateError("section %d length" % sid, cnt, "runs past the end", ERR_LAYOUT)
+        st.sections[sid] = struct.unpack_from("<%di" % cnt, buf, off) if cnt else ()
+        off += 4 * cnt
+    for _ in range(n_blob):
+        if off + 3 > end:
+            raise StateError("blob header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
+        bid, blen = struct.unpack_from("<BH", buf, off)
+        off += 3
+        if off + blen > end:
+            raise StateError("blob %d length" % bid, blen, "runs past the end", ERR_LAYOUT)
+        st.blobs[bid] = bytes(buf[off:off + blen])
+        off += blen
+    if off != end:
+        raise StateError("record length", n, "has %d unparsed bytes" % (end - off), ERR_LAYOUT)
+    return st
