@@ -1,0 +1,161 @@
+"""Accuracy report: start-up and trumpet-curve PNGs (matplotlib, Agg) and a Markdown report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .iec60601 import AccuracyResult
+
+
+class RunInfo:
+    """What the report names: rig, firmware build, program, balance and the run's conditions."""
+
+    def __init__(self, *, rig: str, firmware: str, program_file: str, program_lines: list[str],
+                 balance: str, rate_text: str, temperature_c: float | None,
+                 density_note: str, noise_model: str = "", step_volume_nl: float | None = None,
+                 time_scale: float | None = None, wall_s: float | None = None) -> None:
+        self.rig = rig
+        self.firmware = firmware
+        self.program_file = program_file
+        self.program_lines = program_lines
+        self.balance = balance
+        self.rate_text = rate_text
+        self.temperature_c = temperature_c
+        self.density_note = density_note
+        self.noise_model = noise_model
+        self.step_volume_nl = step_volume_nl
+        self.time_scale = time_scale
+        self.wall_s = wall_s
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_startup(result: AccuracyResult, path: Path, title: str) -> Path:
+    """Start-up graph: Q_i (mL/h) per 30 s against time, the set rate, and hourly means."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    t_min = [t / 60.0 for t, _ in result.flow]
+    q = [f * 1000.0 for _, f in result.flow]
+    ax.plot(t_min, q, lw=0.6, color="tab:blue", label="Q_i per 30 s sample")
+    hourly_t, hourly_q = [], []
+    per_h = int(round(3600 / result.profile.sample_interval_s))
+    for h in range(0, len(q) // per_h):
+        chunk = q[h * per_h:(h + 1) * per_h]
+        hourly_t.append((h + 0.5) * 60)
+        hourly_q.append(sum(chunk) / len(chunk))
+    if hourly_q:
+        ax.plot(hourly_t, hourly_q, "o-", color="tab:orange", ms=3, label="hourly mean")
+    ax.axhline(result.set_rate_ml_h * 1000.0, color="k", ls="--", lw=1, label="set rate")
+    ax.axvspan(result.analysis_start_s / 60, result.analysis_end_s / 60, color="0.9", zorder=0,
+               label="analysis period T2")
+    ax.set_xlabel("time from start (min)")
+    ax.set_ylabel("flow (uL/h)")
+    ax.set_title(f"Start-up curve: {title}")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_trumpet(result: AccuracyResult, path: Path, title: str) -> Path:
+    """Trumpet curve: Ep(max) and Ep(min) (%) against observation window P (min), and A."""
+    plt = _pyplot()
+    std = [w for w in result.windows if not w.supplementary]
+    sup = [w for w in result.windows if w.supplementary]
+    ncols = 2 if sup else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(9 if sup else 6.5, 4.5), dpi=110, squeeze=False)
+    for ax, ws, label in ((axes[0][0], std, "IEC windows"), (axes[0][-1], sup, "supplementary")):
+        if not ws or (ax is axes[0][-1] and not sup):
+            continue
+        p = [w.p_min for w in ws]
+        ax.plot(p, [w.ep_max for w in ws], "^-", color="tab:red", label="Ep(max)")
+        ax.plot(p, [w.ep_min for w in ws], "v-", color="tab:blue", label="Ep(min)")
+        if all(w.noise_floor_pct is not None for w in ws):
+            floor = [w.noise_floor_pct for w in ws]
+            ax.plot(p, floor, ":", color="0.5", label="balance noise (1 sigma)")
+            ax.plot(p, [-f for f in floor], ":", color="0.5")
+        ax.axhline(result.mean_error_a_pct, color="tab:green", ls="--",
+                   label=f"A = {result.mean_error_a_pct:+.2f} %")
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set_xlabel("observation window P (min)")
+        ax.set_ylabel("percentage error (%)")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Trumpet curve: {title}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: float | None, spec: str = "+.2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(result: AccuracyResult, info: RunInfo, images: dict[str, str]) -> str:
+    """The report text (Markdown)."""
+    expected_ml = result.set_rate_ml_h * result.run_s / 3600.0
+    lines = [
+        f"# Accuracy report (IEC 60601-2-24 method): {info.rate_text}",
+        "",
+        "| | |", "|---|---|",
+        f"| rig | {info.rig} |",
+        f"| firmware build | {info.firmware} |",
+        f"| program | {info.program_file} |",
+        f"| balance | {info.balance} |",
+        f"| set rate | {info.rate_text} = {result.set_rate_ml_h * 1000:.4f} uL/h |",
+        f"| fluid density | {result.density_g_ml:.6f} g/mL ({info.density_note}) |",
+        f"| test | {result.profile.describe()} |",
+        f"| run | {result.run_s / 3600:g} h of rig time"
+        + (f", time scale {info.time_scale:g}x" if info.time_scale else "")
+        + (f", {info.wall_s:.0f} s wall" if info.wall_s is not None else "") + " |",
+        f"| analysis period T2 | {result.analysis_start_s / 60:g} .. {result.analysis_end_s / 60:g} min |",
+        f"| delivered (balance) | {result.delivered_ml * 1000:.3f} uL (set rate x time: "
+        f"{expected_ml * 1000:.3f} uL) |",
+        f"| readings missing / unstable | {result.missing_samples} / {result.unstable_samples} |",
+    ]
+    if info.step_volume_nl:
+        lines.append(f"| mechanism step | {info.step_volume_nl:.3f} nL per microstep |")
+    if info.noise_model:
+        lines.append(f"| balance noise model | {info.noise_model} |")
+    lines += ["", "## Program", "", "```", *info.program_lines, "```", "",
+              "## Figures", "",
+              f"**A** (mean error over T2) = {_fmt(result.mean_error_a_pct)} %; "
+              f"**B** (mean error over the last hour) = {_fmt(result.last_hour_error_b_pct)} %", "",
+              "| P (min) | windows | Ep(max) % | Ep(min) % | noise floor % | step floor % |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for w in result.windows:
+        tag = " (suppl.)" if w.supplementary else ""
+        lines.append(f"| {w.p_min}{tag} | {w.n_windows} | {w.ep_max:+.2f} | {w.ep_min:+.2f} | "
+                     f"{_fmt(w.noise_floor_pct, '.2f')} | {_fmt(w.quantum_floor_pct, '.2f')} |")
+    lines += ["", "Noise floor: the 1-sigma error a perfect pump would show through the balance's "
+              "reading noise (sqrt(2) sigma / (d r P)); step floor: one microstep over the volume "
+              "of the window (the mechanism's quantisation).", ""]
+    for name, rel in images.items():
+        lines += [f"![{name}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def write_report(result: AccuracyResult, info: RunInfo, out_dir: Path, title: str) -> dict[str, Path]:
+    """Write startup.png, trumpet.png, report.md and result.json into `out_dir`; return paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "startup": plot_startup(result, out_dir / "startup.png", title),
+        "trumpet": plot_trumpet(result, out_dir / "trumpet.png", title),
+    }
+    md = markdown(result, info, {"trumpet curve": "trumpet.png", "start-up curve": "startup.png"})
+    paths["report"] = out_dir / "report.md"
+    paths["report"].write_text(md)
+    paths["json"] = out_dir / "result.json"
+    paths["json"].write_text(json.dumps({"info": info.as_dict(), "result": result.as_dict()},
+                                        indent=2))
+    return paths
