@@ -1,0 +1,664 @@
+"""The emulated Pico rig: the official MicroPython RP2040 image in rp2040py, wired to the pump.
+
+A supervisor process (`python -m pumpctl.emurig serve`, started by `pumpctl emu start`) boots the
+official image in the cycle-level RP2040 emulator, serves its USB-CDC console on a pseudo-
+terminal that stays the same across resets and power cuts (the port to give `pumpctl` and
+`mpremote`), keeps the chip's littlefs flash in `<rig dir>/flash.img`, and wires the pins of
+`hw/pinmap.json` to the pump: STEP/DIR/EN into a driver model (every STEP edge is counted with
+its DIR level, EN level and emulated time), DIAG out of it, the reservoir end stop, the patient
+bolus button (pressed with contact bounce), the pressure sensor on its ADC channel, buzzer and
+LEDs observed. Physics comes from `pumpsim.model` through `emuphys.EmuPhysics`.
+
+Faults and observations go through a side channel (JSON lines on the UNIX socket
+`<rig dir>/ctl.sock`), never through the pump's own serial protocol. Host code uses `EmuRig`.
+Times on the side channel are emulated: `t_ns` is nanoseconds of emulated chip time since the
+supervisor's first boot (the clock restarts at 0 for each boot; `boot_ns` says where).
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .emuimage import ImageInfo, check_image, find_image
+from .errors import PortError, RigTimeout, UsageError
+
+REPO = Path(__file__).resolve().parents[2]
+PINMAP_PATH = REPO / "hw" / "pinmap.json"
+
+STATE_FILE = "emu.json"
+SOCKET_FILE = "ctl.sock"
+FLASH_FILE = "flash.img"
+LOG_FILE = "emu.log"
+
+BOOT_TIMEOUT_S = 60.0
+"""Wall seconds allowed for the image to enumerate over USB after power-on."""
+PHYSICS_PERIOD_NS = 1_000_000
+"""Emulated interval between physics updates (inputs, ADC), 1 ms."""
+BOUNCE_US = (0, 150, 400, 650, 900)
+"""Contact bounce of one press: the level toggles at these offsets (us) before settling."""
+
+
+def default_rig_dir() -> Path:
+    """`$PUMP_RIGS_DIR/emu`, else `<repo>/rigs/emu` (ignored by git)."""
+    base = os.environ.get("PUMP_RIGS_DIR")
+    return (Path(base) if base else REPO / "rigs") / "emu"
+
+
+def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
+    """The one pin map (hw/pinmap.json), checked for the pins the rig wires."""
+    pins = json.loads(path.read_text())
+    for name in ("step", "dir", "en_n", "diag", "end_stop_n", "bolus_button_n", "alarm_led",
+                 "buzzer", "status_led"):
+        value = pins.get(name)
+        if not isinstance(value, int) or not 0 <= value <= 29:
+            raise UsageError(f"{path}: pin {name} = {value!r}: must be a GPIO number 0..29")
+    adc = pins.get("pressure_adc") or {}
+    if adc.get("channel") not in (0, 1, 2, 3):
+        raise UsageError(f"{path}: pressure_adc.channel = {adc.get('channel')!r}: must be 0..3")
+    return pins
+
+
+# --------------------------------------------------------------------------------------------
+# The rig's side of the pins (runs inside the supervisor, on the emulator's own thread)
+# --------------------------------------------------------------------------------------------
+
+class EmuWiring:
+    """External circuit on the emulated RP2040's pins: driver (STEP/DIR/EN in, DIAG out), end
+    stop, bolus button, pressure sensor, buzzer/LEDs. One instance lives across reboots; it is
+    re-attached to each new chip (a power cut) and keeps its counts.
+
+    Edge log: `edge_t` (emulated ns), `edge_dir` (DIR level 0/1), `edge_en` (1 if the driver was
+    enabled, EN low, at the edge). Steps taken while EN is high are counted but not moved.
+    """
+
+    def __init__(self, pins: dict[str, Any], physics: Any = None) -> None:
+        self.pins = pins
+        self.physics = physics
+        self.mcu: Any = None
+        self.time_base_ns = 0
+        self.edge_t = array.array("q")
+        self.edge_dir = bytearray()
+        self.edge_en = bytearray()
+        self.en_log: list[tuple[int, bool]] = []
+        self.outputs: dict[str, list[tuple[int, int]]] = {"alarm_led": [], "buzzer": [], "status_led": []}
+        self.stall_forced = False
+        self.end_stop_forced = False
+        self.pressure_override: int | None = None
+        self.button_down = False
+        self.presses = 0
+        self._alarm: Any = None
+
+    # -- time ------------------------------------------------------------------------------
+    def now_ns(self) -> int:
+        """Emulated ns since the supervisor's first boot (monotonic across reboots)."""
+        return self.time_base_ns + int(self.mcu.clock.nanos) if self.mcu is not None else self.time_base_ns
+
+    def detach(self) -> None:
+        """The chip lost power: remember where its clock stopped."""
+        if self.mcu is not None:
+            self.time_base_ns = self.now_ns()
+        self.mcu = None
+        self._alarm = None
+
+    def attach(self, mcu: Any) -> None:
+        from rp2040py.gpio_pin import GPIOPinState
+
+        self.mcu = mcu
+        high = GPIOPinState.HIGH
+        gpio = mcu.gpio
+        step_pin, dir_pin, en_pin = gpio[self.pins["step"]], gpio[self.pins["dir"]], gpio[self.pins["en_n"]]
+
+        def on_step(value: Any, old: Any) -> None:
+            if value == high and old != high:
+                enabled = en_pin.value != high and en_pin.output_enable
+                self.edge_t.append(self.now_ns())
+                self.edge_dir.append(1 if dir_pin.value == high else 0)
+                self.edge_en.append(1 if enabled else 0)
+                if enabled and self.physics is not None:
+                    self.physics.step(1 if dir_pin.value == high else 0, self.now_ns())
+
+        def on_en(value: Any, old: Any) -> None:
+            enabled = value != high and en_pin.output_enable
+            if not self.en_log or self.en_log[-1][1] != enabled:
+                self.en_log.append((self.now_ns(), enabled))
+
+        step_pin.add_listener(on_step)
+        en_pin.add_listener(on_en)
+        for name in self.outputs:
+            log = self.outputs[name]
+
+            def on_out(value: Any, old: Any, log: list[tuple[int, int]] = log) -> None:
+                log.append((self.now_ns(), 1 if value == high else 0))
+
+            gpio[self.pins[name]].add_listener(on_out)
+        self.en_log.append((self.now_ns(), False))  # power-on: EN pulled high on the board
+        self._alarm = mcu.clock.create_alarm(self._tick)
+        self._apply_inputs()
+        self._alarm.schedule(PHYSICS_PERIOD_NS)
+
+    # -- inputs --------------------------------------------------------------------------
+    def _tick(self) -> None:
+        self._apply_inputs()
+        if self._alarm is not None:
+            self._alarm.schedule(PHYSICS_PERIOD_NS)
+
+    def state(self) -> dict[str, Any]:
+        """Pressure (kPa x 10), stall and end stop as the pins present them now."""
+        phys = self.physics.sample(self.now_ns()) if self.physics is not None else {}
+        pressure = self.pressure_override if self.pressure_override is not None else phys.get("pressure_kpa_x10", 0)
+        return {"pressure_kpa_x10": pressure,
+                "stall": bool(self.stall_forced or phys.get("stall", False)),
+                "end_stop": bool(self.end_stop_forced or phys.get("end_stop", False)),
+                "physics": phys}
+
+    def _apply_inputs(self) -> None:
+        if self.mcu is None:
+            return
+        from .emuphys import pressure_to_adc_counts
+
+        s = self.state()
+        gpio = self.mcu.gpio
+        gpio[self.pins["diag"]].set_input_value(s["stall"])
+        gpio[self.pins["end_stop_n"]].set_input_value(not s["end_stop"])
+        gpio[self.pins["bolus_button_n"]].set_input_value(not self.button_down)
+        self.mcu.adc.channel_values[self.pins["pressure_adc"]["channel"]] = pressure_to_adc_counts(
+            s["pressure_kpa_x10"])
+
+    def press_button(self, count: int, hold_ms: int, gap_ms: int, bounce: bool) -> int:
+        """Schedule `count` presses of the bolus button in emulated time; returns the emulated
+        ns at which the last release has settled."""
+        if self.mcu is None:
+            raise UsageError("press: the emulated Pico is powered off")
+        events: list[tuple[int, bool]] = []
+        t = 0
+        for _ in range(count):
+            offsets = BOUNCE_US if bounce else (0,)
+            for k, off in enumerate(offsets):
+                events.append((t + off * 1000, k % 2 == 0))  # down, up, down, ... ends down
+            t += hold_ms * 1_000_000
+            for k, off in enumerate(offsets):
+                events.append((t + off * 1000, k % 2 == 1 if bounce else False))
+            if bounce:
+                events.append((t + (BOUNCE_US[-1] + 250) * 1000, False))
+            t += gap_ms * 1_000_000
+        start = self.now_ns()
+        for when, down in events:
+            alarm = self.mcu.clock.create_alarm(lambda down=down: self._set_button(down))
+            alarm.schedule(max(when, 1))
+        self.presses += count
+        return start + t
+
+    def _set_button(self, down: bool) -> None:
+        self.button_down = down
+        if self.mcu is not None:
+            self.mcu.gpio[self.pins["bolus_button_n"]].set_input_value(not down)
+
+    def edges(self, since: int = 0) -> dict[str, Any]:
+        return {"since": since, "count": len(self.edge_t), "t_ns": list(self.edge_t[since:]),
+                "dir": list(self.edge_dir[since:]), "en": list(self.edge_en[since:])}
+
+    def counts(self) -> dict[str, int]:
+        infuse = retract = disabled = 0
+        for d, e in zip(self.edge_dir, self.edge_en):
+            if not e:
+                disabled += 1
+            elif d:
+                infuse += 1
+            else:
+                retract += 1
+        return {"edges": len(self.edge_t), "infuse": infuse, "retract": retract, "while_disabled": disabled}
+
+
+# --------------------------------------------------------------------------------------------
+# Supervisor
+# --------------------------------------------------------------------------------------------
+
+class _PtyBridge:
+    """A pty pair that outlives every boot: host bytes go to the current chip's USB-CDC,
+    chip output comes back. While the chip is off, host bytes are dropped (unplugged port)."""
+
+    def __init__(self) -> None:
+        import pty
+        import tty
+
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.cdc: Any = None
+        self.clock: Any = None
+        self._in = bytearray()
+        self._out = bytearray()
+        self._alarm: Any = None
+        self._writer = False
+
+    def bind(self, cdc: Any, clock: Any) -> None:
+        self.cdc, self.clock = cdc, clock
+        self._in.clear()
+        self._alarm = clock.create_alarm(self._pump_tick) if clock is not None else None
+        if cdc is not None:
+            cdc.on_serial_data = self.from_device
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        loop.add_reader(self.master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            data = b""
+        if data and self.cdc is not None:
+            self._in += data
+            if not self._pump() and self._alarm is not None:
+                self._alarm.schedule(1_000_000)
+
+    def _pump(self) -> bool:
+        if self.cdc is None:
+            self._in.clear()
+            return True
+        fifo = self.cdc.tx_fifo
+        free = max(fifo.size - fifo.item_count, 0)
+        chunk = bytes(self._in[:free])
+        del self._in[:free]
+        for b in chunk:
+            self.cdc.send_serial_byte(b)
+        return not self._in
+
+    def _pump_tick(self) -> None:
+        if not self._pump() and self._alarm is not None:
+            self._alarm.schedule(1_000_000)
+
+    def from_device(self, data: bytes | bytearray) -> None:
+        self._out += data
+        if len(self._out) > 1 << 20:
+            del self._out[: len(self._out) - (1 << 20)]
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self._out:
+                n = os.write(self.master, self._out)
+                del self._out[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._out.clear()
+        if self._out and not self._writer:
+            self.loop.add_writer(self.master, self._flush)
+            self._writer = True
+        elif not self._out and self._writer:
+            self.loop.remove_writer(self.master)
+            self._writer = False
+
+
+class EmuSupervisor:
+    """Owns the emulated chip, its flash image, the pty and the side channel."""
+
+    def __init__(self, rig_dir: Path, image: Path, info: ImageInfo, pinmap: Path = PINMAP_PATH) -> None:
+        from .emuphys import EmuPhysics
+
+        self.dir = rig_dir
+        self.image = image
+        self.info = info
+        self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create())
+        self.device: Any = None
+        self.boots = 0
+        self.chip_resets: list[dict[str, Any]] = []
+        self.power_cuts: list[int] = []
+        self.powered = False
+        self.started_wall = time.monotonic()
+        self.boot_wall_s: list[float] = []
+        self._stop = asyncio.Event()
+        self._cut_pending: Any = None
+
+    # -- flash -------------------------------------------------------------------------------
+    @property
+    def flash_path(self) -> Path:
+        return self.dir / FLASH_FILE
+
+    def save_flash(self) -> None:
+        """Write the chip's littlefs region to flash.img atomically (tmp + rename)."""
+        if self.device is None:
+            return
+        tmp = self.flash_path.with_suffix(".tmp")
+        self.device.dump_flash_image(tmp)
+        os.replace(tmp, self.flash_path)
+
+    # -- power -------------------------------------------------------------------------------
+    async def power_on(self) -> None:
+        from rp2040py.boards import BOARDS, resolve_firmware
+        from rp2040py.device import MicroPythonDevice
+
+        board = resolve_firmware(BOARDS["pico"], "micropython", str(self.image))
+        flash = self.flash_path if self.flash_path.exists() else None
+        wall0 = time.monotonic()
+        device = MicroPythonDevice(board=board, filesystem=flash)
+        self.device = device
+        original_trigger = device.mcu.watchdog.on_watchdog_trigger
+
+        def on_trigger() -> None:
+            reason = device.mcu.watchdog.read_uint32(0x08) if hasattr(device.mcu.watchdog, "read_uint32") else 0
+            self.chip_resets.append({"t_ns": self.wiring.now_ns(), "reason": reason})
+            self.wiring.en_log.append((self.wiring.now_ns(), False))
+            original_trigger()
+
+        device.mcu.watchdog.on_watchdog_trigger = on_trigger
+        self.wiring.attach(device.mcu)
+        self.bridge.bind(device.cdc, device.mcu.clock)
+        await device.astart(timeout=BOOT_TIMEOUT_S)
+        self.boots += 1
+        self.powered = True
+        self.boot_wall_s.append(time.monotonic() - wall0)
+
+    def power_off(self) -> None:
+        """Cut power now: flash keeps what the chip had written, RAM and pins are lost."""
+        if self.device is None:
+            return
+        self.save_flash()
+        self.device.stop()
+        self.wiring.detach()
+        self.bridge.bind(None, None)
+        self.device = None
+        self.powered = False
+
+    # -- side channel ----------------------------------------------------------------------
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req.get("cmd")
+        w = self.wiring
+        if cmd == "status":
+            return self.status()
+        if cmd == "edges":
+            return w.edges(int(req.get("since", 0)))
+        if cmd == "en_log":
+            return {"en_log": w.en_log}
+        if cmd == "outputs":
+            return {"outputs": w.outputs}
+        if cmd == "occlude":
+            if w.physics is not None and w.physics.has_model:
+                w.physics.occlude(bool(req.get("on", True)))
+            else:
+                w.pressure_override = int(req.get("kpa_x10", 1500)) if req.get("on", True) else None
+            return self.status()
+        if cmd == "pressure":
+            value = req.get("kpa_x10")
+            if value is not None and not (isinstance(value, int) and 0 <= value <= 100_000):
+                raise UsageError(f"pressure kpa_x10 = {value!r}: must be an integer 0..100000 or null")
+            w.pressure_override = value
+            return self.status()
+        if cmd == "stall":
+            w.stall_forced = bool(req.get("on", True))
+            return self.status()
+        if cmd == "empty":
+            w.end_stop_forced = bool(req.get("on", True))
+            if w.physics is not None and w.physics.has_model:
+                w.physics.empty(bool(req.get("on", True)))
+            return self.status()
+        if cmd == "press":
+            count = int(req.get("count", 1))
+            hold = int(req.get("hold_ms", 150))
+            gap = int(req.get("gap_ms", 300))
+            if not 1 <= count <= 20:
+                raise UsageError(f"press count = {count}: must be 1..20")
+            if not 1 <= hold <= 10_000 or not 1 <= gap <= 60_000:
+                raise UsageError(f"press hold_ms = {hold} (1..10000), gap_ms = {gap} (1..60000)")
+            done = w.press_button(count, hold, gap, bool(req.get("bounce", True)))
+            return {"settled_ns": done, **self.status()}
+        if cmd == "hang":
+            if self.device is None:
+                raise UsageError("hang: the emulated Pico is powered off")
+            self.bridge._in += b"\r\x03\x03\x01while True: pass\x04"
+            self.bridge._pump_tick()
+            return self.status()
+        if cmd == "wait":
+            ms = int(req.get("ms", 0))
+            if not 0 <= ms <= 600_000:
+                raise UsageError(f"wait ms = {ms}: must be 0..600000 (emulated ms)")
+            await self.wait_emulated(ms * 1_000_000)
+            return self.status()
+        if cmd == "power_cut":
+            after = int(req.get("after_ms", 0))
+            off = float(req.get("off_s", 0.0))
+            if not 0 <= after <= 600_000 or not 0 <= off <= 60:
+                raise UsageError(f"power_cut after_ms = {after} (0..600000), off_s = {off} (0..60)")
+            if after:
+                await self.wait_emulated(after * 1_000_000)
+            cut_ns = w.now_ns()
+            self.power_off()
+            self.power_cuts.append(cut_ns)
+            if off:
+                await asyncio.sleep(off)
+            if not req.get("stay_off", False):
+                await self.power_on()
+            return {"cut_ns": cut_ns, **self.status()}
+        if cmd == "power_on":
+            if not self.powered:
+                await self.power_on()
+            return self.status()
+        if cmd == "save_flash":
+            self.save_flash()
+            return self.status()
+        if cmd == "stop":
+            self._stop.set()
+            return {"stopping": True}
+        raise UsageError(f"side channel: unknown cmd {cmd!r}")
+
+    async def wait_emulated(self, nanos: int) -> None:
+        """Return after `nanos` of emulated time (or when the chip loses power)."""
+        if self.device is None or nanos <= 0:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        def fire() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.device.mcu.clock.create_alarm(fire).schedule(nanos)
+        while not done.done() and self.device is not None and self.device.simulator.executing:
+            await asyncio.wait([done], timeout=0.2)
+
+    def status(self) -> dict[str, Any]:
+        w = self.wiring
+        enabled = w.en_log[-1][1] if w.en_log else False
+        return {"pid": os.getpid(), "port": self.bridge.path, "image": str(self.image),
+                "version": self.info.version, "mpy": list(self.info.mpy), "powered": self.powered,
+                "boots": self.boots, "chip_resets": self.chip_resets, "power_cuts": self.power_cuts,
+                "t_ns": w.now_ns(), "wall_s": round(time.monotonic() - self.started_wall, 3),
+                "boot_wall_s": [round(x, 3) for x in self.boot_wall_s], "enabled": enabled,
+                "steps": w.counts(), "inputs": w.state(), "presses": w.presses,
+                "flash": str(self.flash_path)}
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    reply = {"ok": True, **await self.handle(json.loads(line))}
+                except (UsageError, ValueError, TypeError) as exc:
+                    reply = {"ok": False, "error": str(exc)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def run(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self.bridge = _PtyBridge()
+        self.bridge.start(loop)
+        sock_path = self.dir / SOCKET_FILE
+        sock_path.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self._serve_client, path=str(sock_path))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        state = {"pid": os.getpid(), "port": self.bridge.path, "socket": str(sock_path),
+                 "image": str(self.image), "version": self.info.version, "ready": False}
+        _write_state(self.dir, state)
+        await self.power_on()
+        os.symlink(self.bridge.path, self.dir / "port.tmp")
+        os.replace(self.dir / "port.tmp", self.dir / "port")
+        _write_state(self.dir, {**state, "ready": True, "boot_wall_s": self.boot_wall_s[0]})
+        try:
+            await self._stop.wait()
+        finally:
+            self.power_off()
+            server.close()
+            sock_path.unlink(missing_ok=True)
+            (self.dir / STATE_FILE).unlink(missing_ok=True)
+            (self.dir / "port").unlink(missing_ok=True)
+
+
+def _write_state(rig_dir: Path, state: dict[str, Any]) -> None:
+    tmp = rig_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, rig_dir / STATE_FILE)
+
+
+# --------------------------------------------------------------------------------------------
+# Host-side handle
+# --------------------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmuRig:
+    """Handle on a running emulated-Pico supervisor: its port and its side channel."""
+
+    def __init__(self, rig_dir: Path, state: dict[str, Any]) -> None:
+        self.dir = rig_dir
+        self.state = state
+        self.port: str = state["port"]
+        self.pid: int = state["pid"]
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+
+    @classmethod
+    def attach(cls, rig_dir: Path | None = None) -> EmuRig:
+        """The rig running in `rig_dir`, or raise PortError saying how to start one."""
+        rig_dir = rig_dir or default_rig_dir()
+        path = rig_dir / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise PortError(f"no emulated Pico running in {rig_dir} (start one: pumpctl emu start)") from None
+        if not _alive(state["pid"]):
+            path.unlink(missing_ok=True)
+            raise PortError(f"emulated Pico in {rig_dir} died (pid {state['pid']}); see {rig_dir / LOG_FILE}")
+        return cls(rig_dir, state)
+
+    @classmethod
+    def start(cls, rig_dir: Path | None = None, firmware: str | None = None, fresh: bool = False,
+              timeout: float = BOOT_TIMEOUT_S) -> EmuRig:
+        """Start a supervisor in the background (new session, survives this process), wait until
+        the image has enumerated, return its handle. `fresh` wipes the flash image first."""
+        rig_dir = rig_dir or default_rig_dir()
+        image, _info = find_image(firmware)
+        try:
+            running = cls.attach(rig_dir)
+        except PortError:
+            running = None
+        if running is not None:
+            raise UsageError(f"an emulated Pico is already running in {rig_dir} on {running.port} "
+                             f"(pid {running.pid}); pumpctl emu stop first")
+        rig_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            (rig_dir / FLASH_FILE).unlink(missing_ok=True)
+        (rig_dir / STATE_FILE).unlink(missing_ok=True)
+        log = open(rig_dir / LOG_FILE, "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "pumpctl.emurig", "serve", "--dir", str(rig_dir),
+                                 "--image", str(image)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True, cwd=str(rig_dir))
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = (rig_dir / LOG_FILE).read_text(errors="replace")[-800:]
+                raise PortError(f"emulated Pico supervisor exited with {proc.returncode}: {tail}")
+            try:
+                state = json.loads((rig_dir / STATE_FILE).read_text())
+            except (OSError, ValueError):
+                state = {}
+            if state.get("pid") == proc.pid and state.get("ready"):
+                return cls(rig_dir, state)
+            time.sleep(0.05)
+        proc.terminate()
+        raise RigTimeout(f"emulated Pico did not boot within {timeout:.0f} s; see {rig_dir / LOG_FILE}")
+
+    def request(self, cmd: str, timeout: float = 600.0, **args: Any) -> dict[str, Any]:
+        """One side-channel request; returns the reply or raises UsageError with its error."""
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._sock.connect(self.state["socket"])
+            except OSError as exc:
+                self._sock = None
+                raise PortError(f"emulated Pico side channel {self.state['socket']}: {exc}") from None
+            self._file = self._sock.makefile("rwb")
+        self._sock.settimeout(timeout)
+        self._file.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        self._file.flush()
+        line = self._file.readline()
+        if not line:
+            self.close()
+            raise PortError("emulated Pico side channel closed (supervisor gone)")
+        reply = json.loads(line)
+        if not reply.pop("ok"):
+            raise UsageError(f"emu {cmd}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._file = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the supervisor; the flash image is saved first (like switching the rig off)."""
+        try:
+            self.request("stop", timeout=timeout)
+        except (PortError, OSError):
+            pass
+        self.close()
+        deadline = time.monotonic() + timeout
+        while _alive(self.pid) and time.monotonic() < deadline:
+            try:
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        if _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pumpctl.emurig", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    serve = sub.add_parser("serve", help="run the supervisor in the foreground")
+    serve.add_argument("--dir", type=Path, default=default_rig_dir())
+    serve.add_argument("--image", type=Path, required=True)
+    args = parser.parse_args(argv)
+    info = check_image(args.image)
+    asyncio.run(EmuSupervisor(args.dir, args.image, info).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
