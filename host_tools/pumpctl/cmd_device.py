@@ -56,6 +56,8 @@ def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Accept --port and --json after the subcommand too (they override the global ones)."""
     p.add_argument("--port", default=argparse.SUPPRESS, help="serial port or pty of the rig")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    p.add_argument("--rig", default=os.environ.get("PUMP_RIG"), metavar="RIG_ID",
+                   help="refuse to act unless the rig on the port is RIG_ID (default: $PUMP_RIG)")
     return p
 
 
@@ -91,9 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------ opening the rig
 def open_pump(args: argparse.Namespace) -> Any:
-    """`Pump.open(port)` on the resolved port (a context manager)."""
+    """`Pump.open(port)` on the resolved port (a context manager); with --rig, a different rig
+    on that port is refused (AuthError "wrong rig")."""
     from .pump import Pump
-    return Pump.open(resolve_port(args.port))
+    return Pump.open(resolve_port(args.port), rig_id=getattr(args, "rig", None) or None)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -104,20 +107,15 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 def rig_hello(pump: Any) -> dict[str, Any]:
     """The rig's hello as a plain dict (protocol_version, firmware_version, build_hash, rig_id)."""
-    h = pump.hello()
+    h = getattr(pump, "info", None) or pump.hello()
     return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id")}
 
 
 # ------------------------------------------------------------------------------ names
 def mode_name(mode: int) -> str:
-    try:
-        from pumpcore import program
-        for name in ("STOPPED", "CONTINUOUS", "FLEX", "SINGLE_BOLUS"):
-            if getattr(program, "MODE_" + name, None) == mode:
-                return name.lower().replace("_", "-")
-    except ImportError:
-        pass
-    return "mode-%d" % mode
+    """Program mode code -> the name pumpcore.program gives it."""
+    from pumpcore import program
+    return program.MODE_NAMES[mode] if 0 <= mode < len(program.MODE_NAMES) else "mode-%d" % mode
 
 
 def alarm_name(code: int) -> str:
@@ -191,7 +189,7 @@ def status_text(d: dict[str, Any]) -> str:
     dl, rs, pg, al = d["delivery"], d["reservoir"], d["program"], d["alarms"]
     state = "SUSPENDED" if dl["suspended"] else ("bolus running" if dl["bolus_active"] else "delivering")
     if pg["crc32"] == 0:
-        state = "no program"
+        state = "no program" + (", SUSPENDED" if dl["suspended"] else "")
     return output.fields([
         ("rig", "%s (firmware %s)" % (d["rig_id"], d["firmware_version"])),
         ("time", output.wall_time(d["time"]["day"], d["time"]["ms_of_day"])
@@ -333,10 +331,8 @@ def cmd_prime(args: argparse.Namespace) -> int:
 def cmd_time(args: argparse.Namespace) -> int:
     import datetime
     now = datetime.datetime.now() if args.at is None else _parse_at(args.at)
-    day = (now.date() - datetime.date(2000, 1, 1)).days
-    ms = ((now.hour * 60 + now.minute) * 60 + now.second) * 1000 + now.microsecond // 1000
     with open_pump(args) as pump:
-        pump.time_sync(day, ms)
+        day, ms = pump.sync_time(now)
     print("rig clock set to %s" % output.wall_time(day, ms))
     return 0
 

@@ -55,7 +55,7 @@ def pull(read: ReadLog, store: LogStore, progress: output.Progress | None = None
     bad = 0
     while start < next_seq:
         oldest, next_seq, records = read(start, batch)
-        if start < oldest:
+        if start < oldest:   # the ring moved on while we pulled
             gaps.append((start, oldest - 1))
             store.note_gap(start, oldest - 1)
             start = oldest

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ def load_program(path: Path) -> Any:
 def program_doc(program: Any, path: Path) -> dict[str, Any]:
     encoded = bytes(program.encode())
     return {"file": str(path), "valid": True, "encoded_bytes": len(encoded),
-            "crc32": "%08x" % (zlib.crc32(encoded) & 0xFFFFFFFF), "describe": list(program.describe())}
+            "crc32": "%08x" % program.crc32(), "describe": list(program.describe())}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -42,8 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _running_lines(pump: Any) -> tuple[list[str], int]:
     from pumpcore import wire
     text, crc = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_DESCRIBE)
-    lines = bytes(text).decode("utf-8", errors="replace").splitlines()
-    return (lines or ["(no program running)"]), int(crc)
+    return bytes(text).decode("utf-8", errors="replace").splitlines(), int(crc)
 
 
 def confirm(prompt: str) -> bool:
@@ -56,31 +54,32 @@ def confirm(prompt: str) -> bool:
         return False
 
 
+def review_text(review: Any, rig_id: str) -> str:
+    """The review screen: the rig's decoding of the staged program beside the running one."""
+    return "rig %s: program staged and verified (%d bytes, crc %08x)\n\n%s\n" % (
+        rig_id, review.length, review.crc,
+        output.side_by_side("STAGED (as the rig decodes it, crc %08x)" % review.crc, review.staged_lines,
+                            "RUNNING (crc %08x)" % review.running_crc if review.running_crc else "RUNNING",
+                            review.running_lines or ["(no program running)"]))
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
-    from pumpcore import wire
     program = load_program(args.file)
     encoded = bytes(program.encode())
-    local_crc = zlib.crc32(encoded) & 0xFFFFFFFF
     with open_pump(args) as pump:
-        hello = rig_hello(pump)
-        pump.stage_program(encoded)
-        ver = pump.verify_program()
-        if int(ver.length) != len(encoded) or int(ver.crc) != local_crc:
-            raise PumpError("staged program on rig %s does not match the file: rig has %d bytes crc %08x, file %d "
-                            "bytes crc %08x; nothing committed, running program untouched"
-                            % (hello["rig_id"], int(ver.length), int(ver.crc), len(encoded), local_crc))
-        staged_text, staged_crc = pump.read_program(wire.PROG_WHICH_STAGED, wire.PROG_PART_DESCRIBE)
-        staged = bytes(staged_text).decode("utf-8", errors="replace").splitlines()
-        running, running_crc = _running_lines(pump)
-        print("rig %s: program staged and verified (%d bytes, crc %08x)\n" % (hello["rig_id"], len(encoded), local_crc))
-        print(output.side_by_side("STAGED (as the rig decodes it, crc %08x)" % local_crc, staged,
-                                  "RUNNING (crc %08x)" % running_crc if running_crc else "RUNNING", running))
-        print()
-        if not args.yes and not confirm("Commit the staged program %08x to rig %s? [y/N] " % (local_crc, hello["rig_id"])):
-            print("not committed: the running program is unchanged (the staged copy is discarded by the next upload)")
-            return 1
-        pump.commit_program(local_crc)
-    print("committed program %08x on rig %s" % (local_crc, hello["rig_id"]))
+        rig_id = str(rig_hello(pump)["rig_id"])
+
+        def ask(review: Any) -> bool:
+            print(review_text(review, rig_id))
+            if args.yes:
+                return True
+            return confirm("Commit the staged program %08x to rig %s? [y/N] " % (review.crc, rig_id))
+
+        review = pump.upload_program(encoded, ask)
+    if not review.committed:
+        print("not committed: the running program on rig %s is unchanged" % rig_id)
+        return 1
+    print("committed program %08x on rig %s" % (review.crc, rig_id))
     return 0
 
 

@@ -78,7 +78,7 @@ def conc(ug_ml: int | None) -> str:
 
 
 def duration_ms(ms: int | None) -> str:
-    """ms -> '3 h 05 min' / '42 s'."""
+    """ms -> '42 s' / '95 min' / '3 h 05 min' / '41 d 16 h'."""
     if ms is None:
         return "-"
     s = int(ms) // 1000
@@ -87,7 +87,9 @@ def duration_ms(ms: int | None) -> str:
     m = s // 60
     if m < 120:
         return "%d min" % m
-    return "%d h %02d min" % (m // 60, m % 60)
+    if m < 48 * 60:
+        return "%d h %02d min" % (m // 60, m % 60)
+    return "%d d %d h" % (m // 1440, m // 60 % 24)
 
 
 def days(value_x10: int | None) -> str:

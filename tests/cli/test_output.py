@@ -18,6 +18,7 @@ def test_units_are_exact_integer_text() -> None:
     assert output.conc(2000) == "2000 ug/mL"
     assert output.duration_ms(42_000) == "42 s"
     assert output.duration_ms(3 * 3_600_000 + 5 * 60_000) == "3 h 05 min"
+    assert output.duration_ms(60_000 * 60_000) == "41 d 16 h"
     assert output.wall_time(0, 0) == "2000-01-01 00:00:00"
     assert output.wall_time(9490, 86_399_999) == "2025-12-25 23:59:59"
     assert output.ug(None) == "-"
