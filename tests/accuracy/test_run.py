@@ -149,3 +149,12 @@ def test_cli_arguments():
     register(parser.add_subparsers())
     args = parser.parse_args(["accuracy", "--program", "p.toml", "--hours", "24"])
     assert args.balance == "sim" and args.hours == 24.0 and args.time_scale == 1000.0
+
+
+def test_sim_balance_without_the_virtual_rig_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+    if importlib.util.find_spec("pumpctl.virtualrig") is not None:
+        pytest.skip("the virtual rig is present")
+    from pumpctl.accuracy.simrun import start_virtual_rig
+    with pytest.raises(UsageError, match="virtual rig .* is not in this checkout yet"):
+        start_virtual_rig(1000.0, tmp_path)
