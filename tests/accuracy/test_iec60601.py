@@ -131,7 +131,7 @@ def test_low_rate_profile_uses_the_whole_run_after_stabilisation():
 def test_quantised_steps_give_the_quantisation_floor():
     # a pump that moves a whole 18 nL step at a time, at 0.1 mL/h
     r, step_ml = 0.1, 18e-6
-    delivered, masses = 0, []
+    masses = []
     for i in range(24 * 120 + 1):
         steps = int((r * i * S_MIN / 60) / step_ml)
         masses.append(steps * step_ml)
