@@ -103,7 +103,11 @@ def analyse_and_report(samples: list, rate_ng_day: int, conc_ug_ml: int, args: a
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
     from .cmd_program import load_program
-    program = load_program(Path(args.program))
+    try:
+        program = load_program(Path(args.program))
+    except ImportError as exc:  # the TOML program-file reader is another module's job
+        raise UsageError(f"--program {args.program}: cannot read program files in this checkout "
+                         f"({exc})") from None
     rate_ng_day, conc_ug_ml = program_rate(program)
     if args.hours <= 0:
         raise UsageError(f"--hours = {args.hours:g}: must be > 0")
