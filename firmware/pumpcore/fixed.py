@@ -36,3 +36,51 @@ def mul_divmod(a, b, d):
                 r -= d
                 q += 1
     return qa * b + q, r
+
+
+def ceil_muldiv_sub(a, b, sub, d, cap):
+    """Return min(cap, ceil((a * b - sub) / d)) with small ints only, never below 0.
+
+    For 0 <= a < 2**30, 0 <= b < 2**30, 0 <= sub < 2**30, 0 < d < 2**30 and 0 < cap < 2**28.
+    Long division of a * b by d bit by bit (most significant bit of `a` first); every running
+    remainder stays below d by adding "the complement" instead of doubling past d, and the
+    quotient is abandoned (the answer is `cap`) as soon as it cannot come back under cap.
+    Allocation-free: used by the scheduler to find the ms of the next microstep.
+    """
+    qb = b // d
+    rb = b - qb * d
+    q = 0
+    r = 0
+    limit = cap + (sub // d) + 2
+    bit = 1
+    while bit <= a:
+        bit <<= 1
+    while bit > 1:
+        bit >>= 1
+        # (q, r) <- 2 * (q, r)
+        q += q
+        if r >= d - r:
+            r -= d - r
+            q += 1
+        else:
+            r += r
+        if a & bit:
+            q += qb
+            if r >= d - rb:
+                r -= d - rb
+                q += 1
+            else:
+                r += rb
+        if q > limit:
+            return cap
+    # a * b == q * d + r; now take off `sub`
+    if r >= sub:
+        if r > sub:
+            q += 1
+    else:
+        q -= (sub - r) // d
+    if q < 0:
+        q = 0
+    if q > cap:
+        return cap
+    return q

@@ -1,0 +1,113 @@
+"""BolusGate: rolling-24 h dose ledger (bounded buckets), patient-bolus lockout and allotment.
+
+Memory is bounded: the ledger is N_BUCKETS = 97 buckets of 15 min (delivered ng per bucket,
+the current partial bucket included), the patient history a ring of MAX_PATIENT_PER_24H
+start times. rolling_24h_ng() sums all 97 buckets, i.e. everything delivered since the start
+of the bucket 24 h before the current one: never less than the true rolling 24 h dose and at
+most one 15-min bucket more (conservative). Times are wall times (day, ms_of_day).
+"""
+from pumpcore.fixed import const
+from pumpcore.program import MAX_PATIENT_PER_24H
+
+BUCKET_MS = const(900000)
+BUCKETS_PER_DAY = const(96)
+N_BUCKETS = const(97)
+MS_PER_DAY = const(86400000)
+
+
+class BolusGate:
+    """Ledger of delivered dose (ng) per 15-min bucket, patient lockout and per-24 h allotment."""
+
+    def __init__(self):
+        self.buckets = [0] * N_BUCKETS
+        self.abs_bucket = -1          # absolute bucket number day*96 + ms//900000 of `cur`
+        self.cur = 0                  # index into buckets of the current bucket
+        self.ring_day = [0] * MAX_PATIENT_PER_24H
+        self.ring_ms = [0] * MAX_PATIENT_PER_24H
+        self.ring_used = 0
+        self.ring_next = 0
+        self.lock_day = -1            # lockout ends at (lock_day, lock_ms); -1 = none
+        self.lock_ms = 0
+
+    def roll(self, clock):
+        """Make the bucket of clock's current time the current one, zeroing skipped buckets."""
+        a = clock.day * BUCKETS_PER_DAY + clock.ms // BUCKET_MS
+        if self.abs_bucket < 0 or a - self.abs_bucket >= N_BUCKETS or a < self.abs_bucket:
+            for i in range(N_BUCKETS):
+                self.buckets[i] = 0
+        else:
+            b = self.abs_bucket
+            while b < a:
+                b += 1
+                self.buckets[b % N_BUCKETS] = 0
+        self.abs_bucket = a
+        self.cur = a % N_BUCKETS
+
+    def add_ng(self, ng):
+        """Count ng delivered now (hot path: allocation-free)."""
+        self.buckets[self.cur] += ng
+
+    def rolling_24h_ng(self):
+        """Delivered ng over the last 24 h (conservative by at most one 15-min bucket)."""
+        t = 0
+        for v in self.buckets:
+            t += v
+        return t
+
+    def oldest_first(self):
+        """Bucket values from the oldest (24 h ago) to the current one, as a list (request time)."""
+        out = []
+        for k in range(N_BUCKETS):
+            out.append(self.buckets[(self.cur + 1 + k) % N_BUCKETS])
+        return out
+
+    def start_lockout(self, clock, lockout_ms):
+        """Patient boluses are locked out for lockout_ms from now (after a bolus, commit or refill)."""
+        if lockout_ms <= 0:
+            return
+        ms = clock.ms + lockout_ms
+        day = clock.day
+        while ms >= MS_PER_DAY:
+            ms -= MS_PER_DAY
+            day += 1
+        if self.lock_day < 0 or (day, ms) > (self.lock_day, self.lock_ms):
+            self.lock_day = day
+            self.lock_ms = ms
+
+    def lockout_left_ms(self, clock):
+        """ms of patient-bolus lockout still to run (0 = none)."""
+        if self.lock_day < 0:
+            return 0
+        return clock.ms_until(self.lock_day, self.lock_ms, 2 * MS_PER_DAY)
+
+    def patients_in_24h(self, clock):
+        """Patient boluses started in the last 24 h."""
+        n = 0
+        for i in range(self.ring_used):
+            if clock.ms_since(self.ring_day[i], self.ring_ms[i], MS_PER_DAY) < MS_PER_DAY:
+                n += 1
+        return n
+
+    def record_patient(self, clock):
+        """Remember a patient bolus started now (ring of the last MAX_PATIENT_PER_24H)."""
+        i = self.ring_next
+        self.ring_day[i] = clock.day
+        self.ring_ms[i] = clock.ms
+        self.ring_next = (i + 1) % MAX_PATIENT_PER_24H
+        if self.ring_used < MAX_PATIENT_PER_24H:
+            self.ring_used += 1
+
+    def snapshot(self):
+        """Plain tuple of ints for persistence."""
+        return (tuple(self.buckets), self.abs_bucket, tuple(self.ring_day), tuple(self.ring_ms),
+                self.ring_used, self.ring_next, self.lock_day, self.lock_ms)
+
+    def restore(self, snap):
+        """Inverse of snapshot()."""
+        b, self.abs_bucket, rd, rm, self.ring_used, self.ring_next, self.lock_day, self.lock_ms = snap
+        if len(b) != N_BUCKETS or len(rd) != MAX_PATIENT_PER_24H or len(rm) != MAX_PATIENT_PER_24H:
+            raise ValueError("bolus gate snapshot: wrong sizes %d/%d/%d" % (len(b), len(rd), len(rm)))
+        self.buckets = list(b)
+        self.ring_day = list(rd)
+        self.ring_ms = list(rm)
+        self.cur = self.abs_bucket % N_BUCKETS if self.abs_bucket >= 0 else 0

@@ -1,0 +1,692 @@
+"""DoseScheduler: program + wall clock + events -> microsteps due, exactly (one accumulator for all flow).
+
+The exact method. 1 ng/day for 1 ms is the dose quantum (1/86,400,000 ng); at concentration C
+(ug/mL = ng/uL) it is 5/(432*C) pL. Everything that flows (basal + the active bolus, all at
+the concentration in the line) runs through ONE accumulator: per ms it gains 5*R_total units of
+1/(432*C) pL. With q, r = divmod(5*R_total, 432*C) fixed while the rate is constant, a chunk of
+c ms adds q*c whole pL plus r*c units to `acc`; whole pL carry into `pool` and a microstep is
+due each time `pool` reaches pl_per_step. Since floor(floor(x)/V) == floor(x/V), the steps
+issued are floor(ideal_volume / pl_per_step) at every ms: error in [0, 1) microstep, forever.
+
+Small ints (RP2040: |x| < 2**30). R_total <= 2e8 ng/day so 5*R < 2**30; C <= 2000 so
+den = 432*C <= 864,000. A chunk is at most chunk_max ms with q*chunk_max and r*chunk_max below
+2**28 (recomputed when the rate changes; at 186 ug/day and 2000 ug/mL that is 8,134 ms), so
+every intermediate stays below 2**29. advance() splits its interval at every boundary (basal
+step, midnight, 15-min ledger bucket, periodic bolus, bolus phase end, bridge end) so a rate
+change takes effect exactly at its ms. advance() allocates nothing between boundaries.
+
+Boluses are an extra integer rate R_b = ceil(dose * 86.4e6 / duration) ng/day, amount-limited:
+at start, divmod(dose * 86.4e6, R_b) = (full_ms, last) gives full_ms ms at R_b and one final ms
+at rate `last`, so the bolus delivers exactly `dose` and lasts the requested duration within
+1 ms. Kinds: clinician, patient, periodic (from the program), single (single-bolus mode, a
+clinician bolus), prime (prime()). One bolus at a time: a second request is refused.
+
+Policies (documented choices):
+- No catch-up. suspend() cancels an active bolus and diverts the basal into a second, "missed"
+  accumulator: the steps that come due while suspended are counted in missed_steps (and
+  missed_ng), never issued. record_missed(steps) moves steps the motor failed to make from
+  delivered to missed. restore() after a reset counts the time down (from the snapshot's wall
+  time to the clock's) as suspended: missed, not delivered. A bolus in progress is not resumed.
+- Periodic boluses that fall while suspended, while another bolus runs, or that a limit
+  refuses are skipped (counted in skipped_periodic); the basal goes on.
+- Prime: prime(volume_nl, duration_ms) fills the catheter. Allowed only with a stopped program
+  (no basal flowing). Its steps are counted in prime_steps and taken from the reservoir but
+  not counted as patient dose (not in the 24 h ledger, not in delivered_ng_today).
+- Refill with a different concentration starts a bridge: the catheter (program.catheter_nl)
+  still holds the old drug, so the line concentration stays the old one until exactly the
+  catheter volume (whole pL pushed by the running flow: basal and any bolus, at the program's
+  dose rate) has left; from that ms on the new concentration applies. At the switch the
+  accumulator's sub-pL fraction is converted to the new units rounded UP (at most one unit of
+  1/(432*C) pL, so |steps - ideal| < 1 still holds). A second refill during a bridge restarts
+  it with the full catheter volume. The patient-bolus lockout starts after a refill and after
+  every load() (programming session).
+- load() of a program cancels an active bolus; the new basal starts at once.
+- Limits: a bolus is refused (REFUSE_*) when above max_bolus_ng, when basal max + bolus rate
+  exceeds max_flow_ng_day, or when the worst-case rolling 24 h would exceed max_24h_ng:
+  max over window ends in the next 24 h of (ledger since the window start, conservative to
+  one 15-min bucket) + exact program basal until the window end + periodic boluses starting
+  before it + the bolus dose. A refusal changes nothing: the basal keeps going.
+"""
+from pumpcore.fixed import const, mul_divmod, ceil_muldiv_sub
+from pumpcore import program as programmod
+from pumpcore.bolus import BolusGate, BUCKET_MS, N_BUCKETS
+from pumpcore.reservoir import ReservoirTracker
+
+MS_PER_DAY = const(86400000)
+QUANTA_PER_NG = const(86400000)
+CHUNK_BOUND = const(0x10000000)     # 2**28: q*chunk and r*chunk stay below this
+TIMER_CAP = const(0x10000000)       # timers (ms) saturate here (~3.1 days); re-armed at 0
+NEVER = const(0x3FFFFFFF)
+
+BOLUS_NONE = const(0)
+BOLUS_CLINICIAN = const(1)
+BOLUS_PATIENT = const(2)
+BOLUS_PERIODIC = const(3)
+BOLUS_PRIME = const(4)
+BOLUS_BRIDGE = const(5)
+BOLUS_SINGLE = const(6)
+BOLUS_NAMES = ("none", "clinician", "patient", "periodic", "prime", "bridge", "single")
+
+REFUSE_OK = const(0)
+REFUSE_BOLUS_ACTIVE = const(1)
+REFUSE_MAX_BOLUS = const(2)
+REFUSE_MAX_24H = const(3)
+REFUSE_MAX_FLOW = const(4)
+REFUSE_LOCKOUT = const(5)
+REFUSE_DAILY_CAP = const(6)
+REFUSE_PATIENT_DISABLED = const(7)
+REFUSE_SUSPENDED = const(8)
+REFUSE_STOPPED = const(9)
+REFUSE_BAD_REQUEST = const(10)
+REFUSE_NO_PROGRAM = const(11)
+REFUSE_KIND = const(12)
+REFUSE_NOT_STOPPED = const(13)
+REFUSE_CONCENTRATION = const(14)
+REFUSE_VOLUME = const(15)
+
+_REFUSAL_TEXT = (
+    "accepted",
+    "another bolus is running",
+    "bolus dose above the hard limit max_bolus_ng",
+    "would exceed the hard limit max_24h_ng (rolling 24 h, worst case)",
+    "basal + bolus flow above the hard limit max_flow_ng_day",
+    "patient bolus locked out (lockout interval running)",
+    "patient boluses allotted per 24 h already used",
+    "no patient bolus in this program",
+    "delivery is suspended",
+    "the program is stopped (delivery off)",
+    "dose or duration out of range (dose >= 1 ng, 1 ms <= duration <= 24 h)",
+    "no program loaded",
+    "this kind starts from refill() or prime(), not request_bolus()",
+    "prime needs a stopped program (no basal flowing)",
+    "concentration outside the hard limits min_conc_ug_ml..max_conc_ug_ml",
+    "volume outside 0..reservoir capacity (or prime above 500 uL)",
+)
+
+SNAPSHOT_VERSION = const(1)
+
+
+def refusal_text(code):
+    """Human-readable reason for a REFUSE_* code."""
+    if 0 <= code < len(_REFUSAL_TEXT):
+        return _REFUSAL_TEXT[code]
+    return "unknown refusal code %d" % code
+
+
+class DoseScheduler:
+    """Turns the program into microsteps due (see module docstring). Units: ng, ng/day, pL, ms."""
+
+    def __init__(self, pl_per_step, limits):
+        if not isinstance(pl_per_step, int) or pl_per_step < 100 or pl_per_step > 10000000:
+            raise ValueError("pl_per_step = %r: must be 100..10000000 pL per microstep" % (pl_per_step,))
+        self.pl = pl_per_step
+        self.limits = limits
+        self.program = None
+        self.clock = None
+        self.gate = BolusGate()
+        self.reservoir = ReservoirTracker(limits.reservoir_capacity_nl)
+        self.conc = 0
+        self.den = 1
+        self.basal = 0
+        self.rate = 0
+        self.q = 0
+        self.r = 0
+        self.chunk_max = CHUNK_BOUND
+        self.suspended = False
+        self.pool = 0
+        self.acc = 0
+        self.mpool = 0
+        self.macc = 0
+        self.delivered_steps = 0
+        self.missed_steps = 0
+        self.prime_steps = 0
+        self.dpl = 0
+        self.dmng = 0
+        self.total_ng = 0
+        self.day_ng = 0
+        self.mpl = 0
+        self.mmng = 0
+        self.missed_ng = 0
+        self.b_kind = BOLUS_NONE
+        self.b_rate = 0
+        self.b_left = NEVER
+        self.b_last = 0
+        self.b_dose = 0
+        self.seg_left = NEVER
+        self.bucket_left = BUCKET_MS
+        self.per_left = NEVER
+        self.br_pl = 0
+        self.br_conc = 0
+        self.br_left = NEVER
+        self.skipped_periodic = 0
+        self.refusals = 0
+        self.last_refusal = REFUSE_OK
+        self.boluses_done = 0
+
+    # ----- program and clock ------------------------------------------------------------
+    def load(self, program, clock):
+        """Commit a program (validated here, raises ProgramError) on `clock`; returns 0 or REFUSE_*.
+
+        Cancels an active bolus, starts the patient-bolus lockout, starts the single bolus of a
+        single-bolus program (its refusal code is returned; the program stays loaded, stopped).
+        """
+        program.validate(self.limits)
+        if self.reservoir.conc_ug_ml and program.concentration_ug_ml != self.reservoir.conc_ug_ml:
+            raise programmod.ProgramError("concentration_ug_ml", program.concentration_ug_ml,
+                                          "does not match the reservoir's %d ug/mL (refill first)"
+                                          % self.reservoir.conc_ug_ml)
+        program._tables()
+        self.program = program
+        self.clock = clock
+        if not self.reservoir.conc_ug_ml:
+            self.reservoir.conc_ug_ml = program.concentration_ug_ml
+        if not self.conc:
+            self._set_conc(program.concentration_ug_ml)
+        self._end_bolus()
+        self.gate.roll(clock)
+        self._arm_timers()
+        if program.patient is not None:
+            self.gate.start_lockout(clock, program.patient[2])
+        self._set_rate()
+        if program.mode == programmod.MODE_SINGLE_BOLUS:
+            return self._start_bolus_checked(BOLUS_SINGLE, program.single_bolus[0], program.single_bolus[1])
+        return REFUSE_OK
+
+    def set_time(self, day, ms_of_day):
+        """Time sync: jump the wall clock (no delivery for the jump); boundaries re-armed."""
+        self.clock.set(day, ms_of_day)
+        self.gate.roll(self.clock)
+        self._arm_timers()
+        self._set_rate()
+
+    def _arm_timers(self):
+        c = self.clock
+        self.bucket_left = BUCKET_MS - c.ms % BUCKET_MS
+        self.seg_left = self.program.basal_next_change_ms(c.weekday(), c.ms) - c.ms
+        self.per_left = self._periodic_next()
+
+    def _periodic_next(self):
+        per = self.program.periodic
+        if not per:
+            return NEVER
+        now = self.clock.ms
+        for i in range(len(per)):
+            if per[i][0] > now:
+                return per[i][0] - now
+        return MS_PER_DAY - now + per[0][0]
+
+    def _set_conc(self, conc):
+        """Switch the line concentration, converting accumulator fractions (rounded up)."""
+        old = self.conc
+        self.conc = conc
+        new_den = 432 * conc
+        if old:
+            self.acc = -(-self.acc * conc // old)
+            self.macc = -(-self.macc * conc // old)
+            if self.acc >= new_den:
+                self.acc -= new_den
+                self.pool += 1
+            if self.macc >= new_den:
+                self.macc -= new_den
+                self.mpool += 1
+        self.den = new_den
+
+    def _set_rate(self):
+        """Recompute the flowing rate and its per-ms increments (at boundaries and events)."""
+        p = self.program
+        if p is None:
+            self.basal = 0
+        else:
+            self.basal = p.basal_rate_at(self.clock.weekday(), self.clock.ms)
+        rate = self.basal + self.b_rate
+        self.rate = rate
+        s = 5 * rate
+        self.q = s // self.den
+        self.r = s - self.q * self.den
+        cm = CHUNK_BOUND // (self.q + 1)
+        cr = CHUNK_BOUND // (self.r + 1)
+        self.chunk_max = cm if cm < cr else cr
+        if self.br_pl > 0 and not self.suspended:
+            if rate:
+                self.br_left = ceil_muldiv_sub(self.br_pl, self.den, self.acc, s, TIMER_CAP)
+                if self.br_left < 1:
+                    self.br_left = 1
+            else:
+                self.br_left = NEVER
+        else:
+            self.br_left = NEVER
+
+    # ----- time ---------------------------------------------------------------------------
+    def advance(self, dt_ms):
+        """Move time on by dt_ms (>= 0); return the microsteps that became due. Allocation-free."""
+        due = 0
+        if self.clock is None:
+            return 0
+        while dt_ms > 0:
+            c = dt_ms
+            if self.chunk_max < c:
+                c = self.chunk_max
+            if self.seg_left < c:
+                c = self.seg_left
+            if self.bucket_left < c:
+                c = self.bucket_left
+            if self.per_left < c:
+                c = self.per_left
+            if self.b_left < c:
+                c = self.b_left
+            if self.br_left < c:
+                c = self.br_left
+            if self.rate:
+                acc = self.acc + self.r * c
+                gain = self.q * c
+                if acc >= self.den:
+                    k = acc // self.den
+                    gain += k
+                    acc -= k * self.den
+                self.acc = acc
+                pool = self.pool + gain
+                n = 0
+                if pool >= self.pl:
+                    n = pool // self.pl
+                    pool -= n * self.pl
+                self.pool = pool
+                if self.suspended:
+                    if n:
+                        self._count_missed(n)
+                else:
+                    if self.br_pl > 0:
+                        self.br_pl -= gain
+                    if n:
+                        due += n
+                        self._count_delivered(n)
+            dt_ms -= c
+            self.clock.ms += c
+            self.bucket_left -= c
+            self.seg_left -= c
+            if self.per_left != NEVER:
+                self.per_left -= c
+            if self.b_left != NEVER:
+                self.b_left -= c
+            if self.br_left != NEVER:
+                self.br_left -= c
+            if (self.seg_left == 0 or self.bucket_left == 0 or self.per_left == 0 or self.b_left == 0
+                    or self.br_left == 0):
+                self._boundary()
+        return due
+
+    def _count_delivered(self, n):
+        self.delivered_steps += n
+        vol = n * self.pl
+        self.reservoir.take_pl(vol)
+        if self.b_kind == BOLUS_PRIME:
+            self.prime_steps += n
+            return
+        d = self.dpl + vol
+        if d >= 1000:
+            nl = d // 1000
+            d -= nl * 1000
+            m = self.dmng + nl * self.conc
+            if m >= 1000:
+                ng = m // 1000
+                m -= ng * 1000
+                self.total_ng += ng
+                self.day_ng += ng
+                self.gate.add_ng(ng)
+            self.dmng = m
+        self.dpl = d
+
+    def _count_missed(self, n):
+        self.missed_steps += n
+        d = self.mpl + n * self.pl
+        if d >= 1000:
+            nl = d // 1000
+            d -= nl * 1000
+            m = self.mmng + nl * self.conc
+            if m >= 1000:
+                ng = m // 1000
+                m -= ng * 1000
+                self.missed_ng += ng
+            self.mmng = m
+        self.mpl = d
+
+    def _boundary(self):
+        """Handle every timer that reached 0, then recompute the rate."""
+        c = self.clock
+        if c.ms >= MS_PER_DAY:
+            c.ms -= MS_PER_DAY
+            c.day += 1
+            self.day_ng = 0
+        if self.bucket_left == 0:
+            self.gate.roll(c)
+            self.bucket_left = BUCKET_MS
+        if self.seg_left == 0:
+            self.seg_left = self.program.basal_next_change_ms(c.weekday(), c.ms) - c.ms
+        if self.b_left == 0:
+            if self.b_last:
+                self.b_rate = self.b_last
+                self.b_last = 0
+                self.b_left = 1
+            else:
+                self._end_bolus()
+                self.boluses_done += 1
+        if self.br_left == 0:
+            if self.br_pl <= 0:
+                self.br_pl = 0
+                self._set_conc(self.br_conc)
+        if self.per_left == 0:
+            self.per_left = self._periodic_next()
+            self._start_periodic()
+        self._set_rate()
+
+    def _start_periodic(self):
+        per = self.program.periodic
+        now = self.clock.ms
+        for t, dose, dur in per:
+            if t == now:
+                if self.suspended or self.b_kind != BOLUS_NONE:
+                    self.skipped_periodic += 1
+                    return
+                if self._start_bolus_checked(BOLUS_PERIODIC, dose, dur) != REFUSE_OK:
+                    self.skipped_periodic += 1
+                return
+
+    def ms_to_next_due(self):
+        """ms until the next microstep or boundary (basal step, midnight, bolus phase, periodic, bridge)."""
+        t = self.seg_left
+        if self.clock is None:
+            return MS_PER_DAY
+        if self.per_left < t:
+            t = self.per_left
+        if self.b_left < t:
+            t = self.b_left
+        if self.br_left < t:
+            t = self.br_left
+        if self.rate and not self.suspended:
+            ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
+            if ts < t:
+                t = ts
+        if t < 1:
+            t = 1
+        return t
+
+    # ----- boluses ------------------------------------------------------------------------
+    def request_bolus(self, kind, dose_ng, duration_ms):
+        """Start a bolus; return 0 or REFUSE_* (see refusal_text). A refusal changes nothing.
+
+        BOLUS_PATIENT uses the program's patient dose and duration (pass 0, 0 or the same values).
+        """
+        code = self._request(kind, dose_ng, duration_ms)
+        if code != REFUSE_OK:
+            self.refusals += 1
+            self.last_refusal = code
+        return code
+
+    def _request(self, kind, dose_ng, duration_ms):
+        if kind not in (BOLUS_CLINICIAN, BOLUS_PATIENT, BOLUS_PERIODIC):
+            return REFUSE_KIND
+        p = self.program
+        if p is None:
+            return REFUSE_NO_PROGRAM
+        if p.mode == programmod.MODE_STOPPED or p.mode == programmod.MODE_SINGLE_BOLUS:
+            return REFUSE_STOPPED
+        if self.suspended:
+            return REFUSE_SUSPENDED
+        if kind == BOLUS_PATIENT:
+            if p.patient is None:
+                return REFUSE_PATIENT_DISABLED
+            pd, pdur, lock, per = p.patient
+            if (dose_ng or duration_ms) and (dose_ng != pd or duration_ms != pdur):
+                return REFUSE_BAD_REQUEST
+            dose_ng = pd
+            duration_ms = pdur
+        if self.b_kind != BOLUS_NONE:
+            return REFUSE_BOLUS_ACTIVE
+        if kind == BOLUS_PATIENT:
+            if self.gate.lockout_left_ms(self.clock) > 0:
+                return REFUSE_LOCKOUT
+            if self.gate.patients_in_24h(self.clock) >= p.patient[3]:
+                return REFUSE_DAILY_CAP
+        code = self._start_bolus_checked(kind, dose_ng, duration_ms)
+        if code == REFUSE_OK and kind == BOLUS_PATIENT:
+            self.gate.record_patient(self.clock)
+            self.gate.start_lockout(self.clock, p.patient[2])
+        return code
+
+    def _start_bolus_checked(self, kind, dose_ng, duration_ms):
+        if not isinstance(dose_ng, int) or not isinstance(duration_ms, int):
+            return REFUSE_BAD_REQUEST
+        if dose_ng < 1 or duration_ms < 1 or duration_ms > MS_PER_DAY:
+            return REFUSE_BAD_REQUEST
+        if dose_ng > self.limits.max_bolus_ng:
+            return REFUSE_MAX_BOLUS
+        qq, rr = mul_divmod(dose_ng, QUANTA_PER_NG, duration_ms)
+        rate = qq + (1 if rr else 0)
+        if self.program.max_basal_ng_day() + rate > self.limits.max_flow_ng_day:
+            return REFUSE_MAX_FLOW
+        if self.worst_case_24h_with(dose_ng) > self.limits.max_24h_ng:
+            return REFUSE_MAX_24H
+        full, last = mul_divmod(dose_ng, QUANTA_PER_NG, rate)
+        self._begin(kind, rate, full, last, dose_ng)
+        return REFUSE_OK
+
+    def _begin(self, kind, rate, full_ms, last, dose_ng):
+        self.b_kind = kind
+        self.b_dose = dose_ng
+        if full_ms > 0:
+            self.b_rate = rate
+            self.b_left = full_ms
+            self.b_last = last
+        else:
+            self.b_rate = last
+            self.b_left = 1
+            self.b_last = 0
+        self._set_rate()
+
+    def _end_bolus(self):
+        self.b_kind = BOLUS_NONE
+        self.b_rate = 0
+        self.b_left = NEVER
+        self.b_last = 0
+        self.b_dose = 0
+
+    def worst_case_24h_with(self, dose_ng):
+        """Worst-case rolling 24 h dose (ng) if a bolus of dose_ng started now (request time)."""
+        olds = self.gate.oldest_first()
+        past = 0
+        for v in olds:
+            past += v
+        best = 0
+        first = self.bucket_left
+        for k in range(N_BUCKETS):
+            f = first + k * BUCKET_MS
+            if f > MS_PER_DAY:
+                f = MS_PER_DAY
+            total = past + self._future_basal_ng(f) + self._future_periodic_ng(f) + dose_ng
+            if total > best:
+                best = total
+            past -= olds[k]
+        return best
+
+    def _future_basal_ng(self, f):
+        """Program basal dose (ng, rounded up) from now to now + f ms (f <= 24 h)."""
+        p = self.program
+        c = self.clock
+        wd = c.weekday()
+        end = c.ms + f
+        if end <= MS_PER_DAY:
+            q = p._basal_between_q(wd, c.ms, end)
+        else:
+            q = p._basal_between_q(wd, c.ms, MS_PER_DAY) + p._basal_between_q((wd + 1) % 7, 0, end - MS_PER_DAY)
+        return -(-q // QUANTA_PER_NG)
+
+    def _future_periodic_ng(self, f):
+        total = 0
+        now = self.clock.ms
+        for t, dose, dur in self.program.periodic:
+            until = t - now
+            if until <= 0:
+                until += MS_PER_DAY
+            if until <= f:
+                total += dose
+        return total
+
+    def prime(self, volume_nl, duration_ms):
+        """Fill the catheter with volume_nl over duration_ms; 0 or REFUSE_*. Needs a stopped program."""
+        p = self.program
+        if p is None:
+            return REFUSE_NO_PROGRAM
+        if p.mode != programmod.MODE_STOPPED:
+            return REFUSE_NOT_STOPPED
+        if self.suspended:
+            return REFUSE_SUSPENDED
+        if self.b_kind != BOLUS_NONE:
+            return REFUSE_BOLUS_ACTIVE
+        if not isinstance(volume_nl, int) or volume_nl < 1 or volume_nl > 500000:
+            return REFUSE_VOLUME
+        if not isinstance(duration_ms, int) or duration_ms < 1 or duration_ms > MS_PER_DAY:
+            return REFUSE_BAD_REQUEST
+        mng = volume_nl * self.conc          # dose in ng/1000 (<= 1e9)
+        qq, rr = mul_divmod(mng, 86400, duration_ms)
+        rate = qq + (1 if rr else 0)
+        if rate > self.limits.max_flow_ng_day:
+            return REFUSE_MAX_FLOW
+        full, last = mul_divmod(mng, 86400, rate)
+        self._begin(BOLUS_PRIME, rate, full, last, mng // 1000)
+        return REFUSE_OK
+
+    # ----- suspend, resume, stalls, refill ------------------------------------------------
+    def suspend(self):
+        """Stop delivery; the basal that falls due meanwhile is counted missed (no catch-up)."""
+        if self.suspended:
+            return
+        if self.b_kind != BOLUS_NONE:
+            self._end_bolus()
+        self.pool, self.mpool = self.mpool, self.pool
+        self.acc, self.macc = self.macc, self.acc
+        self.suspended = True
+        self._set_rate()
+
+    def resume(self):
+        """Restart delivery from now; nothing missed is delivered later."""
+        if not self.suspended:
+            return
+        self.pool, self.mpool = self.mpool, self.pool
+        self.acc, self.macc = self.macc, self.acc
+        self.suspended = False
+        self._set_rate()
+
+    def record_missed(self, steps):
+        """The motor failed to make `steps` of the steps issued (stall, occlusion): count them missed."""
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError("record_missed steps = %r: must be a non-negative integer" % (steps,))
+        if steps > self.delivered_steps:
+            steps = self.delivered_steps
+        self.delivered_steps -= steps
+        self.reservoir.give_back_pl(steps * self.pl)
+        self._count_missed(steps)
+
+    def refill(self, volume_nl, conc_ug_ml):
+        """Reservoir refilled with volume_nl at conc_ug_ml; 0 or REFUSE_*. Bridges a concentration change."""
+        lim = self.limits
+        if not isinstance(conc_ug_ml, int) or conc_ug_ml < lim.min_conc_ug_ml or conc_ug_ml > lim.max_conc_ug_ml:
+            return REFUSE_CONCENTRATION
+        if not isinstance(volume_nl, int) or volume_nl < 0 or volume_nl > lim.reservoir_capacity_nl:
+            return REFUSE_VOLUME
+        old = self.reservoir.conc_ug_ml
+        self.reservoir.refill(volume_nl, conc_ug_ml)
+        if not self.conc:
+            self._set_conc(conc_ug_ml)
+        elif old != conc_ug_ml or self.br_pl > 0:
+            cath = self.program.catheter_nl if self.program is not None else 0
+            if cath > 0:
+                self.br_pl = cath * 1000
+                self.br_conc = conc_ug_ml
+            else:
+                self.br_pl = 0
+                self._set_conc(conc_ug_ml)
+        if self.program is not None and self.program.patient is not None:
+            self.gate.start_lockout(self.clock, self.program.patient[2])
+        if self.clock is not None:
+            self._set_rate()
+        return REFUSE_OK
+
+    # ----- read-outs ----------------------------------------------------------------------
+    def basal_rate_ng_day(self):
+        """Programmed basal rate in force now (ng/day; 0 when stopped)."""
+        return self.basal
+
+    def flow_rate_ng_day(self):
+        """Total flow now (basal + bolus, ng/day); 0 while suspended means nothing flows."""
+        return 0 if self.suspended else self.rate
+
+    def delivered_ng_today(self):
+        """Patient dose delivered since midnight (ng, counted from microsteps made)."""
+        return self.day_ng
+
+    def rolling_24h_ng(self):
+        """Patient dose in the last 24 h (ng; conservative by at most one 15-min bucket)."""
+        return self.gate.rolling_24h_ng()
+
+    def bolus_active(self):
+        """Kind of the bolus running (BOLUS_*), 0 if none."""
+        return self.b_kind
+
+    def bridge_left_nl(self):
+        """Old-drug volume still to push out of the catheter (nL, rounded up); 0 if no bridge."""
+        return -(-self.br_pl // 1000) if self.br_pl > 0 else 0
+
+    def line_conc_ug_ml(self):
+        """Concentration of the drug now leaving the catheter (ug/mL)."""
+        return self.conc
+
+    # ----- persistence --------------------------------------------------------------------
+    def snapshot(self):
+        """Everything needed after a reset, as nested tuples of ints (no bolus in progress)."""
+        c = self.clock
+        return (SNAPSHOT_VERSION, c.day if c else 0, c.ms if c else 0, self.conc,
+                self.pool, self.acc, self.mpool, self.macc, 1 if self.suspended else 0,
+                self.delivered_steps, self.missed_steps, self.prime_steps,
+                self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,
+                self.br_pl, self.br_conc, self.skipped_periodic, self.refusals, self.boluses_done,
+                self.reservoir.snapshot(), self.gate.snapshot())
+
+    def restore(self, snap):
+        """Restore a snapshot after load(); the time from the snapshot to the clock is missed.
+
+        Returns the downtime in ms counted as missed (0 if the clock is not after the snapshot;
+        at most 7 days are accounted). A bolus that was running is not resumed.
+        """
+        if not isinstance(snap, tuple) or len(snap) != 26 or snap[0] != SNAPSHOT_VERSION:
+            raise ValueError("scheduler snapshot: not a version-%d snapshot of 26 fields" % SNAPSHOT_VERSION)
+        (_, day, ms, conc, self.pool, self.acc, self.mpool, self.macc, susp,
+         self.delivered_steps, self.missed_steps, self.prime_steps,
+         self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,
+         self.br_pl, self.br_conc, self.skipped_periodic, self.refusals, self.boluses_done,
+         res, gate) = snap
+        self.conc = conc
+        self.den = 432 * conc
+        self.reservoir.restore(res)
+        self.gate.restore(gate)
+        self._end_bolus()
+        self.suspended = bool(susp)
+        now_day = self.clock.day
+        now_ms = self.clock.ms
+        down = self.clock.ms_since(day, ms, 7 * MS_PER_DAY)
+        if down > 0:
+            if now_day != day:
+                self.day_ng = 0
+            self.clock.set(day, ms)
+            self.gate.roll(self.clock)
+            self._arm_timers()
+            was = self.suspended
+            if not was:
+                self.suspend()
+            self.advance(down)
+            if not was:
+                self.resume()
+        if self.clock.day != now_day or self.clock.ms != now_ms:
+            self.clock.set(now_day, now_ms)
+        self.gate.roll(self.clock)
+        self._arm_timers()
+        self._set_rate()
+        return down
