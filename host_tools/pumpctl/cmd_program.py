@@ -14,9 +14,9 @@ from .errors import PumpError, UsageError
 def load_program(path: Path) -> Any:
     """Parse and validate a TOML program file against the hard limits; UsageError naming the
     field, the value and why (before anything touches the rig)."""
-    from . import programfile
     if not path.is_file():
         raise UsageError("program file %s: no such file" % path)
+    from . import programfile
     try:
         return programfile.load(path)
     except PumpError:
