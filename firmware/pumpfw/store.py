@@ -13,8 +13,10 @@ Power-cut argument (details and the wear budget in docs/persistence.md):
   the highest seq (CRC and length checked), so the result is the old or the new state.
 - Event log: append = open("ab") + write 32 bytes + flush + close. A cut leaves every earlier
   record untouched; at most the record being written is torn (posix) or absent (littlefs). A torn
-  tail seals its segment: later records go to a new segment file, never after garbage.
-  Nothing is ever rewritten; only the oldest segment is deleted when the ring is full.
+  tail (posix only) is cut off at the next mount by writing the committed records to a
+  temporary file and renaming it over the segment (rename is atomic on both filesystems), so
+  appends never land after garbage. Committed records are never rewritten in place; only the
+  oldest segment is deleted when the ring is full.
 """
 import os
 
@@ -381,6 +383,11 @@ class EventLog:
                     names.append(int(name[plen:-4]))
                 except ValueError:
                     pass
+            elif name.startswith(self.prefix) and name.endswith(".log.tmp"):
+                try:
+                    self.fs.remove(_join(self.root, name))  # a repair cut short: the .log is intact
+                except OSError:
+                    pass
         names.sort()
         self.segments = []
         last_seq = 0
@@ -407,10 +414,13 @@ class EventLog:
                 if rec[0] > last_seq:
                     last_seq = rec[0]
                 good += 1
-            if len(data) % REC:
+            torn = len(data) % REC
+            if torn:
                 self.notes.append("%s: torn tail of %d bytes after %d records (not committed)"
-                                  % (path, len(data) % REC, n))
-            self.segments.append([segno, first, n, len(data) % REC != 0 or bad > 0])
+                                  % (path, torn, n))
+                if not bad:
+                    torn = not self._repair(path, data[:n * REC])
+            self.segments.append([segno, first, n, torn != 0 or bad > 0])
         self.next_seq = last_seq + 1
         if self.segments:
             last = self.segments[-1]
@@ -421,6 +431,20 @@ class EventLog:
         else:
             self.sealed = True
         return self.notes
+
+    def _repair(self, path, good):
+        """Drop a torn tail: write the committed records to a temporary file, sync it, and
+        rename it over the segment (atomic on littlefs and on a host directory), so a cut
+        leaves the old file (torn tail still there) or the repaired one. Returns True if
+        repaired; on failure the segment is sealed instead."""
+        tmp = path + ".tmp"
+        try:
+            _write_file(self.fs, tmp, good)
+            self.fs.rename(tmp, path)
+            return True
+        except OSError as e:
+            self.notes.append("%s: repair failed (%s); segment sealed" % (path, e))
+            return False
 
     def _new_segment(self):
         segno = self.segments[-1][0] + 1 if self.segments else 1
