@@ -359,8 +359,7 @@ def b64_decode_into(src, n, dst):
     """
     if n == 0 or n & 3:
         return -1
-    if (n >> 2) * 3 > len(dst):
-        return -1
+    room = len(dst)
     table = B64_TABLE
     o = 0
     i = 0
@@ -370,6 +369,9 @@ def b64_decode_into(src, n, dst):
         c = table[src[i + 2]]
         d = table[src[i + 3]]
         if a >= _PAD or b >= _PAD:
+            return -1
+        need = 1 if c == _PAD else (2 if d == _PAD else 3)
+        if o + need > room:
             return -1
         if c == _PAD:
             if d != _PAD or i + 4 != n or b & 15:
