@@ -1,0 +1,1 @@
+"""Emulated-Pico tier: the official MicroPython RP2040 image in rp2040py, the pump on its pins."""

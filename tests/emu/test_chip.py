@@ -1,0 +1,87 @@
+"""The emulated chip itself, through the rig: REPL over the pty, flash, watchdog, power cut, pins."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pumpctl.emurig import EmuRig, load_pinmap
+
+from .conftest import mpremote
+
+pytestmark = pytest.mark.emu
+PINS = load_pinmap()
+
+
+def test_repl_and_fs_over_the_pty(emu: EmuRig, tmp_path: Path) -> None:
+    assert mpremote(emu.port, "exec", "import sys; print(sys.implementation._mpy & 0xff)").strip() == "6"
+    src = tmp_path / "probe.py"
+    src.write_text("VALUE = 12345\n")
+    mpremote(emu.port, "fs", "cp", str(src), ":probe.py")
+    assert mpremote(emu.port, "exec", "import probe; print(probe.VALUE)").strip() == "12345"
+
+
+def test_files_survive_a_power_cut_mid_run(emu: EmuRig, tmp_path: Path) -> None:
+    src = tmp_path / "keep.txt"
+    src.write_text("kept across power\n")
+    mpremote(emu.port, "fs", "cp", str(src), ":keep.txt")
+    boots = emu.request("status")["boots"]
+    reply = emu.request("power_cut", after_ms=37)
+    assert reply["boots"] == boots + 1 and len(reply["power_cuts"]) >= 1
+    out = mpremote(emu.port, "exec", "import machine; print(open('keep.txt').read().strip()); "
+                                     "print(machine.reset_cause() == machine.PWRON_RESET)")
+    assert out.split() == ["kept", "across", "power", "True"]
+
+
+def test_unfed_watchdog_resets_the_chip_with_wdt_reset(emu: EmuRig) -> None:
+    before = len(emu.request("status")["chip_resets"])
+    mpremote(emu.port, "exec", "import machine; w = machine.WDT(timeout=200)")
+    status = emu.request("wait", ms=300)
+    assert len(status["chip_resets"]) == before + 1
+    out = mpremote(emu.port, "exec", "import machine; print(machine.reset_cause() == machine.WDT_RESET)")
+    assert out.strip() == "True"
+
+
+def test_inputs_reach_the_pins_and_adc(emu: EmuRig) -> None:
+    probe = ("from machine import Pin, ADC\n"
+             f"print(Pin({PINS['diag']}, Pin.IN).value(), Pin({PINS['end_stop_n']}, Pin.IN).value(), "
+             f"ADC({PINS['pressure_adc']['channel']}).read_u16() >> 4)")
+    emu.request("pressure", kpa_x10=2500)
+    emu.request("stall", on=True)
+    emu.request("empty", on=True)
+    emu.request("wait", ms=3)
+    diag, end_n, counts = map(int, mpremote(emu.port, "exec", probe).split())
+    assert (diag, end_n) == (1, 0)
+    assert abs(counts - 2048) <= 2  # 250.0 kPa = half of the assumed 500 kPa full scale
+    emu.request("pressure", kpa_x10=None)
+    emu.request("stall", on=False)
+    emu.request("empty", on=False)
+    emu.request("wait", ms=3)
+    diag, end_n, counts = map(int, mpremote(emu.port, "exec", probe).split())
+    assert (diag, end_n, counts) == (0, 1, 0)
+
+
+def test_one_bouncy_press_shows_bounce_at_the_pin(emu: EmuRig) -> None:
+    """The button really bounces (several falling edges), so a debouncer has work to do."""
+    setup = ("from machine import Pin\n"
+             "falls = [0]\n"
+             "def _irq(p):\n falls[0] += 1\n"
+             f"btn = Pin({PINS['bolus_button_n']}, Pin.IN, Pin.PULL_UP)\n"
+             "btn.irq(_irq, Pin.IRQ_FALLING)\n")
+    mpremote(emu.port, "exec", setup)
+    reply = emu.request("press", count=1, hold_ms=20, gap_ms=20)
+    emu.request("wait", ms=(reply["settled_ns"] - reply["t_ns"]) // 1_000_000 + 2)
+    falls = int(mpremote(emu.port, "exec", "print(falls[0]); btn.irq(None)"))
+    assert falls >= 3, f"bouncy press gave {falls} falling edges"
+    assert emu.request("status")["presses"] >= 1
+
+
+def test_side_channel_refuses_bad_values_naming_field_value_limit(emu: EmuRig) -> None:
+    with pytest.raises(Exception, match=r"press count = 0: must be 1\.\.20"):
+        emu.request("press", count=0)
+    with pytest.raises(Exception, match=r"kpa_x10 = -5: must be an integer 0\.\.100000"):
+        emu.request("pressure", kpa_x10=-5)
+    with pytest.raises(Exception, match=r"unknown cmd 'nope'"):
+        emu.request("nope")
+    assert json.loads(json.dumps(emu.request("status")))["powered"] is True
