@@ -267,14 +267,22 @@ def firmware_sources(firmware_dir: Path) -> list[Path]:
     return out
 
 
+def _snapshot(src: Path, dst: Path) -> Path:
+    """Copy `src` into the build directory, so the bytes hashed are the bytes copied even if
+    someone edits the tree during the deploy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
 def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str | None,
                 arch: str | None) -> list[DeployFile]:
-    """Compile (when `compiler` is given) into `build_dir` and list every file to copy."""
+    """Compile (when `compiler` is given) or copy every file into `build_dir`; list them to copy."""
     files: list[DeployFile] = []
     for src in firmware_sources(firmware_dir):
         rel = src.relative_to(firmware_dir).as_posix()
         if compiler is None or rel in SOURCE_ONLY:
-            files.append(DeployFile(src, rel, "source"))
+            files.append(DeployFile(_snapshot(src, build_dir / rel), rel, "source"))
             continue
         remote = rel[:-3] + ".mpy"
         dst = build_dir / remote
@@ -284,7 +292,7 @@ def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str
         path = hw_dir / name
         if not path.is_file():
             raise UsageError("hardware description %s is missing (the firmware reads it at boot)" % path)
-        files.append(DeployFile(path, name, "config"))
+        files.append(DeployFile(_snapshot(path, build_dir / name), name, "config"))
     for f in files:
         f.sha256()
     return files
