@@ -178,6 +178,7 @@ class ProtocolServer:
         self._cache_next = 0
         self._key = None
         self._hmac = None
+        self._counter = 0          # counter of the authenticated request being handled
         # counters (diagnostics and tests)
         self.frames_answered = 0
         self.frames_dropped = 0
@@ -292,7 +293,11 @@ class ProtocolServer:
         return bytes(self._fmv[wire.HEADER_SIZE:wire.HEADER_SIZE + n])
 
     def _check_auth(self, cmd, plen):
-        """Return (status, payload) of the refusal, or None when the request is authentic."""
+        """Return (status, payload) of the refusal, or None when the request is authentic.
+
+        On success the counter is remembered in self._counter; it is accepted (persisted by the
+        controller) only once the body has also been checked, just before the controller call.
+        """
         body_len = _AUTH_BODY[cmd]
         t = auth.split_trailer(self._frame, plen, body_len)
         if t is None:
@@ -321,7 +326,45 @@ class ProtocolServer:
         if counter <= last:
             return self._err(wire.ERR_REPLAY, 0, "counter = %d: already used (last accepted %d); "
                              "replayed request refused" % (counter, last))
-        ctl.accept_counter(counter)
+        self._counter = counter
+        return None
+
+    def _check_auth_body(self, cmd):
+        """Range checks of an authenticated command's body, before its counter is accepted.
+
+        Returns (status, payload) of the refusal or None. A request refused here consumes no
+        counter and changes nothing.
+        """
+        f = self._frame
+        H = wire.HEADER_SIZE
+        if cmd == wire.CMD_TIME_SYNC:
+            ms = struct.unpack_from("<I", f, H + 2)[0]
+            if ms >= MS_PER_DAY:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "ms_of_day = %d: must be below %d" % (ms, MS_PER_DAY))
+        elif cmd == wire.CMD_PROG_COMMIT:
+            crc = struct.unpack_from("<I", f, H)[0]
+            if self._verified is None:
+                return self._err(wire.ERR_STAGE, 0, "no verified staged program: stage and verify first")
+            if crc != self._verified_crc:
+                return self._err(wire.ERR_STAGE, 0, "commit names CRC 0x%08x but the staged program's "
+                                 "CRC is 0x%08x: running program unchanged" % (crc, self._verified_crc))
+        elif cmd == wire.CMD_BOLUS:
+            dose, dur = struct.unpack_from(wire.BOLUS_REQ[0], f, H)
+            if not 1 <= dose <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "dose_ng = %d: outside 1..%d" % (dose, _SMALL))
+            if dur > _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "duration_ms = %d: above %d" % (dur, _SMALL))
+        elif cmd == wire.CMD_REFILL:
+            vol, conc = struct.unpack_from(wire.REFILL_REQ[0], f, H)
+            if not 1 <= vol <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
+            if not 1 <= conc <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "conc_ug_ml = %d: outside 1..%d" % (conc, _SMALL))
+        elif cmd == wire.CMD_PRIME or cmd == wire.CMD_CAL_WRITE:
+            v = struct.unpack_from("<I", f, H)[0]
+            name = "volume_nl" if cmd == wire.CMD_PRIME else "pl_per_step"
+            if not 1 <= v <= _SMALL:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s = %d: outside 1..%d" % (name, v, _SMALL))
         return None
 
     # ---- dispatch --------------------------------------------------------------------------
@@ -330,12 +373,15 @@ class ProtocolServer:
         if flags < 0:
             return self._err(wire.ERR_UNKNOWN_COMMAND, 0, "unknown command code 0x%02x" % cmd)
         n = plen
+        ctl = self.controller
         if flags & wire.FLAG_AUTH:
             refused = self._check_auth(cmd, plen)
+            if refused is None:
+                refused = self._check_auth_body(cmd)
             if refused is not None:
                 return refused
+            ctl.accept_counter(self._counter)   # durable before the change is made
             n = _AUTH_BODY[cmd]
-        ctl = self.controller
         H = wire.HEADER_SIZE
         f = self._frame
 
@@ -358,8 +404,6 @@ class ProtocolServer:
 
         if cmd == wire.CMD_TIME_SYNC:
             day, ms = struct.unpack_from(wire.TIME_SYNC_REQ[0], f, H)
-            if ms >= MS_PER_DAY:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "ms_of_day = %d: must be below %d" % (ms, MS_PER_DAY))
             return self._result(ctl.set_time(day, ms))
 
         if cmd == wire.CMD_PROG_STAGE:
@@ -370,13 +414,7 @@ class ProtocolServer:
                 return self._bad_len(cmd, n, 0)
             return self._verify()
 
-        if cmd == wire.CMD_PROG_COMMIT:
-            crc = struct.unpack_from("<I", f, H)[0]
-            if self._verified is None:
-                return self._err(wire.ERR_STAGE, 0, "no verified staged program: stage and verify first")
-            if crc != self._verified_crc:
-                return self._err(wire.ERR_STAGE, 0, "commit names CRC 0x%08x but the staged program's "
-                                 "CRC is 0x%08x: running program unchanged" % (crc, self._verified_crc))
+        if cmd == wire.CMD_PROG_COMMIT:   # staged CRC checked in _check_auth_body
             status, payload = self._result(ctl.commit_program(self._verified))
             if status == wire.OK:
                 self._clear_stage()
@@ -389,10 +427,6 @@ class ProtocolServer:
 
         if cmd == wire.CMD_BOLUS:
             dose, dur = struct.unpack_from(wire.BOLUS_REQ[0], f, H)
-            if not 1 <= dose <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "dose_ng = %d: outside 1..%d" % (dose, _SMALL))
-            if dur > _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "duration_ms = %d: above %d" % (dur, _SMALL))
             return self._result(ctl.bolus(wire.BOLUS_CLINICIAN, dose, dur))
 
         if cmd == wire.CMD_PATIENT_BOLUS:
@@ -406,16 +440,10 @@ class ProtocolServer:
 
         if cmd == wire.CMD_REFILL:
             vol, conc = struct.unpack_from(wire.REFILL_REQ[0], f, H)
-            if not 1 <= vol <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
-            if not 1 <= conc <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "conc_ug_ml = %d: outside 1..%d" % (conc, _SMALL))
             return self._result(ctl.refill(vol, conc))
 
         if cmd == wire.CMD_PRIME:
             vol = struct.unpack_from("<I", f, H)[0]
-            if not 1 <= vol <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
             return self._result(ctl.prime(vol))
 
         if cmd == wire.CMD_ALARMS:
@@ -460,8 +488,6 @@ class ProtocolServer:
 
         if cmd == wire.CMD_CAL_WRITE:
             pl = struct.unpack_from("<I", f, H)[0]
-            if not 1 <= pl <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "pl_per_step = %d: outside 1..%d" % (pl, _SMALL))
             return self._result(ctl.set_calibration(pl))
 
         if cmd == wire.CMD_LIMITS_READ:

@@ -307,3 +307,12 @@ def test_staging_errors_leave_running_program(link: Link) -> None:
     st, p = link.signed(wire.CMD_PROG_COMMIT, struct.pack("<I", crc32(good)))
     assert st == wire.ERR_STAGE
     assert link.ctl.program is None and not [c for c in link.ctl.calls if c[0] == "commit_program"]
+
+
+def test_signed_request_with_bad_body_consumes_no_counter(link: Link) -> None:
+    st, p = link.signed(wire.CMD_BOLUS, struct.pack("<II", 0, 0), counter=3)
+    assert st == wire.ERR_BAD_PAYLOAD and link.ctl.calls == [] and link.ctl.counter == 0
+    st, p = link.signed(wire.CMD_PROG_COMMIT, struct.pack("<I", 1234), counter=3)
+    assert st == wire.ERR_STAGE and link.ctl.calls == []
+    assert link.signed(wire.CMD_BOLUS, struct.pack("<II", 1000, 0), counter=3)[0] == wire.OK
+    assert [c[0] for c in link.ctl.calls] == ["accept_counter", "bolus"]
