@@ -8,10 +8,10 @@ checked at construction; a bad one raises DetectError naming the field, value an
 Time to alarm (worst case, from the moment the condition starts, given ticks of at most
 `tick_ms`):
 - OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
-  `threshold_kpa_x10`; decay criterion after at most `trend_steps` delivered microsteps whose
-  pressure does not decay (each raising the inter-step pressure floor), i.e. a missed volume of
-  at most trend_steps * pl_per_step (8 x 17.96 nL = 144 nL on the bench mechanism, 2.2 min at
-  186 ug/day and 2000 ug/mL) once the per-step rise clears the noise margin.
+  `threshold_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered
+  microsteps that do not decay (missed_steps_bound()), provided the line's pressure rise over
+  the ring span clears trend_rise_kpa_x10 (figures per line compliance: docs/persistence.md,
+  bench/occlusion_time_to_alarm.py).
 - StallDetector: DIAG `diag_confirm_ms + tick_ms`; missing steps `no_progress_ms + tick_ms`
   after the step generator stops emitting with steps owed, or at once when more than
   `max_lag_steps` are owed while it is idle.
@@ -41,32 +41,61 @@ class OcclusionDetector:
 
     Two criteria, either raises `active`:
     - pressure: pressure >= threshold_kpa_x10 continuously for confirm_ms;
-    - decay: the delivered steps do not show in the pressure decay. The floor (minimum pressure)
-      between consecutive delivered steps is sampled at each step; in a patent line it returns to
-      the baseline (or a steady flow plateau), in an occluded one each step adds to it. When the
-      floor has risen by at least trend_rise_kpa_x10 over the last trend_steps steps, and never
-      fell by more than noise_kpa_x10 between consecutive samples, the line is occluded.
-    The alarm clears once pressure has stayed below threshold - hysteresis_kpa_x10 for
-    confirm_ms and no decay criterion holds (reset() after a cleared occlusion restarts the trend).
+    - decay: the delivered steps do not show in the pressure decay. Every steps_per_sample
+      delivered microsteps, the floor (minimum pressure) seen since the previous sample is
+      recorded in a ring of trend_samples samples. In a patent line the floor returns to the
+      baseline between steps (or settles on a steady-flow plateau during a bolus); in an
+      occluded line every step adds to it. The decay criterion holds when the newest floor is
+      at least trend_rise_kpa_x10 above the oldest in the ring and every one of the ring's
+      intervals rose by at least trend_rise / (2 * (trend_samples - 1)) (a steady climb: a
+      patent line ramping up to its flow plateau rises fast and then stops). A floor falling
+      more than noise_kpa_x10 below its predecessor restarts the trend. Samples are at least
+      min_sample_ms apart: set it to about the patent line's time constant so that at fast
+      rates the ring spans the ramp. Choose steps_per_sample so that the line's rise per step
+      (pl_per_step / compliance) times steps_per_sample is about 2 * trend_rise /
+      (trend_samples - 1), which keeps each interval clear of the noise.
+    Missed volume at alarm (decay criterion), worst case: (trend_samples + 1) * steps_per_sample
+    steps (missed_steps_bound()) when steps come at least min_sample_ms apart per sample,
+    provided each interval's rise clears the per-interval minimum (else only the pressure
+    criterion can fire); at faster rates, (trend_samples + 1) * min_sample_ms of delivery.
+    The pressure criterion clears once pressure stayed below threshold - hysteresis_kpa_x10 for
+    confirm_ms; the decay criterion clears when a floor decays (the line drains), including
+    with the motor stopped (pressure falls trend_rise_kpa_x10 below the last floor).
     """
 
-    def __init__(self, threshold_kpa_x10=1500, confirm_ms=2000, trend_steps=8,
-                 trend_rise_kpa_x10=80, noise_kpa_x10=5, hysteresis_kpa_x10=200):
+    def __init__(self, threshold_kpa_x10=1500, confirm_ms=2000, trend_samples=8,
+                 steps_per_sample=1, trend_rise_kpa_x10=80, noise_kpa_x10=5,
+                 hysteresis_kpa_x10=200, min_sample_ms=0):
         self.threshold_kpa_x10 = _param("threshold_kpa_x10", threshold_kpa_x10, 1, 100000)
         self.confirm_ms = _param("confirm_ms", confirm_ms, 0, 600000)
-        self.trend_steps = _param("trend_steps", trend_steps, 2, 256)
+        self.trend_samples = _param("trend_samples", trend_samples, 2, 64)
+        self.steps_per_sample = _param("steps_per_sample", steps_per_sample, 1, 100000)
         self.trend_rise_kpa_x10 = _param("trend_rise_kpa_x10", trend_rise_kpa_x10, 1, 100000)
         self.noise_kpa_x10 = _param("noise_kpa_x10", noise_kpa_x10, 0, 100000)
         self.hysteresis_kpa_x10 = _param("hysteresis_kpa_x10", hysteresis_kpa_x10, 0, threshold_kpa_x10)
-        self._floors = [0] * trend_steps
+        self.min_sample_ms = _param("min_sample_ms", min_sample_ms, 0, 3600000)
+        self._min_inc = trend_rise_kpa_x10 // (2 * (trend_samples - 1))
+        self._floors = [0] * trend_samples
         self.reset()
+
+    def missed_steps_bound(self, step_period_ms=0):
+        """Worst-case delivered-but-blocked microsteps before the decay criterion fires, at a
+        delivery of one microstep every step_period_ms (0: slower than min_sample_ms)."""
+        per = self.steps_per_sample
+        if step_period_ms > 0 and self.min_sample_ms > 0:
+            by_time = (self.min_sample_ms + step_period_ms - 1) // step_period_ms
+            if by_time > per:
+                per = by_time
+        return (self.trend_samples + 1) * per
 
     def reset(self):
         """Forget history (after a cleared occlusion, a refill, a prime)."""
-        for i in range(self.trend_steps):
+        for i in range(self.trend_samples):
             self._floors[i] = 0
-        self._n = 0          # samples in the ring (<= trend_steps)
+        self._n = 0          # samples in the ring (<= trend_samples)
         self._head = 0       # next ring slot
+        self._steps = 0      # steps since the last sample
+        self._since_ms = 0   # ms since the last sample
         self._floor = 0x3FFFFFFF
         self._above_ms = 0
         self._below_ms = 0
@@ -94,11 +123,18 @@ class OcclusionDetector:
                 self._below_ms = t if t < _CAP else _CAP
                 if self._below_ms >= self.confirm_ms:
                     self.by_pressure = False
+        t = self._since_ms + dt_ms
+        self._since_ms = t if t < _CAP else _CAP
         if steps_delivered > 0:
-            self._sample(self._floor)
-            self._floor = pressure_kpa_x10
+            s = self._steps + steps_delivered
+            if s >= self.steps_per_sample and self._since_ms >= self.min_sample_ms:
+                self._sample(self._floor)
+                self._floor = pressure_kpa_x10
+                self._since_ms = 0
+                s = 0
+            self._steps = s if s < _CAP else _CAP
         elif self.by_decay:
-            last = self._floors[(self._head - 1) % self.trend_steps]
+            last = self._floors[(self._head - 1) % self.trend_samples]
             if pressure_kpa_x10 < last - self.trend_rise_kpa_x10:
                 self._n = 0  # pressure drained with the motor stopped: the line is open again
                 self.by_decay = False
@@ -106,20 +142,31 @@ class OcclusionDetector:
         return self.active
 
     def _sample(self, floor):
-        n = self.trend_steps
-        prev = self._floors[(self._head - 1) % n] if self._n else floor
-        if floor < prev - self.noise_kpa_x10:
-            self._n = 0  # the floor decayed: the line drains, trend restarts
-            self.by_decay = False
+        n = self.trend_samples
+        if self._n and floor < self._floors[(self._head - 1) % n] - self.noise_kpa_x10:
+            self._n = 0  # the floor decayed: the line drains, the trend restarts here
         self._floors[self._head] = floor
         self._head = (self._head + 1) % n
         if self._n < n:
             self._n += 1
-        if self._n == n:
-            oldest = self._floors[self._head]  # the slot about to be overwritten next is oldest
-            self.by_decay = floor - oldest >= self.trend_rise_kpa_x10
-        elif self._n == 1:
+        if self._n < n:
             self.by_decay = False
+            return
+        oldest = self._floors[self._head]  # next slot to overwrite holds the oldest
+        if floor - oldest < self.trend_rise_kpa_x10:
+            self.by_decay = False
+            return
+        # a steady rise, not a patent line settling on its flow plateau: every interval of
+        # the ring rose by at least half the average rise the criterion needs
+        prev = oldest
+        i = self._head
+        for _ in range(n - 1):
+            i = (i + 1) % n
+            if self._floors[i] - prev < self._min_inc:
+                self.by_decay = False
+                return
+            prev = self._floors[i]
+        self.by_decay = True
 
     def report(self, alarm_set):
         """Feed the level into an AlarmSet. Returns AlarmSet.update's result."""
