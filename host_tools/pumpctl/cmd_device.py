@@ -257,36 +257,27 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 MAX_BOLUS_MIN = 24 * 60
 
 
-def parse_amount(text: str, field: str, unit: str, scale: int, limit: int) -> int:
-    """Decimal text in `unit` -> integer base units (value * scale), exactly; UsageError otherwise.
-
-    `limit` is the largest value (base units) accepted here; the rig applies its own hard limits.
-    """
+def parse_amount(text: str, field: str, default_unit: str, parser: Any, limit: int) -> int:
+    """Clinician-style quantity ("50", "50 ug", "0.05 mg") -> integer base units via pumpcore.units
+    (exact; a bare number is in `default_unit`). UsageError naming the field, value and limit."""
+    from pumpcore import units
     t = text.strip()
-    if t.lower().endswith(unit.lower()):
-        t = t[: -len(unit)].strip()
-    whole, _, frac = t.partition(".")
-    digits = len(str(scale)) - 1
-    if not whole.isdigit() and not (whole == "" and frac.isdigit()) or (frac and not frac.isdigit()):
-        raise UsageError("%s = %r: not a number of %s" % (field, text, unit))
-    if len(frac) > digits:
-        raise UsageError("%s = %s: more than %d decimals (resolution %s)" % (field, text, digits,
-                                                                               "1/%d %s" % (scale, unit)))
-    value = int(whole or "0") * scale + int((frac + "0" * digits)[:digits] or "0")
+    if t and (t[-1].isdigit() or t[-1] == "."):
+        t = t + " " + default_unit
+    try:
+        value = int(parser(t, field))
+    except units.QuantityError as exc:
+        raise UsageError(str(exc)) from None
     if value <= 0:
-        raise UsageError("%s = %s: must be above 0 %s" % (field, text, unit))
+        raise UsageError("%s = %s: must be above 0 %s" % (field, text, default_unit))
     if value > limit:
-        raise UsageError("%s = %s: above the largest accepted %s %s" % (field, text, _fmt_scaled(limit, scale), unit))
+        raise UsageError("%s = %s: above the largest value pumpctl sends (%d base units)" % (field, text, limit))
     return value
 
 
-def _fmt_scaled(v: int, scale: int) -> str:
-    w, f = divmod(v, scale)
-    return "%d" % w if f == 0 else ("%d.%0*d" % (w, len(str(scale)) - 1, f)).rstrip("0")
-
-
 def cmd_bolus(args: argparse.Namespace) -> int:
-    dose_ng = parse_amount(args.ug, "bolus dose", "ug", 1000, 2**31 - 1)
+    from pumpcore import units
+    dose_ng = parse_amount(args.ug, "bolus dose", "ug", units.parse_dose_ng, 2**30 - 1)
     if args.over is not None and not 0 <= args.over <= MAX_BOLUS_MIN:
         raise UsageError("--over = %d: bolus duration must be 0..%d min" % (args.over, MAX_BOLUS_MIN))
     duration_ms = (args.over or 0) * 60_000
@@ -312,8 +303,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_refill(args: argparse.Namespace) -> int:
-    volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", 1_000_000, 2**31 - 1)
-    conc = parse_amount(args.concentration, "--concentration", "ug/mL", 1, 2**31 - 1)
+    from pumpcore import units
+    volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", units.parse_volume_nl, 2**30 - 1)
+    conc = parse_amount(args.concentration, "--concentration", "ug/mL", units.parse_conc_ug_ml, 2**30 - 1)
     with open_pump(args) as pump:
         pump.refill(volume_nl, conc)
     print("refill recorded: %s at %s" % (output.ml(volume_nl), output.conc(conc)))
@@ -321,7 +313,8 @@ def cmd_refill(args: argparse.Namespace) -> int:
 
 
 def cmd_prime(args: argparse.Namespace) -> int:
-    volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", 1000, 2**31 - 1)
+    from pumpcore import units
+    volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", units.parse_volume_nl, 2**30 - 1)
     with open_pump(args) as pump:
         pump.prime(volume_nl)
     print("priming %s (%d nL) started" % (output.ml(volume_nl), volume_nl))
@@ -417,7 +410,7 @@ def register_device_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", nargs="?", type=int, help="alarm ID (for ack)")
     p.set_defaults(func=cmd_alarms)
     p = add_common(sub.add_parser("bolus", help="clinician bolus of UG micrograms"))
-    p.add_argument("ug", metavar="UG", help="dose in ug, e.g. 50 or 12.5")
+    p.add_argument("ug", metavar="UG", help="dose: ug by default (50, 12.5) or with a unit (0.05 mg)")
     p.add_argument("--over", type=int, metavar="MIN", help="deliver over MIN minutes (default: fastest)")
     p.set_defaults(func=cmd_bolus)
     add_common(sub.add_parser("suspend", help="stop delivery (no catch-up on resume)")).set_defaults(func=cmd_suspend)

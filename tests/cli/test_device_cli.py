@@ -76,21 +76,27 @@ def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pyte
     assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 30 * 60_000)
     assert run(capsys, "bolus", "12.345")[0] == 0
     assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 12_345, 0)
+    assert run(capsys, "bolus", "0.05 mg")[0] == 0
+    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 0)
     assert run(capsys, "suspend")[0] == 0 and rig.calls[-1] == ("suspend",)
     assert run(capsys, "resume")[0] == 0 and rig.calls[-1] == ("resume",)
     assert run(capsys, "refill", "--volume-ml", "18.5", "--concentration", "2000")[0] == 0
     assert rig.calls[-1] == ("refill", 18_500_000, 2000)
+    assert run(capsys, "refill", "--volume-ml", "500 uL", "--concentration", "0.5 mg/mL")[0] == 0
+    assert rig.calls[-1] == ("refill", 500_000, 500)
     assert run(capsys, "prime", "--volume-ul", "180")[0] == 0 and rig.calls[-1] == ("prime", 180_000)
     assert run(capsys, "time", "sync", "--at", "2025-11-25T08:30:00")[0] == 0
     assert rig.calls[-1] == ("time", 9460, (8 * 60 + 30) * 60_000)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("bolus", "abc"), "bolus dose = 'abc': not a number of ug"),
+    (("bolus", "abc"), "bolus dose = 'abc': no number at the start"),
     (("bolus", "0"), "bolus dose = 0: must be above 0 ug"),
-    (("bolus", "1.0001"), "bolus dose = 1.0001: more than 3 decimals"),
+    (("bolus", "1.0001"), "bolus dose = '1.0001 ug': more decimals than the base unit can hold"),
+    (("bolus", "5 ml"), "bolus dose = '5 ml': unit must be one of ng, ug, mg"),
     (("bolus", "5", "--over", "2000"), "--over = 2000: bolus duration must be 0..1440 min"),
-    (("refill", "--volume-ml", "-3", "--concentration", "2000"), "--volume-ml = '-3': not a number of mL"),
+    (("refill", "--volume-ml", "-3", "--concentration", "2000"), "--volume-ml = '-3 mL': no number at the start"),
+    (("refill", "--volume-ml", "20", "--concentration", "2 g/mL"), "unit must be ug/mL or mg/mL"),
     (("time", "sync", "--at", "tomorrow"), "--at = 'tomorrow': not an ISO date-time"),
     (("calibration", "set", "0"), "pl_per_step = 0: must be 1..1073741823 pL per microstep"),
 ])
