@@ -10,16 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 ADC_FULL_SCALE = 4095
-"""12-bit ADC."""
-PRESSURE_FULL_SCALE_KPA_X10 = 5000
-"""Sensor transfer assumed by the rig: 0..500.0 kPa maps linearly onto 0..4095 counts.
-Must equal the conversion in pumphw.rp2hw (see docs/emulated-pico.md)."""
+"""12-bit ADC; its reference is the 3V3 rail that also supplies the sensor."""
+SENSOR_FULL_SCALE_KPA_X10 = 1034
+"""Honeywell ABPDANV015PGAA3 as pumphw.rp2hw reads it: 0..15 psi gauge (103.4 kPa), output
+ratiometric 10 % .. 90 % of supply. Vout/Vs = 0.1 + 0.8 * P / 15 psi."""
 
 
-def pressure_to_adc_counts(kpa_x10: int) -> int:
-    """Line pressure (kPa x 10) to the 12-bit ADC reading the sensor produces, clamped."""
-    counts = (max(0, int(kpa_x10)) * ADC_FULL_SCALE + PRESSURE_FULL_SCALE_KPA_X10 // 2) // PRESSURE_FULL_SCALE_KPA_X10
-    return min(ADC_FULL_SCALE, counts)
+def pressure_to_adc_counts(kpa_x10: int | None) -> int:
+    """Line pressure (kPa x 10) to the 12-bit ADC reading the sensor produces (rounded, clamped
+    to the sensor's 0..100 % output). None models an open sensor wire (0 V)."""
+    if kpa_x10 is None:
+        return 0
+    # counts = 4095 * (0.1 + 0.8 * P / FS) = 4095 * (FS + 8 * P) / (10 * FS)
+    num = ADC_FULL_SCALE * (SENSOR_FULL_SCALE_KPA_X10 + 8 * int(kpa_x10))
+    den = 10 * SENSOR_FULL_SCALE_KPA_X10
+    return max(0, min(ADC_FULL_SCALE, (num + den // 2) // den))
 
 
 class EmuPhysics:

@@ -44,6 +44,8 @@ BOOT_TIMEOUT_S = 60.0
 """Wall seconds allowed for the image to enumerate over USB after power-on."""
 PHYSICS_PERIOD_NS = 1_000_000
 """Emulated interval between physics updates (inputs, ADC), 1 ms."""
+OUTPUT_BURST_NS = 5_000_000
+"""Buzzer edges closer than this (5 ms) belong to one beep; only a beep's first edge is logged."""
 BOUNCE_US = (0, 150, 400, 650, 900)
 """Contact bounce of one press: the level toggles at these offsets (us) before settling."""
 
@@ -97,6 +99,7 @@ class EmuWiring:
         self.button_down = False
         self.presses = 0
         self._alarm: Any = None
+        self._buzz_last_ns = 0
 
     # -- time ------------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -138,7 +141,14 @@ class EmuWiring:
             log = self.outputs[name]
 
             def on_out(value: Any, old: Any, log: list[tuple[int, int]] = log) -> None:
-                log.append((self.now_ns(), 1 if value == high else 0))
+                # The buzzer is PWM (kHz): keep the first edge of each burst, not every cycle.
+                now = self.now_ns()
+                if log and log is self.outputs["buzzer"] and now - self._buzz_last_ns < OUTPUT_BURST_NS:
+                    self._buzz_last_ns = now
+                    return
+                if log is self.outputs["buzzer"]:
+                    self._buzz_last_ns = now
+                log.append((now, 1 if value == high else 0))
 
             gpio[self.pins[name]].add_listener(on_out)
         self.en_log.append((self.now_ns(), False))  # power-on: EN pulled high on the board

@@ -8,10 +8,19 @@ import pytest
 
 from pumpctl.emurig import EmuRig, load_pinmap
 
-from .conftest import mpremote
+from .conftest import FIRMWARE, mpremote
 
 pytestmark = pytest.mark.emu
 PINS = load_pinmap()
+
+
+def rp2hw_pressure(raw_u16: int) -> int:
+    """The firmware's own transfer function (pumphw.rp2hw), evaluated on the host."""
+    text = (FIRMWARE / "pumphw" / "rp2hw.py").read_text()
+    start = text.index("def pressure_kpa_x10_from_u16")
+    scope: dict = {}
+    exec(text[start:text.index("\n\n\n", start)], scope)
+    return scope["pressure_kpa_x10_from_u16"](raw_u16)
 
 
 def test_repl_and_fs_over_the_pty(emu: EmuRig, tmp_path: Path) -> None:
@@ -44,22 +53,22 @@ def test_unfed_watchdog_resets_the_chip_with_wdt_reset(emu: EmuRig) -> None:
 
 
 def test_inputs_reach_the_pins_and_adc(emu: EmuRig) -> None:
+    """DIAG, end stop and the pressure sensor as the firmware's own rp2hw conversion reads them."""
     probe = ("from machine import Pin, ADC\n"
              f"print(Pin({PINS['diag']}, Pin.IN).value(), Pin({PINS['end_stop_n']}, Pin.IN).value(), "
-             f"ADC({PINS['pressure_adc']['channel']}).read_u16() >> 4)")
-    emu.request("pressure", kpa_x10=2500)
-    emu.request("stall", on=True)
-    emu.request("empty", on=True)
-    emu.request("wait", ms=3)
-    diag, end_n, counts = map(int, mpremote(emu.port, "exec", probe).split())
-    assert (diag, end_n) == (1, 0)
-    assert abs(counts - 2048) <= 2  # 250.0 kPa = half of the assumed 500 kPa full scale
+             f"ADC({PINS['pressure_adc']['channel']}).read_u16())")
+    for kpa_x10 in (0, 517, 1000):
+        emu.request("pressure", kpa_x10=kpa_x10)
+        emu.request("stall", on=kpa_x10 == 517)
+        emu.request("empty", on=kpa_x10 == 517)
+        emu.request("wait", ms=3)
+        diag, end_n, raw = map(int, mpremote(emu.port, "exec", probe).split())
+        assert (diag, end_n) == ((1, 0) if kpa_x10 == 517 else (0, 1))
+        # 12-bit quantisation of a 103.4 kPa span over 80 % of 4095 counts: 0.32 kPa x 10 per count
+        assert abs(rp2hw_pressure(raw) - kpa_x10) <= 1, (kpa_x10, raw, rp2hw_pressure(raw))
     emu.request("pressure", kpa_x10=None)
     emu.request("stall", on=False)
     emu.request("empty", on=False)
-    emu.request("wait", ms=3)
-    diag, end_n, counts = map(int, mpremote(emu.port, "exec", probe).split())
-    assert (diag, end_n, counts) == (0, 1, 0)
 
 
 def test_one_bouncy_press_shows_bounce_at_the_pin(emu: EmuRig) -> None:
