@@ -39,7 +39,7 @@ class PinMapError(ValueError):
     """A pin-map key that is missing, unknown or out of range. str() names key, value, limit."""
 
     def __init__(self, key, value, reason):
-        ValueError.__init__(self, "pinmap.%s = %s: %s" % (key, value, reason))
+        super().__init__("pinmap.%s = %s: %s" % (key, value, reason))
         self.key = key
         self.value = value
         self.reason = reason

@@ -79,12 +79,9 @@ def asm_options(rp2):
     }
 
 
-def segment_words(steps, period_us, direction):
-    """(word A, word B) for a segment, or ValueError naming the field, value and limit.
-
-    steps: pulses 1..MAX_SEGMENT_STEPS; period_us: us between rising edges,
-    MIN_PERIOD_US..MAX_PERIOD_US; direction: 0 or 1 (pumphw.base.DIR_*).
-    """
+def check_segment(steps, period_us, direction):
+    """ValueError naming the field, value and limit unless steps is 1..MAX_SEGMENT_STEPS,
+    period_us (us between rising edges) MIN_PERIOD_US..MAX_PERIOD_US and direction 0 or 1."""
     if not isinstance(steps, int) or steps < 1 or steps > MAX_SEGMENT_STEPS:
         raise ValueError("steps = %r: must be an integer 1..%d" % (steps, MAX_SEGMENT_STEPS))
     if not isinstance(period_us, int) or period_us < MIN_PERIOD_US or period_us > MAX_PERIOD_US:
@@ -92,6 +89,11 @@ def segment_words(steps, period_us, direction):
                          % (period_us, MIN_PERIOD_US, MAX_PERIOD_US))
     if direction != 0 and direction != 1:
         raise ValueError("direction = %r: must be 0 (retract) or 1 (infuse)" % (direction,))
+
+
+def segment_words(steps, period_us, direction):
+    """(word A, word B) the driver puts in the TX FIFO for a segment (checked as above)."""
+    check_segment(steps, period_us, direction)
     return (steps << 1) | direction, period_us * (SM_FREQ // 1000000) - PERIOD_OVERHEAD_CYCLES
 
 
@@ -134,15 +136,16 @@ class StepGenerator:
         """
         if steps == 0:
             return True
-        word_a, word_b = segment_words(steps, period_us, direction)
+        check_segment(steps, period_us, direction)
         self._drain()
         if self._count >= MAX_IN_FLIGHT or self._sm.tx_fifo() > _TX_ROOM_LEVEL:
             return False
+        word_a = (steps << 1) | direction
         self._ring[(self._head + self._count) % MAX_IN_FLIGHT] = word_a
         self._count += 1
         self._pending += steps
         self._sm.put(word_a)
-        self._sm.put(word_b)
+        self._sm.put(period_us * (SM_FREQ // 1000000) - PERIOD_OVERHEAD_CYCLES)
         return True
 
     def steps_done(self):

@@ -1,0 +1,415 @@
+"""RP2040 hardware layer: TMC2209 driver pins + PIO steps, sensors, button, alarms, WDT, USB serial.
+
+Every pin comes from /pinmap.json (pumphw.pinmap). Construction leaves the motor released
+(EN high: the safe state) before anything else is set up. The pure helpers at the top
+(pressure transfer function, TMC2209 UART datagrams, button debouncer, alarm pattern timing)
+run on any interpreter and are tested on the host; the classes below them need `machine`.
+"""
+import sys
+import time
+
+from pumpcore.fixed import const
+from pumphw import base
+
+# --- occlusion pressure sensor ---------------------------------------------------------------
+# Honeywell ABPDANV015PGAA3: 0..15 psi gauge, 3.3 V supply, analog output ratiometric 10..90 %
+# of supply (Vout = Vs * (0.8 * P / 15 psi + 0.1)). Powered from the Pico's 3V3, which is also
+# the ADC reference, so the raw reading needs no voltage reference: with r = read_u16 / 65535,
+#   P[kPa] = (r - 0.1) / 0.8 * 103.42   (15 psi = 103.42 kPa)
+#   P[kPa x 10] = (2 * raw - 13107) * 5171 // 524280    (all terms < 2**30)
+PRESSURE_FULL_SCALE_KPA_X10 = const(1034)
+PRESSURE_FAULT_LOW_KPA_X10 = const(-50)     # below: output under 9 % of supply (open wire)
+PRESSURE_FAULT_HIGH_KPA_X10 = const(1100)   # above: output over 95 % of supply (short to 3V3)
+_ADC_SAMPLES = const(4)
+
+
+def pressure_kpa_x10_from_u16(raw):
+    """Gauge pressure in kPa x 10 from a read_u16 value 0..65535 (floor). 0 V gives -130,
+    3.3 V gives 1163: values outside PRESSURE_FAULT_LOW/HIGH mean a sensor fault."""
+    return (2 * raw - 13107) * 5171 // 524280
+
+
+# --- TMC2209 UART (datasheet section 4: 8-byte write datagram, 4-byte read request) -------------
+TMC_SYNC = const(0x05)
+TMC_REG_GCONF = const(0x00)
+TMC_REG_IFCNT = const(0x02)
+TMC_REG_CHOPCONF = const(0x6C)
+# GCONF: I_scale_analog (bit 0), pdn_disable (6: PDN_UART is UART), mstep_reg_select (7:
+# microsteps from MRES, not MS1/MS2), multistep_filt (8)
+TMC_GCONF_VALUE = const(0x1C1)
+# CHOPCONF reset default 0x10000053 (TOFF 3, HSTRT 5, TBL 24 clocks, intpol) with MRES cleared
+TMC_CHOPCONF_BASE = const(0x10000053 & ~(0xF << 24))
+
+
+def tmc_crc8(data, n):
+    """CRC-8 of the first n bytes as the TMC2209 computes it (polynomial x^8+x^2+x+1, LSB first)."""
+    crc = 0
+    for i in range(n):
+        b = data[i]
+        for _ in range(8):
+            if ((crc >> 7) ^ (b & 1)) & 1:
+                crc = ((crc << 1) ^ 0x07) & 0xFF
+            else:
+                crc = (crc << 1) & 0xFF
+            b >>= 1
+    return crc
+
+
+def tmc_mres(microsteps):
+    """MRES field for a microstep count (256 -> 0, 128 -> 1, ..., 1 -> 8); ValueError otherwise."""
+    for mres in range(9):
+        if 256 >> mres == microsteps:
+            return mres
+    raise ValueError("microsteps = %r: must be a power of two 1..256 (TMC2209 MRES)" % (microsteps,))
+
+
+def tmc_write_datagram(slave, reg, value):
+    """8-byte write datagram: sync, slave address 0..3, register | 0x80, 32-bit value MSB first, CRC."""
+    d = bytearray(8)
+    d[0] = TMC_SYNC
+    d[1] = slave
+    d[2] = reg | 0x80
+    d[3] = (value >> 24) & 0xFF
+    d[4] = (value >> 16) & 0xFF
+    d[5] = (value >> 8) & 0xFF
+    d[6] = value & 0xFF
+    d[7] = tmc_crc8(d, 7)
+    return bytes(d)
+
+
+def tmc_read_request(slave, reg):
+    """4-byte read request for register `reg`."""
+    d = bytearray(4)
+    d[0] = TMC_SYNC
+    d[1] = slave
+    d[2] = reg & 0x7F
+    d[3] = tmc_crc8(d, 3)
+    return bytes(d)
+
+
+def tmc_parse_reply(reply, reg):
+    """Register value from an 8-byte read reply (sync, 0xFF, reg, value, CRC), or -1 if bad."""
+    if len(reply) != 8 or reply[0] & 0x0F != TMC_SYNC or reply[1] != 0xFF or reply[2] != reg:
+        return -1
+    if tmc_crc8(reply, 7) != reply[7]:
+        return -1
+    return (reply[3] << 24) | (reply[4] << 16) | (reply[5] << 8) | reply[6]
+
+
+# --- patient bolus button ---------------------------------------------------------------------
+DEBOUNCE_MS = const(50)
+
+
+class EdgeDebouncer:
+    """Debounced, edge-counted presses of an active-low button; the IRQ part only counts.
+
+    `edge(now_ms)` runs in the pin's hard IRQ on both edges: an edge that comes after the line
+    was quiet for DEBOUNCE_MS starts a real transition and is counted; edges closer together
+    are bounce and only move the quiet timer. Transitions alternate press/release, so odd
+    counts are presses. `update(...)` runs in the main loop and returns the presses since its
+    last call; when the line has been quiet for DEBOUNCE_MS it checks the parity against the
+    settled level, which repairs a transition hidden inside another's bounce (a tap shorter
+    than DEBOUNCE_MS, or a press right after a release). A button held at boot is no press.
+    """
+
+    def __init__(self, level, now_ms, ticks_diff):
+        self.transitions = 0     # written by the IRQ only
+        self.edge_ms = now_ms    # written by the IRQ only
+        self._fresh = 1
+        self._diff = ticks_diff
+        self._adjust = 1 if level == 0 else 0   # held at boot: parity says pressed
+        self._seen = self._adjust
+
+    def edge(self, now_ms):
+        """Hard-IRQ half: count the first edge after a quiet line; allocates nothing."""
+        if self._fresh or self._diff(now_ms, self.edge_ms) >= DEBOUNCE_MS:
+            self.transitions += 1
+        self._fresh = 0
+        self.edge_ms = now_ms
+
+    def update(self, transitions, edge_ms, now_ms, level):
+        """Main-loop half: presses since the last call. transitions, edge_ms: read from this
+        object with IRQs off; level: the pin now (0 = pressed)."""
+        eff = transitions + self._adjust
+        if self._fresh or self._diff(now_ms, edge_ms) >= DEBOUNCE_MS:
+            if (level == 0) != (eff & 1 == 1):
+                self._adjust += 1
+                eff += 1
+        presses = (eff + 1) // 2 - (self._seen + 1) // 2
+        self._seen = eff
+        return presses
+
+
+# --- alarm buzzer and LED ---------------------------------------------------------------------
+BUZZER_HZ = const(2400)        # resonance of the magnetic transducer in hw/bom.md
+BUZZER_DUTY_U16 = const(32768)
+ALARM_TICK_MS = const(20)      # pattern timer period
+
+
+def pattern_levels(spec, t_ms):
+    """(buzzer_on, led_on) at t_ms since the pattern started, for one PATTERN_SPEC row
+    (buzz_on_ms, buzz_off_ms, beeps, repeat_ms, colour, led_period_ms) of pumpcore.alarms."""
+    on_ms, off_ms, beeps, repeat_ms, colour, led_period = spec
+    buzz = 0
+    if beeps and on_ms:
+        phase = t_ms % repeat_ms if repeat_ms else t_ms
+        cycle = on_ms + off_ms
+        if phase // cycle < beeps and phase % cycle < on_ms:
+            buzz = 1
+    led = 0
+    if colour != "off":
+        led = 1 if led_period == 0 or t_ms % led_period < led_period // 2 else 0
+    return buzz, led
+
+
+# --- the hardware -----------------------------------------------------------------------------
+WDT_MAX_MS = const(8300)
+STEP_SM_ID = const(0)
+SERIAL_CHUNK = const(256)      # bytes taken from USB per serial_read() at most
+MECHANISM_PATH = "/mechanism.json"
+DEFAULT_MICROSTEPS = const(64)
+
+
+class Rp2Stepper(base.Stepper):
+    """TMC2209 on EN/DIR/STEP/DIAG; pulses from the PIO StepGenerator (pumphw.steppio)."""
+
+    def __init__(self, generator, en_pin, diag_pin):
+        self._gen = generator
+        self._en = en_pin
+        self._diag = diag_pin
+        self._on = False
+        en_pin.value(1)
+
+    def enable(self, on):
+        """Energise (True) or release (False). Releasing first aborts every queued pulse, so no
+        pulse ever reaches a released motor (it would be counted but not move the plunger)."""
+        if on:
+            self._en.value(0)
+            self._on = True
+        else:
+            self._gen.abort()
+            self._en.value(1)
+            self._on = False
+
+    def enabled(self):
+        return self._on
+
+    def queue(self, steps, period_us, direction):
+        """See base.Stepper.queue; ValueError for out-of-range values, RuntimeError if released."""
+        if not self._on and steps:
+            raise RuntimeError("stepper.queue(%d steps): motor driver is released (EN high); "
+                               "enable(True) first" % steps)
+        return self._gen.queue(steps, period_us, direction)
+
+    def steps_done(self):
+        return self._gen.steps_done()
+
+    def pending(self):
+        return self._gen.pending()
+
+    def busy(self):
+        return self._gen.busy()
+
+    def abort(self):
+        return self._gen.abort()
+
+    def stall(self):
+        return self._diag.value() == 1
+
+
+class Rp2Hardware(base.Hardware):
+    """The real rig: one instance per boot, built from /pinmap.json."""
+
+    flash_root = "/"
+
+    def __init__(self, pinmap_path=None):
+        import machine
+        from machine import Pin
+        from pumphw import pinmap as pinmap_mod
+        from pumphw.steppio import make_step_generator
+
+        self._machine = machine
+        pm = pinmap_mod.load_pinmap(pinmap_path or pinmap_mod.PINMAP_PATH)
+        self.pinmap = pm
+        # safe state first: motor released, STEP low
+        en = Pin(pm.en_n, Pin.OUT, value=1)
+        Pin(pm.step, Pin.OUT, value=0)
+        self._diag = Pin(pm.diag, Pin.IN, Pin.PULL_DOWN)
+        self.stepper = Rp2Stepper(make_step_generator(STEP_SM_ID, pm.step, pm.dir), en, self._diag)
+
+        self._end_stop = Pin(pm.end_stop_n, Pin.IN, Pin.PULL_UP)
+        self._button = Pin(pm.bolus_button_n, Pin.IN, Pin.PULL_UP)
+        self._debounce = EdgeDebouncer(self._button.value(), time.ticks_ms(), time.ticks_diff)
+        self._button_cb = self._on_button_edge  # bound once: the IRQ allocates nothing
+        self._button.irq(handler=self._button_cb, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING,
+                         hard=True)
+
+        self._adc = machine.ADC(pm.adc_channel)
+
+        self._led = Pin(pm.alarm_led, Pin.OUT, value=0)
+        self._buzzer = machine.PWM(Pin(pm.buzzer))
+        self._buzzer.freq(BUZZER_HZ)
+        self._buzzer.duty_u16(0)
+        Pin(pm.status_led, Pin.OUT, value=1)  # powered and booted
+        self._pattern = 0
+        self._pattern_t0 = time.ticks_ms()
+        self._spec = None
+        self._timer = None
+        self._timer_cb = self._on_alarm_tick
+
+        self._wdt = None
+
+        import select
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+        self._rx = bytearray(SERIAL_CHUNK)
+        self._rx_mv = memoryview(self._rx)
+        self._one = bytearray(1)
+
+        self.driver_configured = False
+        if pm.uart_id >= 0:
+            self.driver_configured = self.configure_driver(self._mechanism_microsteps())
+
+    # time ---------------------------------------------------------------------------------
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+    def ticks_diff(self, a, b):
+        return time.ticks_diff(a, b)
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
+    # inputs ---------------------------------------------------------------------------------
+    def pressure_kpa_x10(self):
+        """Mean of 4 ADC readings through the ABP transfer function (see top of file)."""
+        total = 0
+        for _ in range(_ADC_SAMPLES):
+            total += self._adc.read_u16()
+        return pressure_kpa_x10_from_u16(total // _ADC_SAMPLES)
+
+    def end_stop(self):
+        return self._end_stop.value() == 0
+
+    def _on_button_edge(self, pin):
+        # hard IRQ: count only (EdgeDebouncer.edge allocates nothing)
+        self._debounce.edge(time.ticks_ms())
+
+    def bolus_button_presses(self):
+        m = self._machine
+        d = self._debounce
+        state = m.disable_irq()
+        transitions = d.transitions
+        edge_ms = d.edge_ms
+        m.enable_irq(state)
+        return d.update(transitions, edge_ms, time.ticks_ms(), self._button.value())
+
+    # outputs --------------------------------------------------------------------------------
+    def alarm_output(self, pattern):
+        """Start pattern `pattern` (pumpcore.alarms.PATTERN_*) on buzzer and alarm LED; the
+        same pattern again keeps its phase. A 20 ms soft timer plays it."""
+        if self._spec is None:
+            from pumpcore.alarms import PATTERN_SPEC
+            self._spec = PATTERN_SPEC
+        if not isinstance(pattern, int) or pattern < 0 or pattern >= len(self._spec):
+            raise ValueError("alarm pattern = %r: must be 0..%d (pumpcore.alarms.PATTERN_*)"
+                             % (pattern, len(self._spec) - 1))
+        if pattern == self._pattern and self._timer is not None:
+            return
+        self._pattern = pattern
+        self._pattern_t0 = time.ticks_ms()
+        if self._timer is None:
+            self._timer = self._machine.Timer(-1)
+            self._timer.init(mode=self._machine.Timer.PERIODIC, period=ALARM_TICK_MS,
+                             callback=self._timer_cb)
+        self._on_alarm_tick(None)
+
+    def _on_alarm_tick(self, timer):
+        t = time.ticks_diff(time.ticks_ms(), self._pattern_t0)
+        buzz, led = pattern_levels(self._spec[self._pattern], t)
+        self._buzzer.duty_u16(BUZZER_DUTY_U16 if buzz else 0)
+        self._led.value(led)
+
+    # watchdog and reset -----------------------------------------------------------------------
+    def watchdog_start(self, timeout_ms):
+        """Start the RP2040 watchdog (cannot be stopped again): 1..8300 ms."""
+        if not isinstance(timeout_ms, int) or timeout_ms < 1 or timeout_ms > WDT_MAX_MS:
+            raise ValueError("watchdog timeout_ms = %r: must be an integer 1..%d" % (timeout_ms, WDT_MAX_MS))
+        self._wdt = self._machine.WDT(timeout=timeout_ms)
+
+    def watchdog_feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def reset_cause(self):
+        """RESET_WATCHDOG or RESET_POWER_ON from machine.reset_cause(); the RP2040 cannot tell
+        a soft reset (Ctrl-D keeps the last hardware cause) and machine.reset() reads as
+        watchdog, because it uses the watchdog."""
+        m = self._machine
+        c = m.reset_cause()
+        if c == m.WDT_RESET:
+            return base.RESET_WATCHDOG
+        if c == m.PWRON_RESET:
+            return base.RESET_POWER_ON
+        return base.RESET_UNKNOWN
+
+    # host link ------------------------------------------------------------------------------------
+    def serial_read(self):
+        """Bytes waiting on USB CDC (up to 256), b"" if none; never blocks."""
+        n = 0
+        stdin = sys.stdin.buffer
+        while n < SERIAL_CHUNK:
+            ready = False
+            for _ in self._poll.ipoll(0):
+                ready = True
+            if not ready:
+                break
+            if not stdin.readinto(self._one):
+                break
+            self._rx[n] = self._one[0]
+            n += 1
+        if n == 0:
+            return b""
+        return bytes(self._rx_mv[:n])
+
+    def serial_write(self, data):
+        sys.stdout.buffer.write(data)
+
+    def rig_id(self):
+        import binascii
+        return binascii.hexlify(self._machine.unique_id()).decode()
+
+    # TMC2209 configuration over UART ----------------------------------------------------------
+    def _mechanism_microsteps(self):
+        try:
+            import json
+            with open(MECHANISM_PATH) as f:
+                return json.load(f)["microsteps"]
+        except (OSError, ValueError, KeyError):
+            return DEFAULT_MICROSTEPS
+
+    def configure_driver(self, microsteps, slave=0):
+        """Write GCONF and CHOPCONF (MRES for `microsteps`) and check that the driver's
+        write counter IFCNT moved by 2. Returns True when the driver confirmed both writes."""
+        m = self._machine
+        pm = self.pinmap
+        mres = tmc_mres(microsteps)
+        uart = m.UART(pm.uart_id, baudrate=pm.uart_baud, tx=m.Pin(pm.uart_tx), rx=m.Pin(pm.uart_rx))
+        self._uart = uart
+        before = self._tmc_read(TMC_REG_IFCNT, slave)
+        uart.write(tmc_write_datagram(slave, TMC_REG_GCONF, TMC_GCONF_VALUE))
+        time.sleep_ms(2)
+        uart.write(tmc_write_datagram(slave, TMC_REG_CHOPCONF, TMC_CHOPCONF_BASE | (mres << 24)))
+        time.sleep_ms(2)
+        after = self._tmc_read(TMC_REG_IFCNT, slave)
+        return before >= 0 and after >= 0 and ((after - before) & 0xFF) == 2
+
+    def _tmc_read(self, reg, slave):
+        uart = self._uart
+        while uart.any():
+            uart.read()
+        uart.write(tmc_read_request(slave, reg))
+        time.sleep_ms(5)
+        data = uart.read() or b""
+        # single-wire bus: our 4 request bytes echo back before the 8-byte reply
+        return tmc_parse_reply(data[-8:], reg)
