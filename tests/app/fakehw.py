@@ -1,0 +1,134 @@
+"""A deterministic in-process hardware layer for app tests: manual clock, instant stepper.
+
+Steps queued are emitted at their period in device time as the test advances the clock; a
+stall or a dead motor can be forced. Used to drive pumpfw.app on CPython without a rig.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from pumphw.base import Hardware, RESET_POWER_ON, Stepper
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeStepper(Stepper):
+    def __init__(self, hw: "FakeHardware") -> None:
+        self.hw = hw
+        self._enabled = False
+        self.done = 0
+        self.queue_segments: list[list[int]] = []   # [steps_left, period_us, next_due_us]
+        self.stalled = False
+        self.edges: list[int] = []                  # device time (us) of every pulse
+
+    def enable(self, on):
+        self._enabled = bool(on)
+
+    def enabled(self):
+        return self._enabled
+
+    def queue(self, steps, period_us, direction):
+        start = self.hw.now_us if not self.queue_segments else self.queue_segments[-1][2]
+        self.queue_segments.append([steps, period_us, start + period_us])
+        return True
+
+    def run_until(self, t_us: int) -> None:
+        while self.queue_segments and self._enabled and not self.stalled:
+            seg = self.queue_segments[0]
+            if seg[2] > t_us:
+                return
+            self.done += 1
+            self.edges.append(seg[2])
+            seg[0] -= 1
+            if seg[0] == 0:
+                self.queue_segments.pop(0)
+                if self.queue_segments:
+                    nxt = self.queue_segments[0]
+                    nxt[2] = seg[2] + nxt[1]
+            else:
+                seg[2] += seg[1]
+
+    def steps_done(self):
+        return self.done & 0x3FFFFFFF
+
+    def pending(self):
+        return sum(s[0] for s in self.queue_segments)
+
+    def abort(self):
+        n = self.pending()
+        self.queue_segments.clear()
+        return n
+
+    def stall(self):
+        return self.stalled
+
+
+class FakeHardware(Hardware):
+    def __init__(self, flash: Path, reset_cause: int = RESET_POWER_ON) -> None:
+        self.now_us = 0
+        self.flash_root = str(flash)
+        flash.mkdir(parents=True, exist_ok=True)
+        for name in ("mechanism.json", "pinmap.json"):
+            if not (flash / name).exists():
+                shutil.copy(REPO / "hw" / name, flash / name)
+        self.stepper = FakeStepper(self)
+        self.pressure = 0
+        self.end = False
+        self.presses = 0
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.pattern = 0
+        self.fed = 0
+        self._cause = reset_cause
+
+    def ticks_ms(self):
+        return (self.now_us // 1000) & 0x3FFFFFFF
+
+    def ticks_diff(self, a, b):
+        d = (a - b) & 0x3FFFFFFF
+        return d - 0x40000000 if d & 0x20000000 else d
+
+    def sleep_ms(self, ms):
+        self.advance_ms(ms)
+
+    def idle(self, ms):
+        self.advance_ms(ms if not self.inbox else 0)
+
+    def advance_ms(self, ms: int) -> None:
+        self.now_us += int(ms) * 1000
+        self.stepper.run_until(self.now_us)
+
+    def pressure_kpa_x10(self):
+        return self.pressure
+
+    def end_stop(self):
+        return self.end
+
+    def bolus_button_presses(self):
+        n, self.presses = self.presses, 0
+        return n
+
+    def alarm_output(self, pattern):
+        self.pattern = pattern
+
+    def watchdog_start(self, timeout_ms):
+        self.wdt = timeout_ms
+
+    def watchdog_feed(self):
+        self.fed += 1
+
+    def reset_cause(self):
+        return self._cause
+
+    def serial_read(self):
+        data = bytes(self.inbox)
+        self.inbox.clear()
+        return data
+
+    def serial_write(self, data):
+        self.outbox += data
+
+    def rig_id(self):
+        return "fake-rig"
