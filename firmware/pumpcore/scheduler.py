@@ -9,9 +9,10 @@ due each time `pool` reaches pl_per_step. Since floor(floor(x)/V) == floor(x/V),
 issued are floor(ideal_volume / pl_per_step) at every ms: error in [0, 1) microstep, forever.
 
 Small ints (RP2040: |x| < 2**30). R_total <= 2e8 ng/day so 5*R < 2**30; C <= 2000 so
-den = 432*C <= 864,000. A chunk is at most chunk_max ms with q*chunk_max and r*chunk_max below
-2**28 (recomputed when the rate changes; at 186 ug/day and 2000 ug/mL that is 8,134 ms), so
-every intermediate stays below 2**29. advance() splits its interval at every boundary (basal
+den = 432*C <= 864,000. A chunk is at most chunk_max ms with q*chunk_max below 2**28; when
+r*chunk would reach 2**28 (chunks longer than fast_c ms: never for a 10-ms tick) the carry of
+r*c into acc is found by an allocation-free long division instead of the product, so every
+intermediate stays below 2**29. advance() splits its interval at every boundary (basal
 step, midnight, 15-min ledger bucket, periodic bolus, bolus phase end, bridge end) so a rate
 change takes effect exactly at its ms. advance() allocates nothing between boundaries.
 
@@ -132,6 +133,7 @@ class DoseScheduler:
         self.q = 0
         self.r = 0
         self.chunk_max = CHUNK_BOUND
+        self.fast_c = CHUNK_BOUND
         self.suspended = False
         self.pool = 0
         self.acc = 0
@@ -243,9 +245,8 @@ class DoseScheduler:
         s = 5 * rate
         self.q = s // self.den
         self.r = s - self.q * self.den
-        cm = CHUNK_BOUND // (self.q + 1)
-        cr = CHUNK_BOUND // (self.r + 1)
-        self.chunk_max = cm if cm < cr else cr
+        self.chunk_max = CHUNK_BOUND // (self.q + 1)
+        self.fast_c = CHUNK_BOUND // (self.r + 1)
         if self.br_pl > 0 and not self.suspended:
             if rate:
                 self.br_left = ceil_muldiv_sub(self.br_pl, self.den, self.acc, s, TIMER_CAP)
@@ -277,13 +278,16 @@ class DoseScheduler:
             if self.br_left < c:
                 c = self.br_left
             if self.rate:
-                acc = self.acc + self.r * c
-                gain = self.q * c
-                if acc >= self.den:
-                    k = acc // self.den
-                    gain += k
-                    acc -= k * self.den
-                self.acc = acc
+                if c <= self.fast_c:
+                    acc = self.acc + self.r * c
+                    gain = self.q * c
+                    if acc >= self.den:
+                        k = acc // self.den
+                        gain += k
+                        acc -= k * self.den
+                    self.acc = acc
+                else:
+                    gain = self.q * c + self._carry(c)
                 pool = self.pool + gain
                 n = 0
                 if pool >= self.pl:
@@ -313,6 +317,40 @@ class DoseScheduler:
                     or self.br_left == 0):
                 self._boundary()
         return due
+
+    def _carry(self, c):
+        """Whole pL carried when r*c units join acc, for chunks too long for r*c < 2**28.
+
+        Long division of r*c by den bit by bit (running remainder < den, no big int, no
+        allocation); updates self.acc and returns the carry.
+        """
+        d = self.den
+        r = self.r
+        q = 0
+        rem = 0
+        bit = 1
+        while bit <= c:
+            bit <<= 1
+        while bit > 1:
+            bit >>= 1
+            q += q
+            if rem >= d - rem:
+                rem -= d - rem
+                q += 1
+            else:
+                rem += rem
+            if c & bit:
+                if rem >= d - r:
+                    rem -= d - r
+                    q += 1
+                else:
+                    rem += r
+        acc = self.acc + rem
+        if acc >= d:
+            acc -= d
+            q += 1
+        self.acc = acc
+        return q
 
     def _count_delivered(self, n):
         self.delivered_steps += n
