@@ -102,7 +102,7 @@ class LogRecordError(ValueError):
     """A record that cannot be encoded or decoded: names the field, the value and the limit."""
 
     def __init__(self, field, value, reason, reason_code=0):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason

@@ -105,7 +105,7 @@ class StateError(ValueError):
     """A state record that cannot be encoded or decoded: names the field, value and limit."""
 
     def __init__(self, field, value, reason, code=ERR_FIELD):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason
