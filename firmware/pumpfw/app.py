@@ -70,7 +70,7 @@ class PumpApp(Controller):
         self.clock_set = False
         self.alarm_set = al.AlarmSet()
         self.occlusion = OcclusionDetector()
-        self.stall = StallDetector()
+        self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         self.reservoir_det = ReservoirDetector()
         self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS)
         self.program_store = ProgramStore(root=root)
@@ -276,6 +276,7 @@ class PumpApp(Controller):
                 self.sched.suspend()
                 self._log(logrec.EV_SUSPEND, 1, 0, 0, 0)
             st.enable(False)
+            self.stall.reset()   # the latched alarm stays until acknowledged; DIAG re-raises
         elif motor_ok and self.alarm_hold:
             self.alarm_hold = False
             if self.program is not None and self.sched.suspended and not self.state.get(sc.F_SUSPENDED):

@@ -30,8 +30,9 @@ class FakeStepper(Stepper):
         return self._enabled
 
     def queue(self, steps, period_us, direction):
-        start = self.hw.now_us if not self.queue_segments else self.queue_segments[-1][2]
-        self.queue_segments.append([steps, period_us, start + period_us])
+        # like the PIO program: the first pulse of a segment comes at once if the generator is
+        # idle, else one period after the previous segment's last pulse
+        self.queue_segments.append([steps, period_us, self.hw.now_us if not self.queue_segments else -1])
         return True
 
     def run_until(self, t_us: int) -> None:
@@ -47,6 +48,7 @@ class FakeStepper(Stepper):
                 if self.queue_segments:
                     nxt = self.queue_segments[0]
                     nxt[2] = seg[2] + nxt[1]
+                    self.last_pulse = seg[2]
             else:
                 seg[2] += seg[1]
 

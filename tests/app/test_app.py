@@ -1,0 +1,198 @@
+"""The application on CPython with a fake hardware layer: boot, delivery, boluses, resets, faults,
+and the host's Pump API through the real protocol server (in-process loopback)."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from pumpcore import alarms as al
+from pumpcore import logrec
+from pumpcore.program import MODE_CONTINUOUS, Program
+from pumpfw.app import PumpApp
+from pumphw.base import RESET_WATCHDOG
+from pumpctl.pump import Pump
+from pumpctl.transport import LoopbackTransport
+from pumpctl.errors import RefusedError
+
+from .fakehw import FakeHardware
+
+KEY = bytes(range(32))
+DAY0 = 9000            # 2024-08-23 (days since 2000-01-01)
+CONTINUOUS_186 = dict(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=186000)
+
+
+def boot(flash: Path, cause: int = 0) -> tuple[PumpApp, FakeHardware]:
+    hw = FakeHardware(flash, reset_cause=cause)
+    app = PumpApp(hw)
+    app.boot()
+    return app, hw
+
+
+def run_for(app: PumpApp, hw: FakeHardware, ms: int) -> None:
+    end = hw.now_us + ms * 1000
+    while hw.now_us < end:
+        app.step()
+
+
+def programmed(tmp_path: Path, **kw) -> tuple[PumpApp, FakeHardware]:
+    app, hw = boot(tmp_path / "flash")
+    assert app.set_time(DAY0, 0) is None
+    assert app.refill(20_000_000, 2000) is None
+    assert app.commit_program(Program(**(kw or CONTINUOUS_186))) is None
+    return app, hw
+
+
+def event_codes(app: PumpApp) -> list[int]:
+    out = []
+    raw = app.log.read_raw(app.log.first_seq(), 100_000)
+    for i in range(0, len(raw), 32):
+        out.append(logrec.decode(raw[i:i + 32])[3])
+    return out
+
+
+def test_fresh_rig_boots_with_motor_disabled_and_no_program_alarm(tmp_path):
+    app, hw = boot(tmp_path / "flash")
+    assert not hw.stepper.enabled()
+    assert al.ALARM_NO_PROGRAM in app.alarm_set.active()
+    run_for(app, hw, 10_000)
+    assert hw.stepper.done == 0 and not hw.stepper.enabled()
+    assert hw.fed > 0  # the loop made progress, so the watchdog was fed
+
+
+def test_basal_24h_within_one_microstep_of_the_ideal(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 24 * 3600 * 1000)
+    pl = app.sched.pl
+    elapsed_ms = app.clock.ms + (app.clock.day - DAY0) * 86_400_000
+    ideal_steps = Fraction(186_000, 86_400_000) * elapsed_ms * Fraction(10**6, 2000) / pl
+    assert 0 <= ideal_steps - app.sched.delivered_steps < 1
+    # what the motor made lags what is due by at most the steps of one loop iteration
+    assert app.sched.delivered_steps - hw.stepper.done <= 1
+    hourly = [c for c in event_codes(app) if c == logrec.EV_HOURLY_TOTAL]
+    assert len(hourly) >= 23
+
+
+def test_clinician_bolus_adds_to_basal_and_is_logged(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 3600_000)
+    before = app.sched.total_ng
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 3600_000)
+    got = app.sched.total_ng - before
+    basal = 186_000 / 24
+    assert abs(got - (50_000 + basal)) < 2 * 2000 * app.sched.pl / 10**6 + 10
+    codes = event_codes(app)
+    assert logrec.EV_BOLUS_START in codes and logrec.EV_BOLUS_END in codes
+
+
+def test_power_cut_during_bolus_does_not_repeat_it(tmp_path):
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 120_000)
+    delivered = app.sched.total_ng
+    # power cut: a new app on the same flash; the state on flash is the last one saved
+    app2, hw2 = boot(tmp_path / "flash")
+    assert app2.sched.bolus_active() == 0
+    assert al.ALARM_RESET_POWER in app2.alarm_set.active()
+    assert al.ALARM_CLOCK_LOST in app2.alarm_set.active()
+    codes = event_codes(app2)
+    assert logrec.EV_BOLUS_ABORTED in codes and logrec.EV_RESET in codes
+    run_for(app2, hw2, 3600_000)
+    # only basal after the reset: at most one hour of basal plus rounding
+    assert app2.sched.total_ng - app2.last_total_ng >= 0
+    assert app2.sched.total_ng <= delivered + 186_000 / 24 + 50
+
+
+def test_watchdog_reset_is_alarmed_and_logged(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 60_000)
+    app2, hw2 = boot(tmp_path / "flash", cause=RESET_WATCHDOG)
+    assert al.ALARM_RESET_WATCHDOG in app2.alarm_set.active()
+    assert app2.program is not None and app2.program.rate_ng_day == 186_000
+
+
+def test_corrupt_state_and_program_stop_delivery_with_alarms(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 120_000)
+    flash = tmp_path / "flash"
+    for name in os.listdir(flash):
+        if name.startswith(("state_", "prog_")):
+            data = bytearray((flash / name).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (flash / name).write_bytes(bytes(data))
+    app2, hw2 = boot(flash)
+    active = app2.alarm_set.active()
+    assert al.ALARM_STATE_CORRUPT in active and al.ALARM_PROGRAM_CORRUPT in active
+    run_for(app2, hw2, 60_000)
+    assert hw2.stepper.done == 0 and not hw2.stepper.enabled()
+
+
+def test_suspend_counts_missed_without_catch_up(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 3600_000)
+    assert app.suspend() is None
+    steps_at_suspend = hw.stepper.done
+    run_for(app, hw, 3600_000)
+    assert hw.stepper.done == steps_at_suspend
+    assert app.resume() is None
+    run_for(app, hw, 60_000)
+    # after resume only the basal of one minute, never the missed hour
+    assert hw.stepper.done - steps_at_suspend <= 186_000 / 1440 * 500 / app.sched.pl + 2
+    assert app.sched.missed_steps > 0
+
+
+def test_stall_stops_the_motor_and_records_missed_steps(tmp_path):
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 30_000)
+    hw.stepper.stalled = True
+    run_for(app, hw, 30_000)
+    assert al.ALARM_STALL in app.alarm_set.active()
+    assert not hw.stepper.enabled()
+    assert app.sched.missed_steps > 0
+
+
+def test_occlusion_pressure_raises_alarm(tmp_path):
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 10_000)
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)
+    assert al.ALARM_OCCLUSION in app.alarm_set.active()
+
+
+def test_patient_button_respects_lockout(tmp_path):
+    prog = dict(CONTINUOUS_186, patient=(20_000, 60_000, 3 * 3600_000, 4))
+    app, hw = programmed(tmp_path, **prog)
+    hw.presses = 1          # right after programming: lockout running
+    run_for(app, hw, 2_000)
+    assert app.sched.bolus_active() == 0
+    assert logrec.EV_BOLUS_DENIED in event_codes(app)
+    run_for(app, hw, 3 * 3600_000)
+    hw.presses = 1
+    run_for(app, hw, 2_000)
+    assert app.sched.bolus_active() != 0
+
+
+def test_pump_api_through_the_protocol_server(tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "rigkey.bin").write_bytes(KEY)
+    app, hw = boot(flash)
+    with Pump.open(LoopbackTransport(app), key=KEY, state_dir=tmp_path / "host") as pump:
+        assert pump.hello().rig_id == "fake-rig"
+        pump.refill(20_000_000, 2000)
+        review = pump.upload_program(Program(**CONTINUOUS_186).encode(), confirm=lambda r: True)
+        assert review is not None
+        pump.time_sync(DAY0, 0)
+        run_for(app, hw, 3600_000)
+        st = pump.status()
+        assert st.basal_ng_day == 186_000
+        assert abs(st.delivered_total_ng - 186_000 / 24) < 50
+        pump.bolus(50_000, 600_000)
+        with pytest.raises(RefusedError):
+            pump.bolus(50_000, 600_000)          # one bolus at a time
+        chunk = pump.read_log(1)
+        assert chunk.records
