@@ -93,6 +93,7 @@ class PumpApp(Controller):
         self.hour_mark = -1
         self.last_total_ng = 0
         self.last_missed = 0
+        self.last_steps = 0
         self.last_bolus = 0
         self.last_pattern = -1
         self.boot_down_estimate = True
@@ -167,6 +168,7 @@ class PumpApp(Controller):
             self.sched.suspend()
         self.last_total_ng = self.sched.total_ng
         self.last_missed = self.sched.missed_steps
+        self.last_steps = self.sched.delivered_steps
         self.hour_mark = self.clock.ms // MS_PER_HOUR
         self.save(urgent=True)
         self.queued_done = hw.stepper.steps_done()
@@ -359,6 +361,8 @@ class PumpApp(Controller):
         self.hour_ng += ng
         self.hour_missed += s.missed_steps - self.last_missed
         self.last_missed = s.missed_steps
+        self.hour_steps += s.delivered_steps - self.last_steps
+        self.last_steps = s.delivered_steps
         hour = self.clock.ms // MS_PER_HOUR
         if hour != self.hour_mark:
             self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
