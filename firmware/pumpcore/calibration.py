@@ -30,7 +30,7 @@ class CalibrationError(ValueError):
     """A mechanism or measured calibration value that is missing or out of range."""
 
     def __init__(self, field, value, reason):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason

@@ -1,7 +1,8 @@
 """HardLimits: the limits no program, bolus or combination may exceed (checked by program and scheduler).
 
 Units: rates ng/day, doses ng, concentration ug/mL, volume nL. The absolute ceilings below keep
-the scheduler's arithmetic inside RP2040 small ints (see scheduler.py): any flow at most
+the scheduler's arithmetic inside RP2040 small ints (see scheduler.py): at most 100 mL of
+drug per 24 h (max_24h_ng at min_conc_ug_ml), any flow at most
 2e8 ng/day (so 5 * rate < 2**30), concentration at most 2000 ug/mL (so 432 * C <= 864,000),
 a single bolus at most 1,000,000 ng (1 mg), 24 h total at most 20 mg, reservoir at most 100 mL.
 """
@@ -13,6 +14,9 @@ ABS_MIN_CONC_UG_ML = const(1)
 ABS_MAX_BOLUS_NG = const(1000000)
 ABS_MAX_RESERVOIR_NL = const(100000000)
 ABS_MAX_24H_NG = const(20000000)
+# Most drug volume the limits may let through in 24 h (nL): max_24h_ng at min_conc_ug_ml.
+# Keeps 30-day step counters small: 30 days x 100 mL / 3,000 pL per step < 2**30.
+ABS_MAX_DAILY_NL = const(100000000)
 
 # (name, absolute minimum, absolute maximum)
 _FIELDS = (
@@ -30,7 +34,7 @@ class LimitsError(ValueError):
     """A hard-limit setting outside its absolute range: names field, value and the bound."""
 
     def __init__(self, field, value, reason):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason
@@ -73,6 +77,11 @@ class HardLimits:
         if self.min_conc_ug_ml > self.max_conc_ug_ml:
             raise LimitsError("limits.min_conc_ug_ml", self.min_conc_ug_ml,
                               "above limits.max_conc_ug_ml %d" % self.max_conc_ug_ml)
+        daily_nl = self.max_24h_ng * 1000 // self.min_conc_ug_ml
+        if daily_nl > ABS_MAX_DAILY_NL:
+            raise LimitsError("limits.max_24h_ng", self.max_24h_ng,
+                              "at min_conc_ug_ml %d that is %d nL/day, above the absolute %d nL/day"
+                              % (self.min_conc_ug_ml, daily_nl, ABS_MAX_DAILY_NL))
         if self.max_rate_ng_day > self.max_flow_ng_day:
             raise LimitsError("limits.max_rate_ng_day", self.max_rate_ng_day,
                               "above limits.max_flow_ng_day %d" % self.max_flow_ng_day)

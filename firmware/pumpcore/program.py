@@ -61,7 +61,7 @@ class ProgramError(ValueError):
     """
 
     def __init__(self, field, value, reason):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason

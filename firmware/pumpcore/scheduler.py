@@ -120,6 +120,10 @@ class DoseScheduler:
     def __init__(self, pl_per_step, limits):
         if not isinstance(pl_per_step, int) or pl_per_step < 100 or pl_per_step > 10000000:
             raise ValueError("pl_per_step = %r: must be 100..10000000 pL per microstep" % (pl_per_step,))
+        daily_nl = limits.max_24h_ng * 1000 // limits.min_conc_ug_ml
+        if 30 * (daily_nl // pl_per_step) * 1000 >= 0x40000000:
+            raise ValueError("pl_per_step = %d: 30 days at the limits' %d nL/day would overflow the step "
+                             "counters (RP2040 small ints); use a larger step or tighter limits" % (pl_per_step, daily_nl))
         self.pl = pl_per_step
         self.limits = limits
         self.program = None

@@ -27,7 +27,7 @@ class QuantityError(ValueError):
     """A quantity that cannot be parsed or is out of range: names the field, value and reason."""
 
     def __init__(self, field, value, reason):
-        ValueError.__init__(self, "%s = %s: %s" % (field, value, reason))
+        super().__init__("%s = %s: %s" % (field, value, reason))
         self.field = field
         self.value = value
         self.reason = reason

@@ -10,7 +10,10 @@ PL = 17_964
 ALL = 0x7F
 # Generous limits so that periodic boluses are never refused at run time in generated
 # scenarios (the reference does not model limit refusals of periodic boluses).
-LIMITS = [1_500_000, 20_000_000, 1_000_000, 200_000_000, 50, 2000, 20_000_000]
+# Worst case of any generated run: basal 2 x 1.5 mg + periodic 2 x 0.6 mg + patient 2.4 mg +
+# 20 clinician boluses x 0.1 mg + single 0.3 mg < 10 mg.
+LIMITS = [1_500_000, 10_000_000, 1_000_000, 200_000_000, 100, 2000, 20_000_000]
+CONCS = [100, 500, 1000, 2000]
 
 
 def _times(r, n: int, lo: int, hi: int) -> list[int]:
@@ -43,7 +46,7 @@ def _gen_program(r, conc: int | None, allow_stopped: bool) -> dict[str, Any]:
     modes = [1, 1, 2, 2, 3] + ([0] if allow_stopped else [])
     mode = r.choice(modes)
     if conc is None:
-        conc = r.choice([50, 500, 1000, 2000, r.randint(50, 2000)])
+        conc = r.choice(CONCS + [r.randint(100, 2000)])
     d: dict[str, Any] = {"mode": mode, "conc": conc, "catheter": r.choice([0, 180_000, r.randint(1, 500_000)])}
     if mode == 1:
         d["rate"] = max(1, gen_rate(r))
@@ -73,7 +76,7 @@ def _gen_program(r, conc: int | None, allow_stopped: bool) -> dict[str, Any]:
         d["periodic"] = per
     if mode in (1, 2) and r.random() < 0.5:
         dur = r.randint(1000, 3_600_000)
-        d["patient"] = [r.randint(1, 200_000), dur, r.randint(dur, DAY), r.randint(1, 24)]
+        d["patient"] = [r.randint(1, 100_000), dur, r.randint(dur, DAY), r.randint(1, 24)]
     return d
 
 
@@ -91,13 +94,14 @@ def gen_events(r, n_max: int = 20) -> list[list[Any]]:
             if kind == 2 and r.random() < 0.8:
                 evs.append(["bolus", 2, 0, 0])
             else:
-                evs.append(["bolus", kind, r.randint(1, 300_000), r.choice([1, 60_000, r.randint(1, 3_600_000)])])
+                dose = r.choice([r.randint(1, 100_000), r.randint(1, 100_000), 2_000_000])
+                evs.append(["bolus", kind, dose, r.choice([1, 60_000, r.randint(1, 3_600_000)])])
         elif k < 0.72:
             evs.append(["suspend"])
         elif k < 0.79:
             evs.append(["resume"])
         elif k < 0.85:
-            evs.append(["refill", r.randint(0, 20_000_000), r.choice([50, 500, 1000, 2000, 2000])])
+            evs.append(["refill", r.randint(0, 20_000_000), r.choice(CONCS + [2000, 50])])
         elif k < 0.9:
             evs.append(["missed", r.randint(0, 5)])
         elif k < 0.95:
@@ -117,7 +121,7 @@ def gen_scenario(r, n_max: int = 20) -> dict[str, Any]:
             conc = ev[2]
         if ev[0] == "load":
             ev[1] = gen_program(r, conc=conc if r.random() < 0.9 else 1000)
-    return {"pl": r.choice([PL, PL, r.randint(1000, 40_000)]), "limits": LIMITS,
+    return {"pl": r.choice([PL, PL, r.randint(3000, 40_000)]), "limits": LIMITS,
             "start": [r.randint(0, 9000), r.randint(0, DAY - 1)], "program": prog, "events": evs}
 
 
