@@ -1,0 +1,1 @@
+"""The one physical model of the bench pump, shared by every simulated rig (see model.py)."""

@@ -1,0 +1,515 @@
+"""Physical model of the bench pump: lead screw + syringe, line pressure, stall, reservoir, balance.
+
+Pure Python, integers only, so CPython and the micropython unix port give bit-identical results
+for the same seed and the same inputs. Nothing here reads a clock: the caller moves model time
+on with `advance_to(t_us)` (sim microseconds since the world was made).
+
+The model, stated:
+- Mechanism: one microstep moves the plunger lead_um / (full_steps_per_rev * microsteps) um and
+  displaces `pl_per_step` pL (syringe bore area x travel; pi as 355/113, rounded to 1 pL).
+  `true_pl_per_step` may differ from the nominal to play a mis-calibrated syringe.
+- Reservoir: the syringe holds `reservoir_pl`. The end stop closes when less than one step's
+  volume is left; an infuse pulse there cannot move the plunger (the driver stalls).
+- Line: a single compliance C (pL per kPa) ahead of an outlet resistance R. Each step pushes its
+  volume into the compliance; stored volume V gives pressure P = V / C and drains through R with
+  time constant tau = R*C: V(t + 1 ms) = V(t) * exp(-1 ms / tau), applied at every whole
+  sim millisecond (fixed-point factors, see `_Decay`). What drains leaves the outlet onto the
+  balance. Occluded: nothing drains, so every step raises P by step_volume / C.
+- Driver: stalls when the force on the plunger P * bore area reaches `stall_force_mn`, at the
+  end stop, at the back stop, or while a stall is forced (jam fault). A stalled pulse is not
+  emitted: the generator retries one period later and DIAG stays high until a pulse succeeds.
+  Pulses while the driver is disabled are emitted but do not move the plunger.
+- Balance: weighs (volume out) x density - evaporation - tare, plus noise that is a function of
+  (seed, balance update slot) only (xorshift32 hash, Irwin-Hall sum of four uniforms, so reading
+  twice in one slot gives the same value), quantised to the readability.
+- Bolus button: a press is a burst of contact bounce (1..4 flips, 0.1..2 ms apart, from the
+  seeded PRNG), a stable hold, then release bounce. `button_edges` lists the raw edges.
+"""
+from pumpcore.fixed import const
+
+_Q = const(30)            # fixed-point fraction bits of the decay factors
+_ONE = const(1 << 30)
+
+DIR_RETRACT = const(0)
+DIR_INFUSE = const(1)
+
+_MASK32 = const(0xFFFFFFFF)
+
+
+def nominal_pl_per_step(lead_um, full_steps_per_rev, microsteps, syringe_id_um):
+    """pL displaced by one microstep: lead * pi * id^2 / (4 * steps/rev * microsteps) um^3 / 1000.
+
+    pi = 355/113 (relative error 8.5e-8); the result is rounded to the nearest pL.
+    """
+    num = lead_um * 355 * syringe_id_um * syringe_id_um
+    den = 113 * 4 * full_steps_per_rev * microsteps * 1000
+    return (2 * num + den) // (2 * den)
+
+
+def bore_area_um2(syringe_id_um):
+    """Syringe bore area in um^2 (pi = 355/113), rounded."""
+    return (355 * syringe_id_um * syringe_id_um + 226) // 452
+
+
+_MECH_FIELDS = (("lead_um", 1, 100000), ("full_steps_per_rev", 1, 100000),
+                ("microsteps", 1, 256), ("syringe_id_um", 100, 100000),
+                ("syringe_capacity_nl", 1, 1000000000))
+
+
+class Mechanism:
+    """Lead screw + syringe geometry (lengths in um, capacity in nL), from hw/mechanism.json."""
+
+    def __init__(self, lead_um, full_steps_per_rev, microsteps, syringe_id_um, syringe_capacity_nl):
+        vals = (lead_um, full_steps_per_rev, microsteps, syringe_id_um, syringe_capacity_nl)
+        for (name, lo, hi), v in zip(_MECH_FIELDS, vals):
+            if not isinstance(v, int) or v < lo or v > hi:
+                raise ValueError("mechanism.%s = %r: must be an integer in %d..%d" % (name, v, lo, hi))
+        self.lead_um = lead_um
+        self.full_steps_per_rev = full_steps_per_rev
+        self.microsteps = microsteps
+        self.syringe_id_um = syringe_id_um
+        self.syringe_capacity_nl = syringe_capacity_nl
+        self.pl_per_step = nominal_pl_per_step(lead_um, full_steps_per_rev, microsteps, syringe_id_um)
+        self.area_um2 = bore_area_um2(syringe_id_um)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from the parsed hw/mechanism.json; a missing field is named in the error."""
+        args = []
+        for name, _lo, _hi in _MECH_FIELDS:
+            if name not in d:
+                raise ValueError("mechanism.%s missing" % name)
+            args.append(d[name])
+        return cls(*args)
+
+    @classmethod
+    def load(cls, path):
+        """Read a mechanism.json file."""
+        import json
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+def _exp_neg_q(num, den, bits):
+    """round(2**bits * exp(-num/den)) for 0 <= num/den <= 1, by integer Taylor series."""
+    scale = 1 << (bits + 8)
+    term = scale
+    total = scale
+    n = 1
+    while term:
+        term = term * num // (den * n)
+        if n & 1:
+            total -= term
+        else:
+            total += term
+        n += 1
+    return (total + (1 << 7)) >> 8
+
+
+class _Decay:
+    """Fixed-point factors exp(-2**k ms / tau) (Q30) for k = 0..40: V * exp(-dt/tau) in O(log dt)."""
+
+    def __init__(self, tau_ms):
+        f = _exp_neg_q(1, tau_ms, _Q)
+        self.factors = []
+        for _ in range(41):
+            self.factors.append(f)
+            f = (f * f + (1 << (_Q - 1))) >> _Q
+
+    def apply(self, v, dt_ms):
+        """v (pL, any sign) after dt_ms whole milliseconds of relaxation."""
+        neg = v < 0
+        if neg:
+            v = -v
+        k = 0
+        factors = self.factors
+        while dt_ms and v:
+            if dt_ms & 1:
+                if k > 40:
+                    v = 0
+                    break
+                v = (v * factors[k] + (1 << (_Q - 1))) >> _Q
+            dt_ms >>= 1
+            k += 1
+        return -v if neg else v
+
+
+def xorshift32(x):
+    """One step of Marsaglia's xorshift32 (nonzero 32-bit state in, next state out)."""
+    x ^= (x << 13) & _MASK32
+    x ^= x >> 17
+    x ^= (x << 5) & _MASK32
+    return x & _MASK32
+
+
+def _hash32(seed, n):
+    """Deterministic 32-bit value for (seed, n): mixes and runs xorshift32 three times."""
+    x = ((seed * 0x9E3779B1) ^ (n * 0x85EBCA6B) ^ 0x6A09E667) & _MASK32
+    if x == 0:
+        x = 1
+    x = xorshift32(x)
+    x = xorshift32(x)
+    return xorshift32(x)
+
+
+class Prng:
+    """Seeded xorshift32 stream (same sequence on both interpreters)."""
+
+    def __init__(self, seed):
+        self.state = (seed & _MASK32) or 0x2545F491
+
+    def next(self):
+        self.state = xorshift32(self.state)
+        return self.state
+
+    def below(self, n):
+        """Integer in 0..n-1."""
+        return self.next() % n
+
+
+class Params:
+    """Tunable constants of the world. Units in the names; every value an int.
+
+    Defaults: compliance 20 nL/kPa (bench tubing + syringe), tau 30 s, stall at 250 N
+    (about 870 kPa on a 20 mL BD syringe), pressure sensor 0..2000 kPa on a 12-bit ADC,
+    balance readability 10 ug (0.01 mg, a 5-digit analytical balance) with noise sd ~20 ug,
+    updated every 100 ms, evaporation 50 ug/h (beaker with an oil layer), density 1.000 g/mL.
+    """
+
+    FIELDS = (
+        ("compliance_pl_per_kpa", 20000, 1, 10 ** 9),
+        ("tau_ms", 30000, 1, 10 ** 9),
+        ("stall_force_mn", 250000, 1, 10 ** 9),
+        ("sensor_full_scale_kpa", 2000, 1, 100000),
+        ("adc_bits", 12, 8, 16),
+        ("balance_readability_ng", 10000, 1, 10 ** 9),
+        ("balance_noise_ng", 20000, 0, 10 ** 9),
+        ("balance_update_ms", 100, 1, 100000),
+        ("evaporation_ng_per_h", 50000, 0, 10 ** 9),
+        ("density_mg_per_ml", 1000, 500, 3000),
+        ("button_hold_ms", 150, 1, 100000),
+        ("seed", 1, 0, 0xFFFFFFFF),
+    )
+
+    def __init__(self, **kw):
+        for name, default, lo, hi in self.FIELDS:
+            v = kw.pop(name, default)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+                raise ValueError("params.%s = %r: must be an integer in %d..%d" % (name, v, lo, hi))
+            setattr(self, name, v)
+        for name in kw:
+            raise ValueError("params.%s: unknown parameter" % name)
+
+    def as_dict(self):
+        d = {}
+        for name, _d, _lo, _hi in self.FIELDS:
+            d[name] = getattr(self, name)
+        return d
+
+
+# Fields of World that make up its persistent state (plain ints/bools, see state()/from_state()).
+_STATE = ("t_us", "plunger_steps", "reservoir_pl", "line_pl", "out_pl", "occluded",
+          "forced_stall", "pulses", "enabled", "direction", "stalled", "tare_ng",
+          "seg_steps", "seg_period_us", "seg_dir", "next_pulse_us", "button_n")
+
+
+class World:
+    """The physical pump at one instant; everything moves only through advance_to()."""
+
+    QUEUE_DEPTH = const(4)  # segments the step generator holds (like the PIO TX FIFO)
+
+    def __init__(self, mechanism, params=None, true_pl_per_step=None, reservoir_pl=None):
+        self.mech = mechanism
+        self.params = params or Params()
+        self.pl_per_step = true_pl_per_step or mechanism.pl_per_step
+        if self.pl_per_step <= 0:
+            raise ValueError("true_pl_per_step = %r: must be > 0" % (self.pl_per_step,))
+        self.capacity_pl = mechanism.syringe_capacity_nl * 1000
+        p = self.params
+        self._decay = _Decay(p.tau_ms)
+        # stall when line_pl >= stall_line_pl (force = P * area, P = V / C)
+        # P[kPa] = F[mN] * 1e6 / area_um2  (mN / um^2 = 1e9 Pa = 1e6 kPa)
+        self.stall_kpa_x1000 = p.stall_force_mn * 10 ** 9 // mechanism.area_um2
+        self.stall_line_pl = p.compliance_pl_per_kpa * self.stall_kpa_x1000 // 1000
+        self._adc_max = (1 << p.adc_bits) - 1
+        self.t_us = 0
+        self.plunger_steps = 0     # net plunger travel from the full mark, microsteps
+        self.reservoir_pl = self.capacity_pl if reservoir_pl is None else reservoir_pl
+        self.line_pl = 0           # volume held in the line compliance (pressure = line_pl / C)
+        self.out_pl = 0            # total volume that left the outlet (onto the balance)
+        self.occluded = False
+        self.forced_stall = False
+        self.pulses = 0            # pulses emitted since the world began (never wraps here)
+        self.enabled = False
+        self.direction = DIR_INFUSE
+        self.stalled = False       # the last pulse attempt was blocked
+        self.tare_ng = 0
+        self.seg_steps = 0         # pulses left in the running segment
+        self.seg_period_us = 0
+        self.seg_dir = DIR_INFUSE
+        self.next_pulse_us = 0
+        self.queue = []            # waiting segments [steps, period_us, dir]
+        self.button_n = 0
+        self.button = []           # raw edges (t_us, closed) not yet consumed
+
+    # ---- persistence -----------------------------------------------------------------------
+    def state(self):
+        """Plain dict of the whole state (JSON-able) for persistence across supervisor runs."""
+        d = {}
+        for name in _STATE:
+            d[name] = getattr(self, name)
+        d["queue"] = [list(s) for s in self.queue]
+        d["button"] = [list(e) for e in self.button]
+        return d
+
+    def restore(self, d):
+        """Load a state() dict back (same mechanism and params)."""
+        for name in _STATE:
+            if name not in d:
+                raise ValueError("world state field %s missing" % name)
+            setattr(self, name, d[name])
+        self.queue = [list(s) for s in d.get("queue", [])]
+        self.button = [(e[0], e[1]) for e in d.get("button", [])]
+
+    # ---- derived read-outs -----------------------------------------------------------------
+    def pressure_pa(self):
+        """Line pressure in Pa (negative when volume was drawn back)."""
+        return self.line_pl * 1000 // self.params.compliance_pl_per_kpa
+
+    def end_stop(self):
+        """True when less than one step's volume is left in the syringe."""
+        return self.reservoir_pl < self.pl_per_step
+
+    def blocked(self, direction):
+        """True if a pulse in `direction` cannot move the plunger (the driver would stall)."""
+        if self.forced_stall:
+            return True
+        if not self.enabled:
+            return False
+        if direction == DIR_INFUSE:
+            return self.reservoir_pl < self.pl_per_step or self.line_pl >= self.stall_line_pl
+        return self.reservoir_pl + self.pl_per_step > self.capacity_pl
+
+    def diag(self):
+        """Driver DIAG output: forced jam, or the last pulse attempt was blocked."""
+        return self.forced_stall or self.stalled
+
+    def pending(self):
+        """Pulses queued and not yet emitted."""
+        n = self.seg_steps
+        for s in self.queue:
+            n += s[0]
+        return n
+
+    def pressure_adc_kpa_x10(self):
+        """What the pressure sensor reads through the ADC: kPa x 10, quantised, clamped at 0."""
+        p = self.params
+        pa = self.pressure_pa()
+        if pa <= 0:
+            return 0
+        count = pa * self._adc_max // (p.sensor_full_scale_kpa * 1000)
+        if count > self._adc_max:
+            count = self._adc_max
+        return count * p.sensor_full_scale_kpa * 10 // self._adc_max
+
+    def balance_true_ng(self):
+        """Exact mass on the balance pan (ng): outflow x density - evaporation - tare."""
+        p = self.params
+        evap = self.t_us * p.evaporation_ng_per_h // 3600000000
+        return self.out_pl * p.density_mg_per_ml // 1000 - evap - self.tare_ng
+
+    def balance_reading_ng(self):
+        """Displayed balance value (ng): true mass + noise of this update slot, quantised."""
+        p = self.params
+        slot = self.t_us // (p.balance_update_ms * 1000)
+        h = _hash32(p.seed, slot)
+        # Irwin-Hall of four 8-bit uniforms: mean 510, sd 147.2 counts -> scale to noise sd
+        s = (h & 255) + ((h >> 8) & 255) + ((h >> 16) & 255) + ((h >> 24) & 255) - 510
+        noise = s * p.balance_noise_ng // 147
+        r = p.balance_readability_ng
+        m = self.balance_true_ng() + noise
+        if m >= 0:
+            return (m + r // 2) // r * r
+        return -((-m + r // 2) // r * r)
+
+    # ---- inputs from the firmware side ----------------------------------------------------------
+    def enable(self, on):
+        self.enabled = bool(on)
+        if not self.enabled:
+            self.stalled = False
+
+    def queue_segment(self, steps, period_us, direction):
+        """Queue `steps` pulses `period_us` apart; False if QUEUE_DEPTH segments already wait."""
+        if steps < 0 or steps >= 1 << 30:
+            raise ValueError("queue steps = %r: must be in 0..2**30-1" % (steps,))
+        if period_us < 1 or period_us >= 1 << 30:
+            raise ValueError("queue period_us = %r: must be in 1..2**30-1" % (period_us,))
+        if direction not in (DIR_INFUSE, DIR_RETRACT):
+            raise ValueError("queue direction = %r: must be 0 (retract) or 1 (infuse)" % (direction,))
+        if steps == 0:
+            return True
+        if self.seg_steps == 0 and not self.queue:
+            self._start_segment(steps, period_us, direction, self.t_us)
+            return True
+        if len(self.queue) >= self.QUEUE_DEPTH:
+            return False
+        self.queue.append([steps, period_us, direction])
+        return True
+
+    def _start_segment(self, steps, period_us, direction, t_us):
+        self.seg_steps = steps
+        self.seg_period_us = period_us
+        self.seg_dir = direction
+        self.direction = direction
+        self.next_pulse_us = t_us + period_us
+
+    def abort(self):
+        """Drop every queued pulse; returns how many were dropped."""
+        n = self.pending()
+        self.seg_steps = 0
+        self.queue = []
+        self.stalled = False
+        return n
+
+    # ---- faults and bench actions -----------------------------------------------------------
+    def set_occluded(self, on):
+        self.occluded = bool(on)
+
+    def set_forced_stall(self, on):
+        self.forced_stall = bool(on)
+
+    def set_reservoir_nl(self, nl):
+        """Bench operator swaps/empties the syringe: `nl` left in it (0 = empty, at the end stop)."""
+        if nl < 0 or nl * 1000 > self.capacity_pl:
+            raise ValueError("reservoir_nl = %r: must be in 0..%d" % (nl, self.capacity_pl // 1000))
+        self.reservoir_pl = nl * 1000
+
+    def tare(self):
+        """Zero the balance at the current true mass."""
+        self.tare_ng += self.balance_true_ng()
+
+    def press_button(self, prng, at_us=None, hold_ms=None):
+        """Add one physical press (with bounce on make and on break) starting at `at_us`."""
+        t = self.t_us if at_us is None else at_us
+        if self.button and self.button[-1][0] >= t:
+            t = self.button[-1][0] + 1000
+        hold = (self.params.button_hold_ms if hold_ms is None else hold_ms) * 1000
+        level = True
+        for _ in range(2 * (1 + prng.below(2)) - 1):      # odd number of flips: ends closed
+            self.button.append((t, level))
+            t += 100 + prng.below(1900)
+            level = not level
+        self.button.append((t, True))
+        t += hold
+        level = False
+        for _ in range(2 * (1 + prng.below(2)) - 1):      # ends open
+            self.button.append((t, level))
+            t += 100 + prng.below(1900)
+            level = not level
+        self.button.append((t, False))
+        self.button_n += 1
+        return t
+
+    def button_edges(self, until_us):
+        """Pop and return the raw button edges (t_us, closed) up to `until_us`."""
+        out = []
+        while self.button and self.button[0][0] <= until_us:
+            out.append(self.button.pop(0))
+        return out
+
+    # ---- time ----------------------------------------------------------------------------------
+    def _relax(self, t_from, t_to):
+        """Drain the line between two times: decay at every whole ms boundary crossed."""
+        dt_ms = t_to // 1000 - t_from // 1000
+        if dt_ms <= 0 or self.occluded or self.line_pl == 0:
+            return
+        before = self.line_pl
+        self.line_pl = self._decay.apply(before, dt_ms)
+        self.out_pl += before - self.line_pl
+
+    def _pulse(self):
+        """One STEP edge now (self.t_us). Returns False if the driver stalled."""
+        d = self.seg_dir
+        if self.blocked(d):
+            self.stalled = True
+            return False
+        self.stalled = False
+        self.pulses += 1
+        if self.enabled:
+            v = self.pl_per_step
+            if d == DIR_INFUSE:
+                self.plunger_steps += 1
+                self.reservoir_pl -= v
+                self.line_pl += v
+            else:
+                self.plunger_steps -= 1
+                self.reservoir_pl += v
+                self.line_pl -= v
+        return True
+
+    def advance_to(self, t_us):
+        """Move the world on to sim time t_us (earlier times are ignored)."""
+        while self.seg_steps and self.next_pulse_us <= t_us:
+            tp = self.next_pulse_us
+            self._relax(self.t_us, tp)
+            self.t_us = tp
+            if self._pulse():
+                self.seg_steps -= 1
+            self.next_pulse_us = tp + self.seg_period_us
+            if self.seg_steps == 0 and self.queue:
+                s = self.queue.pop(0)
+                self.seg_steps = s[0]
+                self.seg_period_us = s[1]
+                self.seg_dir = s[2]
+                self.direction = s[2]
+                self.next_pulse_us = tp + s[1]
+        if t_us > self.t_us:
+            self._relax(self.t_us, t_us)
+            self.t_us = t_us
+        if self.stalled and not self.seg_steps:
+            self.stalled = False
+
+    def summary(self):
+        """Read-out for hosts and tests (plain dict)."""
+        return {
+            "t_us": self.t_us, "plunger_steps": self.plunger_steps, "pulses": self.pulses,
+            "pending": self.pending(), "reservoir_pl": self.reservoir_pl,
+            "line_pl": self.line_pl, "out_pl": self.out_pl,
+            "pressure_pa": self.pressure_pa(), "occluded": self.occluded,
+            "forced_stall": self.forced_stall, "stall": self.diag(),
+            "end_stop": self.end_stop(), "enabled": self.enabled,
+            "balance_true_ng": self.balance_true_ng(), "pl_per_step": self.pl_per_step,
+            "button_presses": self.button_n,
+        }
+
+
+class Debouncer:
+    """Edge-counting debouncer over raw (t_us, closed) edges: a press counts once the contact
+    has stayed closed for `stable_ms`; it re-arms once it has stayed open as long."""
+
+    def __init__(self, stable_ms=20):
+        self.stable_us = stable_ms * 1000
+        self.raw = False
+        self.raw_since = 0
+        self.state = False
+        self.count = 0
+
+    def feed(self, edges, now_us):
+        """Consume edges (sorted) then settle up to now_us."""
+        for t, closed in edges:
+            self._settle(t)
+            if closed != self.raw:
+                self.raw = closed
+                self.raw_since = t
+        self._settle(now_us)
+
+    def _settle(self, t):
+        if self.raw != self.state and t - self.raw_since >= self.stable_us:
+            self.state = self.raw
+            if self.state:
+                self.count += 1
+
+    def take(self):
+        n = self.count
+        self.count = 0
+        return n

@@ -1,0 +1,222 @@
+"""Virtual rig host API: start/stop a rig (supervisor process), inject faults, read the world.
+
+    with VirtualRig.start(tmp_path / "rig", time_scale=1000) as rig:
+        port = rig.port                    # open it like a Pico's USB serial port
+        rig.fault("occlude")
+        sim_ms, grams = rig.balance()
+
+`python -m pumpctl.virtualrig serve RIG_DIR ...` runs the supervisor in the foreground (what
+`start` spawns, detached); see virtualrig_supervisor.py for what it does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .errors import PortError, RigTimeout, UsageError
+
+FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "clear", "empty", "reservoir",
+               "button", "power-cut", "hang", "tare")
+
+
+def pumpctl_home() -> Path:
+    """$PUMPCTL_HOME, default ~/.local/state/pumpctl."""
+    return Path(os.environ.get("PUMPCTL_HOME") or Path.home() / ".local" / "state" / "pumpctl")
+
+
+def rig_dir_for(name: str) -> Path:
+    """Directory of the named rig under $PUMPCTL_HOME/rigs/."""
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"rig name = {name!r}: must be a plain name (no '/', not starting with '.')")
+    return pumpctl_home() / "rigs" / name
+
+
+class VirtualRig:
+    """Handle on a running virtual rig (its supervisor). Methods talk over the side channel."""
+
+    def __init__(self, rig_dir: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.rig_dir = Path(rig_dir)
+        self._proc = proc
+        info = self._info()
+        self.port: str = info["port"]
+        self.pid: int = info["pid"]
+        self.name: str = info["name"]
+
+    def _info(self) -> dict[str, Any]:
+        path = self.rig_dir / "rig.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise PortError(f"no virtual rig running in {self.rig_dir} (start it: pumpctl sim start)") from None
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    @classmethod
+    def start(cls, rig_dir: Path | str, time_scale: float = 1.0, fresh: bool = False,
+              name: str | None = None, timeout_s: float = 15.0, detach: bool = False) -> "VirtualRig":
+        """Start a supervisor for `rig_dir` and wait until its port exists.
+
+        time_scale: sim seconds per real second (1000 runs 24 h in 86 s). fresh: wipe the flash
+        directory and the world first (factory state). detach: the supervisor outlives this
+        process (the CLI); otherwise it is stopped when the handle is stopped or collected.
+        """
+        rig_dir = Path(rig_dir).resolve()
+        if time_scale <= 0 or time_scale > 100000:
+            raise UsageError(f"time_scale = {time_scale}: must be > 0 and <= 100000")
+        if (rig_dir / "rig.json").exists():
+            try:
+                existing = cls(rig_dir)
+                existing.world()
+                raise UsageError(f"a virtual rig already runs in {rig_dir} (port {existing.port}); stop it first")
+            except (PortError, RigTimeout, OSError):
+                (rig_dir / "rig.json").unlink(missing_ok=True)
+        rig_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pumpctl.virtualrig", "serve", str(rig_dir),
+               "--time-scale", repr(time_scale), "--name", name or rig_dir.name]
+        if fresh:
+            cmd.append("--fresh")
+        log = open(rig_dir / "supervisor.log", "ab")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=detach, close_fds=True)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not (rig_dir / "rig.json").exists():
+            if proc.poll() is not None:
+                tail = (rig_dir / "supervisor.log").read_text(errors="replace")[-2000:]
+                raise PortError(f"virtual rig supervisor exited with status {proc.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RigTimeout(f"virtual rig in {rig_dir} did not come up within {timeout_s} s")
+            time.sleep(0.02)
+        return cls(rig_dir, None if detach else proc)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the rig: firmware killed, world saved, sockets removed."""
+        try:
+            self._request({"cmd": "stop"})
+        except (PortError, RigTimeout):
+            pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None:
+                if self._proc.poll() is not None:
+                    return
+            elif not _alive(self.pid):
+                return
+            time.sleep(0.02)
+        os.kill(self.pid, signal.SIGKILL)
+
+    def __enter__(self) -> "VirtualRig":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ---- side channel -------------------------------------------------------------------------
+    def _request(self, req: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        path = self.rig_dir / "ctl.sock"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout_s)
+        try:
+            s.connect(str(path))
+            s.sendall(json.dumps(req).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                part = s.recv(65536)
+                if not part:
+                    raise PortError(f"virtual rig {self.rig_dir} closed its side channel")
+                buf += part
+        except socket.timeout:
+            raise RigTimeout(f"virtual rig {self.rig_dir} did not answer {req.get('cmd')} in {timeout_s} s") from None
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise PortError(f"no virtual rig running in {self.rig_dir} (start it: pumpctl sim start)") from None
+        finally:
+            s.close()
+        resp: dict[str, Any] = json.loads(buf)
+        if not resp.get("ok"):
+            raise UsageError(str(resp.get("error")))
+        return resp
+
+    def world(self) -> dict[str, Any]:
+        """The physical world now: plunger_steps, pulses, pending, reservoir_pl, line_pl, out_pl,
+        pressure_pa, stall, end_stop, balance_ng, sim_us, firmware (running/hung/down), boots,
+        reset_cause, steps_done (this boot), alarm_pattern ..."""
+        return self._request({"cmd": "world"})["world"]
+
+    def balance(self) -> tuple[int, float]:
+        """(sim ms, grams shown by the balance): noisy, quantised, evaporation included."""
+        r = self._request({"cmd": "balance"})
+        return r["sim_us"] // 1000, r["ng"] / 1e9
+
+    def fault(self, kind: str, **args: Any) -> dict[str, Any]:
+        """Inject a fault: occlude, unocclude, stall, unstall, clear, empty, reservoir(nl=),
+        button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Returns the world after it."""
+        if kind not in FAULT_KINDS:
+            raise UsageError(f"fault kind = {kind!r}: unknown (one of {', '.join(FAULT_KINDS)})")
+        return self._request({"cmd": "fault", "kind": kind, "args": args})["world"]
+
+    def power_cut(self, off_ms: int = 0) -> None:
+        """Kill the firmware at this instant; it boots again after off_ms of sim time."""
+        self.fault("power-cut", off_ms=off_ms)
+
+    def restart(self) -> None:
+        """Power-cycle the firmware now (flash and world kept)."""
+        self._request({"cmd": "restart"})
+
+    def wait_firmware(self, boots: int, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Wait until the firmware's boot count reaches `boots` and it is running."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            w = self.world()
+            if w["boots"] >= boots and w["firmware"] == "running":
+                return w
+            if time.monotonic() > deadline:
+                raise RigTimeout(f"virtual rig did not reach boot {boots} in {timeout_s} s (at {w['boots']}, {w['firmware']})")
+            time.sleep(0.02)
+
+    @property
+    def flash_dir(self) -> Path:
+        return self.rig_dir / "flash"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pumpctl.virtualrig",
+                                     description="Run a virtual-rig supervisor in the foreground.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the supervisor for RIG_DIR until stopped")
+    serve.add_argument("rig_dir", type=Path)
+    serve.add_argument("--time-scale", default="1", help="sim seconds per real second")
+    serve.add_argument("--name", default=None, help="rig id reported by the firmware")
+    serve.add_argument("--fresh", action="store_true", help="wipe flash and world first")
+    args = parser.parse_args(argv)
+    from .virtualrig_supervisor import Supervisor
+    sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh)
+    sup.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
