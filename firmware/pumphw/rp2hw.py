@@ -141,7 +141,7 @@ class EdgeDebouncer:
 
 
 # --- alarm buzzer and LED ---------------------------------------------------------------------
-BUZZER_HZ = const(2400)        # resonance of the magnetic transducer in hw/bom.md
+BUZZER_HZ = const(4000)        # resonance of the piezo sounder in hw/bom.md (PKM22EPPH4001)
 BUZZER_DUTY_U16 = const(32768)
 ALARM_TICK_MS = const(20)      # pattern timer period
 
