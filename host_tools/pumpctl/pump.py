@@ -157,6 +157,7 @@ class Pump:
         self._seq = random.randrange(0, 0x10000)
         self._rx = bytearray()
         self.retransmissions = 0
+        self._echoed = False
         self.info = self.hello()
         if self.info.protocol_version != wire.PROTOCOL_VERSION or self.info.table_crc != wire.TABLE_CRC:
             raise VersionError("rig %s on %s speaks protocol %d (table crc %08x), this pumpctl speaks %d "
@@ -231,6 +232,7 @@ class Pump:
     def _exchange(self, frame: bytes, seq: int, cmd: int) -> tuple[int, bytes, int]:
         """Send `frame`, retransmitting on silence. Returns (status, payload, attempts used)."""
         line = wire.frame_to_line(frame)
+        self._echoed = False
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retransmissions += 1
@@ -238,8 +240,12 @@ class Pump:
             got = self._await(seq, cmd)
             if got is not None:
                 return got[0], got[1], attempt
-        raise RigTimeout("no answer from rig on %s to %s after %d tries of %.1f s" % (
-            self.link.name, wire.command_name(cmd), self.retries + 1, self.timeout_s))
+        hint = ""
+        if self._echoed:
+            hint = (": the port echoes our requests back, so the rig is probably at the MicroPython REPL "
+                    "rather than running the pump firmware (reset it, or pumpctl deploy)")
+        raise RigTimeout("no answer from rig on %s to %s after %d tries of %.1f s%s" % (
+            self.link.name, wire.command_name(cmd), self.retries + 1, self.timeout_s, hint))
 
     def _await(self, seq: int, cmd: int) -> tuple[int, bytes] | None:
         deadline = time.monotonic() + self.timeout_s
@@ -260,6 +266,8 @@ class Pump:
                 _version, kind, fseq, fcmd, status, payload = frame
                 if kind == wire.KIND_RESPONSE and fseq == seq and fcmd == cmd:
                     return status, payload
+                if kind == wire.KIND_REQUEST and fseq == seq:
+                    self._echoed = True
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

@@ -15,6 +15,13 @@ from typing import Any, Callable, Protocol
 from .errors import PortError
 
 BAUD = 115200   # USB CDC ignores it; a real UART bridge needs it
+POLL_S = 0.02   # longest single wait inside read(); the port's timeout is set once (tcsetattr is slow)
+
+try:
+    from termios import error as _TermiosError   # pyserial lets it escape when the tty vanishes
+except ImportError:  # pragma: no cover - Windows
+    class _TermiosError(Exception):  # type: ignore[no-redef]
+        pass
 
 
 class Transport(Protocol):
@@ -37,43 +44,45 @@ class SerialTransport:
     def __init__(self, port: str) -> None:
         import serial  # pyserial
         self.name = port
-        self._serial_exc = serial.SerialException
+        self._errors = (serial.SerialException, OSError, _TermiosError)
         try:
             if "://" in port:
-                self._ser: Any = serial.serial_for_url(port, baudrate=BAUD, timeout=0)
+                self._ser: Any = serial.serial_for_url(port, baudrate=BAUD, timeout=POLL_S)
             else:
                 if not os.path.exists(port):
                     raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig "
                                     "started? see pumpctl ports)" % port)
-                self._ser = serial.Serial(port, BAUD, timeout=0, exclusive=True)
+                self._ser = serial.Serial(port, BAUD, timeout=POLL_S, exclusive=True)
         except PortError:
             raise
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, _TermiosError) as exc:
             raise PortError("cannot open %s: %s" % (port, _explain_open(exc))) from None
 
     def write(self, data: bytes) -> None:
         try:
             self._ser.write(data)
             self._ser.flush()
-        except (self._serial_exc, OSError) as exc:
+        except self._errors as exc:
             raise PortError("lost %s while writing: rig unplugged mid-transfer? (%s)" % (self.name, exc)) from None
 
     def read(self, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + max(timeout_s, 0.0)
         try:
-            self._ser.timeout = max(timeout_s, 0.0)
-            first = self._ser.read(1)
-            if not first:
-                return b""
-            self._ser.timeout = 0
-            waiting = self._ser.in_waiting
-            return first + (self._ser.read(waiting) if waiting else b"")
-        except (self._serial_exc, OSError) as exc:
+            while True:
+                waiting = self._ser.in_waiting
+                data = self._ser.read(waiting or 1)   # returns at the first byte or after POLL_S
+                if data:
+                    more = self._ser.in_waiting
+                    return data + (self._ser.read(more) if more else b"")
+                if time.monotonic() >= deadline:
+                    return b""
+        except self._errors as exc:
             raise PortError("lost %s while reading: rig unplugged mid-transfer? (%s)" % (self.name, exc)) from None
 
     def close(self) -> None:
         try:
             self._ser.close()
-        except (self._serial_exc, OSError):
+        except self._errors:
             pass
 
 
