@@ -181,6 +181,19 @@ class SimHardware(base.Hardware):
         if ms > 0:
             _sleep_us(self._clock.real_us(ms * 1000))
 
+    def idle(self, ms):
+        """Wait up to ms of device time, returning as soon as host bytes arrive."""
+        if ms <= 0:
+            return
+        if self._poll is None:
+            self._open_stdio()
+        us = self._clock.real_us(ms * 1000)
+        if us < 2000:
+            if not self._poll.poll(0):
+                _sleep_us(us)
+            return
+        self._poll.poll(us // 1000)
+
     # inputs
     def pressure_kpa_x10(self):
         self._link.call(OP_PRESSURE, self._clock.sim_us(), 0, 0, 0)
@@ -215,22 +228,30 @@ class SimHardware(base.Hardware):
         import select
         self._stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
         self._stdout = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+        if sys.implementation.name == "micropython":
+            self._read1 = self._stdin.read
+        else:
+            fd = sys.stdin.fileno()
+            self._read1 = lambda n: os.read(fd, n)
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
 
     def serial_read(self):
+        """Bytes waiting on the link. Stops after a 0x03 (Ctrl-C) and leaves what follows
+        unread for the REPL, as the Pico's USB CDC takes Ctrl-C out of band: mpremote sends
+        b"\\r\\x03\\r\\x01" in one burst and the Ctrl-A must reach the REPL."""
         if self._poll is None:
             self._open_stdio()
         if not self._poll.poll(0):
             return b""
-        if sys.implementation.name != "micropython":
-            return os.read(sys.stdin.fileno(), 4096)
         out = bytearray()
         while len(out) < 4096 and self._poll.poll(0):
-            b = self._stdin.read(1)
+            b = self._read1(1)
             if not b:
                 break
             out += b
+            if b[0] == 3:
+                break
         return bytes(out)
 
     def serial_write(self, data):

@@ -1,0 +1,88 @@
+"""`pumpctl sim ...`: start, stop, inspect the virtual rig and inject faults into it."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .errors import UsageError
+from .virtualrig import FAULT_KINDS, VirtualRig, rig_dir_for
+
+DEFAULT_NAME = "sim"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sim = subparsers.add_parser("sim", help="virtual rig: start / stop / status / fault")
+    sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", required=True)
+
+    start = sub.add_parser("start", help="start the firmware in micropython on a pty; prints the port")
+    start.add_argument("--name", default=DEFAULT_NAME, help="rig name (dir under $PUMPCTL_HOME/rigs)")
+    start.add_argument("--fresh", action="store_true", help="wipe the rig's flash and world (factory state)")
+    start.add_argument("--time-scale", type=float, default=1.0,
+                       help="sim seconds per real second (1000: 24 h in ~86 s)")
+    start.set_defaults(func=cmd_start)
+
+    stop = sub.add_parser("stop", help="stop the rig (flash and world kept)")
+    stop.add_argument("--name", default=DEFAULT_NAME)
+    stop.set_defaults(func=cmd_stop)
+
+    status = sub.add_parser("status", help="the rig's physical world, port and firmware state")
+    status.add_argument("--name", default=DEFAULT_NAME)
+    status.set_defaults(func=cmd_status)
+
+    fault = sub.add_parser("fault", help="inject a fault: " + ", ".join(FAULT_KINDS))
+    fault.add_argument("kind", choices=FAULT_KINDS)
+    fault.add_argument("--name", default=DEFAULT_NAME)
+    fault.add_argument("--nl", type=int, help="reservoir: nL left in the syringe")
+    fault.add_argument("--count", type=int, help="button: presses (default 1)")
+    fault.add_argument("--gap-ms", type=int, help="button: sim ms between presses (default 1000)")
+    fault.add_argument("--off-ms", type=int, help="power-cut: sim ms the power stays off (default 0)")
+    fault.set_defaults(func=cmd_fault)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    rig = VirtualRig.start(rig_dir_for(args.name), time_scale=args.time_scale, fresh=args.fresh,
+                           name=args.name, detach=True)
+    if args.json:
+        print(json.dumps({"name": rig.name, "port": rig.port, "pid": rig.pid}))
+    else:
+        print(rig.port)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    VirtualRig(rig_dir_for(args.name)).stop()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    w = VirtualRig(rig_dir_for(args.name)).world()
+    if args.json:
+        print(json.dumps(w))
+        return 0
+    print(f"rig {w['name']} on {w['port']}: firmware {w['firmware']}, boots {w['boots']}, "
+          f"time scale {w['time_scale'][0]}/{w['time_scale'][1]}")
+    print(f"sim time {w['sim_us'] / 3.6e9:.4f} h; plunger {w['plunger_steps']} steps; "
+          f"reservoir {w['reservoir_pl'] / 1e9:.4f} mL; pressure {w['pressure_pa'] / 1000:.1f} kPa")
+    print(f"balance {w['balance_ng'] / 1e6:.2f} mg; occluded {w['occluded']}; stall {w['stall']}; "
+          f"end stop {w['end_stop']}")
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    kw = {}
+    for opt, key, kinds in (("nl", "nl", ("reservoir",)), ("count", "count", ("button",)),
+                            ("gap_ms", "gap_ms", ("button",)), ("off_ms", "off_ms", ("power-cut",))):
+        v = getattr(args, opt)
+        if v is not None:
+            if args.kind not in kinds:
+                raise UsageError(f"--{opt.replace('_', '-')} = {v}: only for fault {' / '.join(kinds)}")
+            kw[key] = v
+    if args.kind == "reservoir" and "nl" not in kw:
+        raise UsageError("fault reservoir needs --nl (nL left in the syringe)")
+    w = VirtualRig(rig_dir_for(args.name)).fault(args.kind, **kw)
+    if args.json:
+        print(json.dumps(w))
+    else:
+        print(f"{args.kind}: firmware {w['firmware']}, pressure {w['pressure_pa'] / 1000:.1f} kPa, "
+              f"stall {w['stall']}, end stop {w['end_stop']}")
+    return 0
