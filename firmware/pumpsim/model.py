@@ -39,8 +39,16 @@ _MASK32 = const(0xFFFFFFFF)
 def nominal_pl_per_step(lead_um, full_steps_per_rev, microsteps, syringe_id_um):
     """pL displaced by one microstep: lead * pi * id^2 / (4 * steps/rev * microsteps) um^3 / 1000.
 
-    pi = 355/113 (relative error 8.5e-8); the result is rounded to the nearest pL.
+    The firmware's own derivation (pumpcore.calibration) so model and scheduler agree on the
+    nominal; pi = 355/113 in the fallback, rounded to the nearest pL.
     """
+    try:
+        from pumpcore import calibration
+        return calibration.pl_per_step_from_mechanism({
+            "lead_um": lead_um, "full_steps_per_rev": full_steps_per_rev,
+            "microsteps": microsteps, "syringe_id_um": syringe_id_um})
+    except ImportError:
+        pass
     num = lead_um * 355 * syringe_id_um * syringe_id_um
     den = 113 * 4 * full_steps_per_rev * microsteps * 1000
     return (2 * num + den) // (2 * den)
@@ -110,11 +118,13 @@ class _Decay:
     """Fixed-point factors exp(-2**k ms / tau) (Q30) for k = 0..40: V * exp(-dt/tau) in O(log dt)."""
 
     def __init__(self, tau_ms):
-        f = _exp_neg_q(1, tau_ms, _Q)
+        # square in Q62 (big ints, set-up only), keep Q30: relative error stays ~1e-9
+        hq = 62
+        f = _exp_neg_q(1, tau_ms, hq)
         self.factors = []
         for _ in range(41):
-            self.factors.append(f)
-            f = (f * f + (1 << (_Q - 1))) >> _Q
+            self.factors.append((f + (1 << (hq - _Q - 1))) >> (hq - _Q))
+            f = (f * f + (1 << (hq - 1))) >> hq
 
     def apply(self, v, dt_ms):
         """v (pL, any sign) after dt_ms whole milliseconds of relaxation."""

@@ -1,0 +1,204 @@
+"""pumpsim.model: physics checks on CPython and bit-identical results in the micropython binary."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pumpsim import model
+from tests.support.mpy import run_micropython
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mech() -> model.Mechanism:
+    return model.Mechanism.load(str(REPO / "hw" / "mechanism.json"))
+
+
+def test_pl_per_step_from_mechanism_json():
+    m = mech()
+    exact = 800 / (200 * 64) * math.pi * (19130 / 2) ** 2 / 1000
+    assert abs(m.pl_per_step - exact) <= 0.5
+    assert m.pl_per_step == 17964
+
+
+def test_same_as_pumpcore_calibration_if_present():
+    cal = pytest.importorskip("pumpcore.calibration")
+    d = json.loads((REPO / "hw" / "mechanism.json").read_text())
+    assert cal.pl_per_step_from_mechanism(d) == mech().pl_per_step
+
+
+def test_mechanism_errors_name_field_value_and_limit():
+    with pytest.raises(ValueError, match=r"mechanism.microsteps = 0: must be an integer in 1..256"):
+        model.Mechanism(800, 200, 0, 19130, 20000000)
+    with pytest.raises(ValueError, match="mechanism.lead_um missing"):
+        model.Mechanism.from_dict({})
+    with pytest.raises(ValueError, match=r"params.tau_ms = -1"):
+        model.Params(tau_ms=-1)
+    with pytest.raises(ValueError, match="params.bogus: unknown"):
+        model.Params(bogus=1)
+
+
+def test_decay_matches_exp_within_fixed_point():
+    d = model._Decay(30000)
+    for dt in (1, 7, 1000, 30000, 123457):
+        got = d.apply(10 ** 9, dt)
+        want = 10 ** 9 * math.exp(-dt / 30000)
+        assert abs(got - want) <= want * 1e-8 + 2, dt
+
+
+def test_volume_is_conserved_and_flows_out():
+    w = model.World(mech())
+    w.enable(True)
+    assert w.queue_segment(500, 2000, model.DIR_INFUSE)
+    w.advance_to(10 ** 6)
+    assert w.pulses == 500 and w.plunger_steps == 500
+    moved = 500 * w.pl_per_step
+    assert w.capacity_pl - w.reservoir_pl == moved
+    assert w.line_pl + w.out_pl == moved
+    w.advance_to(30 * 60 * 10 ** 6)        # 60 tau later the line has drained
+    assert w.line_pl == 0 and w.out_pl == moved
+
+
+def test_occlusion_builds_pressure_step_by_step_then_stalls():
+    w = model.World(mech())
+    w.enable(True)
+    w.set_occluded(True)
+    w.queue_segment(10, 1000, model.DIR_INFUSE)
+    w.advance_to(10 ** 6)
+    per_step_pa = w.pl_per_step * 1000 // w.params.compliance_pl_per_kpa
+    assert abs(w.pressure_pa() - 10 * per_step_pa) <= 10
+    assert w.out_pl == 0
+    w.queue_segment(10 ** 6, 1000, model.DIR_INFUSE)
+    w.advance_to(10 ** 9)
+    # stall force 250 N on the 287.4 mm^2 bore: ~870 kPa
+    assert w.diag() and w.stall_line_pl <= w.line_pl < w.stall_line_pl + w.pl_per_step
+    assert 860000 < w.pressure_pa() < 880000
+    made = w.pulses
+    w.advance_to(2 * 10 ** 9)
+    assert w.pulses == made and w.pending() > 0          # stalled pulses are not emitted
+    w.set_occluded(False)
+    w.advance_to(2 * 10 ** 9 + 10 ** 6)
+    assert w.pulses > made                               # pressure fell below stall: moving again
+    w.abort()
+    w.advance_to(3 * 10 ** 9)
+    assert not w.diag() and w.pressure_pa() < 1000
+
+
+def test_end_stop_stalls_and_reservoir_empties():
+    w = model.World(mech(), reservoir_pl=5 * 17964 + 100)
+    w.enable(True)
+    w.queue_segment(8, 1000, model.DIR_INFUSE)
+    w.advance_to(10 ** 6)
+    assert w.pulses == 5 and w.end_stop() and w.diag() and w.pending() == 3
+    assert w.abort() == 3 and not w.diag()
+
+
+def test_forced_stall_and_disabled_driver():
+    w = model.World(mech())
+    w.set_forced_stall(True)
+    w.enable(True)
+    w.queue_segment(5, 1000, model.DIR_INFUSE)
+    w.advance_to(10 ** 6)
+    assert w.pulses == 0 and w.diag()
+    w.set_forced_stall(False)
+    w.enable(False)
+    w.advance_to(2 * 10 ** 6)
+    assert w.pulses == 5 and w.plunger_steps == 0        # pulses made, motor not energised
+
+
+def test_queue_depth_and_bad_segments():
+    w = model.World(mech())
+    for _ in range(1 + model.World.QUEUE_DEPTH):
+        assert w.queue_segment(10, 1000, 1)
+    assert not w.queue_segment(10, 1000, 1)
+    with pytest.raises(ValueError, match=r"queue period_us = 0: must be in 1..2\*\*30-1"):
+        w.queue_segment(1, 0, 1)
+    with pytest.raises(ValueError, match="queue direction = 7"):
+        w.queue_segment(1, 10, 7)
+
+
+def test_balance_noise_quantisation_and_evaporation():
+    p = model.Params(seed=42)
+    w = model.World(mech(), p)
+    readings = []
+    for i in range(2000):
+        w.advance_to(i * 100000 + 50000)
+        r = w.balance_reading_ng()
+        assert r % p.balance_readability_ng == 0
+        assert r == w.balance_reading_ng()                 # same slot, same reading
+        readings.append(r - w.balance_true_ng())
+    mean = sum(readings) / len(readings)
+    sd = (sum((x - mean) ** 2 for x in readings) / len(readings)) ** 0.5
+    assert abs(mean) < 2000 and 15000 < sd < 26000
+    w.advance_to(3600 * 10 ** 6)
+    assert w.balance_true_ng() == -p.evaporation_ng_per_h
+
+
+def test_button_bounce_debounced_to_one_press_each():
+    w = model.World(mech())
+    prng = model.Prng(3)
+    t = 0
+    for _ in range(5):
+        t = w.press_button(prng, at_us=t) + 500000
+    edges = w.button_edges(t)
+    assert len(edges) >= 5 * 4                             # bounce is there
+    d = model.Debouncer(20)
+    d.feed(edges, t)
+    assert d.take() == 5 and d.take() == 0
+
+
+def test_state_round_trip():
+    w = model.World(mech())
+    w.enable(True)
+    w.set_occluded(True)
+    w.queue_segment(100, 500, 1)
+    w.advance_to(20000)
+    w2 = model.World(mech())
+    w2.restore(json.loads(json.dumps(w.state())))
+    w.advance_to(10 ** 6)
+    w2.advance_to(10 ** 6)
+    assert w.summary() == w2.summary()
+
+
+SCENARIO = """
+from pumpsim.model import Mechanism, World, Params, Prng, Debouncer
+w = World(Mechanism(800, 200, 64, 19130, 20000000), Params(seed=9, tau_ms=7000))
+p = Prng(11)
+out = []
+w.enable(True)
+t = 0
+for i in range(60):
+    t += 50000 + p.below(400000)
+    w.advance_to(t)
+    k = p.below(6)
+    if k == 0:
+        w.queue_segment(1 + p.below(300), 100 + p.below(5000), 1)
+    elif k == 1:
+        w.set_occluded(not w.occluded)
+    elif k == 2:
+        w.press_button(p)
+    elif k == 3:
+        w.queue_segment(1 + p.below(20), 1000, 0)
+    s = w.summary()
+    out.append("%d %d %d %d %d %d %d %d %d" % (s["t_us"], s["pulses"], s["line_pl"], s["out_pl"],
+               s["pressure_pa"], w.pressure_adc_kpa_x10(), w.balance_reading_ng(), len(w.button),
+               1 if w.diag() else 0))
+print("\\n".join(out))
+"""
+
+
+@pytest.mark.micropython
+def test_identical_on_both_interpreters():
+    ns: dict = {}
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(SCENARIO, "scenario", "exec"), ns)
+    host = buf.getvalue().strip()
+    mpy = run_micropython(SCENARIO).strip()
+    assert host.count("\n") == 59
+    assert mpy == host
