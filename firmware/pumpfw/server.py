@@ -161,7 +161,7 @@ class ProtocolServer:
     def __init__(self, controller, write):
         self.controller = controller
         self.write = write
-        self._line = bytearray(wire.MAX_LINE)
+        self._line = bytearray(wire.MAX_LINE + 1)   # the largest frame and a CR
         self._frame = bytearray(wire.MAX_FRAME)
         self._fmv = memoryview(self._frame)
         self._n = 0
@@ -218,7 +218,7 @@ class ProtocolServer:
                     if n and line[n - 1] == 0x0D:   # tolerate CRLF
                         n -= 1
                     self._line_done(n)
-            elif self._n < wire.MAX_LINE:
+            elif self._n <= wire.MAX_LINE:
                 line[self._n] = b
                 self._n += 1
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import random
+import re
 import struct
 import zlib
 
@@ -33,44 +34,43 @@ KINDS = ["valid", "valid", "signed_bad", "mutated", "mutated", "garbage", "torn"
 
 
 def _reference_answers(stream: bytes) -> list[tuple[int, int, int, bool]]:
-    """(seq, cmd, version, needs_auth) of each request line the protocol rules say is answered."""
+    """(seq, cmd, version, needs_auth) of each request line the protocol rules say is answered.
+
+    Rules: "~" starts (or restarts) a frame, 0x03 abandons it, "\n" ends it; a line longer than
+    MAX_LINE characters (plus one CR), not canonical base64, of the wrong length, with a bad CRC or not a
+    request is dropped.
+    """
     out = []
-    in_frame = False
-    buf = bytearray()
-    overflow = False
-    for b in stream:
-        if b == 0x7E:
-            in_frame, overflow = True, False
-            buf.clear()
-        elif b == 0x03:
-            in_frame = False
-        elif not in_frame:
+    start = -1
+    for m in re.finditer(rb"[~\n\x03]", stream):
+        i = m.start()
+        c = stream[i]
+        if c == 0x7E:
+            start = i + 1
             continue
-        elif b == 0x0A:
-            in_frame = False
-            if overflow:
-                continue
-            text = bytes(buf[:-1] if buf.endswith(b"\r") else buf)
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except binascii.Error:
-                continue
-            if not text or base64.b64encode(raw) != text:
-                continue
-            if len(raw) < 12:
-                continue
-            version, kind, seq, cmd, _status, length = struct.unpack_from("<BBHBBH", raw)
-            if length > wire.MAX_PAYLOAD or len(raw) != 12 + length:
-                continue
-            if zlib.crc32(raw[:-4]) != struct.unpack_from("<I", raw, len(raw) - 4)[0]:
-                continue
-            if kind != 0:
-                continue
-            out.append((seq, cmd, version, cmd in AUTH_CMDS))
-        elif len(buf) < wire.MAX_LINE:
-            buf.append(b)
-        else:
-            overflow = True
+        if c == 0x03 or start < 0:
+            start = -1
+            continue
+        text = stream[start:i]
+        start = -1
+        if len(text) > wire.MAX_LINE + 1:      # room for the largest frame and a CR
+            continue
+        if text.endswith(b"\r"):
+            text = text[:-1]
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            continue
+        if not text or base64.b64encode(raw) != text or len(raw) < 12:
+            continue
+        version, kind, seq, cmd, _status, length = struct.unpack_from("<BBHBBH", raw)
+        if length > wire.MAX_PAYLOAD or len(raw) != 12 + length:
+            continue
+        if zlib.crc32(raw[:-4]) != struct.unpack_from("<I", raw, len(raw) - 4)[0]:
+            continue
+        if kind != 0:
+            continue
+        out.append((seq, cmd, version, cmd in AUTH_CMDS))
     return out
 
 

@@ -316,3 +316,11 @@ def test_signed_request_with_bad_body_consumes_no_counter(link: Link) -> None:
     assert st == wire.ERR_STAGE and link.ctl.calls == []
     assert link.signed(wire.CMD_BOLUS, struct.pack("<II", 1000, 0), counter=3)[0] == wire.OK
     assert [c[0] for c in link.ctl.calls] == ["accept_counter", "bolus"]
+
+
+def test_largest_frame_with_crlf_answered_one_more_char_dropped(link: Link) -> None:
+    line = wire.encode_frame(0, 4, wire.CMD_PROG_STAGE, 0, struct.pack("<II", 0, 4000) + bytes(wire.MAX_STAGE_CHUNK))
+    assert len(line) == wire.MAX_LINE + 2
+    got = link.feed(line.replace(b"\n", b"\r\n"))
+    assert len(got) == 1 and got[0][4] == wire.OK
+    assert link.feed(line.replace(b"\n", b"\r\r\n")) == []
