@@ -56,13 +56,15 @@ class _SimClock:
 
 
 def _le64(buf, off):
+    """Little-endian int64 at buf[off:off+8] for values in -2**56..2**56-1, with no big-int
+    intermediate (the unix port would allocate one and fail under heap_lock)."""
     v = 0
-    i = off + 7
+    i = off + 6
     while i >= off:
         v = (v << 8) | buf[i]
         i -= 1
-    if v >= 0x8000000000000000:
-        v -= 0x10000000000000000
+    if buf[off + 7] & 0x80:
+        v -= 1 << 56
     return v
 
 
