@@ -50,6 +50,44 @@ def loopback_link(records: int) -> LoopbackTransport:
     return LoopbackTransport(BenchController(records=records))
 
 
+MPY_BENCH = r"""
+import time
+from pumpcore import wire, auth
+from pumpfw.server import ProtocolServer
+from tests.protocol.fakes import FakeController, KEY, RIG
+out = []
+ctl = FakeController(records=200)
+server = ProtocolServer(ctl, out.append)
+N = %d
+
+def per_frame(lines):
+    t = time.ticks_us()
+    for line in lines:
+        server.feed(line)
+    return time.ticks_diff(time.ticks_us(), t) / len(lines)
+
+status = [wire.encode_frame(0, i, wire.CMD_STATUS, 0, b"") for i in range(N)]
+logs = [wire.encode_frame(0, i, wire.CMD_LOG_READ, 0, bytes((0, 0, 0, 0, 31))) for i in range(N)]
+chunk = bytes(wire.MAX_STAGE_CHUNK)
+stage = [wire.encode_frame(0, i, wire.CMD_PROG_STAGE, 0, wire.pack_fields(wire.PROG_STAGE_REQ,
+         {"offset": 0, "total_len": 4000}) + chunk) for i in range(N)]
+signed = [wire.frame_to_line(auth.sign_request(i, wire.CMD_SUSPEND, b"", RIG, i + 1, KEY)) for i in range(N)]
+print("status %%.0f" %% per_frame(status))
+print("log31 %%.0f" %% per_frame(logs))
+print("stage1016 %%.0f" %% per_frame(stage))
+print("signed %%.0f" %% per_frame(signed))
+"""
+
+
+def micropython_figures(n: int) -> None:
+    """Firmware-side cost per frame in the micropython unix port (the RP2040 is ~10-30x slower)."""
+    from tests.support.mpy import run_micropython
+    got = dict(line.split() for line in run_micropython(MPY_BENCH % n, extra_path=[str(REPO)]).split("\n") if line)
+    print("server in micropython (unix port, us per request incl. decode+dispatch+encode): status %s, "
+          "log read of 31 records %s, 1016-byte stage chunk %s, signed suspend (HMAC) %s" % (
+              got["status"], got["log31"], got["stage1016"], got["signed"]))
+
+
 def timed(fn, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -66,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=300, help="round trips to time (default 300)")
     ap.add_argument("--records", type=int, default=5000, help="log records on the loopback rig (default 5000)")
     ap.add_argument("--no-commit", action="store_true", help="stage and verify only (leave the rig's program)")
+    ap.add_argument("--no-mpy", action="store_true", help="skip the firmware-side figures in the micropython binary")
     args = ap.parse_args(argv)
 
     key = bytes.fromhex(args.key_hex) if args.key_hex else None
@@ -112,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("restored the rig's previous program (crc %08x)" % before.crc)
             else:
                 print("note: the rig had no program before; the benchmark program is now running")
+    if not args.no_mpy:
+        micropython_figures(200)
     return 0
 
 

@@ -281,7 +281,9 @@ class ProtocolServer:
             wire.command_name(cmd), got, need))
 
     def _result(self, r):
-        if r is None or r == 0 or r is True:
+        if r is False:   # a bare "no" is a refusal, never success
+            return self._err(wire.ERR_REFUSED, 0, "refused by the firmware (no reason given)")
+        if r is None or r is True or r == 0:
             return wire.OK, b""
         if isinstance(r, tuple):
             return self._err(wire.ERR_REFUSED, int(r[0]) & 0xFF, str(r[1]))
