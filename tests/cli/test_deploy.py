@@ -76,17 +76,45 @@ def _device_import_check(rig: ReplRig) -> str:
         "import pumpcore.crc, pumpcore.wire\nprint('CRC', pumpcore.crc.crc32(b'123456789'))", "import check")
 
 
-def test_deploy_compiled_then_source_verifies_and_imports(repl_rig: ReplRig) -> None:
+@pytest.fixture
+def firmware_copy(tmp_path: Path) -> Path:
+    """A frozen copy of firmware/ (the shared tree changes while tests run)."""
+    import shutil
+    dst = tmp_path / "firmware"
+    shutil.copytree(deploy.DEFAULT_FIRMWARE_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+@pytest.fixture
+def tiny_firmware(tmp_path: Path) -> Path:
+    """A three-file firmware tree (main.py and one package) for tests about keys and reporting."""
+    fw = tmp_path / "tiny"
+    (fw / "pumpcore").mkdir(parents=True)
+    (fw / "main.py").write_text("print('boot')\n")
+    (fw / "pumpcore" / "__init__.py").write_text("")
+    (fw / "pumpcore" / "crc.py").write_bytes((deploy.DEFAULT_FIRMWARE_DIR / "pumpcore" / "crc.py").read_bytes())
+    return fw
+
+
+def test_deploy_compiled_then_source_verifies_and_imports(repl_rig: ReplRig, firmware_copy: Path) -> None:
     root = repl_rig.root
-    rep = deploy.deploy(repl_rig.port, provision_key=False, do_restart=False, log=lambda m: None)
+    fw = firmware_copy
+    rep = deploy.deploy(repl_rig.port, firmware_dir=fw, provision_key=False, do_restart=False, log=lambda m: None)
     assert rep.compiled and rep.target.mpy_label == "6.3"
     assert rep.verified == len(rep.files)
-    assert (root / "main.py").read_bytes() == (deploy.DEFAULT_FIRMWARE_DIR / "main.py").read_bytes()
+    assert (root / "main.py").read_bytes() == (fw / "main.py").read_bytes()
     assert (root / "pumpcore" / "wire.mpy").is_file() and not (root / "pumpcore" / "wire.py").exists()
     assert (root / "pinmap.json").read_bytes() == (deploy.DEFAULT_HW_DIR / "pinmap.json").read_bytes()
     assert "CRC 3421780262" in _device_import_check(repl_rig)   # 0xCBF43926, the CRC-32 check value
+    # a second deploy copies nothing that is already identical, but still verifies everything
+    rep = deploy.deploy(repl_rig.port, firmware_dir=fw, provision_key=False, do_restart=False, log=lambda m: None)
+    assert rep.copied == 0 and rep.verified == len(rep.files)
+    (root / "pumpcore" / "crc.mpy").write_bytes(b"garbage")
+    rep = deploy.deploy(repl_rig.port, firmware_dir=fw, provision_key=False, do_restart=False, log=lambda m: None)
+    assert rep.copied == 1 and "CRC 3421780262" in _device_import_check(repl_rig)
     # source deploy replaces every .mpy by its .py (a stale .mpy never shadows it, nor vice versa)
-    rep = deploy.deploy(repl_rig.port, force_source=True, provision_key=False, do_restart=False, log=lambda m: None)
+    rep = deploy.deploy(repl_rig.port, firmware_dir=fw, force_source=True, provision_key=False, do_restart=False,
+                        log=lambda m: None)
     assert not rep.compiled and "source" in rep.reason
     assert (root / "pumpcore" / "wire.py").is_file() and not (root / "pumpcore" / "wire.mpy").exists()
     assert "CRC 3421780262" in _device_import_check(repl_rig)
@@ -102,12 +130,16 @@ def test_verify_names_a_file_the_device_holds_differently(repl_rig: ReplRig, tmp
         deploy.verify(mp, files)
 
 
-def test_cli_deploy_json_reports_how(repl_rig: ReplRig, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_deploy_json_reports_how(repl_rig: ReplRig, tiny_firmware: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     import json
-    rc = cli.main(["--json", "deploy", "--port", repl_rig.port, "--no-key", "--no-restart"])
+    rc = cli.main(["--json", "deploy", "--port", repl_rig.port, "--no-key", "--no-restart",
+                   "--firmware-dir", str(tiny_firmware)])
     doc = json.loads(capsys.readouterr().out)
     assert rc == 0 and doc["compiled"] and doc["target"]["mpy"] == "6.3"
-    assert {f["path"] for f in doc["files"]} >= {"main.py", "pumpcore/wire.mpy", "pinmap.json", "mechanism.json"}
+    assert {f["path"] for f in doc["files"]} == {"main.py", "pumpcore/__init__.mpy", "pumpcore/crc.mpy",
+                                                "pinmap.json", "mechanism.json"}
+    assert doc["copied"] == doc["verified"] == 5
     for f in doc["files"]:
         assert hashlib.sha256((repl_rig.root / f["path"]).read_bytes()).hexdigest() == f["sha256"]
 
@@ -160,21 +192,23 @@ def test_timeout_when_nothing_answers(tmp_path: Path) -> None:
     master, slave = pty.openpty()          # a port whose far end never speaks MicroPython
     try:
         with pytest.raises(PumpError) as err:
-            deploy.read_target(deploy.Mpremote(os.ttyname(slave), timeout_s=8))
+            deploy.read_target(deploy.Mpremote(os.ttyname(slave), timeout_s=4))
         assert "REPL" in str(err.value) or "no answer" in str(err.value)
     finally:
         os.close(master)
         os.close(slave)
 
 
-def test_key_is_provisioned_once_and_kept(repl_rig: ReplRig) -> None:
+def test_key_is_provisioned_once_and_kept(repl_rig: ReplRig, tiny_firmware: Path) -> None:
     from pumpctl import keys
-    rep = deploy.deploy(repl_rig.port, rig_id="bench-1", do_restart=False, force_source=True, log=lambda m: None)
+    rep = deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, rig_id="bench-1", do_restart=False,
+                        log=lambda m: None)
     key = keys.load_key("bench-1")
     assert rep.key_created and key is not None and len(key) == 32
     assert (repl_rig.root / keys.DEVICE_KEY_FILE.lstrip("/")).read_bytes() == key
     (repl_rig.root / "rigkey.bin").write_bytes(b"\0" * 32)   # device lost its key: redeploy restores it
-    rep = deploy.deploy(repl_rig.port, rig_id="bench-1", do_restart=False, force_source=True, log=lambda m: None)
+    rep = deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, rig_id="bench-1", do_restart=False,
+                        log=lambda m: None)
     assert not rep.key_created and keys.load_key("bench-1") == key
     assert (repl_rig.root / "rigkey.bin").read_bytes() == key
 
@@ -182,3 +216,11 @@ def test_key_is_provisioned_once_and_kept(repl_rig: ReplRig) -> None:
 def test_rig_id_that_cannot_be_read_says_what_to_pass(repl_rig: ReplRig) -> None:
     with pytest.raises(PumpError, match="could not read the rig id .* pass --rig-id"):
         deploy.read_rig_id(deploy.Mpremote(repl_rig.port, 30))
+
+
+def test_deploy_to_the_wrong_rig_copies_nothing(repl_rig: ReplRig, tiny_firmware: Path) -> None:
+    from pumpctl.errors import AuthError
+    with pytest.raises(AuthError, match="wrong rig: expected bench-2, the rig on .* is bench-1; nothing deployed"):
+        deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, rig_id="bench-1", expect_rig="bench-2",
+                      log=lambda m: None)
+    assert list(repl_rig.root.iterdir()) == []

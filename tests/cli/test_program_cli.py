@@ -10,7 +10,7 @@ import pytest
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpctl import cmd_program
 from tests.cli.fakerig import FakeController
-from tests.cli.test_device_cli import rig, run  # noqa: F401  (fixture)
+from tests.cli.test_device_cli import rig, run  # noqa: F401,F811  (rig is a fixture)
 
 
 def baclofen(rate_ng_day: int) -> Program:
