@@ -1,0 +1,404 @@
+"""Fixtures of the HIL plugin: rig, pump, program, balance, faults, rig_clock, record.
+
+`rig` is a started, deployed rig with its key provisioned on this host: on the virtual rig a
+fresh one per test (cloned from the image `pumpctl deploy` wrote once per session, so every test
+starts from empty state and a fresh physical world); on a bench rig the one Pico on `--rig PORT`
+for the whole session. Units: rig time in seconds, doses ng, rates ng/day, volumes nL.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .report import HilReport, Series
+from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples" / "programs"
+DEFAULT_TIME_SCALE = 1000.0
+EPOCH = datetime.date(2000, 1, 1)
+
+REPORT_KEY = pytest.StashKey[HilReport]()
+
+
+class HilOptions:
+    """The plugin's command-line options, checked."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.rig: str = config.getoption("rig") or "sim"
+        self.time_scale: float = float(config.getoption("rig_time_scale") or DEFAULT_TIME_SCALE)
+        if not 1 <= self.time_scale <= 5000:
+            raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000" % self.time_scale)
+        self.report: str | None = config.getoption("rig_report")
+        self.balance: str | None = config.getoption("balance")
+        self.operator: bool = bool(config.getoption("operator"))
+        self.deploy: bool = not config.getoption("no_deploy")
+
+    @property
+    def is_sim(self) -> bool:
+        return self.rig == "sim"
+
+    @property
+    def is_port(self) -> bool:
+        return "/" in self.rig or self.rig.upper().startswith("COM") or ":" in self.rig
+
+
+def hil_report(config: pytest.Config) -> HilReport:
+    rep = config.stash.get(REPORT_KEY, None)
+    if rep is None:
+        rep = config.stash[REPORT_KEY] = HilReport()
+    return rep
+
+
+def operator_prompt(config: pytest.Config) -> Callable[[str], None]:
+    """A function that shows an instruction on the terminal (capture suspended) and waits for Enter."""
+    def ask(text: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        ctx = capman.global_and_fixture_disabled() if capman else _nullcontext()
+        with ctx:
+            input("\n[HIL operator] %s " % text)
+    return ask
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# ------------------------------------------------------------------------------------ session
+@pytest.fixture(scope="session")
+def hil_options(pytestconfig: pytest.Config) -> HilOptions:
+    return HilOptions(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def hil_base(hil_options: HilOptions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Scratch directory of the session. On the virtual rig, also this host's pumpctl state
+    ($PUMPCTL_HOME: keys and counters), so a test run never touches the user's key store."""
+    base = tmp_path_factory.mktemp("hil")
+    old = os.environ.get("PUMPCTL_HOME")
+    if not hil_options.is_port:
+        os.environ["PUMPCTL_HOME"] = str(base / "pumpctl-home")
+    yield base
+    if not hil_options.is_port:
+        if old is None:
+            os.environ.pop("PUMPCTL_HOME", None)
+        else:
+            os.environ["PUMPCTL_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def sim_image(hil_options: HilOptions, hil_base: Path, pytestconfig: pytest.Config) -> SimImage:
+    """The firmware image deployed once with `pumpctl deploy` (virtual rig only)."""
+    if not hil_options.is_sim:
+        pytest.skip("the virtual-rig image exists only with --rig sim")
+    image = SimImage(hil_base / "sim-image", deploy=hil_options.deploy)
+    rep = hil_report(pytestconfig)
+    d = image.deploy
+    rep.firmware.update({"deploy": "ok" if d.ok else "FAILED: " + d.error,
+                         "how": d.reason or "-", "files verified by sha256": "%d of %d" % (d.verified, d.files),
+                         "deployed files digest": d.digest or "-", "deploy wall time": "%.1f s" % d.wall_s})
+    return image
+
+
+@pytest.fixture(scope="session")
+def bench_rig(hil_options: HilOptions, pytestconfig: pytest.Config) -> Iterator[Rig]:
+    """The bench Pico (`--rig PORT`), deployed once unless --no-deploy; or a hook's shared rig."""
+    if hil_options.is_sim:
+        pytest.skip("no bench rig with --rig sim")
+    rep = hil_report(pytestconfig)
+    if not hil_options.is_port:
+        pytest.skip("--rig %s is not a port" % hil_options.rig)
+    deploy = None
+    if hil_options.deploy:
+        deploy = deploy_rig(hil_options.rig, None, do_restart=True, timeout_s=180.0)
+        if not deploy.ok:
+            pytest.exit("pumpctl deploy to %s failed: %s" % (hil_options.rig, deploy.error), returncode=1)
+        rep.firmware.update({"deploy": "ok", "how": deploy.reason, "deployed files digest": deploy.digest})
+        time.sleep(3.0)
+    from ..pump import Pump
+    with Pump.open(hil_options.rig) as p:
+        rig_id = p.info.rig_id
+    operator = operator_prompt(pytestconfig) if hil_options.operator else None
+    rig = BenchRig(hil_options.rig, operator, deploy, rig_id)
+    yield rig
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path) -> Iterator[Rig]:
+    """A started, deployed rig with its key on this host (fresh per test on the virtual rig)."""
+    config = request.config
+    rep = hil_report(config)
+    if hil_options.is_sim:
+        image: SimImage = request.getfixturevalue("sim_image")
+        n = len(list((hil_base / "rigs").glob("*"))) if (hil_base / "rigs").exists() else 0
+        rig_id = _clean_rig_id("hil-%d-%d" % (os.getpid() % 100000, n))
+        r: Rig = SimRig(image, hil_base / "rigs" / rig_id, rig_id, hil_options.time_scale)
+        shared = False
+    elif hil_options.is_port:
+        r = request.getfixturevalue("bench_rig")
+        shared = True
+    else:
+        made = config.hook.pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs")
+        if made is None:
+            raise pytest.UsageError("--rig %s: not 'sim', not a serial port, and no plugin makes that rig kind "
+                                    "(pumprig_make_rig hook)" % hil_options.rig)
+        r = made
+        shared = bool(getattr(r, "shared", False))
+    if not rep.rig:
+        rep.rig.update(r.describe())
+    rep.check(request.node.nodeid).rig_id = r.rig_id
+    try:
+        yield r
+    finally:
+        if not shared:
+            r.stop()
+
+
+@pytest.fixture
+def pump(rig: Rig) -> Iterator[Any]:
+    """An open pumpctl.pump.Pump on the rig (key from this host's key store)."""
+    from ..pump import Pump
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            p = Pump.open(rig.port, timeout_s=2.0, retries=2)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+# ------------------------------------------------------------------------------------ rig clock
+class RigClock:
+    """The rig's time (seconds): sim time on the virtual rig, host time on a bench rig."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.scale = float(rig.time_scale)
+
+    def now(self) -> float:
+        return self.rig.now_s()
+
+    def wall_s(self, rig_s: float) -> float:
+        """Real seconds that `rig_s` of rig time take."""
+        return rig_s / self.scale
+
+    def sleep(self, rig_s: float) -> float:
+        """Let `rig_s` seconds of rig time pass (measured on the rig's clock); returns rig time."""
+        if rig_s < 0:
+            raise ValueError("rig_s = %r: must be >= 0" % rig_s)
+        end = self.now() + rig_s
+        while True:
+            now = self.now()
+            if now >= end:
+                return now
+            time.sleep(min(max((end - now) / self.scale, 0.001), 0.5))
+
+    def wait_for(self, predicate: Callable[[], Any], rig_s: float, poll_rig_s: float = 1.0,
+                 what: str = "condition") -> Any:
+        """Poll `predicate` until it returns a true value (returned) or `rig_s` of rig time pass
+        (AssertionError naming `what`). Polls every `poll_rig_s` rig seconds (at least 2 ms real)."""
+        start = self.now()
+        while True:
+            got = predicate()
+            if got:
+                return got
+            now = self.now()
+            if now - start > rig_s:
+                raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
+            time.sleep(max(poll_rig_s / self.scale, 0.002))
+
+
+@pytest.fixture
+def rig_clock(rig: Rig) -> RigClock:
+    return RigClock(rig)
+
+
+# ------------------------------------------------------------------------------------ faults
+class Faults:
+    """Fault injection; a fault the rig cannot produce skips the test with the reason."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+
+    def _do(self, name: str, **args: Any) -> None:
+        why = self.rig.can(name)
+        if why:
+            pytest.skip(why)
+        try:
+            self.rig.fault(name, **args)
+        except FaultUnavailable as exc:
+            pytest.skip(str(exc))
+
+    def require(self, *names: str) -> None:
+        """Skip now (before any setup) unless the rig can produce every fault in `names`."""
+        for n in names:
+            why = self.rig.can(n)
+            if why:
+                pytest.skip(why)
+
+    def occlude(self) -> None:
+        self._do("occlude")
+
+    def clear_occlusion(self) -> None:
+        self._do("clear_occlusion")
+
+    def stall(self) -> None:
+        self._do("stall")
+
+    def clear_stall(self) -> None:
+        self._do("clear_stall")
+
+    def empty_reservoir(self) -> None:
+        self._do("empty_reservoir")
+
+    def clear_empty(self, nl: int = 20_000_000) -> None:
+        self._do("clear_empty", nl=nl)
+
+    def press_button(self, count: int = 1, gap_ms: int = 1000) -> None:
+        self._do("press_button", count=count, gap_ms=gap_ms)
+
+    def power_cut(self, off_ms: int = 0) -> None:
+        """Cut power now; returns once the firmware is running again."""
+        self._do("power_cut", off_ms=off_ms)
+
+    def hang(self) -> None:
+        """Stop the main loop (the watchdog must reset the rig)."""
+        self._do("hang")
+
+    def corrupt_state(self) -> None:
+        """Overwrite both stored state slots, then reboot."""
+        self._do("corrupt_state")
+
+
+@pytest.fixture
+def faults(rig: Rig) -> Faults:
+    return Faults(rig)
+
+
+# ------------------------------------------------------------------------------------ balance
+@pytest.fixture
+def balance(request: pytest.FixtureRequest, rig: Rig, hil_options: HilOptions) -> Iterator[Any]:
+    """A pumpctl.accuracy.balance.Balance: the virtual rig's simulated balance, or the MT-SICS
+    balance on `--balance PORT` beside a bench rig (skipped without one)."""
+    from ..accuracy.balance import MtSicsBalance, SimBalance
+    reading = rig.balance_reading()
+    if reading is not None:
+        yield SimBalance(rig.balance_reading, label="%s %s" % (rig.kind, rig.rig_id))
+        return
+    if not hil_options.balance:
+        pytest.skip("bench rig without a balance: give --balance PORT (MT-SICS) to run gravimetric checks")
+    with MtSicsBalance(hil_options.balance) as b:
+        yield b
+
+
+# ------------------------------------------------------------------------------------ program
+class Uploaded:
+    """A program committed on the rig: the Program, its CRC, the review shown, its source."""
+
+    def __init__(self, program: Any, crc: int, review: Any, source: str) -> None:
+        self.program = program
+        self.crc = crc
+        self.review = review
+        self.source = source
+
+
+def load_program_file(name: str | Path) -> Any:
+    """A program file through pumpctl's own loader: a bare name is looked up in
+    examples/programs/, then relative to the current directory."""
+    from ..cmd_program import load_program
+    p = Path(name)
+    if not p.is_absolute() and not p.exists() and (EXAMPLES / p).exists():
+        p = EXAMPLES / p
+    return load_program(p)
+
+
+@pytest.fixture
+def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded]:
+    """`program(source, fill_nl=20_000_000, clock=None)` uploads and confirms a program.
+
+    source: a file name in examples/programs/, a path, or a pumpcore.program.Program. Before
+    the upload, a rig whose reservoir reads empty is refilled with `fill_nl` nL at the
+    program's concentration (pass None not to), and a rig whose clock is unset is synced to
+    `clock` = (day, ms_of_day), default this host's local time. Stage, verify, review (both
+    decodings must be shown) and commit go through Pump.upload_program; the running program's
+    CRC is checked afterwards.
+    """
+    from pumpcore import wire
+    rep = hil_report(request.config)
+
+    def upload(source: Any, fill_nl: int | None = 20_000_000,
+               clock: tuple[int, int] | None = None) -> Uploaded:
+        if isinstance(source, (str, Path)):
+            prog = load_program_file(source)
+            label = str(source)
+        else:
+            prog = source
+            label = "inline program"
+        st = pump.status()
+        if fill_nl is not None and st.reservoir_nl == 0:
+            pump.refill(fill_nl, prog.concentration_ug_ml)
+        if not st.flags & wire.STATUS_FLAG_CLOCK_SET:
+            if clock is None:
+                pump.sync_time()
+            else:
+                pump.time_sync(*clock)
+        encoded = bytes(prog.encode())
+        seen: list[Any] = []
+
+        def confirm(review: Any) -> bool:
+            seen.append(review)
+            return bool(review.staged_lines)
+
+        review = pump.upload_program(encoded, confirm)
+        assert seen, "upload_program never showed the review"
+        assert review.committed, "program %s not committed (review: %s)" % (label, review.staged_lines)
+        running = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_DESCRIBE)
+        assert running.crc == prog.crc32(), "running program crc %08x, uploaded %08x" % (running.crc, prog.crc32())
+        rep.check(request.node.nodeid).programs.append("%s (crc %08x): %s" % (
+            label, prog.crc32(), "; ".join(review.staged_lines)))
+        return Uploaded(prog, prog.crc32(), review, label)
+
+    return upload
+
+
+# ------------------------------------------------------------------------------------ record
+class Recorder:
+    """`record(name, value, unit)` adds a measured figure to this test's row of the report and
+    prints it; `record.series(name, x, {label: ys}, xlabel, ylabel)` adds a plot."""
+
+    def __init__(self, report: HilReport, nodeid: str) -> None:
+        self.report = report
+        self.nodeid = nodeid
+
+    def __call__(self, name: str, value: Any, unit: str = "") -> None:
+        self.report.record(self.nodeid, name, value, unit)
+        print("HIL figure: %s = %s %s" % (name, value, unit))
+
+    def series(self, name: str, x: list[float], lines: dict[str, list[float]], xlabel: str, ylabel: str) -> None:
+        self.report.add_series(self.nodeid, Series(name, list(x), {k: list(v) for k, v in lines.items()},
+                                                   xlabel, ylabel))
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Recorder:
+    return Recorder(hil_report(request.config), request.node.nodeid)
+
+
+def day_ms(dt: datetime.datetime) -> tuple[int, int]:
+    """(days since 2000-01-01, ms of day) of a naive local datetime."""
+    return (dt.date() - EPOCH).days, ((dt.hour * 60 + dt.minute) * 60 + dt.second) * 1000 + dt.microsecond // 1000

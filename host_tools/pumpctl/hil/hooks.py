@@ -1,0 +1,22 @@
+"""Hook specifications of the HIL plugin: how another rig kind (e.g. `--rig emu`) plugs in."""
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+import pytest
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec(firstresult=True)
+def pumprig_make_rig(config: pytest.Config, kind: str, base: Any) -> Any:
+    """Return a started rig for `--rig KIND` (an object with the methods of
+    pumpctl.hil.rigs.Rig: port, rig_id, time_scale, now_s, can, fault, boots, reset_causes,
+    wait_boot, balance_reading, world, describe, stop), or None if KIND is not yours.
+
+    `base` is a pathlib.Path scratch directory for this rig. Called once per test that uses
+    the `rig` fixture (a fresh rig each time) unless the rig object has `shared = True`, in
+    which case it is made once per session. Implement it in a plugin or conftest.py, e.g. for
+    the emulated Pico: `if kind == "emu": return EmuHilRig(base)`.
+    """

@@ -1,0 +1,81 @@
+"""pytest plugin `pumprig`: --rig sim|PORT|KIND, --rig-report, --balance, --operator; the HIL fixtures; the run report.
+
+Registered through the entry point `[project.entry-points.pytest11] pumprig = "pumpctl.hil.plugin"`
+(or `pytest_plugins = ["pumpctl.hil.plugin"]` in a conftest.py). Tests that need a rig carry the
+marker `rig`; without `--rig` they run on a virtual rig the plugin starts itself.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import hooks
+from .fixtures import (balance, bench_rig, faults, hil_base, hil_options, hil_report, pump,  # noqa: F401
+                       program, record, rig, rig_clock, sim_image)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("pumprig", "pump hardware-in-the-loop rig")
+    g.addoption("--rig", default="sim", metavar="sim|PORT|KIND",
+                help="rig under test: 'sim' (default: virtual rigs started by the plugin), a serial "
+                     "port of a bench Pico (e.g. /dev/ttyACM0), or a kind a plugin provides (e.g. emu)")
+    g.addoption("--rig-time-scale", default=None, type=float, metavar="X",
+                help="virtual rig time scale (sim seconds per real second, default 1000)")
+    g.addoption("--rig-report", default=None, metavar="PATH",
+                help="write a Markdown report with plots to PATH (plots in <stem>_plots/)")
+    g.addoption("--balance", default=None, metavar="PORT",
+                help="bench rig: serial port of an MT-SICS laboratory balance under the outlet")
+    g.addoption("--operator", action="store_true",
+                help="bench rig: ask the operator (on this terminal) for faults the rig cannot make itself")
+    g.addoption("--no-deploy", action="store_true",
+                help="do not run pumpctl deploy first (the firmware on the rig is used as it is)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")
+    config.addinivalue_line("markers", "sim_only(reason): the check needs the virtual rig (skipped on "
+                                       "other rigs with the reason)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rig = config.getoption("rig") or "sim"
+    if rig == "sim":
+        return
+    for item in items:
+        m = item.get_closest_marker("sim_only")
+        if m is not None:
+            reason = m.args[0] if m.args else m.kwargs.get("reason", "needs the virtual rig")
+            item.add_marker(pytest.mark.skip(reason="--rig %s: %s" % (rig, reason)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    outcome = yield
+    rep = outcome.get_result()
+    if "rig" not in item.fixturenames and item.get_closest_marker("rig") is None:
+        return
+    message = ""
+    if rep.failed:
+        message = str(rep.longrepr.reprcrash.message) if hasattr(rep.longrepr, "reprcrash") and \
+            rep.longrepr.reprcrash is not None else str(rep.longrepr)[-1500:]
+    elif rep.skipped and isinstance(rep.longrepr, tuple):
+        message = str(rep.longrepr[2])
+    hil_report(item.config).outcome(item.nodeid, rep.when, rep.outcome, rep.duration, message)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("rig_report")
+    if not path:
+        return
+    report = hil_report(session.config)
+    if not report.checks:
+        return
+    written = report.write(path)
+    tr = session.config.pluginmanager.getplugin("terminalreporter")
+    if tr is not None:
+        tr.write_line("HIL report written to %s" % written)

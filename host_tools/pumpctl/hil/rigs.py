@@ -1,0 +1,354 @@
+"""Rigs the HIL suite runs on, behind one interface: the virtual rig (image deployed once, a fresh clone per test) and a bench Pico on a serial port.
+
+A `Rig` gives the suite what it cannot get through the pump's own protocol: the rig's time
+(sim time on the virtual rig, host time on a bench rig), fault injection through a side channel
+(or the operator), the boot count and reset causes, and a balance read-out where the rig has
+one. Everything the suite checks about the pump itself goes through `pumpctl.pump.Pump`.
+
+Other rig kinds (the emulated Pico, `--rig emu`) plug in through the `pumprig_make_rig` hook
+(see hooks.py): they return an object with the same methods.
+Units: rig time in seconds (float), off times and gaps in ms, volumes in nL, masses in grams.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import PumpError, RigTimeout, UsageError
+
+# fault name -> (what it does, what the operator of a bench rig is asked to do, or "" when a
+# bench rig cannot produce it even with an operator)
+FAULTS: dict[str, tuple[str, str]] = {
+    "occlude": ("close the outlet line", "Clamp the outlet tubing shut (pinch clamp) and press Enter."),
+    "clear_occlusion": ("open the outlet line again", "Remove the clamp from the outlet tubing and press Enter."),
+    "stall": ("jam the plunger (driver DIAG high)", "Block the syringe carriage by hand (jam the lead screw) and press Enter."),
+    "clear_stall": ("free the plunger", "Free the carriage and press Enter."),
+    "empty_reservoir": ("plunger at the end stop", "Hold the reservoir end-stop switch closed and press Enter."),
+    "clear_empty": ("release the end stop", "Release the end-stop switch and press Enter."),
+    "press_button": ("press the patient bolus button", "Press the patient bolus button ONCE, then press Enter."),
+    "power_cut": ("cut power at this instant", "Unplug the Pico's USB cable, wait 5 s, plug it back in, then press Enter."),
+    "hang": ("stop the main loop so the watchdog must act", ""),
+    "corrupt_state": ("overwrite both stored state slots with garbage", ""),
+}
+
+SIM_IMAGE_KEEP = ("main.py", "mechanism.json", "pinmap.json", "rigkey.bin", "build.txt")
+SIM_STATE_PREFIXES = ("state_", "prog_", "ev")
+
+
+class FaultUnavailable(PumpError):
+    """This rig cannot produce the fault on demand (the reason says why)."""
+
+
+def _clean_rig_id(text: str) -> str:
+    out = "".join(c if c.isalnum() or c in "._-" else "-" for c in text)
+    return out.strip("-._")[:32] or "hil"
+
+
+@dataclass
+class DeployInfo:
+    """What the plugin's deploy did (for the deploy test and the report)."""
+
+    ok: bool
+    error: str = ""
+    log: list[str] = field(default_factory=list)
+    files: int = 0
+    verified: int = 0
+    compiled: bool = False
+    reason: str = ""
+    rig_id: str = ""
+    key_created: bool = False
+    digest: str = ""          # sha256 over the deployed files' (path, sha256) pairs: the build id
+    wall_s: float = 0.0
+
+
+def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0) -> DeployInfo:
+    """Run `pumpctl deploy` (pumpctl.deploy.deploy) on `port` and summarise it; never raises
+    a PumpError (the failure is in `error`, for the deploy test to report)."""
+    from .. import deploy as deploymod
+    info = DeployInfo(ok=False)
+    t0 = time.monotonic()
+    try:
+        rep = deploymod.deploy(port, do_restart=do_restart, rig_id=rig_id, log=info.log.append,
+                               timeout_s=timeout_s)
+    except PumpError as exc:
+        info.error = "%s: %s" % (type(exc).__name__, exc)
+        info.wall_s = time.monotonic() - t0
+        return info
+    info.ok = True
+    info.files = len(rep.files)
+    info.verified = rep.verified
+    info.compiled = rep.compiled
+    info.reason = rep.reason
+    info.rig_id = rep.rig_id
+    info.key_created = rep.key_created
+    h = hashlib.sha256()
+    for f in sorted(rep.files, key=lambda f: f.remote):
+        h.update(("%s %s\n" % (f.remote, f.sha256())).encode())
+    info.digest = h.hexdigest()[:16]
+    info.wall_s = time.monotonic() - t0
+    return info
+
+
+class Rig:
+    """Interface of a rig under test. Subclasses: SimRig, BenchRig (and any hook's rig)."""
+
+    kind = "?"
+    port = ""
+    rig_id = ""
+    time_scale = 1.0
+    deploy: DeployInfo | None = None
+
+    def now_s(self) -> float:
+        """The rig's time in seconds (same clock as its firmware's ticks, any origin)."""
+        raise NotImplementedError
+
+    def can(self, fault: str) -> str:
+        """'' if `fault` can be produced on demand, else the reason it cannot."""
+        raise NotImplementedError
+
+    def fault(self, fault: str, **args: Any) -> None:
+        """Produce `fault` (a key of FAULTS); FaultUnavailable when this rig cannot."""
+        raise NotImplementedError
+
+    def boots(self) -> int:
+        """How many times the firmware has booted (0 if the rig cannot tell)."""
+        return 0
+
+    def reset_causes(self) -> list[int]:
+        """pumphw.base RESET_* of every boot the rig saw, oldest first ([] if unknown)."""
+        return []
+
+    def wait_boot(self, boots: int, timeout_s: float = 20.0) -> None:
+        """Wait until the firmware has booted `boots` times and runs."""
+        raise NotImplementedError
+
+    def balance_reading(self) -> tuple[float, float] | None:
+        """(rig time s, gross mass g) from a balance built into the rig, or None."""
+        return None
+
+    def world(self) -> dict[str, Any]:
+        """Physical read-outs (pulses, pressure ...) where the rig has them, else {}."""
+        return {}
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": self.kind, "port": self.port, "rig_id": self.rig_id,
+                "time_scale": "%g" % self.time_scale}
+
+    def stop(self) -> None:
+        """Release the rig (stop a virtual rig; a bench rig stays powered)."""
+
+
+# ------------------------------------------------------------------------------------ virtual rig
+class SimImage:
+    """The firmware image deployed once per session with `pumpctl deploy` to a virtual rig at
+    time scale 1 (a Pico's pace), then copied to a fresh flash directory for every test rig.
+
+    Deploying at scale 1 matters: the app arms the watchdog at boot and an mpremote session
+    stops the main loop, so the rig resets after the watchdog time (5 s); at 1000x that is
+    the supervisor's 300 ms real-time floor, too short for any mpremote session.
+    """
+
+    def __init__(self, base: Path, deploy: bool = True) -> None:
+        from ..virtualrig import VirtualRig
+        self.base = base
+        self.flash = base / "image"
+        self.rig_id = _clean_rig_id("hil-image-%d" % os.getpid())
+        rig_dir = base / "deploy-rig"
+        rig = VirtualRig.start(rig_dir, time_scale=1.0, fresh=True, name=self.rig_id)
+        try:
+            rig.wait_firmware(1, timeout_s=20)
+            if deploy:
+                self.deploy = deploy_rig(rig.port, self.rig_id, do_restart=False)
+            else:
+                self.deploy = DeployInfo(ok=False, error="deploy skipped (--no-deploy)")
+        finally:
+            rig.stop()
+        shutil.copytree(rig_dir / "flash", self.flash, ignore=shutil.ignore_patterns("__pycache__"))
+        for p in self.flash.iterdir():
+            if p.is_file() and p.name.startswith(SIM_STATE_PREFIXES):
+                p.unlink()
+        from .. import keys
+        key_file = self.flash / "rigkey.bin"
+        self.key = keys.load_key(self.rig_id)
+        if self.key is None or not key_file.exists():
+            # deploy failed: provision the key as deploy would, so the rest of the suite runs;
+            # the deploy test reports the failure
+            self.key = os.urandom(32)
+            key_file.write_bytes(self.key)
+            keys.save_key(self.rig_id, self.key)
+
+
+class SimRig(Rig):
+    """A virtual rig started for one test from the session image (fresh flash, fresh world)."""
+
+    kind = "sim"
+
+    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float) -> None:
+        from .. import keys
+        from ..virtualrig import VirtualRig
+        self.image = image
+        self.deploy = image.deploy
+        self.rig_dir = rig_dir
+        self.rig_id = rig_id
+        self.time_scale = time_scale
+        rig_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(image.flash, rig_dir / "flash")
+        keys.save_key(rig_id, image.key)
+        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id)
+        self.port = self.vr.port
+        self.vr.wait_firmware(1, timeout_s=20)
+
+    def now_s(self) -> float:
+        return self.vr.world()["sim_us"] / 1e6
+
+    def can(self, fault: str) -> str:
+        if fault not in FAULTS:
+            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
+        return ""
+
+    def fault(self, fault: str, **args: Any) -> None:
+        self.can(fault)
+        vr = self.vr
+        if fault == "occlude":
+            vr.fault("occlude")
+        elif fault == "clear_occlusion":
+            vr.fault("unocclude")
+        elif fault == "stall":
+            vr.fault("stall")
+        elif fault == "clear_stall":
+            vr.fault("unstall")
+        elif fault == "empty_reservoir":
+            vr.fault("empty")
+        elif fault == "clear_empty":
+            vr.fault("reservoir", nl=int(args.get("nl", 20_000_000)))
+        elif fault == "press_button":
+            vr.fault("button", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
+        elif fault == "power_cut":
+            boots = self.boots()
+            vr.power_cut(off_ms=int(args.get("off_ms", 0)))
+            if args.get("wait", True):
+                self.wait_boot(boots + 1)
+        elif fault == "hang":
+            vr.fault("hang")
+        elif fault == "corrupt_state":
+            boots = self.boots()
+            vr.power_cut(off_ms=10 * 86_400_000)  # down until restarted below
+            for name in ("state_a.bin", "state_b.bin"):
+                p = vr.flash_dir / name
+                if p.exists():
+                    data = bytearray(p.read_bytes())
+                    for i in range(0, len(data), 7):
+                        data[i] ^= 0x5A
+                    p.write_bytes(bytes(data))
+            vr.restart()
+            self.wait_boot(boots + 1)
+
+    def boots(self) -> int:
+        return int(self.vr.world()["boots"])
+
+    def reset_causes(self) -> list[int]:
+        return [int(r["cause"]) for r in self.vr.world()["reset_log"]]
+
+    def wait_boot(self, boots: int, timeout_s: float = 20.0) -> None:
+        self.vr.wait_firmware(boots, timeout_s=timeout_s)
+
+    def balance_reading(self) -> tuple[float, float]:
+        sim_ms, grams = self.vr.balance()
+        return sim_ms / 1000.0, grams
+
+    def world(self) -> dict[str, Any]:
+        return self.vr.world()
+
+    def describe(self) -> dict[str, str]:
+        d = super().describe()
+        w = self.vr.world()
+        d.update({"kind": "virtual rig (micropython unix port on a pty)", "rig_dir": str(self.rig_dir),
+                  "true_pl_per_step": str(w.get("pl_per_step", "?"))})
+        return d
+
+    def stop(self) -> None:
+        self.vr.stop()
+
+
+# ------------------------------------------------------------------------------------ bench rig
+class BenchRig(Rig):
+    """A real Pico on a serial port. Faults it cannot make itself go to the operator (when
+    `operator` is given: a function showing an instruction and waiting for Enter) or are
+    unavailable. `hang` and `corrupt_state` are made through mpremote (they need no hands)."""
+
+    kind = "bench"
+
+    def __init__(self, port: str, operator: Callable[[str], None] | None, deploy: DeployInfo | None,
+                 rig_id: str) -> None:
+        self.port = port
+        self.operator = operator
+        self.deploy = deploy
+        self.rig_id = rig_id
+        self.time_scale = 1.0
+        self._boots_seen = 0
+
+    def now_s(self) -> float:
+        return time.monotonic()
+
+    def can(self, fault: str) -> str:
+        if fault not in FAULTS:
+            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
+        if fault in ("hang", "corrupt_state"):
+            return ""
+        if self.operator is None:
+            return ("bench rig: %s needs the operator (%s); run with --operator to be asked"
+                    % (fault, FAULTS[fault][0]))
+        return ""
+
+    def _mpremote(self, code: str, what: str, timeout_s: float = 30.0) -> None:
+        from ..deploy import Mpremote
+        try:
+            Mpremote(self.port, timeout_s).exec(code, what)
+        except (PumpError, RigTimeout):
+            pass   # the reset drops the USB link before mpremote sees the end of the exec
+
+    def fault(self, fault: str, **args: Any) -> None:
+        why = self.can(fault)
+        if why:
+            raise FaultUnavailable(why)
+        if fault == "hang":
+            # stop the application (Ctrl-C to the REPL) and block: nothing feeds the watchdog
+            self._mpremote("import time\ntime.sleep(30)", "stopping the main loop (watchdog test)", 20.0)
+            time.sleep(3.0)
+            return
+        if fault == "corrupt_state":
+            code = ("import machine\nfor n in ('state_a.bin', 'state_b.bin'):\n"
+                    "    try:\n        d = bytearray(open(n, 'rb').read())\n    except OSError:\n        continue\n"
+                    "    for i in range(0, len(d), 7):\n        d[i] ^= 0x5A\n"
+                    "    f = open(n, 'wb'); f.write(d); f.close()\nmachine.reset()")
+            self._mpremote(code, "corrupting the stored state")
+            time.sleep(3.0)
+            return
+        assert self.operator is not None
+        self.operator(FAULTS[fault][1])
+        if fault == "power_cut":
+            time.sleep(2.0)
+
+    def wait_boot(self, boots: int, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not os.path.exists(self.port):
+            if time.monotonic() > deadline:
+                raise RigTimeout("bench rig on %s did not come back within %.0f s" % (self.port, timeout_s))
+            time.sleep(0.2)
+        time.sleep(1.0)
+
+    def describe(self) -> dict[str, str]:
+        d = super().describe()
+        d["kind"] = "bench rig (Raspberry Pi Pico on %s)" % self.port
+        d["operator"] = "yes" if self.operator else "no (faults needing hands are skipped)"
+        return d
+
+
+def python_info() -> str:
+    return "Python %s" % sys.version.split()[0]

@@ -1,0 +1,21 @@
+"""Shared helpers of the HIL suite: example program names, log pull, alarm look-ups."""
+from pathlib import Path
+
+from pumpcore import logrec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "programs"
+EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.toml"))
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+def pull_log(pump, first_seq=0):
+    """Every record from first_seq: list of (seq, decoded tuple)."""
+    return [(seq, logrec.decode(rec)) for seq, rec in pump.iter_log(first_seq)]
+
+
+def events(log, code):
+    return [r for _s, r in log if r[3] == code]
+
+
+def active_alarms(pump):
+    return {a.code for a in pump.alarms()}
