@@ -127,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         dt = time.perf_counter() - t
         print("log pull:            %d records in %.3f s = %.0f records/s (%d per frame)" % (
             n, dt, n / dt if dt > 0 else 0.0, wire.MAX_LOG_RECORDS))
+        full = pump.read_log(0, wire.MAX_LOG_RECORDS)
+        if len(full.records) == wire.MAX_LOG_RECORDS:
+            rt = timed(lambda: pump.read_log(full.first_seq, wire.MAX_LOG_RECORDS), 100)
+            print("log read, full frame: median %.3f ms for %d records = %.0f records/s steady state" % (
+                1000 * statistics.median(rt), wire.MAX_LOG_RECORDS, wire.MAX_LOG_RECORDS / statistics.median(rt)))
+        else:
+            print("log read, full frame: skipped (the rig holds fewer than %d records)" % wire.MAX_LOG_RECORDS)
 
         big = largest_program()
         enc = big.encode()
@@ -157,4 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pumpctl.errors import PumpError
+    try:
+        sys.exit(main())
+    except PumpError as exc:
+        print("bench_protocol: %s" % exc, file=sys.stderr)
+        sys.exit(1)
