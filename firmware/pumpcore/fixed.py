@@ -42,9 +42,10 @@ def ceil_muldiv_sub(a, b, sub, d, cap):
     """Return min(cap, ceil((a * b - sub) / d)) with small ints only, never below 0.
 
     For 0 <= a < 2**30, 0 <= b < 2**30, 0 <= sub < 2**30, 0 < d < 2**30 and 0 < cap < 2**28.
-    Long division of a * b by d bit by bit (most significant bit of `a` first); every running
-    remainder stays below d by adding "the complement" instead of doubling past d, and the
-    quotient is abandoned (the answer is `cap`) as soon as it cannot come back under cap.
+    Long division of a * b by d, most significant part of `a` first: in base-512 digits when
+    d <= 2**20 (4 steps), else bit by bit with every running remainder kept below d by adding
+    "the complement" instead of doubling past d. The quotient is abandoned (the answer is
+    `cap`) as soon as it cannot come back under cap.
     Allocation-free: used by the scheduler to find the ms of the next microstep.
     """
     qb = b // d
@@ -52,9 +53,23 @@ def ceil_muldiv_sub(a, b, sub, d, cap):
     q = 0
     r = 0
     limit = cap + (sub // d) + 2
-    bit = 1
-    while bit <= a:
-        bit <<= 1
+    if d <= 0x100000 and qb < 0x100000 and a < 0x40000000:
+        # base-512 digits of a: r*512 + digit*rb < 2**29 + 2**29, q*512 + digit*qb < 2**30
+        s = 27
+        while s >= 0:
+            if q > (limit >> 9):
+                return cap
+            digit = (a >> s) & 511
+            x = r * 512 + digit * rb
+            k = x // d
+            q = q * 512 + digit * qb + k
+            r = x - k * d
+            s -= 9
+        bit = 1
+    else:
+        bit = 1
+        while bit <= a:
+            bit <<= 1
     while bit > 1:
         bit >>= 1
         # (q, r) <- 2 * (q, r)

@@ -325,30 +325,21 @@ class DoseScheduler:
     def _carry(self, c):
         """Whole pL carried when r*c units join acc, for chunks too long for r*c < 2**28.
 
-        Long division of r*c by den bit by bit (running remainder < den, no big int, no
-        allocation); updates self.acc and returns the carry.
+        Long division of r*c by den in base-512 digits of c (den <= 864,000 < 2**20, so
+        rem*512 + digit*r < 2**30; no big int, no allocation); updates self.acc and returns
+        the carry.
         """
         d = self.den
         r = self.r
         q = 0
         rem = 0
-        bit = 1
-        while bit <= c:
-            bit <<= 1
-        while bit > 1:
-            bit >>= 1
-            q += q
-            if rem >= d - rem:
-                rem -= d - rem
-                q += 1
-            else:
-                rem += rem
-            if c & bit:
-                if rem >= d - r:
-                    rem -= d - r
-                    q += 1
-                else:
-                    rem += r
+        s = 27
+        while s >= 0:
+            x = rem * 512 + ((c >> s) & 511) * r
+            k = x // d
+            q = q * 512 + k
+            rem = x - k * d
+            s -= 9
         acc = self.acc + rem
         if acc >= d:
             acc -= d
