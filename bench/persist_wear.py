@@ -17,7 +17,7 @@ from tests.support.mpy import run_micropython  # noqa: E402
 SCRIPT = """
 import os, vfs
 from pumpfw.store import StateStore, EventLog
-from pumpcore.statecodec import PersistentState, F_BOOT_COUNT, SEC_SCHEDULER, SEC_BOLUS_GATE, SEC_RESERVOIR
+from pumpcore.statecodec import PersistentState, F_BOOT_COUNT, SEC_SCHEDULER, SEC_BOLUS_GATE
 from pumpcore import logrec
 
 class RAMBD:
@@ -54,10 +54,11 @@ for k in range(40):                      # static firmware files, ~160 KiB
     with open("/flash/fw%%02d.mpy" %% k, "wb") as f:
         f.write(bytes(4000))
 base = sum(bd.erases)
+from pumpcore.scheduler import DoseScheduler
+from pumpcore.limits import HardLimits
 st = PersistentState()
-st.sections[SEC_SCHEDULER] = tuple(range(1000, 1024))
-st.sections[SEC_BOLUS_GATE] = tuple(range(2000, 2040))
-st.sections[SEC_RESERVOIR] = (19000000, 2000, 17962, 5)
+st.sections[SEC_SCHEDULER] = DoseScheduler(17962, HardLimits()).snapshot()  # with ledger: 177 ints
+st.sections[SEC_BOLUS_GATE] = tuple(range(2000, 2008))
 ss = StateStore(None, "/flash", min_interval_ms=0)
 ss.load()
 e0 = sum(bd.erases)

@@ -11,7 +11,9 @@ Record layout (little-endian):
     10     1     n_sections
     11     1     n_blobs
     12     4*n   fixed fields, i32 each, in FIELDS order
-    ..           sections: id u8, count u8, count x i32   (e.g. DoseScheduler.snapshot())
+    ..           sections: id u8, shape_len u16, shape, count u16, count x i32
+                 (a nested tuple of ints, e.g. DoseScheduler.snapshot(); `shape` is its
+                 bracket structure, run-length coded: (1, (2, 3), 4) -> b"(i(2i)i)")
     ..           blobs:    id u8, len u16, len bytes
     end-4  4     CRC-32 of every byte before it
 
@@ -34,7 +36,8 @@ Meaning of the fixed fields (FIELDS); their limits are FIELD_LIMITS:
 - suspended: 1 while delivery is suspended by command.
 - log_seq: last event-log seq at save time (diagnostic).
 Sections and blobs are owned by their modules (scheduler, bolus gate, reservoir, clock); this
-codec only carries them and bounds their size.
+codec only carries them (nested tuples of ints come back as the same nested tuples) and bounds
+their size.
 """
 import struct
 
@@ -46,7 +49,9 @@ MAGIC = b"PS"
 _HDR = "<2sBBIHBB"
 HEADER_SIZE = const(12)
 MAX_RECORD = const(4096)
-MAX_SECTION_INTS = const(255)
+MAX_SECTION_INTS = const(1024)
+MAX_SHAPE = const(1024)
+MAX_DEPTH = const(8)
 MAX_BLOB = const(1024)
 SEQ_MAX = const(0x3FFFFFFF)
 
@@ -183,6 +188,100 @@ class PersistentState:
         return not self.__eq__(other)
 
 
+def flatten(obj, name="section"):
+    """A nested tuple of ints -> (shape bytes, list of ints). Raises StateError naming `name`
+    for anything that is not an int or a tuple/list of them, or beyond the size limits."""
+    raw = bytearray()
+    vals = []
+
+    def walk(x, depth):
+        if isinstance(x, int) and not isinstance(x, bool):
+            _i32("%s[%d]" % (name, len(vals)), x)
+            vals.append(x)
+            raw.append(0x69)  # "i"
+            return
+        if not isinstance(x, (tuple, list)):
+            raise StateError(name, repr(x), "must be an int or a tuple of ints", ERR_LAYOUT)
+        if depth >= MAX_DEPTH:
+            raise StateError(name + " depth", depth + 1, "at most %d levels" % MAX_DEPTH, ERR_LAYOUT)
+        raw.append(0x28)  # "("
+        for y in x:
+            walk(y, depth + 1)
+        raw.append(0x29)  # ")"
+
+    if not isinstance(obj, (tuple, list)):
+        raise StateError(name, repr(obj), "must be a tuple of ints", ERR_LAYOUT)
+    walk(obj, 0)
+    if len(vals) > MAX_SECTION_INTS:
+        raise StateError(name + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS, ERR_LAYOUT)
+    shape = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x69:
+            j = i
+            while j < len(raw) and raw[j] == 0x69:
+                j += 1
+            if j - i > 1:
+                shape += b"%d" % (j - i)
+            shape.append(0x69)
+            i = j
+        else:
+            shape.append(raw[i])
+            i += 1
+    if len(shape) > MAX_SHAPE:
+        raise StateError(name + " shape", len(shape), "at most %d bytes" % MAX_SHAPE, ERR_LAYOUT)
+    return bytes(shape), vals
+
+
+def unflatten(shape, vals, name="section"):
+    """Inverse of flatten(): rebuild the nested tuple. Raises StateError on a malformed shape
+    or a value count that does not match."""
+    stack = []
+    cur = None
+    k = 0
+    n = 0
+    done = None
+    for c in shape:
+        if done is not None:
+            raise StateError(name + " shape", repr(shape), "has bytes after the outer tuple", ERR_LAYOUT)
+        if 0x30 <= c <= 0x39:
+            n = n * 10 + (c - 0x30)
+            if n > MAX_SECTION_INTS:
+                raise StateError(name + " shape", repr(shape), "run longer than %d" % MAX_SECTION_INTS,
+                                 ERR_LAYOUT)
+            continue
+        if c == 0x28:
+            if n or len(stack) >= MAX_DEPTH:
+                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
+            if cur is not None:
+                stack.append(cur)
+            cur = []
+        elif c == 0x69:
+            cnt = n if n else 1
+            n = 0
+            if cur is None or k + cnt > len(vals):
+                raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals),
+                                 ERR_LAYOUT)
+            for j in range(cnt):
+                cur.append(vals[k + j])
+            k += cnt
+        elif c == 0x29:
+            if cur is None or n:
+                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
+            t = tuple(cur)
+            if stack:
+                cur = stack.pop()
+                cur.append(t)
+            else:
+                cur = None
+                done = t
+        else:
+            raise StateError(name + " shape", repr(shape), "unexpected byte %d" % c, ERR_LAYOUT)
+    if done is None or k != len(vals):
+        raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals), ERR_LAYOUT)
+    return done
+
+
 def _i32(field, v):
     if not isinstance(v, int) or isinstance(v, bool) or v < -(1 << 31) or v > _I32:
         raise StateError(field, repr(v), "must be a signed 32-bit int")
@@ -205,16 +304,13 @@ def encode(state, seq):
     blob_ids = sorted(state.blobs)
     if len(sec_ids) > 255 or len(blob_ids) > 255:
         raise StateError("sections", len(sec_ids), "at most 255 sections and 255 blobs", ERR_LAYOUT)
+    packed = []
     for sid in sec_ids:
-        vals = state.sections[sid]
         if not isinstance(sid, int) or sid < 1 or sid > 255:
             raise StateError("section id", repr(sid), "must be 1..255", ERR_LAYOUT)
-        if len(vals) > MAX_SECTION_INTS:
-            raise StateError("section %d length" % sid, len(vals), "at most %d ints" % MAX_SECTION_INTS,
-                             ERR_LAYOUT)
-        for j in range(len(vals)):
-            _i32("section %d[%d]" % (sid, j), vals[j])
-        size += 2 + 4 * len(vals)
+        shape, vals = flatten(state.sections[sid], "section %d" % sid)
+        packed.append((sid, shape, vals))
+        size += 5 + len(shape) + 4 * len(vals)
     for bid in blob_ids:
         b = state.blobs[bid]
         if not isinstance(bid, int) or bid < 1 or bid > 255:
@@ -230,10 +326,12 @@ def encode(state, seq):
     for i in range(N_FIELDS):
         struct.pack_into("<i", buf, off, state.ints[i])
         off += 4
-    for sid in sec_ids:
-        vals = state.sections[sid]
-        buf[off] = sid
-        buf[off + 1] = len(vals)
+    for sid, shape, vals in packed:
+        struct.pack_into("<BH", buf, off, sid, len(shape))
+        off += 3
+        buf[off:off + len(shape)] = shape
+        off += len(shape)
+        struct.pack_into("<H", buf, off, len(vals))
         off += 2
         for v in vals:
             struct.pack_into("<i", buf, off, v)
@@ -287,15 +385,21 @@ def decode(buf):
         st.ints[i] = v
         off += 4
     for _ in range(n_sec):
-        if off + 2 > end:
+        if off + 3 > end:
             raise StateError("section header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
-        sid = buf[off]
-        cnt = buf[off + 1]
+        sid, slen = struct.unpack_from("<BH", buf, off)
+        off += 3
+        if off + slen + 2 > end:
+            raise StateError("section %d shape length" % sid, slen, "runs past the end", ERR_LAYOUT)
+        shape = bytes(buf[off:off + slen])
+        off += slen
+        cnt = struct.unpack_from("<H", buf, off)[0]
         off += 2
         if off + 4 * cnt > end:
             raise StateError("section %d length" % sid, cnt, "runs past the end", ERR_LAYOUT)
-        st.sections[sid] = struct.unpack_from("<%di" % cnt, buf, off) if cnt else ()
+        vals = struct.unpack_from("<%di" % cnt, buf, off) if cnt else ()
         off += 4 * cnt
+        st.sections[sid] = unflatten(shape, vals, "section %d" % sid)
     for _ in range(n_blob):
         if off + 3 > end:
             raise StateError("blob header", off, "runs past the end (%d)" % end, ERR_LAYOUT)

@@ -96,10 +96,18 @@ def test_state_field_errors_name_field_value_limit(field, value, words):
 
 def test_state_size_limits():
     st = PersistentState()
-    st.sections[1] = tuple(range(256))
+    st.sections[1] = tuple(range(1025))
     with pytest.raises(StateError) as e:
         statecodec.encode(st, 1)
-    assert "section 1 length = 256: at most 255 ints" in str(e.value)
+    assert "section 1 length = 1025: at most 1024 ints" in str(e.value)
+    st.sections[1] = (1, 2.5)
+    with pytest.raises(StateError) as e:
+        statecodec.encode(st, 1)
+    assert "section 1 = 2.5: must be an int or a tuple of ints" in str(e.value)
+    st.sections[1] = (1, 1 << 31)
+    with pytest.raises(StateError) as e:
+        statecodec.encode(st, 1)
+    assert "section 1[1] = 2147483648: must be a signed 32-bit int" in str(e.value)
     st = PersistentState()
     st.blobs[2] = bytes(1025)
     with pytest.raises(StateError) as e:
@@ -129,3 +137,35 @@ def test_program_crc_halves():
     assert statecodec.decode(statecodec.encode(st, 1)).program_crc() == 0xCBF43926
     with pytest.raises(StateError):
         st.set_program_crc(1 << 32)
+
+
+nested = hs.recursive(i32, lambda kids: hs.lists(kids, max_size=6).map(tuple), max_leaves=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs.lists(nested, max_size=8).map(tuple))
+def test_nested_sections_round_trip(obj):
+    shape, vals = statecodec.flatten(obj)
+    assert statecodec.unflatten(shape, vals) == obj
+    st = PersistentState()
+    st.sections[statecodec.SEC_APP] = obj
+    assert statecodec.decode(statecodec.encode(st, 1)).sections[statecodec.SEC_APP] == obj
+
+
+@pytest.mark.parametrize("shape,n", [(b"(i", 1), (b"i)", 1), (b"(3i)", 2), (b"(i)(i)", 2),
+                                     (b"(2(i))", 1), (b"(x)", 0), (b"", 0)])
+def test_malformed_shapes_are_refused(shape, n):
+    with pytest.raises(StateError):
+        statecodec.unflatten(shape, tuple(range(n)))
+
+
+def test_real_scheduler_snapshot_survives_a_state_record():
+    from pumpcore import limits, scheduler
+    sched = scheduler.DoseScheduler(17_962, limits.HardLimits())
+    snap = sched.snapshot()
+    st = PersistentState()
+    st.sections[statecodec.SEC_SCHEDULER] = snap
+    rec = statecodec.encode(st, 9)
+    back = statecodec.decode(rec).sections[statecodec.SEC_SCHEDULER]
+    assert back == snap
+    assert len(rec) < 1024

@@ -67,7 +67,13 @@ def test_sigkill_mid_write_never_corrupts_state_or_loses_committed_records(tmp_p
         lines: list[bytes] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
         reader.start()
-        time.sleep(rng.uniform(0.03, 0.15))
+        if round_no % 2:
+            time.sleep(rng.uniform(0.0, 0.15))   # anywhere, start-up and mount included
+        else:                                      # mid-loop, whatever the machine's load
+            deadline = time.monotonic() + 5
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.06))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         reader.join(5)
@@ -104,7 +110,7 @@ def test_sigkill_mid_write_never_corrupts_state_or_loses_committed_records(tmp_p
             assert r[5] == 3 * r[4] and r[3] == logrec.EV_HOURLY_TOTAL
         seqs = sorted(recs)
         assert seqs == list(range(seqs[0], seqs[-1] + 1)) if seqs else not committed_logs
-    assert last_state > 40, "the writer made too little progress to test anything"
+    assert last_state > 20, "the writer made too little progress to test anything"
     cut_tally("SIGKILL micropython writer", kills)
 
 
