@@ -58,14 +58,16 @@ class OcclusionDetector:
     steps (missed_steps_bound()) when steps come at least min_sample_ms apart per sample,
     provided each interval's rise clears the per-interval minimum (else only the pressure
     criterion can fire); at faster rates, (trend_samples + 1) * min_sample_ms of delivery.
+    Defaults suit the bench/virtual rig's line (pumpsim: 20 nL/kPa, 30 s decay, 12-bit ADC over
+    2000 kPa, i.e. 0.9 kPa per microstep, 0.49 kPa quantum): 395 nL missed at alarm at 186 ug/day.
     The pressure criterion clears once pressure stayed below threshold - hysteresis_kpa_x10 for
     confirm_ms; the decay criterion clears when a floor decays (the line drains), including
     with the motor stopped (pressure falls trend_rise_kpa_x10 below the last floor).
     """
 
     def __init__(self, threshold_kpa_x10=1500, confirm_ms=2000, trend_samples=8,
-                 steps_per_sample=1, trend_rise_kpa_x10=80, noise_kpa_x10=5,
-                 hysteresis_kpa_x10=200, min_sample_ms=0):
+                 steps_per_sample=3, trend_rise_kpa_x10=80, noise_kpa_x10=10,
+                 hysteresis_kpa_x10=200, min_sample_ms=30000):
         self.threshold_kpa_x10 = _param("threshold_kpa_x10", threshold_kpa_x10, 1, 100000)
         self.confirm_ms = _param("confirm_ms", confirm_ms, 0, 600000)
         self.trend_samples = _param("trend_samples", trend_samples, 2, 64)

@@ -212,3 +212,17 @@ def test_bad_parameters_name_field_value_limit(cls, kwargs, words):
     with pytest.raises(DetectError) as e:
         cls(**kwargs)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("period_ms", [BASAL_PERIOD_MS, 2000, 400])
+def test_defaults_suit_the_virtual_rig_line(period_ms):
+    """pumpsim's default line: 20 nL/kPa, 30 s decay, 0.49 kPa ADC quantum (noise ~1.5)."""
+    line = Line(2.0, tau_ms=30_000, noise=1.5, seed=11)
+    det = OcclusionDetector(threshold_kpa_x10=100_000)   # decay criterion only
+    t, _ = run(det, line, period_ms, 500, 6 * 3_600_000)
+    assert t is None, f"false occlusion at {t} ms"
+    line = Line(2.0, tau_ms=30_000, noise=1.5, seed=12)
+    det = OcclusionDetector(threshold_kpa_x10=100_000)
+    t, missed = run(det, line, period_ms, 500, 48 * 3_600_000, block_at_ms=3_600_000)
+    assert t is not None and det.by_decay
+    assert missed <= det.missed_steps_bound(period_ms)
