@@ -185,3 +185,9 @@ def test_silent_rig_times_out_with_a_clear_message(controller: FakeController) -
     with pytest.raises(RigTimeout, match=r"no answer from rig on loopback to hello after 3 tries of 0.0 s"):
         Pump.open(link, key=KEY, timeout_s=0.02)
     assert link.closed
+
+
+def test_sync_time_converts_local_wall_time(pump: Pump, controller: FakeController) -> None:
+    import datetime
+    assert pump.sync_time(datetime.datetime(2026, 11, 25, 8, 30, 15, 250_000)) == (9825, 30_615_250)
+    assert controller.calls[-1] == ("set_time", 9825, 30_615_250)

@@ -324,3 +324,24 @@ def test_largest_frame_with_crlf_answered_one_more_char_dropped(link: Link) -> N
     got = link.feed(line.replace(b"\n", b"\r\n"))
     assert len(got) == 1 and got[0][4] == wire.OK
     assert link.feed(line.replace(b"\n", b"\r\r\n")) == []
+
+
+def test_bare_controller_reports_missing_methods_by_name() -> None:
+    from pumpfw.server import Controller
+    out: list[bytes] = []
+    server = ProtocolServer(Controller(), out.append)
+    server.feed(wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b""))
+    server.feed(wire.encode_frame(0, 2, wire.CMD_ALARMS, 0, b""))
+    got = [wire.decode_line(x) for x in out]
+    assert got[0][4] == wire.ERR_INTERNAL and reason(got[0][5]) == "internal error in status: NotImplementedError status"
+    assert got[1][4] == wire.OK and got[1][5] == b"\x00"
+
+
+def test_controller_returning_false_is_a_refusal() -> None:
+    class No(FakeController):
+        def suspend(self) -> bool:
+            return False
+
+    link = Link(No())
+    st, p = link.signed(wire.CMD_SUSPEND)
+    assert st == wire.ERR_REFUSED and reason(p) == "refused by the firmware (no reason given)"
