@@ -54,13 +54,15 @@ EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
 EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
-EV_CODE_MAX = const(23)
+EV_MAINTENANCE = const(24)      # 0, 0, 0, 0: app stopped for the REPL (deploy); motor off, watchdog off
+EV_CODE_MAX = const(24)
 
 EVENT_NAMES = (
     None, "reset", "state-restored", "state-lost", "missed-volume", "program-commit",
     "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
     "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
+    "maintenance",
 )
 
 EVENT_ARGS = (
@@ -88,6 +90,7 @@ EVENT_ARGS = (
     ("old_pl_per_step", "new_pl_per_step", "", ""),
     ("timeout_ms", "", "", ""),
     ("what", "errno", "", ""),
+    ("", "", "", ""),
 )
 
 # Reasons decode() refuses a record (LogRecordError.reason_code)
