@@ -477,7 +477,11 @@ class Program:
         if self.mode != MODE_STOPPED:
             lines.append("Worst-case 24 h dose: %s" % units.fmt_dose(self.worst_case_24h_ng()))
         lines.append("Catheter volume (bridge): %s" % units.fmt_volume(self.catheter_nl))
-        lines.append("Reservoir low alarm: %s or %d days" % (units.fmt_volume(self.low_volume_nl), self.low_days))
+        if self.low_volume_nl or self.low_days:
+            lines.append("Reservoir low alarm: at %s or %d days left" % (units.fmt_volume(self.low_volume_nl),
+                                                                        self.low_days))
+        else:
+            lines.append("Reservoir low alarm: off")
         lines.append("CRC-32: %08x" % self.crc32())
         return lines
 
