@@ -646,10 +646,26 @@ def run(hw):
     try:
         app.boot()
         app.loop()
+    except KeyboardInterrupt:
+        # maintenance: the host took the link for the REPL (mpremote). Motor off, state saved,
+        # then the watchdog is disarmed so a deploy is not cut short; the next boot re-arms it.
+        _safe_stop(app)
+        app._log(logrec.EV_MAINTENANCE, 0, 0, 0, 0)
+        hw.watchdog_stop()
+        raise
     finally:
-        hw.stepper.abort()
-        hw.stepper.enable(False)
-        try:
-            app.save(urgent=True)
-        except Exception:
-            pass
+        _safe_stop(app)
+
+
+def _safe_stop(app):
+    """Motor disabled, queue dropped (counted missed), state saved: the safe state."""
+    hw = app.hw
+    dropped = hw.stepper.abort() + app.owed
+    app.owed = 0
+    hw.stepper.enable(False)
+    if dropped and app.program is not None:
+        app.sched.record_missed(dropped)
+    try:
+        app.save(urgent=True)
+    except Exception as exc:  # the state store reports its own alarm; never mask the exit
+        sys.stderr.write("pump: state not saved at stop: %s\n" % exc) if hasattr(sys, "stderr") else None

@@ -100,6 +100,12 @@ class Hardware:
     def watchdog_feed(self):
         raise NotImplementedError
 
+    def watchdog_stop(self):
+        """Disarm the watchdog for maintenance: called only after the motor is disabled and the
+        state saved, when the application hands the link to the REPL (mpremote deploy). The
+        next boot arms it again."""
+        raise NotImplementedError
+
     def reset_cause(self):
         """One of RESET_* for the boot that is running."""
         raise NotImplementedError

@@ -222,6 +222,9 @@ class SimHardware(base.Hardware):
     def watchdog_feed(self):
         self._link.call(OP_WDT_FEED, self._clock.sim_us(), 0, 0, 0)
 
+    def watchdog_stop(self):
+        self._link.call(OP_WDT_START, self._clock.sim_us(), 0, 0, 0)   # timeout 0: disarmed
+
     def reset_cause(self):
         return self._reset_cause
 
