@@ -30,9 +30,15 @@ class BolusGate:
         self.lock_ms = 0
 
     def roll(self, clock):
-        """Make the bucket of clock's current time the current one, zeroing skipped buckets."""
+        """Make the bucket of clock's current time the current one, zeroing skipped buckets.
+
+        If the clock was set back, nothing is forgotten: deliveries keep going into the latest
+        bucket until the clock passes it again (the 24 h sum stays an upper bound).
+        """
         a = clock.day * BUCKETS_PER_DAY + clock.ms // BUCKET_MS
-        if self.abs_bucket < 0 or a - self.abs_bucket >= N_BUCKETS or a < self.abs_bucket:
+        if a < self.abs_bucket:
+            return  # clock set back: keep counting into the latest bucket (conservative)
+        if self.abs_bucket < 0 or a - self.abs_bucket >= N_BUCKETS:
             for i in range(N_BUCKETS):
                 self.buckets[i] = 0
         else:

@@ -69,3 +69,14 @@ def test_reservoir_tracks_pl_exactly() -> None:
     assert r.days_to_empty(186_000) == 215            # 40 mg at 186 ug/day
     assert r.is_low(2_000_000, 7, 186_000) is False
     assert r.is_low(2_000_000, 300, 186_000) is True
+
+
+def test_clock_set_back_forgets_nothing() -> None:
+    clk = WallClock(50, 12 * 3_600_000)
+    g = BolusGate()
+    g.roll(clk)
+    g.add_ng(1000)
+    clk.set(50, 1 * 3_600_000)
+    g.roll(clk)
+    g.add_ng(5)
+    assert g.rolling_24h_ng() == 1005
