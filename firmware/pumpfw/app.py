@@ -36,6 +36,8 @@ FIRMWARE_VERSION = "0.1.0"
 WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than IDLE_MAX_MS
 IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations (sensor and button polling)
 STATE_EVERY_MS = const(60000)    # routine state save; urgent saves at every delivery event
+URGENT_BURST = const(40)         # urgent saves in a burst (two per authenticated command) ...
+URGENT_REFILL_MS = const(15000)  # ... refilled one per 15 s: at most 7,200 saves/day (wear: docs/persistence.md)
 MIN_PERIOD_US = const(500)       # fastest step rate handed to the generator (2 kHz)
 MAX_PERIOD_US = const(1000000)
 MS_PER_HOUR = const(3600000)
@@ -72,7 +74,8 @@ class PumpApp(Controller):
         self.occlusion = OcclusionDetector()
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         self.reservoir_det = ReservoirDetector()
-        self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS)
+        self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS, burst=URGENT_BURST,
+                                      refill_ms=URGENT_REFILL_MS)
         self.program_store = ProgramStore(root=root)
         self.log = EventLog(root=root)
         self.state = sc.PersistentState()
@@ -268,18 +271,20 @@ class PumpApp(Controller):
         hw = self.hw
         st = hw.stepper
         motor_ok = self.alarm_set.motor_allowed() and self.ready
-        if not motor_ok and not self.alarm_hold:
-            self.alarm_hold = True
-            dropped = st.abort() + self.owed
-            self.owed = 0
-            if dropped:
-                self.sched.record_missed(dropped)
+        if not motor_ok:
+            if not self.alarm_hold:
+                self.alarm_hold = True
+                dropped = st.abort() + self.owed
+                self.owed = 0
+                if dropped and self.program is not None:
+                    self.sched.record_missed(dropped)
+                st.enable(False)
+                self.stall.reset()   # the latched alarm stays until acknowledged; DIAG re-raises
             if self.program is not None and not self.sched.suspended:
+                # also a program committed during the hold: nothing flows, time counts missed
                 self.sched.suspend()
                 self._log(logrec.EV_SUSPEND, 1, 0, 0, 0)
-            st.enable(False)
-            self.stall.reset()   # the latched alarm stays until acknowledged; DIAG re-raises
-        elif motor_ok and self.alarm_hold:
+        elif self.alarm_hold:
             self.alarm_hold = False
             if self.program is not None and self.sched.suspended and not self.state.get(sc.F_SUSPENDED):
                 self.sched.resume()
@@ -309,8 +314,8 @@ class PumpApp(Controller):
         done = st.steps_done()
         made = (done - self.queued_done) & 0x3FFFFFFF
         self.queued_done = done
-        pending = st.pending() + self.owed
-        self.stall.update(dt, st.stall(), pending, made, pending > 0)
+        pending = st.pending() + self.owed if not self.alarm_hold else 0
+        self.stall.update(dt, st.stall() and st.enabled(), pending, made, pending > 0)
         self.stall.report(self.alarm_set)
         self.occlusion.update(dt, hw.pressure_kpa_x10(), made)
         self.occlusion.report(self.alarm_set)
@@ -384,6 +389,8 @@ class PumpApp(Controller):
         return self.hw.rig_id()
 
     def rig_key(self):
+        if self.key is None:   # provisioned by a deploy while the app runs
+            self.key = _read_bytes(_join(self.root, "rigkey.bin"))
         return self.key
 
     def auth_counter(self):
@@ -392,7 +399,9 @@ class PumpApp(Controller):
     def accept_counter(self, counter):
         self.state.set(sc.F_AUTH_COUNTER, counter)
         if not self.save(urgent=True):
-            raise OSError("state not saved: request not executed")
+            raise OSError("flash write budget for urgent saves is spent (%d per %d s): request not "
+                          "executed, retry in %d s" % (URGENT_BURST, URGENT_REFILL_MS // 1000,
+                                                      URGENT_REFILL_MS // 1000))
 
     def status(self):
         s = self.sched
@@ -590,6 +599,10 @@ class PumpApp(Controller):
         code = self.sched.refill(volume_nl, conc_ug_ml)
         if code:
             return (code, schedmod.refusal_text(code))
+        # the refill is the clinician's answer to the reservoir alarms
+        for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
+            self.alarm_set.ack(c)
+        self.reservoir_det.reset()
         self._log(logrec.EV_REFILL, volume_nl, conc_ug_ml, self.sched.bridge_left_nl(), 0)
         self.save(urgent=True)
         return None

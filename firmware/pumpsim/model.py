@@ -64,6 +64,8 @@ _MECH_FIELDS = (("lead_um", 1, 100000), ("full_steps_per_rev", 1, 100000),
                 ("syringe_capacity_nl", 1, 1000000000))
 
 
+DIR_SETUP_US = 3   # pumphw.steppio: DIR settles 3 us before the first STEP edge of a segment
+
 class Mechanism:
     """Lead screw + syringe geometry (lengths in um, capacity in nL), from hw/mechanism.json."""
 
@@ -359,7 +361,8 @@ class World:
         if steps == 0:
             return True
         if self.seg_steps == 0 and not self.queue:
-            self._start_segment(steps, period_us, direction, self.t_us)
+            # like the PIO program: from idle, DIR settles DIR_SETUP_US, then the first pulse
+            self._start_segment(steps, period_us, direction, self.t_us + DIR_SETUP_US - period_us)
             return True
         if len(self.queue) >= self.QUEUE_DEPTH:
             return False
@@ -367,6 +370,7 @@ class World:
         return True
 
     def _start_segment(self, steps, period_us, direction, t_us):
+        """Segment whose first pulse comes one period after t_us (the previous pulse)."""
         self.seg_steps = steps
         self.seg_period_us = period_us
         self.seg_dir = direction
