@@ -10,3 +10,14 @@ def make_hardware():
         return Rp2Hardware()
     from pumphw.simhw import make_sim_hardware
     return make_sim_hardware()
+
+
+def rig_id():
+    """This rig's id without building the hardware (deploy reads it from the REPL): the RP2040
+    unique id in hex on a Pico, the virtual rig's name ($PUMPSIM_RIG_ID) elsewhere."""
+    if sys.platform == "rp2":
+        import binascii
+        import machine
+        return binascii.hexlify(machine.unique_id()).decode()
+    import os
+    return os.getenv("PUMPSIM_RIG_ID") or "sim"

@@ -188,6 +188,23 @@ class VirtualRig:
         return self.rig_dir / "flash"
 
 
+def find_by_port(port: str) -> VirtualRig:
+    """The running virtual rig whose port is `port`, looked up under $PUMPCTL_HOME/rigs."""
+    rigs = pumpctl_home() / "rigs"
+    for info in sorted(rigs.glob("*/rig.json")) if rigs.is_dir() else []:
+        try:
+            if json.loads(info.read_text()).get("port") == port:
+                return VirtualRig(info.parent)
+        except (OSError, ValueError):
+            continue
+    raise PortError(f"no virtual rig with port {port} under {rigs} (started elsewhere? set PUMPCTL_HOME)")
+
+
+def restart(port: str) -> None:
+    """Power-cycle the virtual rig on `port` (deploy's restart step)."""
+    find_by_port(port).restart()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
