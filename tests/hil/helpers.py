@@ -19,3 +19,13 @@ def events(log, code):
 
 def active_alarms(pump):
     return {a.code for a in pump.alarms()}
+
+
+def nl_from_ng(ng, conc_ug_ml):
+    """Volume (nL) of `ng` of drug at `conc_ug_ml` (ug/mL = ng/uL)."""
+    return ng * 1000 / conc_ug_ml
+
+
+def wall_day_ms(status):
+    """The rig's wall clock of a status, in ms since 2000-01-01."""
+    return status.day * 86_400_000 + status.ms_of_day

@@ -329,20 +329,32 @@ def load_program_file(name: str | Path) -> Any:
 
 @pytest.fixture
 def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded]:
-    """`program(source, fill_nl=20_000_000, clock=None)` uploads and confirms a program.
+    """`program(source, fill_nl=20_000_000, clock=None, ack_alarms=True)` uploads and confirms a program.
 
     source: a file name in examples/programs/, a path, or a pumpcore.program.Program. Before
     the upload, a rig whose reservoir reads empty is refilled with `fill_nl` nL at the
     program's concentration (pass None not to), and a rig whose clock is unset is synced to
     `clock` = (day, ms_of_day), default this host's local time. Stage, verify, review (both
     decodings must be shown) and commit go through Pump.upload_program; the running program's
-    CRC is checked afterwards.
+    CRC is checked afterwards. With `ack_alarms`, every alarm still unacknowledged after the
+    commit is then acknowledged, as the nurse does after setting up a pump (a fresh rig boots
+    with reservoir-empty and no-program latched).
     """
     from pumpcore import wire
+
+    from ..errors import RefusedError
     rep = hil_report(request.config)
 
+    def ack_all() -> None:
+        for a in pump.alarms():
+            if not a.flags & wire.ALARM_FLAG_ACKED:
+                try:
+                    pump.ack_alarm(a.alarm_id)
+                except RefusedError:
+                    pass   # not acknowledgeable (e.g. cleared meanwhile)
+
     def upload(source: Any, fill_nl: int | None = 20_000_000,
-               clock: tuple[int, int] | None = None) -> Uploaded:
+               clock: tuple[int, int] | None = None, ack_alarms: bool = True) -> Uploaded:
         if isinstance(source, (str, Path)):
             prog = load_program_file(source)
             label = str(source)
@@ -357,6 +369,8 @@ def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded
                 pump.sync_time()
             else:
                 pump.time_sync(*clock)
+        if ack_alarms:
+            ack_all()
         encoded = bytes(prog.encode())
         seen: list[Any] = []
 
@@ -369,6 +383,8 @@ def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded
         assert review.committed, "program %s not committed (review: %s)" % (label, review.staged_lines)
         running = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_DESCRIBE)
         assert running.crc == prog.crc32(), "running program crc %08x, uploaded %08x" % (running.crc, prog.crc32())
+        if ack_alarms:
+            ack_all()
         rep.check(request.node.nodeid).programs.append("%s (crc %08x): %s" % (
             label, prog.crc32(), "; ".join(review.staged_lines)))
         return Uploaded(prog, prog.crc32(), review, label)
