@@ -115,16 +115,19 @@ class Mpremote:
         self.port = port
         self.timeout_s = timeout_s
 
-    def run(self, commands: Sequence[str], what: str) -> str:
-        """Run one mpremote session (`commands` already split, chained with "+"); return stdout."""
+    def run(self, commands: Sequence[str], what: str, timeout_s: float | None = None) -> str:
+        """Run one mpremote session (`commands` already split, chained with "+"); return stdout.
+
+        `timeout_s` overrides the default for this session (large copies to a slow target)."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         if "/" in self.port and not self.port.startswith(("rfc2217:", "socket:")) and not os.path.exists(self.port):
             raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig started?)" % self.port)
         argv = [sys.executable, "-m", "mpremote", "connect", self.port, "resume"] + list(commands)
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=self.timeout_s)
+            proc = subprocess.run(argv, capture_output=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise RigTimeout("%s on %s: no answer within %.0f s (is MicroPython running there?)"
-                             % (what, self.port, self.timeout_s)) from None
+                             % (what, self.port, timeout_s)) from None
         out = proc.stdout.decode(errors="replace")
         err = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
@@ -362,22 +365,41 @@ def verify(mp: Mpremote, files: Sequence[DeployFile]) -> int:
     return len(files)
 
 
-def copy_files(mp: Mpremote, files: Sequence[DeployFile], batch: int = 12, progress: Log | None = None,
-               prepared: bool = False) -> None:
-    """Copy files with `mpremote fs cp`, several per mpremote session (directories made and
-    stale twins removed first unless `prepared`)."""
+# Slowest copy rate allowed for: the emulated Pico (rp2040py, ~1/16 real time) moves ~300 B/s
+# through mpremote's raw-REPL writes; a real Pico does 10+ kB/s.
+MIN_COPY_BYTES_PER_S = 100
+BATCH_FILES = 12
+BATCH_BYTES = 16_384
+
+
+def copy_files(mp: Mpremote, files: Sequence[DeployFile], progress: Log | None = None,
+               prepared: bool = False, batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES) -> None:
+    """Copy files with `mpremote fs cp`, several per mpremote session (at most `batch_files`
+    files or about `batch_bytes` bytes), each session's timeout scaled by its size. Directories
+    are made and stale twins removed first unless `prepared`."""
     if not prepared:
         mp.exec(prepare_code(files), "preparing directories")
-    for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
+    batches: list[list[DeployFile]] = []
+    size = 0
+    for f in files:
+        n = f.local.stat().st_size
+        if not batches or len(batches[-1]) >= batch_files or (size + n > batch_bytes and batches[-1]):
+            batches.append([])
+            size = 0
+        batches[-1].append(f)
+        size += n
+    done = 0
+    for chunk in batches:
         cmds: list[str] = []
         for f in chunk:
             if cmds:
                 cmds.append("+")
             cmds += ["fs", "cp", str(f.local), ":" + f.remote]
-        mp.run(cmds, "copying firmware files")
+        nbytes = sum(f.local.stat().st_size for f in chunk)
+        mp.run(cmds, "copying firmware files", timeout_s=mp.timeout_s + nbytes / MIN_COPY_BYTES_PER_S)
+        done += len(chunk)
         if progress:
-            progress("deploy: copied %d/%d files" % (min(start + batch, len(files)), len(files)))
+            progress("deploy: copied %d/%d files" % (done, len(files)))
 
 
 # ----------------------------------------------------------------------------------- rig id, key

@@ -181,7 +181,7 @@ def test_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Pat
     timer.start()
     with pytest.raises(PortError) as err:
         for _ in range(20):   # keep copying until the cable is pulled
-            deploy.copy_files(mp, files, batch=2)
+            deploy.copy_files(mp, files, batch_files=2)
     timer.join()
     assert "\n" not in str(err.value)
     assert "unplugged" in str(err.value) or "no such port" in str(err.value) or "cannot open" in str(err.value)
