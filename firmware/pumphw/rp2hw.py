@@ -171,19 +171,26 @@ DEFAULT_MICROSTEPS = const(64)
 
 
 class Rp2Stepper(base.Stepper):
-    """TMC2209 on EN/DIR/STEP/DIAG; pulses from the PIO StepGenerator (pumphw.steppio)."""
+    """TMC2209 on EN/DIR/STEP/DIAG; pulses from the PIO StepGenerator (pumphw.steppio).
 
-    def __init__(self, generator, en_pin, diag_pin):
+    `prepare`, if given, runs before every released -> energised change and raises if the
+    driver is not fit to move (Rp2Hardware passes the UART microstep configuration)."""
+
+    def __init__(self, generator, en_pin, diag_pin, prepare=None):
         self._gen = generator
         self._en = en_pin
         self._diag = diag_pin
+        self._prepare = prepare
         self._on = False
         en_pin.value(1)
 
     def enable(self, on):
-        """Energise (True) or release (False). Releasing first aborts every queued pulse, so no
-        pulse ever reaches a released motor (it would be counted but not move the plunger)."""
+        """Energise (True) or release (False). Energising first (re)configures and checks the
+        driver; if that raises, the motor stays released. Releasing first aborts every queued
+        pulse, so no pulse reaches a released motor (it would be counted but not move)."""
         if on:
+            if not self._on and self._prepare is not None:
+                self._prepare()
             self._en.value(0)
             self._on = True
         else:
@@ -235,7 +242,11 @@ class Rp2Hardware(base.Hardware):
         en = Pin(pm.en_n, Pin.OUT, value=1)
         Pin(pm.step, Pin.OUT, value=0)
         self._diag = Pin(pm.diag, Pin.IN, Pin.PULL_DOWN)
-        self.stepper = Rp2Stepper(make_step_generator(STEP_SM_ID, pm.step, pm.dir), en, self._diag)
+        self.driver_configured = False
+        self._uart = None
+        prepare = self._prepare_driver if pm.uart_id >= 0 else None
+        self.stepper = Rp2Stepper(make_step_generator(STEP_SM_ID, pm.step, pm.dir), en, self._diag,
+                                  prepare)
 
         self._end_stop = Pin(pm.end_stop_n, Pin.IN, Pin.PULL_UP)
         self._button = Pin(pm.bolus_button_n, Pin.IN, Pin.PULL_UP)
@@ -265,10 +276,6 @@ class Rp2Hardware(base.Hardware):
         self._rx = bytearray(SERIAL_CHUNK)
         self._rx_mv = memoryview(self._rx)
         self._one = bytearray(1)
-
-        self.driver_configured = False
-        if pm.uart_id >= 0:
-            self.driver_configured = self.configure_driver(self._mechanism_microsteps())
 
     # time ---------------------------------------------------------------------------------
     def ticks_ms(self):
@@ -388,21 +395,34 @@ class Rp2Hardware(base.Hardware):
         except (OSError, ValueError, KeyError):
             return DEFAULT_MICROSTEPS
 
+    def _prepare_driver(self):
+        # Before every energise: the TMC2209 forgets its registers whenever VM (12 V) drops, and
+        # with MS1 = MS2 = GND it would then run 8 microsteps: 8x the dose per step.
+        microsteps = self._mechanism_microsteps()
+        if not self.configure_driver(microsteps):
+            raise RuntimeError("TMC2209 on UART%d did not confirm %d microsteps (no or bad reply); "
+                               "motor stays released: check 12 V at VM and the PDN_UART wiring"
+                               % (self.pinmap.uart_id, microsteps))
+
     def configure_driver(self, microsteps, slave=0):
         """Write GCONF and CHOPCONF (MRES for `microsteps`) and check that the driver's
-        write counter IFCNT moved by 2. Returns True when the driver confirmed both writes."""
+        write counter IFCNT moved by 2. Returns True when the driver confirmed both writes.
+        Called by stepper.enable(True); not at construction (VM may still be off then)."""
         m = self._machine
         pm = self.pinmap
         mres = tmc_mres(microsteps)
-        uart = m.UART(pm.uart_id, baudrate=pm.uart_baud, tx=m.Pin(pm.uart_tx), rx=m.Pin(pm.uart_rx))
-        self._uart = uart
+        if self._uart is None:
+            self._uart = m.UART(pm.uart_id, baudrate=pm.uart_baud, tx=m.Pin(pm.uart_tx),
+                                rx=m.Pin(pm.uart_rx))
+        uart = self._uart
         before = self._tmc_read(TMC_REG_IFCNT, slave)
         uart.write(tmc_write_datagram(slave, TMC_REG_GCONF, TMC_GCONF_VALUE))
         time.sleep_ms(2)
         uart.write(tmc_write_datagram(slave, TMC_REG_CHOPCONF, TMC_CHOPCONF_BASE | (mres << 24)))
         time.sleep_ms(2)
         after = self._tmc_read(TMC_REG_IFCNT, slave)
-        return before >= 0 and after >= 0 and ((after - before) & 0xFF) == 2
+        self.driver_configured = before >= 0 and after >= 0 and ((after - before) & 0xFF) == 2
+        return self.driver_configured
 
     def _tmc_read(self, reg, slave):
         uart = self._uart

@@ -51,6 +51,8 @@ class FakeMachine(types.ModuleType):
         self.wdt: list[int] = []
         self.irq_disabled = 0
         self.timers: list = []
+        self.tmc_alive = True
+        self.tmc_regs: dict[int, int] = {2: 41}
         machine = self
 
         class Pin:
@@ -112,17 +114,34 @@ class FakeMachine(types.ModuleType):
                 machine.log.append(("wdt_feed",))
 
         class UART:
+            """A TMC2209 on a single-wire bus: every byte echoes; valid writes count in IFCNT."""
+
             def __init__(self, uid, baudrate=0, tx=None, rx=None):
                 machine.log.append(("uart", uid, baudrate, tx.id, rx.id))
+                self.rx = bytearray()
 
             def any(self):
-                return 0
+                return len(self.rx)
 
             def read(self):
-                return None
+                data, self.rx = bytes(self.rx), bytearray()
+                return data or None
 
             def write(self, data):
-                machine.log.append(("uart_write", bytes(data)))
+                from pumphw import rp2hw
+                data = bytes(data)
+                machine.log.append(("uart_write", data))
+                self.rx += data
+                if not machine.tmc_alive or rp2hw.tmc_crc8(data, len(data) - 1) != data[-1]:
+                    return
+                if len(data) == 8 and data[2] & 0x80:
+                    machine.tmc_regs[data[2] & 0x7F] = int.from_bytes(data[3:7], "big")
+                    machine.tmc_regs[2] = (machine.tmc_regs.get(2, 0) + 1) & 0xFF
+                elif len(data) == 4:
+                    reply = bytearray([0x05, 0xFF, data[2]])
+                    reply += machine.tmc_regs.get(data[2], 0).to_bytes(4, "big")
+                    reply.append(rp2hw.tmc_crc8(reply, 7))
+                    self.rx += reply
 
         class Timer:
             PERIODIC = 1
@@ -312,13 +331,25 @@ def test_watchdog_reset_cause_id_and_serial(rig):
     assert rig.hw.flash_root == "/"
 
 
-def test_driver_is_configured_over_uart(rig):
+def test_driver_is_configured_over_uart_before_each_energise(rig):
     m = rig.machine
+    assert not [e for e in m.log if e[0] == "uart"]           # construction: no UART traffic
+    rig.hw.stepper.enable(True)
     uart = [e for e in m.log if e[0] == "uart"]
     assert uart == [("uart", PM["driver_uart"]["id"], PM["driver_uart"]["baud"],
                      PM["driver_uart"]["tx"], PM["driver_uart"]["rx"])]
-    writes = [e[1] for e in m.log if e[0] == "uart_write"]
-    chop = rig.rp2hw.tmc_write_datagram(0, rig.rp2hw.TMC_REG_CHOPCONF,
-                                        rig.rp2hw.TMC_CHOPCONF_BASE | (rig.rp2hw.tmc_mres(64) << 24))
-    assert chop in writes
-    assert rig.hw.driver_configured is False   # the fake driver never answers: reported, not hidden
+    assert m.tmc_regs[0x6C] >> 24 & 0xF == rig.rp2hw.tmc_mres(64)   # MRES = 64 microsteps
+    assert m.tmc_regs[0x00] & 0x80                                 # mstep_reg_select
+    assert rig.hw.driver_configured is True and m.tmc_regs[2] == 43
+    rig.hw.stepper.enable(False)
+    m.tmc_regs = {2: 0}                                            # VM dropped: registers reset
+    rig.hw.stepper.enable(True)
+    assert m.tmc_regs[0x6C] >> 24 & 0xF == 2
+
+
+def test_silent_driver_keeps_the_motor_released(rig):
+    rig.machine.tmc_alive = False
+    with pytest.raises(RuntimeError, match=r"did not confirm 64 microsteps.*motor stays released"):
+        rig.hw.stepper.enable(True)
+    assert rig.machine.pins[PM["en_n"]].level == 1
+    assert not rig.hw.stepper.enabled() and rig.hw.driver_configured is False
