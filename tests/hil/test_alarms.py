@@ -1,0 +1,171 @@
+"""HIL: every alarm of issue 5 raised on the rig through a real fault or request: occlusion (time to alarm), stall, reservoir low/empty, resets, clock lost, limit refused, bolus denied, corrupt state."""
+import pytest
+
+from pumpcore import alarms as al
+from pumpcore import logrec, wire
+from pumpcore import scheduler as sched
+from pumpctl.errors import RefusedError
+
+from .helpers import active_alarms, events, pull_log, wall_day_ms
+
+CONC = 2000
+
+
+def _alarm_seen(pump, code):
+    return code in active_alarms(pump)
+
+
+def _motor_held(pump):
+    return not pump.status().flags & wire.STATUS_FLAG_MOTOR_ON
+
+
+def test_occlusion_time_to_alarm(rig, pump, program, faults, rig_clock, record):
+    faults.require("occlude", "clear_occlusion")
+    program("continuous_186.toml")
+    pl = pump.calibration().pl_per_step
+    rig_clock.sleep(600)
+    w0 = rig.world()
+    t0 = rig_clock.now()
+    faults.occlude()
+    rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_OCCLUSION), 6 * 3600, poll_rig_s=5,
+                       what="occlusion alarm")
+    t1 = rig_clock.now()
+    w1 = rig.world()
+    record("time to alarm at 186 ug/day", round((t1 - t0) / 60, 1), "min")
+    if "pulses" in w0:
+        steps = w1["pulses"] - w0["pulses"]
+        record("steps into the closed line before the alarm", steps, "microsteps")
+        record("volume not delivered before the alarm", round(steps * pl / 1000, 1), "nL")
+        record("drug not delivered before the alarm", round(steps * pl * CONC / 1e12, 3), "ug")
+        record("pressure at alarm", w1["pressure_pa"] / 1000, "kPa")
+    rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped by the occlusion alarm")
+    faults.clear_occlusion()
+    rig_clock.sleep(300)
+    pump.ack_alarm(al.ALARM_OCCLUSION)
+    rig_clock.wait_for(lambda: not _alarm_seen(pump, al.ALARM_OCCLUSION), 600, what="occlusion cleared")
+    st0 = pump.status()
+    rig_clock.sleep(600)
+    assert pump.status().delivered_total_ng > st0.delivered_total_ng, "basal did not resume after the clear"
+    log = pull_log(pump)
+    assert any(r[4] == al.ALARM_OCCLUSION for r in events(log, logrec.EV_ALARM_RAISED))
+
+
+def test_stall_alarm_stops_motor(rig, pump, program, faults, rig_clock, record):
+    faults.require("stall", "clear_stall")
+    program("continuous_186.toml")
+    rig_clock.sleep(300)
+    t0 = rig_clock.now()
+    faults.stall()
+    rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_STALL), 600, poll_rig_s=2, what="stall alarm")
+    record("time to stall alarm", round(rig_clock.now() - t0, 1), "s")
+    rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped by the stall alarm")
+    m0 = pump.status().missed_steps
+    rig_clock.sleep(600)
+    missed = pump.status().missed_steps - m0
+    record("missed steps counted in 10 min while stalled", missed, "microsteps")
+    faults.clear_stall()
+    pump.ack_alarm(al.ALARM_STALL)
+    rig_clock.wait_for(lambda: not _alarm_seen(pump, al.ALARM_STALL), 600, what="stall cleared")
+
+
+def test_reservoir_empty_at_end_stop(rig, pump, program, faults, rig_clock, record):
+    faults.require("empty_reservoir")
+    program("continuous_186.toml")
+    rig_clock.sleep(120)
+    t0 = rig_clock.now()
+    faults.empty_reservoir()
+    rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_RESERVOIR_EMPTY), 3600, poll_rig_s=2,
+                       what="reservoir-empty alarm")
+    record("time to reservoir-empty alarm", round(rig_clock.now() - t0, 1), "s")
+    rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped at the end stop")
+
+
+def test_reservoir_low_volume_and_days(rig, pump, program, record):
+    # the program's thresholds: low_volume 2 mL, low_days 7; at 186 ug/day (93 uL/day)
+    pump.refill(500_000, CONC)          # 0.5 mL: below 2 mL and 5.4 days < 7
+    program("continuous_186.toml", fill_nl=None)
+    codes = active_alarms(pump)
+    st = pump.status()
+    record("reservoir estimate", st.reservoir_nl, "nL")
+    record("days to empty reported", round(st.empty_in_min / 1440, 2), "days")
+    assert al.ALARM_RESERVOIR_LOW_VOLUME in codes and al.ALARM_RESERVOIR_LOW_DAYS in codes, codes
+
+
+def test_limit_refused(rig, pump, program, record):
+    program("continuous_186.toml")
+    lim = pump.limits()
+    with pytest.raises(RefusedError) as ei:
+        pump.bolus(lim.max_bolus_ng + 1_000, 600_000)
+    record("refusal", str(ei.value))
+    assert al.ALARM_LIMIT_REFUSED in active_alarms(pump)
+    denied = events(pull_log(pump), logrec.EV_BOLUS_DENIED)
+    assert denied and denied[-1][6] == sched.REFUSE_MAX_BOLUS
+    assert not pump.status().bolus_active
+
+
+def test_patient_bolus_denied_alarm(rig, pump, program):
+    program("patient_bolus.toml")       # lockout 3 h starts at programming
+    with pytest.raises(RefusedError):
+        pump.patient_bolus()
+    assert al.ALARM_BOLUS_DENIED in active_alarms(pump)
+
+
+def test_reset_by_power_loss_and_clock_lost(rig, pump, program, faults, rig_clock, record):
+    faults.require("power_cut")
+    program("continuous_186.toml")
+    rig_clock.sleep(600)
+    before, t_before = pump.status(), rig_clock.now()
+    pump.close()
+    faults.power_cut(off_ms=30 * 60_000)     # 30 min without power
+    from pumpctl.pump import Pump
+    with Pump.open(rig.port) as p:
+        codes = active_alarms(p)
+        assert al.ALARM_RESET_POWER in codes and al.ALARM_CLOCK_LOST in codes, codes
+        with pytest.raises(RefusedError):    # boluses held until the time is set
+            p.bolus(10_000, 600_000)
+        # the true time now: the rig's wall clock before the cut plus the rig time since
+        true_ms = wall_day_ms(before) + int((rig_clock.now() - t_before) * 1000)
+        p.time_sync(true_ms // 86_400_000, true_ms % 86_400_000)
+        assert al.ALARM_CLOCK_LOST not in active_alarms(p)
+        log = pull_log(p)
+    resets = events(log, logrec.EV_RESET)
+    assert [r[4] for r in resets][-1] == 0   # RESET_POWER_ON
+    missed = events(log, logrec.EV_MISSED_VOLUME)
+    assert missed, "the time the pump was down is not logged as missed volume"
+    record("missed volume logged after 30 min off", missed[-1][4], "nL")
+    record("expected (93 uL/day x 30 min)", round(93_000 * 30 / 1440), "nL")
+
+
+def test_reset_by_watchdog(rig, pump, program, faults, rig_clock, record):
+    faults.require("hang")
+    program("continuous_186.toml")
+    rig_clock.sleep(300)
+    pump.close()
+    boots = rig.boots()
+    faults.hang()
+    rig.wait_boot(boots + 1, timeout_s=30)
+    causes = rig.reset_causes()
+    if causes:
+        assert causes[-1] == 1, causes        # the supervisor reset it as the RP2040 watchdog would
+    from pumpctl.pump import Pump
+    with Pump.open(rig.port) as p:
+        codes = active_alarms(p)
+        assert al.ALARM_RESET_WATCHDOG in codes, codes
+        resets = events(pull_log(p), logrec.EV_RESET)
+    assert resets[-1][4] == 1, resets[-1]      # RESET_WATCHDOG logged as the cause
+
+
+def test_corrupt_stored_state(rig, pump, program, faults, rig_clock, record):
+    faults.require("corrupt_state")
+    program("continuous_186.toml")
+    rig_clock.sleep(300)
+    pump.close()
+    faults.corrupt_state()
+    from pumpctl.pump import Pump
+    with Pump.open(rig.port) as p:
+        codes = active_alarms(p)
+        record("alarms after boot on corrupt state", str(sorted(al.alarm_name(c) for c in codes)))
+        assert al.ALARM_STATE_CORRUPT in codes, codes
+        rig_clock.sleep(60)
+        assert not p.status().flags & wire.STATUS_FLAG_MOTOR_ON
+        assert events(pull_log(p), logrec.EV_STATE_LOST)
