@@ -103,6 +103,25 @@ class BolusGate:
         if self.ring_used < MAX_PATIENT_PER_24H:
             self.ring_used += 1
 
+    def shift(self, clock, new_day, new_ms):
+        """The wall clock is being corrected from `clock`'s time to (new_day, new_ms): move every anchor
+        with it, so the lockout left, the patient boluses of the last 24 h and the rolling-24 h
+        ledger keep their elapsed-time meaning (a clock correction never frees a lockout or a
+        cap early). The ledger moves by whole buckets rounded toward "more recent" (conservative).
+        Runs at a time sync only; may use big ints there."""
+        delta = (new_day - clock.day) * MS_PER_DAY + new_ms - clock.ms
+        if delta == 0:
+            return
+        if self.lock_day >= 0:
+            self.lock_day, self.lock_ms = _moved(self.lock_day, self.lock_ms, delta)
+        for i in range(self.ring_used):
+            self.ring_day[i], self.ring_ms[i] = _moved(self.ring_day[i], self.ring_ms[i], delta)
+        if self.abs_bucket >= 0:
+            a = -(-delta // BUCKET_MS) + self.abs_bucket
+            now = new_day * BUCKETS_PER_DAY + new_ms // BUCKET_MS
+            self.abs_bucket = a if a < now else now
+            self.cur = self.abs_bucket % N_BUCKETS
+
     def snapshot(self):
         """Plain tuple of ints for persistence."""
         return (tuple(self.buckets), self.abs_bucket, tuple(self.ring_day), tuple(self.ring_ms),
@@ -117,3 +136,11 @@ class BolusGate:
         self.ring_day = list(rd)
         self.ring_ms = list(rm)
         self.cur = self.abs_bucket % N_BUCKETS if self.abs_bucket >= 0 else 0
+
+
+def _moved(day, ms, delta):
+    """(day, ms_of_day) moved by delta ms; clamped at day 0 (before the epoch means "long ago")."""
+    t = day * MS_PER_DAY + ms + delta
+    if t < 0:
+        return 0, 0
+    return t // MS_PER_DAY, t % MS_PER_DAY

@@ -199,7 +199,10 @@ class DoseScheduler:
         return REFUSE_OK
 
     def set_time(self, day, ms_of_day):
-        """Time sync: jump the wall clock (no delivery for the jump); boundaries re-armed."""
+        """Time sync: jump the wall clock (no delivery for the jump); boundaries re-armed. The
+        lockout, the patient-bolus count and the 24 h ledger keep their elapsed-time meaning
+        (BolusGate.shift): correcting the clock never frees a lockout or a cap early."""
+        self.gate.shift(self.clock, day, ms_of_day)
         self.clock.set(day, ms_of_day)
         self.gate.roll(self.clock)
         self._arm_timers()
