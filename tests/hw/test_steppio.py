@@ -123,11 +123,11 @@ def check_train(sm, segments, back_to_back=True):
     assert sm.state.pin_values >> STEP & 1 == 0
 
 
-segment = st.tuples(st.integers(1, 12), st.integers(steppio.MIN_PERIOD_US, 300), st.integers(0, 1))
+segment = st.tuples(st.integers(1, 40), st.integers(steppio.MIN_PERIOD_US, 2000), st.integers(0, 1))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(segment, min_size=1, max_size=5))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segment, min_size=1, max_size=6))
 def test_n_steps_give_exactly_n_pulses_at_the_period(segments):
     sm, gen = make()
     feed(sm, gen, segments)
@@ -179,8 +179,8 @@ def test_queue_refuses_when_full_and_never_blocks():
     assert gen.steps_done() == 5 * accepted and not gen.busy()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(segment, min_size=1, max_size=4), st.integers(0, 6000), st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segment, min_size=1, max_size=4), st.integers(0, 60_000), st.data())
 def test_abort_counts_exactly_what_was_made(segments, run_for, data):
     sm, gen = make()
     total = sum(s[0] for s in segments)
