@@ -29,3 +29,10 @@ def nl_from_ng(ng, conc_ug_ml):
 def wall_day_ms(status):
     """The rig's wall clock of a status, in ms since 2000-01-01."""
     return status.day * 86_400_000 + status.ms_of_day
+
+
+def open_pump(rig):
+    """A new Pump on the rig (after a reset), with the plugin's timeout."""
+    from pumpctl.hil.fixtures import PUMP_TIMEOUT_S
+    from pumpctl.pump import Pump
+    return Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S)

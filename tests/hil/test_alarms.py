@@ -6,7 +6,7 @@ from pumpcore import logrec, wire
 from pumpcore import scheduler as sched
 from pumpctl.errors import RefusedError
 
-from .helpers import active_alarms, events, pull_log, wall_day_ms
+from .helpers import active_alarms, events, pull_log, wall_day_ms, open_pump
 
 CONC = 2000
 
@@ -117,8 +117,7 @@ def test_reset_by_power_loss_and_clock_lost(rig, pump, program, faults, rig_cloc
     before, t_before = pump.status(), rig_clock.now()
     pump.close()
     faults.power_cut(off_ms=30 * 60_000)     # 30 min without power
-    from pumpctl.pump import Pump
-    with Pump.open(rig.port) as p:
+    with open_pump(rig) as p:
         codes = active_alarms(p)
         assert al.ALARM_RESET_POWER in codes and al.ALARM_CLOCK_LOST in codes, codes
         with pytest.raises(RefusedError):    # boluses held until the time is set
@@ -147,8 +146,7 @@ def test_reset_by_watchdog(rig, pump, program, faults, rig_clock, record):
     causes = rig.reset_causes()
     if causes:
         assert causes[-1] == 1, causes        # the supervisor reset it as the RP2040 watchdog would
-    from pumpctl.pump import Pump
-    with Pump.open(rig.port) as p:
+    with open_pump(rig) as p:
         codes = active_alarms(p)
         assert al.ALARM_RESET_WATCHDOG in codes, codes
         resets = events(pull_log(p), logrec.EV_RESET)
@@ -161,8 +159,7 @@ def test_corrupt_stored_state(rig, pump, program, faults, rig_clock, record):
     rig_clock.sleep(300)
     pump.close()
     faults.corrupt_state()
-    from pumpctl.pump import Pump
-    with Pump.open(rig.port) as p:
+    with open_pump(rig) as p:
         codes = active_alarms(p)
         record("alarms after boot on corrupt state", str(sorted(al.alarm_name(c) for c in codes)))
         assert al.ALARM_STATE_CORRUPT in codes, codes

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pumpcore import logrec, wire
+from pumpcore import logrec
 from pumpcore import scheduler as sched
 from pumpctl.errors import RefusedError
 

@@ -1,7 +1,6 @@
 """HIL: deploy with pumpctl deploy, program upload with review and confirm, every example program accepted by the rig."""
 import pytest
 
-from pumpcore import wire
 
 from .helpers import EXAMPLE_FILES
 

@@ -21,6 +21,7 @@ from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig,
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "programs"
 DEFAULT_TIME_SCALE = 1000.0
+PUMP_TIMEOUT_S = 5.0   # per try; a loaded CI machine can hold the virtual rig's relay for seconds
 EPOCH = datetime.date(2000, 1, 1)
 
 REPORT_KEY = pytest.StashKey[HilReport]()
@@ -170,7 +171,7 @@ def pump(rig: Rig) -> Iterator[Any]:
     deadline = time.monotonic() + 10.0
     while True:
         try:
-            p = Pump.open(rig.port, timeout_s=2.0, retries=2)
+            p = Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S, retries=2)
             break
         except Exception:
             if time.monotonic() > deadline:

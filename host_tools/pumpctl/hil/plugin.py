@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from . import hooks
-from .fixtures import (balance, bench_rig, faults, hil_base, hil_options, hil_report, pump,  # noqa: F401
-                       program, record, rig, rig_clock, sim_image)
+from . import fixtures, hooks
+from .fixtures import hil_report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,20 +36,22 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.register(fixtures, "pumprig-fixtures")
     config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")
     config.addinivalue_line("markers", "sim_only(reason): the check needs the virtual rig (skipped on "
                                        "other rigs with the reason)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rig = config.getoption("rig") or "sim"
-    if rig == "sim":
+    kind = config.getoption("rig") or "sim"
+    if kind == "sim":
         return
     for item in items:
         m = item.get_closest_marker("sim_only")
         if m is not None:
             reason = m.args[0] if m.args else m.kwargs.get("reason", "needs the virtual rig")
-            item.add_marker(pytest.mark.skip(reason="--rig %s: %s" % (rig, reason)))
+            item.add_marker(pytest.mark.skip(reason="--rig %s: %s" % (kind, reason)))
 
 
 @pytest.hookimpl(hookwrapper=True)
