@@ -275,16 +275,33 @@ def parse_amount(text: str, field: str, default_unit: str, parser: Any, limit: i
     return value
 
 
+def fastest_bolus_ms(dose_ng: int, limits: Any) -> int:
+    """Shortest duration (ms) for `dose_ng` that keeps basal + bolus within the flow limit for any
+    program the rig accepts: dose over (max flow - max basal rate), rounded up.
+
+    The flow limit is the rig's `max_flow_ng_day` when it reports one, else pumpcore.limits'
+    default (the wire's limits read does not carry it yet)."""
+    from pumpcore.limits import HardLimits
+    flow = _get(limits, "max_flow_ng_day") or HardLimits().max_flow_ng_day
+    headroom = int(flow) - int(_get(limits, "max_rate_ng_day"))
+    if headroom <= 0:
+        raise UsageError("the rig's max flow %d ng/day leaves no room above its max rate; give --over" % flow)
+    return max(1, -(-dose_ng * 86_400_000 // headroom))
+
+
 def cmd_bolus(args: argparse.Namespace) -> int:
     from pumpcore import units
     dose_ng = parse_amount(args.ug, "bolus dose", "ug", units.parse_dose_ng, 2**30 - 1)
-    if args.over is not None and not 0 <= args.over <= MAX_BOLUS_MIN:
-        raise UsageError("--over = %d: bolus duration must be 0..%d min" % (args.over, MAX_BOLUS_MIN))
-    duration_ms = (args.over or 0) * 60_000
+    if args.over is not None and not 1 <= args.over <= MAX_BOLUS_MIN:
+        raise UsageError("--over = %d: bolus duration must be 1..%d min" % (args.over, MAX_BOLUS_MIN))
     with open_pump(args) as pump:
+        if args.over is None:
+            duration_ms = fastest_bolus_ms(dose_ng, pump.limits())
+        else:
+            duration_ms = args.over * 60_000
         pump.bolus(dose_ng, duration_ms)
-    print("bolus of %s over %s started" % (output.ug(dose_ng), "the shortest time" if not duration_ms
-                                             else output.duration_ms(duration_ms)))
+    print("bolus of %s over %s started" % (output.ug(dose_ng), output.duration_ms(duration_ms)
+                                          if duration_ms >= 1000 else "%d ms" % duration_ms))
     return 0
 
 
@@ -411,7 +428,8 @@ def register_device_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_alarms)
     p = add_common(sub.add_parser("bolus", help="clinician bolus of UG micrograms"))
     p.add_argument("ug", metavar="UG", help="dose: ug by default (50, 12.5) or with a unit (0.05 mg)")
-    p.add_argument("--over", type=int, metavar="MIN", help="deliver over MIN minutes (default: fastest)")
+    p.add_argument("--over", type=int, metavar="MIN",
+                   help="deliver over MIN minutes (default: the fastest the rig's flow limit allows)")
     p.set_defaults(func=cmd_bolus)
     add_common(sub.add_parser("suspend", help="stop delivery (no catch-up on resume)")).set_defaults(func=cmd_suspend)
     add_common(sub.add_parser("resume", help="resume delivery")).set_defaults(func=cmd_resume)

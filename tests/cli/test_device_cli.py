@@ -74,10 +74,12 @@ def test_alarms_list_and_ack(rig: FakeController, capsys: pytest.CaptureFixture[
 def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "bolus", "50", "--over", "30")[0] == 0
     assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 30 * 60_000)
-    assert run(capsys, "bolus", "12.345")[0] == 0
-    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 12_345, 0)
+    # without --over: the fastest the flow limit allows above the highest basal any program may run:
+    # 50_000 ng over (200_000_000 - 1_500_000) ng/day = 21_763.2 ms, rounded up
     assert run(capsys, "bolus", "0.05 mg")[0] == 0
-    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 0)
+    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 21_764)
+    assert run(capsys, "bolus", "12.345")[0] == 0
+    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 12_345, 5_374)
     assert run(capsys, "suspend")[0] == 0 and rig.calls[-1] == ("suspend",)
     assert run(capsys, "resume")[0] == 0 and rig.calls[-1] == ("resume",)
     assert run(capsys, "refill", "--volume-ml", "18.5", "--concentration", "2000")[0] == 0
@@ -94,7 +96,8 @@ def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pyte
     (("bolus", "0"), "bolus dose = 0: must be above 0 ug"),
     (("bolus", "1.0001"), "bolus dose = '1.0001 ug': more decimals than the base unit can hold"),
     (("bolus", "5 ml"), "bolus dose = '5 ml': unit must be one of ng, ug, mg"),
-    (("bolus", "5", "--over", "2000"), "--over = 2000: bolus duration must be 0..1440 min"),
+    (("bolus", "5", "--over", "2000"), "--over = 2000: bolus duration must be 1..1440 min"),
+    (("bolus", "5", "--over", "0"), "--over = 0: bolus duration must be 1..1440 min"),
     (("refill", "--volume-ml", "-3", "--concentration", "2000"), "--volume-ml = '-3 mL': no number at the start"),
     (("refill", "--volume-ml", "20", "--concentration", "2 g/mL"), "unit must be ug/mL or mg/mL"),
     (("time", "sync", "--at", "tomorrow"), "--at = 'tomorrow': not an ISO date-time"),
