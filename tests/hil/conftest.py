@@ -1,7 +1,7 @@
 """Loads the HIL plugin for this suite (until pyproject registers it as the pytest11 entry point `pumprig`) and marks rig tests."""
 import pytest
 
-pytest_plugins = ["pumpctl.hil.plugin"]
+pytest_plugins = ["pumpctl.hil.plugin", "pytester"]
 
 
 def pytest_collection_modifyitems(items):

@@ -36,7 +36,7 @@ def test_occlusion_time_to_alarm(rig, pump, program, faults, rig_clock, record):
         steps = w1["pulses"] - w0["pulses"]
         record("steps into the closed line before the alarm", steps, "microsteps")
         record("volume not delivered before the alarm", round(steps * pl / 1000, 1), "nL")
-        record("drug not delivered before the alarm", round(steps * pl * CONC / 1e12, 3), "ug")
+        record("drug not delivered before the alarm", round(steps * pl * CONC / 1e9, 3), "ug")
         record("pressure at alarm", w1["pressure_pa"] / 1000, "kPa")
     rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped by the occlusion alarm")
     faults.clear_occlusion()

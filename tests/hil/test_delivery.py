@@ -76,7 +76,7 @@ def test_clinician_bolus_50_ug(rig, pump, program, balance, rig_clock, record, d
     record("bolus delivered by count", round(bolus_ng / 1000, 3), "ug")
     assert abs(bolus_ng - 50_000) <= 2 * step_ng
     bolus_mass_ug = (b1.mass_g - b0.mass_g) * 1e6 - nl_from_ng(basal_ng, CONC)
-    record("bolus on the balance (as drug)", round(bolus_mass_ug * CONC / 1000, 2), "ug")
+    record("bolus on the balance (as drug)", round(bolus_mass_ug * CONC / 1e6, 3), "ug")
     assert abs(bolus_mass_ug - 25.0 * 1000) <= 4 * math.sqrt(2) * NOISE_SD_G * 1e6 + 2 * pl / 1000 + 30
     log = pull_log(pump)
     starts = [r for r in events(log, logrec.EV_BOLUS_START) if r[4] == sched.BOLUS_CLINICIAN]

@@ -148,10 +148,10 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
         r = request.getfixturevalue("bench_rig")
         shared = True
     else:
-        made = config.hook.pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs")
+        made = config.hook.pytest_pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs")
         if made is None:
             raise pytest.UsageError("--rig %s: not 'sim', not a serial port, and no plugin makes that rig kind "
-                                    "(pumprig_make_rig hook)" % hil_options.rig)
+                                    "(pytest_pumprig_make_rig hook)" % hil_options.rig)
         r = made
         shared = bool(getattr(r, "shared", False))
     if not rep.rig:

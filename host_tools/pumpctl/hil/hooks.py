@@ -10,7 +10,7 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec(firstresult=True)
-def pumprig_make_rig(config: pytest.Config, kind: str, base: Any) -> Any:
+def pytest_pumprig_make_rig(config: pytest.Config, kind: str, base: Any) -> Any:
     """Return a started rig for `--rig KIND` (an object with the methods of
     pumpctl.hil.rigs.Rig: port, rig_id, time_scale, now_s, can, fault, boots, reset_causes,
     wait_boot, balance_reading, world, describe, stop), or None if KIND is not yours.

@@ -5,7 +5,7 @@ A `Rig` gives the suite what it cannot get through the pump's own protocol: the 
 (or the operator), the boot count and reset causes, and a balance read-out where the rig has
 one. Everything the suite checks about the pump itself goes through `pumpctl.pump.Pump`.
 
-Other rig kinds (the emulated Pico, `--rig emu`) plug in through the `pumprig_make_rig` hook
+Other rig kinds (the emulated Pico, `--rig emu`) plug in through the `pytest_pumprig_make_rig` hook
 (see hooks.py): they return an object with the same methods.
 Units: rig time in seconds (float), off times and gaps in ms, volumes in nL, masses in grams.
 """

@@ -1,0 +1,103 @@
+"""The HIL plugin itself, without a rig: report rendering, figure checks, bench-rig skip reasons, --rig KIND through the hook, sim_only skips."""
+import pytest
+
+from pumpctl.hil.report import HilReport, Series
+from pumpctl.hil.rigs import BenchRig, FaultUnavailable
+
+
+
+def test_report_markdown_and_plot(tmp_path):
+    rep = HilReport()
+    rep.rig.update({"kind": "virtual rig", "rig_id": "hil-1"})
+    rep.firmware["deploy"] = "ok"
+    rep.record("tests/hil/x.py::test_a", "time to alarm", 6.25, "min")
+    rep.add_series("tests/hil/x.py::test_a", Series("basal", [0, 1, 2], {"balance": [0, 3.9, 7.8]}, "h", "mg"))
+    rep.outcome("tests/hil/x.py::test_a", "call", "passed", 1.5, "")
+    rep.outcome("tests/hil/x.py::test_b", "setup", "skipped", 0.0, "bench rig: stall needs the operator")
+    rep.outcome("tests/hil/x.py::test_c", "call", "failed", 0.2, "assert 1 == 2")
+    out = rep.write(tmp_path / "r.md")
+    text = out.read_text()
+    assert "| test_a | passed | time to alarm = 6.25 min |" in text
+    assert "| test_b | skipped |" in text and "needs the operator" in text
+    assert "| test_c | FAILED |" in text and "assert 1 == 2" in text
+    assert "hil-1" in text and "1 failed, 1 passed, 1 skipped" in text
+    pngs = list((tmp_path / "r_plots").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].read_bytes()[:4] == b"\x89PNG"
+    assert "r_plots/%s" % pngs[0].name in text
+
+
+def test_record_rejects_bad_figures():
+    rep = HilReport()
+    with pytest.raises(ValueError, match="figure x value = None"):
+        rep.record("t", "x", None)
+    with pytest.raises(ValueError, match="figure name = ''"):
+        rep.record("t", "", 1)
+    with pytest.raises(ValueError, match="2 y values for 3 x values"):
+        rep.add_series("t", Series("s", [0, 1, 2], {"y": [1, 2]}, "h", "mg"))
+
+
+def test_bench_rig_without_operator_names_the_reason():
+    rig = BenchRig("/dev/ttyACM9", None, None, "bench-1")
+    assert "--operator" in rig.can("occlude")
+    assert rig.can("corrupt_state") == "" and rig.can("hang") == ""
+    with pytest.raises(FaultUnavailable, match="stall needs the operator"):
+        rig.fault("stall")
+    with pytest.raises(Exception, match="fault = 'melt': unknown"):
+        rig.can("melt")
+
+
+def test_bench_rig_asks_the_operator():
+    asked = []
+    rig = BenchRig("/dev/ttyACM9", asked.append, None, "bench-1")
+    rig.fault("occlude")
+    assert asked and "Clamp the outlet" in asked[0]
+
+
+HOOK_CONFTEST = '''
+import pytest
+pytest_plugins = ["pumpctl.hil.plugin"]
+
+class FakeRig:
+    kind = "fake"
+    port = "/dev/null"
+    rig_id = "fake-1"
+    time_scale = 1.0
+    deploy = None
+    stopped = []
+    def describe(self):
+        return {"kind": "fake"}
+    def stop(self):
+        FakeRig.stopped.append(1)
+
+def pytest_pumprig_make_rig(config, kind, base):
+    if kind == "fake":
+        return FakeRig()
+'''
+
+HOOK_TEST = '''
+import pytest
+
+def test_uses_hook_rig(rig):
+    assert rig.kind == "fake" and rig.rig_id == "fake-1"
+
+@pytest.mark.sim_only("needs the physical model")
+def test_sim_only():
+    pass
+'''
+
+
+def test_rig_kind_from_the_hook_and_sim_only_skip(pytester):
+    pytester.makeconftest(HOOK_CONFTEST)
+    pytester.makepyfile(test_h=HOOK_TEST)
+    res = pytester.runpytest_subprocess("--rig", "fake", "-rs", "--rig-report", str(pytester.path / "rep.md"))
+    res.assert_outcomes(passed=1, skipped=1)
+    res.stdout.fnmatch_lines(["*--rig fake: needs the physical model*"])
+    assert "test_uses_hook_rig | passed" in (pytester.path / "rep.md").read_text()
+
+
+def test_unknown_rig_kind_is_a_usage_error(pytester):
+    pytester.makeconftest('pytest_plugins = ["pumpctl.hil.plugin"]\n')
+    pytester.makepyfile(test_u="def test_x(rig):\n    pass\n")
+    res = pytester.runpytest_subprocess("--rig", "nosuchkind")
+    res.stdout.fnmatch_lines(["*--rig nosuchkind: not 'sim', not a serial port, and no plugin makes that rig kind*"])
+    assert res.ret != 0
