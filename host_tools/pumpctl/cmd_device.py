@@ -421,7 +421,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def register_device_commands(sub: argparse._SubParsersAction) -> None:
-    add_common(sub.add_parser("status", help="rate, delivered, reservoir, alarms, time")).set_defaults(func=cmd_status)
+    add_common(sub.add_parser("status", help="rate, delivered, reservoir, alarms, time",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="--json output, schema \"%s\":\n" % STATUS_SCHEMA + (status_doc.__doc__ or "").split("\n", 2)[2])
+               ).set_defaults(func=cmd_status)
     p = add_common(sub.add_parser("alarms", help="list alarms; `alarms ack ID` acknowledges one"))
     p.add_argument("action", nargs="?", choices=["list", "ack"], default="list")
     p.add_argument("id", nargs="?", type=int, help="alarm ID (for ack)")

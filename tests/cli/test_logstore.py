@@ -141,3 +141,16 @@ def test_exports_carry_every_record(tmp_path: Path) -> None:
     assert json.loads(rows[4]["detail"]) == lines[4]["detail"] == {
         "hour": 5, "delivered_ng": 5 * 7750, "delivered_steps": 15, "missed_steps": 0}
     assert bytes.fromhex(lines[4]["raw_hex"]) == ring.records[5]
+
+
+def test_long_pull_drives_the_progress_bar(tmp_path: Path) -> None:
+    import io
+    from pumpctl import output
+    ring = Ring()
+    ring.append(500)
+    buf = io.StringIO()
+    bar = output.Progress(0, "pulling log", stream=buf, force=True, width=10)
+    with LogStore(tmp_path / "r.sqlite", "rig-a") as store:
+        cmd_logs.pull(ring.read, store, bar)
+    text = buf.getvalue()
+    assert "31/500" in text and text.rstrip().endswith("[##########] 500/500")
