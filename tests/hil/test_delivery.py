@@ -175,6 +175,7 @@ def test_refill_with_bridge_bolus(rig, pump, program, balance, rig_clock, record
     assert pump.status().program_crc == up.crc
 
 
+@pytest.mark.sim_only("counts the motor's pulses in the physical model")
 def test_no_delivery_counted_while_an_alarm_holds_the_motor(rig, pump, program, rig_clock, record):
     """A fresh rig boots with reservoir-empty latched (its estimate is 0). Refill and commit a
     program but do not acknowledge: the motor must stay held, and what the pump reports as
