@@ -75,6 +75,7 @@ def pull(read: ReadLog, store: LogStore, progress: output.Progress | None = None
         start += len(decoded)
         if progress is not None:
             progress.update(pulled)
+    store.flush()
     if progress is not None:
         progress.finish()
     return {"pulled": pulled, "undecodable": bad, "gaps": [list(g) for g in gaps],
