@@ -1,4 +1,7 @@
 """The HIL plugin itself, without a rig: report rendering, figure checks, bench-rig skip reasons, --rig KIND through the hook, sim_only skips."""
+import subprocess
+import sys
+
 import pytest
 
 from pumpctl.hil.report import HilReport, Series
@@ -54,20 +57,16 @@ def test_bench_rig_asks_the_operator():
 
 
 HOOK_CONFTEST = '''
-import pytest
-pytest_plugins = ["pumpctl.hil.plugin"]
-
 class FakeRig:
     kind = "fake"
     port = "/dev/null"
     rig_id = "fake-1"
     time_scale = 1.0
     deploy = None
-    stopped = []
     def describe(self):
         return {"kind": "fake"}
     def stop(self):
-        FakeRig.stopped.append(1)
+        pass
 
 def pytest_pumprig_make_rig(config, kind, base):
     if kind == "fake":
@@ -86,18 +85,23 @@ def test_sim_only():
 '''
 
 
-def test_rig_kind_from_the_hook_and_sim_only_skip(pytester):
-    pytester.makeconftest(HOOK_CONFTEST)
-    pytester.makepyfile(test_h=HOOK_TEST)
-    res = pytester.runpytest_subprocess("--rig", "fake", "-rs", "--rig-report", str(pytester.path / "rep.md"))
-    res.assert_outcomes(passed=1, skipped=1)
-    res.stdout.fnmatch_lines(["*--rig fake: needs the physical model*"])
-    assert "test_uses_hook_rig | passed" in (pytester.path / "rep.md").read_text()
+def _run_pytest(tmp_path, conftest, test, *args):
+    """Run pytest with the plugin (-p, as the entry point loads it) on a scratch test dir."""
+    (tmp_path / "conftest.py").write_text(conftest)
+    (tmp_path / "test_h.py").write_text(test)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "pumpctl.hil.plugin", "-q", "-rs",
+                           "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
 
-def test_unknown_rig_kind_is_a_usage_error(pytester):
-    pytester.makeconftest('pytest_plugins = ["pumpctl.hil.plugin"]\n')
-    pytester.makepyfile(test_u="def test_x(rig):\n    pass\n")
-    res = pytester.runpytest_subprocess("--rig", "nosuchkind")
-    res.stdout.fnmatch_lines(["*--rig nosuchkind: not 'sim', not a serial port, and no plugin makes that rig kind*"])
-    assert res.ret != 0
+def test_rig_kind_from_the_hook_and_sim_only_skip(tmp_path):
+    res = _run_pytest(tmp_path, HOOK_CONFTEST, HOOK_TEST, "--rig", "fake", "--rig-report", str(tmp_path / "rep.md"))
+    assert "1 passed, 1 skipped" in res.stdout, res.stdout + res.stderr
+    assert "--rig fake: needs the physical model" in res.stdout
+    assert "test_uses_hook_rig | passed" in (tmp_path / "rep.md").read_text()
+
+
+def test_unknown_rig_kind_is_a_usage_error(tmp_path):
+    res = _run_pytest(tmp_path, "", "def test_x(rig):\n    pass\n", "--rig", "nosuchkind")
+    assert "--rig nosuchkind: not 'sim', not a serial port, and no plugin makes that rig kind" in res.stdout + res.stderr
+    assert res.returncode != 0

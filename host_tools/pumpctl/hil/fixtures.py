@@ -31,14 +31,15 @@ class HilOptions:
     """The plugin's command-line options, checked."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.rig: str = config.getoption("rig") or "sim"
-        self.time_scale: float = float(config.getoption("rig_time_scale") or DEFAULT_TIME_SCALE)
+        # defaults given: in a whole-tree run a late-loaded conftest adds the options after parsing
+        self.rig: str = config.getoption("rig", "sim") or "sim"
+        self.time_scale: float = float(config.getoption("rig_time_scale", None) or DEFAULT_TIME_SCALE)
         if not 1 <= self.time_scale <= 5000:
             raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000" % self.time_scale)
-        self.report: str | None = config.getoption("rig_report")
-        self.balance: str | None = config.getoption("balance")
-        self.operator: bool = bool(config.getoption("operator"))
-        self.deploy: bool = not config.getoption("no_deploy")
+        self.report: str | None = config.getoption("rig_report", None)
+        self.balance: str | None = config.getoption("balance", None)
+        self.operator: bool = bool(config.getoption("operator", False))
+        self.deploy: bool = not config.getoption("no_deploy", False)
 
     @property
     def is_sim(self) -> bool:

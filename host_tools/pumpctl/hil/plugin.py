@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    kind = config.getoption("rig") or "sim"
+    kind = config.getoption("rig", "sim") or "sim"
     if kind == "sim":
         return
     for item in items:
@@ -70,7 +70,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    path = session.config.getoption("rig_report")
+    path = session.config.getoption("rig_report", None)
     if not path:
         return
     report = hil_report(session.config)
