@@ -27,8 +27,19 @@ def test_occlusion_time_to_alarm(rig, pump, program, faults, rig_clock, record):
     w0 = rig.world()
     t0 = rig_clock.now()
     faults.occlude()
-    rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_OCCLUSION), 6 * 3600, poll_rig_s=5,
-                       what="occlusion alarm")
+    trace_t, trace_kpa = [], []
+
+    def alarmed():
+        w = rig.world()
+        if "pressure_pa" in w:
+            trace_t.append((rig_clock.now() - t0) / 60)
+            trace_kpa.append(w["pressure_pa"] / 1000)
+        return _alarm_seen(pump, al.ALARM_OCCLUSION)
+
+    rig_clock.wait_for(alarmed, 6 * 3600, poll_rig_s=5, what="occlusion alarm")
+    if trace_t:
+        record.series("line pressure after the occlusion", trace_t, {"pressure (kPa)": trace_kpa},
+                      "rig time since occlusion (min)", "kPa")
     t1 = rig_clock.now()
     w1 = rig.world()
     record("time to alarm at 186 ug/day", round((t1 - t0) / 60, 1), "min")

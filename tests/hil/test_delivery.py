@@ -51,6 +51,10 @@ def test_basal_186_ug_day_balance_vs_delivered(rig, pump, program, balance, rig_
     record("wall time for %.0f h of rig time" % hours, round(rig_clock.wall_s(hours * 3600), 1), "s")
     record.series("basal 186 ug/day", xs, {"balance (mg)": bal_mg, "delivered count (mg)": dev_mg},
                   "rig time (h)", "mass (mg)")
+    record.series("balance minus delivered count", xs,
+                  {"balance - count (ug)": [(b - d) * 1e3 for b, d in zip(bal_mg, dev_mg)],
+                   "+tolerance (ug)": [tol_g * 1e6] * len(xs), "-tolerance (ug)": [-tol_g * 1e6] * len(xs)},
+                  "rig time (h)", "mass (ug)")
     assert abs(measured_g - expected_g) <= tol_g, (measured_g, expected_g, tol_g)
 
 
