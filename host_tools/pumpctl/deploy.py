@@ -26,6 +26,9 @@ DEFAULT_FIRMWARE_DIR = REPO / "firmware"
 DEFAULT_HW_DIR = REPO / "hw"
 HW_FILES = ("pinmap.json", "mechanism.json")
 SOURCE_ONLY = ("main.py", "boot.py")  # the boot path stays source on every target
+# Modules only the virtual rig imports (the simulated twin and its physical model): a Pico
+# (real or emulated, sys.platform "rp2") builds pumphw.rp2hw and never loads them.
+SIM_ONLY_PREFIXES = ("pumpsim/", "pumphw/simhw.py")
 DEFAULT_KEY_FILE = "rigkey.bin"  # relative to the device root (== /rigkey.bin on a Pico)
 KEY_BYTES = 32
 
@@ -280,11 +283,15 @@ def _snapshot(src: Path, dst: Path) -> Path:
 
 
 def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str | None,
-                arch: str | None) -> list[DeployFile]:
-    """Compile (when `compiler` is given) or copy every file into `build_dir`; list them to copy."""
+                arch: str | None, platform: str = "") -> list[DeployFile]:
+    """Compile (when `compiler` is given) or copy every file into `build_dir`; list them to copy.
+
+    On a Pico (`platform` "rp2") the simulation-only modules are left out."""
     files: list[DeployFile] = []
     for src in firmware_sources(firmware_dir):
         rel = src.relative_to(firmware_dir).as_posix()
+        if platform == "rp2" and rel.startswith(SIM_ONLY_PREFIXES):
+            continue
         if compiler is None or rel in SOURCE_ONLY:
             files.append(DeployFile(_snapshot(src, build_dir / rel), rel, "source"))
             continue
@@ -468,11 +475,11 @@ def restart(mp: Mpremote, target: TargetInfo) -> str:
             pass  # the reset drops the USB link before mpremote sees the end of the exec
         return "machine.reset() (real or emulated Pico)"
     from . import virtualrig
-    restart_fn = getattr(virtualrig, "restart", None)
-    if restart_fn is None:
-        raise PumpError("the virtual rig on %s cannot be restarted from here: restart it with pumpctl sim start"
-                        % mp.port)
-    restart_fn(mp.port)
+    try:
+        virtualrig.restart(mp.port)
+    except PumpError as exc:
+        raise PumpError("firmware deployed and verified on %s, but the virtual rig could not be restarted (%s): "
+                        "restart it with pumpctl sim stop + pumpctl sim start" % (mp.port, exc)) from None
     return "virtual rig restart (process restarted, flash directory kept)"
 
 
@@ -512,7 +519,8 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
     report = DeployReport(target, compiler is not None, compiler[1] if compiler else None, reason)
     log("deploy: " + reason)
     with tempfile.TemporaryDirectory(prefix="pumpctl-deploy-") as build:
-        files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch)
+        files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch,
+                            target.platform)
         report.files = files
         mp.exec(prepare_code(files), "preparing directories")
         if full:

@@ -224,3 +224,11 @@ def test_deploy_to_the_wrong_rig_copies_nothing(repl_rig: ReplRig, tiny_firmware
         deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, rig_id="bench-1", expect_rig="bench-2",
                       log=lambda m: None)
     assert list(repl_rig.root.iterdir()) == []
+
+
+def test_pico_plan_leaves_out_the_simulation(tmp_path: Path) -> None:
+    sim = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "a", None, None, "linux")
+    pico = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None, "rp2")
+    left_out = {f.remote for f in sim} - {f.remote for f in pico}
+    assert "pumphw/simhw.py" in left_out and all(r.startswith(deploy.SIM_ONLY_PREFIXES) for r in left_out)
+    assert {"main.py", "pumphw/rp2hw.py", "pumpfw/app.py", "pinmap.json"} <= {f.remote for f in pico}
