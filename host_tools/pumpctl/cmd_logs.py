@@ -9,7 +9,7 @@ from pumpcore import logrec
 
 from . import output
 from .cmd_device import add_common, open_pump, rig_hello
-from .errors import ProtocolError
+from .errors import ProtocolError, UsageError
 from .logstore import LogStore, StoredRecord, default_store_path
 
 BATCH = 31            # records per log-read request (wire.MAX_LOG_RECORDS)
@@ -103,12 +103,16 @@ def run_pull(args: argparse.Namespace) -> int:
             bar.enabled = bar.enabled and next_seq - (first or 0) >= PROGRESS_FROM
             result = pull(read, store, bar)
             result.update({"rig_id": rig_id, "store": str(path)})
-            if args.csv:
-                result["csv_rows"] = store.export_csv(args.csv)
-                result["csv"] = str(args.csv)
-            if args.jsonl:
-                result["jsonl_rows"] = store.export_jsonl(args.jsonl)
-                result["jsonl"] = str(args.jsonl)
+            try:
+                if args.csv:
+                    result["csv_rows"] = store.export_csv(args.csv)
+                    result["csv"] = str(args.csv)
+                if args.jsonl:
+                    result["jsonl_rows"] = store.export_jsonl(args.jsonl)
+                    result["jsonl"] = str(args.jsonl)
+            except OSError as exc:
+                raise UsageError("pulled %d record(s) into %s, but cannot write the export %s: %s"
+                                 % (result["pulled"], path, exc.filename, exc.strerror)) from None
 
     def human(d: dict[str, Any]) -> str:
         lines = ["rig %s: pulled %d new record(s) into %s (%d stored, last seq %s)"

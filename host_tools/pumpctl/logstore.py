@@ -86,7 +86,10 @@ class LogStore:
     def __init__(self, path: Path, rig_id: str) -> None:
         self.path = Path(path)
         self.rig_id = rig_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError("cannot create the log store directory %s: %s" % (self.path.parent, exc.strerror)) from None
         try:
             self.db = sqlite3.connect(str(self.path))
             # WAL with synchronous=NORMAL: a batch commit costs no fsync (a pull stays above
@@ -97,6 +100,8 @@ class LogStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
             stored = self._meta("rig_id")
+        except sqlite3.OperationalError as exc:
+            raise UsageError("cannot open log store %s: %s" % (self.path, exc)) from None
         except sqlite3.DatabaseError as exc:
             raise UsageError("log store %s is not a pumpctl SQLite store: %s" % (self.path, exc)) from None
         if stored is None:

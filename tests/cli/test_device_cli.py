@@ -158,3 +158,13 @@ def test_logs_pull_cli_incremental_with_exports(rig: FakeController, capsys: pyt
     rc, out, _ = run(capsys, "logs", "pull")
     assert rc == 0 and "pulled 7 new record(s)" in out and "107 stored" in out
     assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 100
+
+
+def test_unwritable_export_and_store_are_one_line(rig: FakeController, capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    rig.add_log(5)
+    rc, _, err = run(capsys, "logs", "pull", "--csv", str(tmp_path / "no-dir" / "x.csv"))
+    assert rc == 1 and "pulled 5 record(s)" in err and "cannot write the export" in err and err.count("\n") == 1
+    (tmp_path / "file").write_text("")
+    rc, _, err = run(capsys, "logs", "pull", "--store", str(tmp_path / "file" / "x.sqlite"))
+    assert rc == 1 and "cannot create the log store directory" in err and err.count("\n") == 1
