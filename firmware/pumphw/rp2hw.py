@@ -164,6 +164,10 @@ def pattern_levels(spec, t_ms):
 
 # --- the hardware -----------------------------------------------------------------------------
 WDT_MAX_MS = const(8300)
+# RP2040 watchdog CTRL register through its atomic-clear alias (datasheet 2.1.2, 4.7.6):
+# writing bit 30 (ENABLE) there stops the watchdog; machine.WDT itself cannot be stopped.
+_WATCHDOG_CTRL_CLR = const(0x40058000 + 0x3000)
+_WATCHDOG_ENABLE = const(1 << 30)
 STEP_SM_ID = const(0)
 SERIAL_CHUNK = const(256)      # bytes taken from USB per serial_read() at most
 MECHANISM_PATH = "/mechanism.json"
@@ -287,6 +291,13 @@ class Rp2Hardware(base.Hardware):
     def sleep_ms(self, ms):
         time.sleep_ms(ms)
 
+    def idle(self, ms):
+        """Wait up to `ms` ms, returning as soon as host bytes arrive on USB (select.poll)."""
+        if ms <= 0:
+            return
+        for _ in self._poll.ipoll(ms):
+            break
+
     # inputs ---------------------------------------------------------------------------------
     def pressure_kpa_x10(self):
         """Mean of 4 ADC readings through the ABP transfer function (see top of file)."""
@@ -347,6 +358,12 @@ class Rp2Hardware(base.Hardware):
     def watchdog_feed(self):
         if self._wdt is not None:
             self._wdt.feed()
+
+    def watchdog_stop(self):
+        """Disarm the watchdog for maintenance (motor already released, state saved): clears
+        CTRL.ENABLE, since machine.WDT has no stop. The next boot arms it again."""
+        self._machine.mem32[_WATCHDOG_CTRL_CLR] = _WATCHDOG_ENABLE
+        self._wdt = None
 
     def reset_cause(self):
         """RESET_WATCHDOG or RESET_POWER_ON from machine.reset_cause(); the RP2040 cannot tell

@@ -52,6 +52,7 @@ class FakeMachine(types.ModuleType):
         self.irq_disabled = 0
         self.timers: list = []
         self.tmc_alive = True
+        self.mem32: dict[int, int] = {}
         self.tmc_regs: dict[int, int] = {2: 41}
         machine = self
 
@@ -317,6 +318,11 @@ def test_watchdog_reset_cause_id_and_serial(rig):
     rig.hw.watchdog_start(8300)
     rig.hw.watchdog_feed()
     assert m.wdt == [8300] and ("wdt_feed",) in m.log
+    rig.hw.watchdog_stop()
+    assert m.mem32 == {0x4005B000: 1 << 30}                 # CTRL.ENABLE cleared (atomic alias)
+    feeds = m.log.count(("wdt_feed",))
+    rig.hw.watchdog_feed()
+    assert m.log.count(("wdt_feed",)) == feeds
     assert rig.hw.reset_cause() == base.RESET_POWER_ON
     m.cause = m.WDT_RESET
     assert rig.hw.reset_cause() == base.RESET_WATCHDOG
@@ -324,6 +330,8 @@ def test_watchdog_reset_cause_id_and_serial(rig):
     assert rig.hw.reset_cause() == base.RESET_UNKNOWN
     assert rig.hw.rig_id() == "e6614104032b6a2c"
     assert rig.hw.serial_read() == b""
+    rig.hw.idle(0)
+    rig.hw.idle(5)
     rig.stdin.data += b"~abc\n" * 60
     got = rig.hw.serial_read()
     assert got == (b"~abc\n" * 60)[:256]
