@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def mpremote(port: str, *args: str, timeout: float = 120.0) -> str:
+def mpremote(port: str, *args: str, timeout: float = 300.0) -> str:
     """Run `mpremote connect PORT resume ARGS...` (no soft reset, as deploy does); return stdout,
     raise AssertionError with both streams on failure."""
     cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", *args]
