@@ -7,7 +7,10 @@ and the pressure sensor's ADC counts.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+MECHANISM_PATH = Path(__file__).resolve().parents[2] / "hw" / "mechanism.json"
 
 ADC_FULL_SCALE = 4095
 """12-bit ADC; its reference is the 3V3 rail that also supplies the sensor."""
@@ -28,31 +31,28 @@ def pressure_to_adc_counts(kpa_x10: int | None) -> int:
 
 
 class EmuPhysics:
-    """Pin-level adapter over `pumpsim.model`. Without the model installed it still counts
-    steps (`has_model` False): pressure, stall and end stop then come only from faults."""
+    """Pin-level adapter over `pumpsim.model.World`. Without the model installed it still counts
+    steps (`has_model` False): pressure, stall and end stop then come only from faults.
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.has_model = model is not None
+    The model is segment-driven (it emits pulses itself); here each STEP edge seen at the pin is
+    handed to it as a one-pulse segment at the edge's emulated time (the model adds its DIR setup
+    time, 3 us), so the plunger moves exactly once per edge the chip made."""
+
+    def __init__(self, world: Any) -> None:
+        self.model = world
+        self.has_model = world is not None
         self.steps_infused = 0
         self.steps_retracted = 0
-        self._last_ns = 0
 
     @classmethod
-    def create(cls) -> EmuPhysics:
+    def create(cls, mechanism_path: Path = MECHANISM_PATH) -> EmuPhysics:
         try:
             from pumpsim import model as model_module
         except ImportError:
             return cls(None)
-        factory = getattr(model_module, "PumpModel", None)
-        return cls(factory() if factory is not None else None)
-
-    def _advance(self, t_ns: int) -> None:
-        if self.model is not None and t_ns > self._last_ns:
-            dt_ms = (t_ns - self._last_ns) // 1_000_000
-            if dt_ms > 0:
-                self.model.advance(dt_ms)
-                self._last_ns += dt_ms * 1_000_000
+        world = model_module.World(model_module.Mechanism.load(str(mechanism_path)))
+        world.enable(True)  # EN is judged at the pin: only enabled edges reach step()
+        return cls(world)
 
     def step(self, direction: int, t_ns: int) -> None:
         """One microstep with the driver enabled, DIR level `direction` (1 = infuse)."""
@@ -60,25 +60,28 @@ class EmuPhysics:
             self.steps_infused += 1
         else:
             self.steps_retracted += 1
-        if self.model is not None:
-            self._advance(t_ns)
-            self.model.step(direction)
+        w = self.model
+        if w is not None:
+            t_us = t_ns // 1000
+            w.advance_to(t_us)
+            if w.queue_segment(1, 1, direction):
+                w.advance_to(max(t_us, w.t_us) + 3)
 
     def sample(self, t_ns: int) -> dict[str, Any]:
         """Model state as the pins see it at emulated time `t_ns`."""
         out: dict[str, Any] = {"steps_infused": self.steps_infused, "steps_retracted": self.steps_retracted}
-        if self.model is None:
+        w = self.model
+        if w is None:
             return out
-        self._advance(t_ns)
-        m = self.model
-        out.update(pressure_kpa_x10=int(m.pressure_kpa_x10()), stall=bool(m.stalled()),
-                   end_stop=bool(m.at_end_stop()))
+        w.advance_to(t_ns // 1000)
+        out.update(pressure_kpa_x10=max(0, w.pressure_pa() // 100), stall=bool(w.diag()),
+                   end_stop=bool(w.end_stop()), plunger_steps=w.plunger_steps, out_pl=w.out_pl)
         return out
 
     def occlude(self, on: bool) -> None:
         if self.model is not None:
-            self.model.occlude(on)
+            self.model.set_occluded(on)
 
     def empty(self, on: bool) -> None:
         if self.model is not None and on:
-            self.model.empty_reservoir()
+            self.model.set_reservoir_nl(0)

@@ -1,0 +1,34 @@
+"""The emulated rig's physics adapter over pumpsim.model, and the sensor transfer (host only)."""
+from __future__ import annotations
+
+import pytest
+
+from pumpctl.emuphys import EmuPhysics, pressure_to_adc_counts
+
+
+def test_sensor_transfer_matches_the_abp_ratiometric_output() -> None:
+    assert pressure_to_adc_counts(0) == 410            # 10 % of 4095
+    assert pressure_to_adc_counts(1034) == 3686         # 90 % of 4095 at 15 psi
+    assert pressure_to_adc_counts(517) == 2048          # half scale: 50 % of supply
+    assert pressure_to_adc_counts(10**6) == 4095 and pressure_to_adc_counts(None) == 0
+
+
+def test_edges_move_the_shared_model_and_occlusion_builds_pressure_to_a_stall() -> None:
+    phys = EmuPhysics.create()
+    if not phys.has_model:
+        pytest.skip("pumpsim.model not importable")
+    for i in range(50):
+        phys.step(1, i * 1_000_000)
+    s = phys.sample(60_000_000)
+    assert s["plunger_steps"] == 50 and s["steps_infused"] == 50 and not s["stall"]
+    phys.occlude(True)
+    t = 60_000_000
+    for i in range(5000):
+        t += 100_000
+        phys.step(1, t)
+        if phys.sample(t)["stall"]:
+            break
+    s = phys.sample(t)
+    assert s["stall"] and s["pressure_kpa_x10"] > 1034, s
+    phys.empty(True)
+    assert phys.sample(t + 1_000_000)["end_stop"]
