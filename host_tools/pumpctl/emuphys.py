@@ -83,5 +83,6 @@ class EmuPhysics:
             self.model.set_occluded(on)
 
     def empty(self, on: bool) -> None:
-        if self.model is not None and on:
-            self.model.set_reservoir_nl(0)
+        """Empty the syringe (plunger at its end stop), or refill it to capacity."""
+        if self.model is not None:
+            self.model.set_reservoir_nl(0 if on else self.model.capacity_pl // 1000)

@@ -100,6 +100,7 @@ class EmuWiring:
         self.presses = 0
         self._alarm: Any = None
         self._buzz_last_ns = 0
+        self._driven: dict[str, bool] = {}
 
     # -- time ------------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -117,6 +118,7 @@ class EmuWiring:
         from rp2040py.gpio_pin import GPIOPinState
 
         self.mcu = mcu
+        self._driven: dict[str, bool] = {}
         high = GPIOPinState.HIGH
         gpio = mcu.gpio
         step_pin, dir_pin, en_pin = gpio[self.pins["step"]], gpio[self.pins["dir"]], gpio[self.pins["en_n"]]
@@ -177,12 +179,18 @@ class EmuWiring:
         from .emuphys import pressure_to_adc_counts
 
         s = self.state()
-        gpio = self.mcu.gpio
-        gpio[self.pins["diag"]].set_input_value(s["stall"])
-        gpio[self.pins["end_stop_n"]].set_input_value(not s["end_stop"])
-        gpio[self.pins["bolus_button_n"]].set_input_value(not self.button_down)
+        self._drive("diag", s["stall"])
+        self._drive("end_stop_n", not s["end_stop"])
+        self._drive("bolus_button_n", not self.button_down)
         self.mcu.adc.channel_values[self.pins["pressure_adc"]["channel"]] = pressure_to_adc_counts(
             s["pressure_kpa_x10"])
+
+    def _drive(self, name: str, level: bool) -> None:
+        """Drive an input pin, only when its level changes: rp2040py latches an edge IRQ on
+        every set_input_value(), even at an unchanged level (a spurious edge per call)."""
+        if self._driven.get(name) is not level:
+            self._driven[name] = level
+            self.mcu.gpio[self.pins[name]].set_input_value(level)
 
     def press_button(self, count: int, hold_ms: int, gap_ms: int, bounce: bool) -> int:
         """Schedule `count` presses of the bolus button in emulated time; returns the emulated
@@ -211,7 +219,7 @@ class EmuWiring:
     def _set_button(self, down: bool) -> None:
         self.button_down = down
         if self.mcu is not None:
-            self.mcu.gpio[self.pins["bolus_button_n"]].set_input_value(not down)
+            self._drive("bolus_button_n", not down)
 
     def edges(self, since: int = 0) -> dict[str, Any]:
         return {"since": since, "count": len(self.edge_t), "t_ns": list(self.edge_t[since:]),
