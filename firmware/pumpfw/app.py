@@ -71,7 +71,8 @@ class PumpApp(Controller):
         self.clock = WallClock()
         self.clock_set = False
         self.alarm_set = al.AlarmSet()
-        self.occlusion = OcclusionDetector()
+        line = self.mech.get("line", {})
+        self.occlusion = OcclusionDetector(min_sample_ms=line.get("tau_ms", 1000))
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         self.reservoir_det = ReservoirDetector()
         self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS, burst=URGENT_BURST,
@@ -296,10 +297,13 @@ class PumpApp(Controller):
         if self.owed and motor_ok:
             if not st.enabled():
                 st.enable(True)
-            gap = self.sched.ms_to_next_due()
-            if gap > IDLE_MAX_MS:
-                gap = IDLE_MAX_MS
-            period = gap * 1000 // self.owed if self.owed else MIN_PERIOD_US
+            # spread the steps over the time they took to fall due (this iteration's dt): the
+            # generator then runs at the scheduled rate, one iteration behind, never in bursts
+            # (a burst is a pressure spike the occlusion detector would rightly see)
+            span = dt if dt > 0 else self.sched.ms_to_next_due()
+            if span > IDLE_MAX_MS:
+                span = IDLE_MAX_MS
+            period = span * 1000 // self.owed
             if period < MIN_PERIOD_US:
                 period = MIN_PERIOD_US
             elif period > MAX_PERIOD_US:

@@ -182,7 +182,8 @@ class Prng:
 class Params:
     """Tunable constants of the world. Units in the names; every value an int.
 
-    Defaults: compliance 20 nL/kPa (bench tubing + syringe), tau 30 s, stall at 250 N
+    Defaults: compliance 20 nL/kPa (bench tubing + syringe), tau 1 s (hw/mechanism.json "line":
+    tubing, filter and needle of an open bench outlet; a 50 ug/min bolus holds ~21 kPa), stall at 250 N
     (about 870 kPa on a 20 mL BD syringe), pressure sensor 0..2000 kPa on a 12-bit ADC,
     balance readability 10 ug (0.01 mg, a 5-digit analytical balance) with noise sd ~20 ug,
     updated every 100 ms, evaporation 50 ug/h (beaker with an oil layer), density 1.000 g/mL.
@@ -190,7 +191,7 @@ class Params:
 
     FIELDS = (
         ("compliance_pl_per_kpa", 20000, 1, 10 ** 9),
-        ("tau_ms", 30000, 1, 10 ** 9),
+        ("tau_ms", 1000, 1, 10 ** 9),
         ("stall_force_mn", 250000, 1, 10 ** 9),
         ("sensor_full_scale_kpa", 2000, 1, 100000),
         ("adc_bits", 12, 8, 16),
@@ -229,6 +230,8 @@ class World:
     """The physical pump at one instant; everything moves only through advance_to()."""
 
     QUEUE_DEPTH = const(4)  # segments the step generator holds (like the PIO TX FIFO)
+
+    rec_every_us = 0   # balance recording off until record_balance()
 
     def __init__(self, mechanism, params=None, true_pl_per_step=None, reservoir_pl=None):
         self.mech = mechanism
@@ -461,8 +464,42 @@ class World:
                 self.line_pl -= v
         return True
 
+    def record_balance(self, every_us, capacity=8192):
+        """Start the balance's own timed output (like MT-SICS `SIR` streaming at a fixed interval):
+        from now on every `every_us` of sim time the displayed reading is kept, exactly on the
+        interval whatever the host's polling does, in a ring of `capacity` samples."""
+        if every_us < 1 or capacity < 1:
+            raise ValueError("record_balance every_us = %r, capacity = %r: must be >= 1" % (every_us, capacity))
+        self.rec_every_us = every_us
+        self.rec_next_us = self.t_us
+        self.rec_capacity = capacity
+        self.rec_log = []
+        self.rec_count = 0
+
+    def balance_records(self, since):
+        """Recorded samples with index >= since, as [index, t_us, reading_ng] (oldest kept first)."""
+        first = self.rec_count - len(self.rec_log)
+        start = since - first if since > first else 0
+        out = []
+        for i in range(start, len(self.rec_log)):
+            out.append([first + i, self.rec_log[i][0], self.rec_log[i][1]])
+        return out
+
     def advance_to(self, t_us):
-        """Move the world on to sim time t_us (earlier times are ignored)."""
+        """Move the world on to sim time t_us (earlier times are ignored), stopping at every
+        balance recording instant on the way."""
+        every = self.rec_every_us
+        if every:
+            while self.rec_next_us <= t_us:
+                self._advance(self.rec_next_us)
+                if len(self.rec_log) >= self.rec_capacity:
+                    self.rec_log.pop(0)
+                self.rec_log.append((self.rec_next_us, self.balance_reading_ng()))
+                self.rec_count += 1
+                self.rec_next_us += every
+        self._advance(t_us)
+
+    def _advance(self, t_us):
         while self.seg_steps and self.next_pulse_us <= t_us:
             tp = self.next_pulse_us
             self._relax(self.t_us, tp)

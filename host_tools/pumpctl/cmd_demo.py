@@ -11,7 +11,6 @@ the balance's noise model, and that the event log is complete.
 from __future__ import annotations
 
 import argparse
-import datetime
 import time
 from pathlib import Path
 
@@ -19,16 +18,15 @@ from pumpcore import alarms, logrec, units
 from pumpsim.model import Params
 
 from . import programfile
-from .deploy import deploy
 from .errors import PumpError
 from .pump import Pump
+from .simsession import prepare_for_delivery, start_deployed_rig
 from .virtualrig import VirtualRig, rig_dir_for
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = REPO / "examples" / "programs" / "continuous_186.toml"
 BOLUS_NG = 50_000
 BOLUS_MS = 10 * 60_000
-REFILL_NL = 20_000_000
 MS_PER_HOUR = 3_600_000
 
 
@@ -52,22 +50,15 @@ def run_demo(args: argparse.Namespace) -> int:
     program = programfile.load(args.program)
     conc = program.concentration_ug_ml
     params = Params()
-    rig = VirtualRig.start(rig_dir_for(args.name), time_scale=args.time_scale, fresh=True, name=args.name)
+    t0 = time.monotonic()
+    rig = start_deployed_rig(rig_dir_for(args.name), args.time_scale, args.name, log=lambda line: print("  " + line))
     try:
-        print("virtual rig %s on %s (time x%g, flash %s)" % (args.name, rig.port, args.time_scale, rig.flash_dir))
-        t0 = time.monotonic()
-        deploy(rig.port, log=lambda line: print("  " + line))
-        rig.wait_firmware(2, timeout_s=30)
-        print("deployed in %.1f s" % (time.monotonic() - t0))
+        print("virtual rig %s on %s (time x%g, flash %s), deployed in %.1f s"
+              % (args.name, rig.port, args.time_scale, rig.flash_dir, time.monotonic() - t0))
         with Pump.open(rig.port, rig_id=args.name) as pump:
             info = pump.hello()
             print("rig %s: firmware %s, protocol %d" % (info.rig_id, info.firmware_version, info.protocol_version))
-            for a in pump.alarms():     # the deploy's restart is a reset the engineer acknowledges
-                print("alarm after deploy: %s (%s): acknowledged" % (alarms.alarm_name(a.code), alarms.alarm_text(a.code)))
-                pump.ack_alarm(a.alarm_id)
-            today = (datetime.date.today() - datetime.date(2000, 1, 1)).days
-            pump.time_sync(today, 0)
-            pump.refill(REFILL_NL, conc)
+            prepare_for_delivery(pump, conc)
             rig.fault("tare")
             review = pump.upload_program(program.encode(), confirm=lambda r: True)
             print("program %08x committed; the rig's own reading of it:" % review.crc)

@@ -96,7 +96,9 @@ class VirtualRig:
                 proc.kill()
                 raise RigTimeout(f"virtual rig in {rig_dir} did not come up within {timeout_s} s")
             time.sleep(0.02)
-        return cls(rig_dir, None if detach else proc)
+        rig = cls(rig_dir, None if detach else proc)
+        _register_port(rig.port, rig_dir)
+        return rig
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the rig: firmware killed, world saved, sockets removed."""
@@ -157,6 +159,15 @@ class VirtualRig:
         r = self._request({"cmd": "balance"})
         return r["sim_us"] // 1000, r["ng"] / 1e9
 
+    def balance_log(self, since: int = 0, every_ms: int | None = None) -> list[tuple[int, int, float]]:
+        """The balance's own timed output: with `every_ms`, (re)start recording a reading every
+        every_ms of sim time; returns the samples with index >= since as (index, sim ms, grams)."""
+        req: dict[str, Any] = {"cmd": "balance_log", "since": since}
+        if every_ms is not None:
+            req["every_ms"] = every_ms
+        r = self._request(req)
+        return [(i, t_us // 1000, ng / 1e9) for i, t_us, ng in r["samples"]]
+
     def fault(self, kind: str, **args: Any) -> dict[str, Any]:
         """Inject a fault: occlude, unocclude, stall, unstall, clear, empty, reservoir(nl=),
         button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Returns the world after it."""
@@ -188,10 +199,28 @@ class VirtualRig:
         return self.rig_dir / "flash"
 
 
+def _port_entry(port: str) -> Path:
+    return pumpctl_home() / "ports" / (port.strip("/").replace("/", "_") + ".json")
+
+
+def _register_port(port: str, rig_dir: Path) -> None:
+    """Remember which rig directory serves `port`, so `pumpctl deploy PORT` can restart it."""
+    entry = _port_entry(port)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(json.dumps({"port": port, "rig_dir": str(rig_dir)}))
+
+
 def find_by_port(port: str) -> VirtualRig:
-    """The running virtual rig whose port is `port`, looked up under $PUMPCTL_HOME/rigs."""
+    """The running virtual rig whose port is `port` (registered at start, or under $PUMPCTL_HOME/rigs)."""
+    candidates = []
+    try:
+        candidates.append(Path(json.loads(_port_entry(port).read_text())["rig_dir"]) / "rig.json")
+    except (OSError, ValueError, KeyError):
+        pass
     rigs = pumpctl_home() / "rigs"
-    for info in sorted(rigs.glob("*/rig.json")) if rigs.is_dir() else []:
+    if rigs.is_dir():
+        candidates.extend(sorted(rigs.glob("*/rig.json")))
+    for info in candidates:
         try:
             if json.loads(info.read_text()).get("port") == port:
                 return VirtualRig(info.parent)

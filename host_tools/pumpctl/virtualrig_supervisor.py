@@ -119,6 +119,7 @@ class Supervisor:
         if not mech_path.exists():
             mech_path = repo_root() / "hw" / "mechanism.json"
         self.mech = model.Mechanism.load(str(mech_path))
+        self.mech_line = json.loads(Path(mech_path).read_text()).get("line", {})
         self.world, self.world_extra = self._load_world()
         self.prng = model.Prng(self.world.params.seed ^ 0x5EED)
         self.epoch_us = time.monotonic_ns() // 1000
@@ -142,7 +143,9 @@ class Supervisor:
     # ---- world ---------------------------------------------------------------------------
     def _load_world(self) -> tuple[model.World, dict[str, Any]]:
         path = self.rig_dir / "world.json"
-        params = model.Params()
+        line = self.mech_line
+        params = model.Params(compliance_pl_per_kpa=int(line.get("compliance_pl_per_kpa", 20000)),
+                              tau_ms=int(line.get("tau_ms", 1000)))
         if path.exists():
             d = json.loads(path.read_text())
             params = model.Params(**d.get("params", {}))
@@ -271,6 +274,17 @@ class Supervisor:
         if cmd == "balance":
             now = self.advance()
             return {"ok": True, "sim_us": now, "ng": self.world.balance_reading_ng()}
+        if cmd == "balance_log":
+            every_ms = req.get("every_ms")
+            if every_ms is not None:
+                if not isinstance(every_ms, int) or every_ms < 1:
+                    return {"ok": False, "error": f"balance_log every_ms = {every_ms!r}: must be an int >= 1"}
+                self.advance()
+                self.world.record_balance(every_ms * 1000)
+            now = self.advance()
+            since = int(req.get("since") or 0)
+            recs = self.world.balance_records(since) if self.world.rec_every_us else []
+            return {"ok": True, "sim_us": now, "samples": recs}
         if cmd == "stop":
             self.stopping = True
             return {"ok": True}
@@ -280,7 +294,7 @@ class Supervisor:
             return {"ok": True}
         if cmd == "fault":
             return self.fault(str(req.get("kind")), req.get("args") or {})
-        return {"ok": False, "error": f"side channel cmd = {cmd!r}: unknown (world, balance, fault, restart, stop)"}
+        return {"ok": False, "error": f"side channel cmd = {cmd!r}: unknown (world, balance, balance_log, fault, restart, stop)"}
 
     def fault(self, kind: str, args: dict[str, Any]) -> dict[str, Any]:
         self.advance()

@@ -15,24 +15,14 @@ from typing import Any
 
 from ..errors import UsageError
 from .balance import SimBalance
-from .run import RigClock, SampleLog, gravimetric_run
+from .iec60601 import Sample
+from .run import SAMPLE_INTERVAL_S, SampleLog
 
 
 def start_virtual_rig(time_scale: float, out_dir: Path) -> Any:
-    """Start a fresh virtual rig at `time_scale`; UsageError when the rig is not available."""
-    try:
-        from ..virtualrig import VirtualRig  # type: ignore[import-not-found]
-    except ImportError as exc:
-        if exc.name and exc.name.endswith("virtualrig"):
-            raise UsageError("--balance sim: the virtual rig (pumpctl.virtualrig) is not in this "
-                             "checkout yet; use --balance PORT with a bench rig, or --from-log") from None
-        raise
-    starter = getattr(VirtualRig, "start", None)
-    if callable(starter):
-        return starter(time_scale=time_scale, fresh=True, rig_dir=out_dir / "rig")
-    rig = VirtualRig(time_scale=time_scale, fresh=True, rig_dir=out_dir / "rig")
-    rig.start()
-    return rig
+    """A fresh virtual rig at `time_scale`, firmware deployed and key provisioned."""
+    from ..simsession import start_deployed_rig
+    return start_deployed_rig(out_dir / "rig", time_scale, "accuracy", log=lambda line: None)
 
 
 def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: int,
@@ -42,8 +32,10 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
     from ..pump import Pump
     out = Path(args.out)
     balance = SimBalance.from_rig(rig)
+    from ..simsession import prepare_for_delivery
     with Pump.open(rig.port) as pump:
         hello = pump.hello()
+        prepare_for_delivery(pump, conc_ug_ml, log=lambda line: None)
         balance.tare()
         review = pump.upload_program(bytes(program.encode()), confirm=lambda review: True)
         if not getattr(review, "committed", True):
@@ -60,8 +52,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
     log = SampleLog(out / "samples.csv", meta)
     wall0 = time.monotonic()
     try:
-        clock = RigClock(lambda: balance.read().t_s, args.time_scale)
-        samples = gravimetric_run(balance, clock, args.hours * 3600.0, log)
+        samples = recorded_run(rig, args.hours * 3600.0, log, args.time_scale)
     finally:
         log.close()
     fields = dict(rig=f"virtual rig {hello.rig_id}", firmware=firmware, program_file=args.program,
@@ -70,6 +61,31 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
                   wall_s=time.monotonic() - wall0)
     return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields,
                               None if sigma is None else float(sigma))
+
+
+def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float) -> list[Sample]:
+    """Weigh with the simulated balance's own timed output (one reading every 30 s of rig time,
+    exactly, like a lab balance streaming with MT-SICS `SIR`), so host scheduling jitter at a
+    high time scale cannot move a sample. The readings are tared at the first one."""
+    interval_ms = int(SAMPLE_INTERVAL_S * 1000)
+    n = int(duration_s // SAMPLE_INTERVAL_S) + 1
+    got = rig.balance_log(0, every_ms=interval_ms)
+    samples: list[Sample] = []
+    t0 = m0 = None
+    while True:
+        for _, t_ms, grams in got:
+            if len(samples) >= n:
+                break
+            if t0 is None:
+                t0, m0 = t_ms, grams
+            s = Sample((t_ms - t0) / 1000.0, grams - m0, True)
+            samples.append(s)
+            log.append(s)
+        if len(samples) >= n:
+            return samples
+        left_s = (n - len(samples)) * SAMPLE_INTERVAL_S
+        time.sleep(min(1.0, max(0.005, left_s / time_scale / 4)))
+        got = rig.balance_log(len(samples))
 
 
 def run_on_virtual_rig(args: argparse.Namespace, program: Any, rate_ng_day: int,
