@@ -58,7 +58,23 @@ def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.add_argument("--rig", default=os.environ.get("PUMP_RIG"), metavar="RIG_ID",
                    help="refuse to act unless the rig on the port is RIG_ID (default: $PUMP_RIG)")
+    p.add_argument("--timeout", type=float, default=_env_timeout(), metavar="S",
+                   help="seconds to wait for each answer (default: $PUMP_TIMEOUT, else 2; the emulated "
+                        "Pico runs at ~1/20..1/40 real time and needs 30+)")
     return p
+
+
+def _env_timeout() -> float | None:
+    text = os.environ.get("PUMP_TIMEOUT")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError("PUMP_TIMEOUT = %r: not a number of seconds" % text) from None
+    if not 0 < value <= 600:
+        raise UsageError("PUMP_TIMEOUT = %s: must be above 0 and at most 600 s" % text)
+    return value
 
 
 def _hex4(v: int | None) -> str | None:
@@ -95,8 +111,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def open_pump(args: argparse.Namespace) -> Any:
     """`Pump.open(port)` on the resolved port (a context manager); with --rig, a different rig
     on that port is refused (AuthError "wrong rig")."""
-    from .pump import Pump
-    return Pump.open(resolve_port(args.port), rig_id=getattr(args, "rig", None) or None)
+    from .pump import DEFAULT_TIMEOUT_S, Pump
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not 0 < timeout <= 600:
+        raise UsageError("--timeout = %s: must be above 0 and at most 600 s" % timeout)
+    return Pump.open(resolve_port(args.port), rig_id=getattr(args, "rig", None) or None,
+                     timeout_s=timeout or DEFAULT_TIMEOUT_S)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
