@@ -328,13 +328,12 @@ class PumpApp(Controller):
             rd = self.reservoir_det
             rd.low_volume_nl = prog.low_volume_nl
             rd.low_days = prog.low_days
-        rate_nl_day = self._basal_nl_day()
-        self.reservoir_det.update(self.sched.reservoir.volume_nl, rate_nl_day, hw.end_stop())
-        before = self.alarm_set.changes
-        self.reservoir_det.report(self.alarm_set)
-        if self.alarm_set.changes != before:
-            for code in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
-                pass
+        end_stop = hw.end_stop()
+        if prog is not None or end_stop:
+            # with no program the reservoir estimate means nothing; the end stop always does
+            vol = self.sched.reservoir.volume_nl if prog is not None else 0x3FFFFFFF
+            self.reservoir_det.update(vol, self._basal_nl_day(), end_stop)
+            self.reservoir_det.report(self.alarm_set)
         presses = hw.bolus_button_presses()
         while presses > 0:
             presses -= 1
