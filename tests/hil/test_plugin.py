@@ -8,6 +8,11 @@ from pumpctl.hil.report import HilReport, Series
 from pumpctl.hil.rigs import BenchRig, FaultUnavailable
 
 
+def _entry_point_installed() -> bool:
+    """pytest loads the plugin itself when the package's pytest11 entry point is installed."""
+    from importlib.metadata import entry_points
+    return any(ep.name == "pumprig" for ep in entry_points(group="pytest11"))
+
 
 def test_report_markdown_and_plot(tmp_path):
     rep = HilReport()
@@ -89,7 +94,8 @@ def _run_pytest(tmp_path, conftest, test, *args):
     """Run pytest with the plugin (-p, as the entry point loads it) on a scratch test dir."""
     (tmp_path / "conftest.py").write_text(conftest)
     (tmp_path / "test_h.py").write_text(test)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "pumpctl.hil.plugin", "-q", "-rs",
+    load = [] if _entry_point_installed() else ["-p", "pumpctl.hil.plugin"]
+    return subprocess.run([sys.executable, "-m", "pytest", *load, "-q", "-rs",
                            "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path), *args],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
 

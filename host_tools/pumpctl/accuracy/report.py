@@ -13,7 +13,8 @@ class RunInfo:
     def __init__(self, *, rig: str, firmware: str, program_file: str, program_lines: list[str],
                  balance: str, rate_text: str, temperature_c: float | None,
                  density_note: str, noise_model: str = "", step_volume_nl: float | None = None,
-                 time_scale: float | None = None, wall_s: float | None = None) -> None:
+                 time_scale: float | None = None, wall_s: float | None = None,
+                 rig_events: str = "") -> None:
         self.rig = rig
         self.firmware = firmware
         self.program_file = program_file
@@ -26,6 +27,7 @@ class RunInfo:
         self.step_volume_nl = step_volume_nl
         self.time_scale = time_scale
         self.wall_s = wall_s
+        self.rig_events = rig_events
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -127,6 +129,8 @@ def markdown(result: AccuracyResult, info: RunInfo, images: dict[str, str]) -> s
         lines.append(f"| mechanism step | {info.step_volume_nl:.3f} nL per microstep |")
     if info.noise_model:
         lines.append(f"| balance noise model | {info.noise_model} |")
+    if info.rig_events:
+        lines.append(f"| the rig during the run | {info.rig_events} |")
     lines += ["", "## Program", "", "```", *info.program_lines, "```", "",
               "## Figures", "",
               f"**A** (mean error over T2) = {_fmt(result.mean_error_a_pct)} %; "

@@ -40,10 +40,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
         review = pump.upload_program(bytes(program.encode()), confirm=lambda review: True)
         if not getattr(review, "committed", True):
             raise UsageError(f"virtual rig {hello.rig_id}: program not committed")
-    noise_fn = getattr(rig, "noise_model", None)
-    noise = noise_fn() if callable(noise_fn) else {}
-    noise_text = noise.get("text", "") if isinstance(noise, dict) else str(noise)
-    sigma = noise.get("sigma_g") if isinstance(noise, dict) else None
+    noise_text, sigma = balance_noise_model()
     firmware = f"{hello.firmware_version} build {hello.build_hash}"
     meta = {"rig": hello.rig_id, "firmware": firmware, "balance": balance.identify(),
             "program": args.program, "rate_ng_day": rate_ng_day, "conc_ug_ml": conc_ug_ml,
@@ -55,12 +52,41 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
         samples = recorded_run(rig, args.hours * 3600.0, log, args.time_scale)
     finally:
         log.close()
+    events = rig_events(rig, rate_ng_day, args.hours)
+    print("rig during the run: " + events)
     fields = dict(rig=f"virtual rig {hello.rig_id}", firmware=firmware, program_file=args.program,
+                  rig_events=events,
                   program_lines=_program_lines(program), balance=balance.identify(),
                   noise_model=noise_text, time_scale=args.time_scale,
                   wall_s=time.monotonic() - wall0)
     return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields,
                               None if sigma is None else float(sigma))
+
+
+def balance_noise_model() -> tuple[str, float]:
+    """The simulated balance's noise model, from the one physical model (pumpsim.model.Params)."""
+    from pumpsim.model import Params
+    p = Params()
+    text = ("Gaussian-like (Irwin-Hall of 4 uniforms, seeded) sd %.0f ug, readability %.0f ug, "
+            "new value every %d ms, evaporation %.0f ug/h, density %.3f g/mL"
+            % (p.balance_noise_ng / 1000, p.balance_readability_ng / 1000, p.balance_update_ms,
+               p.evaporation_ng_per_h / 1000, p.density_mg_per_ml / 1000))
+    return text, p.balance_noise_ng / 1e9
+
+
+def rig_events(rig: Any, rate_ng_day: int, hours: float) -> str:
+    """What the rig itself counted and raised during the run (an accuracy figure is only
+    meaningful next to it: a reset or an alarm that stopped the motor shows here)."""
+    from pumpcore import alarms
+    from ..pump import Pump
+    with Pump.open(rig.port) as pump:
+        st = pump.status()
+        active = [alarms.alarm_name(a.code) for a in pump.alarms()]
+    boots = rig.world().get("boots", 0)
+    planned = rate_ng_day * hours / 24
+    return ("counted %.3f ug of %.3f ug programmed, %d microsteps missed, %d firmware boot(s), "
+            "alarms: %s" % (st.delivered_total_ng / 1000, planned / 1000, st.missed_steps, boots,
+                            ", ".join(active) or "none"))
 
 
 def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float) -> list[Sample]:
@@ -90,7 +116,11 @@ def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float)
 
 def run_on_virtual_rig(args: argparse.Namespace, program: Any, rate_ng_day: int,
                        conc_ug_ml: int) -> int:
-    """`pumpctl accuracy --balance sim`: start a rig, run, stop it whatever happens."""
+    """`pumpctl accuracy --balance sim`: start a rig, run, stop it whatever happens. The fluid
+    is the model's (density 1.000 g/mL) unless --density says otherwise."""
+    if getattr(args, "density", None) is None:
+        from pumpsim.model import Params
+        args.density = Params().density_mg_per_ml / 1000
     rig = start_virtual_rig(args.time_scale, Path(args.out))
     try:
         return run_with_rig(rig, args, program, rate_ng_day, conc_ug_ml)
