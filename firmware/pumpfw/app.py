@@ -37,7 +37,8 @@ WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps l
 IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations (sensor and button polling)
 STATE_EVERY_MS = const(60000)    # routine state save; urgent saves at every delivery event
 URGENT_BURST = const(40)         # urgent saves in a burst (two per authenticated command) ...
-URGENT_REFILL_MS = const(15000)  # ... refilled one per 15 s: at most 7,200 saves/day (wear: docs/persistence.md)
+URGENT_REFILL_MS = const(15000)
+REFUSE_FLASH_BUDGET = const(200)  # app refusal code (scheduler codes are below 100)  # ... refilled one per 15 s: at most 7,200 saves/day (wear: docs/persistence.md)
 MIN_PERIOD_US = const(500)       # fastest step rate handed to the generator (2 kHz)
 MAX_PERIOD_US = const(1000000)
 MS_PER_HOUR = const(3600000)
@@ -402,9 +403,10 @@ class PumpApp(Controller):
     def accept_counter(self, counter):
         self.state.set(sc.F_AUTH_COUNTER, counter)
         if not self.save(urgent=True):
-            raise OSError("flash write budget for urgent saves is spent (%d per %d s): request not "
-                          "executed, retry in %d s" % (URGENT_BURST, URGENT_REFILL_MS // 1000,
-                                                      URGENT_REFILL_MS // 1000))
+            return (REFUSE_FLASH_BUDGET, "flash write budget for urgent saves is spent (%d, one more "
+                    "every %d s): not executed, retry in %d s" % (URGENT_BURST, URGENT_REFILL_MS // 1000,
+                                                                 URGENT_REFILL_MS // 1000))
+        return None
 
     def status(self):
         s = self.sched

@@ -73,7 +73,9 @@ class Controller:
         raise NotImplementedError("auth_counter")
 
     def accept_counter(self, counter):
-        """Record `counter` as accepted, durably, BEFORE the request executes."""
+        """Record `counter` as accepted, durably, BEFORE the request executes. Returns None when
+        done, or a refusal (like the change methods below) when it cannot be made durable: the
+        request is then refused with that reason and not executed."""
         raise NotImplementedError("accept_counter")
 
     # reads --------------------------------------------------------------------------------
@@ -382,7 +384,9 @@ class ProtocolServer:
                 refused = self._check_auth_body(cmd)
             if refused is not None:
                 return refused
-            ctl.accept_counter(self._counter)   # durable before the change is made
+            r = ctl.accept_counter(self._counter)   # durable before the change is made
+            if r is not None and r is not True and r != 0:
+                return self._result(r)              # could not make it durable: not executed
             n = _AUTH_BODY[cmd]
         H = wire.HEADER_SIZE
         f = self._frame

@@ -196,3 +196,17 @@ def test_pump_api_through_the_protocol_server(tmp_path):
             pump.bolus(50_000, 600_000)          # one bolus at a time
         chunk = pump.read_log(1)
         assert chunk.records
+
+
+def test_spent_flash_budget_refuses_a_signed_command_with_its_reason(tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "rigkey.bin").write_bytes(KEY)
+    app, hw = boot(flash)
+    with Pump.open(LoopbackTransport(app), key=KEY, state_dir=tmp_path / "host") as pump:
+        pump.time_sync(DAY0, 0)
+        app.state_store._tokens = 0          # the burst of urgent saves is spent ...
+        app.state_store._since_ms = 0        # ... and a routine save is not due yet
+        with pytest.raises(RefusedError, match="flash write budget"):
+            pump.refill(20_000_000, 2000)
+        assert app.sched.reservoir.volume_nl == 0   # not executed
