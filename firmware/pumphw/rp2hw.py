@@ -39,6 +39,12 @@ TMC_REG_CHOPCONF = const(0x6C)
 TMC_GCONF_VALUE = const(0x1C1)
 # CHOPCONF reset default 0x10000053 (TOFF 3, HSTRT 5, TBL 24 clocks, intpol) with MRES cleared
 TMC_CHOPCONF_BASE = const(0x10000053 & ~(0xF << 24))
+# Bounds of every driver-UART exchange: the reply to a read request (4 echoed + 8 bytes, about
+# 1 ms at 115200 baud) must be complete within TMC_REPLY_DEADLINE_MS ms of the request; the UART
+# itself waits at most TMC_CHAR_TIMEOUT_MS ms for a character. A silent driver is a driver fault.
+TMC_REPLY_DEADLINE_MS = const(20)
+TMC_CHAR_TIMEOUT_MS = const(5)
+TMC_ECHO_AND_REPLY = const(12)
 
 
 def tmc_crc8(data, n):
@@ -247,6 +253,7 @@ class Rp2Hardware(base.Hardware):
         Pin(pm.step, Pin.OUT, value=0)
         self._diag = Pin(pm.diag, Pin.IN, Pin.PULL_DOWN)
         self.driver_configured = False
+        self.driver_error = None     # why the last energise was refused (text), or None
         self._uart = None
         prepare = self._prepare_driver if pm.uart_id >= 0 else None
         self.stepper = Rp2Stepper(make_step_generator(STEP_SM_ID, pm.step, pm.dir), en, self._diag,
@@ -415,38 +422,70 @@ class Rp2Hardware(base.Hardware):
     def _prepare_driver(self):
         # Before every energise: the TMC2209 forgets its registers whenever VM (12 V) drops, and
         # with MS1 = MS2 = GND it would then run 8 microsteps: 8x the dose per step.
+        # A UART error or a silent driver (bounded by TMC_REPLY_DEADLINE_MS) is a driver fault.
         microsteps = self._mechanism_microsteps()
-        if not self.configure_driver(microsteps):
-            raise RuntimeError("TMC2209 on UART%d did not confirm %d microsteps (no or bad reply); "
+        try:
+            ok = self.configure_driver(microsteps)
+        except OSError as exc:
+            ok = False
+            self.driver_configured = False
+            self.driver_error = "UART error %r" % (exc,)
+        else:
+            self.driver_error = None if ok else "no or bad reply within %d ms" % TMC_REPLY_DEADLINE_MS
+        if not ok:
+            raise RuntimeError("TMC2209 on UART%d did not confirm %d microsteps (%s); "
                                "motor stays released: check 12 V at VM and the PDN_UART wiring"
-                               % (self.pinmap.uart_id, microsteps))
+                               % (self.pinmap.uart_id, microsteps, self.driver_error))
 
     def configure_driver(self, microsteps, slave=0):
         """Write GCONF and CHOPCONF (MRES for `microsteps`) and check that the driver's
-        write counter IFCNT moved by 2. Returns True when the driver confirmed both writes.
+        write counter IFCNT moved by 2. Returns True when the driver confirmed both writes,
+        False on a bad or missing reply. Every UART exchange is bounded (UART timeouts of
+        TMC_CHAR_TIMEOUT_MS and a TMC_REPLY_DEADLINE_MS deadline per read): a silent driver
+        costs at most about 2 * TMC_REPLY_DEADLINE_MS + 10 ms, never a hang.
         Called by stepper.enable(True); not at construction (VM may still be off then)."""
         m = self._machine
         pm = self.pinmap
         mres = tmc_mres(microsteps)
+        self.driver_configured = False
         if self._uart is None:
             self._uart = m.UART(pm.uart_id, baudrate=pm.uart_baud, tx=m.Pin(pm.uart_tx),
-                                rx=m.Pin(pm.uart_rx))
+                                rx=m.Pin(pm.uart_rx), timeout=TMC_CHAR_TIMEOUT_MS,
+                                timeout_char=TMC_CHAR_TIMEOUT_MS)
         uart = self._uart
         before = self._tmc_read(TMC_REG_IFCNT, slave)
+        if before < 0:
+            return False
         uart.write(tmc_write_datagram(slave, TMC_REG_GCONF, TMC_GCONF_VALUE))
         time.sleep_ms(2)
         uart.write(tmc_write_datagram(slave, TMC_REG_CHOPCONF, TMC_CHOPCONF_BASE | (mres << 24)))
         time.sleep_ms(2)
         after = self._tmc_read(TMC_REG_IFCNT, slave)
-        self.driver_configured = before >= 0 and after >= 0 and ((after - before) & 0xFF) == 2
+        self.driver_configured = after >= 0 and ((after - before) & 0xFF) == 2
         return self.driver_configured
 
     def _tmc_read(self, reg, slave):
+        """Register `reg`, or -1 if no valid reply came within TMC_REPLY_DEADLINE_MS ms."""
         uart = self._uart
-        while uart.any():
-            uart.read()
+        # drop stale bytes, bounded: a line stuck at a babbling level cannot keep us here
+        for _ in range(64):
+            if not uart.any():
+                break
+            uart.read(uart.any())
         uart.write(tmc_read_request(slave, reg))
-        time.sleep_ms(5)
-        data = uart.read() or b""
         # single-wire bus: our 4 request bytes echo back before the 8-byte reply
-        return tmc_parse_reply(data[-8:], reg)
+        want = TMC_ECHO_AND_REPLY
+        buf = bytearray(want)
+        got = 0
+        t0 = time.ticks_ms()
+        while got < want and time.ticks_diff(time.ticks_ms(), t0) < TMC_REPLY_DEADLINE_MS:
+            n = uart.any()
+            if n:
+                chunk = uart.read(min(n, want - got)) or b""
+                buf[got:got + len(chunk)] = chunk
+                got += len(chunk)
+            else:
+                time.sleep_ms(1)
+        if got < 8:
+            return -1
+        return tmc_parse_reply(bytes(buf[got - 8:got]), reg)

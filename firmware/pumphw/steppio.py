@@ -197,11 +197,26 @@ class StepGenerator:
         return dropped
 
 
+_program = None   # the assembled program: one object per boot, so PIO memory holds it once
+
+
 def make_step_generator(sm_id, step_gpio, dir_gpio):
-    """StepGenerator on RP2040 state machine `sm_id` (0..7) with STEP and DIR on these GPIOs."""
+    """StepGenerator on RP2040 state machine `sm_id` (0..7) with STEP and DIR on these GPIOs.
+
+    Idempotent within a boot: the program is assembled once and reused (MicroPython loads a
+    program object into PIO instruction memory only once), so building the hardware layer again
+    never fails with ENOMEM. If the memory is still full (a foreign program left there), the
+    PIO block's programs are removed and the load is tried once more."""
+    global _program
     import rp2
     from machine import Pin
-    prog = rp2.asm_pio(**asm_options(rp2))(_step_program)
-    sm = rp2.StateMachine(sm_id, prog, freq=SM_FREQ,
-                          sideset_base=Pin(step_gpio), out_base=Pin(dir_gpio))
+    if _program is None:
+        _program = rp2.asm_pio(**asm_options(rp2))(_step_program)
+    try:
+        sm = rp2.StateMachine(sm_id, _program, freq=SM_FREQ,
+                              sideset_base=Pin(step_gpio), out_base=Pin(dir_gpio))
+    except OSError:
+        rp2.PIO(sm_id >> 2).remove_program()
+        sm = rp2.StateMachine(sm_id, _program, freq=SM_FREQ,
+                              sideset_base=Pin(step_gpio), out_base=Pin(dir_gpio))
     return StepGenerator(sm)

@@ -117,15 +117,17 @@ class FakeMachine(types.ModuleType):
         class UART:
             """A TMC2209 on a single-wire bus: every byte echoes; valid writes count in IFCNT."""
 
-            def __init__(self, uid, baudrate=0, tx=None, rx=None):
+            def __init__(self, uid, baudrate=0, tx=None, rx=None, timeout=None, timeout_char=None):
+                assert timeout is not None and timeout_char is not None, "driver UART without a timeout"
                 machine.log.append(("uart", uid, baudrate, tx.id, rx.id))
                 self.rx = bytearray()
 
             def any(self):
                 return len(self.rx)
 
-            def read(self):
-                data, self.rx = bytes(self.rx), bytearray()
+            def read(self, n=None):
+                n = len(self.rx) if n is None else n
+                data, self.rx = bytes(self.rx[:n]), self.rx[n:]
                 return data or None
 
             def write(self, data):
