@@ -162,3 +162,18 @@ def test_bad_rate_and_density_are_refused():
         analyse(samples, 10.0, density_g_ml=5)
     with pytest.raises(AnalysisError, match="observation window 3.25 min"):
         low_rate_profile(3600).__class__("x", 30, 0, None, (3.25,))
+
+
+@pytest.mark.parametrize("hours", [2, 24])
+def test_trumpet_plot_draws_the_curves_with_and_without_supplementary_windows(tmp_path, hours):
+    """The standard profile has no supplementary panel: its single panel must still be drawn."""
+    from matplotlib.image import imread
+
+    from pumpctl.accuracy.report import plot_trumpet
+    rate = 10.0 if hours == 2 else 0.5
+    flow = lambda i: rate * (1.05 if i % 2 else 0.95)  # noqa: E731
+    res = analyse(samples_from_masses(masses_for(flow, hours * 120 + 1)), rate, density_g_ml=1.0)
+    png = imread(str(plot_trumpet(res, tmp_path / "t.png", "test")))
+    red = (png[:, :, 0] > 0.7) & (png[:, :, 1] < 0.3) & (png[:, :, 2] < 0.3)   # Ep(max), tab:red
+    blue = (png[:, :, 2] > 0.6) & (png[:, :, 0] < 0.3)                         # Ep(min), tab:blue
+    assert red.sum() > 100 and blue.sum() > 100

@@ -75,8 +75,11 @@ def plot_trumpet(result: AccuracyResult, path: Path, title: str) -> Path:
     sup = [w for w in result.windows if w.supplementary]
     ncols = 2 if sup else 1
     fig, axes = plt.subplots(1, ncols, figsize=(9 if sup else 6.5, 4.5), dpi=110, squeeze=False)
-    for ax, ws, label in ((axes[0][0], std, "IEC windows"), (axes[0][-1], sup, "supplementary")):
-        if not ws or (ax is axes[0][-1] and not sup):
+    panels = [(axes[0][0], std, "IEC windows")]
+    if sup:
+        panels.append((axes[0][1], sup, "supplementary"))
+    for ax, ws, label in panels:
+        if not ws:
             continue
         p = [w.p_min for w in ws]
         ax.plot(p, [w.ep_max for w in ws], "^-", color="tab:red", label="Ep(max)")
