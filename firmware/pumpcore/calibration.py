@@ -15,6 +15,7 @@ A measured calibration is `from_measurement(volume_nl, steps)`: volume delivered
 of microsteps, rounded to the nearest pL per step. It is accepted only within +/-10 % of the
 derived value (a larger difference means a wrong mechanism file or a bad measurement).
 """
+from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 
 PI_NUM = const(245850922)
@@ -26,17 +27,9 @@ MEASURED_TOLERANCE_PERMILLE = const(100)
 _MECH_FIELDS = ("lead_um", "full_steps_per_rev", "microsteps", "syringe_id_um")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(FieldError):
     """A mechanism or measured calibration value that is missing or out of range."""
 
-    def __init__(self, field, value, reason):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
-
-    def __str__(self):
-        return "%s = %s: %s" % (self.field, self.value, self.reason)
 
 
 def pl_per_step_from_mechanism(mech):

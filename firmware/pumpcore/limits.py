@@ -6,6 +6,7 @@ drug per 24 h (max_24h_ng at min_conc_ug_ml), any flow at most
 2e8 ng/day (so 5 * rate < 2**30), concentration at most 2000 ug/mL (so 432 * C <= 864,000),
 a single bolus at most 1,000,000 ng (1 mg), 24 h total at most 20 mg, reservoir at most 100 mL.
 """
+from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 
 ABS_MAX_FLOW_NG_DAY = const(200000000)
@@ -30,17 +31,9 @@ _FIELDS = (
 )
 
 
-class LimitsError(ValueError):
+class LimitsError(FieldError):
     """A hard-limit setting outside its absolute range: names field, value and the bound."""
 
-    def __init__(self, field, value, reason):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
-
-    def __str__(self):
-        return "%s = %s: %s" % (self.field, self.value, self.reason)
 
 
 class HardLimits:

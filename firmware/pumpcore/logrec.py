@@ -15,6 +15,7 @@ Erased flash (all 0xFF) and zero-filled bytes never decode (the CRC does not mat
 torn or never-written slot is always recognised. Used by pumpfw.store (device) and by the
 host (pumpctl log read), which is why the names and the text of every code live here.
 """
+from pumpcore.fielderror import FieldError
 import struct
 
 from pumpcore.crc import crc32
@@ -101,14 +102,11 @@ BAD_CODE = const(4)
 BAD_TIME = const(5)
 
 
-class LogRecordError(ValueError):
+class LogRecordError(FieldError):
     """A record that cannot be encoded or decoded: names the field, the value and the limit."""
 
     def __init__(self, field, value, reason, reason_code=0):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
+        FieldError.__init__(self, field, value, reason)
         self.reason_code = reason_code
 
 

@@ -19,6 +19,7 @@ Validation (`validate(limits)`) checks every field and the worst-case 24 h dose:
 basal integral over any 24 h window (exact, across weekday patterns) + every periodic bolus +
 all allotted patient boluses (+ the single bolus) must not exceed limits.max_24h_ng.
 """
+from pumpcore.fielderror import FieldError
 import struct
 import binascii
 
@@ -53,21 +54,13 @@ _STEP = "<II"
 _STEP_SIZE = struct.calcsize(_STEP)
 
 
-class ProgramError(ValueError):
+class ProgramError(FieldError):
     """A program field that is wrong: `field` (path), `value` and `reason`.
 
     str(err) reads like
     "flex.patterns[0].steps[3].rate_ng_day = 2500000: above the hard limit max_rate_ng_day 1500000".
     """
 
-    def __init__(self, field, value, reason):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
-
-    def __str__(self):
-        return "%s = %s: %s" % (self.field, self.value, self.reason)
 
 
 def _is_int(v):

@@ -39,6 +39,7 @@ Sections and blobs are owned by their modules (scheduler, bolus gate, reservoir,
 codec only carries them (nested tuples of ints come back as the same nested tuples) and bounds
 their size.
 """
+from pumpcore.fielderror import FieldError
 import struct
 
 from pumpcore.crc import crc32
@@ -106,14 +107,11 @@ ERR_NAMES = (None, "too short", "bad magic", "unsupported version", "length mism
              "crc mismatch", "field out of range", "bad layout")
 
 
-class StateError(ValueError):
+class StateError(FieldError):
     """A state record that cannot be encoded or decoded: names the field, value and limit."""
 
     def __init__(self, field, value, reason, code=ERR_FIELD):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
+        FieldError.__init__(self, field, value, reason)
         self.code = code
 
 

@@ -6,6 +6,7 @@ time ms, time of day ms since midnight. Parsing accepts the way clinicians write
 "10 min", "3 h", "07:30". Decimal fractions are exact (no float): a value that is not a whole
 number of the base unit is refused, never rounded.
 """
+from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 
 MS_PER_DAY = const(86400000)
@@ -23,17 +24,9 @@ _DURATION_UNITS = {"ms": 1, "s": 1000, "sec": 1000, "min": 60000, "h": 3600000,
                    "hr": 3600000, "d": 86400000, "day": 86400000}
 
 
-class QuantityError(ValueError):
+class QuantityError(FieldError):
     """A quantity that cannot be parsed or is out of range: names the field, value and reason."""
 
-    def __init__(self, field, value, reason):
-        super().__init__("%s = %s: %s" % (field, value, reason))
-        self.field = field
-        self.value = value
-        self.reason = reason
-
-    def __str__(self):
-        return "%s = %s: %s" % (self.field, self.value, self.reason)
 
 
 def _split(text, field):
