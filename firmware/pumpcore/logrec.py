@@ -56,14 +56,15 @@ EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
 EV_MAINTENANCE = const(24)      # 0, 0, 0, 0: app stopped for the REPL (deploy); motor off, watchdog off
-EV_CODE_MAX = const(24)
+EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: hourly, for soak tests
+EV_CODE_MAX = const(25)
 
 EVENT_NAMES = (
     None, "reset", "state-restored", "state-lost", "missed-volume", "program-commit",
     "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
     "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
-    "maintenance",
+    "maintenance", "heap",
 )
 
 EVENT_ARGS = (
@@ -92,6 +93,7 @@ EVENT_ARGS = (
     ("timeout_ms", "", "", ""),
     ("what", "errno", "", ""),
     ("", "", "", ""),
+    ("alloc_bytes", "free_bytes", "", ""),
 )
 
 # Reasons decode() refuses a record (LogRecordError.reason_code)

@@ -15,6 +15,7 @@ Safety policies (the reasons are in docs/ARCHITECTURE.md and docs/persistence.md
 - The watchdog is fed only when every task of the loop made progress in this iteration.
 Units: ms of device time (ticks_diff), ng, ng/day, nL, pL, microsteps.
 """
+import gc
 import sys
 
 from pumpcore import alarms as al
@@ -169,8 +170,15 @@ class PumpApp(Controller):
             if restored:
                 self._log(logrec.EV_STATE_RESTORED, state.seq, 0, self.sched.delivered_steps,
                           self.program.crc32() & 0xFFFF)
-        if self.sched.suspended is False and self.state.get(sc.F_SUSPENDED):
-            self.sched.suspend()
+        if self.program is not None:
+            # only a suspend by command survives a reset; a hold by an alarm is re-derived from
+            # the restored alarms by the loop (a snapshot taken mid-hold must not keep the pump
+            # suspended after the alarm is gone: that would be an interrupted flow)
+            user_suspended = bool(self.state.get(sc.F_SUSPENDED))
+            if self.sched.suspended and not user_suspended:
+                self.sched.resume()
+            elif user_suspended and not self.sched.suspended:
+                self.sched.suspend()
         self.last_total_ng = self.sched.total_ng
         self.last_missed = self.sched.missed_steps
         self.last_steps = self.sched.delivered_steps
@@ -376,6 +384,8 @@ class PumpApp(Controller):
         if hour != self.hour_mark:
             self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
                       self.hour_ng, self.hour_steps, self.hour_missed)
+            alloc, free = _heap()
+            self._log(logrec.EV_HEAP, alloc, free, 0, 0)
             self.hour_mark = hour
             self.hour_ng = 0
             self.hour_steps = 0
@@ -648,6 +658,15 @@ class PumpApp(Controller):
 
     def refusal_text(self, code):
         return schedmod.refusal_text(code)
+
+
+def _heap():
+    """(bytes allocated after a collection, bytes free) on MicroPython; (0, 0) elsewhere."""
+    gc.collect()
+    try:
+        return gc.mem_alloc(), gc.mem_free()
+    except AttributeError:
+        return 0, 0
 
 
 def _build_hash():

@@ -210,3 +210,21 @@ def test_spent_flash_budget_refuses_a_signed_command_with_its_reason(tmp_path):
         with pytest.raises(RefusedError, match="flash write budget"):
             pump.refill(20_000_000, 2000)
         assert app.sched.reservoir.volume_nl == 0   # not executed
+
+
+def test_a_state_saved_during_an_alarm_hold_does_not_keep_the_pump_suspended_after_a_reset(tmp_path):
+    """Found by the 7-day soak: an alarm acknowledged just before a power cut left the saved
+    scheduler snapshot 'suspended'; after the reboot nothing re-derived it and the basal never
+    resumed (an interrupted intrathecal flow)."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 600_000)
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)
+    assert al.ALARM_OCCLUSION in app.alarm_set.active() and app.sched.suspended
+    hw.pressure = 0
+    run_for(app, hw, 60_000)
+    app.ack_alarm(al.ALARM_OCCLUSION)          # urgent save while the hold is still in force
+    app2, hw2 = boot(tmp_path / "flash")
+    run_for(app2, hw2, 3_600_000)
+    assert not app2.sched.suspended
+    assert hw2.stepper.done > 0
