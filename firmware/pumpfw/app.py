@@ -23,12 +23,11 @@ from pumpcore import calibration, logrec, wire
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
-from pumpcore import units
 from pumpcore.clock import WallClock
 from pumpcore.detect import OcclusionDetector, ReservoirDetector, StallDetector
 from pumpcore.fixed import const
 from pumpcore.limits import HardLimits
-from pumphw.base import DIR_INFUSE, RESET_POWER_ON, RESET_WATCHDOG
+from pumphw.base import DIR_INFUSE, RESET_WATCHDOG
 from pumpfw import statemap
 from pumpfw.server import Controller, ProtocolServer
 from pumpfw.store import EventLog, ProgramStore, StateStore, StoreError, SAVE_WRITTEN
@@ -102,7 +101,7 @@ class PumpApp(Controller):
         self.last_steps = 0
         self.last_bolus = 0
         self.last_pattern = -1
-        self.boot_down_estimate = True
+        self.downtime_pending = False  # clock restarted from a saved time: first sync measures the gap
         self.ready = False
 
     # ------------------------------------------------------------------ boot
@@ -118,6 +117,7 @@ class PumpApp(Controller):
         if state is not None:
             self.state = state
             self.clock.set(state.get(sc.F_SAVE_DAY), state.get(sc.F_SAVE_MS))
+            self.downtime_pending = True
             app_sec = state.sections.get(sc.SEC_APP)
             if app_sec and app_sec[0]:
                 self.measured_pl = app_sec[0]
@@ -140,7 +140,7 @@ class PumpApp(Controller):
                     self.sched.restore(snap)
                     restored = True
                 self.program = prog
-            except ValueError as exc:
+            except ValueError:
                 self._log(logrec.EV_PROGRAM_LOST, 2, 0, 0, 0)
                 self._raise(al.ALARM_PROGRAM_CORRUPT)
                 self.program = None
@@ -527,19 +527,20 @@ class PumpApp(Controller):
     def set_time(self, day, ms_of_day):
         old_day, old_ms = self.clock.day, self.clock.ms
         jump = 0
-        if not self.clock_set:
+        if self.downtime_pending:
             jump = self.clock.ms_until(day, ms_of_day, 7 * 86400000)
         if self.program is not None:
             self.sched.set_time(day, ms_of_day)
         else:
             self.clock.set(day, ms_of_day)
         self._log(logrec.EV_TIME_SET, old_day, old_ms, day, ms_of_day)
-        if jump > 0 and self.boot_down_estimate and self.program is not None:
+        if jump > 0 and self.program is not None:
+            # the pump was down (or its clock lost) for `jump` ms: missed, never caught up
             rate = self.sched.basal_rate_ng_day()
             conc = self.sched.line_conc_ug_ml() or 1
             missed_ng = rate * (jump // 1000) // 86400
             self._log(logrec.EV_MISSED_VOLUME, missed_ng * 1000 // conc, 0, jump, rate)
-        self.boot_down_estimate = False
+        self.downtime_pending = False
         self.clock_set = True
         self.alarm_set.clear(al.ALARM_CLOCK_LOST)
         self.alarm_set.ack(al.ALARM_CLOCK_LOST)
