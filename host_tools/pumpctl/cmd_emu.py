@@ -8,7 +8,7 @@ from typing import Any
 
 from . import output
 from .emuimage import DEFAULT_VERSION, ENV_UF2
-from .emurig import EmuRig, default_rig_dir
+from .emurig import EMU_HW_DIR, EmuRig, default_rig_dir
 
 
 def _add_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -59,11 +59,14 @@ def _json(args: argparse.Namespace) -> bool:
 def cmd_start(args: argparse.Namespace) -> int:
     rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh)
     doc = {"port": rig.port, "pid": rig.pid, "version": rig.state["version"], "image": rig.state["image"],
-           "dir": str(rig.dir), "boot_wall_s": rig.state.get("boot_wall_s")}
+           "dir": str(rig.dir), "boot_wall_s": rig.state.get("boot_wall_s"),
+           "hw_dir": str(rig.dir / EMU_HW_DIR)}
     output.emit(_json(args), doc, lambda d: (
         f"{d['port']}\n"
         f"emu: MicroPython v{d['version']} on an emulated RP2040 (pid {d['pid']}, booted in "
-        f"{d['boot_wall_s']:.2f} s); use: pumpctl --port {d['port']} ... or PUMP_PORT={d['port']}"))
+        f"{d['boot_wall_s']:.2f} s); use: pumpctl --port {d['port']} ... or PUMP_PORT={d['port']}\n"
+        f"emu: deploy with: pumpctl --port {d['port']} deploy --hw-dir {d['hw_dir']}  "
+        f"(pin map without the driver UART, which the emulator cannot run)"))
     return 0
 
 

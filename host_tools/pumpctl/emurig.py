@@ -56,6 +56,26 @@ def default_rig_dir() -> Path:
     return (Path(base) if base else REPO / "rigs") / "emu"
 
 
+EMU_HW_DIR = "hw"
+
+
+def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw") -> Path:
+    """Write `<rig_dir>/hw/` for `pumpctl deploy --hw-dir`: hw/mechanism.json as is and the one
+    pin map without its driver UART. rp2040py 0.3.6 never returns from `machine.UART(...)`
+    construction on the v1.22.2 image (silicon does), so on the emulator the firmware must treat
+    the TMC2209 as configured by its MS1/MS2 pins; the emulator cannot test the driver UART.
+    (Written without the key until pumphw.pinmap accepts an explicit `"driver_uart": null`.)"""
+    out = rig_dir / EMU_HW_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    pins = json.loads((hw_dir / "pinmap.json").read_text())
+    pins.pop("driver_uart", None)
+    pins["_what"] = ("Emulated-Pico copy of hw/pinmap.json, written by pumpctl emu start: no driver_uart "
+                     "(rp2040py hangs in machine.UART construction; the emulator cannot test the UART).")
+    (out / "pinmap.json").write_text(json.dumps(pins, indent=1) + "\n")
+    (out / "mechanism.json").write_text((hw_dir / "mechanism.json").read_text())
+    return out
+
+
 def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
     """The one pin map (hw/pinmap.json), checked for the pins the rig wires."""
     pins = json.loads(path.read_text())
@@ -597,6 +617,7 @@ class EmuRig:
             raise UsageError(f"an emulated Pico is already running in {rig_dir} on {running.port} "
                              f"(pid {running.pid}); pumpctl emu stop first")
         rig_dir.mkdir(parents=True, exist_ok=True)
+        write_emu_hw_dir(rig_dir)
         if fresh:
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)
