@@ -128,22 +128,26 @@ class PumpApp(Controller):
             except ValueError:
                 self.measured_pl = 0
         restored = False
+        snap = statemap.get_scheduler(state) if state is not None else None
         if blob is not None:
             try:
                 prog = programmod.Program.decode(blob, self.hard_limits)
-                snap = statemap.get_scheduler(state) if state is not None else None
-                if snap is not None:
-                    # the reservoir (and its concentration) must be known before load()
-                    self.sched.reservoir.restore(snap[-2])
+                # load on an empty reservoir, then restore everything the snapshot holds: after a
+                # refill with a new drug the reservoir's concentration differs from the running
+                # program's until the clinician commits the new one, exactly as before the reset
                 self.sched.load(prog, self.clock)
                 if snap is not None and state.program_crc() == prog.crc32():
                     self.sched.restore(snap)
                     restored = True
+                elif snap is not None:
+                    self.sched.reservoir.restore(snap[-2])   # the drug in the pump is physical
                 self.program = prog
             except ValueError:
                 self._log(logrec.EV_PROGRAM_LOST, 2, 0, 0, 0)
                 self._raise(al.ALARM_PROGRAM_CORRUPT)
                 self.program = None
+        elif snap is not None:
+            self.sched.reservoir.restore(snap[-2])           # a refill before any program
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
         for code in (self.state_store.alarm(), self.program_store.alarm()):
@@ -228,11 +232,10 @@ class PumpApp(Controller):
         act, acked = self.alarm_set.snapshot()
         st.set(sc.F_ALARM_ACTIVE, act)
         st.set(sc.F_ALARM_ACKED, acked)
-        st.set(sc.F_SUSPENDED, 1 if (self.sched.suspended and not self.alarm_hold) else 0)
         st.set(sc.F_LOG_SEQ, self.log.last_seq() & 0x3FFFFFFF)
         if self.program is not None:
             st.set_program_crc(self.program.crc32())
-            statemap.put_scheduler(st, self.sched.snapshot())
+        statemap.put_scheduler(st, self.sched.snapshot())   # also with no program: the reservoir
         st.sections[sc.SEC_APP] = (self.measured_pl,)
         try:
             ok = self.state_store.save(st, urgent) == SAVE_WRITTEN

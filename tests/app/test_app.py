@@ -228,3 +228,20 @@ def test_a_state_saved_during_an_alarm_hold_does_not_keep_the_pump_suspended_aft
     run_for(app2, hw2, 3_600_000)
     assert not app2.sched.suspended
     assert hw2.stepper.done > 0
+
+
+def test_a_suspend_given_during_an_alarm_hold_survives_a_reset(tmp_path):
+    """Found by the stateful test: save() derived the stored 'suspended by command' flag from
+    the scheduler and the alarm hold, so a suspend given while a stall held the motor was
+    stored as 'not suspended' and the basal restarted after a reset."""
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 10_000)
+    hw.stepper.stalled = True
+    run_for(app, hw, 30_000)
+    assert app.alarm_hold
+    assert app.suspend() is None
+    app2, hw2 = boot(tmp_path / "flash")
+    app2.ack_alarm(al.ALARM_STALL)
+    run_for(app2, hw2, 3_600_000)
+    assert app2.sched.suspended and hw2.stepper.done == 0

@@ -446,20 +446,19 @@ def _run_case(steps) -> None:
         m.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: after a refill with a new concentration the reservoir "
-                   "snapshot holds the new drug, so boot's sched.load() of the stored program (old "
-                   "concentration) raises and the program is reported corrupt: delivery stops after any reset")
 def test_regression_reset_after_concentration_refill_keeps_the_program():
+    """Was: after a refill with a new concentration, boot loaded the stored program onto the
+    restored reservoir (new drug), the load raised and the program was reported corrupt:
+    delivery stopped after any reset."""
     _run_case([("setup", dict(programmed=True, name="continuous_186")),
                ("refill", dict(other=True, volume_nl=2_000_000)),
                ("reset", dict(watchdog=False)),
                ("resume", {})])
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: with no program committed, save() stores no scheduler "
-                   "snapshot, so a refill (volume and concentration) is forgotten by a reset and a program "
-                   "of another concentration is then accepted")
 def test_regression_reset_with_no_program_keeps_the_refill():
+    """Was: with no program committed the reservoir was not saved, so a reset forgot a refill
+    and a program of another concentration was then accepted."""
     _run_case([("setup", dict(programmed=False, name="continuous_186")),
                ("refill", dict(other=False, volume_nl=2_000_000)),
                ("reset", dict(watchdog=False)),
