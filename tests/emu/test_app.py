@@ -109,7 +109,7 @@ def test_clinician_bolus_gives_exactly_its_steps_at_the_pins(app: EmuRig) -> Non
         since = app.request("edges", since=0)["count"]
         before = pump.status().delivered_total_ng
         dose_ng = 200                       # 0.1 uL at 2000 ug/mL
-        pump.bolus(dose_ng, 0)
+        pump.bolus(dose_ng, 1000)
         # wait (emulated time) until the bolus has ended
         for _ in range(60):
             app.request("wait", ms=200)
@@ -131,7 +131,7 @@ def test_clinician_bolus_gives_exactly_its_steps_at_the_pins(app: EmuRig) -> Non
 def test_diag_raises_the_stall_alarm_and_stops_the_motor(app: EmuRig) -> None:
     with _open(app) as pump:
         app.request("stall", on=True)
-        pump.bolus(200, 0)
+        pump.bolus(200, 1000)
         for _ in range(30):
             app.request("wait", ms=100)
             if any(a.code == alarms.ALARM_STALL for a in pump.alarms()):
