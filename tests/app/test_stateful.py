@@ -27,7 +27,7 @@ from .stateful_reference import HOUR, MS_PER_DAY, PROGRAMS, Line, Rolling24h, ba
 
 DAY0 = 9000                          # 2024-08-23 (days since 2000-01-01)
 SIM_BUDGET_MS = 8 * HOUR             # simulated device time per example (keeps the test ~1 min)
-MAX_EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "150"))
+MAX_EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "30"))
 STEP_COUNT = int(os.environ.get("STATEFUL_STEPS", "35"))
 LIMITS = HardLimits()
 MAX_BOLUS_DURATION_MS = 24 * HOUR
