@@ -308,7 +308,15 @@ class PumpApp(Controller):
             self.clock.advance(dt)
         if self.owed and motor_ok:
             if not st.enabled():
-                st.enable(True)
+                try:
+                    st.enable(True)
+                except (RuntimeError, OSError):
+                    # driver fault (rp2hw: TMC2209 silent or misconfigured): the motor stays
+                    # released, the due steps are missed, and the stall alarm stops delivery
+                    self.sched.record_missed(self.owed)
+                    self.owed = 0
+                    self._raise(al.ALARM_STALL)
+                    return True
             # spread the steps over the time they took to fall due (this iteration's dt): the
             # generator then runs at the scheduled rate, one iteration behind, never in bursts
             # (a burst is a pressure spike the occlusion detector would rightly see)

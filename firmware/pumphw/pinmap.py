@@ -92,8 +92,8 @@ class PinMap:
         self.uart_tx = -1
         self.uart_rx = -1
         self.uart_baud = 0
-        if "driver_uart" not in raw:
-            return  # driver configured by its MS1/MS2 pins instead of UART
+        if raw.get("driver_uart") is None:
+            return  # absent or null: driver configured by its MS1/MS2 pins instead of UART
         u = raw["driver_uart"]
         if not isinstance(u, dict):
             raise PinMapError("driver_uart", repr(u), "must be an object with keys " + ", ".join(UART_KEYS))

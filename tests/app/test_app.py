@@ -245,3 +245,18 @@ def test_a_suspend_given_during_an_alarm_hold_survives_a_reset(tmp_path):
     app2.ack_alarm(al.ALARM_STALL)
     run_for(app2, hw2, 3_600_000)
     assert app2.sched.suspended and hw2.stepper.done == 0
+
+
+def test_a_driver_that_cannot_be_energised_is_a_stall_alarm_not_a_crash(tmp_path):
+    """rp2hw raises when the TMC2209 does not confirm its configuration: the loop must go on,
+    with the motor released, the due steps missed and the stall alarm raised."""
+    app, hw = programmed(tmp_path)
+
+    def refuse(on):
+        if on:
+            raise RuntimeError("TMC2209 did not answer on its UART")
+        hw.stepper._enabled = False
+    hw.stepper.enable = refuse
+    run_for(app, hw, 600_000)
+    assert al.ALARM_STALL in app.alarm_set.active()
+    assert hw.stepper.done == 0 and app.sched.missed_steps > 0

@@ -24,7 +24,13 @@ from pumpctl import programfile
 from pumpctl.pump import Pump
 from pumpctl.simsession import prepare_for_delivery
 
-pytestmark = pytest.mark.emu
+pytestmark = [
+    pytest.mark.emu,
+    pytest.mark.skipif(os.environ.get("PUMP_EMU_APP") != "1",
+                       reason="app-level emulated-Pico tier is opt-in (PUMP_EMU_APP=1): a first deploy "
+                              "takes ~7 min at the emulator's speed and the tier does not pass yet "
+                              "(issue 8 open; see docs/emulated-pico.md)"),
+]
 CONC_UG_ML = 2000
 FIGURES: dict[str, float] = {}
 

@@ -98,7 +98,10 @@ def test_diag_end_stop_and_pressure_read_through_the_layer(chip: EmuRig) -> None
     chip.request("pressure", kpa_x10=None)
     chip.request("wait", ms=2)
     stall, end, kpa = _hw(chip, "print(hw.stepper.stall(), hw.end_stop(), hw.pressure_kpa_x10())")
-    assert (stall, end) == ("False", "False") and abs(int(kpa)) <= 1
+    # released: the pins show the model's own line pressure again (earlier tests in this chip
+    # session pumped into the line, so it need not be zero)
+    model = chip.request("status")["inputs"]["pressure_kpa_x10"]
+    assert (stall, end) == ("False", "False") and abs(int(kpa) - model) <= max(2, model // 50), (kpa, model)
 
 
 def test_one_bouncy_press_is_one_press(chip: EmuRig) -> None:
