@@ -90,7 +90,7 @@ class PumpMachine(RuleBasedStateMachine):
         return self.g_base + self.hw.now_us // 1000
 
     def boot(self, cause: int) -> None:
-        hw = FakeHardware(self.flash, reset_cause=cause)
+        hw = FakeHardware(self.flash, reset_cause=RESET_POWER_ON if cause is None else cause)
         hw.pressure, hw.end, hw.stepper.stalled = self.pressure, self.end, self.stalled
         app = PumpApp(hw)
         app.boot()
@@ -392,15 +392,6 @@ class PumpMachine(RuleBasedStateMachine):
         if on and al.ALARM_RESERVOIR_EMPTY not in self.conds:
             self.conds[al.ALARM_RESERVOIR_EMPTY] = [self.g(), False]
 
-    def reset_ok(self) -> bool:
-        # known bugs (regression tests below): a reset after a refill with a new concentration
-        # loses the program; a reset with no program loses the refill. Kept out of the machine so
-        # that it explores the rest; remove this precondition once they are fixed.
-        if self.prog is None:
-            return self.line.res_conc == 0
-        return self.line.res_conc == self.prog.concentration_ug_ml
-
-    @precondition(lambda self: self.reset_ok())
     @rule(watchdog=st.booleans())
     def reset(self, watchdog: bool) -> None:
         """Power cut or watchdog reset: the queue dies with the chip; a new app boots on the same
