@@ -97,11 +97,15 @@ def test_diag_end_stop_and_pressure_read_through_the_layer(chip: EmuRig) -> None
     chip.request("empty", on=False)
     chip.request("pressure", kpa_x10=None)
     chip.request("wait", ms=2)
-    stall, end, kpa = _hw(chip, "print(hw.stepper.stall(), hw.end_stop(), hw.pressure_kpa_x10())")
     # released: the pins show the model's own line pressure again (earlier tests in this chip
-    # session pumped into the line, so it need not be zero)
-    model = chip.request("status")["inputs"]["pressure_kpa_x10"]
-    assert (stall, end) == ("False", "False") and abs(int(kpa) - model) <= max(2, model // 50), (kpa, model)
+    # session pumped into the line, so it need not be zero); with no steps it only decays, so
+    # the reading lies between the model's pressure just before and just after it
+    before = chip.request("status")["inputs"]["pressure_kpa_x10"]
+    stall, end, kpa = _hw(chip, "print(hw.stepper.stall(), hw.end_stop(), hw.pressure_kpa_x10())")
+    after = chip.request("status")["inputs"]["pressure_kpa_x10"]
+    quantum = 5   # one ADC count of the ABP sensor transfer, kPa x 10, with margin
+    assert (stall, end) == ("False", "False"), (stall, end)
+    assert after - quantum <= int(kpa) <= before + quantum, (before, kpa, after)
 
 
 def test_one_bouncy_press_is_one_press(chip: EmuRig) -> None:

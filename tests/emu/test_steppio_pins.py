@@ -19,7 +19,10 @@ _spec = importlib.util.spec_from_file_location("steppio_host", FIRMWARE / "pumph
 steppio = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(steppio)
 SEGMENT_GAP_CYCLES = steppio.SEGMENT_GAP_CYCLES  # 1 cycle = 1 us at SM_FREQ
-TOL_NS = 250  # edge times are taken per emulated CPU step: an exception entry is 16 cycles (128 ns)
+# Edge times are sampled per emulated CPU step (an exception entry is 16 cycles, 128 ns; under
+# load a burst of them was seen to shift one edge by 288 ns). Half a state-machine cycle still
+# tells any real one-cycle (1000 ns) error apart; the exact timing proof is tests/hw's PIO test.
+TOL_NS = 500
 
 SETUP = f"""
 import time
