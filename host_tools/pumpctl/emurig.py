@@ -44,6 +44,9 @@ BOOT_TIMEOUT_S = 60.0
 """Wall seconds allowed for the image to enumerate over USB after power-on."""
 PHYSICS_PERIOD_NS = 1_000_000
 """Emulated interval between physics updates (inputs, ADC), 1 ms."""
+HANG_ADDR = 0x20040000
+"""SRAM address (SCRATCH_X, core 1's stack: unused by single-core MicroPython) of the `hang`
+fault's endless `wfi; b` loop."""
 OUTPUT_BURST_NS = 5_000_000
 """Buzzer edges closer than this (5 ms) belong to one beep; only a beep's first edge is logged."""
 BOUNCE_US = (0, 150, 400, 650, 900)
@@ -138,7 +141,7 @@ class EmuWiring:
         from rp2040py.gpio_pin import GPIOPinState
 
         self.mcu = mcu
-        self._driven: dict[str, bool] = {}
+        self._driven = {}
         high = GPIOPinState.HIGH
         gpio = mcu.gpio
         step_pin, dir_pin, en_pin = gpio[self.pins["step"]], gpio[self.pins["dir"]], gpio[self.pins["en_n"]]
@@ -354,6 +357,7 @@ class EmuSupervisor:
         self.boots = 0
         self.chip_resets: list[dict[str, Any]] = []
         self.power_cuts: list[int] = []
+        self.hangs: list[int] = []
         self.powered = False
         self.started_wall = time.monotonic()
         self.boot_wall_s: list[float] = []
@@ -455,8 +459,7 @@ class EmuSupervisor:
         if cmd == "hang":
             if self.device is None:
                 raise UsageError("hang: the emulated Pico is powered off")
-            self.bridge._in += b"\r\x03\x03\x01while True: pass\x04"
-            self.bridge._pump_tick()
+            self.hang()
             return self.status()
         if cmd == "wait":
             ms = int(req.get("ms", 0))
@@ -491,6 +494,20 @@ class EmuSupervisor:
             return {"stopping": True}
         raise UsageError(f"side channel: unknown cmd {cmd!r}")
 
+    def hang(self) -> None:
+        """Hang the firmware where it stands, as a C-level deadlock would: the core is sent to a
+        two-instruction loop (`wfi; b wfi`) in SRAM and never comes back to the application.
+        Interrupts (USB, timers) still run; the watchdog stays exactly as the application left
+        it, so only its own arming can bring the chip back. (A Ctrl-C would not do: the app
+        takes Ctrl-C as maintenance and disarms its watchdog on purpose.) The loop lives in
+        SCRATCH_X (`HANG_ADDR`), core 1's stack, which single-core MicroPython leaves unused."""
+        mcu = self.device.mcu
+        mcu.write_uint16(HANG_ADDR, 0xBF30)        # wfi
+        mcu.write_uint16(HANG_ADDR + 2, 0xE7FD)    # b HANG_ADDR  (pc+4-6)
+        mcu.core.waiting = False
+        mcu.core.pc = HANG_ADDR
+        self.hangs.append(self.wiring.now_ns())
+
     async def wait_emulated(self, nanos: int) -> None:
         """Return after `nanos` of emulated time (or when the chip loses power)."""
         if self.device is None or nanos <= 0:
@@ -514,7 +531,18 @@ class EmuSupervisor:
                 "t_ns": w.now_ns(), "wall_s": round(time.monotonic() - self.started_wall, 3),
                 "boot_wall_s": [round(x, 3) for x in self.boot_wall_s], "enabled": enabled,
                 "steps": w.counts(), "inputs": w.state(), "presses": w.presses,
+                "hangs": self.hangs, "watchdog": self._watchdog_state(),
                 "flash": str(self.flash_path)}
+
+    def _watchdog_state(self) -> dict[str, Any] | None:
+        """The chip's watchdog as the firmware left it: armed or not, and the emulated ms left
+        before it fires (the RP2040 counts down twice per us, erratum RP2040-E1)."""
+        if self.device is None:
+            return None
+        wd = self.device.mcu.watchdog
+        armed = bool(getattr(wd, "_enable", False))
+        left = int(wd.timer.counter) // 2000 if armed else None
+        return {"armed": armed, "ms_left": left}
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
