@@ -183,7 +183,27 @@ def _decode_state(data):
     return st.seq, st
 
 
-class StateStore:
+class _SlotStore:
+    """What StateStore and ProgramStore share: read-outs of their two slots (`self.slots`) and
+    the alarm to raise (CORRUPT_ALARM) when a record existed but none is readable."""
+
+    CORRUPT_ALARM = 0
+
+    @property
+    def seq(self):
+        return self.slots.seq
+
+    def status(self):
+        return (self.slots.status[0], self.slots.status[1])
+
+    def report(self):
+        return [self.slots.detail[0], self.slots.detail[1]]
+
+    def alarm(self):
+        return self.CORRUPT_ALARM if self.slots.alarm_needed() else 0
+
+
+class StateStore(_SlotStore):
     """Persistent state in two slots (state_a.bin / state_b.bin) with write-rate limiting.
 
     Rate limit: a routine save is written only if min_interval_ms passed since the last write;
@@ -193,6 +213,8 @@ class StateStore:
     allowed save; an urgent save that returns SAVE_DEFERRED means the action must be refused.
     Worst-case write rate: 86_400_000 / min_interval_ms + 86_400_000 / refill_ms per day.
     """
+
+    CORRUPT_ALARM = ALARM_STATE_CORRUPT
 
     def __init__(self, fs=None, root=".", min_interval_ms=60000, burst=10, refill_ms=30000):
         self.fs = fs if fs is not None else Fs()
@@ -217,18 +239,6 @@ class StateStore:
         existed but none is readable (0 on a fresh flash or when a slot loaded)."""
         return self.slots.load(_decode_state)
 
-    @property
-    def seq(self):
-        return self.slots.seq
-
-    def status(self):
-        return (self.slots.status[0], self.slots.status[1])
-
-    def report(self):
-        return [self.slots.detail[0], self.slots.detail[1]]
-
-    def alarm(self):
-        return ALARM_STATE_CORRUPT if self.slots.alarm_needed() else 0
 
     def tick(self, dt_ms):
         """Advance the rate limiter by dt_ms (allocates nothing)."""
@@ -306,12 +316,14 @@ def decode_program_record(data):
     return seq, bytes(data[_PROG_HDR_SIZE:n - 4])
 
 
-class ProgramStore:
+class ProgramStore(_SlotStore):
     """The committed program blob (Program.encode()) in two slots (prog_a.bin / prog_b.bin).
 
     commit(blob) returns once the new program is on flash; a cut before that leaves the old one.
     The blob's own decoding (Program.decode) is the app's check; this store guarantees the
     bytes are exactly those committed."""
+
+    CORRUPT_ALARM = ALARM_PROGRAM_CORRUPT
 
     def __init__(self, fs=None, root="."):
         self.fs = fs if fs is not None else Fs()
@@ -325,18 +337,6 @@ class ProgramStore:
         """Write a new program blob; returns its seq. Raises StoreError on a failed write."""
         return self.slots.write(lambda s: encode_program_record(blob, s))
 
-    @property
-    def seq(self):
-        return self.slots.seq
-
-    def status(self):
-        return (self.slots.status[0], self.slots.status[1])
-
-    def report(self):
-        return [self.slots.detail[0], self.slots.detail[1]]
-
-    def alarm(self):
-        return ALARM_PROGRAM_CORRUPT if self.slots.alarm_needed() else 0
 
 
 REC = logrec.RECORD_SIZE
