@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .virtualrig import process_alive
 from .emuimage import ImageInfo, check_image, find_image
 from .errors import PortError, RigTimeout, UsageError
 
@@ -595,15 +596,6 @@ def _write_state(rig_dir: Path, state: dict[str, Any]) -> None:
 # Host-side handle
 # --------------------------------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class EmuRig:
     """Handle on a running emulated-Pico supervisor: its port and its side channel."""
@@ -625,7 +617,7 @@ class EmuRig:
             state = json.loads(path.read_text())
         except (OSError, ValueError):
             raise PortError(f"no emulated Pico running in {rig_dir} (start one: pumpctl emu start)") from None
-        if not _alive(state["pid"]):
+        if not process_alive(state["pid"]):
             path.unlink(missing_ok=True)
             raise PortError(f"emulated Pico in {rig_dir} died (pid {state['pid']}); see {rig_dir / LOG_FILE}")
         return cls(rig_dir, state)
@@ -705,13 +697,13 @@ class EmuRig:
             pass
         self.close()
         deadline = time.monotonic() + timeout
-        while _alive(self.pid) and time.monotonic() < deadline:
+        while process_alive(self.pid) and time.monotonic() < deadline:
             try:
                 os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 pass
             time.sleep(0.05)
-        if _alive(self.pid):
+        if process_alive(self.pid):
             os.kill(self.pid, signal.SIGKILL)
 
 

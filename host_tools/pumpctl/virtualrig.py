@@ -111,7 +111,7 @@ class VirtualRig:
             if self._proc is not None:
                 if self._proc.poll() is not None:
                     return
-            elif not _alive(self.pid):
+            elif not process_alive(self.pid):
                 return
             time.sleep(0.02)
         os.kill(self.pid, signal.SIGKILL)
@@ -234,7 +234,8 @@ def restart(port: str) -> None:
     find_by_port(port).restart()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie child of ours counts as gone); shared by the rig handles."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
