@@ -7,6 +7,7 @@ so every remote path here is relative.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -313,7 +314,7 @@ def prepare_code(files: Sequence[DeployFile]) -> str:
     """Device code: make package directories and delete the other-format twin of every module
     (a stale X.py would shadow a new X.mpy: MicroPython imports .py first)."""
     dirs = sorted({f.remote.rsplit("/", 1)[0] for f in files if "/" in f.remote}, key=lambda d: d.count("/"))
-    stale = []
+    stale = [f.remote + ".part" for f in files]     # left by a copy cut short (stream_files)
     for f in files:
         if f.kind == "mpy":
             stale.append(f.remote[:-4] + ".py")
@@ -379,11 +380,95 @@ BATCH_FILES = 12
 BATCH_BYTES = 16_384
 
 
+# Device side of `stream_files`: one raw-REPL program receives every file as base64 on stdin
+# (base64 never contains Ctrl-C, so the host can still interrupt it), writes it to
+# `<path>.part` and renames it into place only when complete, so a cut cable or a power cut
+# leaves the previous file intact (littlefs and posix rename replace atomically).
+RECEIVE_CODE = """import sys, os, binascii
+def _rx(files, raw):
+    rd = sys.stdin.buffer.read
+    for path, size in files:
+        tmp = path + '.part'
+        f = open(tmp, 'wb')
+        left = size
+        while left:
+            n = raw if left > raw else left
+            f.write(binascii.a2b_base64(rd((n + 2) // 3 * 4)))
+            left -= n
+        f.close()
+        os.rename(tmp, path)
+        print('GOT', path)
+_rx(%r, %d)
+"""
+STREAM_RAW_CHUNK = 3072        # bytes per base64 line: 4 KB on the wire, well inside a Pico's heap
+
+
+def stream_files(mp: Mpremote, files: Sequence[DeployFile], progress: Log | None = None) -> None:
+    """Copy `files` in one raw-REPL session: the device runs RECEIVE_CODE and the host streams
+    the files' bytes, base64-encoded, on the same port.
+
+    `mpremote fs cp` instead sends every 256 bytes as a `f.write(b'...')` statement that the
+    device must compile: on the emulated Pico (about 1/30 of the chip's speed for busy code)
+    that was 200-700 s for the firmware; streaming costs the device a C-level base64 decode
+    and the flash write. Raises PortError/RigTimeout/PumpError with one-line reasons.
+    """
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    if not files:
+        return
+    if "/" in mp.port and not os.path.exists(mp.port):
+        raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig started?)" % mp.port)
+    total = sum(f.local.stat().st_size for f in files)
+    timeout = mp.timeout_s + total / MIN_COPY_BYTES_PER_S
+    try:
+        transport = SerialTransport(mp.port, baudrate=115200)
+    except Exception as e:  # mpremote raises TransportError or serial errors here
+        raise mp._error("copying firmware files", "", "failed to access %s: %s" % (mp.port, e)) from None
+    try:
+        transport.enter_raw_repl(soft_reset=False)
+        transport.exec_raw_no_follow(RECEIVE_CODE % ([(f.remote, f.local.stat().st_size) for f in files],
+                                                     STREAM_RAW_CHUNK))
+        for i, f in enumerate(files, 1):
+            data = f.local.read_bytes()
+            for k in range(0, len(data), STREAM_RAW_CHUNK):
+                transport.serial.write(base64.b64encode(data[k:k + STREAM_RAW_CHUNK]))
+            got = transport.read_until(1, ("GOT %s" % f.remote).encode(), timeout=timeout)
+            if not got.endswith(("GOT %s" % f.remote).encode()):
+                raise RigTimeout("copying %s to %s: the device did not confirm it within %.0f s%s"
+                                 % (f.remote, mp.port, timeout, _device_said(got)))
+            if progress and (i == len(files) or i % 8 == 0):
+                progress("deploy: copied %d/%d files" % (i, len(files)))
+        out, err = transport.follow(timeout)
+        if err.strip():
+            raise PumpError("copying firmware files to %s failed on the device: %s"
+                            % (mp.port, err.decode(errors="replace").strip().splitlines()[-1]))
+        transport.exit_raw_repl()
+    except (TransportError, OSError) as e:
+        raise mp._error("copying firmware files", "", "%s: %s" % (type(e).__name__, e)) from None
+    finally:
+        _close_quietly(transport)
+
+
+def _close_quietly(transport: object) -> None:
+    """Close an mpremote transport whose port may already be gone (unplugged: EIO)."""
+    try:
+        transport.close()  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+def _device_said(data: bytes) -> str:
+    text = data.decode(errors="replace").strip().splitlines()
+    return " (device said: %s)" % text[-1][:200] if text else ""
+
+
 def copy_files(mp: Mpremote, files: Sequence[DeployFile], progress: Log | None = None,
                prepared: bool = False, batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES) -> None:
     """Copy files with `mpremote fs cp`, several per mpremote session (at most `batch_files`
     files or about `batch_bytes` bytes), each session's timeout scaled by its size. Directories
-    are made and stale twins removed first unless `prepared`."""
+    are made and stale twins removed first unless `prepared`. `stream_files` is the fast path;
+    this one works on any port mpremote can open (rfc2217:, socket:)."""
     if not prepared:
         mp.exec(prepare_code(files), "preparing directories")
     batches: list[list[DeployFile]] = []
@@ -466,13 +551,30 @@ def write_key(mp: Mpremote, key: bytes, remote: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- restart
+def reset_without_follow(mp: Mpremote) -> None:
+    """Send `machine.reset()` and do not wait for the exec to finish: it never does. A real
+    Pico drops off USB at once, but a port that outlives the chip (the emulated Pico's pty, a
+    USB-serial adapter) left `mpremote exec` waiting for its whole timeout (120 s)."""
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        transport = SerialTransport(mp.port, baudrate=115200)
+    except Exception as e:
+        raise mp._error("restarting the Pico", "", "failed to access %s: %s" % (mp.port, e)) from None
+    try:
+        transport.enter_raw_repl(soft_reset=False)
+        transport.exec_raw_no_follow("import machine\nmachine.reset()")
+    except (TransportError, OSError):
+        pass  # the reset may drop the link before "OK" arrives; that is the reset working
+    finally:
+        _close_quietly(transport)
+
+
 def restart(mp: Mpremote, target: TargetInfo) -> str:
     """Restart the application: machine.reset() on a Pico, the launcher's restart on the virtual rig."""
     if not target.is_virtual_rig:
-        try:
-            mp.exec("import machine\nmachine.reset()", "restarting the Pico")
-        except PumpError:
-            pass  # the reset drops the USB link before mpremote sees the end of the exec
+        reset_without_follow(mp)
         return "machine.reset() (real or emulated Pico)"
     from . import virtualrig
     try:
@@ -531,7 +633,12 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
         report.copied = len(todo)
         log("deploy: copying %d of %d files (%d already identical on the device)"
             % (len(todo), len(files), len(files) - len(todo)))
-        copy_files(mp, todo, progress=log, prepared=True)
+        if target.is_virtual_rig or mp.port.startswith(("rfc2217:", "socket:")):
+            # the unix port reads stdin without watching for Ctrl-C, so a receiver cut short
+            # there could not be interrupted; it copies fast enough with fs cp anyway
+            copy_files(mp, todo, progress=log, prepared=True)
+        else:
+            stream_files(mp, todo, progress=log)
         report.verified = verify(mp, files)
     log("deploy: %d files verified by sha256 on the device" % report.verified)
     if provision_key:

@@ -187,6 +187,19 @@ def test_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Pat
     assert "unplugged" in str(err.value) or "no such port" in str(err.value) or "cannot open" in str(err.value)
 
 
+def test_stream_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Path) -> None:
+    mp = deploy.Mpremote(repl_rig.port, 30)
+    files = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None)
+    timer = threading.Timer(0.25, repl_rig.unplug)
+    timer.start()
+    with pytest.raises(PortError) as err:
+        for _ in range(50):   # keep streaming until the cable is pulled
+            deploy.stream_files(mp, files)
+    timer.join()
+    assert "\n" not in str(err.value)
+    assert "unplugged" in str(err.value) or "no such port" in str(err.value) or "cannot open" in str(err.value)
+
+
 def test_timeout_when_nothing_answers(tmp_path: Path) -> None:
     import pty
     master, slave = pty.openpty()          # a port whose far end never speaks MicroPython

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from pumpctl import deploy
 from pumpctl.emurig import EmuRig, load_pinmap
 
 from .conftest import FIRMWARE, mpremote
@@ -94,3 +96,46 @@ def test_side_channel_refuses_bad_values_naming_field_value_limit(emu: EmuRig) -
     with pytest.raises(Exception, match=r"unknown cmd 'nope'"):
         emu.request("nope")
     assert json.loads(json.dumps(emu.request("status")))["powered"] is True
+
+
+def test_stream_cut_short_leaves_the_old_file_whole(emu: EmuRig, tmp_path: Path) -> None:
+    """A deploy copy that stops mid-file (cable, host crash) must not leave half a module: the
+    chip writes <path>.part and renames only a complete file over the old one, and the next
+    mpremote's Ctrl-C still stops the receiver (base64 never carries it; the rp2 USB stack
+    turns it into KeyboardInterrupt)."""
+    import base64
+
+    from mpremote.transport_serial import SerialTransport
+
+    mp = deploy.Mpremote(emu.port, 120)
+    old = b"OLD = 1\n"
+    mp.exec("with open('victim.py', 'wb') as f:\n f.write(%r)" % old, "writing the old file")
+    new = bytes(range(256)) * 40                       # 10 KB: several base64 chunks
+    t = SerialTransport(emu.port, baudrate=115200)
+    try:
+        t.enter_raw_repl(soft_reset=False)
+        t.exec_raw_no_follow(deploy.RECEIVE_CODE % ([("victim.py", len(new))], deploy.STREAM_RAW_CHUNK))
+        t.serial.write(base64.b64encode(new[:deploy.STREAM_RAW_CHUNK]))   # then the host goes away
+        time.sleep(0.3)
+    finally:
+        t.close()
+    mp.exec("print(1)", "interrupting the receiver")    # Ctrl-C still works: base64 never carries it
+    assert _device_bytes(mp, "victim.py") == old
+    # the next deploy's preparation removes the leftover, and a whole copy then lands
+    whole = deploy.DeployFile(local=_write(tmp_path / "v.py", new), remote="victim.py", kind="config")
+    mp.exec(deploy.prepare_code([whole]), "preparing")
+    assert _device_bytes(mp, "victim.py.part") is None
+    deploy.stream_files(mp, [whole])
+    assert _device_bytes(mp, "victim.py") == new
+
+
+def _device_bytes(mp: deploy.Mpremote, path: str) -> bytes | None:
+    out = mp.exec("import binascii\ntry:\n print('HEX', binascii.hexlify(open(%r, 'rb').read()).decode())\n"
+                  "except OSError:\n print('HEX -')" % path, "reading " + path)
+    value = out.split("HEX", 1)[1].strip()
+    return None if value == "-" else bytes.fromhex(value)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
