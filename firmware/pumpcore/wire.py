@@ -33,6 +33,12 @@ pumpcore.auth. Error responses carry `detail u8` + a UTF-8 reason as their paylo
 Payload layouts are (struct format, field names) pairs below: `pack_fields` / `unpack_fields`
 are the only way either side turns them into bytes. `TABLE_CRC` is a CRC-32 over the command
 table, statuses and layouts: `hello` reports it and the host refuses a mismatch.
+
+Versioning rule: a change to a command, a status or a payload layout (a field added, removed,
+renamed or resized) changes TABLE_CRC by itself, and host and firmware must then be deployed
+together (the host's refusal says so). PROTOCOL_VERSION is the version of the binary frame
+above (header, CRC, trailer) and changes only when the frame itself does; a frame of another
+version is answered with ERR_VERSION.
 """
 import struct
 import binascii
@@ -156,6 +162,8 @@ def status_name(status):
 # Units follow docs/ARCHITECTURE.md: ng, ng/day, ug/mL, nL, pL/step, (day, ms_of_day), ms.
 HELLO_RESP = ("<BIIH", ("protocol_version", "table_crc", "auth_counter", "max_payload"))
 HELLO_STRINGS = ("firmware_version", "build_hash", "rig_id")   # follow HELLO_RESP, u8 len + UTF-8
+# build_hash: the deployed build's id (pumpcore.buildrec: 16 hex digits of the deployed files'
+# digest), or "unknown: <reason>" when the build record is missing or corrupt.
 
 STATUS_FLAG_SUSPENDED = const(1)
 STATUS_FLAG_BOLUS_ACTIVE = const(2)
@@ -213,9 +221,13 @@ CAL_SOURCE_DERIVED = const(0)
 CAL_SOURCE_MEASURED = const(1)
 CAL_RESP = ("<IB", ("pl_per_step", "source"))
 CAL_WRITE_REQ = ("<I", ("pl_per_step",))
-LIMITS_RESP = ("<IIIIII", (
-    "max_rate_ng_day", "max_24h_ng", "max_bolus_ng",
-    "min_conc_ug_ml", "max_conc_ug_ml", "max_reservoir_nl",
+LIMITS_RESP = ("<IIIIIII", (     # pumpcore.limits.HardLimits as the rig enforces them
+    "max_rate_ng_day",      # highest programmed basal rate, ng/day
+    "max_24h_ng",           # most drug in any rolling 24 h, ng
+    "max_bolus_ng",         # largest single bolus, ng
+    "max_flow_ng_day",      # highest instantaneous flow, basal + bolus, ng/day
+    "min_conc_ug_ml", "max_conc_ug_ml",   # drug concentration range, ug/mL
+    "max_reservoir_nl",     # reservoir capacity, nL
 ))
 ERROR_RESP = ("<B", ("detail",))                          # followed by the UTF-8 reason
 

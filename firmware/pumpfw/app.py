@@ -500,7 +500,8 @@ class PumpApp(Controller):
     def limits(self):
         lim = self.hard_limits
         return {"max_rate_ng_day": lim.max_rate_ng_day, "max_24h_ng": lim.max_24h_ng,
-                "max_bolus_ng": lim.max_bolus_ng, "min_conc_ug_ml": lim.min_conc_ug_ml,
+                "max_bolus_ng": lim.max_bolus_ng, "max_flow_ng_day": lim.max_flow_ng_day,
+                "min_conc_ug_ml": lim.min_conc_ug_ml,
                 "max_conc_ug_ml": lim.max_conc_ug_ml, "max_reservoir_nl": lim.reservoir_capacity_nl}
 
     # ------------------------------------------------------------------ Controller: changes

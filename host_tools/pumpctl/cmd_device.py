@@ -297,12 +297,9 @@ def parse_amount(text: str, field: str, default_unit: str, parser: Any, limit: i
 
 def fastest_bolus_ms(dose_ng: int, limits: Any) -> int:
     """Shortest duration (ms) for `dose_ng` that keeps basal + bolus within the flow limit for any
-    program the rig accepts: dose over (max flow - max basal rate), rounded up.
-
-    The flow limit is the rig's `max_flow_ng_day` when it reports one, else pumpcore.limits'
-    default (the wire's limits read does not carry it yet)."""
-    from pumpcore.limits import HardLimits
-    flow = _get(limits, "max_flow_ng_day") or HardLimits().max_flow_ng_day
+    program the rig accepts: dose over (max flow - max basal rate), rounded up. Both limits are
+    the rig's own (its limits read: wire.LIMITS_RESP)."""
+    flow = int(_get(limits, "max_flow_ng_day"))
     headroom = int(flow) - int(_get(limits, "max_rate_ng_day"))
     if headroom <= 0:
         raise UsageError("the rig's max flow %d ng/day leaves no room above its max rate; give --over" % flow)
@@ -404,6 +401,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
     output.emit(args.json, doc, lambda d: output.fields([
         ("max rate", output.ug_day(d["max_rate_ng_day"])), ("max per 24 h", output.ug(d["max_24h_ng"])),
         ("max single bolus", output.ug(d["max_bolus_ng"])),
+        ("max flow (basal + bolus)", output.ug_day(d["max_flow_ng_day"])),
         ("concentration", "%d..%d ug/mL" % (d["min_conc_ug_ml"], d["max_conc_ug_ml"])),
         ("reservoir capacity", output.ml(d["max_reservoir_nl"]))]))
     return 0

@@ -103,6 +103,7 @@ class Limits:
     max_rate_ng_day: int
     max_24h_ng: int
     max_bolus_ng: int
+    max_flow_ng_day: int    # basal + bolus, the limit the rig's bolus checks use
     min_conc_ug_ml: int
     max_conc_ug_ml: int
     max_reservoir_nl: int

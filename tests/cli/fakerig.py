@@ -21,6 +21,7 @@ class FakeController(Controller):
         self.program: Any = None
         self.log: list[bytes] = []
         self.cal = (12_000, wire.CAL_SOURCE_DERIVED)
+        self.max_flow_ng_day = 200_000_000   # what the rig reports in its limits read
         self.alarm_list = [{"alarm_id": 7, "code": 1, "priority": 4, "flags": wire.ALARM_FLAG_ACTIVE
                             | wire.ALARM_FLAG_LATCHED, "day": 9460, "ms_of_day": 3_600_000}]
         self.refuse_bolus: tuple[int, str] | None = None
@@ -72,7 +73,7 @@ class FakeController(Controller):
 
     def limits(self) -> dict[str, int]:
         return {"max_rate_ng_day": 1_500_000, "max_24h_ng": 2_000_000, "max_bolus_ng": 200_000,
-                "min_conc_ug_ml": 50, "max_conc_ug_ml": 2000, "max_reservoir_nl": 20_000_000}
+                "max_flow_ng_day": self.max_flow_ng_day, "min_conc_ug_ml": 50, "max_conc_ug_ml": 2000, "max_reservoir_nl": 20_000_000}
 
     def commit_program(self, program: Any) -> None:
         self.calls.append(("commit", program.crc32()))

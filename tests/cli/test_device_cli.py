@@ -80,6 +80,14 @@ def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pyte
     assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 21_764)
     assert run(capsys, "bolus", "12.345")[0] == 0
     assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 12_345, 5_374)
+    # the flow limit is the one the rig reports, not pumpcore's default:
+    # 50_000 ng over (3_000_000 - 1_500_000) ng/day = 2_880_000 ms
+    rig.max_flow_ng_day = 3_000_000
+    assert run(capsys, "bolus", "50")[0] == 0
+    assert rig.calls[-1] == ("bolus", wire.BOLUS_CLINICIAN, 50_000, 2_880_000)
+    rig.max_flow_ng_day = 1_500_000
+    rc, _, err = run(capsys, "bolus", "50")
+    assert rc == 1 and "max flow 1500000 ng/day leaves no room above its max rate" in err
     assert run(capsys, "suspend")[0] == 0 and rig.calls[-1] == ("suspend",)
     assert run(capsys, "resume")[0] == 0 and rig.calls[-1] == ("resume",)
     assert run(capsys, "refill", "--volume-ml", "18.5", "--concentration", "2000")[0] == 0
@@ -123,9 +131,12 @@ def test_calibration_and_limits(rig: FakeController, capsys: pytest.CaptureFixtu
     rc, out, _ = run(capsys, "calibration", "show")
     assert "11950 pL" in out and "measured" in out
     rc, out, _ = run(capsys, "--json", "limits")
-    assert json.loads(out)["max_bolus_ng"] == 200_000
+    doc = json.loads(out)
+    assert doc["max_bolus_ng"] == 200_000 and doc["max_flow_ng_day"] == 200_000_000
+    assert set(doc) == set(wire.LIMITS_RESP[1])
     rc, out, _ = run(capsys, "limits")
     assert "200.000 ug" in out and "50..2000 ug/mL" in out and "20.000 mL" in out
+    assert "max flow (basal + bolus)" in out and "200000.000 ug/day" in out
 
 
 def test_monitor_draws_frames_then_stops(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,7 +103,7 @@ class FakeController(Controller):
 
     def limits(self):
         return {"max_rate_ng_day": 1500000, "max_24h_ng": 2000000, "max_bolus_ng": 200000,
-                "min_conc_ug_ml": 50, "max_conc_ug_ml": 2000, "max_reservoir_nl": 20000000}
+                "max_flow_ng_day": 30000000, "min_conc_ug_ml": 50, "max_conc_ug_ml": 2000, "max_reservoir_nl": 20000000}
 
     def decode_program(self, buf):
         return FakeProgram.decode(buf)

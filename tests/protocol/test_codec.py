@@ -108,6 +108,24 @@ def test_every_command_code_unique_and_table_crc_covers_layouts(monkeypatch: pyt
     assert crc.crc32(wire._table_text().encode()) != before
 
 
+def test_limits_response_carries_every_hard_limit_in_range() -> None:
+    """LIMITS_RESP is HardLimits field for field (the reservoir under its wire name), and every
+    value HardLimits admits fits the u32 field and stays an RP2040 small int (< 2**30)."""
+    from pumpcore import limits
+    wire_name = {"reservoir_capacity_nl": "max_reservoir_nl"}
+    names = [wire_name.get(name, name) for name, _lo, _hi in limits._FIELDS]
+    assert list(wire.LIMITS_RESP[1]) == names
+    assert "max_flow_ng_day" in wire.LIMITS_RESP[1]
+    fmt = wire.LIMITS_RESP[0]
+    for (name, lo, hi), code in zip(limits._FIELDS, fmt[1:]):
+        assert code == "I", name
+        assert 0 < lo <= hi < 2**30, name
+    top = limits.HardLimits(max_rate_ng_day=limits.ABS_MAX_FLOW_NG_DAY, max_24h_ng=5_000_000,
+                            max_bolus_ng=limits.ABS_MAX_BOLUS_NG, reservoir_capacity_nl=limits.ABS_MAX_RESERVOIR_NL)
+    doc = dict(zip(names, top.as_tuple()))
+    assert wire.unpack_fields(wire.LIMITS_RESP, wire.pack_fields(wire.LIMITS_RESP, doc)) == doc
+
+
 @given(st.binary(max_size=100), st.binary(max_size=300))
 def test_hmac_equals_python_hmac(key: bytes, msg: bytes) -> None:
     assert auth.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
