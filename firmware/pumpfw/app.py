@@ -19,7 +19,7 @@ import gc
 import sys
 
 from pumpcore import alarms as al
-from pumpcore import calibration, logrec, wire
+from pumpcore import buildrec, calibration, logrec, wire
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
@@ -60,6 +60,8 @@ def _read_bytes(path):
 
 class PumpApp(Controller):
     """One pump: built on a Hardware object (pumphw.base), run with boot() then loop()."""
+
+    build = buildrec.UNKNOWN + ": not booted"   # hello's build_hash; boot() reads the build record
 
     def __init__(self, hw):
         self.hw = hw
@@ -110,6 +112,8 @@ class PumpApp(Controller):
         motor before the state is restored and checked."""
         hw = self.hw
         hw.stepper.enable(False)
+        # the deployed build (pumpcore.buildrec); missing or corrupt -> "unknown: <reason>"
+        self.build = buildrec.read(_join(self.root, buildrec.BUILD_FILE))
         self.log.mount()
         state = self.state_store.load()
         blob = self.program_store.load()
@@ -408,7 +412,7 @@ class PumpApp(Controller):
 
     # ------------------------------------------------------------------ Controller: reads
     def hello_info(self):
-        return (FIRMWARE_VERSION, _build_hash())
+        return (FIRMWARE_VERSION, self.build)
 
     def rig_id(self):
         return self.hw.rig_id()
@@ -680,14 +684,6 @@ def _heap():
         return gc.mem_alloc(), gc.mem_free()
     except AttributeError:
         return 0, 0
-
-
-def _build_hash():
-    try:
-        with open("build.txt") as f:
-            return f.read().strip()[:40]
-    except OSError:
-        return "source"
 
 
 def run(hw):

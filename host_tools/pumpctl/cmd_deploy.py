@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
             "compiled": report.compiled, "compiler": report.compiler, "how": report.reason,
             "files": [{"path": f.remote, "kind": f.kind, "sha256": f.sha256()} for f in report.files],
             "copied": report.copied, "verified": report.verified, "rig_id": report.rig_id, "key_created": report.key_created,
-            "restart": report.restart,
+            "restart": report.restart, "build": report.build,
         }, lambda d: "")
     else:
-        print("deploy: done: %d files (%d copied, %s) on %s" % (
-            len(report.files), report.copied, "compiled .mpy %s" % report.target.mpy_label if report.compiled else "source", port))
+        print("deploy: done: %d files (%d copied, %s) on %s, build %s" % (
+            len(report.files), report.copied, "compiled .mpy %s" % report.target.mpy_label if report.compiled else "source",
+            port, report.build.get("build", "-")))
     return 0

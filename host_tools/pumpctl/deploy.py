@@ -109,6 +109,7 @@ class DeployReport:
     rig_id: str = ""
     key_created: bool = False
     restart: str = ""              # "machine.reset", "virtual rig restart", "not restarted"
+    build: dict = field(default_factory=dict)   # the build record written (pumpcore.buildrec)
 
 
 # ----------------------------------------------------------------------------------- mpremote
@@ -349,7 +350,10 @@ for p in %r:
 
 def device_hashes(mp: Mpremote, remotes: Sequence[str]) -> dict[str, str]:
     """sha256 (hex) of each remote file, computed on the device ('-' when missing)."""
-    out = mp.exec(HASH_CODE % (list(remotes),), "verifying file hashes")
+    return _parse_hashes(mp.exec(HASH_CODE % (list(remotes),), "verifying file hashes"))
+
+
+def _parse_hashes(out: str) -> dict[str, str]:
     got: dict[str, str] = {}
     for line in out.splitlines():
         parts = line.split()
@@ -494,6 +498,50 @@ def copy_files(mp: Mpremote, files: Sequence[DeployFile], progress: Log | None =
             progress("deploy: copied %d/%d files" % (done, len(files)))
 
 
+# ----------------------------------------------------------------------------------- build record
+# Runs with the directory preparation, before any file is copied: a deploy cut short leaves no
+# record, so the firmware reports its build "unknown" instead of the previous build's id.
+BUILD_FORGET_CODE = """import os
+try:
+    os.remove(%r)
+except OSError:
+    pass
+"""
+BUILD_WRITE_CODE = """import os
+with open(%r, 'wb') as f:
+    f.write(%r)
+os.rename(%r, %r)
+"""
+
+
+def build_digest(files: Sequence[DeployFile]) -> str:
+    """pumpcore.buildrec.files_digest of the deployed files (their remote paths and sha256)."""
+    from pumpcore import buildrec
+    return buildrec.files_digest([(f.remote, f.sha256()) for f in files])
+
+
+def write_build_record(mp: Mpremote, files: Sequence[DeployFile], compiled_for: str | None) -> dict:
+    """Write the build record (pumpcore.buildrec) for `files`, which must already be verified on
+    the device: to BUILD_FILE.part, renamed into place (atomic), then checked by sha256.
+    `compiled_for` is the .mpy format label ("6.3") or None for a source deploy."""
+    import datetime
+    from pumpcore import buildrec
+    from . import __version__
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = buildrec.make_record(build_digest(files), len(files),
+                                  "mpy " + compiled_for if compiled_for else "source", when, __version__)
+    data = buildrec.encode(record)
+    name = buildrec.BUILD_FILE
+    # one session: write, rename, then hash what is now in place
+    out = mp.exec(BUILD_WRITE_CODE % (name + ".part", data, name + ".part", name) + HASH_CODE % ([name],),
+                  "writing the build record")
+    have = _parse_hashes(out).get(name)
+    if have != hashlib.sha256(data).hexdigest():
+        raise PumpError("the build record %s on %s did not read back intact (device %s); run pumpctl deploy again"
+                        % (name, mp.port, (have or "no answer")[:12]))
+    return record
+
+
 # ----------------------------------------------------------------------------------- rig id, key
 RIG_ID_CODE = """try:
     import pumphw
@@ -594,11 +642,14 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
 
     Files whose sha256 on the device already matches are not copied again (unless `full`);
     every file is verified by hash afterwards either way. With `expect_rig`, a device whose rig
-    id differs is refused before anything is copied.
+    id differs is refused before anything is copied. The build record (pumpcore.buildrec: the
+    verified files' digest, which hello then reports) is removed before copying and written
+    only once every file is verified.
 
     Raises PumpError subclasses with one-line messages (no port, busy, unplugged, timeout,
     firmware too old, verification mismatch).
     """
+    from pumpcore import buildrec
     mp = Mpremote(port, timeout_s)
     target = read_target(mp)
     log("deploy: target %s, MicroPython %s, .mpy %s%s" % (
@@ -624,7 +675,7 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
         files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch,
                             target.platform)
         report.files = files
-        mp.exec(prepare_code(files), "preparing directories")
+        mp.exec(prepare_code(files) + BUILD_FORGET_CODE % (buildrec.BUILD_FILE,), "preparing directories")
         if full:
             todo = list(files)
         else:
@@ -640,7 +691,10 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
         else:
             stream_files(mp, todo, progress=log)
         report.verified = verify(mp, files)
-    log("deploy: %d files verified by sha256 on the device" % report.verified)
+        log("deploy: %d files verified by sha256 on the device" % report.verified)
+        report.build = write_build_record(mp, files, target.mpy_label if compiler else None)
+    log("deploy: build %s (%s) recorded in %s and verified" % (
+        report.build["build"], report.build["format"], buildrec.BUILD_FILE))
     if provision_key:
         report.rig_id = rig_id or read_rig_id(mp)
         key, report.key_created = host_key(report.rig_id)

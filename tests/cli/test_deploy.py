@@ -144,6 +144,47 @@ def test_cli_deploy_json_reports_how(repl_rig: ReplRig, tiny_firmware: Path,
         assert hashlib.sha256((repl_rig.root / f["path"]).read_bytes()).hexdigest() == f["sha256"]
 
 
+def _digest_of(files: list[dict]) -> str:
+    """The deployed files' digest, as the HIL report defines it: sha256 over the sorted
+    '<path> <sha256>' lines (written out here, not taken from pumpcore.buildrec)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["path"]):
+        h.update(("%s %s\n" % (f["path"], f["sha256"])).encode())
+    return h.hexdigest()
+
+
+def test_deploy_writes_a_verified_build_record_last(repl_rig: ReplRig, tiny_firmware: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from pumpcore import buildrec
+    rc = cli.main(["--json", "deploy", "--port", repl_rig.port, "--no-key", "--no-restart",
+                   "--firmware-dir", str(tiny_firmware)])
+    doc = json.loads(capsys.readouterr().out)
+    digest = _digest_of(doc["files"])
+    rec = doc["build"]
+    assert rc == 0 and rec["digest"] == digest and rec["build"] == digest[:16] and rec["files"] == 5
+    assert rec["format"] == "mpy 6.3" and rec["pumpctl"] and rec["deployed_utc"].endswith("Z")
+    on_device = (repl_rig.root / "build.json").read_bytes()
+    assert json.loads(on_device) == rec and buildrec.parse(on_device) == (digest[:16], None)
+    assert not list(repl_rig.root.glob("*.part")) and "build.json" not in {f["path"] for f in doc["files"]}
+    # another file set, another build; source deploys say so
+    (tiny_firmware / "main.py").write_text("print('boot 2')\n")
+    rep = deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, force_source=True, provision_key=False,
+                        do_restart=False, log=lambda m: None)
+    files = [{"path": f.remote, "sha256": f.sha256()} for f in rep.files]
+    assert rep.build["build"] == _digest_of(files)[:16] != rec["build"] and rep.build["format"] == "source"
+    assert json.loads((repl_rig.root / "build.json").read_bytes()) == rep.build
+    # a deploy that fails before its files are verified leaves no record (build "unknown")
+    def fail(mp: deploy.Mpremote, files: object) -> int:
+        raise PumpError("deploy verification failed (test)")
+    monkeypatch.setattr(deploy, "verify", fail)
+    with pytest.raises(PumpError, match="verification failed"):
+        deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, provision_key=False, do_restart=False,
+                      log=lambda m: None)
+    assert not (repl_rig.root / "build.json").exists()
+
+
 def _run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("PUMP_PORT", None)

@@ -39,7 +39,7 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
     doc = json.loads(out)
     assert rc == 0
     assert doc == {
-        "schema": "pumpctl.status/1", "rig_id": "bench-1", "firmware_version": "0.1.0-test",
+        "schema": "pumpctl.status/1", "rig_id": "bench-1", "firmware_version": "0.1.0-test", "build": "f00dcafe",
         "time": {"day": 9460, "ms_of_day": 43_200_000, "clock_set": True},
         "program": {"crc32": 0, "mode": "stopped", "flex_step": None, "staged": False},
         "delivery": {"rate_ng_day": 186_000, "basal_ng_day": 186_000, "suspended": False, "bolus_active": False,
@@ -57,6 +57,7 @@ def test_status_human(rig: FakeController, capsys: pytest.CaptureFixture[str]) -
     assert rc == 0
     assert "rate now:" in out and "186.000 ug/day" in out and "SUSPENDED" in out
     assert "19.500 mL" in out and "never" in out and "1302.000 ug" in out
+    assert "build:" in out and "f00dcafe" in out
 
 
 def test_alarms_list_and_ack(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:

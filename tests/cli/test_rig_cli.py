@@ -24,6 +24,7 @@ class Sim:
         self.home = home
         self.rig = VirtualRig.start(home / "rigs" / "cli-rig", time_scale=1.0, fresh=True, name="cli-rig")
         self.port = self.rig.port
+        self.deploy_doc: dict[str, Any] = {}
 
     def cli(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         rc = cli.main(["--port", self.port, *argv])
@@ -67,13 +68,15 @@ def deployed(sim: Sim) -> Sim:
     assert doc["compiled"] and doc["target"]["mpy"] == "6.3" and doc["rig_id"] == "cli-rig"
     assert doc["verified"] == len(doc["files"]) and "virtual rig restart" in doc["restart"]
     sim.rig.wait_firmware(2, 20)
+    sim.deploy_doc = doc
     return sim
 
 
 def test_status_after_deploy_is_the_documented_schema(deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     doc = deployed.json(capsys, "status")
     assert doc["schema"] == "pumpctl.status/1" and doc["rig_id"] == "cli-rig"
-    assert set(doc) == {"schema", "rig_id", "firmware_version", "time", "program", "delivery", "reservoir", "alarms"}
+    assert set(doc) == {"schema", "rig_id", "firmware_version", "build", "time", "program", "delivery", "reservoir",
+                        "alarms"}
     assert set(doc["delivery"]) == {"rate_ng_day", "basal_ng_day", "suspended", "bolus_active", "motor_on",
                                     "delivered_today_ng", "delivered_total_ng", "rolling_24h_ng", "missed_steps"}
 
@@ -152,6 +155,8 @@ def test_calibration_and_limits(deployed: Sim, capsys: pytest.CaptureFixture[str
     assert cal["pl_per_step"] > 0 and cal["source"] in ("derived", "measured")
     lim = deployed.json(capsys, "limits")
     assert lim["min_conc_ug_ml"] <= 2000 <= lim["max_conc_ug_ml"]
+    from pumpcore.limits import HardLimits
+    assert lim["max_flow_ng_day"] == HardLimits().max_flow_ng_day >= lim["max_rate_ng_day"]
 
 
 def test_logs_pull_incremental(deployed: Sim, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -179,3 +184,43 @@ def test_status_as_a_subprocess(deployed: Sim) -> None:
     proc = subprocess.run([sys.executable, "-m", "pumpctl.cli", "status"], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PUMP_PORT=deployed.port, PUMPCTL_HOME=str(deployed.home)))
     assert proc.returncode == 0 and "rig:" in proc.stdout and "cli-rig" in proc.stdout
+
+
+def _files_digest(files: list[dict[str, Any]]) -> str:
+    """The deployed files' digest as the host defines it: sha256 over the sorted
+    '<path> <sha256>' lines of what deploy verified (written out here independently)."""
+    import hashlib
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f["path"]):
+        h.update(("%s %s\n" % (f["path"], f["sha256"])).encode())
+    return h.hexdigest()
+
+
+def _reboot(sim: Sim) -> None:
+    boots = sim.rig.world()["boots"]
+    sim.rig.restart()
+    sim.rig.wait_firmware(boots + 1, 20)
+
+
+def test_hello_reports_the_deployed_build_unknown_when_its_record_is_corrupt(
+        deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+    """Last in the module: it reboots the rig twice."""
+    build = _files_digest(deployed.deploy_doc["files"])[:16]
+    assert deployed.deploy_doc["build"]["build"] == build
+    assert deployed.json(capsys, "status")["build"] == build
+    rc, out, _ = deployed.cli(capsys, "status")
+    assert rc == 0 and "build:" in out and build in out
+    record = deployed.rig.flash_dir / "build.json"
+    good = record.read_bytes()
+    try:
+        record.write_bytes(good[:len(good) // 2])            # torn write
+        _reboot(deployed)
+        got = deployed.json(capsys, "status")["build"]
+        assert got.startswith("unknown: ") and "build.json is not valid JSON" in got
+        record.unlink()
+        _reboot(deployed)
+        assert deployed.json(capsys, "status")["build"].startswith("unknown: no build.json")
+    finally:
+        record.write_bytes(good)
+        _reboot(deployed)
+    assert deployed.json(capsys, "status")["build"] == build
