@@ -2,7 +2,7 @@
 
 Every pin comes from /pinmap.json (pumphw.pinmap). Construction leaves the motor released
 (EN high: the safe state) before anything else is set up. The pure helpers at the top
-(pressure transfer function, TMC2209 UART datagrams, button debouncer, alarm pattern timing)
+(TMC2209 UART datagrams, button debouncer, alarm pattern timing)
 run on any interpreter and are tested on the host; the classes below them need `machine`.
 """
 import sys
@@ -10,23 +10,15 @@ import time
 
 from pumpcore.fixed import const
 from pumphw import base
+from pumpcore.pressure import load_sensor
 
 # --- occlusion pressure sensor ---------------------------------------------------------------
-# Honeywell ABPDANV015PGAA3: 0..15 psi gauge, 3.3 V supply, analog output ratiometric 10..90 %
-# of supply (Vout = Vs * (0.8 * P / 15 psi + 0.1)). Powered from the Pico's 3V3, which is also
-# the ADC reference, so the raw reading needs no voltage reference: with r = read_u16 / 65535,
-#   P[kPa] = (r - 0.1) / 0.8 * 103.42   (15 psi = 103.42 kPa)
-#   P[kPa x 10] = (2 * raw - 13107) * 5171 // 524280    (all terms < 2**30)
-PRESSURE_FULL_SCALE_KPA_X10 = const(1034)
-PRESSURE_FAULT_LOW_KPA_X10 = const(-50)     # below: output under 9 % of supply (open wire)
-PRESSURE_FAULT_HIGH_KPA_X10 = const(1100)   # above: output over 95 % of supply (short to 3V3)
+# Described once in /mechanism.json "pressure_sensor" (hw/mechanism.json; the BOM's Honeywell
+# ABPDANV015PGAA3 when a deploy predates the field): pumpcore.pressure holds the transfer
+# function. The sensor runs from the Pico's 3V3, which is also the ADC reference, so the raw
+# reading needs no voltage reference (ratiometric). Above its range the output rails at 3V3,
+# which reads as sensor.rail_kpa_x10 (116.3 kPa for the BOM part).
 _ADC_SAMPLES = const(4)
-
-
-def pressure_kpa_x10_from_u16(raw):
-    """Gauge pressure in kPa x 10 from a read_u16 value 0..65535 (floor). 0 V gives -130,
-    3.3 V gives 1163: values outside PRESSURE_FAULT_LOW/HIGH mean a sensor fault."""
-    return (2 * raw - 13107) * 5171 // 524280
 
 
 # --- TMC2209 UART (datasheet section 4: 8-byte write datagram, 4-byte read request) -------------
@@ -266,6 +258,9 @@ class Rp2Hardware(base.Hardware):
         self._button.irq(handler=self._button_cb, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING,
                          hard=True)
 
+        # the sensor description: a wrong one stops the boot here with its field named
+        self.pressure_sensor = load_sensor(MECHANISM_PATH)
+        self._to_kpa_x10 = self.pressure_sensor.kpa_x10_from_u16   # bound once: no allocation per read
         self._adc = machine.ADC(pm.adc_channel)
 
         self._led = Pin(pm.alarm_led, Pin.OUT, value=0)
@@ -307,11 +302,11 @@ class Rp2Hardware(base.Hardware):
 
     # inputs ---------------------------------------------------------------------------------
     def pressure_kpa_x10(self):
-        """Mean of 4 ADC readings through the ABP transfer function (see top of file)."""
+        """Mean of 4 ADC readings through the sensor's transfer function (pumpcore.pressure)."""
         total = 0
         for _ in range(_ADC_SAMPLES):
             total += self._adc.read_u16()
-        return pressure_kpa_x10_from_u16(total // _ADC_SAMPLES)
+        return self._to_kpa_x10(total // _ADC_SAMPLES)
 
     def end_stop(self):
         return self._end_stop.value() == 0

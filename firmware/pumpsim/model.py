@@ -26,6 +26,7 @@ The model, stated:
   seeded PRNG), a stable hold, then release bounce. `button_edges` lists the raw edges.
 """
 from pumpcore.fixed import const
+from pumpcore import pressure as _pressure
 
 _Q = const(30)            # fixed-point fraction bits of the decay factors
 _ONE = const(1 << 30)
@@ -67,9 +68,11 @@ _MECH_FIELDS = (("lead_um", 1, 100000), ("full_steps_per_rev", 1, 100000),
 DIR_SETUP_US = 3   # pumphw.steppio: DIR settles 3 us before the first STEP edge of a segment
 
 class Mechanism:
-    """Lead screw + syringe geometry (lengths in um, capacity in nL), from hw/mechanism.json."""
+    """Lead screw + syringe geometry (lengths in um, capacity in nL) and the line pressure
+    sensor (a pumpcore.pressure.PressureSensor; None: the BOM's), from hw/mechanism.json."""
 
-    def __init__(self, lead_um, full_steps_per_rev, microsteps, syringe_id_um, syringe_capacity_nl):
+    def __init__(self, lead_um, full_steps_per_rev, microsteps, syringe_id_um, syringe_capacity_nl,
+                 pressure_sensor=None):
         vals = (lead_um, full_steps_per_rev, microsteps, syringe_id_um, syringe_capacity_nl)
         for (name, lo, hi), v in zip(_MECH_FIELDS, vals):
             if not isinstance(v, int) or v < lo or v > hi:
@@ -81,16 +84,20 @@ class Mechanism:
         self.syringe_capacity_nl = syringe_capacity_nl
         self.pl_per_step = nominal_pl_per_step(lead_um, full_steps_per_rev, microsteps, syringe_id_um)
         self.area_um2 = bore_area_um2(syringe_id_um)
+        if pressure_sensor is None:
+            pressure_sensor = _pressure.PressureSensor(None)
+        self.pressure_sensor = pressure_sensor
 
     @classmethod
     def from_dict(cls, d):
-        """Build from the parsed hw/mechanism.json; a missing field is named in the error."""
+        """Build from the parsed hw/mechanism.json; a missing field is named in the error, and
+        so is a wrong "pressure_sensor" (absent: the BOM's sensor, as the firmware does)."""
         args = []
         for name, _lo, _hi in _MECH_FIELDS:
             if name not in d:
                 raise ValueError("mechanism.%s missing" % name)
             args.append(d[name])
-        return cls(*args)
+        return cls(*args, pressure_sensor=_pressure.sensor_from_mechanism(d))
 
     @classmethod
     def load(cls, path):
@@ -184,7 +191,9 @@ class Params:
 
     Defaults: compliance 20 nL/kPa (bench tubing + syringe), tau 1 s (hw/mechanism.json "line":
     tubing, filter and needle of an open bench outlet; a 50 ug/min bolus holds ~21 kPa), stall at 250 N
-    (about 870 kPa on a 20 mL BD syringe), pressure sensor 0..2000 kPa on a 12-bit ADC,
+    (about 870 kPa on a 20 mL BD syringe), the RP2040's 12-bit ADC reading the mechanism's
+    pressure sensor (hw/mechanism.json "pressure_sensor": it rails at 116.3 kPa, see
+    pressure_adc_kpa_x10),
     balance readability 10 ug (0.01 mg, a 5-digit analytical balance) with noise sd ~20 ug,
     updated every 100 ms, evaporation 50 ug/h (beaker with an oil layer), density 1.000 g/mL.
     """
@@ -193,7 +202,6 @@ class Params:
         ("compliance_pl_per_kpa", 20000, 1, 10 ** 9),
         ("tau_ms", 1000, 1, 10 ** 9),
         ("stall_force_mn", 250000, 1, 10 ** 9),
-        ("sensor_full_scale_kpa", 2000, 1, 100000),
         ("adc_bits", 12, 8, 16),
         ("balance_readability_ng", 10000, 1, 10 ** 9),
         ("balance_noise_ng", 20000, 0, 10 ** 9),
@@ -204,7 +212,13 @@ class Params:
         ("seed", 1, 0, 0xFFFFFFFF),
     )
 
+    # parameters of older worlds that the model no longer has: ignored when a saved world
+    # (world.json) is loaded. sensor_full_scale_kpa: the sensor is the mechanism's now.
+    RETIRED = ("sensor_full_scale_kpa",)
+
     def __init__(self, **kw):
+        for name in self.RETIRED:
+            kw.pop(name, None)
         for name, default, lo, hi in self.FIELDS:
             v = kw.pop(name, default)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
@@ -246,7 +260,6 @@ class World:
         # P[kPa] = F[mN] * 1e6 / area_um2  (mN / um^2 = 1e9 Pa = 1e6 kPa)
         self.stall_kpa_x1000 = p.stall_force_mn * 10 ** 9 // mechanism.area_um2
         self.stall_line_pl = p.compliance_pl_per_kpa * self.stall_kpa_x1000 // 1000
-        self._adc_max = (1 << p.adc_bits) - 1
         self.t_us = 0
         self.plunger_steps = 0     # net plunger travel from the full mark, microsteps
         self.reservoir_pl = self.capacity_pl if reservoir_pl is None else reservoir_pl
@@ -317,15 +330,11 @@ class World:
         return n
 
     def pressure_adc_kpa_x10(self):
-        """What the pressure sensor reads through the ADC: kPa x 10, quantised, clamped at 0."""
-        p = self.params
-        pa = self.pressure_pa()
-        if pa <= 0:
-            return 0
-        count = pa * self._adc_max // (p.sensor_full_scale_kpa * 1000)
-        if count > self._adc_max:
-            count = self._adc_max
-        return count * p.sensor_full_scale_kpa * 10 // self._adc_max
+        """What the firmware reads from the pressure sensor (kPa x 10): the mechanism's sensor
+        (pumpcore.pressure, the same transfer function as pumphw.rp2hw) on an adc_bits ADC.
+        Like the real part it rails at its supply above the range (never more than
+        pressure_sensor.rail_kpa_x10) and reads below zero for a line under suction."""
+        return self.mech.pressure_sensor.reading_kpa_x10(self.pressure_pa(), self.params.adc_bits)
 
     def balance_true_ng(self):
         """Exact mass on the balance pan (ng): outflow x density - evaporation - tare."""

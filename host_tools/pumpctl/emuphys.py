@@ -7,27 +7,31 @@ and the pressure sensor's ADC counts.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
+
+from pumpcore.pressure import PressureSensor, load_sensor
 
 MECHANISM_PATH = Path(__file__).resolve().parents[2] / "hw" / "mechanism.json"
 
 ADC_FULL_SCALE = 4095
 """12-bit ADC; its reference is the 3V3 rail that also supplies the sensor."""
-SENSOR_FULL_SCALE_KPA_X10 = 1034
-"""Honeywell ABPDANV015PGAA3 as pumphw.rp2hw reads it: 0..15 psi gauge (103.4 kPa), output
-ratiometric 10 % .. 90 % of supply. Vout/Vs = 0.1 + 0.8 * P / 15 psi."""
 
 
-def pressure_to_adc_counts(kpa_x10: int | None) -> int:
-    """Line pressure (kPa x 10) to the 12-bit ADC reading the sensor produces (rounded, clamped
-    to the sensor's 0..100 % output). None models an open sensor wire (0 V)."""
+@functools.lru_cache(maxsize=None)
+def _sensor(mechanism_path: Path = MECHANISM_PATH) -> PressureSensor:
+    """The pressure sensor hw/mechanism.json describes (pumpcore.pressure), read once."""
+    return load_sensor(str(mechanism_path))
+
+
+def pressure_to_adc_counts(kpa_x10: int | None, mechanism_path: Path = MECHANISM_PATH) -> int:
+    """Line pressure (kPa x 10) to the 12-bit ADC reading the sensor produces: the transfer
+    function of hw/mechanism.json "pressure_sensor" (the one pumphw.rp2hw inverts), rounded,
+    railing at 0 V and at the supply. None models an open sensor wire (0 V)."""
     if kpa_x10 is None:
         return 0
-    # counts = 4095 * (0.1 + 0.8 * P / FS) = 4095 * (FS + 8 * P) / (10 * FS)
-    num = ADC_FULL_SCALE * (SENSOR_FULL_SCALE_KPA_X10 + 8 * int(kpa_x10))
-    den = 10 * SENSOR_FULL_SCALE_KPA_X10
-    return max(0, min(ADC_FULL_SCALE, (num + den // 2) // den))
+    return int(_sensor(mechanism_path).adc_counts(int(kpa_x10) * 100, ADC_FULL_SCALE))
 
 
 class EmuPhysics:

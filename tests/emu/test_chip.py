@@ -17,12 +17,10 @@ PINS = load_pinmap()
 
 
 def rp2hw_pressure(raw_u16: int) -> int:
-    """The firmware's own transfer function (pumphw.rp2hw), evaluated on the host."""
-    text = (FIRMWARE / "pumphw" / "rp2hw.py").read_text()
-    start = text.index("def pressure_kpa_x10_from_u16")
-    scope: dict = {}
-    exec(text[start:text.index("\n\n\n", start)], scope)
-    return scope["pressure_kpa_x10_from_u16"](raw_u16)
+    """The firmware's own transfer function (pumphw.rp2hw reads through pumpcore.pressure with
+    the deployed hw/mechanism.json sensor), evaluated on the host."""
+    from pumpcore.pressure import load_sensor
+    return load_sensor(str(FIRMWARE.parent / "hw" / "mechanism.json")).kpa_x10_from_u16(raw_u16)
 
 
 def test_repl_and_fs_over_the_pty(emu: EmuRig, tmp_path: Path) -> None:

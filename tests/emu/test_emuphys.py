@@ -8,8 +8,8 @@ from pumpctl.emuphys import EmuPhysics, pressure_to_adc_counts
 
 def test_sensor_transfer_matches_the_abp_ratiometric_output() -> None:
     assert pressure_to_adc_counts(0) == 410            # 10 % of 4095
-    assert pressure_to_adc_counts(1034) == 3686         # 90 % of 4095 at 15 psi
-    assert pressure_to_adc_counts(517) == 2048          # half scale: 50 % of supply
+    assert pressure_to_adc_counts(1034) == 3685         # 90 % of 4095 at 15 psi (103.42 kPa)
+    assert pressure_to_adc_counts(517) == 2047          # 51.7 kPa: just under 50 % of supply
     assert pressure_to_adc_counts(10**6) == 4095 and pressure_to_adc_counts(None) == 0
 
 

@@ -17,7 +17,8 @@ from .conftest import mpremote
 
 pytestmark = pytest.mark.emu
 
-FILES = ["pumpcore/__init__.py", "pumpcore/fixed.py", "pumpcore/alarms.py", "pumphw/__init__.py",
+FILES = ["pumpcore/__init__.py", "pumpcore/fixed.py", "pumpcore/alarms.py", "pumpcore/fielderror.py",
+         "pumpcore/pressure.py", "pumphw/__init__.py",
          "pumphw/base.py", "pumphw/pinmap.py", "pumphw/rp2hw.py", "pumphw/steppio.py"]
 HW = ("import time\n"
       "from pumphw import base\n"

@@ -96,7 +96,9 @@ def test_bom_lists_the_rig():
     for item in ("raspberry pi pico", "tmc2209", "nema 17", "m5 x 0.8", "20 ml", "abpdanv015pgaa3",
                  "microswitch", "button", "piezo", "led", "power supply", "balance"):
         assert item in bom, item
-    from pumphw import rp2hw
+    from pumpcore import pressure
+    sensor = pressure.sensor_from_mechanism(json.loads((HW / "mechanism.json").read_text()))
+    assert sensor.part.lower().split()[-1] in bom
     for raw, value in ((6554, 0), (32768, 517), (58982, 1034)):
-        assert rp2hw.pressure_kpa_x10_from_u16(raw) == value
+        assert sensor.kpa_x10_from_u16(raw) == value
         assert "raw %d" % raw in bom

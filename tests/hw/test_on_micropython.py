@@ -37,7 +37,8 @@ try:
     pinmap.parse_pinmap('{{"step": 40}}')
 except pinmap.PinMapError as e:
     print(e)
-print(pumphw.rp2hw.pressure_kpa_x10_from_u16(58982))
+from pumpcore import pressure
+print(pressure.PressureSensor(None).kpa_x10_from_u16(58982))
 """)
     lines = out.splitlines()
     assert lines[0] == "2 3 4 0 1"
@@ -50,7 +51,8 @@ def test_driver_hot_path_allocates_nothing():
     out = run_micropython("""
 import micropython
 from pumphw.steppio import StepGenerator
-from pumphw.rp2hw import EdgeDebouncer, pressure_kpa_x10_from_u16
+from pumphw.rp2hw import EdgeDebouncer
+from pumpcore.pressure import PressureSensor
 import time
 
 class FakeSM:
@@ -78,7 +80,7 @@ class FakeSM:
         self.rx[2] = self.rx[3]
         return w
 
-def ticks(gen, deb, diff):
+def ticks(gen, deb, diff, to_kpa_x10):
     # what the application does every tick (locals only: globals stores would allocate)
     for i in range(1000):
         gen.queue(3, 500, 1)
@@ -87,12 +89,13 @@ def ticks(gen, deb, diff):
         gen.busy()
         deb.edge(1000 + i)
         deb.update(deb.transitions, deb.edge_ms, 1000 + i, i & 1)
-        pressure_kpa_x10_from_u16(i * 60)
+        to_kpa_x10(i * 60)    # as rp2hw: the sensor's bound method, fetched once
 
 gen = StepGenerator(FakeSM())
 deb = EdgeDebouncer(1, 0, time.ticks_diff)
+to_kpa_x10 = PressureSensor(None).kpa_x10_from_u16
 micropython.heap_lock()
-ticks(gen, deb, time.ticks_diff)
+ticks(gen, deb, time.ticks_diff, to_kpa_x10)
 micropython.heap_unlock()
 print(gen.steps_done(), gen.report_errors)
 """)

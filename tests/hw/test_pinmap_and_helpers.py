@@ -76,22 +76,7 @@ def test_comment_keys_are_allowed_and_uart_is_optional():
     assert pm.uart_id == -1
 
 
-# --- pressure -------------------------------------------------------------------------------
-def test_pressure_transfer_function_points():
-    assert rp2hw.pressure_kpa_x10_from_u16(6554) == 0            # 10 % of supply: 0 psi
-    assert rp2hw.pressure_kpa_x10_from_u16(58982) == 1034        # 90 %: 15 psi = 103.4 kPa
-    assert rp2hw.pressure_kpa_x10_from_u16(32768) == 517         # 50 %: 7.5 psi
-    assert rp2hw.pressure_kpa_x10_from_u16(0) < rp2hw.PRESSURE_FAULT_LOW_KPA_X10
-    assert rp2hw.pressure_kpa_x10_from_u16(65535) > rp2hw.PRESSURE_FAULT_HIGH_KPA_X10
-
-
-@given(st.integers(0, 65534))
-def test_pressure_is_monotonic_exact_and_small_int(raw):
-    a = rp2hw.pressure_kpa_x10_from_u16(raw)
-    assert a <= rp2hw.pressure_kpa_x10_from_u16(raw + 1)
-    assert abs((2 * raw - 13107) * 5171) < 2**30                  # no big int on the RP2040
-    exact = (raw / 65535 - 0.1) / 0.8 * 1034.2
-    assert exact - 1 < a <= exact + 1e-9
+# --- pressure: tests/hw/test_pressure_sensor.py (pumpcore.pressure) ---------------------------
 
 
 # --- TMC2209 UART ---------------------------------------------------------------------------------

@@ -1,0 +1,226 @@
+"""The line pressure sensor, described once: hw/mechanism.json "pressure_sensor" -> transfer function.
+
+Every part that turns line pressure into a reading or back uses this module with the same
+description: pumphw.rp2hw (ADC read_u16 -> kPa x 10 on the Pico), pumpsim.model (the virtual
+rig's twin: line pressure -> ADC counts -> the same reading), pumpctl.emuphys (the emulated
+Pico's ADC input), and pumpfw.app (the occlusion threshold and the open-wire fault band).
+
+The description (all integers; "permille" = thousandths of the supply voltage):
+    part                        text, e.g. "Honeywell ABPDANV015PGAA3"
+    range_pa                    [Pmin, Pmax] of the transfer function, Pa (gauge)
+    output_min_permille         output at Pmin (100 = 10 % of supply)
+    output_max_permille         output at Pmax (900 = 90 % of supply)
+    supply_mv, adc_ref_mv       sensor supply and ADC reference; they must be the same rail
+                                (ratiometric reading: the supply cancels)
+    open_wire_below_permille    an output below this is a sensor fault (open wire, short to GND)
+    short_above_permille        an output above this is a short to the supply OR a pressure
+                                above the range (the output rails at the supply there: the two
+                                cannot be told apart, so it counts as over-pressure)
+Outside the range the output keeps its slope until it rails at 0 V or at the supply; the
+reading at the supply (`rail_kpa_x10`) is the most the sensor can ever report.
+
+A mechanism.json without "pressure_sensor" (a deploy older than this module) means BOM_SENSOR,
+the part in hw/bom.md: it is the only sensor this rig has been built with, and refusing to
+boot over a file that predates the field would interrupt the infusion. A "pressure_sensor" that
+is present but wrong raises SensorError naming the field (somebody described another sensor and
+got it wrong: guessing would misread the line).
+
+Occlusion threshold: OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
+sensor. Why 85 %: it is 15 % of full scale (15.5 kPa) below Pmax, about 8x the sensor's total
+error band (+-2 % FSS), and 28 kPa below the rail, so it is reachable on the real sensor with
+margin; it stays above the patent line's flow plateau of every program the examples use and of
+the fastest flow the hard limits allow at 2000 ug/mL (57.9 kPa on the bench line: see
+tests/hw/test_pressure_sensor.py for the arithmetic). Readings at the rail are above it.
+"""
+from pumpcore.fielderror import FieldError
+from pumpcore.fixed import SMALL_INT_MAX, const
+
+U16_MAX = const(65535)
+OCCLUSION_THRESHOLD_PERMILLE = const(850)
+_V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
+
+BOM_SENSOR = {
+    "part": "Honeywell ABPDANV015PGAA3",
+    "range_pa": [0, 103421],            # 0..15 psi gauge
+    "output_min_permille": 100,
+    "output_max_permille": 900,
+    "supply_mv": 3300,
+    "adc_ref_mv": 3300,
+    "open_wire_below_permille": 60,     # -5.2 kPa
+    "short_above_permille": 950,        # 109.9 kPa
+}
+
+# (key, lo, hi) of the integer fields; range_pa is checked on its own
+_INT_FIELDS = (
+    ("output_min_permille", 0, 500),
+    ("output_max_permille", 500, 1000),
+    ("supply_mv", 1000, 5500),
+    ("adc_ref_mv", 1000, 5500),
+    ("open_wire_below_permille", 0, 1000),
+    ("short_above_permille", 0, 1000),
+)
+_KEYS = ("part", "range_pa") + tuple(f[0] for f in _INT_FIELDS)
+
+
+class SensorError(FieldError):
+    """A pressure-sensor description that is missing a field or out of range."""
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class PressureSensor:
+    """One pressure sensor from its description (a dict as in hw/mechanism.json
+    "pressure_sensor"; None: BOM_SENSOR). `where` prefixes field names in errors."""
+
+    def __init__(self, desc=None, where="mechanism.pressure_sensor"):
+        if desc is None:
+            desc = BOM_SENSOR
+        if not isinstance(desc, dict):
+            raise SensorError(where, repr(desc), "must be an object with the fields %s" % ", ".join(_KEYS))
+        for k in desc:
+            if k not in _KEYS and not (isinstance(k, str) and k.startswith("_")):
+                raise SensorError(where + "." + str(k), repr(desc[k]), "unknown field (known: %s)" % ", ".join(_KEYS))
+        for k in _KEYS:
+            if k not in desc:
+                raise SensorError(where + "." + k, "missing", "required to read the line pressure")
+        part = desc["part"]
+        if not isinstance(part, str) or not part:
+            raise SensorError(where + ".part", repr(part), "must be a non-empty text")
+        rng = desc["range_pa"]
+        if (not isinstance(rng, (list, tuple)) or len(rng) != 2 or not _is_int(rng[0])
+                or not _is_int(rng[1])):
+            raise SensorError(where + ".range_pa", repr(rng), "must be [Pmin, Pmax] in Pa (integers)")
+        if rng[0] < -1000000 or rng[1] > 10000000 or rng[1] - rng[0] < 1000:
+            raise SensorError(where + ".range_pa", repr(list(rng)),
+                              "need -1000000 <= Pmin, Pmax <= 10000000 and Pmax - Pmin >= 1000 Pa")
+        vals = {}
+        for k, lo, hi in _INT_FIELDS:
+            v = desc[k]
+            if not _is_int(v) or v < lo or v > hi:
+                raise SensorError(where + "." + k, repr(v), "must be an integer in %d..%d" % (lo, hi))
+            vals[k] = v
+        lo_pm = vals["output_min_permille"]
+        hi_pm = vals["output_max_permille"]
+        if hi_pm - lo_pm < 100:
+            raise SensorError(where + ".output_max_permille", hi_pm,
+                              "must be at least 100 above output_min_permille %d" % lo_pm)
+        if vals["adc_ref_mv"] != vals["supply_mv"]:
+            raise SensorError(where + ".adc_ref_mv", vals["adc_ref_mv"],
+                              "must equal supply_mv %d (the reading is ratiometric: the sensor must "
+                              "run from the ADC reference rail)" % vals["supply_mv"])
+        if vals["open_wire_below_permille"] >= lo_pm:
+            raise SensorError(where + ".open_wire_below_permille", vals["open_wire_below_permille"],
+                              "must be below output_min_permille %d (else Pmin reads as a fault)" % lo_pm)
+        if vals["short_above_permille"] <= hi_pm:
+            raise SensorError(where + ".short_above_permille", vals["short_above_permille"],
+                              "must be above output_max_permille %d (else Pmax reads as a fault)" % hi_pm)
+        self.part = part
+        self.min_pa = rng[0]
+        self.max_pa = rng[1]
+        self.output_min_permille = lo_pm
+        self.output_max_permille = hi_pm
+        self.supply_mv = vals["supply_mv"]
+        self.adc_ref_mv = vals["adc_ref_mv"]
+        self.open_wire_below_permille = vals["open_wire_below_permille"]
+        self.short_above_permille = vals["short_above_permille"]
+        # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
+        # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
+        # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
+        self._off2 = (2 * U16_MAX * lo_pm + 500) // 1000
+        mul = 5 * (self.max_pa - self.min_pa)
+        div = U16_MAX * (hi_pm - lo_pm)
+        g = _gcd(mul, div)
+        mul //= g
+        div //= g
+        while mul * _V_MAX > SMALL_INT_MAX:
+            mul = (mul + 5) // 10
+            div = (div + 5) // 10
+            g = _gcd(mul, div)
+            mul //= g
+            div //= g
+        self._mul = mul
+        self._div = div
+        self._min_x10 = self.min_pa // 100
+        self.full_scale_kpa_x10 = (self.max_pa + 50) // 100
+        self.span_kpa_x10 = (self.max_pa - self.min_pa + 50) // 100
+        self.rail_kpa_x10 = self.kpa_x10_from_u16(U16_MAX)       # output at the supply
+        self.floor_kpa_x10 = self.kpa_x10_from_u16(0)            # output at 0 V
+        self.fault_low_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.open_wire_below_permille))
+        self.fault_high_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.short_above_permille))
+        self.occlusion_threshold_kpa_x10 = (
+            self.min_pa + (self.max_pa - self.min_pa) * OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
+
+    @staticmethod
+    def u16_at_permille(permille):
+        """read_u16 value of an output at `permille` of the supply (rounded)."""
+        return (U16_MAX * permille + 500) // 1000
+
+    def kpa_x10_from_u16(self, raw):
+        """Gauge pressure in kPa x 10 (floor) from a read_u16 value 0..65535. Allocation-free:
+        small ints only (|(2 raw - offset) * mul| < 2**30)."""
+        return self._min_x10 + (2 * raw - self._off2) * self._mul // self._div
+
+    def adc_counts(self, pressure_pa, adc_max):
+        """What an ADC with full scale `adc_max` (its reference = the sensor supply) reads for a
+        line pressure in Pa: the transfer function continued outside the range, railing at
+        0 V and at the supply (rounded half up, clamped to 0..adc_max). Host and twin only
+        (products exceed small ints)."""
+        span = self.max_pa - self.min_pa
+        lo = self.output_min_permille
+        num = adc_max * (lo * span + (self.output_max_permille - lo) * (pressure_pa - self.min_pa))
+        den = 1000 * span
+        c = (2 * num + den) // (2 * den)
+        if c < 0:
+            return 0
+        if c > adc_max:
+            return adc_max
+        return c
+
+    def reading_kpa_x10(self, pressure_pa, adc_bits=12):
+        """The reading the firmware gets for a line pressure: ADC counts of an adc_bits ADC
+        scaled to read_u16 (0..65535), then kpa_x10_from_u16. Never above rail_kpa_x10."""
+        adc_max = (1 << adc_bits) - 1
+        c = self.adc_counts(pressure_pa, adc_max)
+        return self.kpa_x10_from_u16((c * U16_MAX + adc_max // 2) // adc_max)
+
+    def describe(self):
+        """One line for logs and docs."""
+        return ("%s: %d..%d Pa = %d..%d %% of %d mV; reads %d..%d kPa x 10 (rails), fault below %d, "
+                "occlusion at %d" % (self.part, self.min_pa, self.max_pa, self.output_min_permille // 10,
+                                     self.output_max_permille // 10, self.supply_mv, self.floor_kpa_x10,
+                                     self.rail_kpa_x10, self.fault_low_kpa_x10,
+                                     self.occlusion_threshold_kpa_x10))
+
+
+def sensor_from_mechanism(mech):
+    """The sensor of a parsed mechanism.json: its "pressure_sensor", or BOM_SENSOR when the
+    file predates that field (see the module docstring). SensorError if present but wrong."""
+    if not isinstance(mech, dict):
+        raise SensorError("mechanism", repr(mech), "must be a JSON object")
+    return PressureSensor(mech.get("pressure_sensor"))
+
+
+def load_sensor(path):
+    """The sensor described in a mechanism.json file; BOM_SENSOR if the file does not exist.
+    SensorError if the file is not JSON or its description is wrong."""
+    import json
+    try:
+        f = open(path)
+    except OSError:
+        return PressureSensor(None)
+    try:
+        try:
+            mech = json.load(f)
+        except ValueError as exc:
+            raise SensorError(path, "unreadable", "not valid JSON (%s)" % (exc,))
+    finally:
+        f.close()
+    return sensor_from_mechanism(mech)
