@@ -60,7 +60,8 @@ ALARM_LIMIT_REFUSED = const(13)
 ALARM_BOLUS_DENIED = const(14)
 ALARM_STORAGE_FAULT = const(15)
 ALARM_NO_PROGRAM = const(16)
-ALARM_MAX = const(16)
+ALARM_SENSOR_FAULT = const(17)
+ALARM_MAX = const(17)
 
 # (name, priority, kind, latch, reaction, text)
 ALARM_TABLE = (
@@ -97,6 +98,11 @@ ALARM_TABLE = (
      "Writing state or log to flash failed; delivery continues, data may not persist."),
     ("no-program", PRIO_HIGH, KIND_CONDITION, False, REACT_STOP,
      "No committed program: nothing is delivered."),
+    # basal continues: an interrupted intrathecal baclofen flow is the greater danger; boluses
+    # wait because an occlusion could not be seen (the motor-stall detector still works)
+    ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
+     "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
+     "be detected. Basal continues, boluses held; check the sensor wiring."),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only

@@ -8,7 +8,8 @@ checked at construction; a bad one raises DetectError naming the field, value an
 Time to alarm (worst case, from the moment the condition starts, given ticks of at most
 `tick_ms`):
 - OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
-  `threshold_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered
+  `threshold_kpa_x10` (a sensor railed above its range reads above it); sensor fault
+  `confirm_ms + tick_ms` after the reading drops below `fault_low_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered
   microsteps that do not decay (missed_steps_bound()), provided the line's pressure rise over
   the ring span clears trend_rise_kpa_x10 (figures per line compliance: docs/persistence.md,
   bench/occlusion_time_to_alarm.py).
@@ -22,6 +23,7 @@ Time to alarm (worst case, from the moment the condition starts, given ticks of 
 """
 from pumpcore.fixed import const
 from pumpcore import alarms as _alarms
+from pumpcore import pressure as _pressure
 
 _CAP = const(0x20000000)  # timers saturate here (< 2**30, small int)
 
@@ -37,10 +39,15 @@ def _param(name, value, lo, hi):
 
 
 class OcclusionDetector:
-    """Occlusion from the line pressure (kPa x 10).
+    """Occlusion from the line pressure (kPa x 10), and the pressure sensor's open-wire fault.
 
+    The thresholds come from the sensor (pumpcore.pressure, hw/mechanism.json
+    "pressure_sensor"): `for_sensor(sensor, ...)`; the defaults are the BOM sensor's
+    (threshold 85 % of its range = 87.9 kPa, below its 116.3 kPa rail; fault below -5.2 kPa).
     Two criteria, either raises `active`:
-    - pressure: pressure >= threshold_kpa_x10 continuously for confirm_ms;
+    - pressure: pressure >= threshold_kpa_x10 continuously for confirm_ms. The threshold must
+      lie inside what the sensor can report: above its range the output rails at the supply
+      (rail_kpa_x10), and that reading, like a short to the supply, counts as over-threshold;
     - decay: the delivered steps do not show in the pressure decay. Every steps_per_sample
       delivered microsteps, the floor (minimum pressure) seen since the previous sample is
       recorded in a ring of trend_samples samples. In a patent line the floor returns to the
@@ -58,17 +65,28 @@ class OcclusionDetector:
     steps (missed_steps_bound()) when steps come at least min_sample_ms apart per sample,
     provided each interval's rise clears the per-interval minimum (else only the pressure
     criterion can fire); at faster rates, (trend_samples + 1) * min_sample_ms of delivery.
-    Defaults suit the bench/virtual rig's line (pumpsim: 20 nL/kPa, 30 s decay, 12-bit ADC over
-    2000 kPa, i.e. 0.9 kPa per microstep, 0.49 kPa quantum): 395 nL missed at alarm at 186 ug/day.
+    Defaults suit the bench/virtual rig's line (hw/mechanism.json: 20 nL/kPa, 1 s decay; the
+    BOM sensor on the 12-bit ADC: 0.9 kPa per microstep, 0.03 kPa quantum): figures from
+    bench/occlusion_time_to_alarm.py in docs/persistence.md.
+    Sensor fault (`sensor_fault`, ALARM_SENSOR_FAULT): the reading stayed below
+    fault_low_kpa_x10 (the sensor's open-wire band) for confirm_ms; it ends once the reading
+    was back in band for confirm_ms. A dead reading restarts the decay trend.
     The pressure criterion clears once pressure stayed below threshold - hysteresis_kpa_x10 for
     confirm_ms; the decay criterion clears when a floor decays (the line drains), including
     with the motor stopped (pressure falls trend_rise_kpa_x10 below the last floor).
     """
 
-    def __init__(self, threshold_kpa_x10=1500, confirm_ms=2000, trend_samples=8,
+    def __init__(self, threshold_kpa_x10=None, confirm_ms=2000, trend_samples=8,
                  steps_per_sample=3, trend_rise_kpa_x10=80, noise_kpa_x10=10,
-                 hysteresis_kpa_x10=200, min_sample_ms=30000):
+                 hysteresis_kpa_x10=200, min_sample_ms=30000, fault_low_kpa_x10=None):
+        if threshold_kpa_x10 is None or fault_low_kpa_x10 is None:
+            bom = _pressure.PressureSensor(None)
+            if threshold_kpa_x10 is None:
+                threshold_kpa_x10 = bom.occlusion_threshold_kpa_x10
+            if fault_low_kpa_x10 is None:
+                fault_low_kpa_x10 = bom.fault_low_kpa_x10
         self.threshold_kpa_x10 = _param("threshold_kpa_x10", threshold_kpa_x10, 1, 100000)
+        self.fault_low_kpa_x10 = _param("fault_low_kpa_x10", fault_low_kpa_x10, -100000, 0)
         self.confirm_ms = _param("confirm_ms", confirm_ms, 0, 600000)
         self.trend_samples = _param("trend_samples", trend_samples, 2, 64)
         self.steps_per_sample = _param("steps_per_sample", steps_per_sample, 1, 100000)
@@ -79,6 +97,20 @@ class OcclusionDetector:
         self._min_inc = trend_rise_kpa_x10 // (2 * (trend_samples - 1))
         self._floors = [0] * trend_samples
         self.reset()
+
+    @classmethod
+    def for_sensor(cls, sensor, **kw):
+        """A detector whose pressure threshold and fault band are the sensor's
+        (pumpcore.pressure.PressureSensor); other parameters as keywords."""
+        if kw.get("threshold_kpa_x10") is None:
+            kw["threshold_kpa_x10"] = sensor.occlusion_threshold_kpa_x10
+        if kw.get("fault_low_kpa_x10") is None:
+            kw["fault_low_kpa_x10"] = sensor.fault_low_kpa_x10
+        if kw["threshold_kpa_x10"] >= sensor.rail_kpa_x10:
+            raise DetectError("threshold_kpa_x10 = %d: must be below the sensor's rail %d (%s "
+                              "never reads more)" % (kw["threshold_kpa_x10"], sensor.rail_kpa_x10,
+                                                     sensor.part))
+        return cls(**kw)
 
     def missed_steps_bound(self, step_period_ms=0):
         """Worst-case delivered-but-blocked microsteps before the decay criterion fires, at a
@@ -101,15 +133,31 @@ class OcclusionDetector:
         self._floor = 0x3FFFFFFF
         self._above_ms = 0
         self._below_ms = 0
+        self._fault_ms = 0
+        self._ok_ms = 0
         self.by_pressure = False
         self.by_decay = False
         self.active = False
+        self.sensor_fault = False
         self.pressure_kpa_x10 = 0
 
     def update(self, dt_ms, pressure_kpa_x10, steps_delivered):
         """One tick: dt_ms since the last update, the pressure now, and the microsteps
         delivered since the last update. Returns `active`."""
         self.pressure_kpa_x10 = pressure_kpa_x10
+        if pressure_kpa_x10 < self.fault_low_kpa_x10:
+            t = self._fault_ms + dt_ms
+            self._fault_ms = t if t < _CAP else _CAP
+            self._ok_ms = 0
+            if self._fault_ms >= self.confirm_ms:
+                self.sensor_fault = True
+            self._n = 0      # a dead reading is no evidence of decay: the trend restarts
+        else:
+            self._fault_ms = 0
+            t = self._ok_ms + dt_ms
+            self._ok_ms = t if t < _CAP else _CAP
+            if self._ok_ms >= self.confirm_ms:
+                self.sensor_fault = False
         if pressure_kpa_x10 < self._floor:
             self._floor = pressure_kpa_x10
         if pressure_kpa_x10 >= self.threshold_kpa_x10:
@@ -171,8 +219,11 @@ class OcclusionDetector:
         self.by_decay = True
 
     def report(self, alarm_set):
-        """Feed the level into an AlarmSet. Returns AlarmSet.update's result."""
-        return alarm_set.update(_alarms.ALARM_OCCLUSION, self.active)
+        """Feed the levels into an AlarmSet (occlusion, pressure-sensor fault). Returns
+        AlarmSet.update's result for the occlusion, else for the sensor fault."""
+        a = alarm_set.update(_alarms.ALARM_OCCLUSION, self.active)
+        b = alarm_set.update(_alarms.ALARM_SENSOR_FAULT, self.sensor_fault)
+        return a or b
 
 
 class StallDetector:

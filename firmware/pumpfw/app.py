@@ -19,7 +19,7 @@ import gc
 import sys
 
 from pumpcore import alarms as al
-from pumpcore import buildrec, calibration, logrec, wire
+from pumpcore import buildrec, calibration, logrec, pressure, wire
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
@@ -75,7 +75,11 @@ class PumpApp(Controller):
         self.clock_set = False
         self.alarm_set = al.AlarmSet()
         line = self.mech.get("line", {})
-        self.occlusion = OcclusionDetector(min_sample_ms=line.get("tau_ms", 1000))
+        # threshold and fault band from the sensor mechanism.json describes (the BOM's if the
+        # deploy predates "pressure_sensor"; a wrong description stops the boot, field named)
+        self.pressure_sensor = pressure.sensor_from_mechanism(self.mech)
+        self.occlusion = OcclusionDetector.for_sensor(self.pressure_sensor,
+                                                      min_sample_ms=line.get("tau_ms", 1000))
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         self.reservoir_det = ReservoirDetector()
         self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS, burst=URGENT_BURST,

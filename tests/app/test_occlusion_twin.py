@@ -1,0 +1,119 @@
+"""The application on the pumpsim twin (the virtual rig's physics and its sensor model, in
+process): an occlusion during a fast bolus now raises by the PRESSURE criterion before the motor
+stalls, a patent line with the same bolus stays quiet, and an open sensor wire raises the
+pressure-sensor fault."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pumpcore import alarms as al
+from pumpcore.program import MODE_SINGLE_BOLUS, Program
+from pumpfw.app import PumpApp
+from pumpsim import model
+
+from .fakehw import REPO, FakeHardware
+from .test_app import CONTINUOUS_186, DAY0
+
+MECH = json.loads((REPO / "hw" / "mechanism.json").read_text())
+SCREENING = dict(mode=MODE_SINGLE_BOLUS, concentration_ug_ml=2000, single_bolus=(50_000, 60_000))
+
+
+class TwinHardware(FakeHardware):
+    """FakeHardware whose pulses drive a pumpsim World and whose pressure is the World's sensor."""
+
+    def __init__(self, flash: Path) -> None:
+        super().__init__(flash)
+        line = MECH["line"]
+        self.world = model.World(model.Mechanism.from_dict(MECH), model.Params(
+            compliance_pl_per_kpa=line["compliance_pl_per_kpa"], tau_ms=line["tau_ms"]))
+        self.world.enable(True)
+        self.fed_edges = 0
+        self.open_wire = False
+
+    def _sync(self) -> None:
+        w = self.world
+        edges = self.stepper.edges
+        while self.fed_edges < len(edges):
+            t = edges[self.fed_edges]
+            self.fed_edges += 1
+            w.advance_to(max(t, w.t_us))
+            w.queue_segment(1, 1, model.DIR_INFUSE)
+            w.advance_to(w.t_us + 3)
+        w.advance_to(max(self.now_us, w.t_us))
+        self.stepper.stalled = w.diag()
+
+    def advance_ms(self, ms: int) -> None:
+        super().advance_ms(ms)
+        self._sync()
+
+    def pressure_kpa_x10(self):
+        self._sync()
+        return self.world.mech.pressure_sensor.floor_kpa_x10 if self.open_wire else self.world.pressure_adc_kpa_x10()
+
+
+def boot_twin(tmp_path: Path, prog: dict) -> tuple[PumpApp, TwinHardware]:
+    hw = TwinHardware(tmp_path / "flash")
+    app = PumpApp(hw)
+    app.boot()
+    assert app.set_time(DAY0, 0) is None
+    assert app.refill(20_000_000, 2000) is None
+    assert app.commit_program(Program(**prog)) is None
+    return app, hw
+
+
+def run_until(app: PumpApp, hw: TwinHardware, ms: int, pred) -> int | None:
+    start = hw.now_us
+    while hw.now_us - start < ms * 1000:
+        app.step()
+        if pred():
+            return (hw.now_us - start) // 1000
+    return None
+
+
+def test_fast_bolus_into_an_occluded_line_raises_by_pressure_before_the_stall(tmp_path):
+    app, hw = boot_twin(tmp_path, SCREENING)
+    hw.world.set_occluded(True)
+    t = run_until(app, hw, 60_000, lambda: al.ALARM_OCCLUSION in app.alarm_set.active())
+    assert t is not None, "no occlusion alarm in 60 s"
+    assert app.occlusion.by_pressure
+    assert al.ALARM_STALL not in app.alarm_set.active() and not hw.world.diag()
+    # the motor stopped with the line near the threshold, far below the 870 kPa stall
+    assert hw.world.pressure_pa() < 1.5 * app.pressure_sensor.occlusion_threshold_kpa_x10 * 100
+    pulses = hw.world.pulses
+    run_until(app, hw, 5_000, lambda: False)
+    assert hw.world.pulses == pulses and not hw.stepper.enabled()   # motor held
+
+
+def test_the_same_bolus_into_a_patent_line_raises_nothing(tmp_path):
+    app, hw = boot_twin(tmp_path, SCREENING)
+    top = 0
+
+    def watch() -> bool:
+        nonlocal top
+        top = max(top, hw.world.pressure_adc_kpa_x10())
+        return al.ALARM_OCCLUSION in app.alarm_set.active()
+
+    assert run_until(app, hw, 120_000, watch) is None
+    assert not app.sched.bolus_active() and 150 < top < app.occlusion.threshold_kpa_x10
+
+
+def test_basal_occlusion_still_raises(tmp_path):
+    app, hw = boot_twin(tmp_path, CONTINUOUS_186)
+    run_until(app, hw, 600_000, lambda: False)
+    hw.world.set_occluded(True)
+    t = run_until(app, hw, 3_600_000, lambda: al.ALARM_OCCLUSION in app.alarm_set.active())
+    assert t is not None and app.occlusion.by_decay
+
+
+def test_an_open_sensor_wire_raises_the_sensor_fault_and_the_basal_continues(tmp_path):
+    app, hw = boot_twin(tmp_path, CONTINUOUS_186)
+    run_until(app, hw, 60_000, lambda: False)
+    hw.open_wire = True
+    t = run_until(app, hw, 10_000, lambda: al.ALARM_SENSOR_FAULT in app.alarm_set.active())
+    assert t is not None and t <= app.occlusion.confirm_ms + 1000
+    done = hw.stepper.done
+    run_until(app, hw, 120_000, lambda: False)
+    assert hw.stepper.done > done                       # basal continues
+    assert al.ALARM_OCCLUSION not in app.alarm_set.active()
+    assert app.bolus(1, 10_000, 60_000) is not None      # boluses held
