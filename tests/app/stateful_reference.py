@@ -21,6 +21,9 @@ PROGRAMS: dict[str, dict] = {
                                                           (12 * HOUR, 150_000), (20 * HOUR, 220_000)])]),
     "patient_1h_3": dict(mode=MODE_CONTINUOUS, rate_ng_day=186_000,
                          patient=(20_000, 600_000, HOUR, 3)),
+    # short lockout and a small daily allotment: a few minutes of presses reach both limits
+    "patient_short": dict(mode=MODE_CONTINUOUS, rate_ng_day=186_000,
+                          patient=(2_000, 10_000, 120_000, 4)),
     "periodic_2x20": dict(mode=MODE_CONTINUOUS, rate_ng_day=150_000,
                           periodic=[(7 * HOUR, 20_000, 900_000), (19 * HOUR, 20_000, 900_000)]),
 }

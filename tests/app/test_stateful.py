@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from pumpcore import alarms as al
 from pumpcore import logrec, wire
+from pumpcore import scheduler as schedmod
 from pumpcore.limits import HardLimits
 from pumpfw import app as appmod
 from pumpfw.app import PumpApp
@@ -40,10 +41,14 @@ DEADLINE_MS = {
     al.ALARM_STALL: 50 + TICK_MS,               # diag_confirm_ms + tick_ms (DIAG with motor on)
     al.ALARM_RESERVOIR_EMPTY: 2 * TICK_MS,      # end stop confirmed over 2 updates
 }
-PATIENT_KIND = 2                     # scheduler BOLUS_PATIENT as logged in EV_BOLUS_START.a0
+PATIENT_KIND = 2                     # scheduler BOLUS_PATIENT as logged in EV_BOLUS_START/DENIED.a0
+ALARM_HOLD = 255                     # EV_BOLUS_DENIED.a2 when an alarm holds boluses (pumpfw/app.py)
+PATIENT_PROGRAMS = ["patient_1h_3", "patient_short"]
+SESSION_MAX_LOCKOUT_MS = 600_000     # patient sessions only under a program locking out <= 10 min
 STATS = {"examples": 0, "rules": 0, "loop_iterations": 0, "sim_ms": 0, "pulses": 0, "resets": 0,
-         "boluses_accepted": 0, "boluses_refused": 0, "patient_starts": 0, "alarms_checked": 0,
-         "late_stop_pulses": 0, "peak_24h_ng": 0}
+         "boluses_accepted": 0, "boluses_refused": 0, "patient_requests": 0, "patient_starts": 0,
+         "patient_refused_lockout": 0, "patient_refused_cap": 0, "patient_refused_alarm": 0,
+         "patient_refused_other": 0, "alarms_checked": 0, "late_stop_pulses": 0, "peak_24h_ng": 0}
 
 
 class PumpMachine(RuleBasedStateMachine):
@@ -69,6 +74,12 @@ class PumpMachine(RuleBasedStateMachine):
         self.periodic_done: set[tuple[int, int]] = set()
         self.patient_starts: list[int] = []   # global ms of accepted patient boluses
         self.lockout_from = -1           # global ms of the last commit/refill with a patient program
+        # the device's own elapsed time: its wall clock restarts from the last saved time after a
+        # reset, so it runs `lost` ms behind global time (clock syncs shift the lockout and the
+        # 24 h count with the clock, keeping that meaning). Stamps below are g() - lost.
+        self.lost = 0
+        self.lockouts: list[tuple[int, int]] = []   # (device stamp, lockout ms) of every start of one
+        self.patient_dev: list[int] = []            # device stamps of accepted patient boluses
         self.log: dict[int, bytes] = {}
         self.next_seq = 0
         self.open_bolus = False          # a bolus start without end/abort in the log
@@ -190,6 +201,8 @@ class PumpMachine(RuleBasedStateMachine):
                 self.open_bolus = True
                 if a0 == PATIENT_KIND:
                     self.patient_start(step_g)
+            elif code == logrec.EV_BOLUS_DENIED and a0 == PATIENT_KIND:
+                self.patient_denied(step_g, a2)
             elif code in (logrec.EV_BOLUS_END, logrec.EV_BOLUS_ABORTED):
                 aborted = aborted or code == logrec.EV_BOLUS_ABORTED
                 self.open_bolus = False
@@ -208,10 +221,35 @@ class PumpMachine(RuleBasedStateMachine):
             assert t - self.lockout_from >= lockout, (
                 "patient bolus %d ms after a programming session/refill (lockout %d)" % (t - self.lockout_from, lockout))
         self.patient_starts.append(t)
+        self.patient_dev.append(t - self.lost)
+        self.lockouts.append((t - self.lost, lockout))
         self.budget += prog.patient[0]
         recent = [s for s in self.patient_starts if s > t - MS_PER_DAY]
         assert len(recent) <= per_24h, "%d patient boluses in 24 h (allotment %d)" % (len(recent), per_24h)
         STATS["patient_starts"] += 1
+
+    def patient_denied(self, t: int, code: int) -> None:
+        """A patient request the app refused: a lockout or daily-cap refusal must be justified by
+        what the test did (a lockout started less than its length ago, or the allotment used up
+        in the last 24 h), in the device's elapsed time, one loop tick of slack."""
+        prog = self.prog
+        assert prog is not None, "patient bolus refused (code %d) with no program: the app logs none" % code
+        now = t - self.lost
+        if code == schedmod.REFUSE_LOCKOUT:
+            STATS["patient_refused_lockout"] += 1
+            assert any(now - s < ms + TICK_MS for s, ms in self.lockouts), (
+                "patient bolus refused for lockout at %d ms, but every lockout had run out" % t)
+        elif code == schedmod.REFUSE_DAILY_CAP:
+            STATS["patient_refused_cap"] += 1
+            per_24h = prog.patient[3]
+            recent = [s for s in self.patient_dev if now - s < MS_PER_DAY + TICK_MS]
+            assert len(recent) >= per_24h, (
+                "patient bolus refused for the daily cap at %d ms after %d in 24 h (allotment %d)"
+                % (t, len(recent), per_24h))
+        elif code == ALARM_HOLD:
+            STATS["patient_refused_alarm"] += 1
+        else:
+            STATS["patient_refused_other"] += 1
 
     def check_conditions(self, t0: int) -> None:
         hw = self.hw
@@ -244,9 +282,14 @@ class PumpMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ setup
     # weighted toward a running program with patient boluses, so lockout and allotment are
     # exercised in most examples (uniform draws left them unexercised)
+    # (rules are switched off at random per example, swarm testing: a first patient session here
+    # makes the patient limits exercised whatever the draw)
     @initialize(programmed=st.sampled_from([True, True, True, False]),
-                name=st.sampled_from(sorted(PROGRAMS) + ["patient_1h_3"] * 4))
-    def setup(self, programmed: bool, name: str) -> None:
+                name=st.sampled_from(sorted(PROGRAMS) + PATIENT_PROGRAMS * 2 + ["patient_short"] * 2),
+                first_requests=st.sampled_from([0, 0, 4, 8, 12]), gap_ms=st.sampled_from([45_000, 70_000, 130_000]),
+                via=st.sampled_from(["button", "host", "both"]))
+    def setup(self, programmed: bool, name: str, first_requests: int = 0, gap_ms: int = 70_000,
+              via: str = "button") -> None:
         self.boot(None)
         assert al.ALARM_NO_PROGRAM in self.app.alarm_set.active()
         assert self.app.set_time(DAY0, 0) is None
@@ -254,6 +297,8 @@ class PumpMachine(RuleBasedStateMachine):
         if programmed:
             self.do_refill(20_000_000, 2000)
             self.do_commit(name, 2000)
+            if self.prog.patient is not None and self.prog.patient[2] <= SESSION_MAX_LOCKOUT_MS:
+                self.requests(first_requests, gap_ms, via)
 
     # ------------------------------------------------------------------ rules: time
     @precondition(lambda self: self.sim_used < SIM_BUDGET_MS)
@@ -291,6 +336,43 @@ class PumpMachine(RuleBasedStateMachine):
     @rule(n=st.integers(1, 2))
     def patient_press(self, n: int) -> None:
         self.hw.presses += n
+        STATS["patient_requests"] += n
+
+    @rule()
+    def patient_request(self) -> None:
+        """The host's patient-bolus command (CMD_PATIENT_BOLUS, signed): the app's answer and its
+        log agree."""
+        if not self.signed():
+            return
+        STATS["patient_requests"] += 1
+        before = len(self.patient_starts)
+        res = self.app.bolus(wire.BOLUS_PATIENT, 0, 0)
+        self.read_log(step_g=self.g())
+        assert (res is None) == (len(self.patient_starts) == before + 1), (
+            "patient request answered %r, %d starts logged" % (res, len(self.patient_starts) - before))
+
+    # a patient at the button (or the host's patient command): n requests gap_ms apart, across
+    # the lockout and up to the daily allotment. Only under a short-lockout program, so a
+    # session costs minutes of simulated time, not hours (patient_short: 2 min lockout, 4 per
+    # 24 h; 70 s apart that is grant, lockout, grant ... then the daily cap)
+    @precondition(lambda self: self.sim_used < SIM_BUDGET_MS and self.prog is not None
+                  and self.prog.patient is not None and self.prog.patient[2] <= SESSION_MAX_LOCKOUT_MS)
+    @rule(heal_first=st.sampled_from([True, True, False]), n=st.integers(3, 12),
+          gap_ms=st.sampled_from([1_000, 45_000, 70_000, 130_000]), via=st.sampled_from(["button", "host", "both"]))
+    def patient_session(self, heal_first: bool, n: int, gap_ms: int, via: str) -> None:
+        if heal_first:
+            self.heal()
+        self.requests(n, gap_ms, via)
+
+    def requests(self, n: int, gap_ms: int, via: str) -> None:
+        for i in range(n):
+            if via == "host" or (via == "both" and i % 2):
+                self.patient_request()
+            else:
+                self.patient_press(1)
+            if self.sim_used >= SIM_BUDGET_MS:
+                break
+            self.advance(gap_ms)
 
     @rule()
     def suspend(self) -> None:
@@ -320,6 +402,7 @@ class PumpMachine(RuleBasedStateMachine):
         self.line.refill(conc, self.prog.catheter_nl if self.prog is not None else 0)
         if self.prog is not None and self.prog.patient is not None:
             self.lockout_from = self.g()
+            self.lockouts.append((self.g() - self.lost, self.prog.patient[2]))
         self.read_log(step_g=self.g())
 
     @rule(volume_nl=st.sampled_from([2_000_000, 20_000_000]), other=st.booleans())
@@ -344,9 +427,10 @@ class PumpMachine(RuleBasedStateMachine):
         self.collapse_budget()
         if prog.patient is not None:
             self.lockout_from = self.g()
+            self.lockouts.append((self.g() - self.lost, prog.patient[2]))
         self.read_log(step_g=self.g())
 
-    @rule(name=st.sampled_from(sorted(PROGRAMS)), matching=st.booleans())
+    @rule(name=st.sampled_from(sorted(PROGRAMS) + ["patient_short"]), matching=st.booleans())
     def commit(self, name: str, matching: bool) -> None:
         if not self.signed():
             return
@@ -415,7 +499,10 @@ class PumpMachine(RuleBasedStateMachine):
         self.hw.stepper.queue_segments.clear()
         self.collapse_budget()
         bolus_was_open = self.open_bolus
+        wall_now = self.wall + (self.g() - self.last_step_g)
         self.boot(RESET_WATCHDOG if watchdog else RESET_POWER_ON)
+        self.lost += wall_now - self.wall      # the clock restarted from the last saved time
+        assert wall_now >= self.wall, "the clock restarted %d ms ahead of time" % (self.wall - wall_now)
         STATS["resets"] += 1
         app = self.app
         assert (al.ALARM_RESET_WATCHDOG if watchdog else al.ALARM_RESET_POWER) in app.alarm_set.active()
