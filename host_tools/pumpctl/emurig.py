@@ -265,6 +265,62 @@ class EmuWiring:
 # Supervisor
 # --------------------------------------------------------------------------------------------
 
+class PioPacer:
+    """Keeps the emulated PIO running while the CPU sleeps.
+
+    rp2040py advances PIO by at most one instruction per CPU instruction or per idle jump, and
+    writes off a state machine's backlog (re-arming it from "now") when a jump left it more
+    than 8 system clocks behind. With the CPU asleep in WFE (the app idles most of the time),
+    the step program's low-time loop (one instruction per 1 us state-machine cycle) got one
+    instruction per jump: a 200 ng bolus showed 1 STEP edge instead of 5. On silicon PIO runs
+    on its own.
+
+    This alarm lands an idle jump on every state-machine cycle (GRID_NS = 1 us, 125 system
+    clocks, the step program's clock) while a PIO block runs, in phase with the machine: when
+    the CPU is executing (the PIO is then current to within one instruction) the alarm is set
+    on the machine's own next due time; while the CPU sleeps it steps on by one machine cycle.
+    Every due instruction thus runs on time, to within one CPU instruction. A few write-offs
+    still happen (2-7 in the 4 pin-test runs of tests/emu/test_steppio_pins.py, e.g. when the
+    alarm fires in the tick of the WFE itself and steps on from there); each moves that
+    machine's phase by less than one of its cycles. `pio_backlog_drops` in the rig's status
+    counts them; the pin tests measure the edges themselves (period within 500 ns). Cost: one
+    Python call per emulated us while a PIO block is enabled, ~IDLE_CHECK_NS otherwise.
+    """
+
+    GRID_NS = 1_000
+    IDLE_CHECK_NS = 10_000
+    NEVER_DUE = 1 << 62                   # rp2040py's "no machine due" (all stalled or disabled)
+
+    def __init__(self, mcu: Any) -> None:
+        self.pios = list(mcu.pio)
+        self.core = mcu.core
+        self.alarm = mcu.clock.create_alarm(self._pace)
+        self.alarm.schedule(self.IDLE_CHECK_NS)
+
+    def _pace(self) -> None:
+        running = False
+        delay = 0
+        executing = not self.core.waiting
+        for pio in self.pios:
+            if pio.stopped:
+                continue
+            running = True
+            if executing and pio.next_due_fp < self.NEVER_DUE:
+                ahead = (pio.next_due_fp - pio.cycle_fp) >> 8     # system clocks to its next step
+                ns = (ahead if ahead > 0 else 1) * 8              # 125 MHz: 8 ns per clock
+                if delay == 0 or ns < delay:
+                    delay = ns
+        if delay == 0:
+            delay = self.GRID_NS if running else self.IDLE_CHECK_NS
+        self.alarm.schedule(delay)
+
+    def backlog_drops(self) -> int:
+        return sum(int(pio.backlog_drops) for pio in self.pios)
+
+    def cancel(self) -> None:
+        self.alarm.cancel()
+
+
 class _NakingHost:
     """The USB host's side of the CDC data OUT endpoint, as a real host behaves.
 
@@ -400,6 +456,8 @@ class EmuSupervisor:
         self.info = info
         self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create())
         self.device: Any = None
+        self.pacer: PioPacer | None = None
+        self.pio_drops_before = 0      # PIO backlog write-offs of chips that lost power since
         self.boots = 0
         self.chip_resets: list[dict[str, Any]] = []
         self.power_cuts: list[int] = []
@@ -443,6 +501,7 @@ class EmuSupervisor:
 
         device.mcu.watchdog.on_watchdog_trigger = on_trigger
         self.wiring.attach(device.mcu)
+        self.pacer = PioPacer(device.mcu)
         self.bridge.bind(device.cdc, device.mcu.clock)
         await device.astart(timeout=BOOT_TIMEOUT_S)
         self.boots += 1
@@ -454,6 +513,10 @@ class EmuSupervisor:
         if self.device is None:
             return
         self.save_flash()
+        if self.pacer is not None:
+            self.pio_drops_before += self.pacer.backlog_drops()
+            self.pacer.cancel()
+            self.pacer = None
         self.device.stop()
         self.wiring.detach()
         self.bridge.bind(None, None)
@@ -578,6 +641,7 @@ class EmuSupervisor:
                 "boot_wall_s": [round(x, 3) for x in self.boot_wall_s], "enabled": enabled,
                 "steps": w.counts(), "inputs": w.state(), "presses": w.presses,
                 "hangs": self.hangs, "watchdog": self._watchdog_state(),
+                "pio_backlog_drops": self.pio_drops_before + (self.pacer.backlog_drops() if self.pacer else 0),
                 "flash": str(self.flash_path)}
 
     def _watchdog_state(self) -> dict[str, Any] | None:
