@@ -56,7 +56,7 @@ EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
 EV_MAINTENANCE = const(24)      # 0, 0, 0, 0: app stopped for the REPL (deploy); motor off, watchdog off
-EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: hourly, for soak tests
+EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: at boot and hourly (RAM margin, soak)
 EV_CODE_MAX = const(25)
 
 EVENT_NAMES = (

@@ -196,6 +196,8 @@ class PumpApp(Controller):
         self.last_steps = self.sched.delivered_steps
         self.hour_mark = self.clock.ms // MS_PER_HOUR
         self.save(urgent=True)
+        alloc, free = _heap()      # the boot's working set: the RAM margin a tester can check
+        self._log(logrec.EV_HEAP, alloc, free, 0, 0)
         self.queued_done = hw.stepper.steps_done()
         self.last_ticks = hw.ticks_ms()
         hw.watchdog_start(WATCHDOG_MS)
