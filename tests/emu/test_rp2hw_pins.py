@@ -13,7 +13,7 @@ import pytest
 
 from pumpctl.emurig import REPO, EmuRig
 
-from .conftest import mpremote
+from .conftest import copy_to_chip, mpremote
 
 pytestmark = pytest.mark.emu
 
@@ -38,14 +38,9 @@ def chip(emu: EmuRig, tmp_path_factory: pytest.TempPathFactory) -> EmuRig:
     pinmap.pop("driver_uart", None)
     local_pinmap = tmp_path_factory.mktemp("pinmap") / "pinmap.json"
     local_pinmap.write_text(json.dumps(pinmap))
-    args: list[str] = []
-    for d in ("pumpcore", "pumphw"):
-        args += ["exec", f"import os\ntry:\n os.mkdir('/{d}')\nexcept OSError:\n pass", "+"]
-    for f in FILES:
-        args += ["fs", "cp", str(REPO / "firmware" / f), f":/{f}", "+"]
-    args += ["fs", "cp", str(local_pinmap), ":/pinmap.json", "+"]
-    args += ["fs", "cp", str(REPO / "hw" / "mechanism.json"), ":/mechanism.json", "+"]
-    mpremote(emu.port, *args[:-1])
+    files = {f: REPO / "firmware" / f for f in FILES}
+    files.update({"pinmap.json": local_pinmap, "mechanism.json": REPO / "hw" / "mechanism.json"})
+    copy_to_chip(emu.port, files)
     return emu
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pumpctl.emurig import EmuRig, load_pinmap
 
-from .conftest import FIRMWARE, mpremote
+from .conftest import copy_to_chip, FIRMWARE, mpremote
 
 pytestmark = pytest.mark.emu
 PINS = load_pinmap()
@@ -49,10 +49,9 @@ def run(segments, settle_ms=2):
 
 @pytest.fixture(scope="module")
 def chip(emu: EmuRig) -> EmuRig:
-    mpremote(emu.port, "exec", "import os\ntry:\n os.mkdir('/pumpcore')\nexcept OSError:\n pass", "+",
-             "fs", "cp", str(FIRMWARE / "pumpcore" / "__init__.py"), ":/pumpcore/__init__.py", "+",
-             "fs", "cp", str(FIRMWARE / "pumpcore" / "fixed.py"), ":/pumpcore/fixed.py", "+",
-             "fs", "cp", str(FIRMWARE / "pumphw" / "steppio.py"), ":/steppio.py")
+    copy_to_chip(emu.port, {"pumpcore/__init__.py": FIRMWARE / "pumpcore" / "__init__.py",
+                            "pumpcore/fixed.py": FIRMWARE / "pumpcore" / "fixed.py",
+                            "steppio.py": FIRMWARE / "pumphw" / "steppio.py"})
     return emu
 
 
