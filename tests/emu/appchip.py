@@ -3,11 +3,14 @@ deploy` (or booted from the cached flash image of the same tree), reset into the
 hello. Prepared in a background thread from collection on (`WARMUP`), taken by test_app.py."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -96,39 +99,44 @@ def ready(pump: Pump) -> None:
 
 
 class Warmup:
+    """Prepares the chip in a child process (`python -m tests.emu.appchip DIR`), niced, from
+    collection on. A child, not a thread: tests before the tier monkeypatch PUMPCTL_HOME, and a
+    thread sharing os.environ stored the deploy's key in one test's home and looked for it in
+    another's. Niced: the emulator then takes only the CPU the earlier tests leave (the virtual
+    rig's sim-time watchdog must not be starved by it)."""
+
     def __init__(self) -> None:
         self.figures: dict[str, float] = {}
         # 10 ug over 60 s (14.4 mg/day, 77x the basal); PUMP_EMU_LONG=1: the 50 ug screening bolus
         long = os.environ.get("PUMP_EMU_LONG") == "1"
         self.story: dict[str, Any] = {"dose_ng": 50_000 if long else 10_000, "duration_ms": 60_000}
-        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._rig: EmuRig | None = None
-        self._error: BaseException | None = None
         self._dir: Path | None = None
         self._taken = False
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._proc is not None:
             return
         self._dir = Path(tempfile.mkdtemp(prefix="emuapp-"))
-        self._thread = threading.Thread(target=self._run, name="emu-app-chip", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            assert self._dir is not None
-            self._rig = prepare_chip(self._dir, self.figures, self.story)
-        except BaseException as exc:      # handed to the fixture, which raises it
-            self._error = exc
+        (self._dir / "story.json").write_text(json.dumps(self.story))
+        with open(self._dir / "warmup.log", "wb") as log:
+            self._proc = subprocess.Popen([sys.executable, "-m", "tests.emu.appchip", str(self._dir)],
+                                          cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
 
     def take(self) -> EmuRig:
-        """The prepared chip (waits for it); raises what preparing it raised."""
+        """The prepared chip (waits for it); raises with the child's own words if it failed."""
         self.start()
-        assert self._thread is not None
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._rig is not None
+        assert self._proc is not None and self._dir is not None
+        rc = self._proc.wait()
+        result = self._dir / "result.json"
+        if rc != 0 or not result.exists():
+            tail = (self._dir / "warmup.log").read_text(errors="replace").strip().splitlines()[-15:]
+            raise AssertionError("preparing the emulated Pico failed (exit %s):\n%s" % (rc, "\n".join(tail)))
+        doc = json.loads(result.read_text())
+        self.figures.update(doc["figures"])
+        self.story.update(doc["story"])
+        self._rig = EmuRig.attach(self._dir / "rig")
         self._taken = True
         if "deploy_note" in self.figures:
             warnings.warn("emu app tier: deployed this firmware tree (%s) in %.0f s wall; flash image cached"
@@ -137,12 +145,36 @@ class Warmup:
 
     def discard(self) -> None:
         """Session end: stop a chip no test took (e.g. -k deselected after collection)."""
-        if self._thread is not None:
-            self._thread.join(timeout=600)
-        if self._rig is not None and not self._taken:
-            self._rig.stop()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.wait(timeout=900)
+        if self._dir is not None and not self._taken and (self._dir / "rig" / "emu.json").exists():
+            try:
+                EmuRig.attach(self._dir / "rig").stop()
+            except Exception:
+                pass
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
 WARMUP = Warmup()
+
+
+def main(argv: list[str]) -> int:
+    """Child of Warmup: prepare the chip in DIR/rig, write DIR/result.json, leave it running."""
+    os.nice(10)
+    base = Path(argv[0])
+    story = json.loads((base / "story.json").read_text())
+    figures: dict[str, Any] = {}
+    (base / "rig").mkdir(exist_ok=True)
+    prepare_chip(base / "rig", figures, story)
+    out = dict(story)
+    out["boot_alarms"] = sorted(story["boot_alarms"])
+    out["s0"] = dataclasses.asdict(story["s0"])
+    tmp = base / "result.json.tmp"
+    tmp.write_text(json.dumps({"figures": figures, "story": out}))
+    os.replace(tmp, base / "result.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
