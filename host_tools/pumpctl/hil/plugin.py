@@ -43,6 +43,23 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "other rigs with the reason)")
 
 
+_EMU_RIGS: dict[int, Any] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_pumprig_make_rig(config: pytest.Config, kind: str, base: Any) -> Any:
+    """`--rig emu`: the emulated Pico, made (and deployed) once per session, stopped at its end."""
+    if kind != "emu":
+        return None
+    rig = _EMU_RIGS.get(id(config))
+    if rig is None:
+        from .rigs import EmuHilRig
+        rig = EmuHilRig(base, deploy=not config.getoption("no_deploy", False))
+        _EMU_RIGS[id(config)] = rig
+        config.add_cleanup(rig.stop)
+    return rig
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kind = config.getoption("rig", "sim") or "sim"
     if kind == "sim":

@@ -37,7 +37,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "corrupt_state": ("overwrite both stored state slots with garbage", ""),
 }
 
-SIM_IMAGE_KEEP = ("main.py", "mechanism.json", "pinmap.json", "rigkey.bin", "build.txt")
+SIM_IMAGE_KEEP = ("main.py", "mechanism.json", "pinmap.json", "rigkey.bin", "build.json")
 SIM_STATE_PREFIXES = ("state_", "prog_", "ev")
 
 
@@ -323,11 +323,7 @@ class BenchRig(Rig):
             time.sleep(3.0)
             return
         if fault == "corrupt_state":
-            code = ("import machine\nfor n in ('state_a.bin', 'state_b.bin'):\n"
-                    "    try:\n        d = bytearray(open(n, 'rb').read())\n    except OSError:\n        continue\n"
-                    "    for i in range(0, len(d), 7):\n        d[i] ^= 0x5A\n"
-                    "    f = open(n, 'wb'); f.write(d); f.close()\nmachine.reset()")
-            self._mpremote(code, "corrupting the stored state")
+            self._mpremote(BENCH_CORRUPT_CODE, "corrupting the stored state")
             time.sleep(3.0)
             return
         assert self.operator is not None
@@ -352,3 +348,139 @@ class BenchRig(Rig):
 
 def python_info() -> str:
     return "Python %s" % sys.version.split()[0]
+
+
+# ------------------------------------------------------------------------------------ emulated Pico
+class EmuHilRig(Rig):
+    """The official RP2040 MicroPython image in rp2040py with the pump on its pins (`--rig emu`),
+    deployed once per session with `pumpctl deploy` and shared by every test (a boot costs
+    ~30 s of wall time). Faults go through the emulator's side channel, so none needs hands.
+    Rig time is the chip's emulated time; idle, it runs at about real time, busy code at ~1/35,
+    so this rig suits seconds-to-minutes checks (select them with -k), not 24 h runs.
+    """
+
+    kind = "emu"
+    shared = True
+
+    def __init__(self, base: Path, deploy: bool = True) -> None:
+        from ..emurig import EmuRig, write_emu_hw_dir
+        rig_dir = base / "emu"
+        rig_dir.mkdir(parents=True, exist_ok=True)
+        self.rig_dir = rig_dir
+        self.emu = EmuRig.start(rig_dir, fresh=True)
+        self.port = self.emu.port
+        self.time_scale = 1.0
+        try:
+            if deploy:
+                from .. import deploy as deploymod
+                hw_dir = write_emu_hw_dir(rig_dir)
+                info = DeployInfo(ok=False)
+                t0 = time.monotonic()
+                try:
+                    rep = deploymod.deploy(self.port, hw_dir=hw_dir, log=info.log.append, timeout_s=900.0)
+                    info.ok, info.files, info.verified = True, len(rep.files), rep.verified
+                    info.compiled, info.reason, info.rig_id = rep.compiled, rep.reason, rep.rig_id
+                    info.key_created = rep.key_created
+                    info.digest = (rep.build or {}).get("build", "") if isinstance(rep.build, dict) else ""
+                except PumpError as exc:
+                    info.error = "%s: %s" % (type(exc).__name__, exc)
+                info.wall_s = time.monotonic() - t0
+                self.deploy = info
+            from ..pump import Pump
+            deadline = time.monotonic() + 180.0
+            while True:
+                try:
+                    with Pump.open(self.port, timeout_s=30) as p:
+                        self.rig_id = p.hello().rig_id
+                    break
+                except PumpError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        except BaseException:
+            self.emu.stop()
+            raise
+
+    def _status(self) -> dict[str, Any]:
+        return self.emu.request("status")
+
+    def now_s(self) -> float:
+        return self._status()["t_ns"] / 1e9
+
+    def can(self, fault: str) -> str:
+        if fault not in FAULTS:
+            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
+        return ""
+
+    def fault(self, fault: str, **args: Any) -> None:
+        self.can(fault)
+        req = self.emu.request
+        if fault in ("occlude", "clear_occlusion"):
+            req("occlude", on=fault == "occlude")
+        elif fault in ("stall", "clear_stall"):
+            req("stall", on=fault == "stall")
+        elif fault in ("empty_reservoir", "clear_empty"):
+            req("empty", on=fault == "empty_reservoir")
+        elif fault == "press_button":
+            req("press", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
+        elif fault == "power_cut":
+            boots = self.boots()
+            req("power_cut", after_ms=0, off_s=float(args.get("off_ms", 0)) / 1000.0)
+            if args.get("wait", True):
+                self.wait_boot(boots + 1)
+        elif fault == "hang":
+            req("hang")
+        elif fault == "corrupt_state":
+            boots = self.boots()
+            BenchRig._mpremote(self, BENCH_CORRUPT_CODE, "corrupting the stored state")  # type: ignore[arg-type]
+            self.wait_boot(boots + 1)
+
+    def boots(self) -> int:
+        st = self._status()
+        return int(st["boots"]) + len(st["chip_resets"])
+
+    def reset_causes(self) -> list[int]:
+        """Power-ons, then every chip reset in order (watchdog timeouts vs forced reboots)."""
+        st = self._status()
+        causes = [0] * int(st["boots"])
+        for r in st["chip_resets"]:
+            causes.append(1 if r.get("reason") == 1 else 2)    # REASON.TIMER -> watchdog, else soft
+        return causes
+
+    def wait_boot(self, boots: int, timeout_s: float = 240.0) -> None:
+        """Wait until the chip has booted `boots` times and the app answers hello."""
+        from ..pump import Pump
+        deadline = time.monotonic() + max(timeout_s, 240.0)    # a boot is ~30 s of wall time
+        while self.boots() < boots:
+            if time.monotonic() > deadline:
+                raise RigTimeout("emulated Pico: boot %d not seen within %.0f s" % (boots, timeout_s))
+            time.sleep(0.2)
+        while True:
+            try:
+                Pump.open(self.port, timeout_s=30).close()
+                return
+            except PumpError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def world(self) -> dict[str, Any]:
+        st = self._status()
+        return {"steps": st["steps"], "inputs": st["inputs"], "enabled": st["enabled"],
+                "pio_backlog_drops": st["pio_backlog_drops"]}
+
+    def describe(self) -> dict[str, str]:
+        d = super().describe()
+        st = self._status()
+        d.update({"kind": "emulated Pico (official MicroPython %s in rp2040py)" % st["version"],
+                  "rig_dir": str(self.rig_dir)})
+        return d
+
+    def stop(self) -> None:
+        self.emu.stop()
+
+
+BENCH_CORRUPT_CODE = ("import machine\nfor n in ('state_a.bin', 'state_b.bin'):\n"
+                      "    try:\n        d = bytearray(open(n, 'rb').read())\n    except OSError:\n        continue\n"
+                      "    for i in range(0, len(d), 7):\n        d[i] ^= 0x5A\n"
+                      "    f = open(n, 'wb'); f.write(d); f.close()\nmachine.reset()")
