@@ -215,27 +215,18 @@ def test_port_busy_is_one_line_exit_1(repl_rig: ReplRig) -> None:
     assert "port busy" in line
 
 
-def test_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", ["fs cp", "stream"])
+def test_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Path, copy: str) -> None:
     mp = deploy.Mpremote(repl_rig.port, 30)
     files = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None)
     timer = threading.Timer(0.25, repl_rig.unplug)
     timer.start()
     with pytest.raises(PortError) as err:
-        for _ in range(20):   # keep copying until the cable is pulled
-            deploy.copy_files(mp, files, batch_files=2)
-    timer.join()
-    assert "\n" not in str(err.value)
-    assert "unplugged" in str(err.value) or "no such port" in str(err.value) or "cannot open" in str(err.value)
-
-
-def test_stream_unplugged_mid_transfer_is_a_port_error(repl_rig: ReplRig, tmp_path: Path) -> None:
-    mp = deploy.Mpremote(repl_rig.port, 30)
-    files = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None)
-    timer = threading.Timer(0.25, repl_rig.unplug)
-    timer.start()
-    with pytest.raises(PortError) as err:
-        for _ in range(50):   # keep streaming until the cable is pulled
-            deploy.stream_files(mp, files)
+        for _ in range(50):   # keep copying until the cable is pulled
+            if copy == "stream":
+                deploy.stream_files(mp, files)
+            else:
+                deploy.copy_files(mp, files, batch_files=2)
     timer.join()
     assert "\n" not in str(err.value)
     assert "unplugged" in str(err.value) or "no such port" in str(err.value) or "cannot open" in str(err.value)

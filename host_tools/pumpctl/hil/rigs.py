@@ -67,15 +67,16 @@ class DeployInfo:
     wall_s: float = 0.0
 
 
-def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0) -> DeployInfo:
+def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0,
+               hw_dir: Path | None = None) -> DeployInfo:
     """Run `pumpctl deploy` (pumpctl.deploy.deploy) on `port` and summarise it; never raises
     a PumpError (the failure is in `error`, for the deploy test to report)."""
     from .. import deploy as deploymod
     info = DeployInfo(ok=False)
     t0 = time.monotonic()
     try:
-        rep = deploymod.deploy(port, do_restart=do_restart, rig_id=rig_id, log=info.log.append,
-                               timeout_s=timeout_s)
+        rep = deploymod.deploy(port, hw_dir=hw_dir or deploymod.DEFAULT_HW_DIR, do_restart=do_restart,
+                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s)
     except PumpError as exc:
         info.error = "%s: %s" % (type(exc).__name__, exc)
         info.wall_s = time.monotonic() - t0
@@ -109,8 +110,11 @@ class Rig:
         raise NotImplementedError
 
     def can(self, fault: str) -> str:
-        """'' if `fault` can be produced on demand, else the reason it cannot."""
-        raise NotImplementedError
+        """'' if `fault` can be produced on demand, else the reason it cannot (UsageError for a
+        name not in FAULTS). Rigs with a side channel for every fault keep this."""
+        if fault not in FAULTS:
+            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
+        return ""
 
     def fault(self, fault: str, **args: Any) -> None:
         """Produce `fault` (a key of FAULTS); FaultUnavailable when this rig cannot."""
@@ -207,11 +211,6 @@ class SimRig(Rig):
     def now_s(self) -> float:
         return self.vr.world()["sim_us"] / 1e6
 
-    def can(self, fault: str) -> str:
-        if fault not in FAULTS:
-            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
-        return ""
-
     def fault(self, fault: str, **args: Any) -> None:
         self.can(fault)
         vr = self.vr
@@ -297,8 +296,7 @@ class BenchRig(Rig):
         return time.monotonic()
 
     def can(self, fault: str) -> str:
-        if fault not in FAULTS:
-            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
+        super().can(fault)
         if fault in ("hang", "corrupt_state"):
             return ""
         if self.operator is None:
@@ -372,20 +370,8 @@ class EmuHilRig(Rig):
         self.time_scale = 1.0
         try:
             if deploy:
-                from .. import deploy as deploymod
-                hw_dir = write_emu_hw_dir(rig_dir)
-                info = DeployInfo(ok=False)
-                t0 = time.monotonic()
-                try:
-                    rep = deploymod.deploy(self.port, hw_dir=hw_dir, log=info.log.append, timeout_s=900.0)
-                    info.ok, info.files, info.verified = True, len(rep.files), rep.verified
-                    info.compiled, info.reason, info.rig_id = rep.compiled, rep.reason, rep.rig_id
-                    info.key_created = rep.key_created
-                    info.digest = (rep.build or {}).get("build", "") if isinstance(rep.build, dict) else ""
-                except PumpError as exc:
-                    info.error = "%s: %s" % (type(exc).__name__, exc)
-                info.wall_s = time.monotonic() - t0
-                self.deploy = info
+                self.deploy = deploy_rig(self.port, None, do_restart=True, timeout_s=900.0,
+                                         hw_dir=write_emu_hw_dir(rig_dir))
             from ..pump import Pump
             deadline = time.monotonic() + 180.0
             while True:
@@ -406,11 +392,6 @@ class EmuHilRig(Rig):
 
     def now_s(self) -> float:
         return self._status()["t_ns"] / 1e9
-
-    def can(self, fault: str) -> str:
-        if fault not in FAULTS:
-            raise UsageError("fault = %r: unknown (one of %s)" % (fault, ", ".join(FAULTS)))
-        return ""
 
     def fault(self, fault: str, **args: Any) -> None:
         self.can(fault)
