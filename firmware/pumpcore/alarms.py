@@ -61,7 +61,9 @@ ALARM_BOLUS_DENIED = const(14)
 ALARM_STORAGE_FAULT = const(15)
 ALARM_NO_PROGRAM = const(16)
 ALARM_SENSOR_FAULT = const(17)
-ALARM_MAX = const(17)
+ALARM_MAINTENANCE = const(18)
+ALARM_PROGRAM_UNCONFIRMED = const(19)
+ALARM_MAX = const(19)
 
 # (name, priority, kind, latch, reaction, text)
 ALARM_TABLE = (
@@ -103,6 +105,13 @@ ALARM_TABLE = (
     ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
      "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
      "be detected. Basal continues, boluses held; check the sensor wiring."),
+    ("maintenance", PRIO_HIGH, KIND_EVENT, True, REACT_STOP,
+     "Maintenance: the application is stopped for the REPL; nothing is delivered."),
+    # the basal goes on (an interrupted flow is the greater danger); the clinician must check
+    # which program runs: the log's program-at-boot record names it and the one last confirmed
+    ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,
+     "After a reset the program running is not the one last confirmed (a commit cut short or "
+     "a damaged program slot). Basal continues, boluses held; check the program and ack."),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
@@ -312,6 +321,20 @@ class AlarmSet:
         """ms since the alarm was raised (capped at 2**29)."""
         _check_code(code)
         return self._age_ms[code]
+
+    def ages(self):
+        """ms since each alarm was raised, codes 1..ALARM_MAX (0 for inactive ones): persisted so
+        the raised time survives a reset."""
+        return tuple(self._age_ms[c] if self._flags[c] & _ACTIVE else 0 for c in range(1, ALARM_MAX + 1))
+
+    def restore_ages(self, ages):
+        """Put back ages() after restore(); a tuple of another length (other firmware) is ignored."""
+        if not isinstance(ages, tuple) or len(ages) != ALARM_MAX:
+            return
+        for c in range(1, ALARM_MAX + 1):
+            a = ages[c - 1]
+            if (self._flags[c] & _ACTIVE) and isinstance(a, int) and 0 <= a <= 0x20000000:
+                self._age_ms[c] = a
 
     def active(self):
         """Active codes, highest priority first, then by code."""

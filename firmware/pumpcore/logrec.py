@@ -32,7 +32,7 @@ ARG_MAX = (1 << 31) - 1
 SEQ_MAX = (1 << 32) - 1
 
 # Event codes. Arguments are listed in EVENT_ARGS (units in the names).
-EV_RESET = const(1)             # reset_cause (pumphw.base RESET_*), boot_count, down_ms, state_status
+EV_RESET = const(1)             # reset_cause (pumphw.base RESET_*), boot_count, down_ms (-1: unknown until the clock is synced; then missed-volume gives it), state_status
 EV_STATE_RESTORED = const(2)    # state_seq, slot (0=A 1=B), delivered_steps, program_crc16
 EV_STATE_LOST = const(3)        # status_a, status_b (store.LOAD_*), 0, 0
 EV_MISSED_VOLUME = const(4)     # missed_nl, missed_steps, down_ms, rate_ng_day
@@ -44,7 +44,7 @@ EV_BOLUS_DENIED = const(9)      # kind, dose_ng, refusal_code, 0
 EV_BOLUS_ABORTED = const(10)    # kind, dose_ng, delivered_ng_at_last_save, bolus_serial
 EV_SUSPEND = const(11)          # reason (0=command, 1=alarm), 0, 0, 0
 EV_RESUME = const(12)           # suspended_ms, 0, 0, 0
-EV_REFILL = const(13)           # volume_nl, concentration_ug_ml, bridge_dose_ng, 0
+EV_REFILL = const(13)           # volume_nl, concentration_ug_ml, bridge_left_nl (old drug still in the catheter), 0
 EV_PRIME = const(14)            # volume_nl, duration_ms, 0, 0
 EV_ALARM_RAISED = const(15)     # alarm code, priority, detail, 0
 EV_ALARM_ACK = const(16)        # alarm code, priority, 0, 0
@@ -57,14 +57,21 @@ EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
 EV_MAINTENANCE = const(24)      # 0, 0, 0, 0: app stopped for the REPL (deploy); motor off, watchdog off
 EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: at boot and hourly (RAM margin, soak)
-EV_CODE_MAX = const(25)
+EV_MAINT_ENTER = const(26)      # reserved: maintenance
+EV_MAINT_LEAVE = const(27)      # reserved: maintenance
+EV_PROGRAM_AT_BOOT = const(28)  # running_crc_hi16, running_crc_lo16, confirmed_crc_hi16, confirmed_crc_lo16
+EV_HOURLY_PARTIAL = const(29)   # hour (0..23), delivered_ng, delivered_steps, missed_steps: the hour of a reset, to the cut
+EV_LEDGER_RESTORED = const(30)  # certain_total_ng, possibly_ng, possibly_steps, uncertain_total_ng
+EV_AUTH_REFUSED = const(31)     # command code, status (wire ERR_*), refusals not logged since the last record, 0
+EV_CODE_MAX = const(31)
 
 EVENT_NAMES = (
     None, "reset", "state-restored", "state-lost", "missed-volume", "program-commit",
     "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
     "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
-    "maintenance", "heap",
+    "maintenance", "heap", "maintenance-enter", "maintenance-leave", "program-at-boot",
+    "hourly-partial", "ledger-restored", "auth-refused",
 )
 
 EVENT_ARGS = (
@@ -81,7 +88,7 @@ EVENT_ARGS = (
     ("kind", "dose_ng", "delivered_ng_at_last_save", "bolus_serial"),
     ("reason", "", "", ""),
     ("suspended_ms", "", "", ""),
-    ("volume_nl", "concentration_ug_ml", "bridge_dose_ng", ""),
+    ("volume_nl", "concentration_ug_ml", "bridge_left_nl", ""),
     ("volume_nl", "duration_ms", "", ""),
     ("alarm", "priority", "detail", ""),
     ("alarm", "priority", "", ""),
@@ -94,6 +101,12 @@ EVENT_ARGS = (
     ("what", "errno", "", ""),
     ("", "", "", ""),
     ("alloc_bytes", "free_bytes", "", ""),
+    ("", "", "", ""),
+    ("", "", "", ""),
+    ("running_crc_hi16", "running_crc_lo16", "confirmed_crc_hi16", "confirmed_crc_lo16"),
+    ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
+    ("certain_total_ng", "possibly_ng", "possibly_steps", "uncertain_total_ng"),
+    ("command", "status", "not_logged", ""),
 )
 
 # Reasons decode() refuses a record (LogRecordError.reason_code)

@@ -287,6 +287,15 @@ class Program:
             i -= 1
         return self._day_rates[weekday][i]
 
+    def basal_step_at(self, weekday, ms_of_day):
+        """Index of the basal step in force at ms_of_day on weekday (0 for a one-rate day)."""
+        self._tables()
+        starts = self._day_starts[weekday]
+        i = len(starts) - 1
+        while starts[i] > ms_of_day:
+            i -= 1
+        return i
+
     def basal_next_change_ms(self, weekday, ms_of_day):
         """ms of day of the next basal step start after ms_of_day, or 86,400,000 (midnight)."""
         self._tables()

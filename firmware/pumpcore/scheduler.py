@@ -168,6 +168,9 @@ class DoseScheduler:
         self.refusals = 0
         self.last_refusal = REFUSE_OK
         self.boluses_done = 0
+        self.ended_kind = BOLUS_NONE    # the last bolus that ended: kind, dose and ng not given
+        self.ended_dose = 0
+        self.ended_left_ng = 0
 
     # ----- program and clock ------------------------------------------------------------
     def load(self, program, clock):
@@ -519,6 +522,10 @@ class DoseScheduler:
         self._set_rate()
 
     def _end_bolus(self):
+        if self.b_kind != BOLUS_NONE:
+            self.ended_kind = self.b_kind
+            self.ended_dose = self.b_dose
+            self.ended_left_ng = self.bolus_left_ng()
         self.b_kind = BOLUS_NONE
         self.b_rate = 0
         self.b_left = NEVER
@@ -670,6 +677,57 @@ class DoseScheduler:
     def bridge_left_nl(self):
         """Old-drug volume still to push out of the catheter (nL, rounded up); 0 if no bridge."""
         return -(-self.br_pl // 1000) if self.br_pl > 0 else 0
+
+    def bolus_left_ng(self):
+        """Dose of the running bolus not yet due (ng, rounded up); 0 if none. Set-up time only
+        (mul_divmod): called at saves and when a bolus ends, not per tick."""
+        if self.b_kind == BOLUS_NONE:
+            return 0
+        # quanta still to come: b_left ms at b_rate, then b_last in the final ms (the phases
+        # sum to dose_ng x QUANTA_PER_NG exactly, see _start_bolus_checked)
+        left = self.b_left if self.b_left != NEVER else 0
+        q, r = mul_divmod(self.b_rate, left, QUANTA_PER_NG)
+        r += self.b_last
+        q += r // QUANTA_PER_NG
+        if r % QUANTA_PER_NG:
+            q += 1
+        return q if q < self.b_dose else self.b_dose
+
+    def bolus_delivered_ng(self):
+        """Dose of the running bolus already due (ng, rounded down); 0 if none."""
+        if self.b_kind == BOLUS_NONE:
+            return 0
+        return self.b_dose - self.bolus_left_ng()
+
+    def last_bolus_delivered_ng(self):
+        """(kind, dose_ng, delivered_ng) of the last bolus that ended (completed, suspended or
+        cut short), for its EV_BOLUS_END record."""
+        return (self.ended_kind, self.ended_dose, self.ended_dose - self.ended_left_ng)
+
+    def steps_for(self, rate_ng_day, span_ms):
+        """Microsteps (rounded up) that `rate_ng_day` of the drug now leaving the catheter takes
+        over `span_ms` (ng/day x ms -> ng -> nL at line_conc_ug_ml -> pL -> microsteps). Used
+        for the write-ahead reservation at saves (big ints allowed: not the hot path)."""
+        conc = self.conc
+        if rate_ng_day <= 0 or span_ms <= 0 or not conc:
+            return 0
+        # ng = rate * ms / 86_400_000; pL = ng * 1_000_000 / conc
+        num = rate_ng_day * span_ms * 10
+        den = 864 * conc * self.pl
+        return -(-num // den)
+
+    def count_possibly_delivered(self, steps):
+        """After a reset: count `steps` that the motor may have made after the last save (the
+        write-ahead reservation) as delivered: total, today, rolling 24 h and reservoir, so the
+        ledger errs on the safe side. Returns the ng this added to the total."""
+        if not isinstance(steps, int) or steps < 0:
+            raise ValueError("count_possibly_delivered steps = %r: must be a non-negative integer"
+                             % (steps,))
+        if not steps or not self.conc:
+            return 0
+        before = self.total_ng
+        self._count_delivered(steps)
+        return self.total_ng - before
 
     def line_conc_ug_ml(self):
         """Concentration of the drug now leaving the catheter (ug/mL)."""

@@ -92,7 +92,9 @@ SEC_BOLUS_GATE = const(2)  # BolusGate snapshot (rolling-24 h ledger, lockout)
 SEC_RESERVOIR = const(3)   # ReservoirTracker snapshot
 SEC_CLOCK = const(4)       # WallClock snapshot
 SEC_APP = const(5)         # anything else the app keeps
-SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app")
+SEC_LEDGER = const(6)      # write-ahead reservation and hour accumulators (pumpfw.ledger)
+SEC_ALARM_AGE = const(7)   # ms since each active alarm was raised, codes 1..ALARM_MAX
+SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app", "ledger", "alarm_age")
 BLOB_APP = const(1)
 
 # What went wrong (StateError.code), also reported per slot by the store

@@ -171,7 +171,7 @@ STATUS_FLAG_MOTOR_ON = const(4)
 STATUS_FLAG_CLOCK_SET = const(8)
 STATUS_FLAG_PROGRAM_STAGED = const(16)
 
-STATUS_RESP = ("<IBBBBBIIIQIIIIHII", (
+STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIH", (
     "program_crc",          # CRC-32 of the running program's encoding (0: none)
     "mode",                 # pumpcore.program MODE_*
     "flex_step",            # index of the active flex step, NONE_U8 if not flex
@@ -189,6 +189,10 @@ STATUS_RESP = ("<IBBBBBIIIQIIIIHII", (
     "day",                  # wall time: days since 2000-01-01
     "ms_of_day",            # wall time: ms since midnight
     "missed_steps",         # microsteps due but not made (stall/occlusion)
+    "uncertain_ng",         # part of delivered_total_ng only possibly delivered: write-ahead
+                            # reservations counted at resets (pumpfw/ledger.py); certain = total - this
+    "bridge_left_nl",       # old drug still to push out of the catheter after a drug change, nL (0: none)
+    "line_conc_ug_ml",      # concentration of the drug now leaving the catheter, ug/mL
 ))
 
 TIME_SYNC_REQ = ("<HI", ("day", "ms_of_day"))

@@ -29,8 +29,10 @@ from pumpcore.fixed import const
 from pumpcore.limits import HardLimits
 from pumphw.base import DIR_INFUSE, RESET_WATCHDOG
 from pumpfw import statemap
+from pumpfw.ledger import Ledger, parse_section
 from pumpfw.server import Controller, ProtocolServer
-from pumpfw.store import EventLog, ProgramStore, StateStore, StoreError, SAVE_WRITTEN
+from pumpfw.store import (EventLog, ProgramStore, StateStore, StoreError, LOAD_CORRUPT,
+                          LOAD_READ_ERROR, SAVE_WRITTEN)
 
 FIRMWARE_VERSION = "0.1.0"
 WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than IDLE_MAX_MS
@@ -42,6 +44,9 @@ REFUSE_FLASH_BUDGET = const(200)  # app refusal code (scheduler codes are below 
 MIN_PERIOD_US = const(500)       # fastest step rate handed to the generator (2 kHz)
 MAX_PERIOD_US = const(1000000)
 MS_PER_HOUR = const(3600000)
+MS_PER_DAY = const(86400000)
+AUTH_LOG_BURST = const(10)       # refused signed requests logged in a burst ...
+AUTH_LOG_REFILL_MS = const(360000)  # ... then one per 6 min (<= 250 records/day: flash wear)
 
 
 def _join(root, name):
@@ -63,7 +68,9 @@ class PumpApp(Controller):
 
     build = buildrec.UNKNOWN + ": not booted"   # hello's build_hash; boot() reads the build record
 
-    def __init__(self, hw):
+    def __init__(self, hw, fs=None):
+        """`fs`: the flash filesystem object for the stores (pumpfw.store.Fs by default; tests
+        pass tests/support/tornflash.py to cut the power inside a write)."""
         self.hw = hw
         root = hw.flash_root
         self.root = root
@@ -82,10 +89,14 @@ class PumpApp(Controller):
                                                       min_sample_ms=line.get("tau_ms", 1000))
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         self.reservoir_det = ReservoirDetector()
-        self.state_store = StateStore(root=root, min_interval_ms=STATE_EVERY_MS, burst=URGENT_BURST,
-                                      refill_ms=URGENT_REFILL_MS)
-        self.program_store = ProgramStore(root=root)
-        self.log = EventLog(root=root)
+        self.state_store = StateStore(fs=fs, root=root, min_interval_ms=STATE_EVERY_MS,
+                                      burst=URGENT_BURST, refill_ms=URGENT_REFILL_MS)
+        self.program_store = ProgramStore(fs=fs, root=root)
+        self.log = EventLog(fs=fs, root=root)
+        self.ledger = Ledger(2 * STATE_EVERY_MS)   # write-ahead reservation (pumpfw/ledger.py)
+        self.auth_tokens = AUTH_LOG_BURST
+        self.auth_refill_ms = 0
+        self.auth_unlogged = 0
         self.state = sc.PersistentState()
         self.sched = schedmod.DoseScheduler(self.derived_pl, self.hard_limits)
         self.program = None
@@ -108,6 +119,7 @@ class PumpApp(Controller):
         self.last_bolus = 0
         self.last_pattern = -1
         self.downtime_pending = False  # clock restarted from a saved time: first sync measures the gap
+        self.pending_snap = None       # ledger of a state whose program was unreadable (next commit)
         self.ready = False
 
     # ------------------------------------------------------------------ boot
@@ -136,28 +148,39 @@ class PumpApp(Controller):
             except ValueError:
                 self.measured_pl = 0
         restored = False
+        unconfirmed = False
         snap = statemap.get_scheduler(state) if state is not None else None
+        led = parse_section(state.sections.get(sc.SEC_LEDGER)) if state is not None else None
         if blob is not None:
             try:
                 prog = programmod.Program.decode(blob, self.hard_limits)
                 # load on an empty reservoir, then restore everything the snapshot holds: after a
                 # refill with a new drug the reservoir's concentration differs from the running
-                # program's until the clinician commits the new one, exactly as before the reset
+                # program's until the clinician commits the new one, exactly as before the reset.
+                # The ledger (totals, rolling 24 h, lockout, reservoir, missed) is restored
+                # whatever program runs: a commit cut before its state save, or a damaged newest
+                # program slot, never resets or lowers a total (docs/persistence.md).
                 self.sched.load(prog, self.clock)
-                if snap is not None and state.program_crc() == prog.crc32():
+                if snap is not None:
                     self.sched.restore(snap)
                     restored = True
-                elif snap is not None:
-                    self.sched.reservoir.restore(snap[-2])   # the drug in the pump is physical
+                    unconfirmed = state.program_crc() != prog.crc32()
                 self.program = prog
             except ValueError:
                 self._log(logrec.EV_PROGRAM_LOST, 2, 0, 0, 0)
                 self._raise(al.ALARM_PROGRAM_CORRUPT)
                 self.program = None
-        elif snap is not None:
-            self.sched.reservoir.restore(snap[-2])           # a refill before any program
+        if snap is not None and not restored:
+            # no program to run: the drug in the pump is physical. If a program ran (its slots are
+            # unreadable now) the rest of the ledger waits for the next commit (commit_program)
+            self.sched.reservoir.restore(snap[-2])
+            if state.program_crc() and snap[3]:
+                self.pending_snap = snap
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
+            ages = state.sections.get(sc.SEC_ALARM_AGE)
+            if ages is not None:
+                self.alarm_set.restore_ages(tuple(ages))
         for code in (self.state_store.alarm(), self.program_store.alarm()):
             if code:
                 self._raise(code)
@@ -169,7 +192,9 @@ class PumpApp(Controller):
         if self.program is None and not self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
             self._raise(al.ALARM_NO_PROGRAM)
         aborted = self.state.abort_bolus()
-        self._log(logrec.EV_RESET, cause, self.state.get(sc.F_BOOT_COUNT), 0,
+        # down_ms -1: the Pico has no battery clock, so the time it was off is known only at the
+        # next time sync (logged then as missed-volume with its down_ms)
+        self._log(logrec.EV_RESET, cause, self.state.get(sc.F_BOOT_COUNT), -1 if state is not None else 0,
                   self.state_store.status()[0])
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
@@ -180,8 +205,17 @@ class PumpApp(Controller):
                 self._raise(al.ALARM_RESET_POWER)
             self._raise(al.ALARM_CLOCK_LOST)
             if restored:
-                self._log(logrec.EV_STATE_RESTORED, state.seq, 0, self.sched.delivered_steps,
-                          self.program.crc32() & 0xFFFF)
+                self._log(logrec.EV_STATE_RESTORED, state.seq, self.state_store.slots.current,
+                          self.sched.delivered_steps, self.program.crc32() & 0xFFFF)
+                self._restore_ledger(led)
+        if self.program is not None:
+            pa, pb = self.program_store.status()
+            if pa in (LOAD_CORRUPT, LOAD_READ_ERROR) or pb in (LOAD_CORRUPT, LOAD_READ_ERROR):
+                self._log(logrec.EV_PROGRAM_LOST, pa, pb, 0, 0)   # a slot damaged or cut short
+            if unconfirmed:
+                run, conf = self.program.crc32(), state.program_crc()
+                self._raise(al.ALARM_PROGRAM_UNCONFIRMED)
+                self._log(logrec.EV_PROGRAM_AT_BOOT, run >> 16, run & 0xFFFF, conf >> 16, conf & 0xFFFF)
         if self.program is not None:
             # only a suspend by command survives a reset; a hold by an alarm is re-derived from
             # the restored alarms by the loop (a snapshot taken mid-hold must not keep the pump
@@ -203,6 +237,21 @@ class PumpApp(Controller):
         hw.watchdog_start(WATCHDOG_MS)
         self._log(logrec.EV_WATCHDOG_ARMED, WATCHDOG_MS, 0, 0, 0)
         self.ready = True
+
+    def _restore_ledger(self, led):
+        """After a reset: count the last record's write-ahead reservation as possibly delivered
+        (total, today, rolling 24 h, reservoir) and log the bracket, then the partial total of
+        the hour the reset cut, so hourly totals sum exactly to the delivered total."""
+        if led is None:
+            return
+        reserved, _base, uncertain, h_mark, h_ng, h_steps, h_missed = led
+        certain = self.sched.total_ng
+        possibly = self.sched.count_possibly_delivered(reserved)
+        self.ledger.uncertain_ng = uncertain + possibly
+        self._log(logrec.EV_LEDGER_RESTORED, certain, possibly, reserved, self.ledger.uncertain_ng)
+        if h_ng or h_steps or h_missed or possibly:
+            self._log(logrec.EV_HOURLY_PARTIAL, h_mark if h_mark >= 0 else self.clock.ms // MS_PER_HOUR,
+                      h_ng + possibly, h_steps + reserved, h_missed)
 
     # ------------------------------------------------------------------ helpers
     def _log(self, code, a0=0, a1=0, a2=0, a3=0):
@@ -231,7 +280,7 @@ class PumpApp(Controller):
                 if now:
                     self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), 0, 0)
                 else:
-                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), 0, 0)
+                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
 
     def save(self, urgent=False):
         """Write the persistent state (rate-limited unless urgent). Returns True if on flash."""
@@ -243,18 +292,33 @@ class PumpApp(Controller):
         st.set(sc.F_ALARM_ACTIVE, act)
         st.set(sc.F_ALARM_ACKED, acked)
         st.set(sc.F_LOG_SEQ, self.log.last_seq() & 0x3FFFFFFF)
+        s = self.sched
         if self.program is not None:
             st.set_program_crc(self.program.crc32())
-        statemap.put_scheduler(st, self.sched.snapshot())   # also with no program: the reservoir
+        if st.bolus_in_progress():
+            st.set(sc.F_BOLUS_DELIVERED_NG, s.bolus_delivered_ng())
+        statemap.put_scheduler(st, s.snapshot())   # also with no program: the reservoir
         st.sections[sc.SEC_APP] = (self.measured_pl,)
+        # write-ahead: the steps the motor may make before the next save (pumpfw/ledger.py)
+        reserve = self.ledger.reservation(s) if self.program is not None else 0
+        st.sections[sc.SEC_LEDGER] = (
+            1, reserve, s.delivered_steps, self.ledger.uncertain_ng & 0x3FFFFFFF, self.hour_mark,
+            self.hour_ng + s.total_ng - self.last_total_ng,
+            self.hour_steps + s.delivered_steps - self.last_steps,
+            self.hour_missed + s.missed_steps - self.last_missed)
+        st.sections[sc.SEC_ALARM_AGE] = self.alarm_set.ages()
         try:
             ok = self.state_store.save(st, urgent) == SAVE_WRITTEN
         except StoreError:
+            # the flash failed: delivery goes on (storage-fault alarm) without a ledger bound
+            self.ledger.unbounded = True
             self._raise(al.ALARM_STORAGE_FAULT)
             self._log(logrec.EV_STORAGE_FAULT, 0, 0, 0, 0)
             return False
         if ok:
             self.save_due_ms = 0
+            self.ledger.unbounded = False
+            self.ledger.saved(s, reserve)
         return ok
 
     # ------------------------------------------------------------------ main loop
@@ -330,16 +394,26 @@ class PumpApp(Controller):
             # spread the steps over the time they took to fall due (this iteration's dt): the
             # generator then runs at the scheduled rate, one iteration behind, never in bursts
             # (a burst is a pressure spike the occlusion detector would rightly see)
+            n = self.owed
+            room = self.ledger.room(self.sched, n)
+            if room < n and self.state_store.allowed(True):
+                # the flow rose past the last save's reservation: save first, then step
+                self.save(urgent=True)
+                room = self.ledger.room(self.sched, n)
+            if room < n:
+                n = room          # the rest waits, owed, for the next save (never unrecorded)
+            if n <= 0:
+                return True
             span = dt if dt > 0 else self.sched.ms_to_next_due()
             if span > IDLE_MAX_MS:
                 span = IDLE_MAX_MS
-            period = span * 1000 // self.owed
+            period = span * 1000 // n
             if period < MIN_PERIOD_US:
                 period = MIN_PERIOD_US
             elif period > MAX_PERIOD_US:
                 period = MAX_PERIOD_US
-            if st.queue(self.owed, period, DIR_INFUSE):
-                self.owed = 0
+            if st.queue(n, period, DIR_INFUSE):
+                self.owed -= n
         return True
 
     def _sense(self, dt):
@@ -386,8 +460,10 @@ class PumpApp(Controller):
         kind = s.bolus_active()
         if kind != self.last_bolus:
             if self.last_bolus:
-                self.state.end_bolus(0)
-                self._log(logrec.EV_BOLUS_END, self.last_bolus, 0, self.state.get(sc.F_BOLUS_SERIAL), 0)
+                delivered = s.last_bolus_delivered_ng()[2]
+                self.state.end_bolus(delivered)
+                self._log(logrec.EV_BOLUS_END, self.last_bolus, delivered,
+                          self.state.get(sc.F_BOLUS_SERIAL), 0)
                 self.save(urgent=True)
             if kind and kind == schedmod.BOLUS_PERIODIC:
                 serial = self.state.begin_bolus(kind, 0)
@@ -412,6 +488,7 @@ class PumpApp(Controller):
             self.hour_steps = 0
             self.hour_missed = 0
         self.state_store.tick(dt)
+        self._auth_tick(dt)
         self.save_due_ms += dt
         if self.save_due_ms >= STATE_EVERY_MS:
             self.save()
@@ -463,7 +540,8 @@ class PumpApp(Controller):
         return {
             "program_crc": prog.crc32() if prog is not None else 0,
             "mode": prog.mode if prog is not None else 0,
-            "flex_step": 255,
+            "flex_step": (prog.basal_step_at(self.clock.weekday(), self.clock.ms)
+                          if prog is not None and prog.mode == programmod.MODE_FLEX else 255),
             "flags": flags,
             "alarm_count": len(active),
             "top_alarm": active[0] if active else 0,
@@ -478,21 +556,30 @@ class PumpApp(Controller):
             "day": self.clock.day,
             "ms_of_day": self.clock.ms,
             "missed_steps": s.missed_steps,
+            "uncertain_ng": self.ledger.uncertain_ng & 0x3FFFFFFF,
+            "bridge_left_nl": s.bridge_left_nl(),
+            "line_conc_ug_ml": s.line_conc_ug_ml(),
         }
 
     def running_program(self):
         return self.program
 
     def alarms(self):
+        """Active alarms with the wall time each was raised (now less its age; the age survives a
+        reset) and ALARM_FLAG_ACTIVE only while its condition is still present: a latched
+        alarm whose condition ended shows without it until acknowledged."""
         out = []
-        for code in self.alarm_set.active():
-            flags = wire.ALARM_FLAG_ACTIVE
+        aset = self.alarm_set
+        now = self.clock.day * MS_PER_DAY + self.clock.ms   # a big int on the RP2040: not hot
+        for code in aset.active():
+            flags = wire.ALARM_FLAG_ACTIVE if aset.condition_present(code) else 0
             if al.latches(code):
                 flags |= wire.ALARM_FLAG_LATCHED
-            if self.alarm_set.is_acked(code):
+            if aset.is_acked(code):
                 flags |= wire.ALARM_FLAG_ACKED
+            day, ms = divmod(now - aset.active_ms(code), MS_PER_DAY)
             out.append({"alarm_id": code, "code": code, "priority": al.priority(code), "flags": flags,
-                        "day": self.clock.day, "ms_of_day": self.clock.ms})
+                        "day": day, "ms_of_day": ms})
         return out
 
     def log_bounds(self):
@@ -533,6 +620,11 @@ class PumpApp(Controller):
         blob = program.encode()
         self.program_store.commit(blob)
         code = self.sched.load(program, self.clock)
+        if self.pending_snap is not None:
+            # the first commit after a boot whose program was unreadable: the ledger of the
+            # state it kept (totals, rolling 24 h, lockout) comes back, never reset
+            self.sched.restore(self.pending_snap)
+            self.pending_snap = None
         self.program = program
         self.last_bolus = self.sched.bolus_active()
         crc = program.crc32()
@@ -561,7 +653,8 @@ class PumpApp(Controller):
             rate = self.sched.basal_rate_ng_day()
             conc = self.sched.line_conc_ug_ml() or 1
             missed_ng = rate * (jump // 1000) // 86400
-            self._log(logrec.EV_MISSED_VOLUME, missed_ng * 1000 // conc, 0, jump, rate)
+            missed_nl = missed_ng * 1000 // conc
+            self._log(logrec.EV_MISSED_VOLUME, missed_nl, missed_nl * 1000 // self.sched.pl, jump, rate)
         self.downtime_pending = False
         self.clock_set = True
         self.alarm_set.clear(al.ALARM_CLOCK_LOST)
@@ -681,6 +774,26 @@ class PumpApp(Controller):
 
     def refusal_text(self, code):
         return schedmod.refusal_text(code)
+
+    def auth_refused(self, cmd, status):
+        """A signed request was refused (wrong rig, no key, bad MAC, replay): logged, at most
+        AUTH_LOG_BURST in a burst and then one per AUTH_LOG_REFILL_MS, so a flood cannot wear the
+        flash; the next record says how many went unlogged."""
+        if self.auth_tokens <= 0:
+            self.auth_unlogged += 1
+            return
+        self.auth_tokens -= 1
+        self._log(logrec.EV_AUTH_REFUSED, cmd, status, self.auth_unlogged, 0)
+        self.auth_unlogged = 0
+
+    def _auth_tick(self, dt):
+        if self.auth_tokens >= AUTH_LOG_BURST:
+            self.auth_refill_ms = 0
+            return
+        self.auth_refill_ms += dt
+        if self.auth_refill_ms >= AUTH_LOG_REFILL_MS:
+            self.auth_refill_ms -= AUTH_LOG_REFILL_MS
+            self.auth_tokens += 1
 
 
 def _heap():

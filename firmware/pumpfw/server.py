@@ -36,6 +36,9 @@ _AUTH_BODY = {
     wire.CMD_CAL_WRITE: 4,
 }
 
+# refusals of a signed request that say who is knocking: logged by the controller
+_AUTH_REFUSALS = (wire.ERR_WRONG_RIG, wire.ERR_NO_KEY, wire.ERR_BAD_MAC, wire.ERR_REPLAY)
+
 _STATUS_FLAGS_OFFSET = const(6)  # byte of "flags" in wire.STATUS_RESP
 _ALARM_ENTRY_SIZE = const(11)
 
@@ -71,6 +74,11 @@ class Controller:
     def auth_counter(self):
         """The highest authentication counter accepted so far (0 if none); persisted."""
         raise NotImplementedError("auth_counter")
+
+    def auth_refused(self, cmd, status):
+        """A signed request `cmd` was refused with wire status `status` (wrong rig, no key, bad
+        MAC, replay) before anything ran: the app logs it. Default: nothing."""
+        return None
 
     def accept_counter(self, counter):
         """Record `counter` as accepted, durably, BEFORE the request executes. Returns None when
@@ -380,6 +388,8 @@ class ProtocolServer:
         ctl = self.controller
         if flags & wire.FLAG_AUTH:
             refused = self._check_auth(cmd, plen)
+            if refused is not None and refused[0] in _AUTH_REFUSALS:
+                ctl.auth_refused(cmd, refused[0])     # logged by the app (rate-limited)
             if refused is None:
                 refused = self._check_auth_body(cmd)
             if refused is not None:

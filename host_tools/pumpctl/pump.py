@@ -60,6 +60,14 @@ class Status:
     day: int
     ms_of_day: int
     missed_steps: int
+    uncertain_ng: int       # part of delivered_total_ng only possibly delivered (resets)
+    bridge_left_nl: int     # old drug still in the catheter after a drug change (0: none)
+    line_conc_ug_ml: int    # concentration now leaving the catheter
+
+    @property
+    def certain_total_ng(self) -> int:
+        """Delivered total known for certain: the total less what resets left uncertain."""
+        return self.delivered_total_ng - self.uncertain_ng
 
     @property
     def suspended(self) -> bool:

@@ -53,6 +53,11 @@ def event_codes(app: PumpApp) -> list[int]:
     return out
 
 
+def log_records(app: PumpApp) -> list[tuple]:
+    raw = app.log.read_raw(app.log.first_seq(), 100_000)
+    return [logrec.decode(raw[i:i + 32]) for i in range(0, len(raw), 32)]
+
+
 def test_fresh_rig_boots_with_motor_disabled_and_no_program_alarm(tmp_path):
     app, hw = boot(tmp_path / "flash")
     assert not hw.stepper.enabled()
@@ -100,10 +105,23 @@ def test_power_cut_during_bolus_does_not_repeat_it(tmp_path):
     assert al.ALARM_CLOCK_LOST in app2.alarm_set.active()
     codes = event_codes(app2)
     assert logrec.EV_BOLUS_ABORTED in codes and logrec.EV_RESET in codes
+    # the ledger errs on the safe side: never below what the plunger made, above it by at
+    # most the last save's reservation (2 min of the bolus's flow plus 2 steps)
+    made_ng = hw.stepper.done * app.sched.pl * 2000 // 1_000_000
+    restored = app2.sched.total_ng
+    assert restored >= made_ng, "the restored total under-counts the plunger"
+    flow_2min_ng = (186_000 + 50_000 * 86_400_000 // 600_000) * 120_000 // 86_400_000
+    step_ng = app.sched.pl * 2000 // 1_000_000 + 1
+    assert restored - made_ng <= flow_2min_ng + 3 * step_ng
+    rec = [r for r in log_records(app2) if r[3] == logrec.EV_LEDGER_RESTORED][-1]
+    certain, possibly = rec[4], rec[5]
+    assert certain + possibly == restored and app2.ledger.uncertain_ng == possibly
+    assert certain <= made_ng
     run_for(app2, hw2, 3600_000)
     # only basal after the reset: at most one hour of basal plus rounding
     assert app2.sched.total_ng - app2.last_total_ng >= 0
-    assert app2.sched.total_ng <= delivered + 186_000 / 24 + 50
+    assert app2.sched.total_ng <= restored + 186_000 / 24 + 50
+    assert delivered >= certain
 
 
 def test_watchdog_reset_is_alarmed_and_logged(tmp_path):
