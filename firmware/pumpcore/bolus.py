@@ -53,6 +53,11 @@ class BolusGate:
         """Count ng delivered now (hot path: allocation-free)."""
         self.buckets[self.cur] += ng
 
+    def take_back_ng(self, ng):
+        """Steps counted now but never made: give back up to what the current bucket holds."""
+        v = self.buckets[self.cur]
+        self.buckets[self.cur] = v - ng if v > ng else 0
+
     def rolling_24h_ng(self):
         """Delivered ng over the last 24 h (conservative by at most one 15-min bucket)."""
         t = 0

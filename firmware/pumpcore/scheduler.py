@@ -626,7 +626,31 @@ class DoseScheduler:
             steps = self.delivered_steps
         self.delivered_steps -= steps
         self.reservoir.give_back_pl(steps * self.pl)
+        self._uncount_delivered(steps)
         self._count_missed(steps)
+
+    def _uncount_delivered(self, n):
+        """The exact inverse of _count_delivered(n): the dose of steps counted when they fell due
+        but never made leaves the total, today and the 24 h ledger again. In units of 1e-6 ng
+        the ledger is total_ng*1e6 + dmng*1000 + dpl*conc; this subtracts n*pl*conc with
+        borrows, so count then uncount returns to the same state. The rolling 24 h gives back at
+        most what its current bucket holds (never below what was delivered)."""
+        if self.b_kind == BOLUS_PRIME:
+            self.prime_steps -= n if n < self.prime_steps else self.prime_steps
+            return
+        d = self.dpl - n * self.pl
+        if d < 0:
+            nl = (999 - d) // 1000
+            d += nl * 1000
+            m = self.dmng - nl * self.conc
+            if m < 0:
+                ng = (999 - m) // 1000
+                m += ng * 1000
+                self.total_ng -= ng
+                self.day_ng = self.day_ng - ng if self.day_ng > ng else 0
+                self.gate.take_back_ng(ng)
+            self.dmng = m
+        self.dpl = d
 
     def refill(self, volume_nl, conc_ug_ml):
         """Reservoir refilled with volume_nl at conc_ug_ml; 0 or REFUSE_*. Bridges a concentration change."""

@@ -244,11 +244,18 @@ class PumpApp(Controller):
         the hour the reset cut, so hourly totals sum exactly to the delivered total."""
         if led is None:
             return
-        reserved, _base, uncertain, h_mark, h_ng, h_steps, h_missed = led
-        certain = self.sched.total_ng
-        possibly = self.sched.count_possibly_delivered(reserved)
-        self.ledger.uncertain_ng = uncertain + possibly
-        self._log(logrec.EV_LEDGER_RESTORED, certain, possibly, reserved, self.ledger.uncertain_ng)
+        reserved, _base, uncertain, h_mark, h_ng, h_steps, h_missed, inflight = led
+        s = self.sched
+        # counted at the save but maybe never made: the steps then queued or owed
+        unmade_ng = inflight * s.pl * s.conc // 1000000 + (1 if inflight else 0)
+        certain = s.total_ng - unmade_ng
+        possibly = s.count_possibly_delivered(reserved)
+        # the bracket rounds outwards: the reserved steps' dose rounded up (the total grew by
+        # its floor-based count, which can be 1 ng less)
+        possibly_up = -(-reserved * s.pl * s.conc // 1000000)
+        self.ledger.uncertain_ng = uncertain + possibly_up + unmade_ng
+        self._log(logrec.EV_LEDGER_RESTORED, certain if certain > 0 else 0, possibly, reserved,
+                  self.ledger.uncertain_ng)
         if h_ng or h_steps or h_missed or possibly:
             self._log(logrec.EV_HOURLY_PARTIAL, h_mark if h_mark >= 0 else self.clock.ms // MS_PER_HOUR,
                       h_ng + possibly, h_steps + reserved, h_missed)
@@ -301,11 +308,11 @@ class PumpApp(Controller):
         st.sections[sc.SEC_APP] = (self.measured_pl,)
         # write-ahead: the steps the motor may make before the next save (pumpfw/ledger.py)
         reserve = self.ledger.reservation(s) if self.program is not None else 0
-        st.sections[sc.SEC_LEDGER] = (
-            1, reserve, s.delivered_steps, self.ledger.uncertain_ng & 0x3FFFFFFF, self.hour_mark,
-            self.hour_ng + s.total_ng - self.last_total_ng,
+        st.sections[sc.SEC_LEDGER] = self.ledger.section(
+            s, reserve, self.hour_mark, self.hour_ng + s.total_ng - self.last_total_ng,
             self.hour_steps + s.delivered_steps - self.last_steps,
-            self.hour_missed + s.missed_steps - self.last_missed)
+            self.hour_missed + s.missed_steps - self.last_missed,
+            self.hw.stepper.pending() + self.owed)   # counted due, maybe never made
         st.sections[sc.SEC_ALARM_AGE] = self.alarm_set.ages()
         try:
             ok = self.state_store.save(st, urgent) == SAVE_WRITTEN

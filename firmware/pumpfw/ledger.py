@@ -66,16 +66,18 @@ class Ledger:
         r = self.base + self.reserved - handed
         return r if r > 0 else 0
 
-    def section(self, hour_mark, hour_ng, hour_steps, hour_missed):
-        """The SEC_LEDGER tuple of the record being written (with the app's hour accumulators,
-        so the hour of a reset gets its partial total)."""
-        return (LEDGER_VERSION, self.reserved, self.base, self.uncertain_ng & 0x3FFFFFFF,
-                hour_mark, hour_ng, hour_steps, hour_missed)
+    def section(self, sched, reserve, hour_mark, hour_ng, hour_steps, hour_missed, inflight):
+        """The SEC_LEDGER tuple of a record being written now with reservation `reserve`, the
+        app's hour accumulators (the hour a reset cuts gets its partial total) and `inflight`,
+        the steps counted due but still queued or owed (maybe never made)."""
+        return (LEDGER_VERSION, reserve, sched.delivered_steps, self.uncertain_ng & 0x3FFFFFFF,
+                hour_mark, hour_ng, hour_steps, hour_missed, inflight)
 
 
 def parse_section(sec):
-    """(reserved, base, uncertain_ng, hour_mark, hour_ng, hour_steps, hour_missed) from a
-    SEC_LEDGER tuple, or None when absent or of another version."""
-    if not sec or len(sec) < 8 or sec[0] != LEDGER_VERSION:
+    """(reserved, base, uncertain_ng, hour_mark, hour_ng, hour_steps, hour_missed, inflight) from
+    a SEC_LEDGER tuple (pumpfw.app.save writes it), or None when absent or of another version.
+    inflight: steps counted due at the save but then still queued or owed (maybe never made)."""
+    if not sec or len(sec) < 9 or sec[0] != LEDGER_VERSION:
         return None
-    return tuple(sec[1:8])
+    return tuple(sec[1:9])

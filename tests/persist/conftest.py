@@ -11,6 +11,7 @@ if str(FIRMWARE) not in sys.path:
     sys.path.insert(0, str(FIRMWARE))  # pumpfw is not an installed host package
 
 CUTS: dict[str, int] = {}
+LEDGER: dict[str, int] = {}
 
 
 @pytest.fixture
@@ -21,7 +22,17 @@ def cut_tally():
     return add
 
 
+@pytest.fixture
+def ledger_figures() -> dict[str, int]:
+    """Figures of the whole-app power-cut run (test_ledger_cuts), printed after the cut table."""
+    return LEDGER
+
+
 def pytest_terminal_summary(terminalreporter):
+    if LEDGER:
+        terminalreporter.write_sep("-", "dose ledger after whole-app power cuts (tests/persist)")
+        for name, v in LEDGER.items():
+            terminalreporter.write_line(f"{name:52s} {v:8d}")
     if not CUTS:
         return
     terminalreporter.write_sep("-", "power cuts injected (tests/persist)")

@@ -1,0 +1,505 @@
+"""Power cuts of the whole application at random moments, in the real micropython binary (and,
+for a quick look, in CPython): the dose ledger after every restart against the plunger.
+
+MicroPython-compatible on purpose (no annotations, no dataclasses, own PRNG): tests/persist/
+test_ledger_cuts.py runs `run(seed, chains, cuts_per_chain)` inside the unix port over the
+firmware's own modules. Pieces:
+
+- CutFs: the store's filesystem interface (pumpfw.store.Fs) in memory, with a cut armed at the
+  k-th byte or operation. LITTLEFS semantics (a file's new contents appear only at flush/close,
+  renames atomic) or POSIX (a write torn at any byte; "wb" truncates at once).
+- CutHardware: pumphw.base names on a manual clock; the stepper makes its queued pulses at their
+  period while enabled, and `plunger` counts every pulse made across boots: the truth.
+- A chain: a fresh flash, then boot, random delivery (basal, clinician boluses, program commits,
+  refills, time syncs), a cut at a random byte/operation of whatever the app writes next or
+  between two loop iterations, reboot, check; `cuts_per_chain` times (< 20 h of device time per
+  chain, so the rolling 24 h still holds everything the plunger made).
+
+Checks after each restart (counted, and the first failures described):
+- under-count: delivered total and rolling 24 h >= floor(plunger x ng per microstep); the
+  reservoir estimate <= filled - plunger volume;
+- bracket: total - uncertain_ng (what status calls certain) <= plunger ng;
+- over-count: total - plunger ng <= the reset's own stated bound (possibly + unmade ng of the
+  ledger-restored record) summed over the chain's resets;
+- double dose: no bolus resumes after a restart;
+- totals reset: never below the total before the cut less the unsaved part (implied by the
+  under-count check, counted separately);
+- hourly totals: hourly-total + hourly-partial records sum exactly to the delivered total.
+"""
+import json
+import sys
+
+from pumpcore import logrec
+from pumpcore.program import MODE_CONTINUOUS, MODE_FLEX, Program
+from pumpfw.app import PumpApp
+from pumpfw import store as storemod
+from pumphw.base import RESET_POWER_ON, Stepper, Hardware
+
+LITTLEFS = "littlefs"
+POSIX = "posix"
+DAY0 = 9000
+CONC = 2000          # ug/mL
+FILL_NL = 20000000   # 20 mL
+
+
+class Cut(BaseException):
+    """The power went: nothing after this point of the app ran."""
+
+
+class Rng:
+    """xorshift32: the same draws on CPython and MicroPython for a seed."""
+
+    def __init__(self, seed):
+        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+
+    def next(self):
+        x = self.s
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.s = x
+        return x
+
+    def below(self, n):
+        return self.next() % n
+
+    def chance(self, per_mille):
+        return self.below(1000) < per_mille
+
+
+class _File:
+    def __init__(self, fs, path, mode):
+        self.fs = fs
+        self.path = path
+        self.mode = mode
+        self.pos = 0
+        if mode == "rb":
+            if path not in fs.files:
+                raise OSError(2, "no such file: %s" % path)
+            self.buf = bytearray(fs.files[path])
+        elif mode == "wb":
+            self.buf = bytearray()
+            if fs.semantics == POSIX:
+                fs.files[path] = b""
+            elif path not in fs.files:
+                fs.files[path] = b""          # littlefs commits the new empty entry at once
+        elif mode == "ab":
+            self.buf = bytearray(fs.files.get(path, b""))
+            if path not in fs.files:
+                fs.files[path] = b""
+            self.pos = len(self.buf)
+        else:
+            raise ValueError("mode %r" % mode)
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            out = bytes(self.buf[self.pos:])
+        else:
+            out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += len(out)
+        return out
+
+    def seek(self, off, whence=0):
+        self.pos = off if whence == 0 else (self.pos + off if whence == 1 else len(self.buf) + off)
+        return self.pos
+
+    def write(self, data):
+        data = bytes(data)
+        n = self.fs.bytes_allowed(len(data))
+        self.buf[self.pos:self.pos + n] = data[:n]
+        self.pos += n
+        if self.fs.semantics == POSIX:
+            self.fs.files[self.path] = bytes(self.buf)
+        if n < len(data):
+            self.fs.die()
+        return n
+
+    def flush(self):
+        self.fs.op()
+        if self.mode != "rb":
+            self.fs.files[self.path] = bytes(self.buf)
+
+    def close(self):
+        if self.mode != "rb":
+            self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class CutFs:
+    """pumpfw.store's fs interface in memory, with a cut armed at a byte or an operation."""
+
+    def __init__(self, semantics):
+        self.semantics = semantics
+        self.files = {}
+        self.byte_budget = -1   # bytes still allowed before the cut (-1: no cut armed)
+        self.op_budget = -1
+        self.cut = False
+        self.last_path = ""
+
+    def arm(self, byte=-1, op=-1):
+        self.byte_budget = byte
+        self.op_budget = op
+
+    def disarm(self):
+        self.byte_budget = -1
+        self.op_budget = -1
+
+    def die(self):
+        self.cut = True
+        self.disarm()
+        raise Cut()
+
+    def op(self):
+        if self.op_budget == 0:
+            self.die()
+        if self.op_budget > 0:
+            self.op_budget -= 1
+
+    def bytes_allowed(self, n):
+        if self.byte_budget < 0:
+            return n
+        if self.byte_budget >= n:
+            self.byte_budget -= n
+            return n
+        k = self.byte_budget
+        self.byte_budget = 0
+        return k
+
+    def open(self, path, mode):
+        if mode != "rb":
+            self.last_path = path
+        self.op()
+        return _File(self, path, mode)
+
+    def remove(self, path):
+        self.op()
+        if path not in self.files:
+            raise OSError(2, "no such file: %s" % path)
+        del self.files[path]
+
+    def rename(self, old, new):
+        self.op()
+        self.files[new] = self.files.pop(old)
+
+    def listdir(self, path):
+        pre = path.rstrip("/") + "/"
+        return [p[len(pre):] for p in self.files if p.startswith(pre) and "/" not in p[len(pre):]]
+
+    def size(self, path):
+        return len(self.files[path])
+
+    def exists(self, path):
+        return path in self.files
+
+    def mkdir(self, path):
+        pass
+
+    def sync(self, f):
+        f.flush()
+
+
+class CutStepper(Stepper):
+    def __init__(self, hw):
+        self.hw = hw
+        self.on = False
+        self.done = 0
+        self.segs = []          # [steps_left, period_us, next_us]
+
+    def enable(self, on):
+        self.on = bool(on)
+
+    def enabled(self):
+        return self.on
+
+    def queue(self, steps, period_us, direction):
+        self.segs.append([steps, period_us, self.hw.now_us if not self.segs else -1])
+        return True
+
+    def run_until(self, t_us):
+        while self.segs and self.on:
+            seg = self.segs[0]
+            if seg[2] > t_us:
+                return
+            self.done += 1
+            self.hw.plunger[0] += 1
+            seg[0] -= 1
+            if seg[0] == 0:
+                self.segs.pop(0)
+                if self.segs:
+                    self.segs[0][2] = seg[2] + self.segs[0][1]
+            else:
+                seg[2] += seg[1]
+
+    def steps_done(self):
+        return self.done & 0x3FFFFFFF
+
+    def pending(self):
+        n = 0
+        for s in self.segs:
+            n += s[0]
+        return n
+
+    def abort(self):
+        n = self.pending()
+        self.segs = []
+        return n
+
+    def stall(self):
+        return False
+
+
+class CutHardware(Hardware):
+    def __init__(self, root, plunger):
+        self.flash_root = root
+        self.now_us = 0
+        self.plunger = plunger      # [pulses made across boots]: one list shared by the chain
+        self.stepper = CutStepper(self)
+
+    def ticks_ms(self):
+        return (self.now_us // 1000) & 0x3FFFFFFF
+
+    def ticks_diff(self, a, b):
+        d = (a - b) & 0x3FFFFFFF
+        return d - 0x40000000 if d & 0x20000000 else d
+
+    def advance_ms(self, ms):
+        self.now_us += ms * 1000
+        self.stepper.run_until(self.now_us)
+
+    def sleep_ms(self, ms):
+        self.advance_ms(ms)
+
+    def idle(self, ms):
+        self.advance_ms(ms)
+
+    def pressure_kpa_x10(self):
+        return 0
+
+    def end_stop(self):
+        return False
+
+    def bolus_button_presses(self):
+        return 0
+
+    def alarm_output(self, pattern):
+        pass
+
+    def watchdog_start(self, timeout_ms):
+        pass
+
+    def watchdog_feed(self):
+        pass
+
+    def watchdog_stop(self):
+        pass
+
+    def reset_cause(self):
+        return RESET_POWER_ON
+
+    def serial_read(self):
+        return b""
+
+    def serial_write(self, data):
+        pass
+
+    def rig_id(self):
+        return "cut-rig"
+
+
+def programs(rng):
+    """A continuous or flex program at 186 ug/day .. 1.5 mg/day (2000 ug/mL)."""
+    k = rng.below(4)
+    if k == 0:
+        return Program(mode=MODE_CONTINUOUS, concentration_ug_ml=CONC, rate_ng_day=186000)
+    if k == 1:
+        return Program(mode=MODE_CONTINUOUS, concentration_ug_ml=CONC, rate_ng_day=1500000)
+    if k == 2:
+        return Program(mode=MODE_CONTINUOUS, concentration_ug_ml=CONC,
+                       rate_ng_day=100000 + 1000 * rng.below(900))
+    return Program(mode=MODE_FLEX, concentration_ug_ml=CONC,
+                   patterns=[(0x7F, [(0, 150000), (6 * 3600000, 900000), (9 * 3600000, 200000)])])
+
+
+class Tally:
+    def __init__(self):
+        self.counts = {}
+        self.failures = []
+
+    def add(self, key, n=1):
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def fail(self, key, text):
+        self.add("fail " + key)
+        if sum(1 for f in self.failures if f.startswith(key)) < 5:
+            self.failures.append(key + ": " + text)
+
+
+def _kind(path):
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith("state"):
+        return "state save"
+    if name.startswith("prog"):
+        return "program commit"
+    if name.startswith("ev"):
+        return "log append"
+    return name
+
+
+def _records(app):
+    raw = app.log.read_raw(app.log.first_seq(), 100000)
+    out = []
+    for i in range(0, len(raw), 32):
+        out.append(logrec.decode(raw[i:i + 32]))
+    return out
+
+
+def _ng(steps, pl):
+    return steps * pl * CONC // 1000000
+
+
+def _check(app, plunger, tally, state, fill):
+    s = app.sched
+    made_ng = _ng(plunger, s.pl)
+    total = s.total_ng
+    tally.add("restarts checked")
+    if total < made_ng:
+        tally.fail("under-count total", "total %d ng < plunger %d steps = %d ng" % (total, plunger, made_ng))
+    if s.rolling_24h_ng() < made_ng:
+        tally.fail("under-count 24h", "rolling %d ng < plunger %d ng" % (s.rolling_24h_ng(), made_ng))
+    left = s.reservoir.volume_nl
+    truth_pl = fill[0] * 1000 - (plunger - fill[1]) * s.pl
+    if left * 1000 > truth_pl + 1000:
+        tally.fail("reservoir", "estimate %d nL above the truth %d nL" % (left, truth_pl // 1000))
+    certain = total - app.ledger.uncertain_ng
+    if certain > made_ng + 1:
+        tally.fail("bracket", "certain %d ng > plunger %d ng" % (certain, made_ng))
+    if s.bolus_active():
+        tally.fail("double dose", "a bolus resumed after the restart")
+    recs = [r for r in _records(app) if r[3] == logrec.EV_LEDGER_RESTORED]
+    if recs:
+        # the stated bound of one reset: RESERVE_MS of the fastest flow the limits admit plus
+        # the margin, and the steps in flight at the save (one loop iteration, <= 1 s of flow)
+        possibly = recs[-1][5]
+        lim = app.hard_limits.max_flow_ng_day
+        bound = lim * (app.ledger.reserve_ms + 1000) // 86400000 + 3 * _ng(1, s.pl) + 3
+        state["max_reset_ng"] = max(state["max_reset_ng"], possibly)
+        if possibly > bound:
+            tally.fail("reservation", "%d ng counted possibly delivered, bound %d ng" % (possibly, bound))
+    over = total - made_ng
+    state["max_over"] = max(state["max_over"], over)
+    if total < state["total_at_last_check"]:
+        tally.fail("totals reset", "total %d ng below %d ng before" % (total, state["total_at_last_check"]))
+    state["total_at_last_check"] = total
+    state["uncertain_before"] = app.ledger.uncertain_ng
+
+
+def _hourly_sum_ok(app, tally):
+    got = 0
+    for r in _records(app):
+        if r[3] in (logrec.EV_HOURLY_TOTAL, logrec.EV_HOURLY_PARTIAL):
+            got += r[5]
+    got += app.hour_ng + app.sched.total_ng - app.last_total_ng
+    tally.add("hourly sums checked")
+    if got != app.sched.total_ng:
+        tally.fail("hourly sum", "hourly records sum to %d ng, total %d ng" % (got, app.sched.total_ng))
+
+
+def _act(app, hw, rng, counter, tally, where, fill):
+    """One random host action through the Controller, as the protocol server calls it (the auth
+    counter is made durable first, and nothing runs if it could not be)."""
+    counter[0] += 1
+    if app.accept_counter(counter[0]) is not None:
+        return
+    k = rng.below(10)
+    if k < 4:
+        dose = 5000 + 1000 * rng.below(60)
+        app.bolus(1, dose, 10000 + 1000 * rng.below(600))
+        where[0] = "bolus"
+    elif k < 6:
+        app.commit_program(programs(rng))
+        where[0] = "commit"
+    elif k < 7:
+        # the syringe is topped up first (physically), then the host tells the rig: a refill
+        # cut before its save leaves the old, lower estimate (the safe side)
+        vol = FILL_NL
+        fill[0], fill[1] = vol, hw.plunger[0]
+        app.refill(vol, CONC)
+        where[0] = "refill"
+    elif k < 8:
+        app.suspend() if rng.chance(300) else app.resume()
+        where[0] = "suspend/resume"
+    else:
+        app.set_time(app.clock.day, app.clock.ms)
+        where[0] = "time sync"
+
+
+def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cutrig"):
+    """Run the chains; returns the tally as a dict (counts, failures)."""
+    tally = Tally()
+    rng = Rng(seed)
+    for c in range(chains):
+        sem = semantics[c % len(semantics)]
+        fs = CutFs(sem)
+        plunger = [0]
+        counter = [0]
+        fill = [FILL_NL, 0]     # last physical fill (nL) and the plunger count then
+        state = {"max_reset_ng": 0, "max_over": 0, "total_at_last_check": 0, "uncertain_before": 0}
+        first = True
+        for k in range(cuts_per_chain + 1):
+            hw = CutHardware(root, plunger)
+            app = PumpApp(hw, fs=fs)
+            if not first and rng.chance(100):
+                fs.arm(op=rng.below(12))        # a cut during the boot itself
+            try:
+                app.boot()
+                fs.disarm()
+            except Cut:
+                tally.add("cut during boot/" + sem)
+                continue
+            if not first:
+                _check(app, plunger[0], tally, state, fill)
+            if first:
+                app.set_time(DAY0, 0)
+                app.refill(FILL_NL, CONC)
+                app.commit_program(programs(rng))
+                first = False
+            if k == cuts_per_chain:
+                _hourly_sum_ok(app, tally)
+                break
+            where = ["basal"]
+            # run a while, acting now and then, with a cut armed somewhere in it
+            run_ms = 5000 + rng.below(240000)
+            if rng.chance(600):
+                fs.arm(byte=rng.below(6000)) if rng.chance(500) else fs.arm(op=rng.below(40))
+                cut_iter = -1
+            else:
+                cut_iter = rng.below(400)
+            it = 0
+            try:
+                while hw.now_us < run_ms * 1000:
+                    if rng.chance(8):
+                        _act(app, hw, rng, counter, tally, where, fill)
+                    app.step()
+                    it += 1
+                    if it == cut_iter:
+                        raise Cut()
+                raise Cut()
+            except Cut:
+                fs.disarm()
+                tally.add("cuts/" + sem)
+                tally.add("cut in " + (("writing " + _kind(fs.last_path)) if fs.cut else where[0] + "/between writes"))
+                fs.cut = False
+        tally.add("chains")
+        for key, v in (("max over-count ng", state["max_over"]), ("max possibly ng at a reset", state["max_reset_ng"])):
+            tally.counts[key] = max(tally.counts.get(key, 0), v)
+    return {"counts": tally.counts, "failures": tally.failures}
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]] if len(sys.argv) > 1 else [1, 4, 5]
+    print(json.dumps(run(*args)))
