@@ -17,7 +17,7 @@ from tests.support.mpy import run_micropython  # noqa: E402
 SCRIPT = """
 import os, vfs
 from pumpfw.store import StateStore, EventLog
-from pumpcore.statecodec import PersistentState, F_BOOT_COUNT, SEC_SCHEDULER, SEC_BOLUS_GATE
+from pumpcore.statecodec import PersistentState, F_BOOT_COUNT, SEC_SCHEDULER, SEC_BOLUS_GATE, SEC_LEDGER, SEC_ALARM_AGE
 from pumpcore import logrec
 
 class RAMBD:
@@ -59,6 +59,8 @@ from pumpcore.limits import HardLimits
 st = PersistentState()
 st.sections[SEC_SCHEDULER] = DoseScheduler(17962, HardLimits()).snapshot()  # with ledger: 177 ints
 st.sections[SEC_BOLUS_GATE] = tuple(range(2000, 2008))
+st.sections[SEC_LEDGER] = (1, 12, 123456, 4000, 7, 5000, 140, 0, 1)   # write-ahead reservation
+st.sections[SEC_ALARM_AGE] = tuple(range(100000, 100000 + 19))      # ages of 19 alarm codes
 ss = StateStore(None, "/flash", min_interval_ms=0)
 ss.load()
 e0 = sum(bd.erases)

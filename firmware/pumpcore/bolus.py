@@ -124,8 +124,17 @@ class BolusGate:
         if self.abs_bucket >= 0:
             a = -(-delta // BUCKET_MS) + self.abs_bucket
             now = new_day * BUCKETS_PER_DAY + new_ms // BUCKET_MS
-            self.abs_bucket = a if a < now else now
-            self.cur = self.abs_bucket % N_BUCKETS
+            a = a if a < now else now
+            # the ring's contents move with the anchor: bucket of absolute index b lives at
+            # b % N_BUCKETS, so every value moves by k positions (else a clock set back makes the
+            # latest buckets look like the future, and roll() zeroes them: an under-count)
+            k = (a - self.abs_bucket) % N_BUCKETS
+            if k:
+                old = list(self.buckets)
+                for i in range(N_BUCKETS):
+                    self.buckets[(i + k) % N_BUCKETS] = old[i]
+            self.abs_bucket = a
+            self.cur = a % N_BUCKETS
 
     def snapshot(self):
         """Plain tuple of ints for persistence."""

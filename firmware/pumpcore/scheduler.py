@@ -158,6 +158,7 @@ class DoseScheduler:
         self.b_left = NEVER
         self.b_last = 0
         self.b_dose = 0
+        self.b_duration = 0    # ms the running bolus was asked to last (its start record)
         self.seg_left = NEVER
         self.bucket_left = BUCKET_MS
         self.per_left = NEVER
@@ -506,6 +507,7 @@ class DoseScheduler:
             return REFUSE_MAX_24H
         full, last = mul_divmod(dose_ng, QUANTA_PER_NG, rate)
         self._begin(kind, rate, full, last, dose_ng)
+        self.b_duration = duration_ms
         return REFUSE_OK
 
     def _begin(self, kind, rate, full_ms, last, dose_ng):

@@ -473,8 +473,8 @@ class PumpApp(Controller):
                           self.state.get(sc.F_BOLUS_SERIAL), 0)
                 self.save(urgent=True)
             if kind and kind == schedmod.BOLUS_PERIODIC:
-                serial = self.state.begin_bolus(kind, 0)
-                self._log(logrec.EV_BOLUS_START, kind, 0, 0, serial)
+                serial = self.state.begin_bolus(kind, s.b_dose)
+                self._log(logrec.EV_BOLUS_START, kind, s.b_dose, s.b_duration, serial)
                 self.save(urgent=True)
             self.last_bolus = kind
         ng = s.total_ng - self.last_total_ng

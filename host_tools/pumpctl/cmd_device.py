@@ -169,7 +169,10 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
       time {day, ms_of_day, clock_set},
       program {crc32, mode, flex_step|null, staged},
       delivery {rate_ng_day, basal_ng_day, suspended, bolus_active, motor_on,
-                delivered_today_ng, delivered_total_ng, rolling_24h_ng, missed_steps},
+                delivered_today_ng, delivered_total_ng, rolling_24h_ng, missed_steps,
+                uncertain_ng (part of the total only possibly delivered: reservations counted at
+                resets), certain_total_ng, line_conc_ug_ml, bridge_left_nl (old drug still in
+                the catheter after a drug change, 0: no bridge)},
       reservoir {volume_nl, low_in_min|null, empty_in_min|null},
       alarms {count, top_code, top_name|null}
     All quantities are integers in ng, ng/day, nL, minutes, ms (docs/ARCHITECTURE.md).
@@ -195,7 +198,12 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
                      "delivered_today_ng": int(_get(st, "delivered_today_ng")),
                      "delivered_total_ng": int(_get(st, "delivered_total_ng")),
                      "rolling_24h_ng": int(_get(st, "rolling_24h_ng")),
-                     "missed_steps": int(_get(st, "missed_steps"))},
+                     "missed_steps": int(_get(st, "missed_steps")),
+                     # the bracket after resets: certain <= delivered <= delivered_total_ng
+                     "uncertain_ng": int(_get(st, "uncertain_ng", 0)),
+                     "certain_total_ng": int(_get(st, "delivered_total_ng")) - int(_get(st, "uncertain_ng", 0)),
+                     "line_conc_ug_ml": int(_get(st, "line_conc_ug_ml", 0)),
+                     "bridge_left_nl": int(_get(st, "bridge_left_nl", 0))},
         "reservoir": {"volume_nl": int(_get(st, "reservoir_nl")), "low_in_min": _opt32(_get(st, "low_in_min")),
                       "empty_in_min": _opt32(_get(st, "empty_in_min"))},
         "alarms": {"count": int(_get(st, "alarm_count")), "top_code": top,
@@ -224,9 +232,14 @@ def status_text(d: dict[str, Any]) -> str:
         ("rate now", output.ug_day(dl["rate_ng_day"])),
         ("basal", output.ug_day(dl["basal_ng_day"])),
         ("delivered today", output.ug(dl["delivered_today_ng"])),
-        ("delivered total", output.ug(dl["delivered_total_ng"])),
+        ("delivered total", output.ug(dl["delivered_total_ng"])
+         + ("" if not dl.get("uncertain_ng") else "  (certain %s; up to %s possibly delivered around resets)"
+            % (output.ug(dl["certain_total_ng"]), output.ug(dl["uncertain_ng"])))),
         ("last 24 h", output.ug(dl["rolling_24h_ng"])),
         ("missed", "%d microsteps" % dl["missed_steps"]),
+        ("line", ("%d ug/mL" % dl["line_conc_ug_ml"] if dl.get("line_conc_ug_ml") else "-")
+         + (", bridge: %s of the old drug still in the catheter" % output.ml(dl["bridge_left_nl"])
+            if dl.get("bridge_left_nl") else "")),
         ("reservoir", output.ml(rs["volume_nl"])),
         ("low in", _minutes(rs["low_in_min"])),
         ("empty in", _minutes(rs["empty_in_min"])),

@@ -81,6 +81,11 @@ class PumpMachine(RuleBasedStateMachine):
         self.lockouts: list[tuple[int, int]] = []   # (device stamp, lockout ms) of every start of one
         self.patient_dev: list[int] = []            # device stamps of accepted patient boluses
         self.log: dict[int, bytes] = {}
+        self.hourly_sum = 0              # ng in hourly-total and hourly-partial records so far
+        self.bolus_dose: dict[int, int] = {}    # serial -> dose_ng of EV_BOLUS_START
+        self.bolus_cut_short: set[int] = set()  # serials whose bolus a suspend/commit/alarm ended early
+        self.raised_at: dict[int, tuple[int, int]] = {}   # alarm -> (device wall ms, time-sets seen)
+        self.time_sets = 0
         self.next_seq = 0
         self.open_bolus = False          # a bolus start without end/abort in the log
         self.conds: dict[int, list] = {}  # alarm code -> [start global ms, seen]
@@ -196,9 +201,28 @@ class PumpMachine(RuleBasedStateMachine):
                 assert seq == self.next_seq, "log sequence gap: expected %d, got %d" % (self.next_seq, seq)
             self.next_seq = seq + 1
             self.log[seq] = rec
+            if code in (logrec.EV_HOURLY_TOTAL, logrec.EV_HOURLY_PARTIAL):
+                self.hourly_sum += a1
+            elif code in (logrec.EV_TIME_SET, logrec.EV_RESET):
+                self.time_sets += 1
+            elif code in (logrec.EV_SUSPEND, logrec.EV_PROGRAM_COMMIT):
+                # a suspend (by command or an alarm hold) or a new program ends a bolus early
+                self.bolus_cut_short.update(self.bolus_dose)
+            if code == logrec.EV_ALARM_RAISED:
+                self.raised_at[a0] = (day * MS_PER_DAY + ms, self.time_sets)
+            elif code == logrec.EV_ALARM_CLEARED and a0 in self.raised_at:
+                t, syncs = self.raised_at.pop(a0)
+                if syncs == self.time_sets:   # no clock jump between: the age is the span
+                    span = day * MS_PER_DAY + ms - t
+                    # an INFO alarm that expires and is raised again between two looks of the app
+                    # is one record: its age restarts without a new raised record
+                    slack = span if al.priority(a0) == al.PRIO_INFO else TICK_MS
+                    assert -TICK_MS <= span - a2 <= slack, (
+                        "alarm-cleared active_ms %d for alarm %d, raised %d ms before" % (a2, a0, span))
             if code == logrec.EV_BOLUS_START:
                 assert not after_reset, "a bolus started during boot (repeated after a reset?)"
                 self.open_bolus = True
+                self.bolus_dose[a3] = a1
                 if a0 == PATIENT_KIND:
                     self.patient_start(step_g)
             elif code == logrec.EV_BOLUS_DENIED and a0 == PATIENT_KIND:
@@ -206,7 +230,21 @@ class PumpMachine(RuleBasedStateMachine):
             elif code in (logrec.EV_BOLUS_END, logrec.EV_BOLUS_ABORTED):
                 aborted = aborted or code == logrec.EV_BOLUS_ABORTED
                 self.open_bolus = False
+                serial = a2 if code == logrec.EV_BOLUS_END else a3
+                delivered = a1 if code == logrec.EV_BOLUS_END else a2
+                dose = self.bolus_dose.pop(serial, None)
+                if dose is not None:
+                    assert 0 <= delivered <= dose, "bolus %d: delivered_ng %d of %d" % (serial, delivered, dose)
+                    if code == logrec.EV_BOLUS_END and serial not in self.bolus_cut_short:
+                        assert delivered == dose, "bolus %d ran to its end: delivered_ng %d, dose %d" % (
+                            serial, delivered, dose)
+                self.bolus_cut_short.discard(serial)
         assert self.next_seq == log.next_seq, "log next_seq %d, read up to %d" % (log.next_seq, self.next_seq)
+        app = self.app
+        in_hour = app.hour_ng + app.sched.total_ng - app.last_total_ng
+        assert self.hourly_sum + in_hour == app.sched.total_ng, (
+            "hourly records sum to %d ng (+%d this hour), delivered total %d ng"
+            % (self.hourly_sum, in_hour, app.sched.total_ng))
         if after_reset:
             assert self.app.sched.bolus_active() == 0, "a bolus resumed after a reset"
 
@@ -505,6 +543,15 @@ class PumpMachine(RuleBasedStateMachine):
         assert wall_now >= self.wall, "the clock restarted %d ms ahead of time" % (self.wall - wall_now)
         STATS["resets"] += 1
         app = self.app
+        # never an under-count: what the pulses pushed is in the restored ledger (the device's
+        # 24 h window ends at its restarted clock, so it spans at least the reference's pulses)
+        assert app.sched.total_ng >= int(self.delivered) - 1, (
+            "delivered total %d ng after the reset, the pulses pushed %.1f ng" % (app.sched.total_ng, self.delivered))
+        assert app.sched.rolling_24h_ng() >= int(self.roll.total) - 1, (
+            "rolling 24 h %d ng after the reset, the pulses of the last 24 h %.1f ng"
+            % (app.sched.rolling_24h_ng(), self.roll.total))
+        assert app.sched.total_ng - app.ledger.uncertain_ng <= self.delivered + 1, "certain part above the pulses"
+        STATS["reset_ledger_checks"] = STATS.get("reset_ledger_checks", 0) + 1
         assert (al.ALARM_RESET_WATCHDOG if watchdog else al.ALARM_RESET_POWER) in app.alarm_set.active()
         if bolus_was_open:
             assert not self.open_bolus, "a bolus running at the reset was not logged aborted"
@@ -556,3 +603,27 @@ def test_regression_reset_with_no_program_keeps_the_refill():
                ("refill", dict(other=False, volume_nl=2_000_000)),
                ("reset", dict(watchdog=False)),
                ("commit", dict(matching=False, name="continuous_186"))])
+
+
+def test_regression_rolling_24h_after_drug_change_and_clock_moves_back():
+    """Found by the reset invariant (issue 12): the rolling 24 h below the pulses of the last
+    24 h, by one 15-min bucket. A time sync moved the 24 h ledger's anchor but not the ring's
+    contents, so after the clock was set back 3 h the latest buckets looked like the future and
+    were zeroed as the clock passed them (pumpcore/bolus.py BolusGate.shift)."""
+    _run_case([("setup", dict(programmed=True, first_requests=0, gap_ms=45000, via="button", name="continuous_186")),
+               ("clinician_bolus", dict(dose=0, duration=0)),
+               ("refill", dict(other=True, volume_nl=2000000)),
+               ("heal", {}), ("heal", {}), ("heal", {}), ("heal", {}),
+               ("commit", dict(matching=False, name="continuous_186")),
+               ("heal", {}), ("heal", {}),
+               ("set_time", dict(delta=1000)),
+               ("advance_hours", dict(ms=3719644)),
+               ("set_time", dict(delta=-10800000)),
+               ("clinician_bolus", dict(dose=0, duration=0)),
+               ("refill", dict(other=True, volume_nl=2000000)),
+               ("clinician_bolus", dict(dose=0, duration=0)),
+               ("commit", dict(matching=True, name="continuous_186")),
+               ("heal", {}), ("heal", {}),
+               ("advance", dict(ms=1)),
+               ("advance_hours", dict(ms=6883415)),
+               ("reset", dict(watchdog=False))])

@@ -37,5 +37,5 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.write_sep("-", "power cuts injected (tests/persist)")
     for name in sorted(CUTS):
-        terminalreporter.write_line(f"{name:40s} {CUTS[name]:6d}")
-    terminalreporter.write_line(f"{'total':40s} {sum(CUTS.values()):6d}")
+        terminalreporter.write_line(f"{name:48s} {CUTS[name]:6d}")
+    terminalreporter.write_line(f"{'total':48s} {sum(CUTS.values()):6d}")

@@ -94,6 +94,14 @@ def test_seven_day_soak_with_faults_shows_no_heap_growth(tmp_path, monkeypatch):
           % (DAYS, wall, min(first_day), max(first_day), min(last_day), max(last_day),
              st.delivered_total_ng / 1000, st.missed_steps))
     assert max(last_day) <= max(first_day) + HEAP_MARGIN_BYTES
+    # the hourly records (a partial one for the hour of the power cut) sum to the delivered
+    # total, less only what the hour still running holds (the run ends just after midnight)
+    hourly = sum(r[5] for r in records if r[3] in (logrec.EV_HOURLY_TOTAL, logrec.EV_HOURLY_PARTIAL))
+    partial = [r for r in records if r[3] == logrec.EV_HOURLY_PARTIAL]
+    print("soak: hourly records sum %d ng, delivered total %d ng, %d partial hour(s)"
+          % (hourly, st.delivered_total_ng, len(partial)))
+    assert len(partial) >= 1, "no partial hourly total for the hour of the power cut"
+    assert 0 <= st.delivered_total_ng - hourly <= 186_000 // 24 + 1_000
     # 7 days of basal, about 7 x 20 ug of clinician boluses, patient boluses: above 7 x 186 ug
     # less what the faults and the power cut withheld, and nowhere near the 24 h limit
     assert 7 * 150_000 < st.delivered_total_ng < 7 * 186_000 + 7 * 20_000 + 30 * 20_000
