@@ -1,0 +1,142 @@
+"""Issue 12 at the app's boundaries, on CPython with the fake hardware: a commit cut before its
+state save, a damaged newest program slot, alarms that say when they were raised and whether
+their condition ended, refused signed requests in the log, and log fields with real values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pumpcore import alarms as al
+from pumpcore import auth, logrec, wire
+from pumpcore.program import MODE_CONTINUOUS, Program
+from pumpctl.pump import Pump
+from pumpctl.transport import LoopbackTransport
+from pumpfw.app import AUTH_LOG_BURST, AUTH_LOG_REFILL_MS, PumpApp
+
+from .fakehw import FakeHardware
+from .test_app import CONTINUOUS_186, DAY0, KEY, boot, log_records, programmed, run_for
+
+OTHER = dict(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=300_000)
+
+
+class Cut(BaseException):
+    """The power went."""
+
+
+def _events(app: PumpApp, code: int) -> list[tuple]:
+    return [r for r in log_records(app) if r[3] == code]
+
+
+def test_a_cut_between_program_commit_and_state_save_keeps_the_ledger(tmp_path: Path) -> None:
+    """Was: the new program ran and rolling 24 h / total fell from 50,370 to 394 ng, no record."""
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 700_000)
+    before = app.sched.total_ng
+    assert before > 50_000
+
+    def cut(*_a, **_k):
+        raise Cut()
+    app.save = cut                               # the program is on flash, the state is not
+    with pytest.raises(Cut):
+        app.commit_program(Program(**OTHER))
+    app2, hw2 = boot(tmp_path / "flash")
+    assert app2.program.rate_ng_day == 300_000   # the commit reached flash: the new program runs
+    assert app2.sched.total_ng >= before
+    assert app2.sched.rolling_24h_ng() >= before
+    assert al.ALARM_PROGRAM_UNCONFIRMED in app2.alarm_set.active()
+    rec = _events(app2, logrec.EV_PROGRAM_AT_BOOT)[-1]
+    run_crc, old_crc = Program(**OTHER).crc32(), Program(**CONTINUOUS_186).crc32()
+    assert (rec[4], rec[5]) == (run_crc >> 16, run_crc & 0xFFFF)
+    assert (rec[6], rec[7]) == (old_crc >> 16, old_crc & 0xFFFF)
+    run_for(app2, hw2, 60_000)
+    assert hw2.stepper.enabled(), "the basal must go on (an interrupted flow is the danger)"
+
+
+def test_a_damaged_newest_program_slot_raises_an_alarm_and_names_the_program(tmp_path: Path) -> None:
+    """Was: a silent revert to the previous program, totals reset, no alarm, no event."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 3_600_000)
+    assert app.commit_program(Program(**OTHER)) is None
+    run_for(app, hw, 600_000)
+    before = app.sched.total_ng
+    newest = app.program_store.slots.paths[app.program_store.slots.current]
+    data = bytearray(Path(newest).read_bytes())
+    data[20] ^= 0xFF
+    Path(newest).write_bytes(bytes(data))
+    app2, _ = boot(tmp_path / "flash")
+    assert app2.program.rate_ng_day == 186_000   # the older slot runs ...
+    assert al.ALARM_PROGRAM_UNCONFIRMED in app2.alarm_set.active()   # ... and says so
+    assert app2.sched.total_ng >= before         # the ledger is not reset
+    lost = _events(app2, logrec.EV_PROGRAM_LOST)[-1]
+    assert 2 in (lost[4], lost[5])               # a slot reported corrupt (store.LOAD_CORRUPT)
+    rec = _events(app2, logrec.EV_PROGRAM_AT_BOOT)[-1]
+    crc = Program(**CONTINUOUS_186).crc32()
+    assert (rec[4], rec[5]) == (crc >> 16, crc & 0xFFFF)
+
+
+def test_alarms_report_when_raised_and_whether_the_condition_ended(tmp_path: Path) -> None:
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 60_000)
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)
+    occl = [a for a in app.alarms() if a["code"] == al.ALARM_OCCLUSION]
+    assert occl and occl[0]["flags"] & wire.ALARM_FLAG_ACTIVE
+    raised = (occl[0]["day"], occl[0]["ms_of_day"])
+    hw.pressure = 0
+    run_for(app, hw, 30_000)
+    occl = [a for a in app.alarms() if a["code"] == al.ALARM_OCCLUSION][0]
+    assert (occl["day"], occl["ms_of_day"]) == raised, "the raised time moved"
+    assert occl["flags"] & wire.ALARM_FLAG_LATCHED and not occl["flags"] & wire.ALARM_FLAG_ACTIVE
+    # the raised time survives a reset (the age is saved with the state)
+    app.save(urgent=True)
+    app2, _ = boot(tmp_path / "flash")
+    occl = [a for a in app2.alarms() if a["code"] == al.ALARM_OCCLUSION][0]
+    assert abs((occl["day"] * 86_400_000 + occl["ms_of_day"]) - (raised[0] * 86_400_000 + raised[1])) <= 1000
+    # the cleared record carries how long it was active
+    app2.step()
+    assert app2.ack_alarm(al.ALARM_OCCLUSION) is None
+    app2.step()
+    cleared = _events(app2, logrec.EV_ALARM_CLEARED)
+    assert cleared and cleared[-1][4] == al.ALARM_OCCLUSION and cleared[-1][6] >= 30_000
+
+
+def test_refused_signed_requests_are_logged_and_a_flood_is_rate_limited(tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "rigkey.bin").write_bytes(KEY)
+    app, hw = boot(flash)
+    out: list[bytes] = []
+    app.server.write = out.append
+    bad_key = bytes(32)
+    for i in range(50):                          # forged: wrong key
+        frame = auth.sign_request(1000 + i, wire.CMD_SUSPEND, b"", "fake-rig", 5 + i, bad_key)
+        app.server.feed(wire.frame_to_line(frame))
+    frame = auth.sign_request(2000, wire.CMD_SUSPEND, b"", "other-rig", 99, KEY)
+    app.server.feed(wire.frame_to_line(frame))     # wrong rig
+    refused = _events(app, logrec.EV_AUTH_REFUSED)
+    assert len(refused) == AUTH_LOG_BURST
+    assert all(r[4] == wire.CMD_SUSPEND and r[5] == wire.ERR_BAD_MAC for r in refused)
+    assert not app.sched.suspended
+    run_for(app, hw, AUTH_LOG_REFILL_MS + 2_000)
+    frame = auth.sign_request(3000, wire.CMD_SUSPEND, b"", "fake-rig", 500, bad_key)
+    app.server.feed(wire.frame_to_line(frame))
+    last = _events(app, logrec.EV_AUTH_REFUSED)[-1]
+    assert last[6] == 50 + 1 - AUTH_LOG_BURST    # the refusals not logged are counted
+
+
+def test_bolus_end_and_abort_records_carry_the_delivered_dose(tmp_path: Path) -> None:
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 20_000, 60_000) is None
+    run_for(app, hw, 120_000)
+    end = _events(app, logrec.EV_BOLUS_END)[-1]
+    assert end[5] == 20_000                      # ran to its end: the whole dose
+    assert app.bolus(1, 50_000, 600_000) is None
+    run_for(app, hw, 200_000)                    # routine saves record the progress
+    app.save(urgent=True)
+    app2, _ = boot(tmp_path / "flash")
+    ab = _events(app2, logrec.EV_BOLUS_ABORTED)[-1]
+    assert ab[5] == 50_000 and 15_000 <= ab[6] <= 17_500   # ~200 s of 600 s of 50 ug
+    rst = _events(app2, logrec.EV_RESET)[-1]
+    assert rst[6] == -1                          # down time unknown until the clock is synced
