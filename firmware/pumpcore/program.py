@@ -280,12 +280,7 @@ class Program:
 
     def basal_rate_at(self, weekday, ms_of_day):
         """Basal rate (ng/day) in force at ms_of_day on weekday (Monday 0)."""
-        self._tables()
-        starts = self._day_starts[weekday]
-        i = len(starts) - 1
-        while starts[i] > ms_of_day:
-            i -= 1
-        return self._day_rates[weekday][i]
+        return self._day_rates[weekday][self.basal_step_at(weekday, ms_of_day)]
 
     def basal_step_at(self, weekday, ms_of_day):
         """Index of the basal step in force at ms_of_day on weekday (0 for a one-rate day)."""
