@@ -61,7 +61,8 @@ ALARM_BOLUS_DENIED = const(14)
 ALARM_STORAGE_FAULT = const(15)
 ALARM_NO_PROGRAM = const(16)
 ALARM_SENSOR_FAULT = const(17)
-ALARM_MAX = const(17)
+ALARM_MAINTENANCE = const(18)
+ALARM_MAX = const(18)
 
 # (name, priority, kind, latch, reaction, text)
 ALARM_TABLE = (
@@ -103,6 +104,12 @@ ALARM_TABLE = (
     ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
      "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
      "be detected. Basal continues, boluses held; check the sensor wiring."),
+    # raised by the signed maintenance command just before the app hands the link to the REPL;
+    # it latches so the state saved then carries it across the reset that ends maintenance,
+    # where the boot ends it (condition over, logged with the missed volume) and the basal resumes
+    ("maintenance", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Maintenance: the application handed the link to the REPL (signed command). Motor stopped, "
+     "nothing is delivered; the rig returns to the application by itself when the window ends."),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
