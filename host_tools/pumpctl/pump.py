@@ -148,8 +148,9 @@ class Pump:
 
     def __init__(self, link: Transport, key: bytes | None = None, rig_id: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
-                 state_dir: Path | None = None, check_table: bool = True) -> None:
+                 state_dir: Path | None = None, check_table: bool = True, probe: bool = False) -> None:
         self.link = link
+        self._probe = probe
         self.timeout_s = timeout_s
         self.retries = retries
         self.state_dir = state_dir
@@ -181,7 +182,7 @@ class Pump:
     def open(cls, port: str | Transport, key: bytes | None = None, *, rig_id: str | None = None,
              timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
              trace: Callable[[str], None] | None = None, state_dir: Path | None = None,
-             check_table: bool = True) -> "Pump":
+             check_table: bool = True, probe: bool = False) -> "Pump":
         """Connect to the rig on `port` (device, pty, pyserial URL, or a Transport object).
 
         Says hello and refuses a rig with another protocol version or command table
@@ -190,13 +191,14 @@ class Pump:
         first needed. `trace` receives every chunk sent and received (debugging).
         `check_table=False` accepts a rig whose command table differs (same frame version):
         deploy uses it to put older firmware into maintenance before replacing it.
+        `probe=True` gives up on the first echo of a request (a REPL, not the application).
         """
         link: Transport = open_transport(port) if isinstance(port, str) else port
         if trace is not None:
             link = TracingTransport(link, trace)
         try:
             return cls(link, key=key, rig_id=rig_id, timeout_s=timeout_s, retries=retries, state_dir=state_dir,
-                       check_table=check_table)
+                       check_table=check_table, probe=probe)
         except BaseException:
             link.close()
             raise
@@ -274,6 +276,8 @@ class Pump:
                     return status, payload
                 if kind == wire.KIND_REQUEST and fseq == seq:
                     self._echoed = True
+                    if self._probe:
+                        return None     # a REPL echoing us: no application to wait for
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
