@@ -2,8 +2,19 @@
 
 The same file boots a real Pico (pumphw.rp2hw) and the virtual rig (pumphw.simhw): the
 hardware layer is chosen by platform in pumphw.make_hardware().
+
+First of all, Ctrl-C on the USB link stops being an interrupt: from here on no byte from the
+host can stop the application (the app gives Ctrl-C back only on a keyless rig, or when a
+signed maintenance command hands the link to the REPL).
 """
+try:
+    import micropython
+    micropython.kbd_intr(-1)
+except (ImportError, AttributeError):   # CPython (tests), or a port without kbd_intr
+    pass
+
 import pumphw
 from pumpfw import app
 
-app.run(pumphw.make_hardware())
+hw = pumphw.make_hardware()   # a module global: the maintenance hold's timer outlives app.run
+app.run(hw)

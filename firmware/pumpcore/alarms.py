@@ -105,8 +105,12 @@ ALARM_TABLE = (
     ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
      "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
      "be detected. Basal continues, boluses held; check the sensor wiring."),
-    ("maintenance", PRIO_HIGH, KIND_EVENT, True, REACT_STOP,
-     "Maintenance: the application is stopped for the REPL; nothing is delivered."),
+    # raised by the signed maintenance command just before the app hands the link to the REPL;
+    # it latches so the state saved then carries it across the reset that ends maintenance,
+    # where the boot ends it (condition over, logged with the missed volume) and the basal resumes
+    ("maintenance", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Maintenance: the application handed the link to the REPL (signed command). Motor stopped, "
+     "nothing is delivered; the rig returns to the application by itself when the window ends."),
     # the basal goes on (an interrupted flow is the greater danger); the clinician must check
     # which program runs: the log's program-at-boot record names it and the one last confirmed
     ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,

@@ -55,10 +55,14 @@ EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
 EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
-EV_MAINTENANCE = const(24)      # 0, 0, 0, 0: app stopped for the REPL (deploy); motor off, watchdog off
+EV_MAINTENANCE = const(24)      # reason, 0, 0, 0: the app left its loop unsigned: reason 0 = Ctrl-C on a
+                                #   keyless rig (REPL, motor off, watchdog off); 1 = unexpected exception
+                                #   on a keyed rig (motor off, then reset: never a REPL)
 EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: at boot and hourly (RAM margin, soak)
-EV_MAINT_ENTER = const(26)      # reserved: maintenance
-EV_MAINT_LEAVE = const(27)      # reserved: maintenance
+EV_MAINT_START = const(26)      # window_ms, auth_counter, rate_ng_day, dropped_steps: signed maintenance
+                                #   entered (delivery suspended, alarm maintenance raised, REPL for the window)
+EV_MAINT_END = const(27)        # missed_nl, missed_steps, maintenance_ms, rate_ng_day: back in the app;
+                                #   logged at boot from the watchdog scratch record, else at the next time sync
 EV_PROGRAM_AT_BOOT = const(28)  # running_crc_hi16, running_crc_lo16, confirmed_crc_hi16, confirmed_crc_lo16
 EV_HOURLY_PARTIAL = const(29)   # hour (0..23), delivered_ng, delivered_steps, missed_steps: the hour of a reset, to the cut
 EV_LEDGER_RESTORED = const(30)  # certain_total_ng, possibly_ng, possibly_steps, uncertain_total_ng
@@ -70,7 +74,7 @@ EVENT_NAMES = (
     "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
     "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
-    "maintenance", "heap", "maintenance-enter", "maintenance-leave", "program-at-boot",
+    "maintenance", "heap", "maintenance-start", "maintenance-end", "program-at-boot",
     "hourly-partial", "ledger-restored", "auth-refused",
 )
 
@@ -99,10 +103,10 @@ EVENT_ARGS = (
     ("old_pl_per_step", "new_pl_per_step", "", ""),
     ("timeout_ms", "", "", ""),
     ("what", "errno", "", ""),
-    ("", "", "", ""),
+    ("reason", "", "", ""),
     ("alloc_bytes", "free_bytes", "", ""),
-    ("", "", "", ""),
-    ("", "", "", ""),
+    ("window_ms", "auth_counter", "rate_ng_day", "dropped_steps"),
+    ("missed_nl", "missed_steps", "maintenance_ms", "rate_ng_day"),
     ("running_crc_hi16", "running_crc_lo16", "confirmed_crc_hi16", "confirmed_crc_lo16"),
     ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
     ("certain_total_ng", "possibly_ng", "possibly_steps", "uncertain_total_ng"),

@@ -3,7 +3,7 @@
 One module, imported by the firmware (pumpfw.server) and the host (pumpctl.pump), so the two
 sides cannot disagree. Runs unchanged on CPython and MicroPython.
 
-Line frame (ASCII, so the REPL's Ctrl-C 0x03 never appears inside a frame)::
+Line frame (ASCII, so no control byte such as the REPL's Ctrl-C 0x03 is ever part of a frame)::
 
     "~" + base64(binary frame) + "\\n"
 
@@ -90,6 +90,7 @@ CMD_LOG_READ = const(0x40)
 CMD_CAL_READ = const(0x50)
 CMD_CAL_WRITE = const(0x51)
 CMD_LIMITS_READ = const(0x52)
+CMD_MAINTENANCE = const(0x60)
 
 # (code, name, flags) - the one table; order is the order of TABLE_CRC.
 COMMANDS = (
@@ -112,6 +113,7 @@ COMMANDS = (
     (CMD_CAL_READ, "calibration_read", 0),
     (CMD_CAL_WRITE, "calibration_write", FLAG_AUTH),
     (CMD_LIMITS_READ, "limits_read", 0),
+    (CMD_MAINTENANCE, "maintenance", FLAG_AUTH),
 )
 
 
@@ -234,6 +236,13 @@ LIMITS_RESP = ("<IIIIIII", (     # pumpcore.limits.HardLimits as the rig enforce
     "max_reservoir_nl",     # reservoir capacity, nL
 ))
 ERROR_RESP = ("<B", ("detail",))                          # followed by the UTF-8 reason
+# maintenance (signed): delivery suspended, alarm "maintenance" raised, state saved, answered,
+# then the application hands the link to the REPL for `window_ms`; the watchdog is kept fed
+# until the window ends, then it resets the rig back into the application.
+MAINTENANCE_REQ = ("<I", ("window_ms",))
+MAINT_MIN_MS = const(60000)          # 1 min
+MAINT_MAX_MS = const(1800000)        # 30 min
+MAINT_DEFAULT_MS = const(600000)     # 10 min
 
 LAYOUTS = (
     ("hello", HELLO_RESP), ("status", STATUS_RESP), ("time_sync", TIME_SYNC_REQ),
@@ -243,6 +252,7 @@ LAYOUTS = (
     ("alarms", ALARMS_RESP), ("alarm", ALARM_ENTRY), ("ack", ALARM_ACK_REQ),
     ("log", LOG_READ_REQ), ("log_resp", LOG_READ_RESP), ("cal", CAL_RESP),
     ("cal_write", CAL_WRITE_REQ), ("limits", LIMITS_RESP), ("error", ERROR_RESP),
+    ("maintenance", MAINTENANCE_REQ),
 )
 
 MAX_LOG_RECORDS = const(31)   # (MAX_PAYLOAD - 13) // LOG_RECORD_SIZE

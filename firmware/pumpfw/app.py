@@ -225,6 +225,7 @@ class PumpApp(Controller):
                 self.sched.resume()
             elif user_suspended and not self.sched.suspended:
                 self.sched.suspend()
+        self._return_from_maintenance()
         self.last_total_ng = self.sched.total_ng
         self.last_missed = self.sched.missed_steps
         self.last_steps = self.sched.delivered_steps
@@ -346,7 +347,9 @@ class PumpApp(Controller):
         self._bookkeeping(dt)
         data = hw.serial_read()
         if data and self.server.feed(data):
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt      # only on a keyless rig (server.break_enabled)
+        if self.maint_window:
+            self._start_hold()           # answered: the hold takes over, the loop ends here
         if progressed:
             hw.watchdog_feed()
         hw.idle(self._sleep_ms())
@@ -510,6 +513,8 @@ class PumpApp(Controller):
     def rig_key(self):
         if self.key is None:   # provisioned by a deploy while the app runs
             self.key = _read_bytes(_join(self.root, "rigkey.bin"))
+            if self.key is not None:
+                self.lock_link(True)
         return self.key
 
     def auth_counter(self):
@@ -655,6 +660,7 @@ class PumpApp(Controller):
         else:
             self.clock.set(day, ms_of_day)
         self._log(logrec.EV_TIME_SET, old_day, old_ms, day, ms_of_day)
+        jump = self._maintenance_gap(jump)
         if jump > 0 and self.program is not None:
             # the pump was down (or its clock lost) for `jump` ms: missed, never caught up
             rate = self.sched.basal_rate_ng_day()
@@ -802,6 +808,107 @@ class PumpApp(Controller):
             self.auth_refill_ms -= AUTH_LOG_REFILL_MS
             self.auth_tokens += 1
 
+    # ------------------------------------------------------------------ maintenance
+    # A keyed rig's app owns the link: Ctrl-C is data (hw.link_interrupt(False)) and noise to the
+    # server, so the REPL (which can read rigkey.bin) is reached only through the signed
+    # maintenance command. docs/ARCHITECTURE.md "Maintenance".
+    maint_window = 0        # ms: a signed maintenance answered in this loop iteration
+    maint_logged_ms = 0     # maintenance ms logged at boot (EV_MAINT_END): not missed again at sync
+    maint_pending = False   # back from a maintenance whose length only the next time sync tells
+
+    def lock_link(self, locked):
+        """locked: no byte from the host stops the app (keyed rig); else Ctrl-C drops to the
+        REPL as on a keyless rig."""
+        self.hw.link_interrupt(not locked)
+        self.server.break_enabled = not locked
+
+    def maintenance(self, window_ms):
+        """Controller: signed maintenance (window checked by the server). Refused only when
+        the state cannot be saved now (the alarm must reach the flash before the REPL)."""
+        if not self.state_store.allowed(True):
+            return (REFUSE_FLASH_BUDGET, "flash write budget for urgent saves is spent: maintenance not "
+                    "entered, delivery continues; retry in %d s" % (URGENT_REFILL_MS // 1000))
+        self.enter_maintenance(window_ms)
+        return None
+
+    def enter_maintenance(self, window_ms):
+        """Suspend delivery (queued and owed steps counted missed, motor released), raise the
+        maintenance alarm, log the entry, save urgently. The loop leaves for the REPL once
+        the answer is sent (step -> _start_hold)."""
+        hw = self.hw
+        dropped = hw.stepper.abort() + self.owed
+        self.owed = 0
+        hw.stepper.enable(False)
+        if dropped and self.program is not None:
+            self.sched.record_missed(dropped)
+        if self.program is not None:
+            # nothing flows until the app is back: the state saved now reserves no steps
+            # (pumpfw/ledger.py), so the boot after it counts nothing as possibly delivered
+            self.sched.suspend()
+        self._raise(al.ALARM_MAINTENANCE)
+        self._log_alarm_changes()
+        self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._flowing_rate(), dropped)
+        self.save(urgent=True)
+        self.maint_window = window_ms
+
+    def _start_hold(self):
+        """Hand the watchdog and the alarm output to the hardware's hold, then leave the loop."""
+        pat = self.alarm_set.pattern()
+        self.last_pattern = pat
+        self.hw.maintenance_hold(self.maint_window, self.auth_counter(), pat)
+        raise MaintenanceExit(self.maint_window)
+
+    def _flowing_rate(self):
+        """The basal that would flow now (ng/day): 0 without a program or when suspended."""
+        if self.program is None or self.sched.suspended:
+            return 0
+        return self.sched.basal_rate_ng_day()
+
+    def _log_maint_end(self, maint_ms):
+        """EV_MAINT_END: the basal that was due during maint_ms and never delivered."""
+        rate = self._flowing_rate()
+        conc = self.sched.line_conc_ug_ml()
+        missed_nl = missed_steps = 0
+        if rate and conc:
+            # ng/day * ms / 86_400_000 = ng; ng * 1000 / conc = nL (a boot-time big-int product)
+            missed_nl = rate * maint_ms // (86400 * conc)
+            missed_steps = rate * maint_ms * 1000 // (86400 * conc * self.sched.pl)
+        self._log(logrec.EV_MAINT_END, missed_nl, missed_steps, maint_ms, rate)
+
+    def _return_from_maintenance(self):
+        """At boot: a restored maintenance alarm means the last boot ended in maintenance. Its
+        length comes from the hold's scratch record when the reset kept it (watchdog at the
+        window's end, machine.reset, soft reset); after a power-on it is only known at the
+        next time sync. The alarm ends here (the basal resumes), logged."""
+        rec = self.hw.maintenance_record()       # read and cleared at every boot
+        code = al.ALARM_MAINTENANCE
+        if not self.alarm_set.is_active(code):
+            return
+        self.alarm_set.ack(code)
+        self.alarm_set.clear(code)
+        maint_ms = 0
+        if rec is not None and rec[0] == self.auth_counter():
+            maint_ms = rec[1]
+            self._log_maint_end(maint_ms)
+            self.maint_logged_ms = maint_ms
+        else:
+            self.maint_pending = True
+        self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), maint_ms, 0)
+
+    def _maintenance_gap(self, jump):
+        """set_time: the part of the clock's jump at the first sync not yet logged as missed."""
+        if self.maint_pending:
+            self.maint_pending = False
+            if jump > 0:
+                self._log_maint_end(jump)      # the whole gap since the maintenance began
+            return 0
+        if self.maint_logged_ms:
+            jump -= self.maint_logged_ms
+            self.maint_logged_ms = 0
+            if jump < 0:
+                jump = 0
+        return jump
+
 
 def _heap():
     """(bytes allocated after a collection, bytes free) on MicroPython; (0, 0) elsewhere."""
@@ -812,21 +919,71 @@ def _heap():
         return 0, 0
 
 
+class MaintenanceExit(Exception):
+    """step() after a signed maintenance command was answered: the app leaves for the REPL."""
+
+
 def run(hw):
-    """Boot and run until the host interrupts (Ctrl-C: back to the REPL for mpremote)."""
-    app = PumpApp(hw)
+    """Boot and run. Leaves only (1) for the REPL after a signed maintenance command (returns
+    the app: main.py ends, the hold keeps the watchdog fed and the alarm sounding), or (2) on
+    a keyless rig on Ctrl-C (motor off, saved, watchdog off: deploy to a fresh rig). Any
+    other way out (an unexpected exception, or Ctrl-C on a keyed rig) stops the motor, saves,
+    logs and resets the rig: never an open REPL on a rig that holds a key."""
+    keyed = _read_bytes(_join(hw.flash_root, "rigkey.bin")) is not None
+    app = None
     try:
+        hw.link_interrupt(not keyed)
+        app = PumpApp(hw)
+        app.lock_link(keyed)
         app.boot()
         app.loop()
-    except KeyboardInterrupt:
-        # maintenance: the host took the link for the REPL (mpremote). Motor off, state saved,
-        # then the watchdog is disarmed so a deploy is not cut short; the next boot re-arms it.
-        _safe_stop(app)
-        app._log(logrec.EV_MAINTENANCE, 0, 0, 0, 0)
+    except MaintenanceExit:
+        hw.link_interrupt(True)      # kbd_intr(3): the REPL and mpremote work again
+        return app
+    except KeyboardInterrupt as exc:
+        if keyed or (app is not None and app.key is not None):
+            _reset_after(hw, app, exc)
+        if app is not None:
+            _safe_stop(app)
+            app._log(logrec.EV_MAINTENANCE, 0, 0, 0, 0)
         hw.watchdog_stop()
+        hw.link_interrupt(True)
         raise
-    finally:
-        _safe_stop(app)
+    except Exception as exc:
+        if keyed or (app is not None and app.key is not None):
+            _reset_after(hw, app, exc)
+        if app is not None:
+            _safe_stop(app)
+        raise
+
+
+def _reset_after(hw, app, exc):
+    """Keyed rig, unexpected way out: report, motor off, state saved, log, reset. Never returns."""
+    try:
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(exc)
+        else:
+            import traceback
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+    except Exception:
+        pass
+    try:
+        if app is not None:
+            _safe_stop(app)
+            app._log(logrec.EV_MAINTENANCE, 1, 0, 0, 0)
+        else:
+            hw.stepper.enable(False)
+    except Exception:
+        pass
+    try:
+        hw.reset()
+    except Exception:
+        pass
+    while True:   # a reset that did not happen: wait for the watchdog, never return to the REPL
+        try:
+            hw.sleep_ms(1000)
+        except Exception:
+            pass
 
 
 def _safe_stop(app):

@@ -3,7 +3,12 @@
 The application (pumpfw.app) subclasses `Controller` and calls, every loop::
 
     if server.feed(hw.serial_read()):
-        raise KeyboardInterrupt   # 0x03 from the host: drop to the REPL so mpremote works
+        raise KeyboardInterrupt   # only on a keyless rig (break_enabled): 0x03 drops to the REPL
+
+Control bytes are never part of a frame: a 0x03 abandons a frame in progress and any other
+(0x01 raw REPL, 0x02, 0x04 soft reset ...) makes the frame fail its strict base64 check, so
+they are noise that costs at most the frame they fell into (the host retransmits). Only with
+`break_enabled` (a keyless rig, where nothing needs protecting) does feed() report a 0x03.
 
 `ProtocolServer` never raises on any input. Invalid lines are dropped by rule (see
 pumpcore.wire); valid frames are answered with a status and, on error, a reason. A request
@@ -34,6 +39,7 @@ _AUTH_BODY = {
     wire.CMD_PRIME: 4,
     wire.CMD_ALARM_ACK: 2,
     wire.CMD_CAL_WRITE: 4,
+    wire.CMD_MAINTENANCE: 4,
 }
 
 # refusals of a signed request that say who is knocking: logged by the controller
@@ -160,6 +166,12 @@ class Controller:
     def set_calibration(self, pl_per_step):
         raise NotImplementedError("set_calibration")
 
+    def maintenance(self, window_ms):
+        """Signed maintenance for `window_ms` (wire.MAINT_MIN_MS..MAINT_MAX_MS, checked by the
+        server): stop delivery, log, alarm, save; the app leaves its loop for the REPL after
+        the answer is sent."""
+        raise NotImplementedError("maintenance")
+
     def refusal_text(self, code):
         """Human-readable text of a refusal code returned by one of the methods above."""
         return "refused (code %d)" % code
@@ -193,14 +205,16 @@ class ProtocolServer:
         self.frames_answered = 0
         self.frames_dropped = 0
         self.retransmits = 0
-        self.interrupts = 0
+        self.interrupts = 0        # 0x03 bytes seen (reported by feed only with break_enabled)
+        self.break_enabled = False
 
     # ---- byte intake ---------------------------------------------------------------------
     def feed(self, data):
         """Take bytes received from the host; answer every complete valid frame.
 
-        Returns True if a Ctrl-C (0x03) was among the bytes: the app should exit to the REPL.
-        A 0x03 also abandons a frame in progress (it can never be part of one).
+        Returns True if a Ctrl-C (0x03) was among the bytes and `break_enabled` is set (a
+        keyless rig: the app exits to the REPL); otherwise a 0x03 is noise. Either way a 0x03
+        abandons a frame in progress (it can never be part of one).
         """
         interrupted = False
         line = self._line
@@ -212,7 +226,7 @@ class ProtocolServer:
                 self._n = 0
                 self._overflow = False
             elif b == 0x03:
-                interrupted = True
+                interrupted = self.break_enabled
                 self.interrupts += 1
                 if self._in_frame:
                     self.frames_dropped += 1
@@ -372,6 +386,11 @@ class ProtocolServer:
                 return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
             if not 1 <= conc <= _SMALL:
                 return self._err(wire.ERR_BAD_PAYLOAD, 0, "conc_ug_ml = %d: outside 1..%d" % (conc, _SMALL))
+        elif cmd == wire.CMD_MAINTENANCE:
+            w = struct.unpack_from("<I", f, H)[0]
+            if not wire.MAINT_MIN_MS <= w <= wire.MAINT_MAX_MS:
+                return self._err(wire.ERR_BAD_PAYLOAD, 0, "window_ms = %d: outside %d..%d (1 to 30 min)" % (
+                    w, wire.MAINT_MIN_MS, wire.MAINT_MAX_MS))
         elif cmd == wire.CMD_PRIME or cmd == wire.CMD_CAL_WRITE:
             v = struct.unpack_from("<I", f, H)[0]
             name = "volume_nl" if cmd == wire.CMD_PRIME else "pl_per_step"
@@ -505,6 +524,9 @@ class ProtocolServer:
         if cmd == wire.CMD_CAL_WRITE:
             pl = struct.unpack_from("<I", f, H)[0]
             return self._result(ctl.set_calibration(pl))
+
+        if cmd == wire.CMD_MAINTENANCE:
+            return self._result(ctl.maintenance(struct.unpack_from("<I", f, H)[0]))
 
         if cmd == wire.CMD_LIMITS_READ:
             if n:

@@ -21,3 +21,15 @@ def rig_id():
         return binascii.hexlify(machine.unique_id()).decode()
     import os
     return os.getenv("PUMPSIM_RIG_ID") or "sim"
+
+
+def reset():
+    """Reset the rig as machine.reset() does (`pumpctl maintenance end` runs this at the REPL):
+    a Pico resets through its watchdog; the virtual rig's supervisor restarts the firmware with
+    reset cause watchdog. Either way the maintenance record in the scratch registers survives,
+    so the boot logs the maintenance's length and missed volume. Never returns."""
+    if sys.platform == "rp2":
+        import machine
+        machine.reset()
+    from pumphw.simhw import make_sim_hardware
+    make_sim_hardware().reset()

@@ -16,6 +16,33 @@ RESET_UNKNOWN = 3
 
 RESET_NAMES = ("power-on", "watchdog", "soft", "unknown")
 
+# --- the maintenance record in the RP2040 watchdog scratch registers 0..3 ----------------------
+# SCRATCH0..7 (datasheet 4.7.6) keep their value through a watchdog reset (also machine.reset(),
+# which uses the watchdog) and a soft reset, and read 0 after a power-on. The pico-sdk uses
+# SCRATCH4..7 (watchdog_reboot, watchdog_enable); 0..3 are free. Layout of one record:
+#   0: MAINT_MAGIC ^ tag ^ window_ms (check word)   1: tag (the maintenance command's auth counter)
+#   2: ms since the window started, written by the hold's timer (stops at the window end or at
+#      the reset, whichever comes first)             3: window_ms
+MAINT_MAGIC = 0x4D41494E     # "MAIN"
+MAINT_SCRATCH_WORDS = 4
+MAINT_HOLD_MIN_MS = 1000
+MAINT_HOLD_MAX_MS = 1800000  # the longest window the wire admits (pumpcore.wire.MAINT_MAX_MS)
+
+
+def maint_record_words(tag, window_ms):
+    """The four scratch words that open a maintenance record (elapsed 0)."""
+    return ((MAINT_MAGIC ^ tag ^ window_ms) & 0xFFFFFFFF, tag, 0, window_ms)
+
+
+def maint_record_decode(words):
+    """(tag, elapsed_ms, window_ms) from four scratch words, or None if they hold no record."""
+    check, tag, elapsed, window = words[0], words[1], words[2], words[3]
+    if not window or check != (MAINT_MAGIC ^ tag ^ window) & 0xFFFFFFFF:
+        return None
+    if window > MAINT_HOLD_MAX_MS or elapsed > window:
+        return None
+    return (tag, elapsed, window)
+
 
 class Stepper:
     """Step generator and driver (TMC2209 class): EN, DIR, STEP (from PIO), DIAG in.
@@ -101,13 +128,41 @@ class Hardware:
         raise NotImplementedError
 
     def watchdog_stop(self):
-        """Disarm the watchdog for maintenance: called only after the motor is disabled and the
-        state saved, when the application hands the link to the REPL (mpremote deploy). The
-        next boot arms it again."""
+        """Disarm the watchdog: only on a keyless rig (no rigkey.bin) whose app a Ctrl-C sent to
+        the REPL, after the motor is disabled and the state saved (deploy to a fresh rig). A
+        keyed rig uses maintenance_hold instead. The next boot arms it again."""
         raise NotImplementedError
 
     def reset_cause(self):
         """One of RESET_* for the boot that is running."""
+        raise NotImplementedError
+
+    def reset(self):
+        """Reset the chip now, as machine.reset() does (it reads as RESET_WATCHDOG at the next
+        boot and keeps the scratch registers). Never returns."""
+        raise NotImplementedError
+
+    # maintenance -------------------------------------------------------------------------------
+    def link_interrupt(self, enabled):
+        """Ctrl-C (0x03) from the host link: True, it interrupts Python (KeyboardInterrupt, the
+        REPL's default, micropython.kbd_intr(3)); False, it is an ordinary byte that
+        serial_read returns (micropython.kbd_intr(-1)): while the app owns the link on a keyed
+        rig no byte from the host can stop it."""
+        raise NotImplementedError
+
+    def maintenance_hold(self, window_ms, tag, pattern):
+        """Start the maintenance hold, which runs on its own (a timer, not the main loop) after
+        the application has left for the REPL: for `window_ms` it feeds the watchdog (armed by
+        watchdog_start) and keeps the alarm output playing `pattern`; then it stops feeding,
+        so the watchdog resets the rig back into the application. Opens the scratch record
+        (tag, elapsed ms, window) that maintenance_record() reads at the next boot. The motor
+        must already be released and the state saved."""
+        raise NotImplementedError
+
+    def maintenance_record(self):
+        """(tag, elapsed_ms, window_ms) of the maintenance hold that ended with the reset that
+        started this boot, or None (no hold, or a power-on erased the scratch registers).
+        Clears the record: a second call returns None."""
         raise NotImplementedError
 
     # host link ----------------------------------------------------------------

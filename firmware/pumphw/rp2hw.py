@@ -166,6 +166,7 @@ WDT_MAX_MS = const(8300)
 # writing bit 30 (ENABLE) there stops the watchdog; machine.WDT itself cannot be stopped.
 _WATCHDOG_CTRL_CLR = const(0x40058000 + 0x3000)
 _WATCHDOG_ENABLE = const(1 << 30)
+_WATCHDOG_SCRATCH0 = const(0x40058000 + 0x0C)   # SCRATCH0..3 at +0x0C..+0x18 (datasheet 4.7.6)
 STEP_SM_ID = const(0)
 SERIAL_CHUNK = const(256)      # bytes taken from USB per serial_read() at most
 MECHANISM_PATH = "/mechanism.json"
@@ -273,6 +274,8 @@ class Rp2Hardware(base.Hardware):
         self._spec = None
         self._timer = None
         self._timer_cb = self._on_alarm_tick
+        self._hold_ms = 0          # maintenance hold window (0: no hold)
+        self._hold_t0 = 0
 
         self._wdt = None
 
@@ -345,10 +348,21 @@ class Rp2Hardware(base.Hardware):
         self._on_alarm_tick(None)
 
     def _on_alarm_tick(self, timer):
-        t = time.ticks_diff(time.ticks_ms(), self._pattern_t0)
+        now = time.ticks_ms()
+        t = time.ticks_diff(now, self._pattern_t0)
         buzz, led = pattern_levels(self._spec[self._pattern], t)
         self._buzzer.duty_u16(BUZZER_DUTY_U16 if buzz else 0)
         self._led.value(led)
+        if self._hold_ms:
+            # maintenance hold (the app has left for the REPL): feed the watchdog until the
+            # window ends, record the ms elapsed in SCRATCH2; then stop feeding: the reset
+            el = time.ticks_diff(now, self._hold_t0)
+            if el < self._hold_ms:
+                if self._wdt is not None:
+                    self._wdt.feed()
+            else:
+                el = self._hold_ms
+            self._machine.mem32[_WATCHDOG_SCRATCH0 + 8] = el
 
     # watchdog and reset -----------------------------------------------------------------------
     def watchdog_start(self, timeout_ms):
@@ -366,6 +380,41 @@ class Rp2Hardware(base.Hardware):
         CTRL.ENABLE, since machine.WDT has no stop. The next boot arms it again."""
         self._machine.mem32[_WATCHDOG_CTRL_CLR] = _WATCHDOG_ENABLE
         self._wdt = None
+
+    def reset(self):
+        """machine.reset(): through the watchdog, so the next boot reads RESET_WATCHDOG and the
+        scratch registers survive."""
+        self._machine.reset()
+
+    # maintenance ---------------------------------------------------------------------------------
+    def link_interrupt(self, enabled):
+        """micropython.kbd_intr(3) (Ctrl-C raises KeyboardInterrupt, USB CDC takes it out of
+        band) or kbd_intr(-1) (0x03 is data that serial_read returns)."""
+        import micropython
+        micropython.kbd_intr(3 if enabled else -1)
+
+    def maintenance_hold(self, window_ms, tag, pattern):
+        """The alarm pattern timer (a soft machine.Timer, which keeps running at the REPL) also
+        feeds the watchdog for `window_ms`, then stops: the watchdog resets the chip. A soft
+        reset (Ctrl-D, `mpremote` without `resume`) frees the timer: the watchdog then resets
+        the chip within its timeout, which ends maintenance early but safely."""
+        if not isinstance(window_ms, int) or not base.MAINT_HOLD_MIN_MS <= window_ms <= base.MAINT_HOLD_MAX_MS:
+            raise ValueError("maintenance window_ms = %r: must be %d..%d" % (
+                window_ms, base.MAINT_HOLD_MIN_MS, base.MAINT_HOLD_MAX_MS))
+        words = base.maint_record_words(tag, window_ms)
+        mem = self._machine.mem32
+        for i in range(base.MAINT_SCRATCH_WORDS):
+            mem[_WATCHDOG_SCRATCH0 + 4 * i] = words[i]
+        self._hold_t0 = time.ticks_ms()
+        self._hold_ms = window_ms
+        self.alarm_output(pattern)      # starts the timer if no alarm pattern ran yet
+
+    def maintenance_record(self):
+        mem = self._machine.mem32
+        words = [mem[_WATCHDOG_SCRATCH0 + 4 * i] & 0xFFFFFFFF for i in range(base.MAINT_SCRATCH_WORDS)]
+        for i in range(base.MAINT_SCRATCH_WORDS):
+            mem[_WATCHDOG_SCRATCH0 + 4 * i] = 0
+        return base.maint_record_decode(words)
 
     def reset_cause(self):
         """RESET_WATCHDOG or RESET_POWER_ON from machine.reset_cause(); the RP2040 cannot tell

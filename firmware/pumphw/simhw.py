@@ -20,7 +20,8 @@ from pumpcore.fixed import const
 from pumphw import base
 from pumpsim import twinport
 from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_BUTTON, OP_ENABLE, OP_ENABLED, OP_ENDSTOP,
-                              OP_PRESSURE, OP_QUEUE, OP_STEPS, OP_WDT_FEED, OP_WDT_START)
+                              OP_MAINT_HOLD, OP_PRESSURE, OP_QUEUE, OP_RESET, OP_SCRATCH_READ,
+                              OP_SCRATCH_WRITE, OP_STEPS, OP_WDT_FEED, OP_WDT_START)
 
 _TICKS_MASK = const(0x3FFFFFFF)
 _TICKS_HALF = const(0x20000000)
@@ -171,6 +172,7 @@ class SimHardware(base.Hardware):
         self._poll = None
         self._stdin = None
         self._stdout = None
+        self._break = True     # Ctrl-C interrupts, as on a Pico until link_interrupt(False)
 
     # time
     def ticks_ms(self):
@@ -228,6 +230,49 @@ class SimHardware(base.Hardware):
     def reset_cause(self):
         return self._reset_cause
 
+    def reset(self):
+        """machine.reset(): the supervisor kills this process and boots the firmware again with
+        reset cause watchdog, scratch registers kept. Never returns."""
+        self._link.call(OP_RESET, self._clock.sim_us(), 0, 0, 0)
+        if isinstance(self._link, _LocalLink):
+            raise SystemExit("pumphw.simhw: reset (in-process twin: nobody to restart the firmware)")
+        while True:            # the supervisor's SIGKILL ends this
+            _sleep_us(100000)
+
+    # maintenance
+    def link_interrupt(self, enabled):
+        """Ctrl-C interrupts (True) or is data (False). The unix port on the rig's raw pty never
+        turns 0x03 into a signal, so the twin plays the Pico's USB CDC: with Ctrl-C enabled,
+        serial_read stops at a 0x03 (the caller raises KeyboardInterrupt) and leaves the rest
+        for the REPL; disabled, 0x03 is returned like any byte."""
+        self._break = bool(enabled)
+        try:
+            import micropython
+            micropython.kbd_intr(3 if enabled else -1)
+        except (ImportError, AttributeError):
+            pass
+
+    def maintenance_hold(self, window_ms, tag, pattern):
+        if not isinstance(window_ms, int) or not base.MAINT_HOLD_MIN_MS <= window_ms <= base.MAINT_HOLD_MAX_MS:
+            raise ValueError("maintenance window_ms = %r: must be %d..%d" % (
+                window_ms, base.MAINT_HOLD_MIN_MS, base.MAINT_HOLD_MAX_MS))
+        now = self._clock.sim_us()
+        words = base.maint_record_words(tag, window_ms)
+        for i in range(base.MAINT_SCRATCH_WORDS):
+            self._link.call(OP_SCRATCH_WRITE, now, i, words[i], 0)
+        self._link.call(OP_ALARM, now, pattern, 0, 0)
+        self._link.call(OP_MAINT_HOLD, now, window_ms, 0, 0)
+
+    def maintenance_record(self):
+        now = self._clock.sim_us()
+        words = []
+        for i in range(base.MAINT_SCRATCH_WORDS):
+            self._link.call(OP_SCRATCH_READ, now, i, 0, 0)
+            words.append(self._link.r0)
+        for i in range(base.MAINT_SCRATCH_WORDS):
+            self._link.call(OP_SCRATCH_WRITE, now, i, 0, 0)
+        return base.maint_record_decode(words)
+
     # host link: the process's stdin/stdout (the rig's pty)
     def _open_stdio(self):
         import select
@@ -242,9 +287,10 @@ class SimHardware(base.Hardware):
         self._poll.register(sys.stdin, select.POLLIN)
 
     def serial_read(self):
-        """Bytes waiting on the link. Stops after a 0x03 (Ctrl-C) and leaves what follows
-        unread for the REPL, as the Pico's USB CDC takes Ctrl-C out of band: mpremote sends
-        b"\\r\\x03\\r\\x01" in one burst and the Ctrl-A must reach the REPL."""
+        """Bytes waiting on the link. While Ctrl-C interrupts (link_interrupt(True)) it stops
+        after a 0x03 and leaves what follows unread for the REPL, as the Pico's USB CDC takes
+        Ctrl-C out of band: mpremote sends b"\\r\\x03\\r\\x01" in one burst and the Ctrl-A
+        must reach the REPL. With Ctrl-C disabled a 0x03 is data like any other byte."""
         if self._poll is None:
             self._open_stdio()
         if not self._poll.poll(0):
@@ -255,7 +301,7 @@ class SimHardware(base.Hardware):
             if not b:
                 break
             out += b
-            if b[0] == 3:
+            if b[0] == 3 and self._break:
                 break
         return bytes(out)
 

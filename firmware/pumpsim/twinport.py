@@ -23,11 +23,16 @@ OP_BUTTON = const(8)     #                              -> r0 = debounced presse
 OP_ALARM = const(9)      # a = pattern                  -> r0 = 1
 OP_WDT_START = const(10)  # a = timeout_ms              -> r0 = 1
 OP_WDT_FEED = const(11)  #                              -> r0 = 1
+OP_SCRATCH_READ = const(12)   # a = index 0..3          -> r0 = watchdog SCRATCHa
+OP_SCRATCH_WRITE = const(13)  # a = index 0..3, b = u32 -> r0 = 1
+OP_MAINT_HOLD = const(14)     # a = window_ms           -> r0 = 1 (the hold's timer, see below)
+OP_RESET = const(15)          #                         -> r0 = 1 (machine.reset: the rig resets)
 
 OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_STEPS: "steps",
             OP_ABORT: "abort", OP_PRESSURE: "pressure", OP_ENDSTOP: "end_stop",
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
-            OP_WDT_FEED: "wdt_feed"}
+            OP_WDT_FEED: "wdt_feed", OP_SCRATCH_READ: "scratch_read",
+            OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset"}
 
 REQUEST_SIZE = const(40)
 ANSWER_SIZE = const(24)
@@ -38,9 +43,16 @@ DEBOUNCE_MS = const(20)  # the RP2040 layer's debounce window, mirrored by the t
 
 class TwinPort:
     """One firmware boot attached to `world`. `call(op, sim_us, a, b, c)` moves the world to
-    sim_us (never backwards) and performs the op; results in r0, r1, r2."""
+    sim_us (never backwards) and performs the op; results in r0, r1, r2.
 
-    def __init__(self, world, boot_us):
+    `scratch`: the chip's four watchdog scratch registers (a list shared with whoever plays the
+    chip across boots: the supervisor keeps it through watchdog and soft resets and zeroes it
+    at a power-on). The maintenance hold (OP_MAINT_HOLD) plays rp2hw's timer: until the window
+    ends it feeds the watchdog and writes the ms elapsed to SCRATCH2; after that nothing feeds
+    it, so the watchdog expires WDT timeout later. Nothing of it runs once the boot is over
+    (`freeze`), as a reset stops a Pico's timers."""
+
+    def __init__(self, world, boot_us, scratch=None):
         self.world = world
         world.advance_to(boot_us)
         # A boot starts from the safe state: PIO empty, driver disabled (power cut or reset).
@@ -54,19 +66,41 @@ class TwinPort:
         self.wdt_timeout_ms = 0          # 0: watchdog not started
         self.wdt_last_feed_us = 0
         self.alarm_pattern = 0
+        self.scratch = scratch if scratch is not None else [0, 0, 0, 0]
+        self.hold_start_us = -1          # maintenance hold: -1 = none
+        self.hold_end_us = 0
+        self.reset_requested = False     # OP_RESET: the supervisor resets the rig (cause watchdog)
         self.calls = 0
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
 
+    def hold_tick(self, now_us):
+        """What the hold's timer did up to sim time now_us: the watchdog fed until the window
+        ended, SCRATCH2 = ms of the window elapsed."""
+        if self.hold_start_us < 0:
+            return
+        t = now_us if now_us < self.hold_end_us else self.hold_end_us
+        if t > self.wdt_last_feed_us:
+            self.wdt_last_feed_us = t
+        self.scratch[2] = (t - self.hold_start_us) // 1000
+
+    def freeze(self, now_us):
+        """The boot ends at now_us (reset, power cut, exit): its timers stop here."""
+        self.hold_tick(now_us)
+        self.hold_start_us = -1
+
     def watchdog_expired(self, now_us):
         """True when the watchdog runs and was not fed for its timeout by sim time now_us."""
+        self.hold_tick(now_us)
         return bool(self.wdt_timeout_ms) and now_us - self.wdt_last_feed_us > self.wdt_timeout_ms * 1000
 
     def call(self, op, sim_us, a, b, c):
         w = self.world
         w.advance_to(sim_us)
         self.calls += 1
+        if self.hold_start_us >= 0:
+            self.hold_tick(w.t_us)
         r1 = 0
         r2 = 0
         if op == OP_STEPS:
@@ -98,6 +132,24 @@ class TwinPort:
         elif op == OP_WDT_START:
             self.wdt_timeout_ms = a
             self.wdt_last_feed_us = w.t_us
+            r0 = 1
+        elif op == OP_SCRATCH_READ:
+            if not 0 <= a < 4:
+                raise ValueError("scratch index = %r: must be 0..3" % (a,))
+            r0 = self.scratch[a]
+        elif op == OP_SCRATCH_WRITE:
+            if not 0 <= a < 4 or not 0 <= b <= 0xFFFFFFFF:
+                raise ValueError("scratch write %r = %r: index 0..3, value 0..2**32-1" % (a, b))
+            self.scratch[a] = b
+            r0 = 1
+        elif op == OP_MAINT_HOLD:
+            if a < 1:
+                raise ValueError("maintenance hold window_ms = %r: must be >= 1" % (a,))
+            self.hold_start_us = w.t_us
+            self.hold_end_us = w.t_us + a * 1000
+            r0 = 1
+        elif op == OP_RESET:
+            self.reset_requested = True
             r0 = 1
         else:
             raise ValueError("twin op = %r: unknown (known: %s)" % (op, sorted(OP_NAMES)))

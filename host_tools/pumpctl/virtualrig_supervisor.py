@@ -5,7 +5,9 @@ One process per rig. It
   firmware restarts) and relays bytes to/from the current firmware process's own raw pty;
 - runs `micropython -i main.py` with cwd = MICROPYPATH = the rig's flash directory;
 - owns the pumpsim World and answers the twin's pin-level round trips on `hw.sock`;
-- plays the RP2040 watchdog in sim time, and power cuts (SIGKILL, world untouched, restart =
+- plays the RP2040 watchdog in sim time (with its scratch registers: kept through watchdog and
+  soft resets, zero after a power-on; and the maintenance hold, which feeds it for a window
+  while the firmware sits at the REPL), machine.reset() (the twin's OP_RESET), and power cuts (SIGKILL, world untouched, restart =
   boot with reset cause power-on) and hangs (SIGSTOP: the main loop stops, nothing is fed);
 - serves the side channel `ctl.sock` (JSON lines) for faults, balance and world read-outs, which
   keeps answering while the firmware is down or hung;
@@ -139,6 +141,7 @@ class Supervisor:
         self.last_exit_real = 0.0
         self.to_host = bytearray()
         self.to_fw = bytearray()
+        self.scratch = [0, 0, 0, 0]   # RP2040 watchdog SCRATCH0..3 (pumphw.base maintenance record)
 
     # ---- world ---------------------------------------------------------------------------
     def _load_world(self) -> tuple[model.World, dict[str, Any]]:
@@ -197,7 +200,9 @@ class Supervisor:
         self.boots += 1
         self.last_reset = cause
         self.reset_log.append({"boot": self.boots, "sim_us": now, "cause": cause})
-        self.port = TwinPortState(twinport.TwinPort(self.world, now), self.boots)
+        if cause == RESET_POWER_ON:
+            self.scratch[:] = [0, 0, 0, 0]    # the chip lost power: its registers read 0
+        self.port = TwinPortState(twinport.TwinPort(self.world, now, self.scratch), self.boots)
         master, slave = pty.openpty()
         tty.setraw(slave)
         env = dict(os.environ)
@@ -242,7 +247,9 @@ class Supervisor:
         for fd, (s, _p, _b) in list(self.twin_conns.items()):
             s.close()
             del self.twin_conns[fd]
-        self.advance()
+        now = self.advance()
+        if self.port is not None:
+            self.port.port.freeze(now)        # the boot's timers (the maintenance hold) stop here
         # No power to the driver: the PIO queue is gone, the motor released.
         self.world.abort()
         self.world.enable(False)
@@ -261,8 +268,10 @@ class Supervisor:
             "pressure_kpa_x10": self.world.pressure_adc_kpa_x10(),
         })
         if self.port is not None:
-            d.update({"alarm_pattern": self.port.port.alarm_pattern,
-                      "watchdog_ms": self.port.port.wdt_timeout_ms,
+            tp = self.port.port
+            d.update({"alarm_pattern": tp.alarm_pattern,
+                      "watchdog_ms": tp.wdt_timeout_ms,
+                      "maintenance_hold_ms": max(0, (tp.hold_end_us - now) // 1000) if tp.hold_start_us >= 0 else 0,
                       "twin_calls": self.port.port.calls,
                       "steps_done": (self.world.pulses - self.port.port.boot_pulses) & 0x3FFFFFFF})
         return d
@@ -483,6 +492,10 @@ class Supervisor:
             self.restart_cause = RESET_SOFT
             return
         p = self.port
+        if p is not None and p.port.reset_requested:    # machine.reset() (pumphw reset())
+            self.kill_firmware()
+            self.start_firmware(RESET_WATCHDOG)
+            return
         if p is not None and p.port.wdt_timeout_ms:
             now = self.sim_us()
             if p.port.watchdog_expired(now):

@@ -9,7 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from pumphw.base import Hardware, RESET_POWER_ON, Stepper
+from pumphw.base import (Hardware, RESET_POWER_ON, Stepper, maint_record_decode,
+                         maint_record_words)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,8 +68,13 @@ class FakeStepper(Stepper):
         return self.stalled
 
 
+class FakeReset(BaseException):
+    """hw.reset() was called (a BaseException: the app's reset path must not swallow it)."""
+
+
 class FakeHardware(Hardware):
-    def __init__(self, flash: Path, reset_cause: int = RESET_POWER_ON) -> None:
+    def __init__(self, flash: Path, reset_cause: int = RESET_POWER_ON,
+                 scratch: list[int] | None = None) -> None:
         self.now_us = 0
         self.flash_root = str(flash)
         flash.mkdir(parents=True, exist_ok=True)
@@ -84,6 +90,13 @@ class FakeHardware(Hardware):
         self.pattern = 0
         self.fed = 0
         self._cause = reset_cause
+        # the RP2040 watchdog scratch registers 0..3: pass the previous boot's list to model a
+        # watchdog/soft reset (kept), or none for a power-on (zero)
+        self.scratch = scratch if scratch is not None else [0, 0, 0, 0]
+        self.ctrl_c = True          # link_interrupt state (the REPL default)
+        self.hold: tuple[int, int, int] | None = None
+        self.hold_t0_us = 0
+        self.resets = 0
 
     def ticks_ms(self):
         return (self.now_us // 1000) & 0x3FFFFFFF
@@ -134,3 +147,32 @@ class FakeHardware(Hardware):
 
     def rig_id(self):
         return "fake-rig"
+
+    # maintenance: the hold's timer is played by hold_elapse (the app is no longer running)
+    def link_interrupt(self, enabled):
+        self.ctrl_c = bool(enabled)
+
+    def maintenance_hold(self, window_ms, tag, pattern):
+        self.hold = (window_ms, tag, pattern)
+        self.pattern = pattern
+        self.scratch[:] = maint_record_words(tag, window_ms)
+        self.hold_t0_us = self.now_us
+
+    def hold_elapse(self, ms: int) -> bool:
+        """Let `ms` pass at the REPL; True when the watchdog has reset the rig (window over +
+        watchdog timeout without a feed)."""
+        self.advance_ms(ms)
+        assert self.hold is not None
+        window = self.hold[0]
+        el = (self.now_us - self.hold_t0_us) // 1000
+        self.scratch[2] = min(el, window)
+        return el > window + getattr(self, "wdt", 0)
+
+    def maintenance_record(self):
+        rec = maint_record_decode(self.scratch)
+        self.scratch[:] = [0, 0, 0, 0]
+        return rec
+
+    def reset(self):
+        self.resets += 1
+        raise FakeReset()

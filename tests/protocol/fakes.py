@@ -154,6 +154,9 @@ class FakeController(Controller):
         self._rec("set_calibration", pl_per_step)
         self.pl = pl_per_step
 
+    def maintenance(self, window_ms):
+        self._rec("maintenance", window_ms)
+
     def refusal_text(self, code):
         if code == REFUSE_LOCKOUT:
             return "patient bolus refused: lockout 3 h not over"

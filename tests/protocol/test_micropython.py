@@ -159,6 +159,7 @@ from pumpcore import wire
 from tests.protocol.fakes import FakeController
 out = []
 server = ProtocolServer(FakeController(), out.append)
+server.break_enabled = True      # a keyless rig's server: 0x03 is reported
 good = wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b"")
 garbage = b"REPL chatter \x01\x02\xff>>> " * 50
 partial = good[:-1]

@@ -81,7 +81,19 @@ def test_stream_split_at_every_byte_boundary(link: Link) -> None:
     assert [wire.decode_line(x)[2] for x in link.out] == [0, 1, 2]
 
 
-def test_ctrl_c_reported_and_aborts_frame(link: Link) -> None:
+def test_ctrl_c_is_noise_by_default_and_aborts_frame(link: Link) -> None:
+    """A keyed rig's server (the default): 0x03 and the raw-REPL bytes never stop anything."""
+    good = wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b"")
+    assert link.server.feed(b"\r\x03\x03\r\x01\x04\x02") is False
+    assert link.server.feed(good[:10] + b"\x03" + good[10:]) is False
+    assert link.server.feed(good[:10] + b"\x01" + good[10:]) is False
+    assert link.out == []                          # a frame with a control byte inside is dropped
+    assert link.server.feed(b"\x01\x04" + good + b"\x03\x04") is False and len(link.out) == 1
+    assert link.server.interrupts == 4
+
+
+def test_ctrl_c_reported_on_a_keyless_rig_and_aborts_frame(link: Link) -> None:
+    link.server.break_enabled = True
     good = wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b"")
     assert link.server.feed(b"\r\x03\x03") is True
     assert link.server.feed(good[:10] + b"\x03" + good[10:]) is True
@@ -173,7 +185,7 @@ def test_no_key_provisioned() -> None:
 def test_every_delivery_change_needs_auth(link: Link) -> None:
     for code, name, flags in wire.COMMANDS:
         if name in ("time_sync", "program_commit", "bolus", "patient_bolus", "suspend", "resume", "refill",
-                    "prime", "alarm_ack", "calibration_write"):
+                    "prime", "alarm_ack", "calibration_write", "maintenance"):
             assert flags & wire.FLAG_AUTH, name
             st, _ = link.req(code, bytes(8))
             assert st == wire.ERR_BAD_PAYLOAD, name   # unsigned: refused before any controller call
@@ -202,6 +214,22 @@ def test_delivery_commands_reach_the_controller(link: Link) -> None:
     assert names == ["set_time", "bolus", "suspend", "resume", "refill", "prime", "set_calibration", "ack_alarm",
                      "ack_alarm"]
     assert ("bolus", wire.BOLUS_PATIENT, 0, 0) in link.ctl.calls
+
+
+def test_maintenance_is_signed_and_its_window_bounded(link: Link) -> None:
+    """The REPL is reached only through a signed maintenance command with a window of 1..30 min;
+    an out-of-range window is refused before its counter is accepted (nothing consumed)."""
+    st, p = link.req(wire.CMD_MAINTENANCE, struct.pack("<I", 600_000))
+    assert st == wire.ERR_BAD_PAYLOAD and "authentication trailer malformed" in reason(p)
+    for bad in (0, wire.MAINT_MIN_MS - 1, wire.MAINT_MAX_MS + 1):
+        st, p = link.signed(wire.CMD_MAINTENANCE, struct.pack("<I", bad))
+        assert st == wire.ERR_BAD_PAYLOAD and reason(p) == (
+            "window_ms = %d: outside 60000..1800000 (1 to 30 min)" % bad)
+    assert link.ctl.calls == []
+    for good in (wire.MAINT_MIN_MS, wire.MAINT_DEFAULT_MS, wire.MAINT_MAX_MS):
+        assert link.signed(wire.CMD_MAINTENANCE, struct.pack("<I", good))[0] == wire.OK
+    assert [c for c in link.ctl.calls if c[0] == "maintenance"] == [
+        ("maintenance", 60_000), ("maintenance", 600_000), ("maintenance", 1_800_000)]
 
 
 def test_controller_refusal_code_and_text(link: Link) -> None:
