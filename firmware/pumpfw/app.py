@@ -841,13 +841,13 @@ class PumpApp(Controller):
         hw.stepper.enable(False)
         if dropped and self.program is not None:
             self.sched.record_missed(dropped)
+        self._raise(al.ALARM_MAINTENANCE)
+        self._log_alarm_changes()
+        self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._flowing_rate(), dropped)
         if self.program is not None:
             # nothing flows until the app is back: the state saved now reserves no steps
             # (pumpfw/ledger.py), so the boot after it counts nothing as possibly delivered
             self.sched.suspend()
-        self._raise(al.ALARM_MAINTENANCE)
-        self._log_alarm_changes()
-        self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._flowing_rate(), dropped)
         self.save(urgent=True)
         self.maint_window = window_ms
 

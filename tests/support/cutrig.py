@@ -310,6 +310,19 @@ class CutHardware(Hardware):
     def rig_id(self):
         return "cut-rig"
 
+    # maintenance (a keyless rig here: no maintenance ever starts)
+    def link_interrupt(self, enabled):
+        pass
+
+    def maintenance_record(self):
+        return None
+
+    def maintenance_hold(self, window_ms, tag, pattern):
+        pass
+
+    def reset(self):
+        raise Cut()
+
 
 def programs(rng):
     """A continuous or flex program at 186 ug/day .. 1.5 mg/day (2000 ug/mL)."""
