@@ -23,11 +23,13 @@ OP_BUTTON = const(8)     #                              -> r0 = debounced presse
 OP_ALARM = const(9)      # a = pattern                  -> r0 = 1
 OP_WDT_START = const(10)  # a = timeout_ms              -> r0 = 1
 OP_WDT_FEED = const(11)  #                              -> r0 = 1
+OP_IDLE = const(40)      # a = us to wait, b = wake on host bytes, c = host bytes read so far
+                         #                              -> r0 = sim_us at wake
 
 OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_STEPS: "steps",
             OP_ABORT: "abort", OP_PRESSURE: "pressure", OP_ENDSTOP: "end_stop",
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
-            OP_WDT_FEED: "wdt_feed"}
+            OP_WDT_FEED: "wdt_feed", OP_IDLE: "idle"}
 
 REQUEST_SIZE = const(40)
 ANSWER_SIZE = const(24)
@@ -95,6 +97,11 @@ class TwinPort:
         elif op == OP_ALARM:
             self.alarm_pattern = a
             r0 = 1
+        elif op == OP_IDLE:
+            # in-process link: nothing to wait for, the wait passes at once (the supervisor
+            # answers OP_IDLE itself, paced, and never hands it here)
+            w.advance_to(sim_us + a)
+            r0 = w.t_us
         elif op == OP_WDT_START:
             self.wdt_timeout_ms = a
             self.wdt_last_feed_us = w.t_us
