@@ -284,6 +284,24 @@ def check_time_scale(time_scale: float | str) -> float | str:
     return time_scale
 
 
+def time_scale_arg(text: str) -> float | str:
+    """argparse type of --time-scale: a number (the ceiling, sim s per wall s) or 'max'."""
+    import argparse
+    try:
+        return check_time_scale(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def poll_scale(time_scale: float | str) -> float:
+    """The scale a host uses to size its polling waits: at 'max' the rig may run 100000x."""
+    return 100000.0 if time_scale == "max" else float(time_scale)
+
+
+def scale_text(time_scale: float | str) -> str:
+    return "max" if time_scale == "max" else "%gx" % float(time_scale)
+
+
 def process_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie child of ours counts as gone); shared by the rig handles."""
     try:

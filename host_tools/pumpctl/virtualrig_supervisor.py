@@ -139,9 +139,14 @@ class Supervisor:
         self.anchor_wall = time.monotonic()
         self.anchor_sim_us = self.world.t_us
         self.hold_us = hold_us            # the clock stops here until released (None: free)
+        # the rig's own calendar: unix-epoch us = calendar_origin_us + sim us (set when the world
+        # is made, kept with it), so a rig at 100x has 100x days and `time sync` never goes back
+        self.calendar_origin_us = int(self.world_extra.get(
+            "calendar_origin_us", time.time_ns() // 1000 - self.world.t_us))
         self.parent_pid = parent_pid      # stop when this process is gone (started for a session)
         self.scheduled: list[tuple[int, int, str, dict[str, Any]]] = []   # (at_us, seq, kind, args)
         self.sched_seq = 0
+        self.fault_log: list[dict[str, Any]] = []    # faults applied: {"sim_us", "kind"} (last 50)
         # an idle the firmware waits in: (socket, state, from_us, until_us, wake_on_input)
         self.idle_wait: tuple[socket.socket, Any, int, int, int] | None = None
         self.fw_written = 0               # host bytes written to this boot's pty (mod 2**30)
@@ -182,7 +187,7 @@ class Supervisor:
         path = self.rig_dir / "world.json"
         d = {"state": self.world.state(), "params": self.world.params.as_dict(),
              "true_pl_per_step": self.world.pl_per_step, "boots": self.boots,
-             "reset_log": self.reset_log[-50:]}
+             "reset_log": self.reset_log[-50:], "calendar_origin_us": self.calendar_origin_us}
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(d, f)
@@ -370,11 +375,13 @@ class Supervisor:
         d = self.world.summary()
         d.update({
             "sim_us": now, "balance_ng": self.world.balance_reading_ng(),
+            "calendar_us": self.calendar_origin_us + now,
             "firmware": "down" if self.proc is None else ("hung" if self.hung else "running"),
             "boots": self.boots, "reset_cause": self.last_reset, "reset_log": self.reset_log[-10:],
             "port": self.port_path, "name": self.name,
             "time_scale": "max" if self.unpaced else [self.num, self.den],
             "hold_us": self.hold_us, "held": self._held(),
+            "fault_log": self.fault_log[-10:],
             "scheduled": [{"at_us": at, "kind": kind, "args": args} for at, _q, kind, args in self.scheduled],
             "pressure_kpa_x10": self.world.pressure_adc_kpa_x10(),
         })
@@ -466,6 +473,7 @@ class Supervisor:
     def _apply_fault(self, kind: str, args: dict[str, Any]) -> None:
         """Apply one fault at the world's time now (raises ValueError on a bad argument)."""
         w = self.world
+        self.fault_log = self.fault_log[-49:] + [{"sim_us": w.t_us, "kind": kind}]
         if kind == "occlude":
             w.set_occluded(True)
         elif kind == "unocclude":

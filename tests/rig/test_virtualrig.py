@@ -44,13 +44,14 @@ class Link:
         return int(self.ask(letter).split()[0].split("=")[1])
 
 
-def make_rig(tmp_path: Path, scale: float = 1.0, wdt_ms: int = 0) -> VirtualRig:
+def make_rig(tmp_path: Path, scale: float | str = 1.0, wdt_ms: int = 0,
+             hold_us: int | None = None) -> VirtualRig:
     rig_dir = tmp_path / "rig"
     seed_flash(rig_dir / "flash")
     shutil.copy(HERE / "echo_main.py", rig_dir / "flash" / "main.py")
     if wdt_ms:
         (rig_dir / "flash" / "wdt_ms").write_text(str(wdt_ms))
-    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7")
+    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7", hold_us=hold_us)
 
 
 @pytest.fixture

@@ -237,6 +237,7 @@ class SimRig(Rig):
             vr.fault("hang")
         elif fault == "corrupt_state":
             boots = self.boots()
+            vr.hold(vr.sim_us())                  # the clock waits (a 'max' rig would run on)
             vr.power_cut(off_ms=10 * 86_400_000)  # down until restarted below
             for name in ("state_a.bin", "state_b.bin"):
                 p = vr.flash_dir / name
@@ -246,6 +247,7 @@ class SimRig(Rig):
                         data[i] ^= 0x5A
                     p.write_bytes(bytes(data))
             vr.restart()
+            vr.hold(None)
             self.wait_boot(boots + 1)
 
     def boots(self) -> int:

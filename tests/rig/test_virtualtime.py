@@ -1,0 +1,130 @@
+"""Virtual time on the virtual rig: the firmware owns the clock; faults land at sim times; a
+held, scripted run repeats exactly; `max` runs unpaced; a session's supervisor dies with it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pumpctl.errors import UsageError
+from pumpctl.virtualrig import VirtualRig, process_alive
+
+from .test_virtualrig import Link, make_rig
+
+pytestmark = pytest.mark.rig
+
+
+def test_scheduled_fault_lands_at_its_sim_time(tmp_path: Path):
+    with make_rig(tmp_path, scale="max") as rig:
+        Link(rig.port).boot_line()
+        at = rig.sim_us() + 30_000_000
+        w = rig.fault("occlude", at_us=at)
+        assert w["scheduled"] == [{"at_us": at, "kind": "occlude", "args": {}}]
+        assert w["occluded"] is False
+        deadline = time.monotonic() + 20
+        while not rig.world()["occluded"]:
+            assert time.monotonic() < deadline, "the scheduled occlusion never landed"
+            time.sleep(0.02)
+        w = rig.world()
+        assert {"sim_us": at, "kind": "occlude"} in w["fault_log"] and w["scheduled"] == []
+        assert w["sim_us"] >= at
+
+
+def test_bad_schedules_are_refused_with_the_reason(tmp_path: Path):
+    with make_rig(tmp_path, scale="max") as rig:
+        Link(rig.port).boot_line()
+        while rig.sim_us() < 1_000_000:      # the firmware's first hardware call
+            time.sleep(0.01)
+        with pytest.raises(UsageError, match="already past"):
+            rig.fault("occlude", at_us=1000)
+        with pytest.raises(UsageError, match="after_ms = -1: must be an int >= 0"):
+            rig.fault("occlude", after_ms=-1)
+        with pytest.raises(UsageError, match="not both"):
+            rig.fault("occlude", at_us=10 ** 12, after_ms=5)
+
+
+def _scripted_run(tmp_path: Path, scale: float | str) -> dict:
+    """One scripted scenario: clock held at 0, a 100-step segment asked at a known time, a stall
+    landing mid-segment and cleared later, then run to 3 s and compare the world."""
+    rig = make_rig(tmp_path, scale=scale, hold_us=0)
+    try:
+        link = Link(rig.port)
+        link.boot_line()
+        rig.fault("stall", at_us=1_500_000)
+        rig.fault("unstall", at_us=1_650_000)
+        rig.fault("occlude", at_us=1_700_000)
+        assert link.value("q") == 1          # lands while the clock is held: a defined time
+        w = rig.run_until(3_000_000)
+        return {k: w[k] for k in ("sim_us", "pulses", "plunger_steps", "line_pl", "out_pl",
+                                  "pressure_kpa_x10", "fault_log")}
+    finally:
+        rig.stop()
+
+
+def test_held_script_repeats_exactly_at_any_scale(tmp_path: Path):
+    a = _scripted_run(tmp_path / "a", "max")
+    b = _scripted_run(tmp_path / "b", "max")
+    c = _scripted_run(tmp_path / "c", 20)
+    assert a == b == c
+    assert a["plunger_steps"] == 100 and a["pressure_kpa_x10"] > 0 and len(a["fault_log"]) == 3
+
+
+def test_max_runs_ahead_of_any_ceiling(tmp_path: Path):
+    with make_rig(tmp_path, scale="max") as rig:
+        link = Link(rig.port)
+        link.boot_line()
+        t0, r0 = link.value("t"), time.monotonic()
+        time.sleep(0.5)
+        t1, r1 = link.value("t"), time.monotonic()
+        # the echo loop sleeps 5 ms a pass: unpaced, sim time runs far ahead of the wall clock
+        assert t1 - t0 > 5 * (r1 - r0) * 1000
+        w = rig.world()
+        assert w["time_scale"] == "max" and w["calendar_us"] - w["sim_us"] > 1.6e15   # after 2020
+
+
+def test_hang_is_reset_by_watchdog_at_max(tmp_path: Path):
+    with make_rig(tmp_path, scale="max", wdt_ms=2000) as rig:
+        link = Link(rig.port)
+        link.boot_line()
+        rig.fault("hang")
+        rig.wait_firmware(2, timeout_s=10)
+        assert link.boot_line() == "boot cause=1 rig=bench-7"
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from pumpctl.virtualrig import VirtualRig
+    rig = VirtualRig.start(Path(sys.argv[1]), time_scale=1.0, detach=False)
+    w = rig.world()
+    print(rig.pid, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_session_rig_dies_with_the_process_that_started_it(tmp_path: Path):
+    from pumpctl.virtualrig_supervisor import seed_flash
+    seed_flash(tmp_path / "rig" / "flash")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "rig")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        sup_pid = int(child.stdout.readline())
+        fw_pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(sup_pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+        assert process_alive(sup_pid) and fw_pids
+        child.send_signal(signal.SIGKILL)       # like a pytest run cut by a timeout
+        child.wait()
+        deadline = time.monotonic() + 10
+        while any(process_alive(p) for p in [sup_pid, *fw_pids]):
+            assert time.monotonic() < deadline, "the supervisor or its firmware outlived the parent"
+            time.sleep(0.05)
+        assert not (tmp_path / "rig" / "rig.json").exists()     # it stopped cleanly
+    finally:
+        if child.poll() is None:
+            child.kill()
