@@ -48,6 +48,8 @@ PACE_SLACK_S = 0.05
 # At `max` with nothing scheduled ahead (hung firmware without a watchdog), time runs at this pace.
 MAX_FALLBACK_SCALE = 1000
 PACE_FALLBACK_TICK_S = 0.01
+TWIN_WAIT_S = 0.002     # how long a burst waits on the twin socket for the firmware's next call
+TWIN_BURST_S = 0.005    # longest burst of twin requests before the other channels are served
 RESTART_MIN_REAL_S = 0.5   # back-off when the firmware process exits by itself
 PERSIST_EVERY_S = 1.0
 RELAY_BUFFER = 1 << 20     # bytes held for a slow reader on either side of the relay
@@ -578,7 +580,7 @@ class Supervisor:
         for r in ready:
             if r is twin_srv:
                 c, _ = twin_srv.accept()
-                c.setblocking(True)
+                c.settimeout(TWIN_WAIT_S)
                 if self.port is not None:
                     self.twin_conns[c.fileno()] = (c, self.port, bytearray())
                 else:
@@ -672,16 +674,30 @@ class Supervisor:
             pass
 
     def _serve_twin(self, s: socket.socket) -> None:
+        """Serve the twin's requests in a burst: after an answer the firmware's next call comes
+        within microseconds, so wait for it on this socket (TWIN_WAIT_S) rather than go round
+        the whole select loop, for at most TWIN_BURST_S before the other channels get a turn."""
+        fd = s.fileno()
+        end = time.monotonic() + TWIN_BURST_S
+        while True:
+            try:
+                data = s.recv(4096)
+            except socket.timeout:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                s.close()
+                self.twin_conns.pop(fd, None)
+                return
+            self._serve_twin_data(s, data)
+            if fd not in self.twin_conns or self.idle_wait is not None or self.proc is None \
+                    or self.hung or time.monotonic() > end:
+                return
+
+    def _serve_twin_data(self, s: socket.socket, data: bytes) -> None:
         fd = s.fileno()
         _s, state, buf = self.twin_conns[fd]
-        try:
-            data = s.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            s.close()
-            del self.twin_conns[fd]
-            return
         buf += data
         out = bytearray()
         while len(buf) >= twinport.REQUEST_SIZE:

@@ -132,6 +132,12 @@ class Rig:
         """Wait until the firmware has booted `boots` times and runs."""
         raise NotImplementedError
 
+    def held(self) -> Any:
+        """A context in which the rig's clock stands still while the host talks to it (a
+        virtual rig: its requests land at one sim time; other rigs: their clock runs on)."""
+        import contextlib
+        return contextlib.nullcontext()
+
     def balance_reading(self) -> tuple[float, float] | None:
         """(rig time s, gross mass g) from a balance built into the rig, or None."""
         return None
@@ -258,6 +264,18 @@ class SimRig(Rig):
 
     def wait_boot(self, boots: int, timeout_s: float = 20.0) -> None:
         self.vr.wait_firmware(boots, timeout_s=timeout_s)
+
+    def held(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def hold() -> Any:
+            self.vr.hold(self.vr.sim_us())
+            try:
+                yield
+            finally:
+                self.vr.hold(None)
+        return hold()
 
     def balance_reading(self) -> tuple[float, float]:
         sim_ms, grams = self.vr.balance()
