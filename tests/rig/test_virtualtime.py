@@ -128,3 +128,22 @@ def test_session_rig_dies_with_the_process_that_started_it(tmp_path: Path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_emulated_pico_supervisor_watch_ends_it_with_its_owner():
+    # the emulated Pico's supervisor (image not on every machine) uses this watch; the owner
+    # need not be its parent (tests/emu prepares the chip in a child that exits)
+    owner = subprocess.Popen(["sleep", "60"])
+    code = ("import time; from pumpctl.emurig import watch_owner; "
+            f"watch_owner({owner.pid}, every_s=0.05, grace_s=1.0); time.sleep(60)")
+    sup = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1.0)
+        assert sup.poll() is None                # runs while its owner does
+        owner.kill()
+        owner.wait()
+        assert sup.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        for p in (owner, sup):
+            if p.poll() is None:
+                p.kill()
