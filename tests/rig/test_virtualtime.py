@@ -147,3 +147,41 @@ def test_emulated_pico_supervisor_watch_ends_it_with_its_owner():
         for p in (owner, sup):
             if p.poll() is None:
                 p.kill()
+
+
+def test_sim_time_options_parse_units_and_name_a_bad_value():
+    from pumpctl.cmd_sim import _sim_duration_us
+    assert _sim_duration_us("--at", "90 s") == 90_000_000
+    assert _sim_duration_us("--at", "1.5 min") == 90_000_000
+    assert _sim_duration_us("--after", "2h") == 7_200_000_000
+    assert _sim_duration_us("--after", "3600") == 3_600_000_000
+    for bad in ("soon", "-5 s", "1e3 s", "5 weeks", "9" * 5001):
+        with pytest.raises(UsageError, match=r"^--at = .*: not a sim time such as"):
+            _sim_duration_us("--at", bad)
+
+
+def test_cli_fault_after_lands_at_its_time_and_time_scale_max(tmp_path: Path):
+    env = dict(os.environ, PUMPCTL_HOME=str(tmp_path / "home"))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pumpctl.cli", *a], capture_output=True,
+                                    text=True, env=env, timeout=60)
+    r = run("sim", "start", "--name", "vt", "--fresh", "--time-scale", "max")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = run("sim", "fault", "occlude", "--name", "vt", "--after", "10 min")
+        assert r.returncode == 0 and "occlude: scheduled at sim time" in r.stdout, r.stderr
+        r = run("sim", "fault", "occlude", "--name", "vt", "--at", "later")
+        assert r.returncode == 1 and "--at = 'later': not a sim time" in r.stderr
+        r = run("sim", "start", "--name", "vt2", "--time-scale", "fast")
+        assert r.returncode != 0 and "must be a number or 'max'" in r.stderr
+        deadline = time.monotonic() + 30
+        while True:
+            w = VirtualRig(tmp_path / "home" / "rigs" / "vt").world()
+            if w["fault_log"]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert w["occluded"] and w["time_scale"] == "max" and w["fault_log"][0]["kind"] == "occlude"
+        r = run("sim", "status", "--name", "vt")
+        assert r.returncode == 0 and "time scale max" in r.stdout
+    finally:
+        run("sim", "stop", "--name", "vt")
