@@ -185,3 +185,21 @@ def test_cli_fault_after_lands_at_its_time_and_time_scale_max(tmp_path: Path):
         assert r.returncode == 0 and "time scale max" in r.stdout
     finally:
         run("sim", "stop", "--name", "vt")
+
+
+def test_time_sync_on_a_virtual_rig_takes_its_own_calendar(tmp_path: Path, monkeypatch):
+    import argparse
+    import datetime
+    from pumpctl.cmd_device import _rig_calendar
+    monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
+    with make_rig(tmp_path, scale="max") as rig:
+        Link(rig.port).boot_line()
+        time.sleep(1.0)
+        before = rig.world()
+        got = _rig_calendar(argparse.Namespace(port=rig.port))
+        after = rig.world()
+        lo = datetime.datetime.fromtimestamp(before["calendar_us"] / 1e6)
+        hi = datetime.datetime.fromtimestamp(after["calendar_us"] / 1e6)
+        assert lo <= got <= hi
+        # the rig's days run at its own pace: far ahead of this host's clock by now
+        assert (got - datetime.datetime.now()).total_seconds() > 10
