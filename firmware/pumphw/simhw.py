@@ -84,12 +84,32 @@ class _RigLink:
             self._readinto = s.recv_into
         self._sock = s
         self._req = bytearray(twinport.REQUEST_SIZE)
+        self._post = bytearray(twinport.REQUEST_SIZE)
+        self._posted = False
         self._ans = bytearray(twinport.ANSWER_SIZE)
+        self._last_op = 0
+        self._last_t = -1
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
 
+    def post(self, op, sim_us, a):
+        """An op whose answer the firmware does not use (watchdog feed, alarm output): sent
+        with the next call, no round trip of its own (the supervisor answers nothing)."""
+        if self._posted:
+            self._write(self._post)
+        self._pack("<qqqqq", self._post, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
+        self._posted = True
+        self._last_op = 0
+
     def call(self, op, sim_us, a, b, c):
+        if op == OP_STEPS and self._last_op == OP_STEPS and sim_us == self._last_t:
+            return      # the same read at the same sim time: nothing can have changed
+        self._last_op = op
+        self._last_t = sim_us
+        if self._posted:
+            self._write(self._post)
+            self._posted = False
         self._pack("<qqqqq", self._req, 0, op, sim_us, a, b, c)
         self._write(self._req)
         n = self._readinto(self._ans)
@@ -215,7 +235,7 @@ class SimHardware(base.Hardware):
 
     # outputs
     def alarm_output(self, pattern):
-        self._link.call(OP_ALARM, self._clock.sim_us(), pattern, 0, 0)
+        self._link.post(OP_ALARM, self._clock.sim_us(), pattern)
 
     # watchdog and reset
     def watchdog_start(self, timeout_ms):
@@ -224,7 +244,7 @@ class SimHardware(base.Hardware):
         self._link.call(OP_WDT_START, self._clock.sim_us(), timeout_ms, 0, 0)
 
     def watchdog_feed(self):
-        self._link.call(OP_WDT_FEED, self._clock.sim_us(), 0, 0, 0)
+        self._link.post(OP_WDT_FEED, self._clock.sim_us(), 0)
 
     def watchdog_stop(self):
         self._link.call(OP_WDT_START, self._clock.sim_us(), 0, 0, 0)   # timeout 0: disarmed
@@ -283,6 +303,9 @@ class _LocalLink:
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
+
+    def post(self, op, sim_us, a):
+        self.port.call(op, sim_us, a, 0, 0)
 
     def call(self, op, sim_us, a, b, c):
         p = self.port

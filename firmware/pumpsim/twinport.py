@@ -31,6 +31,8 @@ OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_ST
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
             OP_WDT_FEED: "wdt_feed", OP_IDLE: "idle"}
 
+OP_NO_ANSWER = const(0x80)  # or-ed into a posted op (feed, alarm): performed, not answered
+
 REQUEST_SIZE = const(40)
 ANSWER_SIZE = const(24)
 _WRAP = const(0x3FFFFFFF)

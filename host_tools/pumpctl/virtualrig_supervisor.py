@@ -703,6 +703,8 @@ class Supervisor:
         while len(buf) >= twinport.REQUEST_SIZE:
             op, sim_us, a, b, c = struct.unpack_from("<qqqqq", buf, 0)
             del buf[:twinport.REQUEST_SIZE]
+            answer = not op & twinport.OP_NO_ANSWER
+            op &= ~twinport.OP_NO_ANSWER
             p = state.port
             t = max(sim_us, self.world.t_us)
             now_wall = time.monotonic()
@@ -734,10 +736,12 @@ class Supervisor:
                 continue
             try:
                 p.call(op, t, a, b, c)
-                out += struct.pack("<qqq", p.r0, p.r1, p.r2)
+                if answer:
+                    out += struct.pack("<qqq", p.r0, p.r1, p.r2)
             except ValueError as exc:
                 print(f"virtualrig: twin request refused: {exc}", file=sys.stderr)
-                out += struct.pack("<qqq", -1, 0, 0)
+                if answer:
+                    out += struct.pack("<qqq", -1, 0, 0)
         if out:
             s.sendall(out)
 
