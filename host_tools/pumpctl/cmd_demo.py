@@ -74,6 +74,9 @@ def run_demo(args: argparse.Namespace) -> int:
             start_ms = start.day * 86_400_000 + start.ms_of_day
             last_total = start.delivered_total_ng
             hour = 0
+            # every status poll wakes the firmware for a loop iteration of its own: at 'max' a
+            # poll every 10 ms would take a good part of what it can run
+            poll_s = 0.1 if args.time_scale == "max" else 0.01
             while hour < args.hours:
                 target = start_ms + (hour + 1) * MS_PER_HOUR
                 while True:
@@ -81,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     now = st.day * 86_400_000 + st.ms_of_day
                     if now >= target:
                         break
-                    time.sleep(min(0.5, max(0.01, (target - now) / 1000.0 / poll_scale(args.time_scale))))
+                    time.sleep(min(0.5, max(poll_s, (target - now) / 1000.0 / poll_scale(args.time_scale))))
                 _, grams = rig.balance()
                 sim_h = (now - start_ms) / MS_PER_HOUR
                 evap_ng = params.evaporation_ng_per_h * sim_h
@@ -97,7 +100,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _summary(pump: Pump, rig: VirtualRig, committed, start, end, program, params: Params, conc: int) -> int:
-    """Compare count, plan and balance; check the log. Returns the exit status (0: all agree)."""
+    """Compare count, plan and balance; check the log. Returns the exit status (0: all agree).
+    The rig's clock is held first, so the count and the balance are read at one sim time (at
+    'max' a few wall ms between the two reads are minutes of delivery)."""
+    rig.hold(rig.sim_us())
+    end = pump.status()
     world = rig.world()
     pl = world["pl_per_step"]
     sim_h = ((end.day - start.day) * 86_400_000 + end.ms_of_day - start.ms_of_day) / MS_PER_HOUR
