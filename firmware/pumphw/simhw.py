@@ -6,54 +6,53 @@ Two links to the world, chosen by `make_sim_hardware()`:
   (so physics survives power cuts and the host can weigh the balance while firmware is down);
 - local link (no supervisor): an in-process World, for tests that run firmware in one process.
 
-Time: sim_us = base_us + (monotonic_us - epoch_us) * num // den (time scale num/den).
-ticks_ms wraps at 2**30 like the RP2040 port and starts at 0 at boot; sleep_ms sleeps
-ms * den / num real ms. Nothing else reveals the scale. Per-call cost: clock reads are local
-(no allocation); stepper/sensor calls pack into preallocated buffers (no allocation on the
-unix port, checked with micropython.heap_lock in tests/rig).
+Time is the firmware's own (virtual time): the twin keeps a sim-microsecond counter that moves
+only as the firmware lets it, never with the host's wall clock, so a busy host can slow a run but
+never change its physics:
+- `idle(ms)` and `sleep_ms(ms)` ask the supervisor to let `ms` of sim time pass (OP_IDLE); it
+  answers with the sim time at which the firmware wakes (idle wakes early when host bytes
+  arrive: they land at that time). The supervisor paces the answers so sim time never runs
+  faster than the rig's time scale (a ceiling), or answers at once at `--time-scale max`;
+- each main-loop iteration costs ITER_COST_US of sim time (charged in `idle`, which the app
+  calls once per iteration), and each `ticks_ms()` read costs TICKS_COST_US, so a loop that
+  polls the clock without sleeping still moves time on, at the emulated Pico's pace.
+ticks_ms wraps at 2**30 like the RP2040 port and starts at 0 at boot; boot itself costs
+BOOT_COST_US (the Pico's imports). Nothing else reveals the scale. Per-call cost: clock reads
+are local (no allocation); stepper/sensor calls pack into preallocated buffers (no allocation on
+the unix port, checked with micropython.heap_lock in tests/rig).
+
+The modelled costs come from docs/emulated-pico.md: the emulated RP2040 runs a bare
+`while ticks_diff(ticks_ms(), t0) < 100: n += 1` loop 5,789 times per emulated 100 ms (17 us an
+iteration, hence TICKS_COST_US); on the unix port the app's idle loop iteration (`PumpApp.step`
+with the hardware calls, no sleep) takes 220-580 times that bare-loop iteration (bench
+measurement, docs/virtual-time.md), i.e. about 3.8 ms of Pico time: ITER_COST_US = 4 ms. The
+Pico's import of the application takes about 1.3 emulated s from reset: BOOT_COST_US.
 """
 import os
 import sys
-import time
 
 from pumpcore.fixed import const
 from pumphw import base
 from pumpsim import twinport
 from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_BUTTON, OP_ENABLE, OP_ENABLED, OP_ENDSTOP,
-                              OP_MAINT_HOLD, OP_PRESSURE, OP_QUEUE, OP_RESET, OP_SCRATCH_READ,
-                              OP_SCRATCH_WRITE, OP_STEPS, OP_WDT_FEED, OP_WDT_START)
+                              OP_IDLE, OP_MAINT_HOLD, OP_PRESSURE, OP_QUEUE, OP_RESET,
+                              OP_SCRATCH_READ, OP_SCRATCH_WRITE, OP_STEPS, OP_WDT_FEED,
+                              OP_WDT_START)
 
 _TICKS_MASK = const(0x3FFFFFFF)
 _TICKS_HALF = const(0x20000000)
+ITER_COST_US = const(4000)     # one main-loop iteration on the Pico (see the module docstring)
+TICKS_COST_US = const(17)      # one ticks_ms() read in a polling loop on the Pico
+BOOT_COST_US = const(1300000)  # reset to the application running (imports) on the Pico
 
-try:
-    _mono_us = time.ticks_us          # micropython unix port: CLOCK_MONOTONIC in us
-    _sleep_us = time.sleep_us
-except AttributeError:                # CPython
-    def _mono_us():
-        return time.monotonic_ns() // 1000
+class _VirtualClock:
+    """The firmware's sim time in microseconds: moved on only by the twin (costs, idle answers)."""
 
-    def _sleep_us(us):
-        time.sleep(us / 1000000)
-
-
-class _SimClock:
-    """Scaled monotonic clock: sim microseconds from real ones."""
-
-    def __init__(self, epoch_us, base_us, num, den):
-        if num <= 0 or den <= 0:
-            raise ValueError("time scale = %r/%r: must be positive" % (num, den))
-        self.epoch_us = epoch_us
-        self.base_us = base_us
-        self.num = num
-        self.den = den
+    def __init__(self, t_us):
+        self.t_us = t_us
 
     def sim_us(self):
-        return self.base_us + (_mono_us() - self.epoch_us) * self.num // self.den
-
-    def real_us(self, sim_us):
-        """Real microseconds that `sim_us` of sim time take (rounded up)."""
-        return (sim_us * self.den + self.num - 1) // self.num
+        return self.t_us
 
 
 def _le64(buf, off):
@@ -87,12 +86,32 @@ class _RigLink:
             self._readinto = s.recv_into
         self._sock = s
         self._req = bytearray(twinport.REQUEST_SIZE)
+        self._post = bytearray(twinport.REQUEST_SIZE)
+        self._posted = False
         self._ans = bytearray(twinport.ANSWER_SIZE)
+        self._last_op = 0
+        self._last_t = -1
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
 
+    def post(self, op, sim_us, a):
+        """An op whose answer the firmware does not use (watchdog feed, alarm output): sent
+        with the next call, no round trip of its own (the supervisor answers nothing)."""
+        if self._posted:
+            self._write(self._post)
+        self._pack("<qqqqq", self._post, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
+        self._posted = True
+        self._last_op = 0
+
     def call(self, op, sim_us, a, b, c):
+        if op == OP_STEPS and self._last_op == OP_STEPS and sim_us == self._last_t:
+            return      # the same read at the same sim time: nothing can have changed
+        self._last_op = op
+        self._last_t = sim_us
+        if self._posted:
+            self._write(self._post)
+            self._posted = False
         self._pack("<qqqqq", self._req, 0, op, sim_us, a, b, c)
         self._write(self._req)
         n = self._readinto(self._ans)
@@ -173,30 +192,36 @@ class SimHardware(base.Hardware):
         self._stdin = None
         self._stdout = None
         self._break = True     # Ctrl-C interrupts, as on a Pico until link_interrupt(False)
+        self._rx_count = 0      # host bytes read so far (mod 2**30): the supervisor's wake test
 
     # time
     def ticks_ms(self):
-        return ((self._clock.sim_us() - self._boot_us) // 1000) & _TICKS_MASK
+        c = self._clock
+        c.t_us += TICKS_COST_US
+        return ((c.t_us - self._boot_us) // 1000) & _TICKS_MASK
 
     def ticks_diff(self, a, b):
         return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
     def sleep_ms(self, ms):
         if ms > 0:
-            _sleep_us(self._clock.real_us(ms * 1000))
+            c = self._clock
+            self._link.call(OP_IDLE, c.t_us, ms * 1000, 0, 0)
+            c.t_us = self._link.r0
 
     def idle(self, ms):
-        """Wait up to ms of device time, returning as soon as host bytes arrive."""
+        """End of one loop iteration (its modelled cost), then wait up to ms of device time,
+        returning as soon as host bytes arrive (they land at the sim time of the wake)."""
+        c = self._clock
+        c.t_us += ITER_COST_US
         if ms <= 0:
             return
         if self._poll is None:
             self._open_stdio()
-        us = self._clock.real_us(ms * 1000)
-        if us < 2000:
-            if not self._poll.poll(0):
-                _sleep_us(us)
+        if self._poll.poll(0):
             return
-        self._poll.poll(us // 1000)
+        self._link.call(OP_IDLE, c.t_us, ms * 1000, 1, self._rx_count)
+        c.t_us = self._link.r0
 
     # inputs
     def pressure_kpa_x10(self):
@@ -213,7 +238,7 @@ class SimHardware(base.Hardware):
 
     # outputs
     def alarm_output(self, pattern):
-        self._link.call(OP_ALARM, self._clock.sim_us(), pattern, 0, 0)
+        self._link.post(OP_ALARM, self._clock.sim_us(), pattern)
 
     # watchdog and reset
     def watchdog_start(self, timeout_ms):
@@ -222,7 +247,7 @@ class SimHardware(base.Hardware):
         self._link.call(OP_WDT_START, self._clock.sim_us(), timeout_ms, 0, 0)
 
     def watchdog_feed(self):
-        self._link.call(OP_WDT_FEED, self._clock.sim_us(), 0, 0, 0)
+        self._link.post(OP_WDT_FEED, self._clock.sim_us(), 0)
 
     def watchdog_stop(self):
         self._link.call(OP_WDT_START, self._clock.sim_us(), 0, 0, 0)   # timeout 0: disarmed
@@ -303,6 +328,7 @@ class SimHardware(base.Hardware):
             out += b
             if b[0] == 3 and self._break:
                 break
+        self._rx_count = (self._rx_count + len(out)) & _TICKS_MASK
         return bytes(out)
 
     def serial_write(self, data):
@@ -325,6 +351,9 @@ class _LocalLink:
         self.r1 = 0
         self.r2 = 0
 
+    def post(self, op, sim_us, a):
+        self.port.call(op, sim_us, a, 0, 0)
+
     def call(self, op, sim_us, a, b, c):
         p = self.port
         p.call(op, sim_us, a, b, c)
@@ -333,33 +362,24 @@ class _LocalLink:
         self.r2 = p.r2
 
 
-def _parse_scale(text):
-    """'1000' or '1000/1' or '5/2' -> (num, den)."""
-    if "/" in text:
-        a, b = text.split("/")
-        return int(a), int(b)
-    return int(text), 1
-
-
-def make_sim_hardware(world=None, time_scale=(1, 1), rig_id="sim-local", flash_root=None,
+def make_sim_hardware(world=None, rig_id="sim-local", flash_root=None,
                       reset_cause=base.RESET_POWER_ON):
     """The simulated twin. Inside a virtual rig (env PUMPSIM_SOCK) it attaches to the rig's
     supervisor and every argument is ignored; otherwise it builds an in-process world
-    (`world`: a pumpsim.model.World, default from ../hw/mechanism.json defaults) with
-    `time_scale` = (num, den) and returns a hardware whose `_port` is the TwinPort (tests only).
+    (`world`: a pumpsim.model.World, default from ../hw/mechanism.json defaults; its time runs as
+    fast as the code, idles are answered at once) and returns a hardware whose `_port` is the TwinPort (tests only).
     """
     env = os.getenv("PUMPSIM_SOCK")
     if env:
-        num, den = _parse_scale(os.getenv("PUMPSIM_SCALE") or "1")
-        clock = _SimClock(int(os.getenv("PUMPSIM_EPOCH_US")), int(os.getenv("PUMPSIM_BASE_US")), num, den)
-        return SimHardware(_RigLink(env), clock, int(os.getenv("PUMPSIM_BOOT_US")),
+        boot_us = int(os.getenv("PUMPSIM_BOOT_US"))
+        clock = _VirtualClock(boot_us + BOOT_COST_US)
+        return SimHardware(_RigLink(env), clock, boot_us,
                            int(os.getenv("PUMPSIM_RESET") or "0"), os.getenv("PUMPSIM_RIG_ID") or "sim",
                            os.getenv("PUMPSIM_FLASH") or os.getcwd())
     from pumpsim import model
     if world is None:
         world = model.World(model.Mechanism(800, 200, 64, 19130, 20000000))
-    num, den = time_scale
-    clock = _SimClock(_mono_us(), world.t_us, num, den)
+    clock = _VirtualClock(world.t_us + BOOT_COST_US)
     port = twinport.TwinPort(world, world.t_us)
     hw = SimHardware(_LocalLink(port), clock, world.t_us, reset_cause, rig_id,
                      flash_root or os.getcwd())

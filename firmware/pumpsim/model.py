@@ -264,6 +264,9 @@ class World:
         self.plunger_steps = 0     # net plunger travel from the full mark, microsteps
         self.reservoir_pl = self.capacity_pl if reservoir_pl is None else reservoir_pl
         self.line_pl = 0           # volume held in the line compliance (pressure = line_pl / C)
+        self._relax_pl = None      # decay anchor: line volume at its last change, and its ms
+        self._relax_ms = 0
+        self._relax_last = 0
         self.out_pl = 0            # total volume that left the outlet (onto the balance)
         self.occluded = False
         self.forced_stall = False
@@ -298,6 +301,7 @@ class World:
             setattr(self, name, d[name])
         self.queue = [list(s) for s in d.get("queue", [])]
         self.button = [(e[0], e[1]) for e in d.get("button", [])]
+        self._relax_pl = None
 
     # ---- derived read-outs -----------------------------------------------------------------
     def pressure_pa(self):
@@ -445,12 +449,22 @@ class World:
 
     # ---- time ----------------------------------------------------------------------------------
     def _relax(self, t_from, t_to):
-        """Drain the line between two times: decay at every whole ms boundary crossed."""
+        """Drain the line between two times: decay at every whole ms boundary crossed. The decay
+        is computed from the last change of the line volume (a pulse, a fault, a restore), not
+        from the previous call, so where a host's reads split the time changes nothing (the
+        fixed-point factors round, and split differently they would round differently)."""
         dt_ms = t_to // 1000 - t_from // 1000
-        if dt_ms <= 0 or self.occluded or self.line_pl == 0:
+        if dt_ms <= 0:
             return
+        if self.occluded or self.line_pl == 0:
+            self._relax_pl = None
+            return
+        if self._relax_pl is None or self.line_pl != self._relax_last:
+            self._relax_pl = self.line_pl
+            self._relax_ms = t_from // 1000
         before = self.line_pl
-        self.line_pl = self._decay.apply(before, dt_ms)
+        self.line_pl = self._decay.apply(self._relax_pl, t_to // 1000 - self._relax_ms)
+        self._relax_last = self.line_pl
         self.out_pl += before - self.line_pl
 
     def _pulse(self):

@@ -27,12 +27,16 @@ OP_SCRATCH_READ = const(12)   # a = index 0..3          -> r0 = watchdog SCRATCH
 OP_SCRATCH_WRITE = const(13)  # a = index 0..3, b = u32 -> r0 = 1
 OP_MAINT_HOLD = const(14)     # a = window_ms           -> r0 = 1 (the hold's timer, see below)
 OP_RESET = const(15)          #                         -> r0 = 1 (machine.reset: the rig resets)
+OP_IDLE = const(40)      # a = us to wait, b = wake on host bytes, c = host bytes read so far
+                         #                              -> r0 = sim_us at wake
 
 OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_STEPS: "steps",
             OP_ABORT: "abort", OP_PRESSURE: "pressure", OP_ENDSTOP: "end_stop",
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
             OP_WDT_FEED: "wdt_feed", OP_SCRATCH_READ: "scratch_read",
-            OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset"}
+            OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset", OP_IDLE: "idle"}
+
+OP_NO_ANSWER = const(0x80)  # or-ed into a posted op (feed, alarm): performed, not answered
 
 REQUEST_SIZE = const(40)
 ANSWER_SIZE = const(24)
@@ -129,6 +133,11 @@ class TwinPort:
         elif op == OP_ALARM:
             self.alarm_pattern = a
             r0 = 1
+        elif op == OP_IDLE:
+            # in-process link: nothing to wait for, the wait passes at once (the supervisor
+            # answers OP_IDLE itself, paced, and never hands it here)
+            w.advance_to(sim_us + a)
+            r0 = w.t_us
         elif op == OP_WDT_START:
             self.wdt_timeout_ms = a
             self.wdt_last_feed_us = w.t_us

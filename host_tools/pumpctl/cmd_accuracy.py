@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .virtualrig import time_scale_arg
 
 DEFAULT_OUT = Path("out/accuracy")
 DEFAULT_TIME_SCALE = 1000.0
@@ -138,8 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'sim' (virtual rig and its balance, the default) or the serial port of an "
                         "MT-SICS balance (then --port is the bench rig)")
     p.add_argument("--port", default=argparse.SUPPRESS, help="serial port of the bench rig")
-    p.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
-                   help=f"virtual rig time scale (default {DEFAULT_TIME_SCALE:g}x)")
+    p.add_argument("--time-scale", type=time_scale_arg, default=DEFAULT_TIME_SCALE,
+                   help=f"virtual rig time scale, a ceiling (default {DEFAULT_TIME_SCALE:g}x), or 'max'")
     p.add_argument("--temperature", type=float, default=20.0,
                    help="fluid temperature in degC for the water density (default 20)")
     p.add_argument("--density", type=float, default=None, help="fluid density in g/mL (overrides water)")

@@ -373,11 +373,24 @@ def cmd_prime(args: argparse.Namespace) -> int:
 
 def cmd_time(args: argparse.Namespace) -> int:
     import datetime
-    now = datetime.datetime.now() if args.at is None else _parse_at(args.at)
+    now = _rig_calendar(args) if args.at is None else _parse_at(args.at)
     with open_pump(args) as pump:
         day, ms = pump.sync_time(now)
     print("rig clock set to %s" % output.wall_time(day, ms))
     return 0
+
+
+def _rig_calendar(args: argparse.Namespace) -> Any:
+    """The time to set: a virtual rig's own simulated calendar (its clock runs at its time scale,
+    so the host's time would throw a 100x rig's clock back by hours), else this computer's."""
+    import datetime
+    from .errors import PumpError
+    from .virtualrig import find_by_port
+    try:
+        cal_us = int(find_by_port(resolve_port(args.port)).world()["calendar_us"])
+    except (PumpError, OSError, KeyError, ValueError):
+        return datetime.datetime.now()     # not a virtual rig (or an older one): host time
+    return datetime.datetime.fromtimestamp(cal_us / 1e6)
 
 
 def _parse_at(text: str) -> Any:

@@ -57,7 +57,7 @@ def _json(args: argparse.Namespace) -> bool:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh)
+    rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh, detach=True)
     doc = {"port": rig.port, "pid": rig.pid, "version": rig.state["version"], "image": rig.state["image"],
            "dir": str(rig.dir), "boot_wall_s": rig.state.get("boot_wall_s"),
            "hw_dir": str(rig.dir / EMU_HW_DIR)}

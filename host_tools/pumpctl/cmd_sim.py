@@ -5,7 +5,7 @@ import argparse
 import json
 
 from .errors import UsageError
-from .virtualrig import FAULT_KINDS, VirtualRig, rig_dir_for
+from .virtualrig import FAULT_KINDS, VirtualRig, rig_dir_for, time_scale_arg
 
 DEFAULT_NAME = "sim"
 
@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     start = sub.add_parser("start", help="start the firmware in micropython on a pty; prints the port")
     start.add_argument("--name", default=DEFAULT_NAME, help="rig name (dir under $PUMPCTL_HOME/rigs)")
     start.add_argument("--fresh", action="store_true", help="wipe the rig's flash and world (factory state)")
-    start.add_argument("--time-scale", type=float, default=1.0,
-                       help="sim seconds per real second (1000: 24 h in ~86 s)")
+    start.add_argument("--time-scale", type=time_scale_arg, default=1.0,
+                       help="ceiling of sim seconds per real second (1000: 24 h in >= 86 s), or 'max': "
+                            "as fast as the firmware runs (the firmware owns the clock either way)")
     start.set_defaults(func=cmd_start)
 
     stop = sub.add_parser("stop", help="stop the rig (flash and world kept)")
@@ -36,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fault.add_argument("--count", type=int, help="button: presses (default 1)")
     fault.add_argument("--gap-ms", type=int, help="button: sim ms between presses (default 1000)")
     fault.add_argument("--off-ms", type=int, help="power-cut: sim ms the power stays off (default 0)")
+    when = fault.add_mutually_exclusive_group()
+    when.add_argument("--at", dest="at_time", default=None, metavar="SIM_TIME",
+                      help="land the fault at this sim time since the rig's world began "
+                           "(e.g. '3600 s', '90 min', '2 h'; a plain number is seconds)")
+    when.add_argument("--after", default=None, metavar="DURATION",
+                      help="land the fault this much sim time from now (e.g. '30 s', '1.5 min')")
     fault.set_defaults(func=cmd_fault)
 
 
@@ -60,12 +67,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(w))
         return 0
     print(f"rig {w['name']} on {w['port']}: firmware {w['firmware']}, boots {w['boots']}, "
-          f"time scale {w['time_scale'][0]}/{w['time_scale'][1]}")
+          f"time scale {w['time_scale'] if w['time_scale'] == 'max' else '%d/%d' % tuple(w['time_scale'])}")
     print(f"sim time {w['sim_us'] / 3.6e9:.4f} h; plunger {w['plunger_steps']} steps; "
           f"reservoir {w['reservoir_pl'] / 1e9:.4f} mL; pressure {w['pressure_pa'] / 1000:.1f} kPa")
     print(f"balance {w['balance_ng'] / 1e6:.2f} mg; occluded {w['occluded']}; stall {w['stall']}; "
           f"end stop {w['end_stop']}")
     return 0
+
+
+_UNITS_US = {"us": 1, "ms": 1000, "s": 1_000_000, "min": 60_000_000, "h": 3_600_000_000,
+             "d": 86_400_000_000}
+
+
+def _sim_duration_us(opt: str, text: str) -> int:
+    """'90 s', '1.5 min', '2 h', '250 ms', '3600' (seconds) -> microseconds of sim time."""
+    import re
+    m = None if len(text) > 40 else re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*(us|ms|s|min|h|d)?\s*", text, re.ASCII)
+    if not m:
+        raise UsageError(f"{opt} = {text!r}: not a sim time such as '90 s', '1.5 min' or '2 h' "
+                         f"(units: {', '.join(_UNITS_US)})")
+    us = round(float(m.group(1)) * _UNITS_US[m.group(2) or "s"])
+    if us > 10 ** 15:
+        raise UsageError(f"{opt} = {text!r}: above 30 years of sim time")
+    return us
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
@@ -79,9 +103,14 @@ def cmd_fault(args: argparse.Namespace) -> int:
             kw[key] = v
     if args.kind == "reservoir" and "nl" not in kw:
         raise UsageError("fault reservoir needs --nl (nL left in the syringe)")
-    w = VirtualRig(rig_dir_for(args.name)).fault(args.kind, **kw)
+    at_us = None if args.at_time is None else _sim_duration_us("--at", args.at_time)
+    after_ms = None if args.after is None else _sim_duration_us("--after", args.after) // 1000
+    w = VirtualRig(rig_dir_for(args.name)).fault(args.kind, at_us=at_us, after_ms=after_ms, **kw)
     if args.json:
         print(json.dumps(w))
+    elif at_us is not None or after_ms is not None:
+        when = at_us if at_us is not None else w["sim_us"] + after_ms * 1000
+        print(f"{args.kind}: scheduled at sim time {when / 1e6:.3f} s (now {w['sim_us'] / 1e6:.3f} s)")
     else:
         print(f"{args.kind}: firmware {w['firmware']}, pressure {w['pressure_pa'] / 1000:.1f} kPa, "
               f"stall {w['stall']}, end stop {w['end_stop']}")

@@ -733,9 +733,12 @@ class EmuRig:
 
     @classmethod
     def start(cls, rig_dir: Path | None = None, firmware: str | None = None, fresh: bool = False,
-              timeout: float = BOOT_TIMEOUT_S) -> EmuRig:
-        """Start a supervisor in the background (new session, survives this process), wait until
-        the image has enumerated, return its handle. `fresh` wipes the flash image first."""
+              timeout: float = BOOT_TIMEOUT_S, detach: bool = False,
+              owner_pid: int | None = None) -> EmuRig:
+        """Start a supervisor in the background, wait until the image has enumerated, return its
+        handle. `fresh` wipes the flash image first. detach: it outlives this process (`pumpctl
+        emu start`); otherwise it ends when `owner_pid` (default: this process) ends, so a test
+        run cut by a timeout leaves no emulator running."""
         rig_dir = rig_dir or default_rig_dir()
         image, _info = find_image(firmware)
         try:
@@ -751,8 +754,9 @@ class EmuRig:
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)
         log = open(rig_dir / LOG_FILE, "ab")
+        owner = [] if detach else ["--owner-pid", str(owner_pid or os.getpid())]
         proc = subprocess.Popen([sys.executable, "-m", "pumpctl.emurig", "serve", "--dir", str(rig_dir),
-                                 "--image", str(image)], stdin=subprocess.DEVNULL, stdout=log,
+                                 "--image", str(image), *owner], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, start_new_session=True, cwd=str(rig_dir))
         log.close()
         deadline = time.monotonic() + timeout
@@ -816,14 +820,35 @@ class EmuRig:
             os.kill(self.pid, signal.SIGKILL)
 
 
+def watch_owner(pid: int, every_s: float = 0.5, grace_s: float = 10.0) -> None:
+    """A daemon thread: when process `pid` is gone, SIGTERM ourselves (the supervisor saves the
+    flash and stops); if the emulation keeps the event loop from stopping within grace_s, exit
+    hard. A thread, not the asyncio loop, because a busy emulator can starve the loop."""
+    import threading
+
+    def watch() -> None:
+        while process_alive(pid):
+            time.sleep(every_s)
+        print(f"emurig: owner {pid} is gone: stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pumpctl.emurig", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     serve = sub.add_parser("serve", help="run the supervisor in the foreground")
     serve.add_argument("--dir", type=Path, default=default_rig_dir())
     serve.add_argument("--image", type=Path, required=True)
+    serve.add_argument("--owner-pid", type=int, default=None,
+                       help="end when this process ends (a chip started for a test or a session)")
     args = parser.parse_args(argv)
     info = check_image(args.image)
+    if args.owner_pid is not None:
+        watch_owner(args.owner_pid)
     asyncio.run(EmuSupervisor(args.dir, args.image, info).run())
     return 0
 

@@ -60,17 +60,21 @@ class VirtualRig:
 
     # ---- life cycle ---------------------------------------------------------------------------
     @classmethod
-    def start(cls, rig_dir: Path | str, time_scale: float = 1.0, fresh: bool = False,
-              name: str | None = None, timeout_s: float = 15.0, detach: bool = False) -> "VirtualRig":
+    def start(cls, rig_dir: Path | str, time_scale: float | str = 1.0, fresh: bool = False,
+              name: str | None = None, timeout_s: float = 15.0, detach: bool = False,
+              hold_us: int | None = None) -> "VirtualRig":
         """Start a supervisor for `rig_dir` and wait until its port exists.
 
-        time_scale: sim seconds per real second (1000 runs 24 h in 86 s). fresh: wipe the flash
-        directory and the world first (factory state). detach: the supervisor outlives this
-        process (the CLI); otherwise it is stopped when the handle is stopped or collected.
+        time_scale: the ceiling of sim seconds per real second (1000 runs 24 h in 86 s at most;
+        the firmware owns the clock, so a busy host slows the run without changing it), or
+        "max": as fast as the firmware runs. fresh: wipe the flash directory and the world first
+        (factory state). hold_us: the clock stops at this sim time until `hold(None)` (a script
+        then places its requests at known times). detach: the supervisor outlives this process
+        (`pumpctl sim start`); otherwise it ends with this process (it watches its parent's pid)
+        or when the handle is stopped.
         """
         rig_dir = Path(rig_dir).resolve()
-        if time_scale <= 0 or time_scale > 100000:
-            raise UsageError(f"time_scale = {time_scale}: must be > 0 and <= 100000")
+        time_scale = check_time_scale(time_scale)
         if (rig_dir / "rig.json").exists():
             try:
                 existing = cls(rig_dir)
@@ -80,9 +84,13 @@ class VirtualRig:
                 (rig_dir / "rig.json").unlink(missing_ok=True)
         rig_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pumpctl.virtualrig", "serve", str(rig_dir),
-               "--time-scale", repr(time_scale), "--name", name or rig_dir.name]
+               "--time-scale", str(time_scale), "--name", name or rig_dir.name]
         if fresh:
             cmd.append("--fresh")
+        if hold_us is not None:
+            cmd += ["--hold-us", str(int(hold_us))]
+        if not detach:
+            cmd += ["--parent-pid", str(os.getpid())]
         log = open(rig_dir / "supervisor.log", "ab")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=detach, close_fds=True)
@@ -168,12 +176,40 @@ class VirtualRig:
         r = self._request(req)
         return [(i, t_us // 1000, ng / 1e9) for i, t_us, ng in r["samples"]]
 
-    def fault(self, kind: str, **args: Any) -> dict[str, Any]:
+    def fault(self, kind: str, at_us: int | None = None, after_ms: int | None = None,
+              **args: Any) -> dict[str, Any]:
         """Inject a fault: occlude, unocclude, stall, unstall, clear, empty, reservoir(nl=),
-        button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Returns the world after it."""
+        button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Now, or landing exactly at sim
+        time `at_us` / `after_ms` of sim time from now. Returns the world after the request."""
         if kind not in FAULT_KINDS:
             raise UsageError(f"fault kind = {kind!r}: unknown (one of {', '.join(FAULT_KINDS)})")
-        return self._request({"cmd": "fault", "kind": kind, "args": args})["world"]
+        req: dict[str, Any] = {"cmd": "fault", "kind": kind, "args": args}
+        if at_us is not None:
+            req["at_us"] = at_us
+        if after_ms is not None:
+            req["after_ms"] = after_ms
+        return self._request(req)["world"]
+
+    def hold(self, until_us: int | None) -> dict[str, Any]:
+        """Stop the clock at sim time until_us (None: release it). Returns the world."""
+        return self._request({"cmd": "hold", "until_us": until_us})["world"]
+
+    def sim_us(self) -> int:
+        """The rig's sim time now (us)."""
+        return int(self.world()["sim_us"])
+
+    def run_until(self, sim_us: int, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Let the clock run to sim_us and hold it there; returns the world once the rig waits
+        at that time (its firmware idle, down or hung)."""
+        self.hold(sim_us)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            w = self.world()
+            if w["held"]:
+                return w
+            if time.monotonic() > deadline:
+                raise RigTimeout(f"virtual rig did not reach sim time {sim_us} us in {timeout_s} s (at {w['sim_us']})")
+            time.sleep(0.005)
 
     def power_cut(self, off_ms: int = 0) -> None:
         """Kill the firmware at this instant; it boots again after off_ms of sim time."""
@@ -234,6 +270,38 @@ def restart(port: str) -> None:
     find_by_port(port).restart()
 
 
+def check_time_scale(time_scale: float | str) -> float | str:
+    """A time scale as the rig takes it: a number in (0, 100000], or "max"."""
+    if isinstance(time_scale, str):
+        if time_scale.strip().lower() == "max":
+            return "max"
+        try:
+            time_scale = float(time_scale)
+        except ValueError:
+            raise UsageError(f"time_scale = {time_scale!r}: must be a number or 'max'") from None
+    if not time_scale > 0 or time_scale > 100000:
+        raise UsageError(f"time_scale = {time_scale}: must be > 0 and <= 100000 (or 'max')")
+    return time_scale
+
+
+def time_scale_arg(text: str) -> float | str:
+    """argparse type of --time-scale: a number (the ceiling, sim s per wall s) or 'max'."""
+    import argparse
+    try:
+        return check_time_scale(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def poll_scale(time_scale: float | str) -> float:
+    """The scale a host uses to size its polling waits: at 'max' the rig may run 100000x."""
+    return 100000.0 if time_scale == "max" else float(time_scale)
+
+
+def scale_text(time_scale: float | str) -> str:
+    return "max" if time_scale == "max" else "%gx" % float(time_scale)
+
+
 def process_alive(pid: int) -> bool:
     """True while `pid` runs (a zombie child of ours counts as gone); shared by the rig handles."""
     try:
@@ -258,9 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--time-scale", default="1", help="sim seconds per real second")
     serve.add_argument("--name", default=None, help="rig id reported by the firmware")
     serve.add_argument("--fresh", action="store_true", help="wipe flash and world first")
+    serve.add_argument("--hold-us", type=int, default=None, help="start with the clock held at this sim time")
+    serve.add_argument("--parent-pid", type=int, default=None,
+                       help="end when this process ends (a rig started for a test or a session)")
     args = parser.parse_args(argv)
     from .virtualrig_supervisor import Supervisor
-    sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh)
+    # the parent is watched by pid in the supervisor's loop (not PR_SET_PDEATHSIG, which fires
+    # when the *thread* that started the rig ends, e.g. a worker thread of a test)
+    if args.parent_pid is not None and os.getppid() != args.parent_pid:
+        return 1              # the parent is already gone
+    sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh,
+                     hold_us=args.hold_us, parent_pid=args.parent_pid)
     sup.run()
     return 0
 

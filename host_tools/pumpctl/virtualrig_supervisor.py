@@ -5,9 +5,17 @@ One process per rig. It
   firmware restarts) and relays bytes to/from the current firmware process's own raw pty;
 - runs `micropython -i main.py` with cwd = MICROPYPATH = the rig's flash directory;
 - owns the pumpsim World and answers the twin's pin-level round trips on `hw.sock`;
+- is the rig's clock (virtual time): sim time moves only as the firmware lets it (its idles and
+  sleeps, OP_IDLE, plus the modelled cost of its code, see pumphw/simhw.py); the supervisor
+  answers each idle no sooner than the time scale allows (a ceiling: a busy host slows the run,
+  it never bunches it up), or at once at `max`; while the firmware is down or hung the
+  supervisor moves the clock itself (same ceiling; at `max` straight to the next event);
+- lands faults at defined sim times (now, or scheduled `at_us`), and can hold the clock at a
+  sim time (`hold`) so a host script's requests land at known times;
 - plays the RP2040 watchdog in sim time (with its scratch registers: kept through watchdog and
   soft resets, zero after a power-on; and the maintenance hold, which feeds it for a window
-  while the firmware sits at the REPL), machine.reset() (the twin's OP_RESET), and power cuts (SIGKILL, world untouched, restart =
+  while the firmware sits at the REPL: the clock then runs by itself at the time scale, at 1x
+  under `max`, as no firmware paces it), machine.reset() (the twin's OP_RESET), and power cuts (SIGKILL, world untouched, restart =
   boot with reset cause power-on) and hangs (SIGSTOP: the main loop stops, nothing is fed);
 - serves the side channel `ctl.sock` (JSON lines) for faults, balance and world read-outs, which
   keeps answering while the firmware is down or hung;
@@ -37,10 +45,14 @@ RESET_POWER_ON = 0
 RESET_WATCHDOG = 1
 RESET_SOFT = 2
 
-# A watchdog deadline must be missed in sim time AND by this much real time before the
-# supervisor resets the firmware: at 1000x an 8 s watchdog is 8 real ms, shorter than an OS
-# scheduling hiccup on a loaded CI machine, which would otherwise fake a hang.
-WATCHDOG_MIN_REAL_MS = 300
+# The pacing never catches up more than this much wall time after the firmware fell behind the
+# ceiling (a busy host): past it the pace restarts from where the firmware is.
+PACE_SLACK_S = 0.05
+# At `max` with nothing scheduled ahead (hung firmware without a watchdog), time runs at this pace.
+MAX_FALLBACK_SCALE = 1000
+PACE_FALLBACK_TICK_S = 0.01
+TWIN_WAIT_S = 0.002     # how long a burst waits on the twin socket for the firmware's next call
+TWIN_BURST_S = 0.005    # longest burst of twin requests before the other channels are served
 RESTART_MIN_REAL_S = 0.5   # back-off when the firmware process exits by itself
 PERSIST_EVERY_S = 1.0
 RELAY_BUFFER = 1 << 20     # bytes held for a slow reader on either side of the relay
@@ -86,8 +98,11 @@ def seed_flash(flash: Path) -> None:
 
 
 def parse_scale(scale: float | str) -> tuple[int, int]:
-    """Time scale as an exact fraction (num, den): 1000 -> (1000, 1), 0.5 -> (1, 2)."""
+    """Time scale as an exact fraction (num, den): 1000 -> (1000, 1), 0.5 -> (1, 2); "max" -> (0, 1)
+    (no ceiling: as fast as the firmware runs)."""
     from fractions import Fraction
+    if str(scale).strip().lower() == "max":
+        return 0, 1
     try:
         f = Fraction(str(scale)).limit_denominator(1000)
     except (ValueError, ZeroDivisionError):
@@ -101,7 +116,8 @@ class Supervisor:
     """The rig's single event loop. Construct, then `run()` until a stop request."""
 
     def __init__(self, rig_dir: Path, name: str, time_scale: float | str = 1, fresh: bool = False,
-                 mp_args: list[str] | None = None) -> None:
+                 mp_args: list[str] | None = None, hold_us: int | None = None,
+                 parent_pid: int | None = None) -> None:
         self.rig_dir = Path(rig_dir).resolve()
         self.name = name
         self.num, self.den = parse_scale(time_scale)
@@ -124,8 +140,24 @@ class Supervisor:
         self.mech_line = json.loads(Path(mech_path).read_text()).get("line", {})
         self.world, self.world_extra = self._load_world()
         self.prng = model.Prng(self.world.params.seed ^ 0x5EED)
-        self.epoch_us = time.monotonic_ns() // 1000
-        self.base_us = self.world.t_us
+        # pacing anchor: sim time anchor_sim_us was allowed at wall time anchor_wall (monotonic s)
+        self.anchor_wall = time.monotonic()
+        self.anchor_sim_us = self.world.t_us
+        self.hold_us = hold_us            # the clock stops here until released (None: free)
+        # the rig's own calendar: unix-epoch us = calendar_origin_us + sim us (set when the world
+        # is made, kept with it), so a rig at 100x has 100x days and `time sync` never goes back
+        self.calendar_origin_us = int(self.world_extra.get(
+            "calendar_origin_us", time.time_ns() // 1000 - self.world.t_us))
+        self.parent_pid = parent_pid      # stop when this process is gone (started for a session)
+        self.scheduled: list[tuple[int, int, str, dict[str, Any]]] = []   # (at_us, seq, kind, args)
+        self.sched_seq = 0
+        self.fault_log: list[dict[str, Any]] = []    # faults applied: {"sim_us", "kind"} (last 50)
+        # an idle the firmware waits in: (socket, state, from_us, until_us, wake_on_input)
+        self.idle_wait: tuple[socket.socket, Any, int, int, int] | None = None
+        self.fw_written = 0               # host bytes written to this boot's pty (mod 2**30)
+        self.fw_read = 0                  # of them, read by the firmware (its idle says)
+        self.fw_slave: int | None = None
+        self.restart_at_us: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.fw_master: int | None = None
         self.port: TwinPortState | None = None
@@ -133,7 +165,8 @@ class Supervisor:
         self.last_reset: int = RESET_POWER_ON
         self.reset_log: list[dict[str, Any]] = list(self.world_extra.get("reset_log", []))[-50:]
         self.hung = False
-        self.restart_at_real: float | None = None
+        self.repl_anchor: tuple[float, int] | None = None   # (wall, sim us) where a REPL hold began
+        self.restart_not_before = 0.0     # wall back-off before a restart (crash loops)
         self.restart_cause = RESET_POWER_ON
         self.stopping = False
         self.twin_conns: dict[int, tuple[socket.socket, TwinPortState, bytearray]] = {}
@@ -161,7 +194,7 @@ class Supervisor:
         path = self.rig_dir / "world.json"
         d = {"state": self.world.state(), "params": self.world.params.as_dict(),
              "true_pl_per_step": self.world.pl_per_step, "boots": self.boots,
-             "reset_log": self.reset_log[-50:]}
+             "reset_log": self.reset_log[-50:], "calendar_origin_us": self.calendar_origin_us}
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(d, f)
@@ -169,13 +202,120 @@ class Supervisor:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
+    # ---- the clock -------------------------------------------------------------------------------
+    @property
+    def unpaced(self) -> bool:
+        """`--time-scale max`: no ceiling."""
+        return self.num == 0
+
+    def _paced_us(self, now_wall: float) -> float:
+        """The latest sim time the ceiling allows at wall time now_wall."""
+        if self.unpaced:
+            return float("inf")
+        return self.anchor_sim_us + (now_wall - self.anchor_wall) * 1e6 * self.num / self.den
+
+    def _wall_for(self, sim_us: int) -> float:
+        return self.anchor_wall + (sim_us - self.anchor_sim_us) * self.den / self.num / 1e6
+
+    def _reanchor_if_behind(self, t_us: int, now_wall: float) -> None:
+        """The firmware is at t_us: if the ceiling would let it run far ahead (it fell behind,
+        the host was busy), restart the pace from here rather than let it catch up in a burst."""
+        if self.unpaced:
+            return
+        if now_wall > self._wall_for(t_us) + PACE_SLACK_S:
+            self.anchor_wall = now_wall
+            self.anchor_sim_us = t_us
+
+    def _reach(self, target_us: int, now_wall: float, floor_us: int) -> int:
+        """How far toward target_us the clock may move now: the ceiling and the hold, never
+        below floor_us."""
+        r = min(float(target_us), self._paced_us(now_wall))
+        if self.hold_us is not None:
+            r = min(r, float(self.hold_us))
+        return max(floor_us, int(r))
+
+    def _repl_hold(self) -> bool:
+        """The firmware left its loop for the REPL under a maintenance hold (and is not idling
+        in the app): nothing paces the clock but the supervisor."""
+        p = self.port
+        return (p is not None and self.proc is not None and not self.hung and self.idle_wait is None
+                and p.port.hold_start_us >= 0)
+
+    def _repl_clock_us(self) -> int:
+        """Sim time while the REPL holds the link: from where the hold found the clock, at the
+        time scale (1x under `max`: a REPL session is host time, and a window of minutes must
+        not pass in a blink), never beyond a hold of the host's (`hold_us`)."""
+        now_wall = time.monotonic()
+        if self.repl_anchor is None:
+            self.repl_anchor = (now_wall, self.world.t_us)
+        wall0, sim0 = self.repl_anchor
+        rate = 1.0 if self.unpaced else self.num / self.den
+        t = sim0 + int((now_wall - wall0) * 1e6 * rate)
+        if self.hold_us is not None and t > self.hold_us:
+            t = max(self.world.t_us, self.hold_us)
+        return max(self.world.t_us, t)
+
+    def _next_event_us(self) -> int | None:
+        return self.scheduled[0][0] if self.scheduled else None
+
+    def _wdt_deadline_us(self) -> int | None:
+        """First sim time at which the running boot's watchdog has expired (None: not armed)."""
+        p = self.port
+        if p is None or not p.port.wdt_timeout_ms:
+            return None
+        return p.port.wdt_last_feed_us + p.port.wdt_timeout_ms * 1000 + 1
+
     def sim_us(self) -> int:
-        return self.base_us + (time.monotonic_ns() // 1000 - self.epoch_us) * self.num // self.den
+        """The rig's sim time now, as far as the clock may have moved without the firmware
+        (during its idle, or while it is down or hung); otherwise the firmware's own last time."""
+        t = self.world.t_us
+        now_wall = time.monotonic()
+        if self.idle_wait is not None:
+            _s, _st, _t0, until, _wake = self.idle_wait
+            return self._reach(self._bound(until), now_wall, t)
+        if self.proc is None or self.hung:
+            return self._reach(self._own_target(), now_wall, t)
+        if self._repl_hold():
+            return self._repl_clock_us()
+        return t
+
+    def _bound(self, until_us: int) -> int:
+        """until_us, cut at the next scheduled fault and at the watchdog's deadline."""
+        for e in (self._next_event_us(), self._wdt_deadline_us()):
+            if e is not None and e < until_us:
+                until_us = e
+        return until_us
+
+    def _own_target(self) -> int:
+        """Where the clock heads while no firmware runs it (down or hung)."""
+        cands = [e for e in (self._next_event_us(), self.restart_at_us,
+                             self._wdt_deadline_us() if self.hung else None) if e is not None]
+        if cands:
+            return min(cands)
+        if self.unpaced:   # nothing ahead: run at a fixed pace rather than jump forever
+            return self.world.t_us + int(PACE_FALLBACK_TICK_S * 1e6 * MAX_FALLBACK_SCALE)
+        return 1 << 62
 
     def advance(self) -> int:
-        now = self.sim_us()
-        self.world.advance_to(now)
+        """Move the world (and the scheduled faults on the way) to sim_us()."""
+        self.advance_to(self.sim_us())
         return self.world.t_us
+
+    def advance_to(self, t_us: int) -> bool:
+        """Move the world to t_us, landing every scheduled fault on the way at its own time.
+        False when one of them took the firmware down (power cut, hang): stop there."""
+        while self.scheduled and self.scheduled[0][0] <= t_us:
+            at, _seq, kind, args = self.scheduled.pop(0)
+            self.world.advance_to(at)
+            proc, hung = self.proc, self.hung
+            try:
+                self._apply_fault(kind, args)
+            except ValueError as exc:
+                print(f"virtualrig: scheduled fault {kind} at {at} us refused: {exc}", file=sys.stderr)
+            if (proc is not None and self.proc is None) or (not hung and self.hung):
+                return False
+        self.world.advance_to(t_us)
+        return True
 
     # ---- ptys and sockets -------------------------------------------------------------------
     def _open_host_pty(self) -> None:
@@ -196,7 +336,8 @@ class Supervisor:
 
     # ---- firmware process ---------------------------------------------------------------------
     def start_firmware(self, cause: int) -> None:
-        now = self.advance()
+        now = self.world.t_us
+        self.restart_at_us = None
         self.boots += 1
         self.last_reset = cause
         self.reset_log.append({"boot": self.boots, "sim_us": now, "cause": cause})
@@ -209,9 +350,6 @@ class Supervisor:
         env.update({
             "MICROPYPATH": f"{self.flash}:.frozen",
             "PUMPSIM_SOCK": str(self.rig_dir / "hw.sock"),
-            "PUMPSIM_EPOCH_US": str(self.epoch_us),
-            "PUMPSIM_BASE_US": str(self.base_us),
-            "PUMPSIM_SCALE": f"{self.num}/{self.den}",
             "PUMPSIM_BOOT_US": str(now),
             "PUMPSIM_RESET": str(cause),
             "PUMPSIM_RIG_ID": self.name,
@@ -223,11 +361,16 @@ class Supervisor:
         main = ["main.py"] if (self.flash / "main.py").exists() else []
         self.proc = subprocess.Popen([micropython_binary(), *self.mp_args, "-i", *main],
                                      cwd=self.flash, env=env, stdin=slave, stdout=slave,
-                                     stderr=log, close_fds=True, start_new_session=True)
+                                     stderr=log, close_fds=True, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
-        os.close(slave)
+        # the slave stays open here too: FIONREAD on it tells whether the firmware has read
+        # the host's bytes yet (an idle with unread input wakes at once)
+        self.fw_slave = slave
         os.set_blocking(master, False)
         self.fw_master = master
+        self.fw_written = 0
+        self.fw_read = 0
         self.hung = False
         self.persist()
 
@@ -243,6 +386,10 @@ class Supervisor:
         if self.fw_master is not None:
             os.close(self.fw_master)
             self.fw_master = None
+        if self.fw_slave is not None:
+            os.close(self.fw_slave)
+            self.fw_slave = None
+        self.idle_wait = None
         self.to_fw.clear()
         for fd, (s, _p, _b) in list(self.twin_conns.items()):
             s.close()
@@ -262,9 +409,14 @@ class Supervisor:
         d = self.world.summary()
         d.update({
             "sim_us": now, "balance_ng": self.world.balance_reading_ng(),
+            "calendar_us": self.calendar_origin_us + now,
             "firmware": "down" if self.proc is None else ("hung" if self.hung else "running"),
             "boots": self.boots, "reset_cause": self.last_reset, "reset_log": self.reset_log[-10:],
-            "port": self.port_path, "name": self.name, "time_scale": [self.num, self.den],
+            "port": self.port_path, "name": self.name,
+            "time_scale": "max" if self.unpaced else [self.num, self.den],
+            "hold_us": self.hold_us, "held": self._held(),
+            "fault_log": self.fault_log[-10:],
+            "scheduled": [{"at_us": at, "kind": kind, "args": args} for at, _q, kind, args in self.scheduled],
             "pressure_kpa_x10": self.world.pressure_adc_kpa_x10(),
         })
         if self.port is not None:
@@ -298,16 +450,66 @@ class Supervisor:
             self.stopping = True
             return {"ok": True}
         if cmd == "restart":
+            self.advance()
             self.kill_firmware()
             self.start_firmware(RESET_POWER_ON)
             return {"ok": True}
         if cmd == "fault":
-            return self.fault(str(req.get("kind")), req.get("args") or {})
-        return {"ok": False, "error": f"side channel cmd = {cmd!r}: unknown (world, balance, balance_log, fault, restart, stop)"}
+            return self.fault(str(req.get("kind")), req.get("args") or {}, req.get("at_us"),
+                              req.get("after_ms"))
+        if cmd == "hold":
+            until = req.get("until_us")
+            if until is not None and (not isinstance(until, int) or isinstance(until, bool) or until < 0):
+                return {"ok": False, "error": f"hold until_us = {until!r}: must be an int >= 0 or null"}
+            self.advance()
+            self.hold_us = until
+            self.anchor_wall = time.monotonic()     # the ceiling counts from the release
+            self.anchor_sim_us = self.world.t_us
+            return {"ok": True, "world": self.world_view()}
+        return {"ok": False, "error": f"side channel cmd = {cmd!r}: unknown (world, balance, balance_log, fault, hold, restart, stop)"}
 
-    def fault(self, kind: str, args: dict[str, Any]) -> dict[str, Any]:
-        self.advance()
+    def _held(self) -> bool:
+        """True when the firmware waits in an idle that the hold keeps from ending."""
+        if self.hold_us is None:
+            return False
+        if self.idle_wait is not None:
+            return self.world.t_us >= self.hold_us and self.idle_wait[3] > self.hold_us
+        return (self.proc is None or self.hung) and self.world.t_us >= self.hold_us
+
+    def fault(self, kind: str, args: dict[str, Any], at_us: Any = None, after_ms: Any = None) -> dict[str, Any]:
+        """Inject a fault now, or schedule it at sim time at_us / after_ms from now: it then lands
+        exactly at that time (the world is moved there, the fault applied, then on)."""
+        if kind not in FAULT_KINDS:
+            return {"ok": False, "error": f"fault kind = {kind!r}: unknown (one of {', '.join(FAULT_KINDS)})"}
+        now = self.advance()
+        if at_us is not None and after_ms is not None:
+            return {"ok": False, "error": "fault: give at_us or after_ms, not both"}
+        if after_ms is not None:
+            if not isinstance(after_ms, int) or isinstance(after_ms, bool) or after_ms < 0:
+                return {"ok": False, "error": f"fault after_ms = {after_ms!r}: must be an int >= 0"}
+            at_us = now + after_ms * 1000
+        if at_us is not None:
+            if not isinstance(at_us, int) or isinstance(at_us, bool):
+                return {"ok": False, "error": f"fault at_us = {at_us!r}: must be an int (sim microseconds)"}
+            if at_us < now:
+                return {"ok": False, "error": f"fault at_us = {at_us}: already past (sim time now {now} us)"}
+            self.sched_seq += 1
+            self.scheduled.append((at_us, self.sched_seq, kind, dict(args)))
+            self.scheduled.sort(key=lambda e: (e[0], e[1]))
+            return {"ok": True, "scheduled_us": at_us, "world": self.world_view()}
+        try:
+            self._apply_fault(kind, args)
+        except ValueError as exc:
+            if kind == "hang":
+                return {"ok": False, "error": str(exc)}
+            raise
+        self.persist()
+        return {"ok": True, "world": self.world_view()}
+
+    def _apply_fault(self, kind: str, args: dict[str, Any]) -> None:
+        """Apply one fault at the world's time now (raises ValueError on a bad argument)."""
         w = self.world
+        self.fault_log = self.fault_log[-49:] + [{"sim_us": w.t_us, "kind": kind}]
         if kind == "occlude":
             w.set_occluded(True)
         elif kind == "unocclude":
@@ -338,18 +540,24 @@ class Supervisor:
             off_ms = int(args.get("off_ms", 0))
             if off_ms < 0:
                 raise ValueError(f"power-cut off_ms = {off_ms}: must be >= 0")
+            cut_us = w.t_us
             self.kill_firmware()
-            self.restart_at_real = time.monotonic() + off_ms * self.den / self.num / 1000
+            self.restart_at_us = cut_us + off_ms * 1000
+            self.restart_not_before = 0.0
             self.restart_cause = RESET_POWER_ON
+            self._anchor_here()
         elif kind == "hang":
             if self.proc is None:
-                return {"ok": False, "error": "hang: firmware is not running"}
+                raise ValueError("hang: firmware is not running")
             os.kill(self.proc.pid, signal.SIGSTOP)
             self.hung = True
-        else:
-            return {"ok": False, "error": f"fault kind = {kind!r}: unknown (one of {', '.join(FAULT_KINDS)})"}
-        self.persist()
-        return {"ok": True, "world": self.world_view()}
+            self.idle_wait = None        # a stopped process waits for nothing
+            self._anchor_here()
+
+    def _anchor_here(self) -> None:
+        """The supervisor takes over the clock from the world's time now."""
+        self.anchor_wall = time.monotonic()
+        self.anchor_sim_us = self.world.t_us
 
     # ---- loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -358,7 +566,7 @@ class Supervisor:
         ctl_srv = self._listen("ctl.sock")
         self.start_firmware(RESET_POWER_ON)
         info = {"name": self.name, "port": self.port_path, "pid": os.getpid(),
-                "time_scale": [self.num, self.den]}
+                "time_scale": "max" if self.unpaced else [self.num, self.den]}
         tmp = self.rig_dir / "rig.json.tmp"
         tmp.write_text(json.dumps(info))
         os.replace(tmp, self.rig_dir / "rig.json")
@@ -366,6 +574,9 @@ class Supervisor:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         try:
             while not self.stopping:
+                if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                    print(f"virtualrig: parent {self.parent_pid} is gone: stopping", file=sys.stderr)
+                    break
                 self._once(twin_srv, ctl_srv)
                 if time.monotonic() - last_persist > PERSIST_EVERY_S:
                     self.advance()
@@ -389,9 +600,7 @@ class Supervisor:
             rlist.append(self.fw_master)
         rlist += [c[0] for c in self.twin_conns.values()]
         rlist += [c[0] for c in self.ctl_conns.values()]
-        timeout = 0.05
-        if self.port is not None and self.port.port.wdt_timeout_ms:
-            timeout = 0.005
+        timeout = self._timeout()
         wlist: list[int] = []
         if self.to_host:
             wlist.append(self.host_master)
@@ -401,11 +610,11 @@ class Supervisor:
         if self.host_master in writable:
             _write_some(self.host_master, self.to_host)
         if self.fw_master is not None and self.fw_master in writable:
-            _write_some(self.fw_master, self.to_fw)
+            self._feed_fw()
         for r in ready:
             if r is twin_srv:
                 c, _ = twin_srv.accept()
-                c.setblocking(True)
+                c.settimeout(TWIN_WAIT_S)
                 if self.port is not None:
                     self.twin_conns[c.fileno()] = (c, self.port, bytearray())
                 else:
@@ -418,37 +627,155 @@ class Supervisor:
                 data = _read_fd(self.host_master)
                 if data and self.fw_master is not None:
                     self.to_fw += data
+                    if not self.hung:
+                        self._feed_fw()
             elif r is self.fw_master:
                 self.to_host += _read_fd(self.fw_master)
             elif isinstance(r, socket.socket) and r.fileno() in self.twin_conns:
                 self._serve_twin(r)
             elif isinstance(r, socket.socket) and r.fileno() in self.ctl_conns:
                 self._serve_ctl(r)
+        self._progress_idle()
         self._check_process()
 
+    def _timeout(self) -> float:
+        """How long the loop may sleep: until the clock's next move is due (the pace)."""
+        now_wall = time.monotonic()
+        if self.idle_wait is not None:
+            if self.idle_wait[4] and (self.fw_written - self.fw_read) & 0x3FFFFFFF:
+                return 0.001                    # bytes on their way through the pty
+            target = self._bound(self.idle_wait[3])
+        elif self.proc is None or self.hung:
+            target = self._own_target()
+            if self.proc is None and self.restart_at_us is None:
+                return 0.05
+        else:
+            return 0.05
+        if self.hold_us is not None and target > self.hold_us:
+            target = self.hold_us
+            if self.world.t_us >= target:
+                return 0.05
+        if self.unpaced:
+            return PACE_FALLBACK_TICK_S if self.hung and self._wdt_deadline_us() is None and \
+                self._next_event_us() is None else 0.0
+        return min(0.05, max(0.0, self._wall_for(target) - now_wall))
+
+    def _feed_fw(self) -> None:
+        n = len(self.to_fw)
+        _write_some(self.fw_master, self.to_fw)
+        self.fw_written = (self.fw_written + n - len(self.to_fw)) & 0x3FFFFFFF
+
+    def _input_waiting(self) -> bool:
+        """Host bytes written that the firmware has not read (its idle reports its count) and
+        that its pty already shows (a pty hands bytes over a moment after the write): an idle
+        wakes on them, so they land at the sim time of that wake."""
+        if (self.fw_written - self.fw_read) & 0x3FFFFFFF == 0 or self.fw_slave is None:
+            return False
+        try:
+            import fcntl
+            import termios
+            n = fcntl.ioctl(self.fw_slave, termios.FIONREAD, b"\0\0\0\0")
+            return struct.unpack("i", n)[0] > 0
+        except OSError:
+            return False
+
+    def _progress_idle(self) -> None:
+        """Move the clock through the firmware's idle as far as the pace allows; answer it when
+        its time is up, when host bytes wake it, or land the watchdog reset that cuts it."""
+        if self.idle_wait is None:
+            return
+        sock, state, t0, until, wake = self.idle_wait
+        now_wall = time.monotonic()
+        reach = self._reach(until, now_wall, self.world.t_us)
+        woken = wake and self._input_waiting()
+        if woken:
+            until = reach                       # wake now: the bytes land at this sim time
+        wdt = self._wdt_deadline_us()
+        if wdt is not None and wdt <= reach:
+            # the watchdog bites during the idle, at its own deadline
+            if self.advance_to(wdt) and self.proc is not None:
+                self.kill_firmware()
+                self.start_firmware(RESET_WATCHDOG)
+            return
+        if not self.advance_to(reach) or self.proc is None or self.idle_wait is None:
+            return                              # a scheduled power cut or hang took it
+        if reach < until:
+            return
+        self.idle_wait = None
+        try:
+            sock.sendall(struct.pack("<qqq", self.world.t_us, 0, 0))
+        except OSError:
+            pass
+
     def _serve_twin(self, s: socket.socket) -> None:
+        """Serve the twin's requests in a burst: after an answer the firmware's next call comes
+        within microseconds, so wait for it on this socket (TWIN_WAIT_S) rather than go round
+        the whole select loop, for at most TWIN_BURST_S before the other channels get a turn."""
+        fd = s.fileno()
+        end = time.monotonic() + TWIN_BURST_S
+        while True:
+            try:
+                data = s.recv(4096)
+            except socket.timeout:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                s.close()
+                self.twin_conns.pop(fd, None)
+                return
+            self._serve_twin_data(s, data)
+            if fd not in self.twin_conns or self.idle_wait is not None or self.proc is None \
+                    or self.hung or time.monotonic() > end:
+                return
+
+    def _serve_twin_data(self, s: socket.socket, data: bytes) -> None:
         fd = s.fileno()
         _s, state, buf = self.twin_conns[fd]
-        try:
-            data = s.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            s.close()
-            del self.twin_conns[fd]
-            return
         buf += data
         out = bytearray()
         while len(buf) >= twinport.REQUEST_SIZE:
             op, sim_us, a, b, c = struct.unpack_from("<qqqqq", buf, 0)
             del buf[:twinport.REQUEST_SIZE]
+            answer = not op & twinport.OP_NO_ANSWER
+            op &= ~twinport.OP_NO_ANSWER
             p = state.port
+            t = max(sim_us, self.world.t_us)
+            now_wall = time.monotonic()
+            if p.calls == 0:
+                # a boot's first access: its modelled boot time is not paced in wall time (the
+                # process start took its own); the ceiling counts from here
+                self.anchor_wall, self.anchor_sim_us = now_wall, t
+            self._reanchor_if_behind(t, now_wall)
+            wdt = self._wdt_deadline_us()
+            if wdt is not None and t >= wdt:
+                # the code ran past its watchdog's deadline without a feed: reset there
+                if self.advance_to(wdt) and self.proc is not None:
+                    self.kill_firmware()
+                    self.start_firmware(RESET_WATCHDOG)
+                return
+            if not self.advance_to(t) or self.proc is None or self.hung:
+                return                          # a scheduled power cut or hang landed first
+            if op == twinport.OP_IDLE:
+                if a < 0:
+                    out += struct.pack("<qqq", -1, 0, 0)
+                    continue
+                if out:
+                    s.sendall(out)
+                    out = bytearray()
+                self.fw_read = c & 0x3FFFFFFF
+                p.calls += 1
+                self.idle_wait = (s, state, t, t + a, b)
+                self._progress_idle()
+                continue
             try:
-                p.call(op, max(sim_us, self.world.t_us), a, b, c)
-                out += struct.pack("<qqq", p.r0, p.r1, p.r2)
+                p.call(op, t, a, b, c)
+                if answer:
+                    out += struct.pack("<qqq", p.r0, p.r1, p.r2)
             except ValueError as exc:
                 print(f"virtualrig: twin request refused: {exc}", file=sys.stderr)
-                out += struct.pack("<qqq", -1, 0, 0)
+                if answer:
+                    out += struct.pack("<qqq", -1, 0, 0)
         if out:
             s.sendall(out)
 
@@ -480,31 +807,45 @@ class Supervisor:
     def _check_process(self) -> None:
         now_real = time.monotonic()
         if self.proc is None:
-            if self.restart_at_real is not None and now_real >= self.restart_at_real:
-                self.restart_at_real = None
+            if self.restart_at_us is None:
+                return
+            # down: the supervisor runs the clock to the restart (and scheduled faults on the way)
+            self.advance()
+            if self.world.t_us >= self.restart_at_us and now_real >= self.restart_not_before \
+                    and self.proc is None:
+                self.restart_at_us = None
                 self.start_firmware(self.restart_cause)
             return
         if self.proc.poll() is not None:
             # The unix port exited (Ctrl-D soft reset, crash): a Pico would reboot (soft reset).
             self.kill_firmware()
             self.last_exit_real = now_real
-            self.restart_at_real = now_real + RESTART_MIN_REAL_S
+            self.restart_at_us = self.world.t_us
+            self.restart_not_before = now_real + RESTART_MIN_REAL_S
             self.restart_cause = RESET_SOFT
+            self._anchor_here()
             return
         p = self.port
         if p is not None and p.port.reset_requested:    # machine.reset() (pumphw reset())
             self.kill_firmware()
             self.start_firmware(RESET_WATCHDOG)
             return
-        if p is not None and p.port.wdt_timeout_ms:
-            now = self.sim_us()
-            if p.port.watchdog_expired(now):
-                late_real_ms = (now - p.port.wdt_last_feed_us - p.port.wdt_timeout_ms * 1000) \
-                    * self.den / self.num / 1000
-                if late_real_ms >= 0 and (now - p.port.wdt_last_feed_us) * self.den / self.num / 1000 \
-                        >= WATCHDOG_MIN_REAL_MS:
-                    self.kill_firmware()
-                    self.start_firmware(RESET_WATCHDOG)
+        if self._repl_hold():
+            # signed maintenance: the REPL has the link, the hold's timer feeds the watchdog
+            # until the window ends; the clock runs by itself (no firmware idles to pace it)
+            self.advance_to(self._repl_clock_us())
+            if p.port.watchdog_expired(self.world.t_us):
+                self.kill_firmware()
+                self.start_firmware(RESET_WATCHDOG)
+            return
+        self.repl_anchor = None
+        if self.hung:
+            # hung: nothing feeds the watchdog; the supervisor runs the clock to its deadline
+            self.advance()
+            wdt = self._wdt_deadline_us()
+            if wdt is not None and self.world.t_us >= wdt and self.proc is not None:
+                self.kill_firmware()
+                self.start_firmware(RESET_WATCHDOG)
 
 
 class TwinPortState:
@@ -513,6 +854,24 @@ class TwinPortState:
     def __init__(self, port: twinport.TwinPort, boot: int) -> None:
         self.port = port
         self.boot = boot
+
+
+def _die_with_parent() -> None:
+    """In the firmware child before exec: SIGKILL when the supervisor dies (Linux), so a killed
+    supervisor never leaves a micropython process behind."""
+    set_parent_death_signal(signal.SIGKILL)
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """prctl(PR_SET_PDEATHSIG, sig) on Linux; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(sig), 0, 0, 0) == 0     # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return False
 
 
 def _read_fd(fd: int) -> bytes:

@@ -55,9 +55,9 @@ def prepare_chip(rig_dir: Path, figures: dict[str, float], story: dict[str, Any]
     t0 = time.monotonic()
     if cached.exists():
         shutil.copyfile(cached, rig_dir / FLASH_FILE)
-        rig = EmuRig.start(rig_dir)
+        rig = EmuRig.start(rig_dir, owner_pid=os.getppid())   # the pytest run, not this child
     else:
-        rig = EmuRig.start(rig_dir, fresh=True)
+        rig = EmuRig.start(rig_dir, fresh=True, owner_pid=os.getppid())
         try:
             report = deploy(rig.port, hw_dir=hw_dir, timeout_s=900, log=lambda s: None, do_restart=False)
             rig.request("save_flash")

@@ -39,4 +39,4 @@ while run:
     presses += hw.bolus_button_presses()
     if wdt:
         hw.watchdog_feed()
-    hw.sleep_ms(5)
+    hw.idle(5)           # wakes on host bytes, like the app (sleep_ms would not, under a hold)

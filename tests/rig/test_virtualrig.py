@@ -44,13 +44,14 @@ class Link:
         return int(self.ask(letter).split()[0].split("=")[1])
 
 
-def make_rig(tmp_path: Path, scale: float = 1.0, wdt_ms: int = 0) -> VirtualRig:
+def make_rig(tmp_path: Path, scale: float | str = 1.0, wdt_ms: int = 0,
+             hold_us: int | None = None) -> VirtualRig:
     rig_dir = tmp_path / "rig"
     seed_flash(rig_dir / "flash")
     shutil.copy(HERE / "echo_main.py", rig_dir / "flash" / "main.py")
     if wdt_ms:
         (rig_dir / "flash" / "wdt_ms").write_text(str(wdt_ms))
-    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7")
+    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7", hold_us=hold_us)
 
 
 @pytest.fixture
@@ -112,18 +113,20 @@ def test_button_presses_with_bounce_are_counted_once_each(rig: VirtualRig):
     assert link.value("b") == 3
 
 
-def test_time_scale_drives_ticks(tmp_path: Path):
+def test_time_scale_is_a_ceiling_on_ticks(tmp_path: Path):
+    # the firmware owns the clock: it moves as the code sleeps (5 ms a pass here), never faster
+    # than 200x wall time, and only as fast as the loop runs (slower on a busy host)
     with make_rig(tmp_path, scale=200) as rig:
         link = Link(rig.port)
         link.boot_line()
-        t0 = link.value("t")
         r0 = time.monotonic()
+        t0 = link.value("t")
         time.sleep(0.5)
         t1 = link.value("t")
         real_ms = (time.monotonic() - r0) * 1000
-        assert 0.9 * 200 * 500 < t1 - t0 < 1.1 * 200 * real_ms + 2000
+        assert 1000 < t1 - t0 <= 200 * real_ms + 50       # + one pacing slack (PACE_SLACK_S)
         sim_ms, grams = rig.balance()
-        assert sim_ms > 100000 and abs(grams) < 0.001
+        assert sim_ms >= t1 and abs(grams) < 0.001
 
 
 def test_power_cut_keeps_flash_and_world(rig: VirtualRig):

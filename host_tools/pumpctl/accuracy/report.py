@@ -121,7 +121,8 @@ def markdown(result: AccuracyResult, info: RunInfo, images: dict[str, str]) -> s
         f"| fluid density | {result.density_g_ml:.6f} g/mL ({info.density_note}) |",
         f"| test | {result.profile.describe()} |",
         f"| run | {result.run_s / 3600:g} h of rig time"
-        + (f", time scale {info.time_scale:g}x" if info.time_scale else "")
+        + (f", time scale {info.time_scale if info.time_scale == 'max' else '%gx' % info.time_scale}"
+           if info.time_scale else "")
         + (f", {info.wall_s:.0f} s wall" if info.wall_s is not None else "") + " |",
         f"| analysis period T2 | {result.analysis_start_s / 60:g} .. {result.analysis_end_s / 60:g} min |",
         f"| delivered (balance) | {result.delivered_ml * 1000:.3f} uL (set rate x time: "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..virtualrig import poll_scale
 from .balance import SimBalance
 from .iec60601 import Sample
 from .run import SAMPLE_INTERVAL_S, SampleLog
@@ -110,7 +111,7 @@ def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float)
         if len(samples) >= n:
             return samples
         left_s = (n - len(samples)) * SAMPLE_INTERVAL_S
-        time.sleep(min(1.0, max(0.005, left_s / time_scale / 4)))
+        time.sleep(min(1.0, max(0.005, left_s / poll_scale(time_scale) / 4)))
         got = rig.balance_log(len(samples))
 
 

@@ -330,7 +330,7 @@ def load_program_file(name: str | Path) -> Any:
 
 
 @pytest.fixture
-def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded]:
+def program(request: pytest.FixtureRequest, pump: Any, rig: Rig) -> Callable[..., Uploaded]:
     """`program(source, fill_nl=20_000_000, clock=None, ack_alarms=True)` uploads and confirms a program.
 
     source: a file name in examples/programs/, a path, or a pumpcore.program.Program. Before
@@ -338,7 +338,8 @@ def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded
     program's concentration (pass None not to), and a rig whose clock is unset is synced to
     `clock` = (day, ms_of_day), default this host's local time. Stage, verify, review (both
     decodings must be shown) and commit go through Pump.upload_program; the running program's
-    CRC is checked afterwards. With `ack_alarms`, every alarm still unacknowledged after the
+    CRC is checked afterwards; on a virtual rig all of it happens with the rig's clock held, so
+    the program starts at the `clock` given, however slow the host. With `ack_alarms`, every alarm still unacknowledged after the
     commit is then acknowledged, as the nurse does after setting up a pump (a fresh rig boots
     with reservoir-empty and no-program latched).
     """
@@ -357,6 +358,11 @@ def program(request: pytest.FixtureRequest, pump: Any) -> Callable[..., Uploaded
 
     def upload(source: Any, fill_nl: int | None = 20_000_000,
                clock: tuple[int, int] | None = None, ack_alarms: bool = True) -> Uploaded:
+        with rig.held():
+            return _upload(source, fill_nl, clock, ack_alarms)
+
+    def _upload(source: Any, fill_nl: int | None, clock: tuple[int, int] | None,
+                ack_alarms: bool) -> Uploaded:
         if isinstance(source, (str, Path)):
             prog = load_program_file(source)
             label = str(source)

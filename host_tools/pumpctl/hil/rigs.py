@@ -132,6 +132,12 @@ class Rig:
         """Wait until the firmware has booted `boots` times and runs."""
         raise NotImplementedError
 
+    def held(self) -> Any:
+        """A context in which the rig's clock stands still while the host talks to it (a
+        virtual rig: its requests land at one sim time; other rigs: their clock runs on)."""
+        import contextlib
+        return contextlib.nullcontext()
+
     def balance_reading(self) -> tuple[float, float] | None:
         """(rig time s, gross mass g) from a balance built into the rig, or None."""
         return None
@@ -237,6 +243,7 @@ class SimRig(Rig):
             vr.fault("hang")
         elif fault == "corrupt_state":
             boots = self.boots()
+            vr.hold(vr.sim_us())                  # the clock waits (a 'max' rig would run on)
             vr.power_cut(off_ms=10 * 86_400_000)  # down until restarted below
             for name in ("state_a.bin", "state_b.bin"):
                 p = vr.flash_dir / name
@@ -246,6 +253,7 @@ class SimRig(Rig):
                         data[i] ^= 0x5A
                     p.write_bytes(bytes(data))
             vr.restart()
+            vr.hold(None)
             self.wait_boot(boots + 1)
 
     def boots(self) -> int:
@@ -256,6 +264,18 @@ class SimRig(Rig):
 
     def wait_boot(self, boots: int, timeout_s: float = 20.0) -> None:
         self.vr.wait_firmware(boots, timeout_s=timeout_s)
+
+    def held(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def hold() -> Any:
+            self.vr.hold(self.vr.sim_us())
+            try:
+                yield
+            finally:
+                self.vr.hold(None)
+        return hold()
 
     def balance_reading(self) -> tuple[float, float]:
         sim_ms, grams = self.vr.balance()

@@ -1,0 +1,139 @@
+"""Virtual time on the virtual rig: speed quiet and under load, and a scripted run repeated.
+
+    .venv/bin/python bench/virtual_time.py [--seconds 5] [--hours 6]
+
+Prints
+- simulated seconds per wall second of a rig delivering 186 ug/day, at `--time-scale max` and
+  at a 1000x ceiling, on a quiet machine and with both cores loaded by two CPU-bound processes
+  this script starts and stops itself;
+- one scripted scenario (fresh rig, clock held, program + bolus, an occlusion and a stall
+  landing at set sim times, run to `--hours`) run twice, once of them with the load beside it:
+  the step counts and the digest of the event log (every record: sequence, time, code, values)
+  must be equal. Exit status 1 if they differ.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pumpcore.program import MODE_CONTINUOUS, Program
+from pumpctl.deploy import deploy
+from pumpctl.pump import Pump
+from pumpctl.virtualrig import VirtualRig
+from pumpctl.simsession import REFILL_NL, start_deployed_rig
+
+DAY = 9466          # 2025-12-01: a fixed calendar day, so the scenario does not depend on today
+CONC = 2000
+
+
+def burners(n: int = 2) -> list[subprocess.Popen[bytes]]:
+    """n CPU-bound processes (one per core on this 2-core machine)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def program() -> Program:
+    return Program(mode=MODE_CONTINUOUS, concentration_ug_ml=CONC, rate_ng_day=186_000,
+                   patient=(20_000, 60_000, 3 * 3_600_000, 4))
+
+
+def setup(pump: Pump) -> None:
+    for a in pump.alarms():
+        pump.ack_alarm(a.alarm_id)
+    pump.time_sync(DAY, 0)
+    pump.refill(REFILL_NL, CONC)
+    pump.upload_program(program().encode(), confirm=lambda r: True)
+
+
+def speed(home: Path, scale: float | str, seconds: float, loaded: bool) -> float:
+    rig = start_deployed_rig(home / f"speed-{scale}-{int(loaded)}", scale, "speed", log=lambda s: None)
+    try:
+        with Pump.open(rig.port) as pump:
+            setup(pump)
+        procs = burners() if loaded else []
+        try:
+            s0, w0 = rig.sim_us(), time.monotonic()
+            time.sleep(seconds)
+            s1, w1 = rig.sim_us(), time.monotonic()
+        finally:
+            stop(procs)
+        return (s1 - s0) / 1e6 / (w1 - w0)
+    finally:
+        rig.stop()
+
+
+def scenario(home: Path, hours: float, loaded: bool) -> tuple[dict[str, int], str, float]:
+    """The scripted run: returns (step counts, event-log digest, wall s)."""
+    procs = burners() if loaded else []
+    t0 = time.monotonic()
+    try:
+        # held from the first instant: the deploy, its restart and every request land at
+        # defined sim times (the firmware reads them at the held time plus its own costs)
+        rig = VirtualRig.start(home / f"scenario-{int(loaded)}", time_scale="max", fresh=True,
+                               name="scenario", hold_us=0)
+        try:
+            deploy(rig.port, log=lambda s: None)
+            rig.wait_firmware(2, timeout_s=30)
+            t = rig.sim_us()
+            with Pump.open(rig.port) as pump:
+                setup(pump)
+                pump.bolus(20_000, 600_000)
+            h = 3_600_000_000
+            rig.fault("button", at_us=t + h // 2, count=2, gap_ms=500)
+            rig.fault("occlude", at_us=t + 2 * h)
+            rig.fault("unocclude", at_us=t + 3 * h)
+            rig.fault("stall", at_us=t + 4 * h)
+            rig.fault("unstall", at_us=t + 4 * h + 600_000_000)
+            w = rig.run_until(t + int(hours * h), timeout_s=600)
+            with Pump.open(rig.port) as pump:
+                st = pump.status()
+                digest = hashlib.sha256()
+                n = 0
+                for seq, rec in pump.iter_log(0):
+                    digest.update(seq.to_bytes(4, "little") + rec)
+                    n += 1
+            counts = {"pulses": w["pulses"], "plunger_steps": w["plunger_steps"],
+                      "missed_steps": st.missed_steps, "delivered_total_ng": st.delivered_total_ng,
+                      "log_records": n, "sim_us": w["sim_us"]}
+            return counts, digest.hexdigest()[:16], time.monotonic() - t0
+        finally:
+            rig.stop()
+    finally:
+        stop(procs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="wall seconds per speed figure")
+    ap.add_argument("--hours", type=float, default=6.0, help="sim hours of the scripted scenario")
+    args = ap.parse_args()
+    os.environ.setdefault("PUMPCTL_HOME", tempfile.mkdtemp(prefix="vtime-home-"))
+    home = Path(os.environ["PUMPCTL_HOME"])
+    print("sim s per wall s (186 ug/day delivering):")
+    for scale in ("max", 1000.0):
+        quiet = speed(home, scale, args.seconds, False)
+        loaded = speed(home, scale, args.seconds, True)
+        print(f"  time scale {scale!s:>6}: quiet {quiet:8.0f}   both cores loaded {loaded:8.0f}")
+    a, da, wa = scenario(home, args.hours, False)
+    b, db, wb = scenario(home, args.hours, True)
+    print(f"scripted scenario ({args.hours:g} sim h, max):")
+    print(f"  quiet : {a} log {da} ({wa:.1f} s wall)")
+    print(f"  loaded: {b} log {db} ({wb:.1f} s wall)")
+    same = a == b and da == db
+    print("  equal" if same else "  DIFFERENT")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
