@@ -24,8 +24,7 @@ from typing import Any
 
 from .errors import PortError, RigTimeout, UsageError
 
-FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "clear", "empty", "reservoir",
-               "button", "power-cut", "hang", "tare")
+from .virtualrig_supervisor import FAULT_KINDS  # the one table of the supervisor's faults  # noqa: E402
 
 
 def pumpctl_home() -> Path:
@@ -169,7 +168,7 @@ class VirtualRig:
         return [(i, t_us // 1000, ng / 1e9) for i, t_us, ng in r["samples"]]
 
     def fault(self, kind: str, **args: Any) -> dict[str, Any]:
-        """Inject a fault: occlude, unocclude, stall, unstall, clear, empty, reservoir(nl=),
+        """Inject a fault: occlude, unocclude, stall, unstall, jam, unjam, slip, unslip, clear, empty, reservoir(nl=),
         button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Returns the world after it."""
         if kind not in FAULT_KINDS:
             raise UsageError(f"fault kind = {kind!r}: unknown (one of {', '.join(FAULT_KINDS)})")
