@@ -61,7 +61,8 @@ ALARM_BOLUS_DENIED = const(14)
 ALARM_STORAGE_FAULT = const(15)
 ALARM_NO_PROGRAM = const(16)
 ALARM_SENSOR_FAULT = const(17)
-ALARM_MAX = const(17)
+ALARM_MISSED_STEPS = const(20)   # screw encoder behind the commanded microsteps (encoder helper)
+ALARM_MAX = const(20)
 
 # (name, priority, kind, latch, reaction, text)
 ALARM_TABLE = (
@@ -103,6 +104,13 @@ ALARM_TABLE = (
     ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
      "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
      "be detected. Basal continues, boluses held; check the sensor wiring."),
+    # 18 (maintenance) and 19 (program-reverted) belong to other helpers: placeholders here
+    ("reserved-18", PRIO_INFO, KIND_EVENT, False, REACT_NONE, "Reserved alarm code 18."),
+    ("reserved-19", PRIO_INFO, KIND_EVENT, False, REACT_NONE, "Reserved alarm code 19."),
+    # the screw encoder (pumpcore.screwenc): DIAG is blind here (StallGuard off), this is not
+    ("missed-steps", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Screw encoder behind the commanded steps (jammed screw, slipping coupling or skipped "
+     "steps). Motor stopped; doses due meanwhile are missed; check the drive."),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only

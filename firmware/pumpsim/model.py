@@ -350,6 +350,14 @@ class World:
         screw measures."""
         return self.plunger_steps
 
+    ENCODER_COUNTS = const(4096)   # AS5600 on the lead screw: 12-bit RAW ANGLE per revolution
+
+    def screw_angle(self):
+        """The screw encoder's RAW ANGLE (0..4095): the screw's turn, floor-quantised like the
+        AS5600's 12-bit output (the magnet sits at 0 at the full mark)."""
+        spr = self.mech.full_steps_per_rev * self.mech.microsteps
+        return (self.plunger_steps * self.ENCODER_COUNTS // spr) % self.ENCODER_COUNTS
+
     def pending(self):
         """Pulses queued and not yet emitted."""
         n = self.seg_steps

@@ -23,11 +23,12 @@ OP_BUTTON = const(8)     #                              -> r0 = debounced presse
 OP_ALARM = const(9)      # a = pattern                  -> r0 = 1
 OP_WDT_START = const(10)  # a = timeout_ms              -> r0 = 1
 OP_WDT_FEED = const(11)  #                              -> r0 = 1
+OP_SCREW = const(12)     #                              -> r0 = screw encoder RAW ANGLE (or -1)
 
 OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_STEPS: "steps",
             OP_ABORT: "abort", OP_PRESSURE: "pressure", OP_ENDSTOP: "end_stop",
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
-            OP_WDT_FEED: "wdt_feed"}
+            OP_WDT_FEED: "wdt_feed", OP_SCREW: "screw"}
 
 REQUEST_SIZE = const(40)
 ANSWER_SIZE = const(24)
@@ -77,6 +78,8 @@ class TwinPort:
             r0 = w.pressure_adc_kpa_x10()
         elif op == OP_ENDSTOP:
             r0 = 1 if w.end_stop() else 0
+        elif op == OP_SCREW:
+            r0 = w.screw_angle()
         elif op == OP_WDT_FEED:
             self.wdt_last_feed_us = w.t_us
             r0 = 1
