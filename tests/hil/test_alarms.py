@@ -191,9 +191,9 @@ def test_jam_and_slip_raise_missed_steps_within_the_stated_volume(kind, rig, pum
     program("continuous_186.toml")
     pl = pump.calibration().pl_per_step
     rig_clock.sleep(300)
-    w0 = rig.world()
     t0 = rig_clock.now()
     getattr(faults, kind)()
+    w0 = rig.world()                     # after the fault: from here on the screw stands still
     rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_MISSED_STEPS), 1800, poll_rig_s=2,
                        what=f"missed-steps alarm after {kind}")
     record(f"{kind}: time to missed-steps alarm", round(rig_clock.now() - t0, 1), "s")
