@@ -34,6 +34,8 @@ PARTS = {
     "buzzer": ("Buzzer driver", "NPN base (2N3904)", "1 kOhm base resistor; piezo sounder from 5 V (VSYS) to collector, 1 kOhm across it", "#ff7f0e"),
     "pressure_adc": ("Pressure sensor ABP", "Vout", "1 kOhm + 100 nF low-pass; Vs from 3V3_OUT, GND to AGND", "#8c564b"),
     "status_led": ("Pico on-board LED", "(on the board)", "no wire", "#7f7f7f"),
+    "screw_encoder.sda": ("AS5600 screw encoder", "SDA", "4.7 kOhm pull-up to 3V3; VDD3V3 and VDD5V to 3V3_OUT, DIR to GND", "#9467bd"),
+    "screw_encoder.scl": ("AS5600 screw encoder", "SCL", "4.7 kOhm pull-up to 3V3", "#9467bd"),
 }
 
 POWER_ROWS = [
@@ -109,9 +111,11 @@ def render_markdown(pm: PinMap) -> str:
 
 
 PART_ORDER = ["TMC2209 module", "End-stop microswitch", "Patient bolus button",
-              "Pressure sensor ABP", "Alarm LED (red)", "Buzzer driver", "Pico on-board LED"]
+              "Pressure sensor ABP", "AS5600 screw encoder", "Alarm LED (red)", "Buzzer driver",
+              "Pico on-board LED"]
 PART_NOTES = {"TMC2209 module": ["VM 12 V, VIO 3V3", "A1 A2 B1 B2 to NEMA 17"],
-              "Pressure sensor ABP": ["ABPDANV015PGAA3", "Vs 3V3_OUT, GND AGND"]}
+              "Pressure sensor ABP": ["ABPDANV015PGAA3", "Vs 3V3_OUT, GND AGND"],
+              "AS5600 screw encoder": ["I2C 0x36, 12 bit/rev", "6 mm diametric magnet on the screw end"]}
 
 
 def render_svg(pm: PinMap) -> str:

@@ -63,7 +63,8 @@ ALARM_NO_PROGRAM = const(16)
 ALARM_SENSOR_FAULT = const(17)
 ALARM_MAINTENANCE = const(18)
 ALARM_PROGRAM_UNCONFIRMED = const(19)
-ALARM_MAX = const(19)
+ALARM_MISSED_STEPS = const(20)   # screw encoder behind the commanded microsteps (encoder helper)
+ALARM_MAX = const(20)
 
 # (name, priority, kind, latch, reaction, text)
 ALARM_TABLE = (
@@ -116,6 +117,10 @@ ALARM_TABLE = (
     ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,
      "After a reset the program running is not the one last confirmed (a commit cut short or "
      "a damaged program slot). Basal continues, boluses held; check the program and ack."),
+    # the screw encoder (pumpcore.screwenc): DIAG is blind here (StallGuard off), this is not
+    ("missed-steps", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
+     "Screw encoder behind the commanded steps (jammed screw, slipping coupling or skipped "
+     "steps). Motor stopped; doses due meanwhile are missed; check the drive."),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only

@@ -25,6 +25,7 @@ from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
 from pumpcore.clock import WallClock
 from pumpcore.detect import OcclusionDetector, ReservoirDetector, StallDetector
+from pumpcore.screwenc import ScrewMonitor
 from pumpcore.fixed import const
 from pumpcore.limits import HardLimits
 from pumphw.base import DIR_INFUSE, RESET_WATCHDOG
@@ -88,6 +89,8 @@ class PumpApp(Controller):
         self.occlusion = OcclusionDetector.for_sensor(self.pressure_sensor,
                                                       min_sample_ms=line.get("tau_ms", 1000))
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
+        # screw encoder vs commanded microsteps (alarm 20) and measured vs commanded flow
+        self.screw = ScrewMonitor(self.mech["full_steps_per_rev"] * self.mech["microsteps"], self.derived_pl)
         self.reservoir_det = ReservoirDetector()
         self.state_store = StateStore(fs=fs, root=root, min_interval_ms=STATE_EVERY_MS,
                                       burst=URGENT_BURST, refill_ms=URGENT_REFILL_MS)
@@ -286,7 +289,9 @@ class PumpApp(Controller):
             if now != seen[code]:
                 seen[code] = now
                 if now:
-                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), 0, 0)
+                    # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
+                    by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
+                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, 0)
                 else:
                     self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
 
@@ -435,6 +440,10 @@ class PumpApp(Controller):
         pending = st.pending() + self.owed if not self.alarm_hold else 0
         self.stall.update(dt, st.stall() and st.enabled(), pending, made, pending > 0)
         self.stall.report(self.alarm_set)
+        if self.alarm_hold:
+            self.screw.reset()
+        self.screw.update(dt, made, hw.screw_angle())
+        self.screw.report(self.alarm_set)
         self.occlusion.update(dt, hw.pressure_kpa_x10(), made)
         self.occlusion.report(self.alarm_set)
         prog = self.program

@@ -111,6 +111,12 @@ class Hardware:
         """True when the plunger is at its end stop (reservoir empty)."""
         raise NotImplementedError
 
+    def screw_angle(self):
+        """The lead screw encoder's RAW ANGLE, 0..4095 per revolution (AS5600, 12 bits), or -1
+        when there is no encoder, no reading, or its magnet is missing/too weak/too strong.
+        This default: no encoder."""
+        return -1
+
     def bolus_button_presses(self):
         """Debounced presses of the patient bolus button since the last call (then cleared)."""
         raise NotImplementedError

@@ -22,7 +22,7 @@ SIMPLE_KEYS = (
     ("step", "STEP to the TMC2209 (PIO side-set)"),
     ("dir", "DIR to the TMC2209 (PIO out pin)"),
     ("en_n", "EN to the TMC2209, active low (high = motor released)"),
-    ("diag", "DIAG from the TMC2209 (high = stall)"),
+    ("diag", "DIAG from the TMC2209 (high = driver error; StallGuard is off)"),
     ("end_stop_n", "plunger end-stop switch to GND, active low"),
     ("bolus_button_n", "patient bolus button to GND, active low"),
     ("alarm_led", "alarm LED (high = on)"),
@@ -31,6 +31,9 @@ SIMPLE_KEYS = (
 )
 UART_KEYS = ("id", "tx", "rx", "baud")
 ADC_KEYS = ("gpio", "channel")
+I2C_KEYS = ("id", "sda", "scl", "freq")
+I2C_SDA_PINS = ((0, 4, 8, 12, 16, 20, 24, 28), (2, 6, 10, 14, 18, 22, 26))
+I2C_SCL_PINS = ((1, 5, 9, 13, 17, 21, 25, 29), (3, 7, 11, 15, 19, 23, 27))
 BAUD_MIN = 9600
 BAUD_MAX = 500000
 
@@ -68,7 +71,7 @@ class PinMap:
     def __init__(self, raw):
         if not isinstance(raw, dict):
             raise PinMapError("(top level)", type(raw).__name__, "must be a JSON object")
-        known = [k for k, _ in SIMPLE_KEYS] + ["driver_uart", "pressure_adc"]
+        known = [k for k, _ in SIMPLE_KEYS] + ["driver_uart", "pressure_adc", "screw_encoder"]
         for k in raw:
             if not isinstance(k, str) or (not k.startswith("_") and k not in known):
                 raise PinMapError(k, repr(raw[k]), "unknown key (known: %s)" % ", ".join(known))
@@ -79,6 +82,41 @@ class PinMap:
             setattr(self, key, self._claim(used, key, _gpio(key, raw[key])))
         self._load_uart(raw, used)
         self._load_adc(raw, used)
+        self._load_i2c(raw, used)
+
+    def _load_i2c(self, raw, used):
+        """Optional "screw_encoder": the AS5600 on I2C (id, sda, scl, freq); absent: i2c_id -1."""
+        self.i2c_id = -1
+        self.i2c_sda = -1
+        self.i2c_scl = -1
+        self.i2c_freq = 0
+        e = raw.get("screw_encoder")
+        if e is None:
+            return
+        if not isinstance(e, dict):
+            raise PinMapError("screw_encoder", repr(e), "must be an object with keys " + ", ".join(I2C_KEYS))
+        for k in e:
+            if k not in I2C_KEYS:
+                raise PinMapError("screw_encoder." + k, repr(e[k]), "unknown key (known: %s)" % ", ".join(I2C_KEYS))
+        for k in I2C_KEYS:
+            if k not in e:
+                raise PinMapError("screw_encoder." + k, "missing", "required key")
+        iid = e["id"]
+        if not _is_int(iid) or iid not in (0, 1):
+            raise PinMapError("screw_encoder.id", repr(iid), "must be 0 or 1 (RP2040 I2C0/I2C1)")
+        sda = _gpio("screw_encoder.sda", e["sda"])
+        scl = _gpio("screw_encoder.scl", e["scl"])
+        if sda not in I2C_SDA_PINS[iid]:
+            raise PinMapError("screw_encoder.sda", sda, "I2C%d SDA is only on GPIO %s" % (iid, I2C_SDA_PINS[iid]))
+        if scl not in I2C_SCL_PINS[iid]:
+            raise PinMapError("screw_encoder.scl", scl, "I2C%d SCL is only on GPIO %s" % (iid, I2C_SCL_PINS[iid]))
+        freq = e["freq"]
+        if not _is_int(freq) or freq < 10000 or freq > 1000000:
+            raise PinMapError("screw_encoder.freq", repr(freq), "must be an integer 10000..1000000 (AS5600: up to 1 MHz)")
+        self.i2c_id = iid
+        self.i2c_sda = self._claim(used, "screw_encoder.sda", sda)
+        self.i2c_scl = self._claim(used, "screw_encoder.scl", scl)
+        self.i2c_freq = freq
 
     @staticmethod
     def _claim(used, key, gpio):
@@ -153,6 +191,9 @@ class PinMap:
             out.append(("driver_uart.rx", self.uart_rx,
                         "UART%d RX from the TMC2209 PDN_UART (direct)" % self.uart_id))
         out.append(("pressure_adc", self.adc_gpio, "pressure sensor output, ADC channel %d" % self.adc_channel))
+        if self.i2c_id >= 0:
+            out.append(("screw_encoder.sda", self.i2c_sda, "I2C%d SDA to the AS5600 screw encoder (0x36), 4.7 kOhm to 3V3" % self.i2c_id))
+            out.append(("screw_encoder.scl", self.i2c_scl, "I2C%d SCL to the AS5600 screw encoder, %d Hz, 4.7 kOhm to 3V3" % (self.i2c_id, self.i2c_freq)))
         return out
 
 

@@ -11,6 +11,7 @@ import time
 from pumpcore.fixed import const
 from pumphw import base
 from pumpcore.pressure import load_sensor
+from pumpcore import screwenc
 
 # --- occlusion pressure sensor ---------------------------------------------------------------
 # Described once in /mechanism.json "pressure_sensor" (hw/mechanism.json; the BOM's Honeywell
@@ -248,6 +249,8 @@ class Rp2Hardware(base.Hardware):
         self.driver_configured = False
         self.driver_error = None     # why the last energise was refused (text), or None
         self._uart = None
+        self._i2c = None
+        self._i2c_buf = None
         prepare = self._prepare_driver if pm.uart_id >= 0 else None
         self.stepper = Rp2Stepper(make_step_generator(STEP_SM_ID, pm.step, pm.dir), en, self._diag,
                                   prepare)
@@ -310,6 +313,24 @@ class Rp2Hardware(base.Hardware):
         for _ in range(_ADC_SAMPLES):
             total += self._adc.read_u16()
         return self._to_kpa_x10(total // _ADC_SAMPLES)
+
+    def screw_angle(self):
+        """AS5600 on the lead screw (pumpcore.screwenc): STATUS (0x0B) then RAW ANGLE (0x0C,
+        0x0D) in one read; -1 without the encoder in the pin map, on a bus error or without a
+        usable magnet (MD clear, ML or MH set)."""
+        pm = self.pinmap
+        if pm.i2c_id < 0:
+            return -1
+        try:
+            if self._i2c is None:
+                import machine as m
+                self._i2c = m.I2C(pm.i2c_id, sda=m.Pin(pm.i2c_sda), scl=m.Pin(pm.i2c_scl), freq=pm.i2c_freq)
+                self._i2c_buf = bytearray(3)
+            self._i2c.readfrom_mem_into(screwenc.AS5600_ADDR, screwenc.AS5600_REG_STATUS, self._i2c_buf)
+        except OSError:
+            return -1
+        b = self._i2c_buf
+        return screwenc.as5600_angle(b[0], b[1], b[2])
 
     def end_stop(self):
         return self._end_stop.value() == 0

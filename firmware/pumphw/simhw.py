@@ -36,7 +36,7 @@ from pumphw import base
 from pumpsim import twinport
 from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_BUTTON, OP_ENABLE, OP_ENABLED, OP_ENDSTOP,
                               OP_IDLE, OP_MAINT_HOLD, OP_PRESSURE, OP_QUEUE, OP_RESET,
-                              OP_SCRATCH_READ, OP_SCRATCH_WRITE, OP_STEPS, OP_WDT_FEED,
+                              OP_SCRATCH_READ, OP_SCRATCH_WRITE, OP_SCREW, OP_STEPS, OP_WDT_FEED,
                               OP_WDT_START)
 
 _TICKS_MASK = const(0x3FFFFFFF)
@@ -231,6 +231,10 @@ class SimHardware(base.Hardware):
     def end_stop(self):
         self._link.call(OP_ENDSTOP, self._clock.sim_us(), 0, 0, 0)
         return self._link.r0 == 1
+
+    def screw_angle(self):
+        self._link.call(OP_SCREW, self._clock.sim_us(), 0, 0, 0)
+        return self._link.r0
 
     def bolus_button_presses(self):
         self._link.call(OP_BUTTON, self._clock.sim_us(), 0, 0, 0)

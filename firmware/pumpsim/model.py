@@ -15,9 +15,20 @@ The model, stated:
   time constant tau = R*C: V(t + 1 ms) = V(t) * exp(-1 ms / tau), applied at every whole
   sim millisecond (fixed-point factors, see `_Decay`). What drains leaves the outlet onto the
   balance. Occluded: nothing drains, so every step raises P by step_volume / C.
-- Driver: stalls when the force on the plunger P * bore area reaches `stall_force_mn`, at the
-  end stop, at the back stop, or while a stall is forced (jam fault). A stalled pulse is not
-  emitted: the generator retries one period later and DIAG stays high until a pulse succeeds.
+- Driver (TMC2209 as pumphw.rp2hw configures it: GCONF and CHOPCONF only, so SGTHRS = 0 and
+  TCOOLTHRS = 0). The step generator (PIO) emits every pulse it is given whatever the motor
+  does: it has no feedback. The motor cannot move the plunger when the force P * bore area
+  reaches `stall_force_mn`, at the end stop, at the back stop, or while the screw is jammed
+  (`jam` fault): the rotor skips, the pulse counts as emitted, the plunger stays. DIAG does NOT
+  report it: the TMC2209 signals a StallGuard stall on DIAG only while TSTEP <= TCOOLTHRS
+  (with TCOOLTHRS = 0 never) and SG_RESULT <= 2 * SGTHRS, in StealthChop, and StallGuard is
+  unreliable at low velocity anyway (at 186 ug/day one microstep every 16.7 s). With StallGuard
+  off DIAG goes high only on a driver error (over-temperature, short to GND or supply; datasheet
+  DIAG pin: "high upon driver error"), played by `set_driver_error` (the `stall` fault): the
+  outputs switch off, pulses are emitted but move nothing, DIAG stays high until the driver is
+  disabled (ENN high resets the error). A slipping coupling (`slip` fault): the motor turns
+  (`motor_steps` counts), the screw and plunger do not. Only the screw encoder sees jam, slip or
+  a skip: `screw_steps` is the screw's travel in microsteps (= plunger_steps).
   Pulses while the driver is disabled are emitted but do not move the plunger.
 - Balance: weighs (volume out) x density - evaporation - tare, plus noise that is a function of
   (seed, balance update slot) only (xorshift32 hash, Irwin-Hall sum of four uniforms, so reading
@@ -238,6 +249,8 @@ class Params:
 _STATE = ("t_us", "plunger_steps", "reservoir_pl", "line_pl", "out_pl", "occluded",
           "forced_stall", "pulses", "enabled", "direction", "stalled", "tare_ng",
           "seg_steps", "seg_period_us", "seg_dir", "next_pulse_us", "button_n")
+# fields added later: a saved world without them loads with these values
+_STATE_NEW = (("jammed", False), ("slipping", False), ("skipped", 0), ("motor_steps", 0))
 
 
 class World:
@@ -273,7 +286,11 @@ class World:
         self.pulses = 0            # pulses emitted since the world began (never wraps here)
         self.enabled = False
         self.direction = DIR_INFUSE
-        self.stalled = False       # the last pulse attempt was blocked
+        self.stalled = False       # the last pulse was skipped (the rotor could not move the screw)
+        self.jammed = False        # jam fault: screw seized, the motor skips, DIAG silent
+        self.slipping = False      # slip fault: coupling slips, the motor turns, the screw does not
+        self.skipped = 0           # pulses emitted that moved no plunger (skip, jam, slip, driver error)
+        self.motor_steps = 0       # rotor travel, microsteps (differs from screw travel while slipping)
         self.tare_ng = 0
         self.seg_steps = 0         # pulses left in the running segment
         self.seg_period_us = 0
@@ -289,6 +306,8 @@ class World:
         d = {}
         for name in _STATE:
             d[name] = getattr(self, name)
+        for name, _default in _STATE_NEW:
+            d[name] = getattr(self, name)
         d["queue"] = [list(s) for s in self.queue]
         d["button"] = [list(e) for e in self.button]
         return d
@@ -299,6 +318,8 @@ class World:
             if name not in d:
                 raise ValueError("world state field %s missing" % name)
             setattr(self, name, d[name])
+        for name, default in _STATE_NEW:
+            setattr(self, name, d.get(name, default))
         self.queue = [list(s) for s in d.get("queue", [])]
         self.button = [(e[0], e[1]) for e in d.get("button", [])]
         self._relax_pl = None
@@ -313,8 +334,9 @@ class World:
         return self.reservoir_pl < self.pl_per_step
 
     def blocked(self, direction):
-        """True if a pulse in `direction` cannot move the plunger (the driver would stall)."""
-        if self.forced_stall:
+        """True if a pulse in `direction` cannot move the plunger: driver error (outputs off),
+        jammed screw, or the load beyond the motor's force (the rotor skips)."""
+        if self.forced_stall or self.jammed:
             return True
         if not self.enabled:
             return False
@@ -323,8 +345,22 @@ class World:
         return self.reservoir_pl + self.pl_per_step > self.capacity_pl
 
     def diag(self):
-        """Driver DIAG output: forced jam, or the last pulse attempt was blocked."""
-        return self.forced_stall or self.stalled
+        """Driver DIAG output as configured (StallGuard off, see the module doc): high only on a
+        driver error while the driver is enabled; a skipped, jammed or slipping motor leaves it low."""
+        return self.forced_stall and self.enabled
+
+    def screw_steps(self):
+        """Screw (and plunger) travel from the full mark in microsteps: what an encoder on the
+        screw measures."""
+        return self.plunger_steps
+
+    ENCODER_COUNTS = const(4096)   # AS5600 on the lead screw: 12-bit RAW ANGLE per revolution
+
+    def screw_angle(self):
+        """The screw encoder's RAW ANGLE (0..4095): the screw's turn, floor-quantised like the
+        AS5600's 12-bit output (the magnet sits at 0 at the full mark)."""
+        spr = self.mech.full_steps_per_rev * self.mech.microsteps
+        return (self.plunger_steps * self.ENCODER_COUNTS // spr) % self.ENCODER_COUNTS
 
     def pending(self):
         """Pulses queued and not yet emitted."""
@@ -406,7 +442,18 @@ class World:
         self.occluded = bool(on)
 
     def set_forced_stall(self, on):
+        """Driver error (over-temperature / short): outputs off, DIAG high while enabled."""
         self.forced_stall = bool(on)
+
+    set_driver_error = set_forced_stall
+
+    def set_jammed(self, on):
+        """Screw jammed: the motor skips every pulse, DIAG silent (StallGuard off)."""
+        self.jammed = bool(on)
+
+    def set_slipping(self, on):
+        """Coupling slips: the motor turns, the screw does not, DIAG silent."""
+        self.slipping = bool(on)
 
     def set_reservoir_nl(self, nl):
         """Bench operator swaps/empties the syringe: `nl` left in it (0 = empty, at the end stop)."""
@@ -468,13 +515,18 @@ class World:
         self.out_pl += before - self.line_pl
 
     def _pulse(self):
-        """One STEP edge now (self.t_us). Returns False if the driver stalled."""
+        """One STEP edge now (self.t_us): the generator always emits it (True); whether the
+        plunger moves is the motor's and the screw's business."""
         d = self.seg_dir
-        if self.blocked(d):
-            self.stalled = True
-            return False
-        self.stalled = False
         self.pulses += 1
+        blocked = self.blocked(d)
+        if self.enabled and not blocked:
+            self.motor_steps += 1 if d == DIR_INFUSE else -1      # the rotor turns
+        if blocked or (self.enabled and self.slipping):
+            self.stalled = True
+            self.skipped += 1
+            return True
+        self.stalled = False
         if self.enabled:
             v = self.pl_per_step
             if d == DIR_INFUSE:
@@ -551,6 +603,8 @@ class World:
             "line_pl": self.line_pl, "out_pl": self.out_pl,
             "pressure_pa": self.pressure_pa(), "occluded": self.occluded,
             "forced_stall": self.forced_stall, "stall": self.diag(),
+            "jammed": self.jammed, "slipping": self.slipping, "skipped": self.skipped,
+            "motor_steps": self.motor_steps, "screw_steps": self.plunger_steps,
             "end_stop": self.end_stop(), "enabled": self.enabled,
             "balance_true_ng": self.balance_true_ng(), "pl_per_step": self.pl_per_step,
             "button_presses": self.button_n,

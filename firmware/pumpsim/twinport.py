@@ -27,6 +27,7 @@ OP_SCRATCH_READ = const(12)   # a = index 0..3          -> r0 = watchdog SCRATCH
 OP_SCRATCH_WRITE = const(13)  # a = index 0..3, b = u32 -> r0 = 1
 OP_MAINT_HOLD = const(14)     # a = window_ms           -> r0 = 1 (the hold's timer, see below)
 OP_RESET = const(15)          #                         -> r0 = 1 (machine.reset: the rig resets)
+OP_SCREW = const(16)     #                              -> r0 = screw encoder RAW ANGLE (or -1)
 OP_IDLE = const(40)      # a = us to wait, b = wake on host bytes, c = host bytes read so far
                          #                              -> r0 = sim_us at wake
 
@@ -34,7 +35,8 @@ OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_ST
             OP_ABORT: "abort", OP_PRESSURE: "pressure", OP_ENDSTOP: "end_stop",
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
             OP_WDT_FEED: "wdt_feed", OP_SCRATCH_READ: "scratch_read",
-            OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset", OP_IDLE: "idle"}
+            OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset", OP_IDLE: "idle",
+            OP_SCREW: "screw"}
 
 OP_NO_ANSWER = const(0x80)  # or-ed into a posted op (feed, alarm): performed, not answered
 
@@ -115,6 +117,8 @@ class TwinPort:
             r0 = w.pressure_adc_kpa_x10()
         elif op == OP_ENDSTOP:
             r0 = 1 if w.end_stop() else 0
+        elif op == OP_SCREW:
+            r0 = w.screw_angle()
         elif op == OP_WDT_FEED:
             self.wdt_last_feed_us = w.t_us
             r0 = 1

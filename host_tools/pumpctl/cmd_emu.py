@@ -35,10 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
     p = _add_dir(esub.add_parser("fault", help="inject a fault through the side channel"))
-    p.add_argument("kind", choices=["occlude", "clear-occlusion", "pressure", "stall", "clear-stall", "empty",
-                                    "clear-empty", "press", "hang", "power-cut"],
+    p.add_argument("kind", choices=["occlude", "clear-occlusion", "pressure", "stall", "clear-stall", "jam",
+                                    "clear-jam", "slip", "clear-slip", "empty", "clear-empty", "press",
+                                    "hang", "power-cut"],
                    help="occlude/clear-occlusion (line pressure), pressure KPA_X10 (force the sensor), "
-                        "stall/clear-stall (DIAG), empty/clear-empty (end stop), press (bolus button), "
+                        "stall/clear-stall (driver error: DIAG), jam/clear-jam and slip/clear-slip (screw "
+                        "jammed, coupling slipping: DIAG silent), empty/clear-empty (end stop), press (bolus button), "
                         "hang (main loop stops; the watchdog must act), power-cut (flash kept, boot again)")
     p.add_argument("value", nargs="?", type=int, help="pressure: kPa x 10 (omit to release the override)")
     p.add_argument("--count", type=int, default=1, help="press: number of presses (1..20)")
@@ -108,6 +110,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         reply = rig.request("pressure", kpa_x10=args.value)
     elif kind in ("stall", "clear-stall"):
         reply = rig.request("stall", on=kind == "stall")
+    elif kind in ("jam", "clear-jam", "slip", "clear-slip"):
+        reply = rig.request(kind.replace("clear-", ""), on=not kind.startswith("clear-"))
     elif kind in ("empty", "clear-empty"):
         reply = rig.request("empty", on=kind == "empty")
     elif kind == "press":

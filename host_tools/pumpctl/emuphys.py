@@ -79,12 +79,23 @@ class EmuPhysics:
             return out
         w.advance_to(t_ns // 1000)
         out.update(pressure_kpa_x10=max(0, w.pressure_pa() // 100), stall=bool(w.diag()),
-                   end_stop=bool(w.end_stop()), plunger_steps=w.plunger_steps, out_pl=w.out_pl)
+                   end_stop=bool(w.end_stop()), plunger_steps=w.plunger_steps, out_pl=w.out_pl,
+                   screw_steps=w.screw_steps(), skipped=w.skipped)
         return out
 
     def occlude(self, on: bool) -> None:
         if self.model is not None:
             self.model.set_occluded(on)
+
+    def jam(self, on: bool) -> None:
+        """Screw jammed: the motor skips, DIAG stays low (StallGuard off)."""
+        if self.model is not None:
+            self.model.set_jammed(on)
+
+    def slip(self, on: bool) -> None:
+        """Coupling slips: the motor turns, the screw does not, DIAG stays low."""
+        if self.model is not None:
+            self.model.set_slipping(on)
 
     def empty(self, on: bool) -> None:
         """Empty the syringe (plunger at its end stop), or refill it to capacity."""

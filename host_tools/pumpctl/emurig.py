@@ -550,6 +550,12 @@ class EmuSupervisor:
         if cmd == "stall":
             w.stall_forced = bool(req.get("on", True))
             return self.status()
+        if cmd in ("jam", "slip"):
+            # invisible to DIAG (StallGuard off as rp2hw configures the TMC2209): the model only
+            if w.physics is None or not w.physics.has_model:
+                raise UsageError(f"{cmd}: needs the physical model (pumpsim) on the emulated rig")
+            getattr(w.physics, cmd)(bool(req.get("on", True)))
+            return self.status()
         if cmd == "empty":
             w.end_stop_forced = bool(req.get("on", True))
             if w.physics is not None and w.physics.has_model:

@@ -24,8 +24,7 @@ from typing import Any
 
 from .errors import PortError, RigTimeout, UsageError
 
-FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "clear", "empty", "reservoir",
-               "button", "power-cut", "hang", "tare")
+from .virtualrig_supervisor import FAULT_KINDS  # the one table of the supervisor's faults  # noqa: E402
 
 
 def pumpctl_home() -> Path:
@@ -178,7 +177,8 @@ class VirtualRig:
 
     def fault(self, kind: str, at_us: int | None = None, after_ms: int | None = None,
               **args: Any) -> dict[str, Any]:
-        """Inject a fault: occlude, unocclude, stall, unstall, clear, empty, reservoir(nl=),
+        """Inject a fault: occlude, unocclude, stall, unstall, jam, unjam, slip,
+        unslip, clear, empty, reservoir(nl=),
         button(count=, gap_ms=), power-cut(off_ms=), hang, tare. Now, or landing exactly at sim
         time `at_us` / `after_ms` of sim time from now. Returns the world after the request."""
         if kind not in FAULT_KINDS:

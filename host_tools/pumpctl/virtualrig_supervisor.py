@@ -57,8 +57,10 @@ RESTART_MIN_REAL_S = 0.5   # back-off when the firmware process exits by itself
 PERSIST_EVERY_S = 1.0
 RELAY_BUFFER = 1 << 20     # bytes held for a slow reader on either side of the relay
 
-FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "clear", "empty", "reservoir",
-               "button", "power-cut", "hang", "tare")
+# stall = a TMC2209 driver error (DIAG high, outputs off); jam and slip are invisible to DIAG
+# (StallGuard off as rp2hw configures the driver): only the screw sees them
+FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "jam", "unjam", "slip", "unslip",
+               "clear", "empty", "reservoir", "button", "power-cut", "hang", "tare")
 
 
 def micropython_binary() -> str:
@@ -518,9 +520,19 @@ class Supervisor:
             w.set_forced_stall(True)
         elif kind == "unstall":
             w.set_forced_stall(False)
+        elif kind == "jam":
+            w.set_jammed(True)
+        elif kind == "unjam":
+            w.set_jammed(False)
+        elif kind == "slip":
+            w.set_slipping(True)
+        elif kind == "unslip":
+            w.set_slipping(False)
         elif kind == "clear":
             w.set_occluded(False)
             w.set_forced_stall(False)
+            w.set_jammed(False)
+            w.set_slipping(False)
         elif kind == "empty":
             w.set_reservoir_nl(0)
         elif kind == "reservoir":

@@ -97,6 +97,17 @@ class FakeHardware(Hardware):
         self.hold: tuple[int, int, int] | None = None
         self.hold_t0_us = 0
         self.resets = 0
+        # AS5600 on the screw: the screw follows every pulse unless the coupling slips
+        self.slipping = False
+        self.screw_steps = 0
+        self._screw_seen = 0
+
+    def screw_angle(self):
+        done = self.stepper.done
+        if not self.slipping:
+            self.screw_steps += done - self._screw_seen
+        self._screw_seen = done
+        return (self.screw_steps * 4096 // 12800) % 4096
 
     def ticks_ms(self):
         return (self.now_us // 1000) & 0x3FFFFFFF

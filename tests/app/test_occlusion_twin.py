@@ -117,3 +117,42 @@ def test_an_open_sensor_wire_raises_the_sensor_fault_and_the_basal_continues(tmp
     assert hw.stepper.done > done                       # basal continues
     assert al.ALARM_OCCLUSION not in app.alarm_set.active()
     assert app.bolus(1, 10_000, 60_000) is not None      # boluses held
+
+
+class EncoderTwinHardware(TwinHardware):
+    """TwinHardware with the AS5600 on the screw (the World's quantised angle)."""
+
+    def screw_angle(self):
+        self._sync()
+        return self.world.screw_angle()
+
+
+def test_jam_and_slip_at_186_ug_day_raise_missed_steps_within_the_bound(tmp_path):
+    from pumpcore import screwenc
+    for kind in ("jam", "slip"):
+        hw = EncoderTwinHardware(tmp_path / kind)
+        app = PumpApp(hw)
+        app.boot()
+        assert app.set_time(DAY0, 0) is None and app.refill(20_000_000, 2000) is None
+        assert app.commit_program(Program(**CONTINUOUS_186)) is None
+        run_until(app, hw, 600_000, lambda: False)
+        assert not app.alarm_set.active() or al.ALARM_MISSED_STEPS not in app.alarm_set.active()
+        getattr(hw.world, "set_jammed" if kind == "jam" else "set_slipping")(True)
+        pulses, screw = hw.world.pulses, hw.world.screw_steps()
+        t = run_until(app, hw, 3_600_000, lambda: al.ALARM_MISSED_STEPS in app.alarm_set.active())
+        assert t is not None, kind
+        skipped = hw.world.pulses - pulses
+        assert hw.world.screw_steps() == screw and not hw.world.diag()
+        assert al.ALARM_STALL not in app.alarm_set.active()           # DIAG saw nothing
+        assert skipped <= app.screw.missed_bound_steps, (kind, skipped)
+        assert app.screw.by == screwenc.BY_ENCODER
+        # 16 microsteps of 17.964 nL at 186 ug/day: under 4.5 min
+        assert t <= app.screw.missed_bound_steps * 16_800 + 1000, (kind, t)
+        # the motor is held and the doses due meanwhile are counted missed
+        missed0 = app.sched.missed_steps
+        run_until(app, hw, 600_000, lambda: False)
+        assert hw.world.pulses == pulses + skipped and app.sched.missed_steps > missed0
+        if kind == "jam":
+            assert hw.world.motor_steps == screw
+        else:
+            assert hw.world.motor_steps > screw

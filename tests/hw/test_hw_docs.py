@@ -47,9 +47,9 @@ def test_every_pin_of_the_map_is_in_table_and_diagram():
 def test_renderer_follows_a_changed_pin_map(tmp_path):
     rw = _renderer()
     raw = json.loads((HW / "pinmap.json").read_text())
-    raw["buzzer"] = 16
+    raw["buzzer"] = 18
     pm = rw.PinMap(raw)
-    assert "| `buzzer` | GP16 | pin 21 |" in rw.render_markdown(pm)
+    assert "| `buzzer` | GP18 | pin 24 |" in rw.render_markdown(pm)
     assert rw.render_markdown(pm) != (HW / "wiring.md").read_text()
 
 

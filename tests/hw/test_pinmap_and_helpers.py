@@ -222,3 +222,20 @@ def test_every_alarm_pattern_of_the_core_is_playable():
         for t in range(0, 6000, 7):
             b, led = rp2hw.pattern_levels(spec, t)
             assert b in (0, 1) and led in (0, 1)
+
+
+def test_screw_encoder_pins_are_checked():
+    pm = pinmap.PinMap(RAW)
+    assert (pm.i2c_id, pm.i2c_sda, pm.i2c_scl, pm.i2c_freq) == (0, 16, 17, 400000)
+    for patch, needle in (({"sda": 17, "scl": 16}, "I2C0 SDA is only on GPIO"),
+                          ({"freq": 5}, "screw_encoder.freq"),
+                          ({"id": 2}, "must be 0 or 1"),
+                          ({"sda": 2}, "I2C0 SDA is only on GPIO"),
+                          ({"sda": 4}, "already used by en_n")):
+        raw = json.loads(json.dumps(RAW))
+        raw["screw_encoder"].update(patch)
+        with pytest.raises(pinmap.PinMapError, match=needle):
+            pinmap.PinMap(raw)
+    raw = json.loads(json.dumps(RAW))
+    del raw["screw_encoder"]
+    assert pinmap.PinMap(raw).i2c_id == -1        # optional: no encoder, screw_angle() is -1

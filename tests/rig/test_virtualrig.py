@@ -82,17 +82,34 @@ def test_occlusion_raises_pressure_seen_by_twin(rig: VirtualRig):
     assert rig.world()["occluded"] is False
 
 
-def test_stall_is_diag_and_stops_pulses(rig: VirtualRig):
+def test_driver_error_is_diag_and_the_plunger_stays(rig: VirtualRig):
+    # a TMC2209 driver error: DIAG high, outputs off; the PIO still emits its pulses
     link = Link(rig.port)
     link.boot_line()
     rig.fault("stall")
     link.value("q")
     time.sleep(0.3)
     line = link.ask("s")
-    assert line.startswith("s=1 done=0 pending=100"), line
+    assert line.startswith("s=1 "), line
     rig.fault("unstall")
     time.sleep(0.8)
     assert link.ask("s").startswith("s=0 done=100 pending=0")
+    w = rig.world()
+    assert w["plunger_steps"] + w["skipped"] == 100 and w["skipped"] > 0
+
+
+def test_jam_and_slip_leave_diag_low(rig: VirtualRig):
+    link = Link(rig.port)
+    link.boot_line()
+    for kind in ("jam", "slip"):
+        before = rig.world()["plunger_steps"]
+        rig.fault(kind)
+        link.value("q")
+        time.sleep(0.8)
+        assert link.ask("s").startswith("s=0 ")
+        w = rig.world()
+        assert w["plunger_steps"] == before and w["stall"] is False, (kind, w)
+        rig.fault("clear")
 
 
 def test_empty_reservoir_closes_end_stop(rig: VirtualRig):

@@ -265,6 +265,20 @@ class Faults:
     def clear_stall(self) -> None:
         self._do("clear_stall")
 
+    def jam(self) -> None:
+        """Screw jammed: the motor skips, DIAG silent."""
+        self._do("jam")
+
+    def clear_jam(self) -> None:
+        self._do("clear_jam")
+
+    def slip(self) -> None:
+        """Coupling slips: the motor turns, the screw does not, DIAG silent."""
+        self._do("slip")
+
+    def clear_slip(self) -> None:
+        self._do("clear_slip")
+
     def empty_reservoir(self) -> None:
         self._do("empty_reservoir")
 

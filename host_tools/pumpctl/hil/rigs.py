@@ -27,8 +27,13 @@ from ..errors import PumpError, RigTimeout, UsageError
 FAULTS: dict[str, tuple[str, str]] = {
     "occlude": ("close the outlet line", "Clamp the outlet tubing shut (pinch clamp) and press Enter."),
     "clear_occlusion": ("open the outlet line again", "Remove the clamp from the outlet tubing and press Enter."),
-    "stall": ("jam the plunger (driver DIAG high)", "Block the syringe carriage by hand (jam the lead screw) and press Enter."),
-    "clear_stall": ("free the plunger", "Free the carriage and press Enter."),
+    "stall": ("driver error (DIAG high)", "Tie the TMC2209 DIAG line high (1 kOhm to 3V3) and press Enter."),
+    "clear_stall": ("driver error cleared", "Remove the DIAG tie and press Enter."),
+    # StallGuard is off (rp2hw writes SGTHRS = TCOOLTHRS = 0): DIAG says nothing of these two
+    "jam": ("screw jammed: the motor skips, DIAG silent", "Block the syringe carriage by hand (jam the lead screw) and press Enter."),
+    "clear_jam": ("screw free again", "Free the carriage and press Enter."),
+    "slip": ("coupling slips: the motor turns, the screw does not", "Loosen the motor coupling's set screws and press Enter."),
+    "clear_slip": ("coupling tight again", "Tighten the coupling's set screws and press Enter."),
     "empty_reservoir": ("plunger at the end stop", "Hold the reservoir end-stop switch closed and press Enter."),
     "clear_empty": ("release the end stop", "Release the end-stop switch and press Enter."),
     "press_button": ("press the patient bolus button", "Press the patient bolus button ONCE, then press Enter."),
@@ -228,6 +233,10 @@ class SimRig(Rig):
             vr.fault("stall")
         elif fault == "clear_stall":
             vr.fault("unstall")
+        elif fault in ("jam", "slip"):
+            vr.fault(fault)
+        elif fault in ("clear_jam", "clear_slip"):
+            vr.fault("un" + fault[6:])
         elif fault == "empty_reservoir":
             vr.fault("empty")
         elif fault == "clear_empty":
@@ -380,6 +389,14 @@ class EmuHilRig(Rig):
     kind = "emu"
     shared = True
 
+    def can(self, fault: str) -> str:
+        why = super().can(fault)
+        if not why and fault in ("jam", "clear_jam", "slip", "clear_slip"):
+            # the side channel can jam the model, but no AS5600 answers on the emulated I2C bus
+            # yet, so the firmware there runs without its screw encoder
+            return "%s: the emulated Pico has no AS5600 on its I2C pins yet (screw encoder unmodelled there)" % fault
+        return why
+
     def __init__(self, base: Path, deploy: bool = True) -> None:
         from ..emurig import EmuRig, write_emu_hw_dir
         rig_dir = base / "emu"
@@ -420,6 +437,8 @@ class EmuHilRig(Rig):
             req("occlude", on=fault == "occlude")
         elif fault in ("stall", "clear_stall"):
             req("stall", on=fault == "stall")
+        elif fault in ("jam", "clear_jam", "slip", "clear_slip"):
+            req(fault.replace("clear_", ""), on=not fault.startswith("clear_"))
         elif fault in ("empty_reservoir", "clear_empty"):
             req("empty", on=fault == "empty_reservoir")
         elif fault == "press_button":
