@@ -14,6 +14,8 @@ from .errors import PumpError, UsageError
 def load_program(path: Path) -> Any:
     """Parse and validate a TOML program file against the hard limits; UsageError naming the
     field, the value and why (before anything touches the rig)."""
+    if path.is_dir():
+        raise UsageError("program file %s: is a directory, not a program file" % path)
     if not path.is_file():
         raise UsageError("program file %s: no such file" % path)
     from . import programfile

@@ -111,7 +111,7 @@ def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pyte
     (("refill", "--volume-ml", "20", "--concentration", "2 g/mL"), "unit must be ug/mL or mg/mL"),
     (("time", "sync", "--at", "tomorrow"), "--at = 'tomorrow': not an ISO date-time"),
     (("calibration", "set", "0"), "pl_per_step = 0: must be 1..1073741823 pL per microstep"),
-    (("status", "--timeout", "0"), "--timeout = 0.0: must be above 0 and at most 600 s"),
+    (("status", "--timeout", "0"), "--timeout = 0: must be a number of seconds above 0 and at most 600"),
 ])
 def test_bad_input_names_field_value_and_limit(rig: FakeController, capsys: pytest.CaptureFixture[str],
                                                argv: tuple[str, ...], message: str) -> None:

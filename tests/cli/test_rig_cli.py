@@ -100,7 +100,7 @@ def test_prime_under_a_stopped_program(deployed: Sim, capsys: pytest.CaptureFixt
     stat = (deployed.json(capsys, "status"), deployed.json(capsys, "alarms"))
     rc, out, err = deployed.cli(capsys, "prime", "--volume-ul", "10")
     assert rc == 0, (err, stat)
-    assert "priming 0.010 mL (10000 nL)" in out
+    assert "priming 10 uL started" in out   # in the unit the user typed
 
 
 def test_refill_upload_and_deliver(deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:
