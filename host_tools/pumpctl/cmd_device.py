@@ -74,10 +74,37 @@ def _hex4(v: int | None) -> str | None:
     return None if v is None else "%04X" % v
 
 
+def rig_ports() -> list[dict[str, Any]]:
+    """Running virtual rigs ($PUMPCTL_HOME/rigs) and the emulated Pico, as port entries."""
+    out: list[dict[str, Any]] = []
+    try:
+        from .cmd_sim import list_rigs
+        for r in list_rigs():
+            if r["running"]:
+                out.append({"device": r["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
+                            "description": "virtual rig %s (pumpctl sim)" % r["name"], "kind": "virtual"})
+    except OSError:
+        pass
+    try:
+        import json as _json
+        from .emurig import STATE_FILE, default_rig_dir
+        from .virtualrig import process_alive
+        state = _json.loads((default_rig_dir() / STATE_FILE).read_text())
+        if isinstance(state.get("pid"), int) and process_alive(state["pid"]) and state.get("port"):
+            out.append({"device": state["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
+                        "description": "emulated Pico (pumpctl emu), MicroPython %s" % state.get("version", "?"),
+                        "kind": "emulated"})
+    except (OSError, ValueError, ImportError):
+        pass
+    return out
+
+
 def cmd_ports(args: argparse.Namespace) -> int:
     ports = list_ports()
-    doc = {"ports": [{"device": p.device, "vid": _hex4(p.vid), "pid": _hex4(p.pid), "pico": p.is_pico,
-                      "serial_number": p.serial_number, "description": p.description} for p in ports],
+    doc = {"schema": "pumpctl.ports/1",
+           "ports": [{"device": p.device, "vid": _hex4(p.vid), "pid": _hex4(p.pid), "pico": p.is_pico,
+                      "serial_number": p.serial_number, "description": p.description, "kind": "serial"}
+                     for p in ports] + rig_ports(),
            "env_port": os.environ.get("PUMP_PORT")}
 
     def human(d: dict[str, Any]) -> str:
