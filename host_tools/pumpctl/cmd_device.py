@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -290,7 +291,7 @@ def alarms_doc(entries: Any) -> dict[str, Any]:
                     "active": bool(flags & wire.ALARM_FLAG_ACTIVE), "latched": bool(flags & wire.ALARM_FLAG_LATCHED),
                     "acknowledged": bool(flags & wire.ALARM_FLAG_ACKED),
                     "day": int(_get(a, "day")), "ms_of_day": int(_get(a, "ms_of_day"))})
-    return {"alarms": out}
+    return {"schema": "pumpctl.alarms/1", "alarms": out}
 
 
 def alarms_text(d: dict[str, Any]) -> str:
@@ -574,7 +575,7 @@ def cmd_calibration(args: argparse.Namespace) -> int:
                         source="derived", rig_source=shown)
         cal = pump.calibration()
     src = int(_get(cal, "source"))
-    doc = {"pl_per_step": int(_get(cal, "pl_per_step")),
+    doc = {"schema": "pumpctl.calibration/1", "pl_per_step": int(_get(cal, "pl_per_step")),
            "source": "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"}
     output.emit(args.json, doc, lambda d: output.fields([
         ("volume per microstep", "%d pL" % d["pl_per_step"]),
@@ -586,7 +587,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
     from pumpcore import wire
     with open_pump(args) as pump:
         lim = pump.limits()
-    doc = {name: int(_get(lim, name)) for name in wire.LIMITS_RESP[1]}
+    doc: dict[str, Any] = {name: int(_get(lim, name)) for name in wire.LIMITS_RESP[1]}
+    doc["schema"] = "pumpctl.limits/1"
     output.emit(args.json, doc, lambda d: output.fields([
         ("max rate", output.ug_day(d["max_rate_ng_day"])), ("max per 24 h", output.ug(d["max_24h_ng"])),
         ("max single bolus", output.ug(d["max_bolus_ng"])),
@@ -614,7 +616,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                 doc = status_doc(pump.status(), hello)
                 al = alarms_doc(pump.alarms())
                 if args.json:
-                    print(output.dumps({"status": doc, **al}).replace("\n", ""), flush=True)
+                    print(json.dumps(output.to_jsonable({"schema": "pumpctl.monitor/1", "status": doc,
+                                                         "alarms": al["alarms"], "stale": False}),
+                                     sort_keys=True), flush=True)
                 else:
                     head = "pumpctl monitor  %s  (Ctrl-C to quit)\n\n" % time.strftime("%H:%M:%S")
                     sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + monitor_frame(doc, al) + "\n")

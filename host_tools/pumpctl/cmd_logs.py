@@ -102,7 +102,7 @@ def run_pull(args: argparse.Namespace) -> int:
             _, next_seq, _ = read(1 if first is None else first + 1, 0)
             bar.enabled = bar.enabled and next_seq - (first or 0) >= PROGRESS_FROM
             result = pull(read, store, bar)
-            result.update({"rig_id": rig_id, "store": str(path)})
+            result.update({"schema": "pumpctl.logs-pull/1", "rig_id": rig_id, "store": str(path)})
             try:
                 if args.csv:
                     result["csv_rows"] = store.export_csv(args.csv)
