@@ -127,14 +127,15 @@ def test_refused_bolus_shows_the_rigs_reason(rig: FakeController, capsys: pytest
 
 def test_calibration_and_limits(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--json", "calibration")
-    assert rc == 0 and json.loads(out) == {"pl_per_step": 12_000, "source": "derived"}
+    assert rc == 0 and json.loads(out) == {"schema": "pumpctl.calibration/1", "pl_per_step": 12_000,
+                                     "source": "derived"}
     assert run(capsys, "calibration", "set", "11950")[0] == 0 and rig.calls[-1] == ("cal", 11_950)
     rc, out, _ = run(capsys, "calibration", "show")
     assert "11950 pL" in out and "measured" in out
     rc, out, _ = run(capsys, "--json", "limits")
     doc = json.loads(out)
     assert doc["max_bolus_ng"] == 200_000 and doc["max_flow_ng_day"] == 200_000_000
-    assert set(doc) == set(wire.LIMITS_RESP[1])
+    assert set(doc) == set(wire.LIMITS_RESP[1]) | {"schema"}
     rc, out, _ = run(capsys, "limits")
     assert "200.000 ug" in out and "50..2000 ug/mL" in out and "20.000 mL" in out
     assert "max flow (basal + bolus)" in out and "200000.000 ug/day" in out
