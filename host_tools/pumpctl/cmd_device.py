@@ -604,31 +604,59 @@ def monitor_frame(doc: dict[str, Any], alarms: dict[str, Any]) -> str:
     return status_text(doc) + "\n\n" + alarms_text(alarms)
 
 
+def stale_banner(since_s: float, reason: str) -> str:
+    """The line that replaces the state when the rig stopped answering: nothing below is current."""
+    return ("STALE: no answer from the rig for %.0f s (%s); the figures below are the last ones "
+            "read, NOT current. Reconnecting..." % (since_s, reason))
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
+    """Live view. The port is opened for each refresh and closed again, so other commands
+    (pumpctl status, bolus ...) can use it between refreshes, and a reset or unplug is followed
+    by reconnecting: the first refresh without an answer marks the view STALE at once."""
     import sys
     import time
     clear = sys.stdout.isatty() and not args.json
     n = 0
-    with open_pump(args) as pump:
-        hello = rig_hello(pump)
-        try:
-            while args.count is None or n < args.count:
-                doc = status_doc(pump.status(), hello)
-                al = alarms_doc(pump.alarms())
-                if args.json:
-                    print(json.dumps(output.to_jsonable({"schema": "pumpctl.monitor/1", "status": doc,
-                                                         "alarms": al["alarms"], "stale": False}),
-                                     sort_keys=True), flush=True)
+    last: tuple[dict[str, Any], dict[str, Any]] | None = None
+    last_ok = time.monotonic()
+    try:
+        while args.count is None or n < args.count:
+            stale_reason = ""
+            try:
+                with open_pump(args) as pump:
+                    doc = status_doc(pump.status(), rig_hello(pump))
+                    al = alarms_doc(pump.alarms())
+                last, last_ok = (doc, al), time.monotonic()
+            except (PortError, PumpError) as exc:
+                if isinstance(exc, UsageError) and not isinstance(exc, PortError):
+                    raise
+                stale_reason = str(exc)
+            age = time.monotonic() - last_ok
+            if args.json:
+                if last is None:
+                    print(json.dumps({"schema": "pumpctl.error/1", "error": stale_reason, "kind": "port"}),
+                          file=sys.stderr, flush=True)
                 else:
-                    head = "pumpctl monitor  %s  (Ctrl-C to quit)\n\n" % time.strftime("%H:%M:%S")
-                    sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + monitor_frame(doc, al) + "\n")
-                    sys.stdout.flush()
-                n += 1
-                if args.count is None or n < args.count:
-                    time.sleep(args.interval)
-        except KeyboardInterrupt:
-            return 0
-    return 0
+                    print(json.dumps(output.to_jsonable({"schema": "pumpctl.monitor/1", "status": last[0],
+                                                         "alarms": last[1]["alarms"], "stale": bool(stale_reason),
+                                                         **({"error": stale_reason} if stale_reason else {})}),
+                                     sort_keys=True), flush=True)
+            else:
+                head = "pumpctl monitor  %s  (Ctrl-C to quit; the port is free between refreshes)\n\n" \
+                    % time.strftime("%H:%M:%S")
+                if stale_reason:
+                    body = stale_banner(age, stale_reason) + ("\n\n" + monitor_frame(*last) if last else "")
+                else:
+                    body = monitor_frame(*last)  # type: ignore[misc]
+                sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + body + "\n")
+                sys.stdout.flush()
+            n += 1
+            if args.count is None or n < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    return 0 if last is not None else 1
 
 
 def register_device_commands(sub: argparse._SubParsersAction) -> None:

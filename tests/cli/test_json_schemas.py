@@ -137,3 +137,25 @@ def test_schema_command_lists_and_prints(capsys: pytest.CaptureFixture[str]) -> 
     assert rc == 0 and "pumpctl.status/1" in out.split()
     rc, out, _ = run(capsys, "schema", "status")
     assert json.loads(out)["$id"] == "pumpctl.status/1"
+
+
+def test_monitor_marks_stale_at_once_and_reconnects(rig: FakeController, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pumpctl.errors import PortError
+    real = pump_mod.open_transport
+    calls = {"n": 0}
+
+    def flaky(port: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:      # the second refresh: the rig is gone (reset, power cut, unplug)
+            raise PortError("cannot open %s: no such port" % port)
+        return real(port)
+    monkeypatch.setattr(pump_mod, "open_transport", flaky)
+    rc, out, _ = run(capsys, "--json", "--port", "fake:bench", "monitor", "--count", "3", "--interval", "0.01")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and [d["stale"] for d in docs] == [False, True, False]
+    assert "no such port" in docs[1]["error"]
+    for d in docs:
+        assert not list(schemas.validator("pumpctl.monitor/1").iter_errors(d))
+    rc, out, _ = run(capsys, "--port", "fake:bench", "monitor", "--count", "2", "--interval", "0.01")
+    assert "STALE" not in out   # the port is opened per refresh: nothing holds it between them
