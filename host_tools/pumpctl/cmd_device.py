@@ -265,6 +265,8 @@ def status_text(d: dict[str, Any]) -> str:
         ("delivered total", output.ug(dl["delivered_total_ng"])),
         ("last 24 h", output.ug(dl["rolling_24h_ng"])),
         ("missed", "%d microsteps" % dl["missed_steps"]),
+        *([("calibration", "%d pL per microstep (%s)" % (d["calibration"]["pl_per_step"], d["calibration"]["source"]))]
+          if d.get("calibration") else []),
         ("reservoir", output.ml(rs["volume_nl"])),
         ("low in", _minutes(rs["low_in_min"])),
         ("empty in", _minutes(rs["empty_in_min"])),
@@ -272,9 +274,16 @@ def status_text(d: dict[str, Any]) -> str:
     ])
 
 
+def calibration_doc(cal: Any) -> dict[str, Any]:
+    from pumpcore import wire
+    return {"pl_per_step": int(_get(cal, "pl_per_step")),
+            "source": "measured" if int(_get(cal, "source")) == wire.CAL_SOURCE_MEASURED else "derived"}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with open_pump(args) as pump:
         doc = status_doc(pump.status(), rig_hello(pump))
+        doc["calibration"] = calibration_doc(pump.calibration())
     output.emit(args.json, doc, status_text)
     return 0
 

@@ -38,7 +38,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                          | {k: _BOOL for k in ("suspended", "bolus_active", "motor_on")}),
         "reservoir": _obj({"volume_nl": _INT, "low_in_min": _NINT, "empty_in_min": _NINT}),
         "alarms": _obj({"count": _INT, "top_code": _INT, "top_name": _NSTR}),
-    }, schema_id="pumpctl.status/1"),
+        "calibration": _obj({"pl_per_step": _INT, "source": {"enum": ["derived", "measured"]}}),
+    }, required=["rig_id", "firmware_version", "build", "time", "program", "delivery", "reservoir", "alarms"],
+        schema_id="pumpctl.status/1"),
     "pumpctl.alarms/1": _obj({"alarms": {"type": "array", "items": _obj({
         "id": _INT, "code": _INT, "name": _STR, "priority": _STR, "active": _BOOL, "latched": _BOOL,
         "acknowledged": _BOOL, "day": _INT, "ms_of_day": _INT})}}, schema_id="pumpctl.alarms/1"),

@@ -47,6 +47,7 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
                      "rolling_24h_ng": 186_000, "missed_steps": 0},
         "reservoir": {"volume_nl": 19_500_000, "low_in_min": 60_000, "empty_in_min": None},
         "alarms": {"count": 1, "top_code": 1, "top_name": doc["alarms"]["top_name"]},
+        "calibration": {"pl_per_step": 12_000, "source": "derived"},
     }
     assert isinstance(doc["alarms"]["top_name"], str) and doc["alarms"]["top_name"]
 
