@@ -76,7 +76,10 @@ def test_status_after_deploy_is_the_documented_schema(deployed: Sim, capsys: pyt
     doc = deployed.json(capsys, "status")
     assert doc["schema"] == "pumpctl.status/1" and doc["rig_id"] == "cli-rig"
     assert set(doc) == {"schema", "rig_id", "firmware_version", "build", "time", "program", "delivery", "reservoir",
-                        "alarms"}
+                        "alarms", "calibration"}
+    from pumpctl import schemas
+    assert not list(schemas.validator("pumpctl.status/1").iter_errors(doc))
+    assert doc["calibration"]["source"] == "derived"
     assert set(doc["delivery"]) == {"rate_ng_day", "basal_ng_day", "suspended", "bolus_active", "motor_on",
                                     "delivered_today_ng", "delivered_total_ng", "rolling_24h_ng", "missed_steps"}
 
