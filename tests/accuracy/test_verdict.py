@@ -155,11 +155,11 @@ def test_virtual_rig_run_with_a_stall_exits_4_and_reanalyses_identically(tmp_pat
     rate, conc = program_rate(program)
     rig = simrun.start_virtual_rig(args.time_scale, out)
     try:
-        def stall_later() -> None:
-            w = rig.world()
-            start = w["sim_us"]
-            while rig.world()["sim_us"] - start < (30 + 70) * 60 * 1_000_000:
-                time.sleep(0.05)
+        def stall_later() -> None:   # 70 min into the run: 140 readings in the samples log
+            log = out / "samples.csv"
+            while not log.exists() or sum(1 for ln in log.read_text().splitlines()
+                                          if ln[:1].isdigit()) < 141:
+                time.sleep(0.02)
             rig.fault("stall")
         t = threading.Thread(target=stall_later, daemon=True)
         t.start()

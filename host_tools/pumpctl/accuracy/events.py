@@ -67,5 +67,6 @@ def from_log_line(text: str) -> dict[str, Any]:
 
 
 def interruptions(events: list[dict[str, Any]], run_s: float) -> list[dict[str, Any]]:
-    """The events within the run (0 <= t <= run_s) that interrupt delivery."""
-    return [e for e in events if e["interrupts"] and -1.0 <= e["t_s"] <= run_s + 1.0]
+    """The events up to the run's end that interrupt delivery. The log is read from the record
+    after the program's commit, so an alarm a few seconds before the first reading counts too."""
+    return [e for e in events if e["interrupts"] and e["t_s"] <= run_s + 1.0]
