@@ -17,7 +17,9 @@ QUANTA_PER_NG = const(86400000)
 
 # unit name -> multiplier to the base unit
 _DOSE_UNITS = {"ng": 1, "ug": 1000, "mcg": 1000, "mg": 1000000}
-_RATE_TIME = {"day": 1, "d": 1, "24h": 1}
+# per-time unit -> how many of it make a day ("7.75 ug/h" = 186 ug/day, exactly)
+_RATE_TIME = {"day": 1, "d": 1, "24h": 1, "h": 24, "hr": 24, "hour": 24}
+MAX_DIGITS = const(18)   # a number longer than this cannot be a dose, rate, volume or time here
 _CONC_UNITS = {"ug/ml": 1, "mcg/ml": 1, "mg/ml": 1000, "ng/ul": 1}
 _VOLUME_UNITS = {"nl": 1, "ul": 1000, "ml": 1000000}
 _DURATION_UNITS = {"ms": 1, "s": 1000, "sec": 1000, "min": 60000, "h": 3600000,
@@ -36,12 +38,20 @@ def _split(text, field):
     s = text.strip()
     i = 0
     n = len(s)
-    while i < n and (s[i].isdigit() or s[i] == "."):
+    while i < n and (("0" <= s[i] <= "9") or s[i] == "."):   # ASCII digits only: int() refuses others
         i += 1
     number = s[:i]
-    unit = s[i:].strip().lower().replace(" ", "")
+    # the micro sign (U+00B5) and Greek mu (U+03BC) as clinicians type them: "186 \u00b5g/day"
+    unit = s[i:].strip().lower().replace(" ", "").replace("\u00b5", "u").replace("\u03bc", "u")
+    shown = repr(text) if len(text) <= 40 else repr(text[:20]) + "... (%d characters)" % len(text)
     if number == "" or number.count(".") > 1 or number == ".":
-        raise QuantityError(field, repr(text), "no number at the start")
+        if i < n and s[i].isdigit():
+            raise QuantityError(field, shown, "digits must be 0-9 (not %r)" % s[i])
+        raise QuantityError(field, shown, "no number at the start")
+    if len(number.replace(".", "")) > MAX_DIGITS:
+        raise QuantityError(field, shown, "number longer than %d digits" % MAX_DIGITS)
+    if unit and unit[0].isdigit():
+        raise QuantityError(field, shown, "digits must be 0-9 (not %r)" % unit[0])
     return number, unit
 
 
@@ -78,8 +88,8 @@ def parse_rate_ng_day(text, field="rate"):
         raise QuantityError(field, repr(text), "rate needs a unit per day, e.g. ug/day")
     dose_unit, per = unit.split("/", 1)
     if dose_unit not in _DOSE_UNITS or per not in _RATE_TIME:
-        raise QuantityError(field, repr(text), "unit must be ng/day, ug/day or mg/day")
-    return _scale(number, _DOSE_UNITS[dose_unit], field, text)
+        raise QuantityError(field, repr(text), "unit must be ng, ug or mg per day or per h (ug/day, ug/h)")
+    return _scale(number, _DOSE_UNITS[dose_unit] * _RATE_TIME[per], field, text)
 
 
 def parse_conc_ug_ml(text, field="concentration"):

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from . import output
-from .errors import PortError, UsageError
+from pathlib import Path
+
+from .errors import PortError, PumpError, RefusedError, UsageError
 
 PICO_VID = 0x2E8A   # Raspberry Pi
 PICO_PID = 0x0005   # MicroPython on RP2040 (USB CDC)
@@ -53,38 +56,56 @@ def resolve_port(port: str | None) -> str:
 
 
 def add_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Accept --port and --json after the subcommand too (they override the global ones)."""
-    p.add_argument("--port", default=argparse.SUPPRESS, help="serial port or pty of the rig")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    p.add_argument("--rig", default=os.environ.get("PUMP_RIG"), metavar="RIG_ID",
+    """List the global options in this command's --help too. `pumpctl.cli` takes --port,
+    --json, --timeout and --rig out of the command line wherever they stand and sets them on
+    the namespace (with $PUMP_PORT, $PUMP_TIMEOUT, $PUMP_RIG as defaults), so one option style
+    holds for every command."""
+    p.add_argument("--port", default=argparse.SUPPRESS, help="serial port or pty of the rig (default $PUMP_PORT)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output (errors as JSON on stderr)")
+    p.add_argument("--rig", default=argparse.SUPPRESS, metavar="RIG_ID",
                    help="refuse to act unless the rig on the port is RIG_ID (default: $PUMP_RIG)")
-    p.add_argument("--timeout", type=float, default=_env_timeout(), metavar="S",
+    p.add_argument("--timeout", default=argparse.SUPPRESS, metavar="S",
                    help="seconds to wait for each answer (default: $PUMP_TIMEOUT, else 2; the emulated "
                         "Pico runs at ~1/20..1/40 real time and needs 30+)")
     return p
-
-
-def _env_timeout() -> float | None:
-    text = os.environ.get("PUMP_TIMEOUT")
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError("PUMP_TIMEOUT = %r: not a number of seconds" % text) from None
-    if not 0 < value <= 600:
-        raise UsageError("PUMP_TIMEOUT = %s: must be above 0 and at most 600 s" % text)
-    return value
 
 
 def _hex4(v: int | None) -> str | None:
     return None if v is None else "%04X" % v
 
 
+def rig_ports() -> list[dict[str, Any]]:
+    """Running virtual rigs ($PUMPCTL_HOME/rigs) and the emulated Pico, as port entries."""
+    out: list[dict[str, Any]] = []
+    try:
+        from .cmd_sim import list_rigs
+        for r in list_rigs():
+            if r["running"]:
+                out.append({"device": r["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
+                            "description": "virtual rig %s (pumpctl sim)" % r["name"], "kind": "virtual"})
+    except OSError:
+        pass
+    try:
+        import json as _json
+        from .emurig import STATE_FILE, default_rig_dir
+        from .virtualrig import process_alive
+        state = _json.loads((default_rig_dir() / STATE_FILE).read_text())
+        if isinstance(state.get("pid"), int) and process_alive(state["pid"]) and state.get("port"):
+            out.append({"device": state["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
+                        "description": "emulated Pico (pumpctl emu), MicroPython %s" % state.get("version", "?"),
+                        "kind": "emulated"})
+    except (OSError, ValueError, ImportError):
+        pass
+    return out
+
+
 def cmd_ports(args: argparse.Namespace) -> int:
     ports = list_ports()
-    doc = {"ports": [{"device": p.device, "vid": _hex4(p.vid), "pid": _hex4(p.pid), "pico": p.is_pico,
-                      "serial_number": p.serial_number, "description": p.description} for p in ports],
+    doc = {"schema": "pumpctl.ports/1",
+           "ports": [{"device": p.device, "vid": _hex4(p.vid), "pid": _hex4(p.pid), "pico": p.is_pico,
+                      "serial_number": p.serial_number, "description": p.description, "kind": "serial"}
+                     for p in ports] + rig_ports(),
            "env_port": os.environ.get("PUMP_PORT")}
 
     def human(d: dict[str, Any]) -> str:
@@ -129,6 +150,23 @@ def rig_hello(pump: Any) -> dict[str, Any]:
     """The rig's hello as a plain dict (protocol_version, firmware_version, build_hash, rig_id)."""
     h = getattr(pump, "info", None) or pump.hello()
     return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id")}
+
+
+ACTION_SCHEMA = "pumpctl.action/1"
+
+
+def done(args: argparse.Namespace, action: str, message: str, rig_id: Any = None, **details: Any) -> int:
+    """The result of an action command: `message` for people, or with --json the document
+    {"schema": "pumpctl.action/1", "action", "ok": true, "rig_id", "message", "details": {...}}
+    (quantities in base units: ng, nL, ms, pL). Returns 0."""
+    doc = {"schema": ACTION_SCHEMA, "action": action, "ok": True, "rig_id": rig_id, "message": message,
+           "details": details}
+    output.emit(bool(getattr(args, "json", False)), doc, lambda d: d["message"])
+    return 0
+
+
+def _rig_id(pump: Any) -> Any:
+    return rig_hello(pump).get("rig_id")
 
 
 # ------------------------------------------------------------------------------ names
@@ -240,6 +278,8 @@ def status_text(d: dict[str, Any]) -> str:
         ("line", ("%d ug/mL" % dl["line_conc_ug_ml"] if dl.get("line_conc_ug_ml") else "-")
          + (", bridge: %s of the old drug still in the catheter" % output.ml(dl["bridge_left_nl"])
             if dl.get("bridge_left_nl") else "")),
+        *([("calibration", "%d pL per microstep (%s)" % (d["calibration"]["pl_per_step"], d["calibration"]["source"]))]
+          if d.get("calibration") else []),
         ("reservoir", output.ml(rs["volume_nl"])),
         ("low in", _minutes(rs["low_in_min"])),
         ("empty in", _minutes(rs["empty_in_min"])),
@@ -247,9 +287,16 @@ def status_text(d: dict[str, Any]) -> str:
     ])
 
 
+def calibration_doc(cal: Any) -> dict[str, Any]:
+    from pumpcore import wire
+    return {"pl_per_step": int(_get(cal, "pl_per_step")),
+            "source": "measured" if int(_get(cal, "source")) == wire.CAL_SOURCE_MEASURED else "derived"}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with open_pump(args) as pump:
         doc = status_doc(pump.status(), rig_hello(pump))
+        doc["calibration"] = calibration_doc(pump.calibration())
     output.emit(args.json, doc, status_text)
     return 0
 
@@ -266,7 +313,7 @@ def alarms_doc(entries: Any) -> dict[str, Any]:
                     "active": bool(flags & wire.ALARM_FLAG_ACTIVE), "latched": bool(flags & wire.ALARM_FLAG_LATCHED),
                     "acknowledged": bool(flags & wire.ALARM_FLAG_ACKED),
                     "day": int(_get(a, "day")), "ms_of_day": int(_get(a, "ms_of_day"))})
-    return {"alarms": out}
+    return {"schema": "pumpctl.alarms/1", "alarms": out}
 
 
 def alarms_text(d: dict[str, Any]) -> str:
@@ -282,8 +329,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
             if args.id is None:
                 raise UsageError("alarms ack needs an alarm ID (see pumpctl alarms)")
             pump.ack_alarm(args.id)
-            print("alarm %d acknowledged" % args.id)
-            return 0
+            return done(args, "alarms ack", "alarm %d acknowledged" % args.id, _rig_id(pump), alarm_id=args.id)
         doc = alarms_doc(pump.alarms())
     output.emit(args.json, doc, alarms_text)
     return 0
@@ -322,44 +368,166 @@ def fastest_bolus_ms(dose_ng: int, limits: Any) -> int:
     return max(1, -(-dose_ng * 86_400_000 // headroom))
 
 
+def parse_minutes(text: str, field: str = "--over") -> int:
+    """Bolus duration: minutes ("10", "1.5") or with a unit ("90 s", "1.5 min", "2 h") -> ms,
+    exactly (pumpcore.units), 1 min .. 24 h. UsageError naming the field and the value."""
+    from pumpcore import units
+    t = text.strip()
+    if t and (t[-1].isdigit() or t[-1] == "."):
+        t = t + " min"
+    try:
+        ms = int(units.parse_duration_ms(t, field))
+    except units.QuantityError as exc:
+        raise UsageError(str(exc)) from None
+    if not 60_000 <= ms <= MAX_BOLUS_MIN * 60_000:
+        raise UsageError("%s = %s: bolus duration must be 1..%d min (1 min .. 24 h)" % (field, text, MAX_BOLUS_MIN))
+    return ms
+
+
+def _duration_text(ms: int) -> str:
+    if ms % 60_000 == 0:
+        return "%d min" % (ms // 60_000)
+    return "%s min" % ("%.3f" % (ms / 60_000)).rstrip("0").rstrip(".") if ms >= 60_000 else "%d ms" % ms
+
+
+def refusal_with_figures(exc: RefusedError, pump: Any, what: str, dose_ng: int | None = None,
+                         duration_ms: int | None = None) -> RefusedError:
+    """The rig's refusal with the figures a user needs: the dose asked, the limit's value, how
+    long a lockout still runs (from the rig's own limits, status and log)."""
+    from pumpcore import scheduler
+    code = getattr(exc, "detail", None)
+    extra = ""
+    try:
+        lim = pump.limits()
+        if code == scheduler.REFUSE_MAX_BOLUS and dose_ng is not None:
+            extra = "%s asked, the rig's single-bolus limit is %s" % (output.ug(dose_ng), output.ug(_get(lim, "max_bolus_ng")))
+        elif code == scheduler.REFUSE_MAX_24H:
+            st = pump.status()
+            extra = "%s%s delivered in the last 24 h, the rig's 24 h limit is %s" % (
+                "" if dose_ng is None else "%s asked, " % output.ug(dose_ng),
+                output.ug(_get(st, "rolling_24h_ng")), output.ug(_get(lim, "max_24h_ng")))
+        elif code == scheduler.REFUSE_MAX_FLOW and dose_ng is not None and duration_ms:
+            need = dose_ng * 86_400_000 // duration_ms
+            extra = "%s over %s is %s on top of the basal, the rig's max flow is %s; the shortest allowed is %s" % (
+                output.ug(dose_ng), _duration_text(duration_ms), output.ug_day(need),
+                output.ug_day(_get(lim, "max_flow_ng_day")),
+                _duration_text(-(-fastest_bolus_ms(dose_ng, lim) // 60_000) * 60_000))
+        elif code == scheduler.REFUSE_LOCKOUT:
+            left = lockout_left_ms(pump)
+            if left is not None:
+                extra = "lockout ends in %s" % output.duration_ms(left) if left >= 120_000 else \
+                    "lockout ends in %d s" % -(-left // 1000)
+    except PumpError:
+        extra = ""
+    if not extra:
+        return exc
+    new = RefusedError(exc.status, "%s (%s)" % (exc.reason, extra))
+    new.detail = code  # type: ignore[attr-defined]
+    return new
+
+
+def lockout_left_ms(pump: Any) -> int | None:
+    """ms until the running program's patient-bolus lockout ends: lockout from the program,
+    the last granted patient bolus from the rig's log, now from its clock (None if unknown)."""
+    from pumpcore import logrec, program as prog_mod, wire
+    from .accuracy.events import rig_wall_ms
+    data = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_ENCODED)
+    running = prog_mod.Program.decode(bytes(data[0]))
+    patient = getattr(running, "patient", None)
+    if not patient:
+        return None
+    lockout_ms = int(patient[2])
+    st = pump.status()
+    now = rig_wall_ms(_get(st, "day"), _get(st, "ms_of_day"))
+    last = None
+    chunk = pump.read_log(0, 0)
+    first = max(int(chunk.oldest_seq), int(chunk.next_seq) - 500)
+    for _, raw in pump.iter_log(first):
+        try:
+            _s, day, ms, code, a0, _a1, _a2, _a3 = logrec.decode(bytes(raw))
+        except logrec.LogRecordError:
+            continue
+        if code == logrec.EV_BOLUS_START and a0 == _patient_kind():
+            last = rig_wall_ms(day, ms)
+    if last is None:
+        return None
+    return max(0, last + lockout_ms - now)
+
+
+def _patient_kind() -> int:
+    from pumpcore import scheduler
+    return int(getattr(scheduler, "BOLUS_PATIENT", 2))
+
+
 def cmd_bolus(args: argparse.Namespace) -> int:
     from pumpcore import units
     dose_ng = parse_amount(args.ug, "bolus dose", "ug", units.parse_dose_ng, 2**30 - 1)
-    if args.over is not None and not 1 <= args.over <= MAX_BOLUS_MIN:
-        raise UsageError("--over = %d: bolus duration must be 1..%d min" % (args.over, MAX_BOLUS_MIN))
+    over_ms = None if args.over is None else parse_minutes(args.over)
     with open_pump(args) as pump:
-        if args.over is None:
-            duration_ms = fastest_bolus_ms(dose_ng, pump.limits())
-        else:
-            duration_ms = args.over * 60_000
-        pump.bolus(dose_ng, duration_ms)
-    print("bolus of %s over %s started" % (output.ug(dose_ng), output.duration_ms(duration_ms)
-                                          if duration_ms >= 1000 else "%d ms" % duration_ms))
-    return 0
+        duration_ms = fastest_bolus_ms(dose_ng, pump.limits()) if over_ms is None else over_ms
+        try:
+            pump.bolus(dose_ng, duration_ms)
+        except RefusedError as exc:
+            raise refusal_with_figures(exc, pump, "bolus", dose_ng, duration_ms) from None
+        rig = _rig_id(pump)
+    return done(args, "bolus", "bolus of %s over %s started" % (
+        output.ug(dose_ng), output.duration_ms(duration_ms) if duration_ms >= 1000 else "%d ms" % duration_ms),
+        rig, dose_ng=dose_ng, duration_ms=duration_ms)
+
+
+def cmd_patient_bolus(args: argparse.Namespace) -> int:
+    with open_pump(args) as pump:
+        try:
+            pump.patient_bolus()
+        except RefusedError as exc:
+            raise refusal_with_figures(exc, pump, "patient bolus") from None
+        rig = _rig_id(pump)
+    return done(args, "patient-bolus", "patient bolus started (the program's dose, lockout and daily cap apply)", rig)
 
 
 def cmd_suspend(args: argparse.Namespace) -> int:
     with open_pump(args) as pump:
         pump.suspend()
-    print("delivery suspended (missed volume is recorded, never caught up)")
-    return 0
+        rig = _rig_id(pump)
+    return done(args, "suspend", "delivery suspended (missed volume is recorded, never caught up)", rig)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     with open_pump(args) as pump:
         pump.resume()
-    print("delivery resumed")
-    return 0
+        rig = _rig_id(pump)
+    return done(args, "resume", "delivery resumed", rig)
+
+
+def _volume_text(nl: int, typed: str) -> str:
+    """A volume in the unit the user typed (mL or uL)."""
+    t = typed.strip().lower().replace("\u00b5", "u").replace("\u03bc", "u")
+    if t.endswith("ul"):
+        whole, frac = divmod(nl, 1000)
+        return ("%d.%03d" % (whole, frac)).rstrip("0").rstrip(".") + " uL"
+    return output.ml(nl)
 
 
 def cmd_refill(args: argparse.Namespace) -> int:
-    from pumpcore import units
+    from pumpcore import scheduler, units
     volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", units.parse_volume_nl, 2**30 - 1)
     conc = parse_amount(args.concentration, "--concentration", "ug/mL", units.parse_conc_ug_ml, 2**30 - 1)
     with open_pump(args) as pump:
-        pump.refill(volume_nl, conc)
-    print("refill recorded: %s at %s" % (output.ml(volume_nl), output.conc(conc)))
-    return 0
+        try:
+            pump.refill(volume_nl, conc)
+        except RefusedError as exc:
+            code = getattr(exc, "detail", None)
+            lim = pump.limits()
+            if code == scheduler.REFUSE_VOLUME:
+                raise UsageError("refill refused: --volume-ml = %s is above the rig's reservoir capacity %s"
+                                 % (_volume_text(volume_nl, args.volume_ml), output.ml(_get(lim, "max_reservoir_nl")))) from None
+            if code == scheduler.REFUSE_CONCENTRATION:
+                raise UsageError("refill refused: --concentration = %s is outside the rig's limits %d..%d ug/mL"
+                                 % (output.conc(conc), _get(lim, "min_conc_ug_ml"), _get(lim, "max_conc_ug_ml"))) from None
+            raise
+        rig = _rig_id(pump)
+    return done(args, "refill", "refill recorded: %s at %s" % (_volume_text(volume_nl, args.volume_ml), output.conc(conc)),
+                rig, volume_nl=volume_nl, conc_ug_ml=conc)
 
 
 def cmd_prime(args: argparse.Namespace) -> int:
@@ -367,8 +535,10 @@ def cmd_prime(args: argparse.Namespace) -> int:
     volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", units.parse_volume_nl, 2**30 - 1)
     with open_pump(args) as pump:
         pump.prime(volume_nl)
-    print("priming %s (%d nL) started" % (output.ml(volume_nl), volume_nl))
-    return 0
+        rig = _rig_id(pump)
+    return done(args, "prime", "priming %s started" % _volume_text(volume_nl, args.volume_ul + " uL"
+                                                                   if args.volume_ul.strip()[-1:].isdigit() else args.volume_ul),
+                rig, volume_nl=volume_nl)
 
 
 def cmd_time(args: argparse.Namespace) -> int:
@@ -376,8 +546,8 @@ def cmd_time(args: argparse.Namespace) -> int:
     now = _rig_calendar(args) if args.at is None else _parse_at(args.at)
     with open_pump(args) as pump:
         day, ms = pump.sync_time(now)
-    print("rig clock set to %s" % output.wall_time(day, ms))
-    return 0
+        rig = _rig_id(pump)
+    return done(args, "time sync", "rig clock set to %s" % output.wall_time(day, ms), rig, day=day, ms_of_day=ms)
 
 
 def _rig_calendar(args: argparse.Namespace) -> Any:
@@ -402,6 +572,19 @@ def _parse_at(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------ calibration, limits
+def derived_pl_per_step(hw_dir: Path | None = None) -> int:
+    """The volume per microstep derived from the mechanism (hw/mechanism.json), in pL."""
+    from pumpcore import calibration
+    path = (hw_dir or Path(__file__).resolve().parents[2] / "hw") / "mechanism.json"
+    try:
+        mech = calibration.load_mechanism(str(path))
+    except OSError as exc:
+        raise UsageError("calibration reset: cannot read %s: %s" % (path, exc.strerror)) from None
+    except ValueError as exc:
+        raise UsageError("calibration reset: %s: %s" % (path, exc)) from None
+    return int(calibration.pl_per_step_from_mechanism(mech))
+
+
 def cmd_calibration(args: argparse.Namespace) -> int:
     from pumpcore import wire
     with open_pump(args) as pump:
@@ -410,11 +593,24 @@ def cmd_calibration(args: argparse.Namespace) -> int:
                 raise UsageError("calibration set: pl_per_step = %s: must be 1..%d pL per microstep"
                                  % (args.pl_per_step, 2**30 - 1))
             pump.set_calibration(args.pl_per_step)
-            print("calibration set to %d pL per microstep (measured)" % args.pl_per_step)
-            return 0
+            return done(args, "calibration set", "calibration set to %d pL per microstep (measured)" % args.pl_per_step,
+                        _rig_id(pump), pl_per_step=args.pl_per_step, source="measured")
+        if args.action == "reset":
+            if args.pl_per_step is not None:
+                raise UsageError("calibration reset takes no value: it sends the value derived from %s"
+                                 % ((args.hw_dir or Path("hw")) / "mechanism.json"))
+            derived = derived_pl_per_step(args.hw_dir)
+            pump.set_calibration(derived)
+            src = int(_get(pump.calibration(), "source"))
+            shown = "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"
+            note = ("" if shown == "derived" else
+                    "; the rig records it as source: measured (its calibration write carries no source)")
+            return done(args, "calibration reset", "calibration reset to %d pL per microstep, derived from "
+                        "mechanism.json%s" % (derived, note), _rig_id(pump), pl_per_step=derived,
+                        source="derived", rig_source=shown)
         cal = pump.calibration()
     src = int(_get(cal, "source"))
-    doc = {"pl_per_step": int(_get(cal, "pl_per_step")),
+    doc = {"schema": "pumpctl.calibration/1", "pl_per_step": int(_get(cal, "pl_per_step")),
            "source": "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"}
     output.emit(args.json, doc, lambda d: output.fields([
         ("volume per microstep", "%d pL" % d["pl_per_step"]),
@@ -426,7 +622,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
     from pumpcore import wire
     with open_pump(args) as pump:
         lim = pump.limits()
-    doc = {name: int(_get(lim, name)) for name in wire.LIMITS_RESP[1]}
+    doc: dict[str, Any] = {name: int(_get(lim, name)) for name in wire.LIMITS_RESP[1]}
+    doc["schema"] = "pumpctl.limits/1"
     output.emit(args.json, doc, lambda d: output.fields([
         ("max rate", output.ug_day(d["max_rate_ng_day"])), ("max per 24 h", output.ug(d["max_24h_ng"])),
         ("max single bolus", output.ug(d["max_bolus_ng"])),
@@ -442,29 +639,59 @@ def monitor_frame(doc: dict[str, Any], alarms: dict[str, Any]) -> str:
     return status_text(doc) + "\n\n" + alarms_text(alarms)
 
 
+def stale_banner(since_s: float, reason: str) -> str:
+    """The line that replaces the state when the rig stopped answering: nothing below is current."""
+    return ("STALE: no answer from the rig for %.0f s (%s); the figures below are the last ones "
+            "read, NOT current. Reconnecting..." % (since_s, reason))
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
+    """Live view. The port is opened for each refresh and closed again, so other commands
+    (pumpctl status, bolus ...) can use it between refreshes, and a reset or unplug is followed
+    by reconnecting: the first refresh without an answer marks the view STALE at once."""
     import sys
     import time
     clear = sys.stdout.isatty() and not args.json
     n = 0
-    with open_pump(args) as pump:
-        hello = rig_hello(pump)
-        try:
-            while args.count is None or n < args.count:
-                doc = status_doc(pump.status(), hello)
-                al = alarms_doc(pump.alarms())
-                if args.json:
-                    print(output.dumps({"status": doc, **al}).replace("\n", ""), flush=True)
+    last: tuple[dict[str, Any], dict[str, Any]] | None = None
+    last_ok = time.monotonic()
+    try:
+        while args.count is None or n < args.count:
+            stale_reason = ""
+            try:
+                with open_pump(args) as pump:
+                    doc = status_doc(pump.status(), rig_hello(pump))
+                    al = alarms_doc(pump.alarms())
+                last, last_ok = (doc, al), time.monotonic()
+            except (PortError, PumpError) as exc:
+                if isinstance(exc, UsageError) and not isinstance(exc, PortError):
+                    raise
+                stale_reason = str(exc)
+            age = time.monotonic() - last_ok
+            if args.json:
+                if last is None:
+                    print(json.dumps({"schema": "pumpctl.error/1", "error": stale_reason, "kind": "port"}),
+                          file=sys.stderr, flush=True)
                 else:
-                    head = "pumpctl monitor  %s  (Ctrl-C to quit)\n\n" % time.strftime("%H:%M:%S")
-                    sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + monitor_frame(doc, al) + "\n")
-                    sys.stdout.flush()
-                n += 1
-                if args.count is None or n < args.count:
-                    time.sleep(args.interval)
-        except KeyboardInterrupt:
-            return 0
-    return 0
+                    print(json.dumps(output.to_jsonable({"schema": "pumpctl.monitor/1", "status": last[0],
+                                                         "alarms": last[1]["alarms"], "stale": bool(stale_reason),
+                                                         **({"error": stale_reason} if stale_reason else {})}),
+                                     sort_keys=True), flush=True)
+            else:
+                head = "pumpctl monitor  %s  (Ctrl-C to quit; the port is free between refreshes)\n\n" \
+                    % time.strftime("%H:%M:%S")
+                if stale_reason:
+                    body = stale_banner(age, stale_reason) + ("\n\n" + monitor_frame(*last) if last else "")
+                else:
+                    body = monitor_frame(*last)  # type: ignore[misc]
+                sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + body + "\n")
+                sys.stdout.flush()
+            n += 1
+            if args.count is None or n < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    return 0 if last is not None else 1
 
 
 def register_device_commands(sub: argparse._SubParsersAction) -> None:
@@ -478,9 +705,12 @@ def register_device_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_alarms)
     p = add_common(sub.add_parser("bolus", help="clinician bolus of UG micrograms"))
     p.add_argument("ug", metavar="UG", help="dose: ug by default (50, 12.5) or with a unit (0.05 mg)")
-    p.add_argument("--over", type=int, metavar="MIN",
-                   help="deliver over MIN minutes (default: the fastest the rig's flow limit allows)")
+    p.add_argument("--over", metavar="DURATION",
+                   help="deliver over DURATION: minutes (10, 1.5) or with a unit (90 s, 1.5 min, 2 h); "
+                        "default: the fastest the rig's flow limit allows")
     p.set_defaults(func=cmd_bolus)
+    add_common(sub.add_parser("patient-bolus", help="the program's patient bolus, as the button gives it "
+                              "(lockout and daily cap apply)")).set_defaults(func=cmd_patient_bolus)
     add_common(sub.add_parser("suspend", help="stop delivery (no catch-up on resume)")).set_defaults(func=cmd_suspend)
     add_common(sub.add_parser("resume", help="resume delivery")).set_defaults(func=cmd_resume)
     p = add_common(sub.add_parser("refill", help="record a refill (starts a bridge bolus where needed)"))
@@ -494,9 +724,12 @@ def register_device_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["sync"])
     p.add_argument("--at", help="ISO date-time to set instead of the host's local time")
     p.set_defaults(func=cmd_time)
-    p = add_common(sub.add_parser("calibration", help="show or set the volume per microstep"))
-    p.add_argument("action", nargs="?", choices=["show", "set"], default="show")
+    p = add_common(sub.add_parser("calibration", help="show, set or reset the volume per microstep"))
+    p.add_argument("action", nargs="?", choices=["show", "set", "reset"], default="show",
+                   help="reset: back to the value derived from mechanism.json")
     p.add_argument("pl_per_step", nargs="?", type=int, help="measured pL per microstep (for set)")
+    p.add_argument("--hw-dir", type=Path, default=None,
+                   help="directory of the rig's mechanism.json for reset (default: hw/)")
     p.set_defaults(func=cmd_calibration)
     add_common(sub.add_parser("limits", help="the rig's hard limits")).set_defaults(func=cmd_limits)
     p = add_common(sub.add_parser("monitor", help="live view of rate, delivered, reservoir, alarms (Ctrl-C quits)"))

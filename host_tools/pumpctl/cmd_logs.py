@@ -102,7 +102,7 @@ def run_pull(args: argparse.Namespace) -> int:
             _, next_seq, _ = read(1 if first is None else first + 1, 0)
             bar.enabled = bar.enabled and next_seq - (first or 0) >= PROGRESS_FROM
             result = pull(read, store, bar)
-            result.update({"rig_id": rig_id, "store": str(path)})
+            result.update({"schema": "pumpctl.logs-pull/1", "rig_id": rig_id, "store": str(path)})
             try:
                 if args.csv:
                     result["csv_rows"] = store.export_csv(args.csv)
@@ -130,6 +130,100 @@ def run_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+LOGS_SCHEMA = "pumpctl.logs/1"
+
+
+def _name(table: Sequence[str], code: int, what: str) -> str:
+    return table[code] if 0 <= code < len(table) else "%s-%d" % (what, code)
+
+
+def decoded_fields(code: int, detail: dict[str, int]) -> tuple[dict[str, Any], str]:
+    """A record's arguments with names for codes and text in units: (fields for JSON, text).
+
+    JSON keeps quantities as integers in their base unit (the key says which: _ng, _nl, _ms);
+    codes become names (alarm, kind, reason, reset cause, refusal); the two halves of a program
+    CRC become one hex string."""
+    from pumpcore import alarms, scheduler
+    f: dict[str, Any] = dict(detail)
+    if "program_crc_hi16" in f:
+        f["program_crc"] = "%04x%04x" % (f.pop("program_crc_hi16") & 0xFFFF, f.pop("program_crc_lo16", 0) & 0xFFFF)
+    if "program_crc16" in f:
+        f["program_crc16"] = "%04x" % (f["program_crc16"] & 0xFFFF)
+    if "alarm" in f:
+        try:
+            f["alarm"] = alarms.alarm_name(f["alarm"])
+        except alarms.AlarmError:
+            f["alarm"] = "alarm-%d" % f["alarm"]
+    if "priority" in f:
+        f["priority"] = _name(alarms.PRIORITY_NAMES, f["priority"], "priority")
+    if "kind" in f and code in (logrec.EV_BOLUS_START, logrec.EV_BOLUS_END, logrec.EV_BOLUS_DENIED,
+                                logrec.EV_BOLUS_ABORTED):
+        f["kind"] = _name(scheduler.BOLUS_NAMES, f["kind"], "kind")
+    if "refusal_code" in f:
+        f["refusal"] = scheduler.refusal_text(f.pop("refusal_code"))
+    if code == logrec.EV_SUSPEND and "reason" in f:
+        f["reason"] = "alarm" if f["reason"] == 1 else "command"
+    if code == logrec.EV_RESET and "reset_cause" in f:
+        f["reset_cause"] = _name(("power-on", "watchdog", "soft", "unknown"), f["reset_cause"], "cause")
+    if "mode" in f and code == logrec.EV_PROGRAM_COMMIT:
+        from pumpcore import program
+        f["mode"] = _name(program.MODE_NAMES, f["mode"], "mode")
+    parts = []
+    for k, v in f.items():
+        if isinstance(v, int) and k.endswith("_ng"):
+            parts.append("%s %s" % (k[:-3], output.ug(v)))
+        elif isinstance(v, int) and k.endswith("_ng_day"):
+            parts.append("%s %s" % (k[:-7], output.ug_day(v)))
+        elif isinstance(v, int) and k.endswith("_nl"):
+            parts.append("%s %s" % (k[:-3], "%d.%03d uL" % divmod(v, 1000) if abs(v) < 1_000_000 else output.ml(v)))
+        elif isinstance(v, int) and k.endswith("_ms") and k not in ("old_ms", "new_ms"):
+            parts.append("%s %s" % (k[:-3], output.duration_ms(v) if v >= 1000 else "%d ms" % v))
+        else:
+            parts.append("%s %s" % (k, v))
+    return f, ", ".join(parts)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Records from the rig, decoded: names, not codes; values in units."""
+    kinds = set()
+    for k in args.kind or []:
+        for name in k.split(","):
+            name = name.strip()
+            if name and name not in logrec.EVENT_NAMES[1:]:
+                raise UsageError("--kind = %r: not an event name (one of %s)"
+                                 % (name, ", ".join(n for n in logrec.EVENT_NAMES[1:])))
+            if name:
+                kinds.add(name)
+    if args.since is not None and not 0 <= args.since < 2**31:
+        raise UsageError("--since = %d: must be a sequence number 0..%d" % (args.since, 2**31 - 1))
+    records = []
+    with open_pump(args) as pump:
+        rig_id = str(rig_hello(pump)["rig_id"])
+        read = _read_fn(pump)
+        oldest, next_seq, _ = read(0, 0)
+        start = max(oldest, args.since or 0)
+        if args.last is not None and args.since is None:
+            start = max(oldest, next_seq - args.last)
+        while start < next_seq:
+            _, next_seq, raws = read(start, BATCH)
+            if not raws:
+                break
+            for raw in raws:
+                rec = decode_record(raw)
+                start = max(start, rec.seq) + 1 if rec.crc_ok else start + 1
+                if kinds and rec.event not in kinds:
+                    continue
+                fields, text = decoded_fields(rec.code, rec.detail) if rec.crc_ok else (rec.detail, str(rec.detail))
+                records.append({"seq": rec.seq, "time": output.wall_time(rec.day, rec.ms_of_day) if rec.crc_ok else None,
+                                "day": rec.day, "ms_of_day": rec.ms_of_day, "event": rec.event, "crc_ok": rec.crc_ok,
+                                "fields": fields, "text": text})
+    doc = {"schema": LOGS_SCHEMA, "rig_id": rig_id, "next_seq": next_seq, "records": records}
+    output.emit(args.json, doc, lambda d: output.table(
+        ("SEQ", "TIME", "EVENT", "DETAIL"), [(r["seq"], r["time"], r["event"], r["text"]) for r in d["records"]],
+        empty="no records" + (" of kind %s" % ", ".join(sorted(kinds)) if kinds else "")))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="event log: pull into the local store, export")
     lsub = p.add_subparsers(dest="logs_command", metavar="SUBCOMMAND", required=True)
@@ -138,3 +232,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pp.add_argument("--csv", type=Path, help="also export every stored record to this CSV file")
     pp.add_argument("--jsonl", type=Path, help="also export every stored record to this JSON Lines file")
     pp.set_defaults(func=run_pull)
+    ps = add_common(lsub.add_parser("show", help="the rig's records decoded: event names, values in units"))
+    ps.add_argument("--since", type=int, metavar="SEQ", help="from this sequence number on (default: all kept)")
+    ps.add_argument("--last", type=int, metavar="N", help="only the last N records (without --since)")
+    ps.add_argument("--kind", action="append", metavar="EVENT",
+                    help="only these events (repeat or comma-separate): e.g. alarm-raised,suspend")
+    ps.set_defaults(func=cmd_show)

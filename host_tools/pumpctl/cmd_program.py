@@ -14,6 +14,8 @@ from .errors import PumpError, UsageError
 def load_program(path: Path) -> Any:
     """Parse and validate a TOML program file against the hard limits; UsageError naming the
     field, the value and why (before anything touches the rig)."""
+    if path.is_dir():
+        raise UsageError("program file %s: is a directory, not a program file" % path)
     if not path.is_file():
         raise UsageError("program file %s: no such file" % path)
     from . import programfile
@@ -27,7 +29,7 @@ def load_program(path: Path) -> Any:
 
 def program_doc(program: Any, path: Path) -> dict[str, Any]:
     encoded = bytes(program.encode())
-    return {"file": str(path), "valid": True, "encoded_bytes": len(encoded),
+    return {"schema": "pumpctl.program/1", "file": str(path), "valid": True, "encoded_bytes": len(encoded),
             "crc32": "%08x" % program.crc32(), "describe": list(program.describe())}
 
 
@@ -66,28 +68,37 @@ def review_text(review: Any, rig_id: str) -> str:
 def cmd_upload(args: argparse.Namespace) -> int:
     program = load_program(args.file)
     encoded = bytes(program.encode())
+    if not args.yes and (args.json or not sys.stdin.isatty()):
+        raise UsageError("program upload %s: stdin is not a terminal%s, so nobody can confirm the review: "
+                         "give --yes to commit without asking" % (args.file, " (--json)" if args.json else ""))
     with open_pump(args) as pump:
         rig_id = str(rig_hello(pump)["rig_id"])
 
         def ask(review: Any) -> bool:
-            print(review_text(review, rig_id))
+            if not args.json:
+                print(review_text(review, rig_id))
             if args.yes:
                 return True
             return confirm("Commit the staged program %08x to rig %s? [y/N] " % (review.crc, rig_id))
 
         review = pump.upload_program(encoded, ask)
+    details = {"file": str(args.file), "crc32": "%08x" % review.crc, "committed": bool(review.committed),
+               "staged_lines": list(review.staged_lines), "running_lines": list(review.running_lines or [])}
     if not review.committed:
-        print("not committed: the running program on rig %s is unchanged" % rig_id)
+        from .cmd_device import done
+        done(args, "program upload", "not committed: the running program on rig %s is unchanged" % rig_id,
+             rig_id, **details)
         return 1
-    print("committed program %08x on rig %s" % (review.crc, rig_id))
-    return 0
+    from .cmd_device import done
+    return done(args, "program upload", "committed program %08x on rig %s" % (review.crc, rig_id), rig_id, **details)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with open_pump(args) as pump:
         hello = rig_hello(pump)
         lines, crc = _running_lines(pump)
-    doc = {"rig_id": hello["rig_id"], "crc32": "%08x" % crc, "describe": lines if crc else []}
+    doc = {"schema": "pumpctl.program-show/1", "rig_id": hello["rig_id"], "crc32": "%08x" % crc,
+           "describe": lines if crc else []}
     output.emit(args.json, doc, lambda d: "rig %s: running program crc %s\n%s" % (
         d["rig_id"], d["crc32"], "\n".join("  " + s for s in (d["describe"] or ["(none)"]))))
     return 0

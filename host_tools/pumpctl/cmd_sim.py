@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     status.add_argument("--name", default=DEFAULT_NAME)
     status.set_defaults(func=cmd_status)
 
+    lst = sub.add_parser("list", help="the virtual rigs under $PUMPCTL_HOME/rigs: name, port, running or not")
+    lst.set_defaults(func=cmd_list)
+
     fault = sub.add_parser("fault", help="inject a fault: " + ", ".join(FAULT_KINDS))
     fault.add_argument("kind", choices=FAULT_KINDS)
     fault.add_argument("--name", default=DEFAULT_NAME)
@@ -46,25 +49,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fault.set_defaults(func=cmd_fault)
 
 
+def list_rigs() -> list[dict[str, object]]:
+    """Every virtual rig directory under $PUMPCTL_HOME/rigs with its last port and whether its
+    supervisor runs."""
+    from .virtualrig import process_alive, pumpctl_home
+    out: list[dict[str, object]] = []
+    root = pumpctl_home() / "rigs"
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        info_path = d / "rig.json"
+        if not d.is_dir():
+            continue
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = {}
+        pid = info.get("pid")
+        running = bool(isinstance(pid, int) and process_alive(pid))
+        out.append({"name": d.name, "port": info.get("port") if running else None,
+                    "pid": pid if running else None, "running": running, "dir": str(d)})
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import output
+    doc = {"schema": "pumpctl.sim-list/1", "rigs": list_rigs()}
+    output.emit(args.json, doc, lambda d: output.table(
+        ("NAME", "PORT", "STATE", "DIR"),
+        [(r["name"], r["port"] or "-", "running (pid %s)" % r["pid"] if r["running"] else "stopped", r["dir"])
+         for r in d["rigs"]], empty="no virtual rigs (start one: pumpctl sim start)"))
+    return 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     rig = VirtualRig.start(rig_dir_for(args.name), time_scale=args.time_scale, fresh=args.fresh,
                            name=args.name, detach=True)
     if args.json:
-        print(json.dumps({"name": rig.name, "port": rig.port, "pid": rig.pid}))
+        print(json.dumps({"schema": "pumpctl.action/1", "action": "sim start", "ok": True, "rig_id": None,
+                          "message": "virtual rig %s started on %s" % (rig.name, rig.port),
+                          "name": rig.name, "port": rig.port, "pid": rig.pid,
+                          "details": {"name": rig.name, "port": rig.port, "pid": rig.pid}}, sort_keys=True))
     else:
         print(rig.port)
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from .cmd_device import done
     VirtualRig(rig_dir_for(args.name)).stop()
-    return 0
+    return done(args, "sim stop", "virtual rig %s stopped (flash and world kept)" % args.name, None, name=args.name)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     w = VirtualRig(rig_dir_for(args.name)).world()
     if args.json:
-        print(json.dumps(w))
+        print(json.dumps(dict(w, schema="pumpctl.sim-status/1"), sort_keys=True))
         return 0
     print(f"rig {w['name']} on {w['port']}: firmware {w['firmware']}, boots {w['boots']}, "
           f"time scale {w['time_scale'] if w['time_scale'] == 'max' else '%d/%d' % tuple(w['time_scale'])}")
@@ -107,7 +145,10 @@ def cmd_fault(args: argparse.Namespace) -> int:
     after_ms = None if args.after is None else _sim_duration_us("--after", args.after) // 1000
     w = VirtualRig(rig_dir_for(args.name)).fault(args.kind, at_us=at_us, after_ms=after_ms, **kw)
     if args.json:
-        print(json.dumps(w))
+        print(json.dumps({"schema": "pumpctl.action/1", "action": "sim fault", "ok": True, "rig_id": None,
+                          "message": ("fault %s injected" % args.kind) if at_us is None and after_ms is None
+                          else "fault %s scheduled" % args.kind,
+                          "details": {"kind": args.kind, "args": kw, "world": w}}, sort_keys=True))
     elif at_us is not None or after_ms is not None:
         when = at_us if at_us is not None else w["sim_us"] + after_ms * 1000
         print(f"{args.kind}: scheduled at sim time {when / 1e6:.3f} s (now {w['sim_us'] / 1e6:.3f} s)")

@@ -52,9 +52,10 @@ Log = Callable[[str], None]
 
 
 def pumpctl_home() -> Path:
-    """Directory of pumpctl's local state: $PUMPCTL_HOME, default ~/.local/state/pumpctl."""
-    home = os.environ.get("PUMPCTL_HOME")
-    return Path(home) if home else Path.home() / ".local" / "state" / "pumpctl"
+    """Directory of pumpctl's local state: the one place that resolves it (virtualrig.pumpctl_home:
+    $PUMPCTL_HOME, else the platformdirs user state directory)."""
+    from .virtualrig import pumpctl_home as home
+    return home()
 
 
 @dataclass

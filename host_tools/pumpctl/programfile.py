@@ -104,9 +104,15 @@ class ProgramFileError(UsageError):
 
 
 def _show(value: Any) -> str:
+    """A value as the error line shows it: a long one is cut (the line stays one line)."""
     if isinstance(value, str):
+        if len(value) > 40:
+            return '"%s..." (%d characters)' % (value[:20], len(value))
         return '"%s"' % value
-    return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a whole number of about %d digits" % int(value.bit_length() * 0.30103 + 1)
+    text = str(value)
+    return text if len(text) <= 60 else text[:40] + "... (%d characters)" % len(text)
 
 
 def toml_key_for(field: str) -> str:
@@ -126,7 +132,7 @@ class _Reader:
 
     def fail(self, key: str, value: Any, reason: str) -> ProgramFileError:
         return ProgramFileError(self.source, key, value, reason,
-                                shown="(missing)" if value == "(missing)" else None)
+                                shown="(missing)" if isinstance(value, str) and value == "(missing)" else None)
 
     def check_keys(self, table: Any, allowed: set[str], where: str) -> dict[str, Any]:
         if not isinstance(table, dict):
@@ -190,6 +196,11 @@ def loads(text: str, source: str = "<program>", limits: HardLimits | None = None
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProgramFileError(source, "(file)", "", "not valid TOML: %s" % e, shown="(unparsable)") from None
+    except ValueError:   # an integer of more than 4300 digits: Python refuses to convert it
+        m = re.search(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*[+-]?\d{4000,}", text, re.M)
+        key = m.group(1) if m else "(a value)"
+        raise ProgramFileError(source, key, "", "a whole number thousands of digits long: not a "
+                               "count this program can hold", shown="(too long to show)") from None
     r.check_keys(doc, set(_SECTIONS), "")
     prog_t = r.check_keys(doc.get("program"), _SECTIONS["program"], "program") if "program" in doc else None
     if prog_t is None:
@@ -271,6 +282,25 @@ def loads(text: str, source: str = "<program>", limits: HardLimits | None = None
 def load(path: str | Path, limits: HardLimits | None = None) -> Program:
     """Program from a TOML file, validated against `limits` (default HardLimits())."""
     p = Path(path)
+    try:
+        data = p.read_bytes()
+    except IsADirectoryError:
+        raise ProgramFileError(str(p), "(file)", str(p), "is a directory, not a program file",
+                               shown=str(p)) from None
+    except OSError as e:
+        raise ProgramFileError(str(p), "(file)", str(p), "cannot read: %s" % e.strerror, shown=str(p)) from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:64] and
+                                                 data.count(b"\x00") * 3 >= min(len(data), 64)):
+        raise ProgramFileError(str(p), "(file)", str(p), "looks like UTF-16 text: save it as UTF-8 "
+                               "(TOML files are UTF-8)", shown=str(p))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProgramFileError(str(p), "(file)", str(p), "not a UTF-8 text file (byte 0x%02x at offset %d): "
+                               "is it a TOML program file?" % (data[e.start], e.start), shown=str(p)) from None
+    if "\x00" in text:
+        raise ProgramFileError(str(p), "(file)", str(p), "contains NUL bytes: not a TOML program file",
+                               shown=str(p))
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:

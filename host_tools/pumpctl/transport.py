@@ -49,6 +49,8 @@ class SerialTransport:
             if "://" in port:
                 self._ser: Any = serial.serial_for_url(port, baudrate=BAUD, timeout=POLL_S)
             else:
+                if os.path.isdir(port):
+                    raise PortError("cannot open %s: is a directory, not a serial port (see pumpctl ports)" % port)
                 if not os.path.exists(port):
                     raise PortError("cannot open %s: no such port (is the rig plugged in / the virtual rig "
                                     "started? see pumpctl ports)" % port)

@@ -28,8 +28,13 @@ from .virtualrig_supervisor import FAULT_KINDS  # the one table of the superviso
 
 
 def pumpctl_home() -> Path:
-    """$PUMPCTL_HOME, default ~/.local/state/pumpctl."""
-    return Path(os.environ.get("PUMPCTL_HOME") or Path.home() / ".local" / "state" / "pumpctl")
+    """$PUMPCTL_HOME, default the user state directory platformdirs gives (~/.local/state/pumpctl
+    on Linux, honouring $XDG_STATE_HOME)."""
+    home = os.environ.get("PUMPCTL_HOME")
+    if home:
+        return Path(home)
+    import platformdirs
+    return platformdirs.user_state_path("pumpctl", appauthor=False)
 
 
 def rig_dir_for(name: str) -> Path:

@@ -48,6 +48,7 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
                      "certain_total_ng": 1_302_000, "line_conc_ug_ml": 2000, "bridge_left_nl": 0},
         "reservoir": {"volume_nl": 19_500_000, "low_in_min": 60_000, "empty_in_min": None},
         "alarms": {"count": 1, "top_code": 1, "top_name": doc["alarms"]["top_name"]},
+        "calibration": {"pl_per_step": 12_000, "source": "derived"},
     }
     assert isinstance(doc["alarms"]["top_name"], str) and doc["alarms"]["top_name"]
 
@@ -112,7 +113,7 @@ def test_delivery_commands_send_exact_integers(rig: FakeController, capsys: pyte
     (("refill", "--volume-ml", "20", "--concentration", "2 g/mL"), "unit must be ug/mL or mg/mL"),
     (("time", "sync", "--at", "tomorrow"), "--at = 'tomorrow': not an ISO date-time"),
     (("calibration", "set", "0"), "pl_per_step = 0: must be 1..1073741823 pL per microstep"),
-    (("status", "--timeout", "0"), "--timeout = 0.0: must be above 0 and at most 600 s"),
+    (("status", "--timeout", "0"), "--timeout = 0: must be a number of seconds above 0 and at most 600"),
 ])
 def test_bad_input_names_field_value_and_limit(rig: FakeController, capsys: pytest.CaptureFixture[str],
                                                argv: tuple[str, ...], message: str) -> None:
@@ -128,14 +129,15 @@ def test_refused_bolus_shows_the_rigs_reason(rig: FakeController, capsys: pytest
 
 def test_calibration_and_limits(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--json", "calibration")
-    assert rc == 0 and json.loads(out) == {"pl_per_step": 12_000, "source": "derived"}
+    assert rc == 0 and json.loads(out) == {"schema": "pumpctl.calibration/1", "pl_per_step": 12_000,
+                                     "source": "derived"}
     assert run(capsys, "calibration", "set", "11950")[0] == 0 and rig.calls[-1] == ("cal", 11_950)
     rc, out, _ = run(capsys, "calibration", "show")
     assert "11950 pL" in out and "measured" in out
     rc, out, _ = run(capsys, "--json", "limits")
     doc = json.loads(out)
     assert doc["max_bolus_ng"] == 200_000 and doc["max_flow_ng_day"] == 200_000_000
-    assert set(doc) == set(wire.LIMITS_RESP[1])
+    assert set(doc) == set(wire.LIMITS_RESP[1]) | {"schema"}
     rc, out, _ = run(capsys, "limits")
     assert "200.000 ug" in out and "50..2000 ug/mL" in out and "20.000 mL" in out
     assert "max flow (basal + bolus)" in out and "200000.000 ug/day" in out

@@ -50,13 +50,25 @@ def test_upload_shows_both_decodings_and_commits_the_named_crc(rig: FakeControll
 
 def test_no_confirmation_leaves_the_running_program(rig: FakeController, program_file: Any,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = run(capsys, "program", "upload", program_file(baclofen(186_000)))  # stdin is not a terminal
+    rc, out, err = run(capsys, "program", "upload", program_file(baclofen(186_000)))  # stdin is not a terminal
+    assert rc == 1 and rig.calls == [] and rig.program is None
+    assert "stdin is not a terminal" in err and "give --yes" in err and err.count("\n") == 1
+
+
+def test_a_refused_confirmation_leaves_the_running_program(rig: FakeController, program_file: Any,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from pumpctl import cmd_program
+    monkeypatch.setattr(cmd_program.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cmd_program, "confirm", lambda prompt: False)
+    rc, out, _ = run(capsys, "program", "upload", program_file(baclofen(186_000)))
     assert rc == 1 and "not committed" in out and rig.calls == [] and rig.program is None
 
 
 def test_show_running(rig: FakeController, program_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--json", "program", "show")
-    assert rc == 0 and json.loads(out) == {"rig_id": "bench-1", "crc32": "00000000", "describe": []}
+    assert rc == 0 and json.loads(out) == {"schema": "pumpctl.program-show/1", "rig_id": "bench-1",
+                                     "crc32": "00000000", "describe": []}
     p = baclofen(186_000)
     run(capsys, "program", "upload", program_file(p), "--yes")
     rc, out, _ = run(capsys, "--json", "program", "show")

@@ -76,7 +76,10 @@ def test_status_after_deploy_is_the_documented_schema(deployed: Sim, capsys: pyt
     doc = deployed.json(capsys, "status")
     assert doc["schema"] == "pumpctl.status/1" and doc["rig_id"] == "cli-rig"
     assert set(doc) == {"schema", "rig_id", "firmware_version", "build", "time", "program", "delivery", "reservoir",
-                        "alarms"}
+                        "alarms", "calibration"}
+    from pumpctl import schemas
+    assert not list(schemas.validator("pumpctl.status/1").iter_errors(doc))
+    assert doc["calibration"]["source"] == "derived"
     assert set(doc["delivery"]) == {"rate_ng_day", "basal_ng_day", "suspended", "bolus_active", "motor_on",
                                     "delivered_today_ng", "delivered_total_ng", "rolling_24h_ng", "missed_steps",
                                     "uncertain_ng", "certain_total_ng", "line_conc_ug_ml", "bridge_left_nl"}
@@ -101,7 +104,7 @@ def test_prime_under_a_stopped_program(deployed: Sim, capsys: pytest.CaptureFixt
     stat = (deployed.json(capsys, "status"), deployed.json(capsys, "alarms"))
     rc, out, err = deployed.cli(capsys, "prime", "--volume-ul", "10")
     assert rc == 0, (err, stat)
-    assert "priming 0.010 mL (10000 nL)" in out
+    assert "priming 10 uL started" in out   # in the unit the user typed
 
 
 def test_refill_upload_and_deliver(deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:

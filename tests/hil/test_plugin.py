@@ -111,3 +111,49 @@ def test_unknown_rig_kind_is_a_usage_error(tmp_path):
     res = _run_pytest(tmp_path, "", "def test_x(rig):\n    pass\n", "--rig", "nosuchkind")
     assert "--rig nosuchkind: not 'sim', not a serial port, and no plugin makes that rig kind" in res.stdout + res.stderr
     assert res.returncode != 0
+
+
+def test_figures_go_to_junit_and_the_report_counts_every_test(tmp_path):
+    """record() figures land in the JUnit XML as properties; the Markdown report counts what pytest counts."""
+    import xml.etree.ElementTree as ET
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        "def test_fig(record):\n    record('time to alarm', 6.7, 'min')\n"
+        "def test_plain():\n    assert True\n"
+        "def test_bad():\n    assert 1 == 2\n"
+        "@pytest.mark.skip(reason='no')\ndef test_skip():\n    pass\n")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_x.py"),
+            "--junitxml", str(tmp_path / "j.xml"), "--rig-report", str(tmp_path / "r.md"), "-o", "addopts="]
+    if not _entry_point_installed():
+        args[3:3] = ["-p", "pumpctl.hil.plugin"]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert "1 failed, 2 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+    props = {p.get("name"): p.get("value") for p in ET.parse(tmp_path / "j.xml").iter("property")}
+    assert props.get("hil:time to alarm") == "6.7 min", props
+    assert "1 failed, 2 passed, 1 skipped" in (tmp_path / "r.md").read_text()
+
+
+def test_a_failing_test_gets_the_rig_build_and_event_log():
+    import types
+    from pumpcore import logrec
+    from pumpctl.hil.plugin import attach_rig_evidence
+    recs = [logrec.encode(1, 9460, 1000, logrec.EV_ALARM_RAISED, 2, 3, 0, 0),
+            logrec.encode(2, 9460, 2000, logrec.EV_SUSPEND, 1, 0, 0, 0)]
+
+    class FakePump:
+        def hello(self):
+            return types.SimpleNamespace(firmware_version="0.1.0", build_hash="abc123")
+
+        def read_log(self, first, n):
+            return types.SimpleNamespace(oldest_seq=1, next_seq=3)
+
+        def iter_log(self, first):
+            return [(i + 1, r) for i, r in enumerate(recs) if i + 1 >= first]
+    item = types.SimpleNamespace(funcargs={"rig": types.SimpleNamespace(port="x"), "pump": FakePump()})
+    rep = types.SimpleNamespace(sections=[], user_properties=[])
+    attach_rig_evidence(item, rep)
+    sections = dict(rep.sections)
+    assert sections["pumprig: firmware build"] == "0.1.0 build abc123"
+    log = sections["pumprig: rig event log (last 40 records)"]
+    assert "alarm-raised" in log and "alarm motor-stall" in log and "reason alarm" in log
+    assert ("rig_build", "0.1.0 build abc123") in rep.user_properties

@@ -23,26 +23,52 @@ def _check_running_program(pump: Any, program: Any, path: str) -> None:
 
 
 def run_on_bench(args: argparse.Namespace, program: Any, rate_ng_day: int, conc_ug_ml: int) -> int:
-    """Check the rig, tare the balance, sample for args.hours of real time, write the report."""
-    from ..cmd_accuracy import _program_lines, analyse_and_report
+    """Check the rig, tare the balance, sample for args.hours of real time, write the report.
+
+    Evaporation on a bench rig is what the operator measured beforehand (--evaporation-mg-h,
+    e.g. a beaker weighed for hours with the pump stopped); without it the report states that it
+    is not corrected. The rig's own log gives the alarms, suspends and resets during the run."""
+    from ..cmd_accuracy import (Conditions, _program_lines, analyse_and_report, density_for,
+                                evaporation_for, program_crc)
     from ..cmd_device import open_pump, rig_hello
+    from . import events as run_events
     out = Path(args.out)
+    if args.evaporation_min:
+        raise UsageError("--evaporation-min: on a bench rig the program already runs; weigh the beaker "
+                         "beforehand with the pump stopped and give --evaporation-mg-h")
+    density, density_note = density_for(args)
+    given = evaporation_for(args)
+    evap, evap_note = given if given is not None else (
+        0.0, "not corrected (no --evaporation-mg-h given): water lost from the beaker counts as under-delivery")
     with open_pump(args) as pump:
         hello = rig_hello(pump)
         _check_running_program(pump, program, args.program)
+        first_seq = int(pump.read_log(0, 0).next_seq)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cond = Conditions(density_g_ml=density, density_note=density_note, evaporation_g_h=evap,
+                      evaporation_note=evap_note, spec_text=args.spec, started=started)
     with MtSicsBalance(args.balance) as balance:
         balance_id = balance.identify()
         balance.tare()
         meta = {"rig": hello["rig_id"], "firmware": f"{hello['firmware_version']} build {hello['build_hash']}",
-                "balance": balance_id, "program": args.program, "rate_ng_day": rate_ng_day,
-                "conc_ug_ml": conc_ug_ml, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "balance": balance_id, "program": args.program, "program_crc": "%08x" % program_crc(program),
+                "rate_ng_day": rate_ng_day, "conc_ug_ml": conc_ug_ml, "hours": args.hours,
+                **cond.log_meta()}
         log = SampleLog(out / "samples.csv", meta)
         wall0 = time.monotonic()
+        with open_pump(args) as pump:
+            st = pump.status()
+            t0_wall = run_events.rig_wall_ms(st.day, st.ms_of_day)
         try:
             samples = gravimetric_run(balance, HostClock(), args.hours * 3600.0, log)
+            with open_pump(args) as pump:
+                cond.events = run_events.read_run_events(pump, first_seq, t0_wall)
+            for ev in cond.events:
+                log.note("event", run_events.to_log_line(ev))
+            log.note("ended", "complete, %d readings" % len(samples))
         finally:
             log.close()
     fields = dict(rig=str(hello["rig_id"]), firmware=str(meta["firmware"]), program_file=args.program,
                   program_lines=_program_lines(program), balance=balance_id,
                   wall_s=time.monotonic() - wall0)
-    return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields, None)
+    return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields, None, cond)

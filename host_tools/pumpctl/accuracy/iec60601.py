@@ -370,3 +370,31 @@ def samples_from_masses(masses_g: Iterable[float | None], interval_s: float = SA
                         t0_s: float = 0.0) -> list[Sample]:
     """Readings taken exactly every `interval_s` seconds from `t0_s` (tests, replayed logs)."""
     return [Sample(t0_s + i * interval_s, m) for i, m in enumerate(masses_g)]
+
+
+def required_run_s(set_rate_ml_h: float, run_s: float) -> float:
+    """The shortest run (s) the method can analyse at this rate and planned length: the standard
+    test's 2 h, or at a low rate the stabilisation period plus the longest standard window (so
+    that every one of P = 2..31 min is measured). Checked before a run starts."""
+    prof = profile_for(set_rate_ml_h, run_s)
+    if prof.analysis_s is not None:
+        return prof.stabilisation_s + prof.analysis_s
+    return prof.stabilisation_s + max(prof.windows_min) * 60.0
+
+
+def drift_g_h(samples: Sequence[Sample]) -> tuple[float, float]:
+    """Least-squares slope of the readings (g/h) and its standard error (g/h): the balance's
+    drift with nothing delivered, i.e. minus the evaporation rate. Needs 3 readings or more."""
+    pts = [(s.t_s / 3600.0, s.mass_g) for s in samples if s.mass_g is not None]
+    n = len(pts)
+    if n < 3:
+        raise AnalysisError(f"evaporation measurement: {n} readings, at least 3 needed")
+    mt = sum(t for t, _ in pts) / n
+    mm = sum(m for _, m in pts) / n
+    sxx = sum((t - mt) ** 2 for t, _ in pts)
+    if sxx <= 0:
+        raise AnalysisError("evaporation measurement: all readings at one time")
+    slope = sum((t - mt) * (m - mm) for t, m in pts) / sxx
+    resid = sum((m - mm - slope * (t - mt)) ** 2 for t, m in pts)
+    se = math.sqrt(resid / (n - 2) / sxx)
+    return slope, se

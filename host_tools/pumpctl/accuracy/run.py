@@ -13,7 +13,7 @@ import csv
 import os
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from ..errors import UsageError
 from .balance import Balance, BalanceError
@@ -91,6 +91,11 @@ class SampleLog:
         self._f.write("t_s,mass_g,stable\n")
         self._sync()
 
+    def note(self, key: str, value: object) -> None:
+        """A `# key: value` line after the readings (events, how the run ended)."""
+        self._f.write(f"# {key}: {value}\n")
+        self._sync()
+
     def append(self, s: Sample) -> None:
         mass = "" if s.mass_g is None else repr(s.mass_g)
         self._f.write(f"{s.t_s!r},{mass},{int(s.stable)}\n")
@@ -104,19 +109,27 @@ class SampleLog:
         self._f.close()
 
 
-def load_samples_csv(path: Path) -> tuple[dict[str, str], list[Sample]]:
-    """Read a SampleLog back: (header fields, samples). UsageError names the line."""
-    meta: dict[str, str] = {}
+def load_samples_csv(path: Path) -> tuple[dict[str, Any], list[Sample]]:
+    """Read a SampleLog back: (header fields, samples); repeated `event` lines are collected in
+    meta["events"] (a list). UsageError names the line."""
+    meta: dict[str, Any] = {"events": []}
     samples: list[Sample] = []
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise UsageError(f"run log {path}: is a directory (give the samples.csv inside it)") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"run log {path}: not a text samples log (not UTF-8)") from None
     except OSError as exc:
         raise UsageError(f"cannot read run log {path}: {exc.strerror}") from None
     rows = []
     for line in text.splitlines():
         if line.startswith("#"):
             key, _, value = line[1:].partition(":")
-            meta[key.strip()] = value.strip()
+            if key.strip() == "event":
+                meta["events"].append(value.strip())
+            else:
+                meta[key.strip()] = value.strip()
         elif line.strip():
             rows.append(line)
     for n, row in enumerate(csv.DictReader(rows), start=2):

@@ -9,9 +9,10 @@ reading, see `balance.SimBalance`), ``rig.stop()``, and optionally ``rig.noise_m
 from __future__ import annotations
 
 import argparse
+import datetime
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UsageError
 from ..virtualrig import poll_scale
@@ -26,42 +27,121 @@ def start_virtual_rig(time_scale: float, out_dir: Path) -> Any:
     return start_deployed_rig(out_dir / "rig", time_scale, "accuracy", log=lambda line: None)
 
 
+DEFAULT_EVAPORATION_MIN = 240.0   # 481 readings: slope sd ~0.8 ug/h for the model's 20 ug noise
+
+
+def measure_evaporation(rig: Any, minutes: float, density_g_ml: float) -> tuple[float, str]:
+    """Weigh the beaker for `minutes` of rig time with nothing delivered (no program yet) and
+    fit the loss rate: (evaporation g/h, the report's note). The method's own correction: the
+    rig's model is never read for it, the balance is."""
+    from .iec60601 import drift_g_h
+    interval_ms = int(SAMPLE_INTERVAL_S * 1000)
+    n = int(minutes * 60 // SAMPLE_INTERVAL_S) + 1
+    got = rig.balance_log(0, every_ms=interval_ms)
+    readings: list[Sample] = []
+    while True:
+        for _, t_ms, grams in got:
+            if len(readings) < n:
+                readings.append(Sample(t_ms / 1000.0, grams, True))
+        if len(readings) >= n:
+            break
+        time.sleep(0.05)
+        got = rig.balance_log(len(readings))
+    slope, se = drift_g_h(readings)
+    evap = max(0.0, -slope)
+    return evap, ("measured before the run: %.1f ug/h (standard error %.1f ug/h) from %d readings "
+                  "over %g min with nothing delivered, added back" % (evap * 1e6, se * 1e6, n, minutes))
+
+
 def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: int,
                  conc_ug_ml: int) -> int:
     """Upload and commit the program on a started rig, weigh for args.hours of rig time, report."""
-    from ..cmd_accuracy import _program_lines, analyse_and_report
+    from ..cmd_accuracy import (Conditions, _program_lines, analyse_and_report, density_for,
+                                evaporation_for, program_crc)
+    from ..output import RunProgress
     from ..pump import Pump
+    from . import events as run_events
+    from .run import set_rate_ml_h
     out = Path(args.out)
     balance = SimBalance.from_rig(rig)
+    from pumpsim.model import Params
+    density, density_note = density_for(args, Params().density_mg_per_ml / 1000)
+    rate_ml_h = set_rate_ml_h(rate_ng_day, conc_ug_ml)
     from ..simsession import prepare_for_delivery
     with Pump.open(rig.port) as pump:
         hello = pump.hello()
         prepare_for_delivery(pump, conc_ug_ml, log=lambda line: None)
         balance.tare()
+        given = evaporation_for(args)
+        minutes = DEFAULT_EVAPORATION_MIN if args.evaporation_min is None else args.evaporation_min
+        if given is not None:
+            evap, evap_note = given
+        elif minutes <= 0:
+            evap, evap_note = 0.0, ("not corrected (--evaporation-min 0): water lost from the beaker "
+                                    "counts as under-delivery")
+        else:
+            evap, evap_note = measure_evaporation(rig, minutes, density)
+            share = 100.0 * evap / density / rate_ml_h
+            evap_note += " (%.2g %% of the set rate)" % share
+        first_seq = int(pump.read_log(0, 0).next_seq)
         review = pump.upload_program(bytes(program.encode()), confirm=lambda review: True)
         if not getattr(review, "committed", True):
             raise UsageError(f"virtual rig {hello.rig_id}: program not committed")
-    noise_text, sigma = balance_noise_model()
-    firmware = f"{hello.firmware_version} build {hello.build_hash}"
-    meta = {"rig": hello.rig_id, "firmware": firmware, "balance": balance.identify(),
-            "program": args.program, "rate_ng_day": rate_ng_day, "conc_ug_ml": conc_ug_ml,
-            "time_scale": args.time_scale, "noise_model": noise_text,
-            "balance_sigma_g": "" if sigma is None else sigma}
-    log = SampleLog(out / "samples.csv", meta)
-    wall0 = time.monotonic()
-    try:
-        samples = recorded_run(rig, args.hours * 3600.0, log, args.time_scale)
-    finally:
-        log.close()
+        noise_text, sigma = balance_noise_model()
+        firmware = f"{hello.firmware_version} build {hello.build_hash}"
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        cond = Conditions(density_g_ml=density, density_note=density_note, evaporation_g_h=evap,
+                          evaporation_note=evap_note, spec_text=args.spec, started=started)
+        meta = {"rig": hello.rig_id, "firmware": firmware, "balance": balance.identify(),
+                "program": args.program, "program_crc": "%08x" % program_crc(program),
+                "rate_ng_day": rate_ng_day, "conc_ug_ml": conc_ug_ml, "hours": args.hours,
+                "time_scale": args.time_scale, "noise_model": noise_text,
+                "balance_sigma_g": "" if sigma is None else sigma, **cond.log_meta()}
+        log = SampleLog(out / "samples.csv", meta)
+        wall0 = time.monotonic()
+        st = pump.status()
+        offset_ms = run_events.rig_wall_ms(st.day, st.ms_of_day) - rig.world()["sim_us"] // 1000
+        bar = RunProgress(args.hours * 3600.0, enabled=not getattr(args, "json", False))
+        alarms_seen: set[str] = set()
+
+        def on_progress(samples: list[Sample]) -> None:
+            if not bar.enabled or not samples:
+                return
+            if time.monotonic() - bar.last_poll > 2.0:
+                bar.last_poll = time.monotonic()
+                for a in pump.alarms():
+                    alarms_seen.add(_alarm_name(a.code))
+            bar.update(samples, density, alarms_seen)
+        try:
+            samples = recorded_run(rig, args.hours * 3600.0, log, args.time_scale, on_progress,
+                                   on_start=lambda t0_ms: setattr(bar, "t0_wall_ms", t0_ms + offset_ms))
+            bar.finish()
+            t0_wall = getattr(bar, "t0_wall_ms", offset_ms)
+            cond.events = run_events.read_run_events(pump, first_seq, t0_wall)
+            for ev in cond.events:
+                log.note("event", run_events.to_log_line(ev))
+            log.note("ended", "complete, %d readings" % len(samples))
+        finally:
+            bar.finish()
+            log.close()
     events = rig_events(rig, rate_ng_day, args.hours)
-    print("rig during the run: " + events)
+    if not getattr(args, "json", False):
+        print("rig during the run: " + events)
     fields = dict(rig=f"virtual rig {hello.rig_id}", firmware=firmware, program_file=args.program,
                   rig_events=events,
                   program_lines=_program_lines(program), balance=balance.identify(),
                   noise_model=noise_text, time_scale=args.time_scale,
                   wall_s=time.monotonic() - wall0)
     return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields,
-                              None if sigma is None else float(sigma))
+                              None if sigma is None else float(sigma), cond)
+
+
+def _alarm_name(code: int) -> str:
+    from pumpcore import alarms
+    try:
+        return str(alarms.alarm_name(code))
+    except alarms.AlarmError:
+        return "alarm-%d" % code
 
 
 def balance_noise_model() -> tuple[str, float]:
@@ -90,7 +170,9 @@ def rig_events(rig: Any, rate_ng_day: int, hours: float) -> str:
                             ", ".join(active) or "none"))
 
 
-def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float) -> list[Sample]:
+def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float,
+                 on_progress: Callable[[list[Sample]], None] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> list[Sample]:
     """Weigh with the simulated balance's own timed output (one reading every 30 s of rig time,
     exactly, like a lab balance streaming with MT-SICS `SIR`), so host scheduling jitter at a
     high time scale cannot move a sample. The readings are tared at the first one."""
@@ -105,11 +187,15 @@ def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float)
                 break
             if t0 is None:
                 t0, m0 = t_ms, grams
+                if on_start:
+                    on_start(t_ms)
             s = Sample((t_ms - t0) / 1000.0, grams - m0, True)
             samples.append(s)
             log.append(s)
         if len(samples) >= n:
             return samples
+        if on_progress:
+            on_progress(samples)
         left_s = (n - len(samples)) * SAMPLE_INTERVAL_S
         time.sleep(min(1.0, max(0.005, left_s / poll_scale(time_scale) / 4)))
         got = rig.balance_log(len(samples))
@@ -119,9 +205,6 @@ def run_on_virtual_rig(args: argparse.Namespace, program: Any, rate_ng_day: int,
                        conc_ug_ml: int) -> int:
     """`pumpctl accuracy --balance sim`: start a rig, run, stop it whatever happens. The fluid
     is the model's (density 1.000 g/mL) unless --density says otherwise."""
-    if getattr(args, "density", None) is None:
-        from pumpsim.model import Params
-        args.density = Params().density_mg_per_ml / 1000
     rig = start_virtual_rig(args.time_scale, Path(args.out))
     try:
         return run_with_rig(rig, args, program, rate_ng_day, conc_ug_ml)

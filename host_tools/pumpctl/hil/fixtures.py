@@ -227,6 +227,8 @@ class RigClock:
 
 @pytest.fixture
 def rig_clock(rig: Rig) -> RigClock:
+    """The rig's own clock (RigClock): `now_s()` in rig seconds and waits in rig time, so a test
+    reads the same on a virtual rig at x1000, an emulated Pico and a bench Pico in real time."""
     return RigClock(rig)
 
 
@@ -303,6 +305,9 @@ class Faults:
 
 @pytest.fixture
 def faults(rig: Rig) -> Faults:
+    """Fault injection on the rig (Faults): occlusion, stall, empty reservoir, button presses,
+    power cut, hang ...; a fault the rig cannot make itself skips the test with the reason (or,
+    on a bench rig with --operator, asks the operator to make it)."""
     return Faults(rig)
 
 
@@ -419,12 +424,15 @@ class Recorder:
     """`record(name, value, unit)` adds a measured figure to this test's row of the report and
     prints it; `record.series(name, x, {label: ys}, xlabel, ylabel)` adds a plot."""
 
-    def __init__(self, report: HilReport, nodeid: str) -> None:
+    def __init__(self, report: HilReport, nodeid: str, node: Any = None) -> None:
         self.report = report
         self.nodeid = nodeid
+        self.node = node
 
     def __call__(self, name: str, value: Any, unit: str = "") -> None:
         self.report.record(self.nodeid, name, value, unit)
+        if self.node is not None:   # JUnit XML <property name="hil:NAME" value="VALUE UNIT"/>, for CI
+            self.node.user_properties.append(("hil:" + name, ("%s %s" % (value, unit)).strip()))
         print("HIL figure: %s = %s %s" % (name, value, unit))
 
     def series(self, name: str, x: list[float], lines: dict[str, list[float]], xlabel: str, ylabel: str) -> None:
@@ -434,7 +442,10 @@ class Recorder:
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Recorder:
-    return Recorder(hil_report(request.config), request.node.nodeid)
+    """`record(name, value, unit)`: a measured figure, into the Markdown report (--rig-report)
+    and into the JUnit XML as a property `hil:NAME` (record_property); `record.series(...)`
+    adds a plot to the report."""
+    return Recorder(hil_report(request.config), request.node.nodeid, request.node)
 
 
 def day_ms(dt: datetime.datetime) -> tuple[int, int]:

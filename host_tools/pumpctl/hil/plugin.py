@@ -75,8 +75,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     outcome = yield
     rep = outcome.get_result()
-    if "rig" not in item.fixturenames and item.get_closest_marker("rig") is None:
-        return
+    if rep.failed and rep.when == "call" and "rig" in getattr(item, "funcargs", {}):
+        attach_rig_evidence(item, rep)
     message = ""
     if rep.failed:
         message = str(rep.longrepr.reprcrash.message) if hasattr(rep.longrepr, "reprcrash") and \
@@ -84,6 +84,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     elif rep.skipped and isinstance(rep.longrepr, tuple):
         message = str(rep.longrepr[2])
     hil_report(item.config).outcome(item.nodeid, rep.when, rep.outcome, rep.duration, message)
+
+
+EVIDENCE_RECORDS = 40
+
+
+def attach_rig_evidence(item: pytest.Item, rep: Any) -> None:
+    """A failing test's report gets the rig's firmware build and the last EVIDENCE_RECORDS records
+    of its event log (decoded), as a report section and JUnit properties; never raises."""
+    rig = item.funcargs["rig"]  # type: ignore[attr-defined]
+    lines: list[str] = []
+    try:
+        from ..cmd_logs import decode_record, decoded_fields
+        from ..pump import Pump
+        pump = item.funcargs.get("pump")  # type: ignore[attr-defined]
+        opened = None
+        if pump is None:
+            opened = pump = Pump.open(rig.port, timeout_s=10.0)
+        try:
+            h = pump.hello()
+            build = "%s build %s" % (h.firmware_version, h.build_hash)
+            chunk = pump.read_log(0, 0)
+            start = max(int(chunk.oldest_seq), int(chunk.next_seq) - EVIDENCE_RECORDS)
+            for _, raw in pump.iter_log(start):
+                r = decode_record(raw)
+                text = decoded_fields(r.code, r.detail)[1] if r.crc_ok else str(r.detail)
+                lines.append("%6d  %s  %-16s %s" % (r.seq, r.time_text(), r.event, text))
+        finally:
+            if opened is not None:
+                opened.close()
+    except Exception as exc:  # evidence is best effort: the test's own failure is what matters
+        build = "unknown (%s)" % exc
+        lines.append("event log not readable: %s" % exc)
+    rep.sections.append(("pumprig: firmware build", build))
+    rep.sections.append(("pumprig: rig event log (last %d records)" % EVIDENCE_RECORDS, "\n".join(lines)))
+    rep.user_properties.append(("rig_build", build))
+    rep.user_properties.append(("rig_event_log", "\n".join(lines)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

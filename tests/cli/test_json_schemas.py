@@ -1,0 +1,161 @@
+"""Every command with --json prints one document valid against its published schema; errors are JSON on stderr;
+the global options work before or after any command; usage errors are one line with exit 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from pumpcore import wire
+from pumpctl import cli, keys, pump as pump_mod, schemas
+from pumpctl.transport import LoopbackTransport
+from tests.cli.fakerig import FakeController
+
+KEY = bytes(range(32))
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeController]:
+    ctrl = FakeController("bench-1", KEY)
+    keys.save_key("bench-1", KEY)
+    ctrl.add_log(5)
+    real = pump_mod.open_transport
+    monkeypatch.setattr(pump_mod, "open_transport",
+                        lambda port: LoopbackTransport(ctrl, port) if port.startswith("fake:") else real(port))
+    yield ctrl
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+COMMANDS: list[tuple[tuple[str, ...], str]] = [
+    (("status",), "pumpctl.status/1"),
+    (("alarms",), "pumpctl.alarms/1"),
+    (("alarms", "ack", "7"), "pumpctl.action/1"),
+    (("bolus", "50", "--over", "1.5 min"), "pumpctl.action/1"),
+    (("patient-bolus",), "pumpctl.action/1"),
+    (("suspend",), "pumpctl.action/1"),
+    (("resume",), "pumpctl.action/1"),
+    (("refill", "--volume-ml", "20", "--concentration", "2000"), "pumpctl.action/1"),
+    (("prime", "--volume-ul", "10"), "pumpctl.action/1"),
+    (("time", "sync", "--at", "2026-11-25T08:00:00"), "pumpctl.action/1"),
+    (("calibration",), "pumpctl.calibration/1"),
+    (("calibration", "set", "17964"), "pumpctl.action/1"),
+    (("calibration", "reset"), "pumpctl.action/1"),
+    (("limits",), "pumpctl.limits/1"),
+    (("program", "validate", str(REPO / "examples/programs/continuous_186.toml")), "pumpctl.program/1"),
+    (("program", "upload", str(REPO / "examples/programs/continuous_186.toml"), "--yes"), "pumpctl.action/1"),
+    (("program", "show"), "pumpctl.program-show/1"),
+    (("logs", "show"), "pumpctl.logs/1"),
+    (("monitor", "--count", "1"), "pumpctl.monitor/1"),
+    (("ports",), "pumpctl.ports/1"),
+    (("sim", "list"), "pumpctl.sim-list/1"),
+]
+
+
+@pytest.mark.parametrize("argv, schema", COMMANDS, ids=[" ".join(c[0][:2]) for c in COMMANDS])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_every_command_json_matches_its_schema(rig: FakeController, capsys: pytest.CaptureFixture[str],
+                                               argv: tuple[str, ...], schema: str, where: str) -> None:
+    opts = ["--json", "--port", "fake:bench", "--timeout", "5"]
+    line = [*opts, *argv] if where == "before" else [*argv, *opts]
+    rc, out, err = run(capsys, *line)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == schema
+    errors = sorted(schemas.validator(schema).iter_errors(doc), key=str)
+    assert not errors, errors[0]
+
+
+def test_logs_show_decodes_names_and_units(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
+    from pumpcore import logrec
+    rig.log.append(logrec.encode(len(rig.log) + 1, 9460, 5000, logrec.EV_ALARM_RAISED, 8, 3, 0, 0))
+    rig.log.append(logrec.encode(len(rig.log) + 1, 9460, 6000, logrec.EV_PROGRAM_COMMIT, 0x84a7, 0xbdb2, 1, 186_000))
+    rc, out, _ = run(capsys, "--json", "--port", "fake:bench", "logs", "show", "--kind", "alarm-raised,program-commit")
+    recs = json.loads(out)["records"]
+    assert [r["event"] for r in recs] == ["alarm-raised", "program-commit"]
+    assert recs[0]["fields"]["alarm"] == "reset-power" and recs[0]["fields"]["priority"] == "high"
+    assert recs[1]["fields"]["program_crc"] == "84a7bdb2" and "program_crc_hi16" not in recs[1]["fields"]
+    rc, out, _ = run(capsys, "--port", "fake:bench", "logs", "show", "--since", "6")
+    assert "basal_rate 186.000 ug/day" in out and "mode continuous" in out
+    rc, _, err = run(capsys, "--port", "fake:bench", "logs", "show", "--kind", "nope")
+    assert rc == 1 and "not an event name" in err
+
+
+def test_errors_are_json_on_stderr_with_json(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "bolus", "¹⁰", "--json", "--port", "fake:bench")
+    assert rc == 1 and out == ""
+    doc = json.loads(err)
+    assert doc["kind"] == "usage" and "digits must be 0-9" in doc["error"]
+    assert not list(schemas.validator("pumpctl.error/1").iter_errors(doc))
+    rc, _, err = run(capsys, "--json", "status", "--port", "/nonexistent/tty")
+    assert rc == 1 and json.loads(err)["kind"] == "port"
+    rc, _, err = run(capsys, "--json", "status", "--bogus")
+    assert rc == 2 and json.loads(err)["kind"] == "usage"
+
+
+def test_usage_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["status", "--bogus"], ["bolus"], ["sim", "nope"], ["--timeout"]):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 2 and err.count("\n") == 1 and err.startswith("pumpctl"), (argv, err)
+    rc, _, err = run(capsys, "--timeout", "abc", "status")
+    assert rc == 1 and "--timeout = abc" in err
+
+
+def test_refusals_give_the_dose_and_the_limit(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
+    from pumpcore import scheduler
+    rig.refuse_bolus = (scheduler.REFUSE_MAX_BOLUS, scheduler.refusal_text(scheduler.REFUSE_MAX_BOLUS))
+    rc, _, err = run(capsys, "--port", "fake:bench", "bolus", "250")
+    assert rc == 1 and "250.000 ug asked" in err and "single-bolus limit is 200.000 ug" in err, err
+
+
+def test_over_accepts_units(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
+    for text, ms in (("90 s", 90_000), ("1.5 min", 90_000), ("2", 120_000), ("1 h", 3_600_000)):
+        rc, _, err = run(capsys, "--port", "fake:bench", "bolus", "5", "--over", text)
+        assert rc == 0, err
+        assert rig.calls[-1][-1] == ms
+    rc, _, err = run(capsys, "--port", "fake:bench", "bolus", "5", "--over", "30 s")
+    assert rc == 1 and "--over = 30 s" in err
+
+
+def test_numbers_in_any_form_are_one_line(rig: FakeController, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["bolus", "¹⁰"], ["bolus", "9" * 5001], ["refill", "--volume-ml", "²", "--concentration", "2000"]):
+        rc, _, err = run(capsys, "--port", "fake:bench", *argv)
+        assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err and len(err) < 300, err
+    rc, _, err = run(capsys, "--port", "fake:bench", "bolus", "50 µg")
+    assert rc == 0, err
+
+
+def test_schema_command_lists_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "schema")
+    assert rc == 0 and "pumpctl.status/1" in out.split()
+    rc, out, _ = run(capsys, "schema", "status")
+    assert json.loads(out)["$id"] == "pumpctl.status/1"
+
+
+def test_monitor_marks_stale_at_once_and_reconnects(rig: FakeController, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pumpctl.errors import PortError
+    real = pump_mod.open_transport
+    calls = {"n": 0}
+
+    def flaky(port: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:      # the second refresh: the rig is gone (reset, power cut, unplug)
+            raise PortError("cannot open %s: no such port" % port)
+        return real(port)
+    monkeypatch.setattr(pump_mod, "open_transport", flaky)
+    rc, out, _ = run(capsys, "--json", "--port", "fake:bench", "monitor", "--count", "3", "--interval", "0.01")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and [d["stale"] for d in docs] == [False, True, False]
+    assert "no such port" in docs[1]["error"]
+    for d in docs:
+        assert not list(schemas.validator("pumpctl.monitor/1").iter_errors(d))
+    rc, out, _ = run(capsys, "--port", "fake:bench", "monitor", "--count", "2", "--interval", "0.01")
+    assert "STALE" not in out   # the port is opened per refresh: nothing holds it between them
