@@ -72,7 +72,10 @@ def test_held_script_repeats_exactly_at_any_scale(tmp_path: Path):
     b = _scripted_run(tmp_path / "b", "max")
     c = _scripted_run(tmp_path / "c", 20)
     assert a == b == c
-    assert a["plunger_steps"] == 100 and a["pressure_kpa_x10"] > 0 and len(a["fault_log"]) == 3
+    # the stall is a driver error (pumpsim.model: the motor does not turn while it lasts): the
+    # 150 ms of it at the segment's 5 ms period cost exactly 30 of the 100 steps
+    assert a["pulses"] - a["plunger_steps"] == 30
+    assert a["plunger_steps"] == 70 and a["pressure_kpa_x10"] > 0 and len(a["fault_log"]) == 3
 
 
 def test_max_runs_ahead_of_any_ceiling(tmp_path: Path):
