@@ -789,7 +789,9 @@ class PumpApp(Controller):
             return (1, str(exc))
         old = self.sched.pl
         self.sched.pl = pl
-        self.measured_pl = pl
+        # the value derived from mechanism.json is no measurement: `pumpctl calibration reset`
+        # sends it, and the source reads "derived" again
+        self.measured_pl = 0 if pl == self.derived_pl else pl
         self._log(logrec.EV_CALIBRATION, old, pl, 0, 0)
         self.save(urgent=True)
         return None

@@ -34,7 +34,6 @@ COMMAND_MODULES: list[str] = [
     "pumpctl.cmd_emu",         # emulated Pico: emu start / stop
     "pumpctl.cmd_accuracy",    # IEC 60601-2-24 gravimetric accuracy run
     "pumpctl.cmd_demo",        # the README's main job
-    "pumpctl.cmd_maintenance",  # maintenance mode (another engineer's module; absent until it lands)
     "pumpctl.schemas",         # pumpctl schema: the published --json schemas
 ]
 

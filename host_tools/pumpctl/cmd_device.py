@@ -604,7 +604,8 @@ def cmd_calibration(args: argparse.Namespace) -> int:
             src = int(_get(pump.calibration(), "source"))
             shown = "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"
             note = ("" if shown == "derived" else
-                    "; the rig records it as source: measured (its calibration write carries no source)")
+                    "; the rig still reports source: measured (its mechanism.json differs from %s?)"
+                    % ((args.hw_dir or Path("hw")) / "mechanism.json"))
             return done(args, "calibration reset", "calibration reset to %d pL per microstep, derived from "
                         "mechanism.json%s" % (derived, note), _rig_id(pump), pl_per_step=derived,
                         source="derived", rig_source=shown)

@@ -280,3 +280,17 @@ def test_a_driver_that_cannot_be_energised_is_a_stall_alarm_not_a_crash(tmp_path
     run_for(app, hw, 600_000)
     assert al.ALARM_STALL in app.alarm_set.active()
     assert hw.stepper.done == 0 and app.sched.missed_steps > 0
+
+
+def test_calibration_back_to_the_derived_value_reads_derived(tmp_path):
+    """`pumpctl calibration reset` writes the derived value: the source is derived again."""
+    from pumpcore import wire
+    app, hw = programmed(tmp_path)
+    derived = app.derived_pl
+    assert app.set_calibration(derived + 20) is None
+    assert app.calibration() == (derived + 20, wire.CAL_SOURCE_MEASURED)
+    assert app.set_calibration(derived) is None
+    assert app.calibration() == (derived, wire.CAL_SOURCE_DERIVED)
+    app.save(urgent=True)
+    app2, _ = boot(tmp_path / "flash")
+    assert app2.calibration() == (derived, wire.CAL_SOURCE_DERIVED)

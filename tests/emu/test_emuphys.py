@@ -13,7 +13,7 @@ def test_sensor_transfer_matches_the_abp_ratiometric_output() -> None:
     assert pressure_to_adc_counts(10**6) == 4095 and pressure_to_adc_counts(None) == 0
 
 
-def test_edges_move_the_shared_model_and_occlusion_builds_pressure_to_a_stall() -> None:
+def test_edges_move_the_shared_model_and_an_occlusion_builds_pressure_until_the_motor_skips() -> None:
     phys = EmuPhysics.create()
     if not phys.has_model:
         pytest.skip("pumpsim.model not importable")
@@ -26,9 +26,10 @@ def test_edges_move_the_shared_model_and_occlusion_builds_pressure_to_a_stall() 
     for i in range(5000):
         t += 100_000
         phys.step(1, t)
-        if phys.sample(t)["stall"]:
-            break
     s = phys.sample(t)
-    assert s["stall"] and s["pressure_kpa_x10"] > 1034, s
+    # the motor skips against the blocked line; DIAG stays low (the TMC2209 as configured has
+    # StallGuard off: pumpsim.model diag()), so only the pressure and the screw encoder see it
+    assert s["pressure_kpa_x10"] > 1034 and not s["stall"], s
+    assert s["plunger_steps"] < s["steps_infused"], s
     phys.empty(True)
     assert phys.sample(t + 1_000_000)["end_stop"]
