@@ -26,7 +26,8 @@ class Link:
         self.s = serial.Serial(port, timeout=5)
 
     def boot_line(self) -> str:
-        deadline = time.monotonic() + 10
+        # a liveness bound, not a speed target: a fresh-clone install beside it once took 10 s
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = self.s.readline().decode(errors="replace")
             if line.startswith("boot "):
