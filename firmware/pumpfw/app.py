@@ -846,12 +846,7 @@ class PumpApp(Controller):
         """Suspend delivery (queued and owed steps counted missed, motor released), raise the
         maintenance alarm, log the entry, save urgently. The loop leaves for the REPL once
         the answer is sent (step -> _start_hold)."""
-        hw = self.hw
-        dropped = hw.stepper.abort() + self.owed
-        self.owed = 0
-        hw.stepper.enable(False)
-        if dropped and self.program is not None:
-            self.sched.record_missed(dropped)
+        dropped = _drop_queue(self)
         self._raise(al.ALARM_MAINTENANCE)
         self._log_alarm_changes()
         self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._flowing_rate(), dropped)
@@ -997,14 +992,21 @@ def _reset_after(hw, app, exc):
             pass
 
 
-def _safe_stop(app):
-    """Motor disabled, queue dropped (counted missed), state saved: the safe state."""
+def _drop_queue(app):
+    """Motor disabled, the generator's queue and the owed steps dropped and counted missed;
+    returns how many."""
     hw = app.hw
     dropped = hw.stepper.abort() + app.owed
     app.owed = 0
     hw.stepper.enable(False)
     if dropped and app.program is not None:
         app.sched.record_missed(dropped)
+    return dropped
+
+
+def _safe_stop(app):
+    """Motor disabled, queue dropped (counted missed), state saved: the safe state."""
+    _drop_queue(app)
     try:
         app.save(urgent=True)
     except Exception as exc:  # the state store reports its own alarm; never mask the exit

@@ -38,6 +38,30 @@ BAUD_MIN = 9600
 BAUD_MAX = 500000
 
 
+
+def _bus_section(name, d, keys, bus):
+    """Check a bus entry of the pin map (an object with exactly `keys`, id 0 or 1); its id."""
+    if not isinstance(d, dict):
+        raise PinMapError(name, repr(d), "must be an object with keys " + ", ".join(keys))
+    for k in d:
+        if k not in keys:
+            raise PinMapError(name + "." + k, repr(d[k]), "unknown key (known: %s)" % ", ".join(keys))
+    for k in keys:
+        if k not in d:
+            raise PinMapError(name + "." + k, "missing", "required key")
+    bid = d["id"]
+    if not _is_int(bid) or bid not in (0, 1):
+        raise PinMapError(name + ".id", repr(bid), "must be 0 or 1 (RP2040 %s0/%s1)" % (bus, bus))
+    return bid
+
+
+def _bus_pin(key, value, pins, bid, label):
+    """A bus signal's GPIO, which must be one the RP2040 routes that signal of bus `bid` to."""
+    gpio = _gpio(key, value)
+    if gpio not in pins[bid]:
+        raise PinMapError(key, gpio, (label % bid) + " is only on GPIO %s" % (pins[bid],))
+    return gpio
+
 class PinMapError(ValueError):
     """A pin-map key that is missing, unknown or out of range. str() names key, value, limit."""
 
@@ -93,23 +117,9 @@ class PinMap:
         e = raw.get("screw_encoder")
         if e is None:
             return
-        if not isinstance(e, dict):
-            raise PinMapError("screw_encoder", repr(e), "must be an object with keys " + ", ".join(I2C_KEYS))
-        for k in e:
-            if k not in I2C_KEYS:
-                raise PinMapError("screw_encoder." + k, repr(e[k]), "unknown key (known: %s)" % ", ".join(I2C_KEYS))
-        for k in I2C_KEYS:
-            if k not in e:
-                raise PinMapError("screw_encoder." + k, "missing", "required key")
-        iid = e["id"]
-        if not _is_int(iid) or iid not in (0, 1):
-            raise PinMapError("screw_encoder.id", repr(iid), "must be 0 or 1 (RP2040 I2C0/I2C1)")
-        sda = _gpio("screw_encoder.sda", e["sda"])
-        scl = _gpio("screw_encoder.scl", e["scl"])
-        if sda not in I2C_SDA_PINS[iid]:
-            raise PinMapError("screw_encoder.sda", sda, "I2C%d SDA is only on GPIO %s" % (iid, I2C_SDA_PINS[iid]))
-        if scl not in I2C_SCL_PINS[iid]:
-            raise PinMapError("screw_encoder.scl", scl, "I2C%d SCL is only on GPIO %s" % (iid, I2C_SCL_PINS[iid]))
+        iid = _bus_section("screw_encoder", e, I2C_KEYS, "I2C")
+        sda = _bus_pin("screw_encoder.sda", e["sda"], I2C_SDA_PINS, iid, "I2C%d SDA")
+        scl = _bus_pin("screw_encoder.scl", e["scl"], I2C_SCL_PINS, iid, "I2C%d SCL")
         freq = e["freq"]
         if not _is_int(freq) or freq < 10000 or freq > 1000000:
             raise PinMapError("screw_encoder.freq", repr(freq), "must be an integer 10000..1000000 (AS5600: up to 1 MHz)")
@@ -133,23 +143,9 @@ class PinMap:
         if raw.get("driver_uart") is None:
             return  # absent or null: driver configured by its MS1/MS2 pins instead of UART
         u = raw["driver_uart"]
-        if not isinstance(u, dict):
-            raise PinMapError("driver_uart", repr(u), "must be an object with keys " + ", ".join(UART_KEYS))
-        for k in u:
-            if k not in UART_KEYS:
-                raise PinMapError("driver_uart." + k, repr(u[k]), "unknown key (known: %s)" % ", ".join(UART_KEYS))
-        for k in UART_KEYS:
-            if k not in u:
-                raise PinMapError("driver_uart." + k, "missing", "required key")
-        uid = u["id"]
-        if not _is_int(uid) or uid not in (0, 1):
-            raise PinMapError("driver_uart.id", repr(uid), "must be 0 or 1 (RP2040 UART0/UART1)")
-        tx = _gpio("driver_uart.tx", u["tx"])
-        rx = _gpio("driver_uart.rx", u["rx"])
-        if tx not in UART_TX_PINS[uid]:
-            raise PinMapError("driver_uart.tx", tx, "UART%d TX is only on GPIO %s" % (uid, UART_TX_PINS[uid]))
-        if rx not in UART_RX_PINS[uid]:
-            raise PinMapError("driver_uart.rx", rx, "UART%d RX is only on GPIO %s" % (uid, UART_RX_PINS[uid]))
+        uid = _bus_section("driver_uart", u, UART_KEYS, "UART")
+        tx = _bus_pin("driver_uart.tx", u["tx"], UART_TX_PINS, uid, "UART%d TX")
+        rx = _bus_pin("driver_uart.rx", u["rx"], UART_RX_PINS, uid, "UART%d RX")
         baud = u["baud"]
         if not _is_int(baud) or baud < BAUD_MIN or baud > BAUD_MAX:
             raise PinMapError("driver_uart.baud", repr(baud), "must be an integer %d..%d" % (BAUD_MIN, BAUD_MAX))
