@@ -59,6 +59,13 @@ RELAY_BUFFER = 1 << 20     # bytes held for a slow reader on either side of the 
 
 # stall = a TMC2209 driver error (DIAG high, outputs off); jam and slip are invisible to DIAG
 # (StallGuard off as rp2hw configures the driver): only the screw sees them
+# faults that switch one condition of the world on or off: kind -> (World setter, value)
+_SWITCH_FAULTS = {
+    "occlude": ("set_occluded", True), "unocclude": ("set_occluded", False),
+    "stall": ("set_forced_stall", True), "unstall": ("set_forced_stall", False),
+    "jam": ("set_jammed", True), "unjam": ("set_jammed", False),
+    "slip": ("set_slipping", True), "unslip": ("set_slipping", False),
+}
 FAULT_KINDS = ("occlude", "unocclude", "stall", "unstall", "jam", "unjam", "slip", "unslip",
                "clear", "empty", "reservoir", "button", "power-cut", "hang", "tare")
 
@@ -512,27 +519,12 @@ class Supervisor:
         """Apply one fault at the world's time now (raises ValueError on a bad argument)."""
         w = self.world
         self.fault_log = self.fault_log[-49:] + [{"sim_us": w.t_us, "kind": kind}]
-        if kind == "occlude":
-            w.set_occluded(True)
-        elif kind == "unocclude":
-            w.set_occluded(False)
-        elif kind == "stall":
-            w.set_forced_stall(True)
-        elif kind == "unstall":
-            w.set_forced_stall(False)
-        elif kind == "jam":
-            w.set_jammed(True)
-        elif kind == "unjam":
-            w.set_jammed(False)
-        elif kind == "slip":
-            w.set_slipping(True)
-        elif kind == "unslip":
-            w.set_slipping(False)
+        if kind in _SWITCH_FAULTS:
+            setter, on = _SWITCH_FAULTS[kind]
+            getattr(w, setter)(on)
         elif kind == "clear":
-            w.set_occluded(False)
-            w.set_forced_stall(False)
-            w.set_jammed(False)
-            w.set_slipping(False)
+            for setter, _on in _SWITCH_FAULTS.values():
+                getattr(w, setter)(False)
         elif kind == "empty":
             w.set_reservoir_nl(0)
         elif kind == "reservoir":
