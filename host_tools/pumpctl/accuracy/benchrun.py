@@ -62,10 +62,7 @@ def run_on_bench(args: argparse.Namespace, program: Any, rate_ng_day: int, conc_
         try:
             samples = gravimetric_run(balance, HostClock(), args.hours * 3600.0, log)
             with open_pump(args) as pump:
-                cond.events = run_events.read_run_events(pump, first_seq, t0_wall)
-            for ev in cond.events:
-                log.note("event", run_events.to_log_line(ev))
-            log.note("ended", "complete, %d readings" % len(samples))
+                cond.events = run_events.record_run_end(log, pump, first_seq, t0_wall, len(samples))
         finally:
             log.close()
     fields = dict(rig=str(hello["rig_id"]), firmware=str(meta["firmware"]), program_file=args.program,

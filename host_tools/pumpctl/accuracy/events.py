@@ -56,6 +56,16 @@ def read_run_events(pump: Any, first_seq: int, t0_wall_ms: int) -> list[dict[str
     return out
 
 
+def record_run_end(log: Any, pump: Any, first_seq: int, t0_wall_ms: int, n_samples: int) -> list[dict[str, Any]]:
+    """At a run's end: read the rig's events of the run, note each and the end in the samples
+    log (so --from-log sees the same interruptions); returns the events."""
+    events = read_run_events(pump, first_seq, t0_wall_ms)
+    for ev in events:
+        log.note("event", to_log_line(ev))
+    log.note("ended", "complete, %d readings" % n_samples)
+    return events
+
+
 def to_log_line(ev: dict[str, Any]) -> str:
     """One `# event:` header value of the samples log: t_s|kind|interrupts|what."""
     return "%r|%s|%d|%s" % (ev["t_s"], ev["kind"], int(ev["interrupts"]), ev["what"])

@@ -117,10 +117,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
                                    on_start=lambda t0_ms: setattr(bar, "t0_wall_ms", t0_ms + offset_ms))
             bar.finish()
             t0_wall = getattr(bar, "t0_wall_ms", offset_ms)
-            cond.events = run_events.read_run_events(pump, first_seq, t0_wall)
-            for ev in cond.events:
-                log.note("event", run_events.to_log_line(ev))
-            log.note("ended", "complete, %d readings" % len(samples))
+            cond.events = run_events.record_run_end(log, pump, first_seq, t0_wall, len(samples))
         finally:
             bar.finish()
             log.close()
