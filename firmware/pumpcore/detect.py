@@ -70,10 +70,18 @@ class OcclusionDetector:
     bench/occlusion_time_to_alarm.py in docs/persistence.md.
     Sensor fault (`sensor_fault`, ALARM_SENSOR_FAULT): the reading stayed below
     fault_low_kpa_x10 (the sensor's open-wire band) for confirm_ms; it ends once the reading
-    was back in band for confirm_ms. A dead reading restarts the decay trend.
+    was back in band for confirm_ms. A dead reading enters no floor of the decay trend (it
+    would look like a drain and clear an occlusion); the trend and the trapped count go on.
     The pressure criterion clears once pressure stayed below threshold - hysteresis_kpa_x10 for
     confirm_ms; the decay criterion clears when a floor decays (the line drains), including
     with the motor stopped (pressure falls trend_rise_kpa_x10 below the last floor).
+    Trapped volume (`trapped_steps()`): the microsteps pushed into the line since it was last
+    seen at rest: since the last sample whose floor stood within noise_kpa_x10 of the ring's
+    oldest floor (a patent line's baseline or a steady flow's plateau), that sample's own steps
+    included, plus those since the last sample. In an occluded line nothing drains, so this is
+    the volume a clearing releases at once as a bolus. It errs high: a patent ramp up to a
+    plateau counts, and a whole sample is counted where the rest was seen. It can err low
+    only at the onset of a block whose rise over the ring stays within the noise.
     """
 
     def __init__(self, threshold_kpa_x10=None, confirm_ms=2000, trend_samples=8,
@@ -131,6 +139,8 @@ class OcclusionDetector:
         self._steps = 0      # steps since the last sample
         self._since_ms = 0   # ms since the last sample
         self._floor = 0x3FFFFFFF
+        self._since_base = 0     # microsteps sampled since the line was last seen at rest
+        self._at_rest = True     # no sample since a reset or a drain
         self._above_ms = 0
         self._below_ms = 0
         self._fault_ms = 0
@@ -145,21 +155,21 @@ class OcclusionDetector:
         """One tick: dt_ms since the last update, the pressure now, and the microsteps
         delivered since the last update. Returns `active`."""
         self.pressure_kpa_x10 = pressure_kpa_x10
-        if pressure_kpa_x10 < self.fault_low_kpa_x10:
+        dead = pressure_kpa_x10 < self.fault_low_kpa_x10
+        if dead:
             t = self._fault_ms + dt_ms
             self._fault_ms = t if t < _CAP else _CAP
             self._ok_ms = 0
             if self._fault_ms >= self.confirm_ms:
                 self.sensor_fault = True
-            self._n = 0      # a dead reading is no evidence of decay: the trend restarts
         else:
             self._fault_ms = 0
             t = self._ok_ms + dt_ms
             self._ok_ms = t if t < _CAP else _CAP
             if self._ok_ms >= self.confirm_ms:
                 self.sensor_fault = False
-        if pressure_kpa_x10 < self._floor:
-            self._floor = pressure_kpa_x10
+        if not dead and pressure_kpa_x10 < self._floor:
+            self._floor = pressure_kpa_x10  # a dead reading is no floor: it would look like a drain
         if pressure_kpa_x10 >= self.threshold_kpa_x10:
             t = self._above_ms + dt_ms
             self._above_ms = t if t < _CAP else _CAP
@@ -178,23 +188,46 @@ class OcclusionDetector:
         if steps_delivered > 0:
             s = self._steps + steps_delivered
             if s >= self.steps_per_sample and self._since_ms >= self.min_sample_ms:
-                self._sample(self._floor)
-                self._floor = pressure_kpa_x10
+                self._sample(self._floor, s)
+                self._floor = 0x3FFFFFFF if dead else pressure_kpa_x10
                 self._since_ms = 0
                 s = 0
             self._steps = s if s < _CAP else _CAP
-        elif self.by_decay:
+        elif self.by_decay and not dead:
             last = self._floors[(self._head - 1) % self.trend_samples]
             if pressure_kpa_x10 < last - self.trend_rise_kpa_x10:
                 self._n = 0  # pressure drained with the motor stopped: the line is open again
                 self.by_decay = False
+                self._since_base = 0
+                self._steps = 0
+                self._at_rest = True
         self.active = self.by_pressure or self.by_decay
         return self.active
 
-    def _sample(self, floor):
+    def trapped_steps(self):
+        """Microsteps pushed into the line since it last stood at its patent baseline (an upper
+        bound of the volume an occlusion holds back; see the class docstring)."""
+        t = self._since_base + self._steps
+        return t if t < _CAP else _CAP
+
+    def _sample(self, floor, steps):
         n = self.trend_samples
+        if floor == 0x3FFFFFFF:  # no live reading in the interval: no evidence, steps still count
+            t = self._since_base + steps
+            self._since_base = t if t < _CAP else _CAP
+            return
+        rest = self._at_rest  # fresh detector, or the line drained with the motor stopped
         if self._n and floor < self._floors[(self._head - 1) % n] - self.noise_kpa_x10:
             self._n = 0  # the floor decayed: the line drains, the trend restarts here
+            rest = True
+        # the line at rest (its baseline, or a patent flow's plateau): no rise beyond the noise
+        # over the whole ring. Then only this sample's steps can be held back.
+        self._at_rest = False
+        if rest or (self._n and floor <= self._floors[(self._head - self._n) % n] + self.noise_kpa_x10):
+            self._since_base = steps
+        else:
+            t = self._since_base + steps
+            self._since_base = t if t < _CAP else _CAP
         self._floors[self._head] = floor
         self._head = (self._head + 1) % n
         if self._n < n:

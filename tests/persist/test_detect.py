@@ -226,3 +226,64 @@ def test_defaults_suit_the_virtual_rig_line(period_ms):
     t, missed = run(det, line, period_ms, 500, 48 * 3_600_000, block_at_ms=3_600_000)
     assert t is not None and det.by_decay
     assert missed <= det.missed_steps_bound(period_ms)
+
+
+@pytest.mark.parametrize("period_ms,compliance", [(BASAL_PERIOD_MS, 2.0), (BASAL_PERIOD_MS, 10.0),
+                                                  (400, 2.0), (60, 2.0)])
+def test_trapped_volume_at_an_occlusion_never_below_what_the_block_holds(period_ms, compliance):
+    """At the alarm, trapped_steps() covers every step pushed against the block (never
+    under), and over-counts by at most the samples of the patent stretch before it."""
+    line = Line(compliance, tau_ms=3000, noise=1.0)
+    det = OcclusionDetector(threshold_kpa_x10=1500, confirm_ms=2000, **params_for(line))
+    tick = 500 if period_ms > 1000 else 20
+    t, blocked = run(det, line, period_ms, tick, 48 * 3_600_000, block_at_ms=3_600_000)
+    assert t is not None
+    trapped = det.trapped_steps()
+    assert trapped >= blocked, f"trapped {trapped} < {blocked} steps pushed against the block"
+    per_sample = max(det.steps_per_sample, -(-det.min_sample_ms // period_ms))
+    assert trapped <= blocked + 2 * per_sample, (trapped, blocked, per_sample)
+
+
+@pytest.mark.parametrize("period_ms", [BASAL_PERIOD_MS, 400])
+def test_trapped_volume_on_a_patent_line_stays_within_a_sample(period_ms):
+    line = Line(2.0, tau_ms=3000, noise=1.0, seed=7)
+    det = OcclusionDetector(**params_for(line))
+    tick = 500 if period_ms > 1000 else 20
+    t, _ = run(det, line, period_ms, tick, 3 * 3_600_000)
+    assert t is None
+    per_sample = max(det.steps_per_sample, -(-det.min_sample_ms // period_ms))
+    assert det.trapped_steps() <= 2 * per_sample
+
+
+def test_trapped_volume_survives_a_dead_reading_and_clears_on_drain():
+    """A dead sensor reading restarts the decay trend but is no evidence the line drained:
+    the trapped count goes on; a drain with the motor stopped ends it."""
+    line = Line(2.0, tau_ms=3000, noise=0.5)
+    det = OcclusionDetector(**params_for(line))
+    run(det, line, BASAL_PERIOD_MS, 500, 48 * 3_600_000, block_at_ms=0)
+    assert det.active
+    before = det.trapped_steps()
+    assert before > 0
+    det.update(500, -2000, 0)            # open wire for one tick
+    line.step(det.steps_per_sample)
+    det.update(BASAL_PERIOD_MS * det.steps_per_sample, line.read(), det.steps_per_sample)
+    assert det.trapped_steps() >= before
+    line.blocked = False
+    for _ in range(100):
+        line.wait(500)
+        det.update(500, line.read(), 0)
+    assert not det.active and det.trapped_steps() == 0
+
+
+def test_a_dead_reading_does_not_clear_an_occlusion():
+    """One open-wire tick during an occlusion is no drain: the alarm holds (it used to restart
+    the trend, so the next good sample cleared the occlusion and the motor pushed on)."""
+    line = Line(2.0, tau_ms=3000, noise=0.5)
+    det = OcclusionDetector(**params_for(line))
+    run(det, line, BASAL_PERIOD_MS, 500, 48 * 3_600_000, block_at_ms=0)
+    assert det.active and det.by_decay
+    det.update(500, -2000, 0)
+    for _ in range(3):
+        line.step(det.steps_per_sample)
+        det.update(det.min_sample_ms, line.read(), det.steps_per_sample)
+        assert det.active
