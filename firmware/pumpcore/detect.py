@@ -78,10 +78,12 @@ class OcclusionDetector:
     Trapped volume (`trapped_steps()`): the microsteps pushed into the line since it was last
     seen at rest: since the last sample whose floor stood within noise_kpa_x10 of the ring's
     oldest floor (a patent line's baseline or a steady flow's plateau), that sample's own steps
-    included, plus those since the last sample. In an occluded line nothing drains, so this is
-    the volume a clearing releases at once as a bolus. It errs high: a patent ramp up to a
-    plateau counts, and a whole sample is counted where the rest was seen. It can err low
-    only at the onset of a block whose rise over the ring stays within the noise.
+    and the previous sample's included (a rise within the noise may be a block's first step),
+    plus those since the last sample; after a drain, from the drain's sample. In an occluded
+    line nothing drains, so this is the volume a clearing releases at once as a bolus. It errs
+    high: a patent ramp up to a plateau counts, and whole samples are counted where the rest
+    was seen. It can err low only when a block's rise stays within the noise for more than one
+    sample.
     """
 
     def __init__(self, threshold_kpa_x10=None, confirm_ms=2000, trend_samples=8,
@@ -141,6 +143,7 @@ class OcclusionDetector:
         self._floor = 0x3FFFFFFF
         self._since_base = 0     # microsteps sampled since the line was last seen at rest
         self._at_rest = True     # no sample since a reset or a drain
+        self._last_steps = 0     # microsteps of the previous sample
         self._above_ms = 0
         self._below_ms = 0
         self._fault_ms = 0
@@ -223,11 +226,16 @@ class OcclusionDetector:
         # the line at rest (its baseline, or a patent flow's plateau): no rise beyond the noise
         # over the whole ring. Then only this sample's steps can be held back.
         self._at_rest = False
-        if rest or (self._n and floor <= self._floors[(self._head - self._n) % n] + self.noise_kpa_x10):
+        if rest:
             self._since_base = steps
+        elif self._n and floor <= self._floors[(self._head - self._n) % n] + self.noise_kpa_x10:
+            # a rise within the noise may be a block's first step: the previous sample counts too
+            t = steps + self._last_steps
+            self._since_base = t if t < self._since_base + steps else self._since_base + steps
         else:
             t = self._since_base + steps
             self._since_base = t if t < _CAP else _CAP
+        self._last_steps = steps
         self._floors[self._head] = floor
         self._head = (self._head + 1) % n
         if self._n < n:

@@ -173,7 +173,7 @@ STATUS_FLAG_MOTOR_ON = const(4)
 STATUS_FLAG_CLOCK_SET = const(8)
 STATUS_FLAG_PROGRAM_STAGED = const(16)
 
-STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIH", (
+STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIHI", (
     "program_crc",          # CRC-32 of the running program's encoding (0: none)
     "mode",                 # pumpcore.program MODE_*
     "flex_step",            # index of the active flex step, NONE_U8 if not flex
@@ -195,6 +195,8 @@ STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIH", (
                             # reservations counted at resets (pumpfw/ledger.py); certain = total - this
     "bridge_left_nl",       # old drug still to push out of the catheter after a drug change, nL (0: none)
     "line_conc_ug_ml",      # concentration of the drug now leaving the catheter, ug/mL
+    "trapped_nl",           # during an occlusion: volume pushed against the block since the line was
+                            # last at rest, released at once when it clears (an upper bound), nL; else 0
 ))
 
 TIME_SYNC_REQ = ("<HI", ("day", "ms_of_day"))

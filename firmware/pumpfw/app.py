@@ -580,7 +580,17 @@ class PumpApp(Controller):
             "uncertain_ng": self.ledger.uncertain_ng & 0x3FFFFFFF,
             "bridge_left_nl": s.bridge_left_nl(),
             "line_conc_ug_ml": s.line_conc_ug_ml(),
+            "trapped_nl": self.trapped_nl(),
         }
+
+    def trapped_nl(self):
+        """During an occlusion, the volume pushed against the block since the line was last at
+        rest (pumpcore.detect.OcclusionDetector.trapped_steps), nL rounded up; 0 otherwise."""
+        occ = self.occlusion
+        if not occ.active:
+            return 0
+        nl = -(-occ.trapped_steps() * self.sched.pl // 1000)
+        return nl if nl < 0x3FFFFFFF else 0x3FFFFFFF
 
     def running_program(self):
         return self.program

@@ -210,7 +210,8 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
                 delivered_today_ng, delivered_total_ng, rolling_24h_ng, missed_steps,
                 uncertain_ng (part of the total only possibly delivered: reservations counted at
                 resets), certain_total_ng, line_conc_ug_ml, bridge_left_nl (old drug still in
-                the catheter after a drug change, 0: no bridge)},
+                the catheter after a drug change, 0: no bridge), trapped_nl (during an occlusion: volume
+                pushed against the block, released at once when it clears; 0: no occlusion)},
       reservoir {volume_nl, low_in_min|null, empty_in_min|null},
       alarms {count, top_code, top_name|null}
     All quantities are integers in ng, ng/day, nL, minutes, ms (docs/ARCHITECTURE.md).
@@ -241,7 +242,8 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
                      "uncertain_ng": int(_get(st, "uncertain_ng", 0)),
                      "certain_total_ng": int(_get(st, "delivered_total_ng")) - int(_get(st, "uncertain_ng", 0)),
                      "line_conc_ug_ml": int(_get(st, "line_conc_ug_ml", 0)),
-                     "bridge_left_nl": int(_get(st, "bridge_left_nl", 0))},
+                     "bridge_left_nl": int(_get(st, "bridge_left_nl", 0)),
+                     "trapped_nl": int(_get(st, "trapped_nl", 0))},
         "reservoir": {"volume_nl": int(_get(st, "reservoir_nl")), "low_in_min": _opt32(_get(st, "low_in_min")),
                       "empty_in_min": _opt32(_get(st, "empty_in_min"))},
         "alarms": {"count": int(_get(st, "alarm_count")), "top_code": top,
@@ -275,6 +277,8 @@ def status_text(d: dict[str, Any]) -> str:
             % (output.ug(dl["certain_total_ng"]), output.ug(dl["uncertain_ng"])))),
         ("last 24 h", output.ug(dl["rolling_24h_ng"])),
         ("missed", "%d microsteps" % dl["missed_steps"]),
+        *([("trapped", "%s behind the occlusion: released at once when it clears"
+            % output.ul(dl["trapped_nl"]))] if dl.get("trapped_nl") else []),
         ("line", ("%d ug/mL" % dl["line_conc_ug_ml"] if dl.get("line_conc_ug_ml") else "-")
          + (", bridge: %s of the old drug still in the catheter" % output.ml(dl["bridge_left_nl"])
             if dl.get("bridge_left_nl") else "")),

@@ -73,6 +73,11 @@ def ml(nl: int | None) -> str:
     return _fixed3(int(nl) // 1000 if nl >= 0 else -((-int(nl)) // 1000)) + " mL"
 
 
+def ul(nl: int | None) -> str:
+    """nL -> '0.287 uL' (to the nL): volumes of a few microsteps."""
+    return "-" if nl is None else _fixed3(int(nl)) + " uL"
+
+
 def conc(ug_ml: int | None) -> str:
     return "-" if ug_ml is None else "%d ug/mL" % ug_ml
 

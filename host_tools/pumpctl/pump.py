@@ -63,6 +63,7 @@ class Status:
     uncertain_ng: int       # part of delivered_total_ng only possibly delivered (resets)
     bridge_left_nl: int     # old drug still in the catheter after a drug change (0: none)
     line_conc_ug_ml: int    # concentration now leaving the catheter
+    trapped_nl: int = 0     # during an occlusion: volume held back by the block, released when it clears
 
     @property
     def certain_total_ng(self) -> int:

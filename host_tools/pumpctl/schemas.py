@@ -35,7 +35,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "program": _obj({"crc32": _INT, "mode": _STR, "flex_step": _NINT, "staged": _BOOL}),
         "delivery": _obj({k: _INT for k in ("rate_ng_day", "basal_ng_day", "delivered_today_ng",
                                             "delivered_total_ng", "rolling_24h_ng", "missed_steps")}
-                         | {k: _BOOL for k in ("suspended", "bolus_active", "motor_on")}),
+                         | {k: _BOOL for k in ("suspended", "bolus_active", "motor_on")}
+                         | {k: _INT for k in ("uncertain_ng", "certain_total_ng", "line_conc_ug_ml",
+                                              "bridge_left_nl", "trapped_nl")},
+                         required=["rate_ng_day", "basal_ng_day", "delivered_today_ng", "delivered_total_ng",
+                                   "rolling_24h_ng", "missed_steps", "suspended", "bolus_active", "motor_on"]),
         "reservoir": _obj({"volume_nl": _INT, "low_in_min": _NINT, "empty_in_min": _NINT}),
         "alarms": _obj({"count": _INT, "top_code": _INT, "top_name": _NSTR}),
         "calibration": _obj({"pl_per_step": _INT, "source": {"enum": ["derived", "measured"]}}),

@@ -83,6 +83,7 @@ def test_fast_bolus_into_an_occluded_line_raises_by_pressure_before_the_stall(tm
     pulses = hw.world.pulses
     run_until(app, hw, 5_000, lambda: False)
     assert hw.world.pulses == pulses and not hw.stepper.enabled()   # motor held
+    assert app.status()["trapped_nl"] > 0
 
 
 def test_the_same_bolus_into_a_patent_line_raises_nothing(tmp_path):
@@ -101,9 +102,17 @@ def test_the_same_bolus_into_a_patent_line_raises_nothing(tmp_path):
 def test_basal_occlusion_still_raises(tmp_path):
     app, hw = boot_twin(tmp_path, CONTINUOUS_186)
     run_until(app, hw, 600_000, lambda: False)
+    assert app.status()["trapped_nl"] == 0
     hw.world.set_occluded(True)
+    pulses = hw.world.pulses
     t = run_until(app, hw, 3_600_000, lambda: al.ALARM_OCCLUSION in app.alarm_set.active())
     assert t is not None and app.occlusion.by_decay
+    # status states what the block holds back: never less than what was pushed against it
+    run_until(app, hw, 60_000, lambda: False)   # the motor has stopped, its last steps are in
+    assert not hw.stepper.enabled()
+    pushed_nl = (hw.world.pulses - pulses) * app.sched.pl / 1000
+    trapped = app.status()["trapped_nl"]
+    assert pushed_nl <= trapped <= pushed_nl + 3 * app.occlusion.steps_per_sample * app.sched.pl / 1000 + 1
 
 
 def test_an_open_sensor_wire_raises_the_sensor_fault_and_the_basal_continues(tmp_path):

@@ -45,7 +45,8 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
         "delivery": {"rate_ng_day": 186_000, "basal_ng_day": 186_000, "suspended": False, "bolus_active": False,
                      "motor_on": False, "delivered_today_ng": 93_000, "delivered_total_ng": 1_302_000,
                      "rolling_24h_ng": 186_000, "missed_steps": 0, "uncertain_ng": 0,
-                     "certain_total_ng": 1_302_000, "line_conc_ug_ml": 2000, "bridge_left_nl": 0},
+                     "certain_total_ng": 1_302_000, "line_conc_ug_ml": 2000, "bridge_left_nl": 0,
+                     "trapped_nl": 0},
         "reservoir": {"volume_nl": 19_500_000, "low_in_min": 60_000, "empty_in_min": None},
         "alarms": {"count": 1, "top_code": 1, "top_name": doc["alarms"]["top_name"]},
         "calibration": {"pl_per_step": 12_000, "source": "derived"},
@@ -184,3 +185,14 @@ def test_unwritable_export_and_store_are_one_line(rig: FakeController, capsys: p
     (tmp_path / "file").write_text("")
     rc, _, err = run(capsys, "logs", "pull", "--store", str(tmp_path / "file" / "x.sqlite"))
     assert rc == 1 and "cannot create the log store directory" in err and err.count("\n") == 1
+
+
+def test_status_shows_the_volume_trapped_at_an_occlusion(rig: FakeController,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    rig.st["trapped_nl"] = 287
+    rc, out, _ = run(capsys, "status")
+    assert rc == 0
+    assert "trapped:" in out and "0.287 uL behind the occlusion" in out
+    rig.st["trapped_nl"] = 0
+    rc, out, _ = run(capsys, "status")
+    assert "trapped" not in out

@@ -232,7 +232,7 @@ def test_defaults_suit_the_virtual_rig_line(period_ms):
                                                   (400, 2.0), (60, 2.0)])
 def test_trapped_volume_at_an_occlusion_never_below_what_the_block_holds(period_ms, compliance):
     """At the alarm, trapped_steps() covers every step pushed against the block (never
-    under), and over-counts by at most the samples of the patent stretch before it."""
+    under), and over-counts by at most three samples of the patent stretch before it."""
     line = Line(compliance, tau_ms=3000, noise=1.0)
     det = OcclusionDetector(threshold_kpa_x10=1500, confirm_ms=2000, **params_for(line))
     tick = 500 if period_ms > 1000 else 20
@@ -241,7 +241,7 @@ def test_trapped_volume_at_an_occlusion_never_below_what_the_block_holds(period_
     trapped = det.trapped_steps()
     assert trapped >= blocked, f"trapped {trapped} < {blocked} steps pushed against the block"
     per_sample = max(det.steps_per_sample, -(-det.min_sample_ms // period_ms))
-    assert trapped <= blocked + 2 * per_sample, (trapped, blocked, per_sample)
+    assert trapped <= blocked + 3 * per_sample, (trapped, blocked, per_sample)
 
 
 @pytest.mark.parametrize("period_ms", [BASAL_PERIOD_MS, 400])
@@ -252,7 +252,7 @@ def test_trapped_volume_on_a_patent_line_stays_within_a_sample(period_ms):
     t, _ = run(det, line, period_ms, tick, 3 * 3_600_000)
     assert t is None
     per_sample = max(det.steps_per_sample, -(-det.min_sample_ms // period_ms))
-    assert det.trapped_steps() <= 2 * per_sample
+    assert det.trapped_steps() <= 3 * per_sample
 
 
 def test_trapped_volume_survives_a_dead_reading_and_clears_on_drain():
