@@ -256,11 +256,16 @@ def _minutes(v: int | None) -> str:
 
 
 def status_text(d: dict[str, Any]) -> str:
+    return output.fields(status_pairs(d))
+
+
+def status_pairs(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The status document as (label, value) lines, in units, for the text and the live view."""
     dl, rs, pg, al = d["delivery"], d["reservoir"], d["program"], d["alarms"]
     state = "SUSPENDED" if dl["suspended"] else ("bolus running" if dl["bolus_active"] else "delivering")
     if pg["crc32"] == 0:
         state = "no program" + (", SUSPENDED" if dl["suspended"] else "")
-    return output.fields([
+    return [
         ("rig", "%s (firmware %s)" % (d["rig_id"], d["firmware_version"])),
         ("build", str(d.get("build") or "-")),
         ("time", output.wall_time(d["time"]["day"], d["time"]["ms_of_day"])
@@ -288,7 +293,7 @@ def status_text(d: dict[str, Any]) -> str:
         ("low in", _minutes(rs["low_in_min"])),
         ("empty in", _minutes(rs["empty_in_min"])),
         ("alarms", "none" if al["count"] == 0 else "%d, top: %s" % (al["count"], al["top_name"])),
-    ])
+    ]
 
 
 def calibration_doc(cal: Any) -> dict[str, Any]:
@@ -320,11 +325,18 @@ def alarms_doc(entries: Any) -> dict[str, Any]:
     return {"schema": "pumpctl.alarms/1", "alarms": out}
 
 
-def alarms_text(d: dict[str, Any]) -> str:
-    rows = [(a["id"], a["priority"], a["name"], "active" if a["active"] else "ended",
+ALARM_COLUMNS = ("ID", "PRIORITY", "ALARM", "CONDITION", "ACK", "RAISED")
+
+
+def alarm_rows(d: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The alarms document as table rows under ALARM_COLUMNS."""
+    return [(a["id"], a["priority"], a["name"], "active" if a["active"] else "ended",
              "acked" if a["acknowledged"] else ("latched" if a["latched"] else ""),
              output.wall_time(a["day"], a["ms_of_day"])) for a in d["alarms"]]
-    return output.table(("ID", "PRIORITY", "ALARM", "CONDITION", "ACK", "RAISED"), rows, empty="no alarms")
+
+
+def alarms_text(d: dict[str, Any]) -> str:
+    return output.table(ALARM_COLUMNS, alarm_rows(d), empty="no alarms")
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
@@ -650,13 +662,63 @@ def stale_banner(since_s: float, reason: str) -> str:
             "read, NOT current. Reconnecting..." % (since_s, reason))
 
 
+_PRIORITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
+                   "low": "cyan", "info": "dim"}
+
+
+def monitor_view(last: tuple[dict[str, Any], dict[str, Any]] | None, stale_reason: str, age_s: float,
+                 clock: str) -> Any:
+    """The live view as a rich renderable: a header, a red STALE panel when the rig stopped
+    answering (the figures then dimmed: they are the last ones read), status, alarm table."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    parts: list[Any] = [Text("pumpctl monitor  %s  (Ctrl-C to quit; the port is free between refreshes)"
+                             % clock, style="bold")]
+    if stale_reason:
+        parts.append(Panel(Text(stale_banner(age_s, stale_reason), style="bold red"), border_style="red"))
+    if last is not None:
+        dim = "dim" if stale_reason else ""
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold " + dim if dim else "bold", justify="right")
+        grid.add_column(style=dim)
+        for label, value in status_pairs(last[0]):
+            grid.add_row(label, value)
+        parts.append(Panel(grid, title="status", border_style="dim" if dim else "blue"))
+        rows = alarm_rows(last[1])
+        table = Table(*ALARM_COLUMNS, title=None if rows else "no alarms", expand=False,
+                      border_style="dim" if dim else "blue")
+        for row in rows:
+            table.add_row(*(str(c) for c in row), style=dim or _PRIORITY_STYLE.get(str(row[1]).lower(), ""))
+        parts.append(table)
+    return Group(*parts)
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Live view. The port is opened for each refresh and closed again, so other commands
     (pumpctl status, bolus ...) can use it between refreshes, and a reset or unplug is followed
-    by reconnecting: the first refresh without an answer marks the view STALE at once."""
+    by reconnecting: the first refresh without an answer marks the view STALE at once.
+    On a terminal the view is a rich live display redrawn in place; to a pipe or file, plain
+    text frames; with --json, one document per refresh."""
     import sys
     import time
-    clear = sys.stdout.isatty() and not args.json
+    live = None
+    if sys.stdout.isatty() and not args.json:
+        from rich.console import Console
+        from rich.live import Live
+        live = Live(console=Console(), auto_refresh=False, screen=False, transient=False)
+        live.start()
+    try:
+        return _monitor_loop(args, live)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _monitor_loop(args: argparse.Namespace, live: Any) -> int:
+    import sys
+    import time
     n = 0
     last: tuple[dict[str, Any], dict[str, Any]] | None = None
     last_ok = time.monotonic()
@@ -682,6 +744,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                                                          "alarms": last[1]["alarms"], "stale": bool(stale_reason),
                                                          **({"error": stale_reason} if stale_reason else {})}),
                                      sort_keys=True), flush=True)
+            elif live is not None:
+                live.update(monitor_view(last, stale_reason, age, time.strftime("%H:%M:%S")), refresh=True)
             else:
                 head = "pumpctl monitor  %s  (Ctrl-C to quit; the port is free between refreshes)\n\n" \
                     % time.strftime("%H:%M:%S")
@@ -689,7 +753,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                     body = stale_banner(age, stale_reason) + ("\n\n" + monitor_frame(*last) if last else "")
                 else:
                     body = monitor_frame(*last)  # type: ignore[misc]
-                sys.stdout.write(("\x1b[H\x1b[2J" if clear else "") + head + body + "\n")
+                sys.stdout.write(head + body + "\n")
                 sys.stdout.flush()
             n += 1
             if args.count is None or n < args.count:

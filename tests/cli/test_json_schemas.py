@@ -159,3 +159,60 @@ def test_monitor_marks_stale_at_once_and_reconnects(rig: FakeController, capsys:
         assert not list(schemas.validator("pumpctl.monitor/1").iter_errors(d))
     rc, out, _ = run(capsys, "--port", "fake:bench", "monitor", "--count", "2", "--interval", "0.01")
     assert "STALE" not in out   # the port is opened per refresh: nothing holds it between them
+
+
+def test_monitor_on_a_terminal_is_a_live_view_that_marks_stale(rig: FakeController,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the view is rich's live display: redrawn in place (cursor moves, no screen
+    clear-and-scroll), a red STALE panel at once when the rig stops answering, figures kept."""
+    import io
+    import sys
+    from pumpctl.errors import PortError
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    real = pump_mod.open_transport
+    calls = {"n": 0}
+
+    def flaky(port: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise PortError("cannot open %s: no such port" % port)
+        return real(port)
+    monkeypatch.setattr(pump_mod, "open_transport", flaky)
+    tty = Tty()
+    monkeypatch.setattr(sys, "stdout", tty)
+    monkeypatch.setenv("COLUMNS", "110")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    rc = cli.main(["--port", "fake:bench", "monitor", "--count", "3", "--interval", "0.01"])
+    out = tty.getvalue()
+    assert rc == 0
+    assert "\x1b[2J" not in out                   # no clear-screen per frame: the live view redraws in place
+    assert "\x1b[" in out                         # styled, cursor-addressed output
+    assert "STALE" in out and "no such port" in out
+    assert "186.000 ug/day" in out and "rate now" in out
+    assert out.count("pumpctl monitor") >= 3          # one per refresh (and the final draw at stop)
+
+
+def test_monitor_view_dims_the_last_figures_when_stale() -> None:
+    from rich.console import Console
+    from pumpctl.cmd_device import monitor_view
+    doc = {"schema": "pumpctl.status/1", "rig_id": "bench-1", "firmware_version": "0.1.0", "build": "b",
+           "time": {"day": 9460, "ms_of_day": 0, "clock_set": True},
+           "program": {"crc32": 1, "mode": "continuous", "flex_step": None, "staged": False},
+           "delivery": {"rate_ng_day": 186_000, "basal_ng_day": 186_000, "suspended": False,
+                        "bolus_active": False, "motor_on": True, "delivered_today_ng": 0,
+                        "delivered_total_ng": 0, "rolling_24h_ng": 0, "missed_steps": 0, "uncertain_ng": 0,
+                        "certain_total_ng": 0, "line_conc_ug_ml": 2000, "bridge_left_nl": 0, "trapped_nl": 0},
+           "reservoir": {"volume_nl": 1000, "low_in_min": None, "empty_in_min": None},
+           "alarms": {"count": 1, "top_code": 1, "top_name": "occlusion"}}
+    alarms = {"alarms": [{"id": 3, "priority": "HIGH", "name": "occlusion", "active": True, "latched": True,
+                          "acknowledged": False, "day": 9460, "ms_of_day": 0}]}
+    con = Console(record=True, width=120, force_terminal=True, color_system="standard")
+    con.print(monitor_view((doc, alarms), "", 0.0, "12:00:00"))
+    fresh = con.export_text(styles=False)
+    assert "STALE" not in fresh and "occlusion" in fresh and "186.000 ug/day" in fresh
+    con.print(monitor_view((doc, alarms), "no answer", 6.0, "12:00:06"))
+    stale = con.export_text(styles=True)
+    assert "STALE: no answer from the rig for 6 s" in stale and "\x1b[2m" in stale   # dimmed figures
