@@ -46,7 +46,7 @@ EV_SUSPEND = const(11)          # reason (0=command, 1=alarm), 0, 0, 0
 EV_RESUME = const(12)           # suspended_ms, 0, 0, 0
 EV_REFILL = const(13)           # volume_nl, concentration_ug_ml, bridge_left_nl (old drug still in the catheter), 0
 EV_PRIME = const(14)            # volume_nl, duration_ms, 0, 0
-EV_ALARM_RAISED = const(15)     # alarm code, priority, detail, 0
+EV_ALARM_RAISED = const(15)     # alarm code, priority, detail, restored (1: active before the reset, carried over by the boot)
 EV_ALARM_ACK = const(16)        # alarm code, priority, 0, 0
 EV_ALARM_CLEARED = const(17)    # alarm code, priority, active_ms, 0
 EV_HOURLY_TOTAL = const(18)     # hour (0..23), delivered_ng_in_hour, delivered_steps_in_hour, missed_steps_in_hour
@@ -94,7 +94,7 @@ EVENT_ARGS = (
     ("suspended_ms", "", "", ""),
     ("volume_nl", "concentration_ug_ml", "bridge_left_nl", ""),
     ("volume_nl", "duration_ms", "", ""),
-    ("alarm", "priority", "detail", ""),
+    ("alarm", "priority", "detail", "restored"),
     ("alarm", "priority", "", ""),
     ("alarm", "priority", "active_ms", ""),
     ("hour", "delivered_ng", "delivered_steps", "missed_steps"),

@@ -107,6 +107,7 @@ class PumpApp(Controller):
         self.key = _read_bytes(_join(root, "rigkey.bin"))
         self.seen_changes = -1
         self.seen_active = bytearray(al.ALARM_MAX + 1)
+        self.restored_alarms = 0   # mask of alarms the boot restored and the log has not shown yet
         self.alarm_hold = False        # delivery held by a motor-stopping alarm
         self.queued_done = 0           # steps_done() at the last look
         self.owed = 0                  # microsteps due but not yet handed to the generator
@@ -181,6 +182,7 @@ class PumpApp(Controller):
                 self.pending_snap = snap
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
+            self.restored_alarms = state.get(sc.F_ALARM_ACTIVE)   # logged as carried over, not raised
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
@@ -288,10 +290,15 @@ class PumpApp(Controller):
             now = 1 if aset.is_active(code) else 0
             if now != seen[code]:
                 seen[code] = now
+                bit = 1 << code
+                restored = 1 if self.restored_alarms & bit else 0
+                self.restored_alarms &= ~bit   # a later raise of the same code is a new one
                 if now:
                     # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
                     by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
-                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, 0)
+                    # a3: 1 for an alarm active before the reset, carried over (its raise is
+                    # logged before the reset; this record says it is still there after it)
+                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
                 else:
                     self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
 

@@ -161,6 +161,8 @@ def decoded_fields(code: int, detail: dict[str, int]) -> tuple[dict[str, Any], s
         f["kind"] = _name(scheduler.BOLUS_NAMES, f["kind"], "kind")
     if "refusal_code" in f:
         f["refusal"] = scheduler.refusal_text(f.pop("refusal_code"))
+    if code == logrec.EV_ALARM_RAISED and "restored" in f:
+        f["restored"] = bool(f["restored"])   # True: active before the reset, carried over
     if code == logrec.EV_SUSPEND and "reason" in f:
         f["reason"] = "alarm" if f["reason"] == 1 else "command"
     if code == logrec.EV_RESET and "reset_cause" in f:
@@ -170,7 +172,10 @@ def decoded_fields(code: int, detail: dict[str, int]) -> tuple[dict[str, Any], s
         f["mode"] = _name(program.MODE_NAMES, f["mode"], "mode")
     parts = []
     for k, v in f.items():
-        if isinstance(v, int) and k.endswith("_ng"):
+        if k == "restored" and isinstance(v, bool):
+            if v:
+                parts.append("carried over the reset (raised before it)")
+        elif isinstance(v, int) and k.endswith("_ng"):
             parts.append("%s %s" % (k[:-3], output.ug(v)))
         elif isinstance(v, int) and k.endswith("_ng_day"):
             parts.append("%s %s" % (k[:-7], output.ug_day(v)))

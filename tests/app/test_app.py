@@ -294,3 +294,31 @@ def test_calibration_back_to_the_derived_value_reads_derived(tmp_path):
     app.save(urgent=True)
     app2, _ = boot(tmp_path / "flash")
     assert app2.calibration() == (derived, wire.CAL_SOURCE_DERIVED)
+
+
+def test_an_alarm_active_across_a_reset_is_logged_as_carried_over_not_raised_anew(tmp_path):
+    """The boot restores the alarms that were active; the log says they are still there after
+    the reset (restored=1) instead of a second 'raised' that reads as a new occurrence. A later
+    raise of the same code, after it cleared, is a new one again (restored=0)."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 600_000)
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)
+    assert al.ALARM_OCCLUSION in app.alarm_set.active()
+    app.save(urgent=True)
+    raised = [r for r in log_records(app) if r[3] == logrec.EV_ALARM_RAISED and r[4] == al.ALARM_OCCLUSION]
+    assert [r[7] for r in raised] == [0]
+    app2, hw2 = boot(tmp_path / "flash")
+    hw2.pressure = 3000
+    run_for(app2, hw2, 5_000)
+    after = [r for r in log_records(app2) if r[3] == logrec.EV_ALARM_RAISED and r[4] == al.ALARM_OCCLUSION]
+    assert [r[7] for r in after] == [0, 1]          # the raise before the reset, then carried over
+    hw2.pressure = 0
+    run_for(app2, hw2, 120_000)
+    app2.ack_alarm(al.ALARM_OCCLUSION)
+    run_for(app2, hw2, 60_000)
+    assert al.ALARM_OCCLUSION not in app2.alarm_set.active()
+    hw2.pressure = 3000
+    run_for(app2, hw2, 10_000)
+    again = [r for r in log_records(app2) if r[3] == logrec.EV_ALARM_RAISED and r[4] == al.ALARM_OCCLUSION]
+    assert [r[7] for r in again] == [0, 1, 0]
