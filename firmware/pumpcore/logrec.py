@@ -55,9 +55,10 @@ EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
 EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
-EV_MAINTENANCE = const(24)      # reason, 0, 0, 0: the app left its loop unsigned: reason 0 = Ctrl-C on a
-                                #   keyless rig (REPL, motor off, watchdog off); 1 = unexpected exception
-                                #   on a keyed rig (motor off, then reset: never a REPL)
+EV_MAINTENANCE = const(24)      # reason, exits_in_a_row, backoff_ms, 0: the app left its loop unsigned:
+                                #   reason 0 = Ctrl-C on a keyless rig (REPL, motor off, watchdog off);
+                                #   1 = unexpected exception on a keyed rig (motor off, then reset: never
+                                #   a REPL; the next boot waits backoff_ms first, pumpfw.app crash back-off)
 EV_HEAP = const(25)             # alloc_after_gc_bytes, free_bytes, 0, 0: at boot and hourly (RAM margin, soak)
 EV_MAINT_START = const(26)      # window_ms, auth_counter, rate_ng_day, dropped_steps: signed maintenance
                                 #   entered (delivery suspended, alarm maintenance raised, REPL for the window)
@@ -103,7 +104,7 @@ EVENT_ARGS = (
     ("old_pl_per_step", "new_pl_per_step", "", ""),
     ("timeout_ms", "", "", ""),
     ("what", "errno", "", ""),
-    ("reason", "", "", ""),
+    ("reason", "exits_in_a_row", "backoff_ms", ""),
     ("alloc_bytes", "free_bytes", "", ""),
     ("window_ms", "auth_counter", "rate_ng_day", "dropped_steps"),
     ("missed_nl", "missed_steps", "maintenance_ms", "rate_ng_day"),

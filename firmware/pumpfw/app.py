@@ -56,6 +56,51 @@ def _join(root, name):
     return root + name if root.endswith("/") else root + "/" + name
 
 
+# A keyed rig that keeps failing (an exception at boot or in the loop resets it) waits before
+# each new start, doubling from 1 s to 5 min: a crash loop must not fill the event log with reset
+# records (overwriting the dose history) nor wear the flash. The count of unexpected exits in a
+# row is in CRASH_FILE, with the build it counts for: it is cleared once the loop has run
+# CRASH_STABLE_MS, and a new deploy (another build) starts from 0.
+CRASH_FILE = "crashes.bin"
+CRASH_BACKOFF_MAX_MS = const(300000)
+CRASH_STABLE_MS = const(600000)
+
+
+def crash_backoff_ms(exits_in_a_row):
+    """The wait before the next start after `exits_in_a_row` unexpected exits (ms)."""
+    if exits_in_a_row <= 0:
+        return 0
+    ms = 1000 << (exits_in_a_row - 1 if exits_in_a_row < 10 else 9)
+    return ms if ms < CRASH_BACKOFF_MAX_MS else CRASH_BACKOFF_MAX_MS
+
+
+def _build_id(root):
+    return buildrec.read(_join(root, buildrec.BUILD_FILE)).encode()
+
+
+def _read_crashes(root):
+    """Unexpected exits in a row of the deployed build, from CRASH_FILE (0: none, or counted
+    for another build). A torn or foreign file counts as one: the rig waits a little rather
+    than not at all."""
+    raw = _read_bytes(_join(root, CRASH_FILE))
+    if raw is None:
+        return 0
+    if len(raw) < 4 or raw[2] != (raw[0] ^ 0xA5) or raw[3] != (raw[1] ^ 0x5A):
+        return 1
+    if raw[4:] != _build_id(root):
+        return 0
+    return raw[0] | (raw[1] << 8)
+
+
+def _write_crashes(root, n):
+    """Record n unexpected exits in a row of the deployed build (closed at once: it must
+    outlive the reset)."""
+    n = n if n < 0xFFFF else 0xFFFF
+    lo, hi = n & 0xFF, n >> 8
+    with open(_join(root, CRASH_FILE), "wb") as f:
+        f.write(bytes((lo, hi, lo ^ 0xA5, hi ^ 0x5A)) + _build_id(root))
+
+
 def _read_bytes(path):
     try:
         with open(path, "rb") as f:
@@ -107,6 +152,8 @@ class PumpApp(Controller):
         self.key = _read_bytes(_join(root, "rigkey.bin"))
         self.seen_changes = -1
         self.seen_active = bytearray(al.ALARM_MAX + 1)
+        self.crashes = 0           # unexpected exits in a row before this start (run() sets it)
+        self.up_ms = 0             # loop time since boot, counted only while crashes is set
         self.restored_alarms = 0   # mask of alarms the boot restored and the log has not shown yet
         self.alarm_hold = False        # delivery held by a motor-stopping alarm
         self.queued_done = 0           # steps_done() at the last look
@@ -518,6 +565,18 @@ class PumpApp(Controller):
         self.save_due_ms += dt
         if self.save_due_ms >= STATE_EVERY_MS:
             self.save()
+            if self.crashes:
+                self._stable_tick()
+
+    def _stable_tick(self):
+        """Once the loop has run CRASH_STABLE_MS after a crash back-off, the crash count ends."""
+        self.up_ms += STATE_EVERY_MS
+        if self.up_ms >= CRASH_STABLE_MS:
+            try:
+                _write_crashes(self.root, 0)
+                self.crashes = 0
+            except OSError:
+                self.alarm_set.raise_(al.ALARM_STORAGE_FAULT)
 
     # ------------------------------------------------------------------ Controller: reads
     def hello_info(self):
@@ -953,10 +1012,14 @@ def run(hw):
     other way out (an unexpected exception, or Ctrl-C on a keyed rig) stops the motor, saves,
     logs and resets the rig: never an open REPL on a rig that holds a key."""
     keyed = _read_bytes(_join(hw.flash_root, "rigkey.bin")) is not None
+    crashes = _read_crashes(hw.flash_root) if keyed else 0
     app = None
     try:
         hw.link_interrupt(not keyed)
+        if crashes:
+            _back_off(hw, crashes)
         app = PumpApp(hw)
+        app.crashes = crashes
         app.lock_link(keyed)
         app.boot()
         app.loop()
@@ -980,6 +1043,25 @@ def run(hw):
         raise
 
 
+def _back_off(hw, crashes):
+    """Motor off and wait crash_backoff_ms(crashes) before the application starts again."""
+    wait = crash_backoff_ms(crashes)
+    try:
+        hw.stepper.enable(False)
+    except Exception:
+        pass
+    print("pump: %d unexpected exits in a row: waiting %d s before starting again"
+          % (crashes, wait // 1000))
+    # fed in 1 s slices: the watchdog is armed here (boot() arms it again), so a hang during
+    # the wait still resets, and a watchdog left running by the reset cannot cut the wait short
+    hw.watchdog_start(WATCHDOG_MS)
+    while wait > 0:
+        step = wait if wait < 1000 else 1000
+        hw.sleep_ms(step)
+        hw.watchdog_feed()
+        wait -= step
+
+
 def _reset_after(hw, app, exc):
     """Keyed rig, unexpected way out: report, motor off, state saved, log, reset. Never returns."""
     try:
@@ -990,10 +1072,16 @@ def _reset_after(hw, app, exc):
             traceback.print_exception(type(exc), exc, exc.__traceback__)
     except Exception:
         pass
+    exits = 1
+    try:
+        exits = _read_crashes(hw.flash_root) + 1
+        _write_crashes(hw.flash_root, exits)
+    except Exception:
+        pass
     try:
         if app is not None:
             _safe_stop(app)
-            app._log(logrec.EV_MAINTENANCE, 1, 0, 0, 0)
+            app._log(logrec.EV_MAINTENANCE, 1, exits, crash_backoff_ms(exits), 0)
         else:
             hw.stepper.enable(False)
     except Exception:

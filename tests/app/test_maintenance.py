@@ -196,7 +196,7 @@ def test_run_resets_a_keyed_rig_on_an_unexpected_exception_never_the_repl(tmp_pa
     assert hw.resets == 1 and not hw.stepper.enabled() and hw.ctrl_c is False
     app = PumpApp(FakeHardware(flash))
     app.log.mount()
-    assert (1, 0, 0, 0) in events(app, logrec.EV_MAINTENANCE)
+    assert (1, 1, 1000, 0) in events(app, logrec.EV_MAINTENANCE)   # 1st exit: the next start waits 1 s
     hw = ScriptedHardware(flash, [], KeyboardInterrupt())   # e.g. an interrupt char left enabled
     with pytest.raises(FakeReset):
         appmod.run(hw)
@@ -223,3 +223,68 @@ def test_run_returns_to_the_repl_after_signed_maintenance(tmp_path: Path) -> Non
     app = appmod.run(hw)
     assert isinstance(app, PumpApp) and hw.ctrl_c is True and hw.hold is not None
     assert wire.decode_line(bytes(hw.outbox).splitlines(keepends=True)[-1])[4] == wire.OK
+
+
+def test_a_keyed_rig_that_keeps_failing_backs_off_and_forgets_the_count_once_stable(tmp_path: Path) -> None:
+    """A crash loop waits 1 s, 2 s, 4 s ... (at most 5 min) before each new start, motor off and
+    watchdog fed, so it cannot fill the event log with reset records or wear the flash; after
+    10 min of a healthy loop the count ends. A torn count file still backs off a little."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "rigkey.bin").write_bytes(KEY)
+    waits = []
+    for n in range(1, 5):
+        hw = ScriptedHardware(flash, [b""] * 3, ZeroDivisionError("bug"))
+        t0 = hw.now_us
+        with pytest.raises(FakeReset):
+            appmod.run(hw)
+        waits.append(hw.now_us - t0)
+        assert not hw.stepper.enabled()
+    app = PumpApp(FakeHardware(flash))
+    app.log.mount()
+    assert [e[:3] for e in events(app, logrec.EV_MAINTENANCE)] == [(1, 1, 1000), (1, 2, 2000), (1, 3, 4000),
+                                                                   (1, 4, 8000)]
+    # each start waited its back-off before the app ran (the boot's own time is the same each run)
+    assert [(w - waits[0]) // 1_000_000 for w in waits] == [0, 1, 2, 4]
+    assert appmod.crash_backoff_ms(9) == 256_000 and appmod.crash_backoff_ms(40) == appmod.CRASH_BACKOFF_MAX_MS
+    # a healthy start after the loop: waits 8 s, then clears the count after 10 min of loop
+    hw = FakeHardware(flash)
+    t0 = hw.now_us
+    real_boot = PumpApp.boot
+    started = {}
+
+    def boot_and_run(self: PumpApp) -> None:
+        real_boot(self)
+        started["t"] = self.hw.now_us
+        end = self.hw.now_us + 11 * 60_000_000
+        while self.hw.now_us < end:
+            self.step()
+        raise _Stop()
+    import pumpfw.app as appmodule
+    orig = appmodule.PumpApp.boot
+    appmodule.PumpApp.boot = boot_and_run   # type: ignore[method-assign]
+    try:
+        with pytest.raises(_Stop):
+            appmod.run(hw)
+    finally:
+        appmodule.PumpApp.boot = orig        # type: ignore[method-assign]
+    assert started["t"] - t0 >= 8_000_000      # 4 exits in a row: 8 s
+    assert appmod._read_crashes(str(flash)) == 0
+    (flash / appmod.CRASH_FILE).write_bytes(b"\x07")
+    assert appmod._read_crashes(str(flash)) == 1
+
+
+class _Stop(BaseException):
+    """Ends a run() in the test (a BaseException: run's handlers do not take it)."""
+
+
+def test_a_new_deploy_starts_the_crash_count_again(tmp_path: Path) -> None:
+    """The count is of the deployed build: after a fix is deployed the rig starts at once."""
+    from pumpcore import buildrec
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "rigkey.bin").write_bytes(KEY)
+    appmod._write_crashes(str(flash), 6)
+    assert appmod._read_crashes(str(flash)) == 6
+    (flash / buildrec.BUILD_FILE).write_text('{"build_hash": "0123456789abcdef"}')
+    assert appmod._read_crashes(str(flash)) == 0
