@@ -5,13 +5,21 @@ hardware layer is chosen by platform in pumphw.make_hardware().
 
 First of all, Ctrl-C on the USB link stops being an interrupt: from here on no byte from the
 host can stop the application (the app gives Ctrl-C back only on a keyless rig, or when a
-signed maintenance command hands the link to the REPL).
+signed maintenance command hands the link to the REPL). MicroPython turns Ctrl-C on just before
+it runs this file; a 0x03 in the moment before kbd_intr(-1) takes hold raises KeyboardInterrupt
+inside the retry loop below, not out of main.py into the REPL. (Before this file, the frozen
+_boot.py that mounts the flash runs with Ctrl-C off: pyexec_frozen_module(..., false), v1.22.2.)
 """
-try:
-    import micropython
-    micropython.kbd_intr(-1)
-except (ImportError, AttributeError):   # CPython (tests), or a port without kbd_intr
-    pass
+while True:
+    try:
+        try:
+            import micropython
+            micropython.kbd_intr(-1)
+        except (ImportError, AttributeError):   # CPython (tests), or a port without kbd_intr
+            pass
+        break
+    except KeyboardInterrupt:   # a 0x03 that arrived before kbd_intr(-1) took hold: once more
+        pass
 
 import pumphw
 from pumpfw import app
