@@ -22,7 +22,10 @@ def test_log_pull_complete(rig, pump, program, faults, rig_clock, record):
     seqs = [s for s, _r in log]
     record("records pulled", len(seqs))
     record("sequence range", "%d..%d" % (seqs[0], seqs[-1]))
-    assert seqs == list(range(head.oldest_seq, head.next_seq)), "gaps or duplicates in the pulled log"
+    # the rig goes on logging while it is pulled (a boot's first records): the pull covers at
+    # least what the head said, and has no gap or duplicate up to its own end
+    assert seqs[-1] >= head.next_seq - 1, "the pull stopped before the head's last record"
+    assert seqs == list(range(head.oldest_seq, seqs[-1] + 1)), "gaps or duplicates in the pulled log"
     assert all(r[0] == s for s, r in log), "record seq differs from its position"
     assert len(events(log, logrec.EV_RESET)) == boots
     assert events(log, logrec.EV_PROGRAM_COMMIT)
