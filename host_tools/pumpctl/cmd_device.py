@@ -79,7 +79,7 @@ def rig_ports() -> list[dict[str, Any]]:
     """Running virtual rigs ($PUMPCTL_HOME/rigs) and the emulated Pico, as port entries."""
     out: list[dict[str, Any]] = []
     try:
-        from .cmd_sim import list_rigs
+        from .virtualrig import list_rigs
         for r in list_rigs():
             if r["running"]:
                 out.append({"device": r["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
