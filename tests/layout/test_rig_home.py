@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pumpctl import emurig, virtualrig
+from pumpctl import virtualrig
+from pumpctl.emurig import REPO, default_rig_dir, legacy_rig_dir_note
 from pumpctl.errors import UsageError
 
 
@@ -17,24 +18,24 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_emulated_pico_lives_beside_the_virtual_rigs(home: Path) -> None:
-    assert emurig.default_rig_dir() == home / "rigs" / "emu"
-    assert virtualrig.rig_dir_for("bench1").parent == emurig.default_rig_dir().parent
-    assert emurig.REPO not in emurig.default_rig_dir().parents
+    assert default_rig_dir() == home / "rigs" / "emu"
+    assert virtualrig.rig_dir_for("bench1").parent == default_rig_dir().parent
+    assert REPO not in default_rig_dir().parents
 
 
 def test_pump_rigs_dir_still_overrides(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUMP_RIGS_DIR", str(tmp_path / "elsewhere"))
-    assert emurig.default_rig_dir() == tmp_path / "elsewhere" / "emu"
+    assert default_rig_dir() == tmp_path / "elsewhere" / "emu"
 
 
 def test_an_old_rig_directory_in_the_checkout_is_named(home: Path, tmp_path: Path) -> None:
     legacy = tmp_path / "checkout" / "rigs" / "emu"
-    assert emurig.legacy_rig_dir_note(emurig.default_rig_dir(), legacy) is None
+    assert legacy_rig_dir_note(default_rig_dir(), legacy) is None
     legacy.mkdir(parents=True)
-    note = emurig.legacy_rig_dir_note(emurig.default_rig_dir(), legacy)
+    note = legacy_rig_dir_note(default_rig_dir(), legacy)
     assert note is not None and "\n" not in note
     assert str(legacy) in note and str(home / "rigs" / "emu") in note and "no longer used" in note
-    assert emurig.legacy_rig_dir_note(legacy, legacy) is None    # --dir pointing at it: it is used
+    assert legacy_rig_dir_note(legacy, legacy) is None    # --dir pointing at it: it is used
 
 
 def test_no_virtual_rig_takes_the_emulated_picos_name(home: Path) -> None:
