@@ -8,6 +8,7 @@ ratio of the two trees. Run from the repository root:
 
     python bench/device_ram.py                     # this tree
     python bench/device_ram.py --against HEAD~3    # this tree against an older one
+    python bench/device_ram.py --against HEAD~3 --virtual-rig   # and the app's heap at boot
 
 The unix port is 64-bit: object headers and pointers take twice the RP2040's 4 bytes, so the
 bytes here are larger than on the Pico; the ratio between two trees carries over, the bytes do
@@ -153,10 +154,35 @@ def figures(firmware: Path, label: str, work: Path, names: list[str]) -> dict[st
     return out
 
 
+def virtual_rig_boot_heap(firmware: Path, work: Path, label: str) -> tuple[int, int]:
+    """(bytes in use, bytes free) the app logs (EV_HEAP) after gc at boot on a virtual rig that
+    runs `firmware` as `pumpctl deploy` ships it: the whole app (code and its state) on the unix
+    port, the same record the emulated Pico's figure comes from."""
+    from pumpcore import logrec
+    from pumpctl.deploy import deploy
+    from pumpctl.pump import Pump
+    from pumpctl.virtualrig import VirtualRig
+    rig = VirtualRig.start(work / ("rig-" + label), time_scale=100.0, fresh=True, name="ram-" + label)
+    try:
+        deploy(rig.port, firmware_dir=firmware, log=lambda line: None)
+        rig.wait_firmware(2, timeout_s=60)
+        with Pump.open(rig.port, timeout_s=5) as pump:
+            records = [logrec.decode(r) for _, r in pump.iter_log(1)]
+    finally:
+        rig.stop()
+    boots = [i for i, r in enumerate(records) if r[3] == logrec.EV_RESET]
+    heap = [r for r in records[boots[-1] if boots else 0:] if r[3] == logrec.EV_HEAP]
+    if not heap:
+        raise SystemExit("device_ram: the virtual rig logged no heap record at boot")
+    return heap[0][4], heap[0][5]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firmware-dir", type=Path, default=REPO / "firmware")
     ap.add_argument("--against", metavar="REV", help="also measure firmware/ at this git revision, and the ratio")
+    ap.add_argument("--virtual-rig", action="store_true",
+                    help="also boot a virtual rig with each tree and print the app's EV_HEAP at boot")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="device-ram-") as tmp:
         work = Path(tmp)
@@ -169,6 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("mpy", "source"):
                 print("ratio %-6s this / %s = %.3f (%+d bytes)" % (
                     kind, args.against, now[kind] / old[kind], now[kind] - old[kind]))
+        if args.virtual_rig:
+            trees = [("this", args.firmware_dir)]
+            if args.against:
+                trees.append((args.against[:8], work / "old" / "firmware"))
+            got = {}
+            for label, tree in trees:
+                got[label] = virtual_rig_boot_heap(tree, work, label)
+                print("%-8s virtual rig, EV_HEAP after gc at boot: %7d bytes in use, %7d free"
+                      % ((label,) + got[label]))
+            if args.against:
+                a, b = got["this"][0], got[args.against[:8]][0]
+                print("ratio  boot   this / %s = %.3f (%+d bytes)" % (args.against, a / b, a - b))
     return 0
 
 
