@@ -31,5 +31,6 @@ def reset():
     if sys.platform == "rp2":
         import machine
         machine.reset()
-    from pumphw.simhw import make_sim_hardware
-    make_sim_hardware().reset()
+    else:   # an explicit else: deploy's import walk (pumpctl.devicecode) keeps the twin off a Pico
+        from pumphw.simhw import make_sim_hardware
+        make_sim_hardware().reset()

@@ -79,7 +79,7 @@ def rig_ports() -> list[dict[str, Any]]:
     """Running virtual rigs ($PUMPCTL_HOME/rigs) and the emulated Pico, as port entries."""
     out: list[dict[str, Any]] = []
     try:
-        from .cmd_sim import list_rigs
+        from .virtualrig import list_rigs
         for r in list_rigs():
             if r["running"]:
                 out.append({"device": r["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
@@ -356,15 +356,15 @@ MAX_BOLUS_MIN = 24 * 60
 
 
 def parse_amount(text: str, field: str, default_unit: str, parser: Any, limit: int) -> int:
-    """Clinician-style quantity ("50", "50 ug", "0.05 mg") -> integer base units via pumpcore.units
+    """Clinician-style quantity ("50", "50 ug", "0.05 mg") -> integer base units via pumpctl.quantity
     (exact; a bare number is in `default_unit`). UsageError naming the field, value and limit."""
-    from pumpcore import units
+    from . import quantity
     t = text.strip()
     if t and (t[-1].isdigit() or t[-1] == "."):
         t = t + " " + default_unit
     try:
         value = int(parser(t, field))
-    except units.QuantityError as exc:
+    except quantity.QuantityError as exc:
         raise UsageError(str(exc)) from None
     if value <= 0:
         raise UsageError("%s = %s: must be above 0 %s" % (field, text, default_unit))
@@ -386,14 +386,14 @@ def fastest_bolus_ms(dose_ng: int, limits: Any) -> int:
 
 def parse_minutes(text: str, field: str = "--over") -> int:
     """Bolus duration: minutes ("10", "1.5") or with a unit ("90 s", "1.5 min", "2 h") -> ms,
-    exactly (pumpcore.units), 1 min .. 24 h. UsageError naming the field and the value."""
-    from pumpcore import units
+    exactly (pumpctl.quantity), 1 min .. 24 h. UsageError naming the field and the value."""
+    from . import quantity
     t = text.strip()
     if t and (t[-1].isdigit() or t[-1] == "."):
         t = t + " min"
     try:
-        ms = int(units.parse_duration_ms(t, field))
-    except units.QuantityError as exc:
+        ms = int(quantity.parse_duration_ms(t, field))
+    except quantity.QuantityError as exc:
         raise UsageError(str(exc)) from None
     if not 60_000 <= ms <= MAX_BOLUS_MIN * 60_000:
         raise UsageError("%s = %s: bolus duration must be 1..%d min (1 min .. 24 h)" % (field, text, MAX_BOLUS_MIN))
@@ -476,8 +476,8 @@ def _patient_kind() -> int:
 
 
 def cmd_bolus(args: argparse.Namespace) -> int:
-    from pumpcore import units
-    dose_ng = parse_amount(args.ug, "bolus dose", "ug", units.parse_dose_ng, 2**30 - 1)
+    from . import quantity
+    dose_ng = parse_amount(args.ug, "bolus dose", "ug", quantity.parse_dose_ng, 2**30 - 1)
     over_ms = None if args.over is None else parse_minutes(args.over)
     with open_pump(args) as pump:
         duration_ms = fastest_bolus_ms(dose_ng, pump.limits()) if over_ms is None else over_ms
@@ -525,9 +525,10 @@ def _volume_text(nl: int, typed: str) -> str:
 
 
 def cmd_refill(args: argparse.Namespace) -> int:
-    from pumpcore import scheduler, units
-    volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", units.parse_volume_nl, 2**30 - 1)
-    conc = parse_amount(args.concentration, "--concentration", "ug/mL", units.parse_conc_ug_ml, 2**30 - 1)
+    from pumpcore import scheduler
+    from . import quantity
+    volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", quantity.parse_volume_nl, 2**30 - 1)
+    conc = parse_amount(args.concentration, "--concentration", "ug/mL", quantity.parse_conc_ug_ml, 2**30 - 1)
     with open_pump(args) as pump:
         try:
             pump.refill(volume_nl, conc)
@@ -547,8 +548,8 @@ def cmd_refill(args: argparse.Namespace) -> int:
 
 
 def cmd_prime(args: argparse.Namespace) -> int:
-    from pumpcore import units
-    volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", units.parse_volume_nl, 2**30 - 1)
+    from . import quantity
+    volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", quantity.parse_volume_nl, 2**30 - 1)
     with open_pump(args) as pump:
         pump.prime(volume_nl)
         rig = _rig_id(pump)

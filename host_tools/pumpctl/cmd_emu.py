@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from . import output
 from .emuimage import DEFAULT_VERSION, ENV_UF2
-from .emurig import EMU_HW_DIR, EmuRig, default_rig_dir
+from .emurig import EMU_HW_DIR, EmuRig, default_rig_dir, legacy_rig_dir_note
 
 
 def _add_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=None,
-                   help="rig directory (flash image, state, log; default: $PUMP_RIGS_DIR/emu or <repo>/rigs/emu)")
+                   help="rig directory (flash image, state, log; default: $PUMP_RIGS_DIR/emu, else $PUMPCTL_HOME/rigs/emu beside the virtual rigs)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return p
 
@@ -51,7 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _rig_dir(args: argparse.Namespace) -> Path:
-    return args.dir or default_rig_dir()
+    if args.dir:
+        return args.dir
+    rig_dir = default_rig_dir()
+    note = legacy_rig_dir_note(rig_dir)
+    if note:
+        print("pumpctl: " + note, file=sys.stderr)
+    return rig_dir
 
 
 def _json(args: argparse.Namespace) -> bool:

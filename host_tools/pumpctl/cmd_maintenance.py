@@ -6,7 +6,7 @@ import argparse
 from pumpcore import logrec, units, wire
 
 from . import deploy as deploy_mod
-from . import output
+from . import output, quantity
 from .cmd_device import add_common, open_pump, resolve_port
 from .errors import PumpError, UsageError
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def parse_window(text: str) -> int:
     """'10 min', '90 s', '1800000 ms' -> ms within wire.MAINT_MIN_MS..MAINT_MAX_MS."""
     try:
-        ms = units.parse_duration_ms(text, "--window")
+        ms = quantity.parse_duration_ms(text, "--window")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not wire.MAINT_MIN_MS <= ms <= wire.MAINT_MAX_MS:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from .errors import UsageError
-from .virtualrig import FAULT_KINDS, VirtualRig, rig_dir_for, time_scale_arg
+from .virtualrig import FAULT_KINDS, VirtualRig, list_rigs, rig_dir_for, time_scale_arg
 
 DEFAULT_NAME = "sim"
 
@@ -47,27 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     when.add_argument("--after", default=None, metavar="DURATION",
                       help="land the fault this much sim time from now (e.g. '30 s', '1.5 min')")
     fault.set_defaults(func=cmd_fault)
-
-
-def list_rigs() -> list[dict[str, object]]:
-    """Every virtual rig directory under $PUMPCTL_HOME/rigs with its last port and whether its
-    supervisor runs."""
-    from .virtualrig import process_alive, pumpctl_home
-    out: list[dict[str, object]] = []
-    root = pumpctl_home() / "rigs"
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        info_path = d / "rig.json"
-        if not d.is_dir():
-            continue
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, ValueError):
-            info = {}
-        pid = info.get("pid")
-        running = bool(isinstance(pid, int) and process_alive(pid))
-        out.append({"name": d.name, "port": info.get("port") if running else None,
-                    "pid": pid if running else None, "running": running, "dir": str(d)})
-    return out
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .devicecode import device_files
 from .errors import AuthError, PortError, ProtocolError, PumpError, RefusedError, RigTimeout, UsageError, VersionError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +35,6 @@ DEFAULT_FIRMWARE_DIR = REPO / "firmware"
 DEFAULT_HW_DIR = REPO / "hw"
 HW_FILES = ("pinmap.json", "mechanism.json")
 SOURCE_ONLY = ("main.py", "boot.py")  # the boot path stays source on every target
-# Modules only the virtual rig imports (the simulated twin and its physical model): a Pico
-# (real or emulated, sys.platform "rp2") builds pumphw.rp2hw and never loads them.
-SIM_ONLY_PREFIXES = ("pumpsim/", "pumphw/simhw.py")
 DEFAULT_KEY_FILE = "rigkey.bin"  # relative to the device root (== /rigkey.bin on a Pico)
 KEY_BYTES = 32
 
@@ -273,19 +271,6 @@ def compile_file(compiler: str, src: Path, dst: Path, source_name: str, arch: st
 
 
 # ----------------------------------------------------------------------------------- the plan
-def firmware_sources(firmware_dir: Path) -> list[Path]:
-    """Every .py under the firmware tree that goes to the device (no caches, no tests)."""
-    if not (firmware_dir / "main.py").is_file():
-        raise UsageError("firmware directory %s has no main.py (pass --firmware-dir)" % firmware_dir)
-    out = []
-    for path in sorted(firmware_dir.rglob("*.py")):
-        rel = path.relative_to(firmware_dir)
-        if any(part.startswith((".", "__pycache__")) or part == "tests" for part in rel.parts):
-            continue
-        out.append(path)
-    return out
-
-
 def _snapshot(src: Path, dst: Path) -> Path:
     """Copy `src` into the build directory, so the bytes hashed are the bytes copied even if
     someone edits the tree during the deploy."""
@@ -296,14 +281,15 @@ def _snapshot(src: Path, dst: Path) -> Path:
 
 def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str | None,
                 arch: str | None, platform: str = "") -> list[DeployFile]:
-    """Compile (when `compiler` is given) or copy every file into `build_dir`; list them to copy.
+    """Compile (when `compiler` is given) or copy into `build_dir` every file the device imports;
+    list them to copy.
 
-    On a Pico (`platform` "rp2") the simulation-only modules are left out."""
+    The files are the import closure of main.py on the target's platform (pumpctl.devicecode):
+    a Pico (`platform` "rp2") gets pumphw.rp2hw and its PIO driver, the virtual rig the
+    simulated twin and pumpsim; neither gets a module it never imports."""
     files: list[DeployFile] = []
-    for src in firmware_sources(firmware_dir):
-        rel = src.relative_to(firmware_dir).as_posix()
-        if platform == "rp2" and rel.startswith(SIM_ONLY_PREFIXES):
-            continue
+    for rel in device_files(firmware_dir, platform):
+        src = firmware_dir / rel
         if compiler is None or rel in SOURCE_ONLY:
             files.append(DeployFile(_snapshot(src, build_dir / rel), rel, "source"))
             continue

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .virtualrig import process_alive
+from .virtualrig import EMU_RIG_NAME, process_alive, pumpctl_home
 from .emuimage import ImageInfo, check_image, find_image
 from .errors import PortError, RigTimeout, UsageError
 
@@ -55,9 +55,23 @@ BOUNCE_US = (0, 150, 400, 650, 900)
 
 
 def default_rig_dir() -> Path:
-    """`$PUMP_RIGS_DIR/emu`, else `<repo>/rigs/emu` (ignored by git)."""
+    """`$PUMP_RIGS_DIR/emu` when that is set, else `$PUMPCTL_HOME/rigs/emu`: beside the virtual
+    rigs (`pumpctl sim`), never inside the checkout."""
     base = os.environ.get("PUMP_RIGS_DIR")
-    return (Path(base) if base else REPO / "rigs") / "emu"
+    return (Path(base) if base else pumpctl_home() / "rigs") / EMU_RIG_NAME
+
+
+LEGACY_RIG_DIR = REPO / "rigs" / EMU_RIG_NAME
+"""Where the emulated Pico kept its state before it moved under $PUMPCTL_HOME (git-ignored)."""
+
+
+def legacy_rig_dir_note(rig_dir: Path, legacy: Path = LEGACY_RIG_DIR) -> str | None:
+    """One line for the user when an old `<repo>/rigs/emu/` is still in the checkout (its flash,
+    state and log are no longer used), else None."""
+    if rig_dir.resolve() == legacy.resolve() or not legacy.is_dir():
+        return None
+    return ("emulated-Pico state now lives in %s; the old %s is no longer used (move its flash.img "
+            "there to keep that flash, or delete the old directory)" % (rig_dir, legacy))
 
 
 EMU_HW_DIR = "hw"

@@ -41,11 +41,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from pumpcore import units
 from pumpcore.limits import HardLimits
 from pumpcore.program import (MODE_CONTINUOUS, MODE_FLEX, MODE_SINGLE_BOLUS, MODE_STOPPED, Program,
                               ProgramError)
 
+from . import quantity
 from .errors import UsageError
 
 MODES = {"stopped": MODE_STOPPED, "continuous": MODE_CONTINUOUS, "flexible": MODE_FLEX,
@@ -155,7 +155,7 @@ class _Reader:
         self.raw[full] = text
         try:
             return parse(text, field=full)
-        except units.QuantityError as e:
+        except quantity.QuantityError as e:
             raise self.fail(full, text, e.reason) from None
 
     def integer(self, table: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -211,16 +211,16 @@ def loads(text: str, source: str = "<program>", limits: HardLimits | None = None
                      "must be one of stopped, continuous, flexible, single_bolus")
     mode = MODES[mode_text.lower()]
     kw: dict[str, Any] = {"mode": mode}
-    kw["concentration_ug_ml"] = r.quantity(prog_t, "concentration", "program", units.parse_conc_ug_ml)
+    kw["concentration_ug_ml"] = r.quantity(prog_t, "concentration", "program", quantity.parse_conc_ug_ml)
     if mode == MODE_CONTINUOUS:
-        kw["rate_ng_day"] = r.quantity(prog_t, "rate", "program", units.parse_rate_ng_day)
+        kw["rate_ng_day"] = r.quantity(prog_t, "rate", "program", quantity.parse_rate_ng_day)
     elif "rate" in prog_t:
         raise r.fail("program.rate", prog_t["rate"], "only a continuous program has a single rate "
                      "(a flexible program gives rates in [[flex]] steps)")
-    kw["catheter_nl"] = r.quantity(prog_t, "catheter_volume", "program", units.parse_volume_nl, default=180_000)
+    kw["catheter_nl"] = r.quantity(prog_t, "catheter_volume", "program", quantity.parse_volume_nl, default=180_000)
     if "reservoir" in doc:
         res = r.check_keys(doc["reservoir"], _SECTIONS["reservoir"], "reservoir")
-        kw["low_volume_nl"] = r.quantity(res, "low_volume", "reservoir", units.parse_volume_nl, default=0)
+        kw["low_volume_nl"] = r.quantity(res, "low_volume", "reservoir", quantity.parse_volume_nl, default=0)
         kw["low_days"] = r.integer(res, "low_days", "reservoir", default=0)
     if "flex" in doc:
         pats = doc["flex"]
@@ -241,8 +241,8 @@ def loads(text: str, source: str = "<program>", limits: HardLimits | None = None
             for j, st in enumerate(steps_t):
                 sw = "%s.steps[%d]" % (where, j)
                 r.check_keys(st, _STEP_KEYS, sw)
-                steps.append((r.quantity(st, "from", sw, units.parse_time_of_day_ms),
-                              r.quantity(st, "rate", sw, units.parse_rate_ng_day)))
+                steps.append((r.quantity(st, "from", sw, quantity.parse_time_of_day_ms),
+                              r.quantity(st, "rate", sw, quantity.parse_rate_ng_day)))
             patterns.append((mask, steps))
         kw["patterns"] = patterns
     if "periodic_bolus" in doc:
@@ -253,20 +253,20 @@ def loads(text: str, source: str = "<program>", limits: HardLimits | None = None
         for i, bt in enumerate(per_t):
             where = "periodic_bolus[%d]" % i
             r.check_keys(bt, _SECTIONS["periodic_bolus"], where)
-            per.append((r.quantity(bt, "time", where, units.parse_time_of_day_ms),
-                        r.quantity(bt, "dose", where, units.parse_dose_ng),
-                        r.quantity(bt, "duration", where, units.parse_duration_ms)))
+            per.append((r.quantity(bt, "time", where, quantity.parse_time_of_day_ms),
+                        r.quantity(bt, "dose", where, quantity.parse_dose_ng),
+                        r.quantity(bt, "duration", where, quantity.parse_duration_ms)))
         kw["periodic"] = per
     if "patient_bolus" in doc:
         pb = r.check_keys(doc["patient_bolus"], _SECTIONS["patient_bolus"], "patient_bolus")
-        kw["patient"] = (r.quantity(pb, "dose", "patient_bolus", units.parse_dose_ng),
-                         r.quantity(pb, "duration", "patient_bolus", units.parse_duration_ms),
-                         r.quantity(pb, "lockout", "patient_bolus", units.parse_duration_ms),
+        kw["patient"] = (r.quantity(pb, "dose", "patient_bolus", quantity.parse_dose_ng),
+                         r.quantity(pb, "duration", "patient_bolus", quantity.parse_duration_ms),
+                         r.quantity(pb, "lockout", "patient_bolus", quantity.parse_duration_ms),
                          r.integer(pb, "per_24h", "patient_bolus"))
     if "single_bolus" in doc:
         sb = r.check_keys(doc["single_bolus"], _SECTIONS["single_bolus"], "single_bolus")
-        kw["single_bolus"] = (r.quantity(sb, "dose", "single_bolus", units.parse_dose_ng),
-                              r.quantity(sb, "duration", "single_bolus", units.parse_duration_ms))
+        kw["single_bolus"] = (r.quantity(sb, "dose", "single_bolus", quantity.parse_dose_ng),
+                              r.quantity(sb, "duration", "single_bolus", quantity.parse_duration_ms))
     program = Program(**kw)
     try:
         program.validate(limits or HardLimits())

@@ -37,11 +37,37 @@ def pumpctl_home() -> Path:
     return platformdirs.user_state_path("pumpctl", appauthor=False)
 
 
+EMU_RIG_NAME = "emu"
+"""The emulated Pico's directory under $PUMPCTL_HOME/rigs (pumpctl.emurig): no virtual rig takes it."""
+
+
 def rig_dir_for(name: str) -> Path:
     """Directory of the named rig under $PUMPCTL_HOME/rigs/."""
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"rig name = {name!r}: must be a plain name (no '/', not starting with '.')")
+    if name == EMU_RIG_NAME:
+        raise UsageError(f"rig name = {name!r}: reserved for the emulated Pico ($PUMPCTL_HOME/rigs/{name}, "
+                         f"pumpctl emu); choose another name")
     return pumpctl_home() / "rigs" / name
+
+
+def list_rigs() -> list[dict[str, object]]:
+    """Every virtual rig directory under $PUMPCTL_HOME/rigs with its last port and whether its
+    supervisor runs (the emulated Pico's directory is not one)."""
+    out: list[dict[str, object]] = []
+    root = pumpctl_home() / "rigs"
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if not d.is_dir() or d.name == EMU_RIG_NAME:
+            continue
+        try:
+            info = json.loads((d / "rig.json").read_text())
+        except (OSError, ValueError):
+            info = {}
+        pid = info.get("pid")
+        running = bool(isinstance(pid, int) and process_alive(pid))
+        out.append({"name": d.name, "port": info.get("port") if running else None,
+                    "pid": pid if running else None, "running": running, "dir": str(d)})
+    return out
 
 
 class VirtualRig:

@@ -11,7 +11,8 @@ from pumpctl.accuracy import iec60601, report
 from pumpctl.accuracy.balance import BalanceError, BalanceTimeout, SimBalance
 from pumpctl.accuracy.run import (
     RunClock, SampleLog, gravimetric_run, load_samples_csv, set_rate_ml_h)
-from pumpctl.cmd_accuracy import program_rate, register
+from pumpctl.accuracy.analysis import program_rate
+from pumpctl.cmd_accuracy import register
 from pumpctl.errors import UsageError
 
 STEP_ML = 17_964e-9  # the bench mechanism: 17,964 pL per microstep

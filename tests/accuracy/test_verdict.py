@@ -13,7 +13,7 @@ from pumpctl import cli
 from pumpctl.accuracy import events as run_events
 from pumpctl.accuracy import iec60601, verdict
 from pumpctl.accuracy.run import SampleLog, set_rate_ml_h
-from pumpctl.cmd_accuracy import program_crc
+from pumpctl.accuracy.analysis import program_crc
 from pumpctl.errors import UsageError
 from pumpctl.programfile import load
 
@@ -134,7 +134,7 @@ def test_run_length_is_checked_before_anything_starts(tmp_path, capsys):
 
 
 def test_progress_line_text():
-    from pumpctl.output import RunProgress
+    from pumpctl.accuracy.progress import RunProgress
     samples = [iec60601.Sample(30.0 * k, 30.0 * k / 3600 * 3.875e-3) for k in range(25)]
     text = RunProgress.describe(samples, 86400.0, 1.0, {"occlusion"})
     assert text == "0.20 h of 24 h, last 10 min 3.875 uL/h, alarms: occlusion"
@@ -146,7 +146,7 @@ def test_virtual_rig_run_with_a_stall_exits_4_and_reanalyses_identically(tmp_pat
     injected 70 min in, the rig's alarm in the log, verdict INTERRUPTED; --from-log of the same
     samples gives the same figures and the same verdict."""
     from pumpctl.accuracy import simrun
-    from pumpctl.cmd_accuracy import program_rate
+    from pumpctl.accuracy.analysis import program_rate
     parser = cli.build_parser()
     out = tmp_path / "run"
     args = parser.parse_args(["accuracy", "--program", str(HIGH), "--hours", "2", "--out", str(out),

@@ -90,7 +90,7 @@ def tiny_firmware(tmp_path: Path) -> Path:
     """A three-file firmware tree (main.py and one package) for tests about keys and reporting."""
     fw = tmp_path / "tiny"
     (fw / "pumpcore").mkdir(parents=True)
-    (fw / "main.py").write_text("print('boot')\n")
+    (fw / "main.py").write_text("import pumpcore.crc\nprint('boot')\n")   # deploy ships what main imports
     (fw / "pumpcore" / "__init__.py").write_text("")
     (fw / "pumpcore" / "crc.py").write_bytes((deploy.DEFAULT_FIRMWARE_DIR / "pumpcore" / "crc.py").read_bytes())
     return fw
@@ -169,7 +169,7 @@ def test_deploy_writes_a_verified_build_record_last(repl_rig: ReplRig, tiny_firm
     assert json.loads(on_device) == rec and buildrec.parse(on_device) == (digest[:16], None)
     assert not list(repl_rig.root.glob("*.part")) and "build.json" not in {f["path"] for f in doc["files"]}
     # another file set, another build; source deploys say so
-    (tiny_firmware / "main.py").write_text("print('boot 2')\n")
+    (tiny_firmware / "main.py").write_text("import pumpcore.crc\nprint('boot 2')\n")
     rep = deploy.deploy(repl_rig.port, firmware_dir=tiny_firmware, force_source=True, provision_key=False,
                         do_restart=False, log=lambda m: None)
     files = [{"path": f.remote, "sha256": f.sha256()} for f in rep.files]
@@ -275,5 +275,5 @@ def test_pico_plan_leaves_out_the_simulation(tmp_path: Path) -> None:
     sim = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "a", None, None, "linux")
     pico = deploy.plan_deploy(deploy.DEFAULT_FIRMWARE_DIR, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None, "rp2")
     left_out = {f.remote for f in sim} - {f.remote for f in pico}
-    assert "pumphw/simhw.py" in left_out and all(r.startswith(deploy.SIM_ONLY_PREFIXES) for r in left_out)
+    assert "pumphw/simhw.py" in left_out and all(r.startswith(("pumpsim/", "pumphw/simhw.py")) for r in left_out)
     assert {"main.py", "pumphw/rp2hw.py", "pumpfw/app.py", "pinmap.json"} <= {f.remote for f in pico}

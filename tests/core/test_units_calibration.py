@@ -10,6 +10,7 @@ from hypothesis import given, strategies as st
 
 from pumpcore import calibration as cal
 from pumpcore import units as u
+from pumpctl import quantity as q
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,40 +18,40 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("text,ng", [("50 ug", 50_000), ("0.5 mg", 500_000), ("186ug", 186_000),
                                      ("1.5 mcg", 1500), ("7 ng", 7), ("2 mg", 2_000_000)])
 def test_parse_dose(text: str, ng: int) -> None:
-    assert u.parse_dose_ng(text) == ng
+    assert q.parse_dose_ng(text) == ng
 
 
 @pytest.mark.parametrize("text,v", [("186 ug/day", 186_000), ("2 mg/day", 2_000_000), ("0.186 mg/day", 186_000)])
 def test_parse_rate(text: str, v: int) -> None:
-    assert u.parse_rate_ng_day(text) == v
+    assert q.parse_rate_ng_day(text) == v
 
 
 @pytest.mark.parametrize("text,v", [("2000 ug/mL", 2000), ("2 mg/mL", 2000), ("50 ug/ml", 50), ("0.5 mg/mL", 500)])
 def test_parse_conc(text: str, v: int) -> None:
-    assert u.parse_conc_ug_ml(text) == v
+    assert q.parse_conc_ug_ml(text) == v
 
 
 def test_parse_volume_duration_time() -> None:
-    assert u.parse_volume_nl("180 uL") == 180_000
-    assert u.parse_volume_nl("20 mL") == 20_000_000
-    assert u.parse_duration_ms("10 min") == 600_000
-    assert u.parse_duration_ms("1.5 h") == 5_400_000
-    assert u.parse_time_of_day_ms("07:30") == 27_000_000
-    assert u.parse_time_of_day_ms("23:59:59") == 86_399_000
+    assert q.parse_volume_nl("180 uL") == 180_000
+    assert q.parse_volume_nl("20 mL") == 20_000_000
+    assert q.parse_duration_ms("10 min") == 600_000
+    assert q.parse_duration_ms("1.5 h") == 5_400_000
+    assert q.parse_time_of_day_ms("07:30") == 27_000_000
+    assert q.parse_time_of_day_ms("23:59:59") == 86_399_000
 
 
 @pytest.mark.parametrize("fn,text,needle", [
-    (u.parse_dose_ng, "50 kg", "unit must be one of ng, ug, mg"),
-    (u.parse_dose_ng, "0.0001 ng", "more decimals"),
-    (u.parse_dose_ng, "ug", "no number"),
-    (u.parse_rate_ng_day, "186 ug", "per day"),
-    (u.parse_conc_ug_ml, "2000 ug/L", "ug/mL or mg/mL"),
-    (u.parse_time_of_day_ms, "24:00", "not a time of day"),
-    (u.parse_time_of_day_ms, "7:30", "two digits"),
-    (u.parse_dose_ng, 50, "as a string"),
+    (q.parse_dose_ng, "50 kg", "unit must be one of ng, ug, mg"),
+    (q.parse_dose_ng, "0.0001 ng", "more decimals"),
+    (q.parse_dose_ng, "ug", "no number"),
+    (q.parse_rate_ng_day, "186 ug", "per day"),
+    (q.parse_conc_ug_ml, "2000 ug/L", "ug/mL or mg/mL"),
+    (q.parse_time_of_day_ms, "24:00", "not a time of day"),
+    (q.parse_time_of_day_ms, "7:30", "two digits"),
+    (q.parse_dose_ng, 50, "as a string"),
 ])
 def test_parse_errors_name_field_value_reason(fn, text, needle: str) -> None:
-    with pytest.raises(u.QuantityError) as e:
+    with pytest.raises(q.QuantityError) as e:
         fn(text, field="bolus.dose")
     msg = str(e.value)
     assert msg.startswith("bolus.dose = ") and repr(text) in msg and needle in msg
@@ -58,12 +59,12 @@ def test_parse_errors_name_field_value_reason(fn, text, needle: str) -> None:
 
 @given(st.integers(0, 10**9))
 def test_dose_format_parse_round_trip(ng: int) -> None:
-    assert u.parse_dose_ng(u.fmt_dose(ng)) == ng
+    assert q.parse_dose_ng(u.fmt_dose(ng)) == ng
 
 
 @given(st.integers(0, 10**9))
 def test_rate_format_parse_round_trip(v: int) -> None:
-    assert u.parse_rate_ng_day(u.fmt_rate(v)) == v
+    assert q.parse_rate_ng_day(u.fmt_rate(v)) == v
 
 
 def test_mechanism_calibration_is_nearest_pl() -> None:

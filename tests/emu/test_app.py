@@ -33,6 +33,8 @@ from .appchip import CONC_UG_ML, WARMUP, open_pump as _open
 
 pytestmark = pytest.mark.emu
 RAM_MARGIN_BYTES = 32_768      # free heap after gc at boot, below which the firmware is too big
+RAM_BUDGET_IN_USE_BYTES = 128 * 1024   # issue 16: heap in use after gc at boot, at most (>= 45 % free)
+RAM_AIM_IN_USE_BYTES = 100 * 1024
 FIGURES: dict[str, float] = {}
 STORY: dict[str, object] = {}
 
@@ -91,6 +93,18 @@ def test_boot_holds_en_high_arms_the_watchdog_and_leaves_ram(chip: EmuRig) -> No
     FIGURES["heap_alloc_after_gc_bytes"] = alloc
     FIGURES["heap_free_bytes"] = free
     assert free >= RAM_MARGIN_BYTES, f"only {free} bytes of heap free after boot ({alloc} in use)"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16's RAM budget is not met yet: 171,840 bytes in use at boot "
+                                       "before its changes (docs/emulated-pico.md); strict, so meeting it "
+                                       "fails here until this mark goes")
+def test_boot_heap_is_within_the_ram_budget(chip: EmuRig) -> None:
+    """Issue 16: at most 128 KB of the heap in use after gc at boot (at least 45 % free); aim 100 KB."""
+    if "heap_alloc_after_gc_bytes" not in FIGURES:
+        pytest.skip("the boot test did not read the heap record")
+    alloc = FIGURES["heap_alloc_after_gc_bytes"]
+    assert alloc <= RAM_BUDGET_IN_USE_BYTES, f"{alloc} bytes in use after gc at boot: above the budget of " \
+                                             f"{RAM_BUDGET_IN_USE_BYTES} (aim {RAM_AIM_IN_USE_BYTES})"
 
 
 def test_sixty_emulated_seconds_deliver_the_scheduled_count(chip: EmuRig) -> None:

@@ -56,9 +56,9 @@ def measure_evaporation(rig: Any, minutes: float, density_g_ml: float) -> tuple[
 def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: int,
                  conc_ug_ml: int) -> int:
     """Upload and commit the program on a started rig, weigh for args.hours of rig time, report."""
-    from ..cmd_accuracy import (Conditions, _program_lines, analyse_and_report, density_for,
-                                evaporation_for, program_crc)
-    from ..output import RunProgress
+    from .analysis import (Conditions, analyse_and_report, density_for, evaporation_for, program_crc,
+                           program_lines)
+    from .progress import RunProgress
     from ..pump import Pump
     from . import events as run_events
     from .run import set_rate_ml_h
@@ -126,7 +126,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
         print("rig during the run: " + events)
     fields = dict(rig=f"virtual rig {hello.rig_id}", firmware=firmware, program_file=args.program,
                   rig_events=events,
-                  program_lines=_program_lines(program), balance=balance.identify(),
+                  program_lines=program_lines(program), balance=balance.identify(),
                   noise_model=noise_text, time_scale=args.time_scale,
                   wall_s=time.monotonic() - wall0)
     return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields,
