@@ -268,3 +268,39 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def hold_intervals(records: list[dict[str, Any]]) -> list[tuple[str, str, float, float, str]]:
+    """(place, worker, acquired t, released t, release reason) of every hold in a hold log; a
+    hold never given back ends at +inf with reason 'never released'."""
+    open_: dict[tuple[str, str], dict[str, Any]] = {}
+    out: list[tuple[str, str, float, float, str]] = []
+    for r in sorted(records, key=lambda r: r["t"]):
+        key = (r["place"], r["token"])
+        if r["event"] == "acquired":
+            open_[key] = r
+        elif r["event"] == "released" and key in open_:
+            a = open_.pop(key)
+            out.append((a["place"], a["worker"], a["t"], r["t"], r.get("reason", "")))
+    for a in open_.values():
+        out.append((a["place"], a["worker"], a["t"], float("inf"), "never released"))
+    return sorted(out, key=lambda h: h[2])
+
+
+def hold_problems(records: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with a hold log: a place held twice at once, a worker holding two places
+    at once, a hold never given back. [] when none."""
+    problems = []
+    holds = hold_intervals(records)
+    for i, a in enumerate(holds):
+        if a[3] == float("inf"):
+            problems.append("place %s taken by %s at %.3f was never given back" % (a[0], a[1], a[2]))
+        for b in holds[i + 1:]:
+            if b[2] >= a[3]:
+                continue
+            if b[0] == a[0]:
+                problems.append("place %s held twice at once: by %s from %.3f and by %s from %.3f"
+                                % (a[0], a[1], a[2], b[1], b[2]))
+            elif b[1] == a[1]:
+                problems.append("worker %s held two places at once: %s and %s" % (a[1], a[0], b[0]))
+    return problems
