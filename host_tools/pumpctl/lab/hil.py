@@ -89,8 +89,6 @@ class LabSession:
         self.filters: dict[str, str] = {} if lg_env is not None and spec == "labgrid" else parse_rig_spec(spec)
         self.coordinator = coordinator
         self.log = HoldLog(log_path or os.environ.get("PUMPRIG_LAB_LOG"))
-        if self.log.path is not None:
-            os.environ["PUMPRIG_LAB_LOG"] = str(self.log.path)   # the guard writes its line there too
         self.deploy = deploy
         self.deploy_timeout_s = deploy_timeout_s
         self.client: LabClient | None = None

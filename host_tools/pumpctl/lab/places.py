@@ -178,7 +178,7 @@ class LabClient:
             raise
         hold = Hold(m.group(1), token, dict(filters), time.time())
         if guard:
-            hold.guard = self.start_guard(hold)
+            hold.guard = self.start_guard(hold, log.path if log is not None else None)
         if log is not None:
             log.write("acquired", hold.place, token=token, filters=filters)
         return hold
@@ -209,13 +209,13 @@ class LabClient:
         except LabError:
             pass
 
-    def start_guard(self, hold: Hold) -> subprocess.Popen[bytes]:
-        """The guard process (its own session, so a signal to this process group spares it)."""
-        log_env = os.environ.get("PUMPRIG_LAB_LOG", "")
+    def start_guard(self, hold: Hold, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+        """The guard process (its own session, so a signal to this process group spares it);
+        it writes its release to the hold log at `log_path`."""
         argv = [sys.executable, "-m", "pumpctl.lab.places", "guard", "--pid", str(os.getpid()),
                 "--place", hold.place, "--token", hold.token, "--coordinator", self.coordinator]
-        if log_env:
-            argv += ["--log", log_env]
+        if log_path is not None:
+            argv += ["--log", str(log_path)]
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
