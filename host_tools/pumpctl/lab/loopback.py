@@ -37,6 +37,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def places_yaml(places: dict[str, tuple[str, str]], tags: dict[str, str]) -> str:
+    """The coordinator's places.yaml: each place (name -> (exporter, group)) matching every
+    resource of that exporter's group, with `tags`."""
+    lines = []
+    for name, (exporter, group) in places.items():
+        lines += ["%s:" % name, "  aliases: []", "  comment: ''", "  tags:"]
+        lines += ["    %s: %s" % kv for kv in sorted(tags.items())] or ["    {}"]
+        lines += ["  matches:", "  - exporter: %s" % exporter, "    group: %s" % group, "    cls: '*'",
+                  "    name: null", "    rename: null"]
+    return "\n".join(lines) + "\n"
+
+
 class LoopbackLab:
     def __init__(self, work_dir: Path, rigs: int = 4, lab_venv: Path | None = None,
                  tags: dict[str, str] | None = None) -> None:
@@ -98,6 +110,11 @@ class LoopbackLab:
                                     % (exe, self.lab_venv))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.hold_log.write_text("")
+        self.places = ["%s%d" % (PLACE_PREFIX, i) for i in range(1, self.rigs + 1)]
+        # the places are the coordinator's saved state (it reads places.yaml from its working
+        # directory at start): no labgrid-client create / add-match / set-tags round trips
+        (self.work_dir / "places.yaml").write_text(places_yaml(
+            {p: ("loopback", "%s%d" % (GROUP_PREFIX, i)) for i, p in enumerate(self.places, 1)}, self.tags))
         try:
             self._spawn("coordinator", [self.bin("labgrid-coordinator"), "--listen", self.coordinator])
             farm = self._spawn("farm", [sys.executable, "-m", "pumpctl.lab.farm", "--rigs", str(self.rigs),
@@ -112,12 +129,6 @@ class LoopbackLab:
             self._spawn("exporter", [self.bin("labgrid-exporter"), "-c", self.coordinator, "-n", "loopback",
                                      "--hostname", "127.0.0.1", str(self.work_dir / "exporter.yaml")])
             self._wait_resources()
-            for i in range(1, self.rigs + 1):
-                name = "%s%d" % (PLACE_PREFIX, i)
-                self.client("create", place=name)
-                self.client("add-match", "loopback/%s%d/*" % (GROUP_PREFIX, i), place=name)
-                self.client("set-tags", *["%s=%s" % kv for kv in sorted(self.tags.items())], place=name)
-                self.places.append(name)
         except BaseException:
             self.stop()
             raise
