@@ -103,3 +103,42 @@ def test_pumpctl_names_an_rfc2217_port_nobody_serves(tmp_path):
     assert done.returncode != 0
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and "rfc2217://127.0.0.1:%d" % port in err[0], done.stderr
+
+
+def test_port_of_each_serial_resource_kind():
+    from pumpctl.lab.places import port_of
+
+    class NetworkSerialPort:
+        host, port, protocol = "10.0.0.5", 4001, "rfc2217"
+
+    class USBSerialPort:
+        port, match = "/dev/ttyACM3", {"ID_SERIAL_SHORT": "E6614C311B2A8F2D"}
+
+    assert port_of(NetworkSerialPort()) == "rfc2217://10.0.0.5:4001"
+    raw = NetworkSerialPort()
+    raw.protocol = "raw"
+    assert port_of(raw) == "socket://10.0.0.5:4001"
+    assert port_of(USBSerialPort()) == "/dev/ttyACM3"
+    gone = USBSerialPort()
+    gone.port = None
+    with pytest.raises(ValueError, match="E6614C311B2A8F2D"):
+        port_of(gone)
+    bad = NetworkSerialPort()
+    bad.protocol = "telnet"
+    with pytest.raises(ValueError, match="must be rfc2217 or raw"):
+        port_of(bad)
+
+
+def test_rig_labgrid_without_labgrid_says_how_to_get_it(tmp_path):
+    """In the main .venv (no labgrid) --rig labgrid:... is a usage error naming the lab environment."""
+    from pumpctl.lab.loopback import REPO
+    try:
+        import labgrid  # noqa: F401
+        pytest.skip("labgrid is importable here (the lab environment)")
+    except ImportError:
+        pass
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rig", "labgrid:rig1",
+                           "tests/hil/test_deploy_program.py", "-k", "deploy_verified"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode != 0
+    assert "scripts/bootstrap --lab" in done.stdout + done.stderr, done.stdout[-2000:] + done.stderr[-1000:]

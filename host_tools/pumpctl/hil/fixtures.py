@@ -149,15 +149,11 @@ def lab_session(hil_options: HilOptions, pytestconfig: pytest.Config) -> Iterato
     """This process's labgrid place (`--rig labgrid:...`): pumpctl.lab.hil.LabSession."""
     if not hil_options.is_lab:
         pytest.skip("no labgrid place without --rig labgrid:...")
-    try:
-        from ..lab.hil import LabSession
-        lg_env = None
-        if pytestconfig.getoption("lg_env", None):
-            from labgrid.pytestplugin.hooks import LABGRID_ENV_KEY
-            lg_env = pytestconfig.stash.get(LABGRID_ENV_KEY, None)
-    except ImportError as exc:
-        raise pytest.UsageError("--rig %s needs labgrid (%s): run in the lab environment, made by "
-                                "scripts/bootstrap --lab (.venv-lab/bin/python -m pytest ...)" % (hil_options.rig, exc))
+    from ..lab.hil import LabSession       # labgrid is there: the plugin's pytest_configure checked
+    lg_env = None
+    if pytestconfig.getoption("lg_env", None):
+        from labgrid.pytestplugin.hooks import LABGRID_ENV_KEY
+        lg_env = pytestconfig.stash.get(LABGRID_ENV_KEY, None)
     if hil_options.rig == "labgrid" and lg_env is None:
         raise pytest.UsageError("--rig labgrid: give --lg-env ENV.yaml, or name the place (labgrid:PLACE) "
                                 "or its tags (labgrid:mechanism=precision)")

@@ -41,6 +41,19 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    rig = config.getoption("rig", "sim") or "sim"
+    if rig == "labgrid" or rig.startswith("labgrid:"):
+        if rig.startswith("labgrid:"):
+            from ..lab.places import parse_rig_spec
+            try:
+                parse_rig_spec(rig)
+            except Exception as exc:
+                raise pytest.UsageError(str(exc)) from None
+        try:
+            import labgrid  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("--rig %s needs labgrid, which is only in the lab environment: run "
+                                    "scripts/bootstrap --lab, then .venv-lab/bin/python -m pytest ..." % rig) from None
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "pumprig-fixtures")
     config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")

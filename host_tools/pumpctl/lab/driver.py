@@ -24,23 +24,9 @@ from labgrid.factory import target_factory
 from labgrid.strategy import Strategy, StrategyError
 
 from ..errors import PumpError
+from .places import port_of
 
 LOG = logging.getLogger("pumpctl.lab")
-
-
-def port_of(resource: Any) -> str:
-    """The pumpctl port (device path or pyserial URL) of a labgrid serial resource."""
-    cls = type(resource).__name__
-    if cls == "NetworkSerialPort":
-        scheme = {"rfc2217": "rfc2217", "raw": "socket"}.get(resource.protocol)
-        if scheme is None:
-            raise ValueError("NetworkSerialPort protocol = %r: must be rfc2217 or raw" % resource.protocol)
-        return "%s://%s:%d" % (scheme, resource.host, int(resource.port))
-    port = getattr(resource, "port", None)
-    if not port:
-        raise ValueError("%s has no device path yet (is the Pico plugged in? udev match: %s)"
-                         % (cls, getattr(resource, "match", "?")))
-    return str(port)
 
 
 @target_factory.reg_driver

@@ -76,6 +76,22 @@ def client_executable() -> str:
     return found
 
 
+def port_of(resource: Any) -> str:
+    """The pumpctl port (device path or pyserial URL) of a labgrid serial resource (by its
+    class name, so this module needs no labgrid): NetworkSerialPort -> rfc2217:// or socket://."""
+    cls = type(resource).__name__
+    if cls == "NetworkSerialPort":
+        scheme = {"rfc2217": "rfc2217", "raw": "socket"}.get(resource.protocol)
+        if scheme is None:
+            raise ValueError("NetworkSerialPort protocol = %r: must be rfc2217 or raw" % resource.protocol)
+        return "%s://%s:%d" % (scheme, resource.host, int(resource.port))
+    port = getattr(resource, "port", None)
+    if not port:
+        raise ValueError("%s has no device path yet (is the Pico plugged in? udev match: %s)"
+                         % (cls, getattr(resource, "match", "?")))
+    return str(port)
+
+
 @dataclass
 class Hold:
     """A place this process reserved and acquired."""
