@@ -48,14 +48,14 @@ def main() -> int:
     counts = [int(x) for x in args.rigs.split(",") if x.strip()]
     work = Path(tempfile.mkdtemp(prefix="lab-scaling-"))
     print("HIL subset: %s" % " ".join(SUBSET))
-    print("%5s  %10s  %9s  %7s  %6s  %s" % ("rigs", "subset s", "lab up s", "holds", "load1", "pytest"))
+    print("%5s  %10s  %8s  %9s  %7s  %6s  %s" % ("rigs", "subset s", "speed-up", "lab up s", "holds", "load1", "pytest"))
     bad = 0
     base = None
     for n in counts:
         wall, up_s, holds, rc, problems, tail = run(n, work)
         base = base or wall
-        print("%5d  %10.1f  %9.1f  %7d  %6.1f  %s (x%.2f of the first)" % (
-            n, wall, up_s, holds, os.getloadavg()[0], tail, base / wall if wall else 0.0), flush=True)
+        print("%5d  %10.1f  %8s  %9.1f  %7d  %6.1f  %s" % (
+            n, wall, "x%.2f" % (base / wall), up_s, holds, os.getloadavg()[0], tail), flush=True)
         if rc != 0 or problems:
             bad = 1
             for p in problems:

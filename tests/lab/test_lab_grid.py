@@ -66,7 +66,7 @@ def test_four_workers_four_places_and_a_failing_test_gives_its_place_back(tmp_pa
     holds = hold_intervals(recs)
     # no place held twice at once, no worker with two places at once, every hold given back
     assert hold_problems(recs) == [], holds
-    # every worker held a place, each a different one (their first holds all overlap in time)
+    # every worker held a place, each a different one
     first: dict[str, tuple] = {}
     for h in holds:
         first.setdefault(h[1], h)

@@ -104,17 +104,19 @@ class LabSession:
 
     def _take(self) -> LabRig:
         from labgrid import Environment
-        if self.lg_env is not None and not self.filters:
-            env, owned = self.lg_env, False
-        else:
-            if self.client is None:
-                self.client = LabClient(self.coordinator)
-            self.hold = self.client.take(self.filters, log=self.log)
-            path = Path(tempfile.mkdtemp(prefix="pumprig-lab-")) / ("env-%s.yaml" % self.hold.place)
-            path.write_text(ENV_TEMPLATE.format(place=self.hold.place, coordinator=self.client.coordinator,
-                                                deploy_timeout=self.deploy_timeout_s))
-            env, owned = Environment(str(path)), True
+        env: Any = None
+        owned = False
         try:
+            if self.lg_env is not None and not self.filters:
+                env = self.lg_env
+            else:
+                if self.client is None:
+                    self.client = LabClient(self.coordinator)
+                self.hold = self.client.take(self.filters, log=self.log)
+                path = Path(tempfile.mkdtemp(prefix="pumprig-lab-")) / ("env-%s.yaml" % self.hold.place)
+                path.write_text(ENV_TEMPLATE.format(place=self.hold.place, coordinator=self.client.coordinator,
+                                                    deploy_timeout=self.deploy_timeout_s))
+                env, owned = Environment(str(path)), True
             target = env.get_target("main")
             if target is None:
                 raise PumpError("labgrid environment %s has no target 'main'" % env.config_file)
@@ -132,7 +134,7 @@ class LabSession:
         except BaseException as exc:
             if owned:
                 env.cleanup()
-            self._give_back("bringing the rig to ready failed: %s" % exc)
+            self._give_back("bringing the rig to ready failed: %s: %s" % (type(exc).__name__, exc))
             raise
 
     def release(self, reason: str) -> None:

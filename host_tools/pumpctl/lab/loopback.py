@@ -31,6 +31,16 @@ class LabStartError(RuntimeError):
     """A process of the loopback lab did not come up; the message has its log's tail."""
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the process that started the lab dies (Linux prctl
+    PR_SET_PDEATHSIG), so a killed test run leaves no coordinator, exporter or farm behind."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,7 +103,7 @@ class LoopbackLab:
         log = open(self.work_dir / ("%s.log" % name), "wb")
         proc = subprocess.Popen(argv, cwd=str(cwd or self.work_dir), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if name == "farm" else log, stderr=log,
-                                env=self.env(), start_new_session=True)
+                                env=self.env(), start_new_session=True, preexec_fn=_die_with_parent)
         self.procs.append((name, proc, log))
         return proc
 
