@@ -262,7 +262,10 @@ def guard_main(args: argparse.Namespace) -> int:
             client = LabClient(args.coordinator)
             HoldLog(args.log).write("released", args.place, token=args.token, pid_gone=args.pid,
                                     reason="holder pid %d gone: released by its guard" % args.pid)
-            client._quiet("release", "--kick", place=args.place)
+            # the place named through our reservation (+TOKEN), not by name: once the holder has
+            # cancelled its reservation (after its own release), this matches nothing, so a guard
+            # late by a poll can never release a place someone else has taken since
+            client._quiet("release", "--kick", place="+" + args.token)
             client._quiet("cancel-reservation", args.token)
             return 0
         time.sleep(0.3)
