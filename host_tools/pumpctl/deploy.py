@@ -621,6 +621,12 @@ def restart(mp: Mpremote, target: TargetInfo) -> str:
     if not target.is_virtual_rig:
         reset_without_follow(mp)
         return "machine.reset() (real or emulated Pico)"
+    if "://" in mp.port:
+        # a virtual rig reached over the network (a lab exporter's RFC 2217 bridge): its
+        # supervisor's side channel is on the other host, so reset it from its own REPL, as
+        # `pumpctl maintenance end` does (the supervisor restarts it, reset cause watchdog)
+        reset_without_follow(mp, "import pumphw\npumphw.reset()")
+        return "pumphw.reset() (virtual rig over %s)" % mp.port.split("://", 1)[0]
     from . import virtualrig
     try:
         virtualrig.restart(mp.port)

@@ -46,7 +46,14 @@ class HilOptions:
         return self.rig == "sim"
 
     @property
+    def is_lab(self) -> bool:
+        """`--rig labgrid[:PLACE | :KEY=VALUE,...]`: a place of a labgrid lab (pumpctl.lab.hil)."""
+        return self.rig == "labgrid" or self.rig.startswith("labgrid:")
+
+    @property
     def is_port(self) -> bool:
+        if self.is_lab:
+            return False
         return "/" in self.rig or self.rig.upper().startswith("COM") or ":" in self.rig
 
 
@@ -134,6 +141,32 @@ def bench_rig(hil_options: HilOptions, pytestconfig: pytest.Config) -> Iterator[
     yield rig
 
 
+FAILED_KEY = pytest.StashKey[bool]()   # set on an item by the plugin's makereport when its call failed
+
+
+@pytest.fixture(scope="session")
+def lab_session(hil_options: HilOptions, pytestconfig: pytest.Config) -> Iterator[Any]:
+    """This process's labgrid place (`--rig labgrid:...`): pumpctl.lab.hil.LabSession."""
+    if not hil_options.is_lab:
+        pytest.skip("no labgrid place without --rig labgrid:...")
+    from ..lab.hil import LabSession       # labgrid is there: the plugin's pytest_configure checked
+    lg_env = None
+    if pytestconfig.getoption("lg_env", None):
+        from labgrid.pytestplugin.hooks import LABGRID_ENV_KEY
+        lg_env = pytestconfig.stash.get(LABGRID_ENV_KEY, None)
+    if hil_options.rig == "labgrid" and lg_env is None:
+        raise pytest.UsageError("--rig labgrid: give --lg-env ENV.yaml, or name the place (labgrid:PLACE) "
+                                "or its tags (labgrid:mechanism=precision)")
+    lab = LabSession(hil_options.rig, pytestconfig.getoption("lg_coordinator", None),
+                     pytestconfig.getoption("rig_lab_log", None), lg_env=lg_env, deploy=hil_options.deploy)
+    rep = hil_report(pytestconfig)
+    try:
+        yield lab
+    finally:
+        lab.release("session end")
+        rep.rig.setdefault("lab places taken", str(lab.takes))
+
+
 @pytest.fixture
 def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path) -> Iterator[Rig]:
     """A started, deployed rig with its key on this host (fresh per test on the virtual rig)."""
@@ -147,6 +180,10 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
         shared = False
     elif hil_options.is_port:
         r = request.getfixturevalue("bench_rig")
+        shared = True
+    elif hil_options.is_lab:
+        lab = request.getfixturevalue("lab_session")
+        r = lab.get()
         shared = True
     else:
         made = config.hook.pytest_pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs")
@@ -163,6 +200,10 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
     finally:
         if not shared:
             r.stop()
+        elif hil_options.is_lab and request.node.stash.get(FAILED_KEY, False):
+            # a rig that failed a check is not trusted with the next one: give the place back
+            # (the next test takes a place afresh, deployed again)
+            lab.release("test failed: %s" % request.node.nodeid)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""pytest plugin `pumprig`: --rig sim|PORT|KIND, --rig-report, --balance, --operator; the HIL fixtures; the run report.
+"""pytest plugin `pumprig`: --rig sim|PORT|labgrid:PLACE|KIND, --rig-report, --balance, --operator; the HIL fixtures; the run report.
 
 Registered through the entry point `[project.entry-points.pytest11] pumprig = "pumpctl.hil.plugin"`
 (or `pytest_plugins = ["pumpctl.hil.plugin"]` in a conftest.py). Tests that need a rig carry the
@@ -16,9 +16,11 @@ from .fixtures import hil_report
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("pumprig", "pump hardware-in-the-loop rig")
-    g.addoption("--rig", default="sim", metavar="sim|PORT|KIND",
+    g.addoption("--rig", default="sim", metavar="sim|PORT|labgrid:PLACE|KIND",
                 help="rig under test: 'sim' (default: virtual rigs started by the plugin), a serial "
-                     "port of a bench Pico (e.g. /dev/ttyACM0), or a kind a plugin provides (e.g. emu)")
+                     "port of a bench Pico (e.g. /dev/ttyACM0, rfc2217://HOST:PORT), a labgrid place "
+                     "(labgrid:PLACE, labgrid:KEY=VALUE[,...] by tags, or labgrid with --lg-env), "
+                     "or a kind a plugin provides (e.g. emu)")
     g.addoption("--rig-time-scale", default=None, type=float, metavar="X",
                 help="virtual rig time scale (sim seconds per real second, default 1000)")
     g.addoption("--rig-report", default=None, metavar="PATH",
@@ -29,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="bench rig: ask the operator (on this terminal) for faults the rig cannot make itself")
     g.addoption("--no-deploy", action="store_true",
                 help="do not run pumpctl deploy first (the firmware on the rig is used as it is)")
+    g.addoption("--rig-lab-log", default=None, metavar="PATH",
+                help="--rig labgrid:...: append one JSON line per place taken and given back to PATH "
+                     "(default $PUMPRIG_LAB_LOG)")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -36,6 +41,19 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    rig = config.getoption("rig", "sim") or "sim"
+    if rig == "labgrid" or rig.startswith("labgrid:"):
+        if rig.startswith("labgrid:"):
+            from ..lab.places import parse_rig_spec
+            try:
+                parse_rig_spec(rig)
+            except Exception as exc:
+                raise pytest.UsageError(str(exc)) from None
+        try:
+            import labgrid  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("--rig %s needs labgrid, which is only in the lab environment: run "
+                                    "scripts/bootstrap --lab, then .venv-lab/bin/python -m pytest ..." % rig) from None
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "pumprig-fixtures")
     config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")
@@ -75,6 +93,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     outcome = yield
     rep = outcome.get_result()
+    if rep.failed and rep.when == "call":
+        item.stash[fixtures.FAILED_KEY] = True
     if rep.failed and rep.when == "call" and "rig" in getattr(item, "funcargs", {}):
         attach_rig_evidence(item, rep)
     message = ""
