@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from pumpcore import alarms, logrec
+from pumpcore import alarms, logrec, logtext
 from pumpctl.emurig import EmuRig
 from pumpctl.pump import Pump
 
@@ -203,7 +203,7 @@ def test_hung_loop_is_reset_by_the_watchdog_and_logged(chip: EmuRig) -> None:
         codes = {a.code for a in pump.alarms()}
         after = pump.status()
     resets_logged = [e for e in events if e[3] == logrec.EV_RESET]
-    assert resets_logged, [logrec.event_name(e[3]) for e in events]
+    assert resets_logged, [logtext.event_name(e[3]) for e in events]
     assert alarms.ALARM_RESET_WATCHDOG in codes, codes
     before = STORY["before_hang"]
     assert after.delivered_total_ng >= before.delivered_total_ng > 0   # type: ignore[attr-defined]
