@@ -46,13 +46,13 @@ class Link:
 
 
 def make_rig(tmp_path: Path, scale: float | str = 1.0, wdt_ms: int = 0,
-             hold_us: int | None = None) -> VirtualRig:
+             hold_us: int | None = None, cache: bool = True) -> VirtualRig:
     rig_dir = tmp_path / "rig"
     seed_flash(rig_dir / "flash")
     shutil.copy(HERE / "echo_main.py", rig_dir / "flash" / "main.py")
     if wdt_ms:
         (rig_dir / "flash" / "wdt_ms").write_text(str(wdt_ms))
-    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7", hold_us=hold_us)
+    return VirtualRig.start(rig_dir, time_scale=scale, name="bench-7", hold_us=hold_us, cache=cache)
 
 
 @pytest.fixture
