@@ -137,18 +137,20 @@ class _RigLink:
         at once (the rig's read-out shows it), after a waiting feed."""
         if op == OP_WDT_FEED:
             if self._posted and self._wdt_us and sim_us > self._fed_us + self._wdt_us:
-                self._write(self._post_mv)    # keep the gap visible to the watchdog
-                self._fed_us = self._post_t
-            self._pack("<qqqqq", self._buf, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
-            self._posted = True
+                self._flush_feed()            # keep the gap visible to the watchdog
+            self._posted = True               # packed when it goes (most are replaced first)
             self._post_t = sim_us
             return
         if self._posted:
-            self._write(self._post_mv)
-            self._fed_us = self._post_t
-            self._posted = False
+            self._flush_feed()
         self._pack("<qqqqq", self._alarm, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
         self._write(self._alarm)
+
+    def _flush_feed(self):
+        self._pack("<qqqqq", self._buf, 0, OP_WDT_FEED | twinport.OP_NO_ANSWER, self._post_t, 0, 0, 0)
+        self._write(self._post_mv)
+        self._fed_us = self._post_t
+        self._posted = False
 
     def sense(self, sim_us):
         """The snapshot holds at sim_us, or a round trip for a fresh one."""
@@ -158,6 +160,7 @@ class _RigLink:
     def call(self, op, sim_us, a, b, c):
         self._pack("<qqqqq", self._buf, twinport.REQUEST_SIZE, op, sim_us, a, b, c)
         if self._posted:
+            self._pack("<qqqqq", self._buf, 0, OP_WDT_FEED | twinport.OP_NO_ANSWER, self._post_t, 0, 0, 0)
             self._write(self._buf)
             self._fed_us = self._post_t
             self._posted = False
