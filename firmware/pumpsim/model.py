@@ -381,7 +381,7 @@ class World:
         return self.mech.pressure_sensor.reading_kpa_x10(
             line_pl * 1000 // self.params.compliance_pl_per_kpa, self.params.adc_bits)
 
-    TRAJ_SCAN_MS = const(4000)   # most ms of decay one pressure_change_us call computes ahead
+    TRAJ_SCAN_MS = const(1000)   # most ms of decay one pressure_change_us call computes ahead
     TRAJ_KEEP = const(64)        # decay trajectories remembered (one per anchor volume)
 
     def pressure_change_us(self, limit_us):
@@ -435,9 +435,9 @@ class World:
         return ds[lo] if lo < len(ds) else -1
 
     def _traj_scan(self, tr, v0, d_now, d_lim):
-        """Compute the decay of v0 further, from the last ms known up to d_lim (at most
-        TRAJ_SCAN_MS past d_now): the ms at which the reading changes, and whether the line
-        empties."""
+        """Compute the decay of v0 further, from the last ms known up to the first change after
+        d_now, d_lim or TRAJ_SCAN_MS past d_now, whichever comes first: the ms at which the
+        reading changes, and whether the line empties."""
         d = tr[2]
         end = d_now + self.TRAJ_SCAN_MS
         if end > d_lim:
@@ -449,12 +449,15 @@ class World:
             d += 1
             v = apply(v0, d)
             r = self._reading_of(v)
+            if v == 0:
+                tr[4] = True                 # the line is empty: _relax changes nothing more
             if r != r_last:
                 ds.append(d)
                 tr[1].append(r)
                 r_last = r
+                if d > d_now:
+                    break                    # what the caller asked: computed on demand
             if v == 0:
-                tr[4] = True                 # the line is empty: _relax changes nothing more
                 break
         tr[2] = d
         tr[3] = r_last
