@@ -217,9 +217,11 @@ st = hw.stepper
 def hot():
     t = hw.ticks_ms()
     d = hw.ticks_diff(hw.ticks_ms(), t)
-    st.steps_done(); st.pending(); st.stall()
-    hw.pressure_kpa_x10(); hw.end_stop(); hw.bolus_button_presses()
+    st.steps_done(); st.pending(); st.stall(); st.enabled()
+    hw.pressure_kpa_x10(); hw.end_stop(); hw.bolus_button_presses(); hw.screw_angle()
     st.queue(1, 1000, 1)
+    hw.watchdog_feed(); hw.alarm_output(0)       # posted: the cached feed, the alarm written
+    hw.idle(1); hw.sleep_ms(1)
     return d
 hot()
 ok = 0
