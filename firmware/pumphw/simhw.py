@@ -258,6 +258,7 @@ class SimHardware(base.Hardware):
         self.flash_root = flash_root
         self.stepper = SimStepper(self)
         self._poll = None
+        self._ipoll = None
         self._stdin = None
         self._stdout = None
         self._break = True     # Ctrl-C interrupts, as on a Pico until link_interrupt(False)
@@ -291,7 +292,7 @@ class SimHardware(base.Hardware):
             return
         if self._poll is None:
             self._open_stdio()
-        if self._poll.poll(0):
+        if self._input_ready():
             return
         end = c.t_us + ms * 1000
         if end < self._link.idle_until:
@@ -397,6 +398,15 @@ class SimHardware(base.Hardware):
             self._read1 = lambda n: os.read(fd, n)
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
+        self._ipoll = getattr(self._poll, "ipoll", None)
+
+    def _input_ready(self):
+        """Host bytes wait on the link (no allocation on the unix port: ipoll reuses its tuple)."""
+        if self._ipoll is not None:
+            for _ev in self._ipoll(0):
+                return True
+            return False
+        return bool(self._poll.poll(0))
 
     def serial_read(self):
         """Bytes waiting on the link. While Ctrl-C interrupts (link_interrupt(True)) it stops
