@@ -91,6 +91,11 @@ def scenario(home: Path, hours: float, loaded: bool, cache: bool = True) -> tupl
         try:
             deploy(rig.port, log=lambda s: None)
             rig.wait_firmware(2, timeout_s=30)
+            # the first request only once the firmware waits at the held clock (sent while it
+            # still boots, it would land a loop iteration later or not, as the load decides)
+            deadline = time.monotonic() + 30
+            while not rig.world()["held"] and time.monotonic() < deadline:
+                time.sleep(0.01)
             t = rig.sim_us()
             with Pump.open(rig.port) as pump:
                 setup(pump)

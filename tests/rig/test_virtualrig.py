@@ -126,8 +126,13 @@ def test_empty_reservoir_closes_end_stop(rig: VirtualRig):
 def test_button_presses_with_bounce_are_counted_once_each(rig: VirtualRig):
     link = Link(rig.port)
     link.boot_line()
-    rig.fault("button", count=3, gap_ms=400)
-    time.sleep(2.0)
+    w = rig.fault("button", count=3, gap_ms=400)
+    # 2 s of the rig's own time (the presses end by 1.2 s + bounce), not of the wall clock: a
+    # loaded host slows the 1x rig and would leave a wall-time wait short of the last press
+    deadline = time.monotonic() + 30
+    while rig.sim_us() < w["sim_us"] + 2_000_000:
+        assert time.monotonic() < deadline, "the rig's clock stopped"
+        time.sleep(0.05)
     assert link.value("b") == 3
 
 

@@ -49,6 +49,16 @@ def test_bad_schedules_are_refused_with_the_reason(tmp_path: Path):
             rig.fault("occlude", at_us=10 ** 12, after_ms=5)
 
 
+def _wait_held(rig: VirtualRig) -> None:
+    """Until the firmware waits in an idle the hold keeps: a host request sent before that
+    would meet a firmware still busy booting, and land one loop iteration (4 ms of sim time)
+    later or not, as the host's load decides; sent after it, the request lands at the held time."""
+    deadline = time.monotonic() + 30
+    while not rig.world()["held"]:
+        assert time.monotonic() < deadline, "the firmware never reached the held clock"
+        time.sleep(0.01)
+
+
 def _scripted_run(tmp_path: Path, scale: float | str, cache: bool = True) -> dict:
     """One scripted scenario: clock held at 0, a 100-step segment asked at a known time, a stall
     landing mid-segment and cleared later, then run to 3 s and compare the world."""
@@ -56,6 +66,7 @@ def _scripted_run(tmp_path: Path, scale: float | str, cache: bool = True) -> dic
     try:
         link = Link(rig.port)
         link.boot_line()
+        _wait_held(rig)
         rig.fault("stall", at_us=1_500_000)
         rig.fault("unstall", at_us=1_650_000)
         rig.fault("occlude", at_us=1_700_000)
@@ -101,6 +112,7 @@ def _app_scenario(home: Path, cache: bool) -> tuple[dict, str]:
     try:
         deploy(rig.port, log=lambda s: None)
         rig.wait_firmware(2, timeout_s=30)
+        _wait_held(rig)
         t = rig.sim_us()
         prog = Program(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=186_000,
                        patient=(20_000, 60_000, 3 * 3_600_000, 4))
