@@ -19,10 +19,11 @@ from .virtualrig import VirtualRig
 REFILL_NL = 20_000_000   # a full 20 mL reservoir
 
 
-def start_deployed_rig(rig_dir: Path, time_scale: float, name: str,
-                       log: Callable[[str], None] = print) -> VirtualRig:
-    """A fresh virtual rig at `time_scale` with the firmware deployed and its key provisioned."""
-    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name)
+def start_deployed_rig(rig_dir: Path, time_scale: float | str, name: str,
+                       log: Callable[[str], None] = print, cache: bool = True) -> VirtualRig:
+    """A fresh virtual rig at `time_scale` with the firmware deployed and its key provisioned
+    (cache: see VirtualRig.start)."""
+    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name, cache=cache)
     try:
         deploy(rig.port, log=log)
         rig.wait_firmware(2, timeout_s=30)

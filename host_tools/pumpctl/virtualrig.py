@@ -92,7 +92,7 @@ class VirtualRig:
     @classmethod
     def start(cls, rig_dir: Path | str, time_scale: float | str = 1.0, fresh: bool = False,
               name: str | None = None, timeout_s: float = 15.0, detach: bool = False,
-              hold_us: int | None = None) -> "VirtualRig":
+              hold_us: int | None = None, cache: bool = True) -> "VirtualRig":
         """Start a supervisor for `rig_dir` and wait until its port exists.
 
         time_scale: the ceiling of sim seconds per real second (1000 runs 24 h in 86 s at most;
@@ -101,7 +101,9 @@ class VirtualRig:
         (factory state). hold_us: the clock stops at this sim time until `hold(None)` (a script
         then places its requests at known times). detach: the supervisor outlives this process
         (`pumpctl sim start`); otherwise it ends with this process (it watches its parent's pid)
-        or when the handle is stopped.
+        or when the handle is stopped. cache: the twin answers input reads (and at `max` its
+        idles) from what the supervisor promised can not change (docs/virtual-time.md); False
+        makes every read a round trip, the reference that the cache must match exactly.
         """
         rig_dir = Path(rig_dir).resolve()
         time_scale = check_time_scale(time_scale)
@@ -119,6 +121,8 @@ class VirtualRig:
             cmd.append("--fresh")
         if hold_us is not None:
             cmd += ["--hold-us", str(int(hold_us))]
+        if not cache:
+            cmd.append("--no-cache")
         if not detach:
             cmd += ["--parent-pid", str(os.getpid())]
         log = open(rig_dir / "supervisor.log", "ab")
@@ -358,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--name", default=None, help="rig id reported by the firmware")
     serve.add_argument("--fresh", action="store_true", help="wipe flash and world first")
     serve.add_argument("--hold-us", type=int, default=None, help="start with the clock held at this sim time")
+    serve.add_argument("--no-cache", action="store_true",
+                       help="every input read of the twin is a round trip (the cache's reference)")
     serve.add_argument("--parent-pid", type=int, default=None,
                        help="end when this process ends (a rig started for a test or a session)")
     args = parser.parse_args(argv)
@@ -367,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         return 1              # the parent is already gone
     sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh,
-                     hold_us=args.hold_us, parent_pid=args.parent_pid)
+                     hold_us=args.hold_us, parent_pid=args.parent_pid, cache=not args.no_cache)
     sup.run()
     return 0
 

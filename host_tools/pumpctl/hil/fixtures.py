@@ -15,16 +15,32 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from ..virtualrig import poll_scale
 from .report import HilReport, Series
 from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "programs"
-DEFAULT_TIME_SCALE = 1000.0
+DEFAULT_TIME_SCALE = "max"     # every check reads the rig's clock: the scale only sets the wall time
 PUMP_TIMEOUT_S = 5.0   # per try; a loaded CI machine can hold the virtual rig's relay for seconds
 EPOCH = datetime.date(2000, 1, 1)
 
 REPORT_KEY = pytest.StashKey[HilReport]()
+
+
+def parse_rig_time_scale(text: Any) -> float | str:
+    """--rig-time-scale: 'max' or a number in 1..5000 (None: the default)."""
+    if text is None or text == "":
+        return DEFAULT_TIME_SCALE
+    if str(text).strip().lower() == "max":
+        return "max"
+    try:
+        v = float(text)
+    except ValueError:
+        raise pytest.UsageError("--rig-time-scale = %r: must be a number in 1..5000 or 'max'" % (text,)) from None
+    if not 1 <= v <= 5000:
+        raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000 or 'max'" % v)
+    return v
 
 
 class HilOptions:
@@ -33,9 +49,7 @@ class HilOptions:
     def __init__(self, config: pytest.Config) -> None:
         # defaults given: in a whole-tree run a late-loaded conftest adds the options after parsing
         self.rig: str = config.getoption("rig", "sim") or "sim"
-        self.time_scale: float = float(config.getoption("rig_time_scale", None) or DEFAULT_TIME_SCALE)
-        if not 1 <= self.time_scale <= 5000:
-            raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000" % self.time_scale)
+        self.time_scale: float | str = parse_rig_time_scale(config.getoption("rig_time_scale", None))
         self.report: str | None = config.getoption("rig_report", None)
         self.balance: str | None = config.getoption("balance", None)
         self.operator: bool = bool(config.getoption("operator", False))
@@ -231,14 +245,25 @@ class RigClock:
 
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
-        self.scale = float(rig.time_scale)
+        self.unpaced = rig.time_scale == "max"
+        # how fast the rig's time may run, for pacing the polls (never to judge a check: every
+        # wait ends on the rig's own clock); unpaced, the polls are as short as allowed
+        self.scale = poll_scale(rig.time_scale)
+        self._wall0 = time.monotonic()
+        self._rig0 = self.now()
 
     def now(self) -> float:
         return self.rig.now_s()
 
     def wall_s(self, rig_s: float) -> float:
-        """Real seconds that `rig_s` of rig time take."""
-        return rig_s / self.scale
+        """Real seconds that `rig_s` of rig time take: at a ceiling, rig_s / scale; unpaced,
+        at the pace this rig has run so far (measured: rig time per real time since the
+        fixture started)."""
+        if not self.unpaced:
+            return rig_s / self.scale
+        ran = self.now() - self._rig0
+        wall = time.monotonic() - self._wall0
+        return rig_s * wall / ran if ran > 0 else float("nan")
 
     def sleep(self, rig_s: float) -> float:
         """Let `rig_s` seconds of rig time pass (measured on the rig's clock); returns rig time."""

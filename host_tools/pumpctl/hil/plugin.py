@@ -21,8 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "port of a bench Pico (e.g. /dev/ttyACM0, rfc2217://HOST:PORT), a labgrid place "
                      "(labgrid:PLACE, labgrid:KEY=VALUE[,...] by tags, or labgrid with --lg-env), "
                      "or a kind a plugin provides (e.g. emu)")
-    g.addoption("--rig-time-scale", default=None, type=float, metavar="X",
-                help="virtual rig time scale (sim seconds per real second, default 1000)")
+    g.addoption("--rig-time-scale", default=None, metavar="X|max",
+                help="virtual rig time scale: a ceiling of sim seconds per real second (1..5000), "
+                     "or 'max', as fast as the firmware runs (the default)")
     g.addoption("--rig-report", default=None, metavar="PATH",
                 help="write a Markdown report with plots to PATH (plots in <stem>_plots/)")
     g.addoption("--balance", default=None, metavar="PORT",

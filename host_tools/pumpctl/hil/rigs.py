@@ -11,6 +11,7 @@ Units: rig time in seconds (float), off times and gaps in ms, volumes in nL, mas
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -18,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import PumpError, RigTimeout, UsageError
 
@@ -151,9 +152,16 @@ class Rig:
         """Physical read-outs (pulses, pressure ...) where the rig has them, else {}."""
         return {}
 
+    @contextlib.contextmanager
+    def still(self) -> Iterator[None]:
+        """Reads inside the block see one instant of the rig where it can stop its clock (a
+        virtual rig holds it: a status and a world() read then agree, at any time scale; the
+        firmware answers at the held time plus its own modelled costs). A bench rig runs on."""
+        yield
+
     def describe(self) -> dict[str, str]:
         return {"kind": self.kind, "port": self.port, "rig_id": self.rig_id,
-                "time_scale": "%g" % self.time_scale}
+                "time_scale": "max" if self.time_scale == "max" else "%g" % self.time_scale}
 
     def stop(self) -> None:
         """Release the rig (stop a virtual rig; a bench rig stays powered)."""
@@ -204,7 +212,7 @@ class SimRig(Rig):
 
     kind = "sim"
 
-    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float) -> None:
+    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float | str) -> None:
         from .. import keys
         from ..virtualrig import VirtualRig
         self.image = image
@@ -292,6 +300,14 @@ class SimRig(Rig):
 
     def world(self) -> dict[str, Any]:
         return self.vr.world()
+
+    @contextlib.contextmanager
+    def still(self) -> Iterator[None]:
+        self.vr.hold(self.vr.sim_us())     # lands at the firmware's time, never in its past
+        try:
+            yield
+        finally:
+            self.vr.hold(None)
 
     def describe(self) -> dict[str, str]:
         d = super().describe()
