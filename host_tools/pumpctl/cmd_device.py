@@ -149,7 +149,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 def rig_hello(pump: Any) -> dict[str, Any]:
     """The rig's hello as a plain dict (protocol_version, firmware_version, build_hash, rig_id)."""
     h = getattr(pump, "info", None) or pump.hello()
-    return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id")}
+    return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id", "mechanism")}
 
 
 ACTION_SCHEMA = "pumpctl.action/1"
@@ -204,6 +204,7 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
     Keys (never renamed within a schema version; new keys may be added):
       schema, rig_id, firmware_version,
       build (hello's build_hash: the deployed build's id, or "unknown: <reason>"),
+      mechanism (hello's mechanism: the deployed hw/mechanism*.json "name"),
       time {day, ms_of_day, clock_set},
       program {crc32, mode, flex_step|null, staged},
       delivery {rate_ng_day, basal_ng_day, suspended, bolus_active, motor_on,
@@ -224,6 +225,7 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
         "rig_id": hello.get("rig_id"),
         "firmware_version": hello.get("firmware_version"),
         "build": hello.get("build_hash"),
+        "mechanism": hello.get("mechanism"),
         "time": {"day": int(_get(st, "day")), "ms_of_day": int(_get(st, "ms_of_day")),
                  "clock_set": bool(flags & wire.STATUS_FLAG_CLOCK_SET)},
         "program": {"crc32": int(_get(st, "program_crc")), "mode": mode_name(int(_get(st, "mode"))),
@@ -261,6 +263,7 @@ def status_text(d: dict[str, Any]) -> str:
     return output.fields([
         ("rig", "%s (firmware %s)" % (d["rig_id"], d["firmware_version"])),
         ("build", str(d.get("build") or "-")),
+        ("mechanism", str(d.get("mechanism") or "-")),
         ("time", output.wall_time(d["time"]["day"], d["time"]["ms_of_day"])
          + ("" if d["time"]["clock_set"] else "  (clock not set: pumpctl time sync)")),
         ("program", "%s, crc %08x%s%s" % (pg["mode"], pg["crc32"],
