@@ -71,13 +71,12 @@ def density_for(args: argparse.Namespace, model_density_g_ml: float | None = Non
             f"water at {args.temperature:g} degC, CIPM 2001 formula (no --density given)")
 
 
-def _step_volume_nl() -> float | None:
+def _step_volume_nl(mechanism: str | None = None) -> float | None:
     try:
         from pumpcore import calibration
-        repo = Path(__file__).resolve().parents[2]
-        mech = calibration.load_mechanism(str(repo / "hw" / "mechanism.json"))
-        return calibration.pl_per_step_from_mechanism(mech) / 1000.0
-    except (ImportError, OSError, ValueError):
+        from . import mechanisms
+        return calibration.pl_per_step_from_mechanism(mechanisms.load(mechanism)) / 1000.0
+    except (ImportError, OSError, ValueError, UsageError):
         return None
 
 
@@ -143,7 +142,7 @@ def analyse_and_report(samples: list, rate_ng_day: int, conc_ug_ml: int, args: a
     from .accuracy.run import set_rate_ml_h
     spec = verdict.parse_spec(cond.spec_text)
     rate_ml_h = set_rate_ml_h(rate_ng_day, conc_ug_ml)
-    step_nl = _step_volume_nl()
+    step_nl = _step_volume_nl(getattr(args, "mechanism", None))
     result = iec60601.analyse(samples, rate_ml_h, density_g_ml=cond.density_g_ml,
                               evaporation_g_h=cond.evaporation_g_h,
                               balance_sigma_g=balance_sigma_g,
@@ -247,7 +246,10 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     if args.hours is None:
         raise UsageError("--hours is needed: the run length in hours of rig time (or --from-log samples.csv)")
     check_run_length(rate_ng_day, conc_ug_ml, args.hours)
-    if args.balance == "sim":
+    from .accuracy import balances
+    from . import mechanisms
+    mechanisms.path(args.mechanism)            # a wrong name is refused before the run
+    if args.balance == "sim" or args.balance in balances.BALANCES:
         from .accuracy import simrun
         return simrun.run_on_virtual_rig(args, program, rate_ng_day, conc_ug_ml)
     from .accuracy import benchrun
@@ -266,8 +268,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "outside, 4 when an alarm, suspend or reset interrupted the run")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--balance", default="sim",
-                   help="'sim' (virtual rig and its balance, the default) or the serial port of an "
-                        "MT-SICS balance (then --port is the bench rig)")
+                   help="'sim' (virtual rig and its mechanism's simulated balance, the default), a "
+                        "simulated balance by name (analytical-5digit, xpr2u: pumpctl.accuracy.balances), "
+                        "or the serial port of an MT-SICS balance (then --port is the bench rig)")
+    p.add_argument("--mechanism", default=None,
+                   help="mechanism of the virtual rig and the deploy: 20ml (default) or NAME for "
+                        "hw/mechanism-NAME.json (precision: the 93 uL/day drive)")
     p.add_argument("--port", default=argparse.SUPPRESS, help="serial port of the bench rig")
     p.add_argument("--time-scale", type=time_scale_arg, default=DEFAULT_TIME_SCALE,
                    help=f"virtual rig time scale, a ceiling (default {DEFAULT_TIME_SCALE:g}x), or 'max'")

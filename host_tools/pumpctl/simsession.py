@@ -20,10 +20,12 @@ REFILL_NL = 20_000_000   # a full 20 mL reservoir
 
 
 def start_deployed_rig(rig_dir: Path, time_scale: float, name: str,
-                       log: Callable[[str], None] = print, mechanism: str | None = None) -> VirtualRig:
+                       log: Callable[[str], None] = print, mechanism: str | None = None,
+                       balance: str | None = None) -> VirtualRig:
     """A fresh virtual rig at `time_scale` with the firmware deployed and its key provisioned,
     its physics and its firmware both made for `mechanism` (None: the default)."""
-    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name, mechanism=mechanism)
+    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name, mechanism=mechanism,
+                           balance=balance)
     try:
         deploy(rig.port, log=log, mechanism=mechanism)
         rig.wait_firmware(2, timeout_s=30)

@@ -66,7 +66,8 @@ class VirtualRig:
     @classmethod
     def start(cls, rig_dir: Path | str, time_scale: float | str = 1.0, fresh: bool = False,
               name: str | None = None, timeout_s: float = 15.0, detach: bool = False,
-              hold_us: int | None = None, mechanism: str | None = None) -> "VirtualRig":
+              hold_us: int | None = None, mechanism: str | None = None,
+              balance: str | None = None) -> "VirtualRig":
         """Start a supervisor for `rig_dir` and wait until its port exists.
 
         time_scale: the ceiling of sim seconds per real second (1000 runs 24 h in 86 s at most;
@@ -96,6 +97,8 @@ class VirtualRig:
             cmd += ["--hold-us", str(int(hold_us))]
         if mechanism is not None:
             cmd += ["--mechanism", mechanism]
+        if balance is not None:
+            cmd += ["--balance", balance]
         if not detach:
             cmd += ["--parent-pid", str(os.getpid())]
         log = open(rig_dir / "supervisor.log", "ab")
@@ -338,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--name", default=None, help="rig id reported by the firmware")
     serve.add_argument("--fresh", action="store_true", help="wipe flash and world first")
     serve.add_argument("--hold-us", type=int, default=None, help="start with the clock held at this sim time")
+    serve.add_argument("--balance", default=None,
+                       help="simulated balance of a new world (pumpctl.accuracy.balances; default the mechanism's)")
     serve.add_argument("--mechanism", default=None,
                        help="mechanism the physics are made for (pumpctl.mechanisms; default 20ml)")
     serve.add_argument("--parent-pid", type=int, default=None,
@@ -350,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1              # the parent is already gone
     try:
         sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh,
-                         hold_us=args.hold_us, parent_pid=args.parent_pid, mechanism=args.mechanism)
+                         hold_us=args.hold_us, parent_pid=args.parent_pid, mechanism=args.mechanism,
+                         balance=args.balance)
     except UsageError as exc:
         sys.stderr.write("virtual rig: %s\n" % exc)
         return 2

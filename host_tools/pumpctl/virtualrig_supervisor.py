@@ -133,7 +133,8 @@ class Supervisor:
 
     def __init__(self, rig_dir: Path, name: str, time_scale: float | str = 1, fresh: bool = False,
                  mp_args: list[str] | None = None, hold_us: int | None = None,
-                 parent_pid: int | None = None, mechanism: str | None = None) -> None:
+                 parent_pid: int | None = None, mechanism: str | None = None,
+                 balance: str | None = None) -> None:
         self.rig_dir = Path(rig_dir).resolve()
         self.name = name
         self.num, self.den = parse_scale(time_scale)
@@ -156,7 +157,12 @@ class Supervisor:
         if self._flash_mechanism() != self.mech_name:
             mech_path = mechanisms.path(self.mech_name)
         self.mech = model.Mechanism.load(str(mech_path))
-        self.mech_line = json.loads(Path(mech_path).read_text()).get("line", {})
+        mech_doc = json.loads(Path(mech_path).read_text())
+        self.mech_line = mech_doc.get("line", {})
+        # the balance a new world weighs with (pumpctl.accuracy.balances, from its datasheet):
+        # `balance`, else the mechanism's own
+        from .accuracy import balances
+        self.balance = balances.get(balance) if balance else balances.for_mechanism(mech_doc)
         self.refused: str | None = None   # why the firmware was not booted (mechanism mismatch)
         self.world, self.world_extra = self._load_world()
         self.prng = model.Prng(self.world.params.seed ^ 0x5EED)
@@ -225,7 +231,7 @@ class Supervisor:
         path = self.rig_dir / "world.json"
         line = self.mech_line
         params = model.Params(compliance_pl_per_kpa=int(line.get("compliance_pl_per_kpa", 20000)),
-                              tau_ms=int(line.get("tau_ms", 1000)))
+                              tau_ms=int(line.get("tau_ms", 1000)), **self.balance.params())
         if path.exists():
             d = json.loads(path.read_text())
             params = model.Params(**d.get("params", {}))
@@ -473,6 +479,7 @@ class Supervisor:
             "boots": self.boots, "reset_cause": self.last_reset, "reset_log": self.reset_log[-10:],
             "port": self.port_path, "name": self.name,
             "mechanism": self.mech_name, "refused": self.refused,
+            "balance_params": {k: getattr(self.world.params, k) for k in self.balance.params()},
             "time_scale": "max" if self.unpaced else [self.num, self.den],
             "hold_us": self.hold_us, "held": self._held(),
             "fault_log": self.fault_log[-10:],

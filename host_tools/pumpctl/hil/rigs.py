@@ -204,18 +204,25 @@ class SimRig(Rig):
 
     kind = "sim"
 
-    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float) -> None:
-        from .. import keys
+    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float,
+                 mechanism: str | None = None) -> None:
+        from .. import keys, mechanisms
         from ..virtualrig import VirtualRig
         self.image = image
         self.deploy = image.deploy
         self.rig_dir = rig_dir
         self.rig_id = rig_id
         self.time_scale = time_scale
+        self.mechanism = mechanism or mechanisms.DEFAULT
         rig_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(image.flash, rig_dir / "flash")
+        if self.mechanism != mechanisms.DEFAULT:
+            # the session image with this mechanism's file where deploy --mechanism puts it
+            # (the deploy of it is tested in tests/cli; the build record stays the image's)
+            shutil.copyfile(mechanisms.path(self.mechanism), rig_dir / "flash" / mechanisms.DEVICE_FILE)
         keys.save_key(rig_id, image.key)
-        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id)
+        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id,
+                                   mechanism=self.mechanism)
         self.port = self.vr.port
         self.vr.wait_firmware(1, timeout_s=20)
 
