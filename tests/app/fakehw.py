@@ -99,13 +99,18 @@ class FakeHardware(Hardware):
         self.resets = 0
         # AS5600 on the screw: the screw follows every pulse unless the coupling slips
         self.slipping = False
+        self.screw_keep_permille = 1000   # a coupling that slips partly: the share of pulses the screw follows
         self.screw_steps = 0
         self._screw_seen = 0
+        self._screw_carry = 0
 
     def screw_angle(self):
         done = self.stepper.done
-        if not self.slipping:
-            self.screw_steps += done - self._screw_seen
+        keep = 0 if self.slipping else self.screw_keep_permille
+        self._screw_carry += (done - self._screw_seen) * keep
+        moved = self._screw_carry // 1000
+        self._screw_carry -= moved * 1000
+        self.screw_steps += moved
         self._screw_seen = done
         return (self.screw_steps * 4096 // 12800) % 4096
 
