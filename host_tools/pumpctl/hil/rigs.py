@@ -73,7 +73,7 @@ class DeployInfo:
 
 
 def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0,
-               hw_dir: Path | None = None) -> DeployInfo:
+               hw_dir: Path | None = None, mechanism: str | None = None) -> DeployInfo:
     """Run `pumpctl deploy` (pumpctl.deploy.deploy) on `port` and summarise it; never raises
     a PumpError (the failure is in `error`, for the deploy test to report)."""
     from .. import deploy as deploymod
@@ -81,7 +81,8 @@ def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float
     t0 = time.monotonic()
     try:
         rep = deploymod.deploy(port, hw_dir=hw_dir or deploymod.DEFAULT_HW_DIR, do_restart=do_restart,
-                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s)
+                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s,
+                               mechanism=mechanism)
     except PumpError as exc:
         info.error = "%s: %s" % (type(exc).__name__, exc)
         info.wall_s = time.monotonic() - t0
