@@ -575,10 +575,13 @@ def _parse_at(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------ calibration, limits
-def derived_pl_per_step(hw_dir: Path | None = None) -> int:
-    """The volume per microstep derived from the mechanism (hw/mechanism.json), in pL."""
+def derived_pl_per_step(hw_dir: Path | None = None, mechanism: str | None = None) -> int:
+    """The volume per microstep derived from the mechanism `mechanism` (pumpctl.mechanisms: the
+    one the rig reports in hello; None: hw/mechanism.json) in `hw_dir`, in pL."""
     from pumpcore import calibration
-    path = (hw_dir or Path(__file__).resolve().parents[2] / "hw") / "mechanism.json"
+    from . import mechanisms
+    base = hw_dir or Path(__file__).resolve().parents[2] / "hw"
+    path = mechanisms.path(mechanism, base) if mechanism else base / "mechanism.json"
     try:
         mech = calibration.load_mechanism(str(path))
     except OSError as exc:
@@ -602,7 +605,8 @@ def cmd_calibration(args: argparse.Namespace) -> int:
             if args.pl_per_step is not None:
                 raise UsageError("calibration reset takes no value: it sends the value derived from %s"
                                  % ((args.hw_dir or Path("hw")) / "mechanism.json"))
-            derived = derived_pl_per_step(args.hw_dir)
+            # the file of the mechanism the rig says it runs (hello), so a precision rig gets 652
+            derived = derived_pl_per_step(args.hw_dir, getattr(pump.info, "mechanism", None) or None)
             pump.set_calibration(derived)
             src = int(_get(pump.calibration(), "source"))
             shown = "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"
