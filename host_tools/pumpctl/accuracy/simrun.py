@@ -145,10 +145,15 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
             events = rig_events(rig, rate_ng_day, args.hours, pump)
             if given is None and minutes > 0:
                 # after: the program stopped, the line drained (tau ~1 s), weigh again
-                pump.suspend()
-                after, after_note = measure_evaporation(rig, minutes, density, when="after the run")
-                cond.evaporation_g_h, cond.evaporation_note = evaporation_before_after(
-                    evap, evap_note, after, after_note)
+                from ..errors import PumpError
+                try:
+                    pump.suspend()
+                except PumpError as exc:
+                    cond.evaporation_note += " (not measured after the run: suspend refused: %s)" % exc
+                else:
+                    after, after_note = measure_evaporation(rig, minutes, density, when="after the run")
+                    cond.evaporation_g_h, cond.evaporation_note = evaporation_before_after(
+                        evap, evap_note, after, after_note)
                 log.note("evaporation_g_h", repr(cond.evaporation_g_h))
                 log.note("evaporation_note", cond.evaporation_note)
         finally:
