@@ -207,6 +207,9 @@ class Params:
     pressure_adc_kpa_x10),
     balance readability 10 ug (0.01 mg, a 5-digit analytical balance) with noise sd ~20 ug,
     updated every 100 ms, evaporation 50 ug/h (beaker with an oil layer), density 1.000 g/mL.
+    Other balances (pumpctl.accuracy.balances, from their datasheets) set the balance_* fields;
+    the evaporation rate may drift linearly (evaporation_drift_ng_per_h_per_day); a load above
+    balance_capacity_ng reads as the capacity plus one readability step (overload, shown).
     """
 
     FIELDS = (
@@ -218,6 +221,8 @@ class Params:
         ("balance_noise_ng", 20000, 0, 10 ** 9),
         ("balance_update_ms", 100, 1, 100000),
         ("evaporation_ng_per_h", 50000, 0, 10 ** 9),
+        ("evaporation_drift_ng_per_h_per_day", 0, -10 ** 6, 10 ** 6),
+        ("balance_capacity_ng", 220 * 10 ** 9, 1, 10 ** 12),
         ("density_mg_per_ml", 1000, 500, 3000),
         ("button_hold_ms", 150, 1, 100000),
         ("seed", 1, 0, 0xFFFFFFFF),
@@ -465,7 +470,11 @@ class World:
     def balance_true_ng(self):
         """Exact mass on the balance pan (ng): outflow x density - evaporation - tare."""
         p = self.params
-        evap = self.t_us * p.evaporation_ng_per_h // 3600000000
+        t = self.t_us
+        evap = t * p.evaporation_ng_per_h // 3600000000
+        if p.evaporation_drift_ng_per_h_per_day:
+            # rate e0 + k t: the integral adds k t^2 / 2 (t in h, k in ng/h per 24 h)
+            evap += p.evaporation_drift_ng_per_h_per_day * t * t // (2 * 3600000000 * 86400000000)
         return self.out_pl * p.density_mg_per_ml // 1000 - evap - self.tare_ng
 
     def balance_reading_ng(self):
@@ -478,6 +487,8 @@ class World:
         noise = s * p.balance_noise_ng // 147
         r = p.balance_readability_ng
         m = self.balance_true_ng() + noise
+        if m + self.tare_ng > p.balance_capacity_ng:
+            return p.balance_capacity_ng - self.tare_ng + r   # overload: pinned above capacity
         if m >= 0:
             return (m + r // 2) // r * r
         return -((-m + r // 2) // r * r)

@@ -77,8 +77,11 @@ def legacy_rig_dir_note(rig_dir: Path, legacy: Path = LEGACY_RIG_DIR) -> str | N
 EMU_HW_DIR = "hw"
 
 
-def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw") -> Path:
-    """Write `<rig_dir>/hw/` for `pumpctl deploy --hw-dir`: hw/mechanism.json as is and the one
+def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw", mechanism: str | None = None) -> Path:
+    """Write `<rig_dir>/hw/` for `pumpctl deploy --hw-dir`: the mechanism's file as is (only it,
+    under its own name: hw/mechanism.json, or mechanism-NAME.json for `mechanism` NAME, so a
+    deploy naming another mechanism is refused there; the chip's physics read the same file,
+    emu_mechanism_path) and the one
     pin map without its driver UART. rp2040py 0.3.6 never returns from `machine.UART(...)`
     construction on the v1.22.2 image (silicon does), so on the emulator the firmware must treat
     the TMC2209 as configured by its MS1/MS2 pins; the emulator cannot test the driver UART.
@@ -90,8 +93,18 @@ def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw") -> Path:
     pins["_what"] = ("Emulated-Pico copy of hw/pinmap.json, written by pumpctl emu start: no driver_uart "
                      "(rp2040py hangs in machine.UART construction; the emulator cannot test the UART).")
     (out / "pinmap.json").write_text(json.dumps(pins, indent=1) + "\n")
-    (out / "mechanism.json").write_text((hw_dir / "mechanism.json").read_text())
+    from . import mechanisms
+    src = mechanisms.path(mechanism, hw_dir)
+    for stale in list(out.glob("mechanism*.json")):
+        stale.unlink()
+    (out / mechanisms.file_name(mechanism or mechanisms.DEFAULT)).write_text(src.read_text())
     return out
+
+
+def emu_mechanism_path(rig_dir: Path) -> Path:
+    """The mechanism file write_emu_hw_dir left in `<rig_dir>/hw/` (hw/mechanism.json if none)."""
+    found = sorted((rig_dir / EMU_HW_DIR).glob("mechanism*.json"))
+    return found[0] if len(found) == 1 else REPO / "hw" / "mechanism.json"
 
 
 def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
@@ -468,7 +481,8 @@ class EmuSupervisor:
         self.dir = rig_dir
         self.image = image
         self.info = info
-        self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create())
+        # the physics of the mechanism this chip's hw/ holds (the file its deploy copies)
+        self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create(emu_mechanism_path(rig_dir)))
         self.device: Any = None
         self.pacer: PioPacer | None = None
         self.pio_drops_before = 0      # PIO backlog write-offs of chips that lost power since
@@ -754,7 +768,7 @@ class EmuRig:
     @classmethod
     def start(cls, rig_dir: Path | None = None, firmware: str | None = None, fresh: bool = False,
               timeout: float = BOOT_TIMEOUT_S, detach: bool = False,
-              owner_pid: int | None = None) -> EmuRig:
+              owner_pid: int | None = None, mechanism: str | None = None) -> EmuRig:
         """Start a supervisor in the background, wait until the image has enumerated, return its
         handle. `fresh` wipes the flash image first. detach: it outlives this process (`pumpctl
         emu start`); otherwise it ends when `owner_pid` (default: this process) ends, so a test
@@ -769,7 +783,7 @@ class EmuRig:
             raise UsageError(f"an emulated Pico is already running in {rig_dir} on {running.port} "
                              f"(pid {running.pid}); pumpctl emu stop first")
         rig_dir.mkdir(parents=True, exist_ok=True)
-        write_emu_hw_dir(rig_dir)
+        write_emu_hw_dir(rig_dir, mechanism=mechanism)
         if fresh:
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)

@@ -41,6 +41,9 @@ from typing import Any
 
 from pumpsim import model, twinport
 
+from . import mechanisms
+from .errors import UsageError
+
 RESET_POWER_ON = 0
 RESET_WATCHDOG = 1
 RESET_SOFT = 2
@@ -94,8 +97,10 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def seed_flash(flash: Path) -> None:
-    """Factory image: the repo's firmware/ tree plus hw/pinmap.json and hw/mechanism.json."""
+def seed_flash(flash: Path, mechanism: str | None = None) -> None:
+    """Factory image: the repo's firmware/ tree plus hw/pinmap.json and the mechanism's file
+    (pumpctl.mechanisms: hw/mechanism.json, or hw/mechanism-NAME.json) as mechanism.json."""
+    from . import mechanisms
     root = repo_root()
     flash.mkdir(parents=True, exist_ok=True)
     src = root / "firmware"
@@ -110,6 +115,8 @@ def seed_flash(flash: Path) -> None:
             shutil.copy2(item, dst)
     for name in ("pinmap.json", "mechanism.json"):
         p = root / "hw" / name
+        if name == mechanisms.DEVICE_FILE:
+            p = mechanisms.path(mechanism)
         if p.exists():
             shutil.copy2(p, flash / name)
 
@@ -134,7 +141,8 @@ class Supervisor:
 
     def __init__(self, rig_dir: Path, name: str, time_scale: float | str = 1, fresh: bool = False,
                  mp_args: list[str] | None = None, hold_us: int | None = None,
-                 parent_pid: int | None = None, cache: bool = True) -> None:
+                 parent_pid: int | None = None, cache: bool = True, mechanism: str | None = None,
+                 balance: str | None = None) -> None:
         self.rig_dir = Path(rig_dir).resolve()
         self.name = name
         self.num, self.den = parse_scale(time_scale)
@@ -147,14 +155,23 @@ class Supervisor:
                 elif q.exists():
                     q.unlink()
         self.rig_dir.mkdir(parents=True, exist_ok=True)
+        self.mech_name = self._world_mechanism(mechanism)
         if not self.flash.exists():
-            seed_flash(self.flash)
+            seed_flash(self.flash, self.mech_name)
         self.mp_args = mp_args or ["-X", "heapsize=4M"]
+        # the physics: the deployed copy when it is this mechanism's (a deploy --hw-dir may
+        # carry a variant), else the repo's file of that name (pumpctl.mechanisms)
         mech_path = self.flash / "mechanism.json"
-        if not mech_path.exists():
-            mech_path = repo_root() / "hw" / "mechanism.json"
+        if self._flash_mechanism() != self.mech_name:
+            mech_path = mechanisms.path(self.mech_name)
         self.mech = model.Mechanism.load(str(mech_path))
-        self.mech_line = json.loads(Path(mech_path).read_text()).get("line", {})
+        mech_doc = json.loads(Path(mech_path).read_text())
+        self.mech_line = mech_doc.get("line", {})
+        # the balance a new world weighs with (pumpctl.accuracy.balances, from its datasheet):
+        # `balance`, else the mechanism's own
+        from .accuracy import balances
+        self.balance = balances.get(balance) if balance else balances.for_mechanism(mech_doc)
+        self.refused: str | None = None   # why the firmware was not booted (mechanism mismatch)
         self.world, self.world_extra = self._load_world()
         self.prng = model.Prng(self.world.params.seed ^ 0x5EED)
         # pacing anchor: sim time anchor_sim_us was allowed at wall time anchor_wall (monotonic s)
@@ -202,11 +219,35 @@ class Supervisor:
         self.scratch = [0, 0, 0, 0]   # RP2040 watchdog SCRATCH0..3 (pumphw.base maintenance record)
 
     # ---- world ---------------------------------------------------------------------------
+    def _flash_mechanism(self) -> str | None:
+        """The name of the mechanism deployed on the flash (None: no readable file)."""
+        try:
+            return mechanisms.name_of(json.loads((self.flash / "mechanism.json").read_text()))
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _world_mechanism(self, asked: str | None) -> str:
+        """The mechanism this rig's physics are made for: the saved world's (a world from
+        before names: the flash's, else the default); a new world: `asked` or the default.
+        Asking an existing world for another one is refused (the twin cannot change its
+        syringe under a running plunger): --fresh makes it again."""
+        path = self.rig_dir / "world.json"
+        if path.exists():
+            made = json.loads(path.read_text()).get("mechanism") or self._flash_mechanism() or mechanisms.DEFAULT
+            if asked is not None and asked != made:
+                raise UsageError("virtual rig in %s was made for mechanism %r, not %r "
+                                 "(start it with --fresh --mechanism %s to make it again)"
+                                 % (self.rig_dir, made, asked, asked))
+            return made
+        name = asked or mechanisms.DEFAULT
+        mechanisms.path(name)
+        return name
+
     def _load_world(self) -> tuple[model.World, dict[str, Any]]:
         path = self.rig_dir / "world.json"
         line = self.mech_line
         params = model.Params(compliance_pl_per_kpa=int(line.get("compliance_pl_per_kpa", 20000)),
-                              tau_ms=int(line.get("tau_ms", 1000)))
+                              tau_ms=int(line.get("tau_ms", 1000)), **self.balance.params())
         if path.exists():
             d = json.loads(path.read_text())
             params = model.Params(**d.get("params", {}))
@@ -218,6 +259,7 @@ class Supervisor:
     def persist(self) -> None:
         path = self.rig_dir / "world.json"
         d = {"state": self.world.state(), "params": self.world.params.as_dict(),
+             "mechanism": self.mech_name,
              "true_pl_per_step": self.world.pl_per_step, "boots": self.boots,
              "reset_log": self.reset_log[-50:], "calendar_origin_us": self.calendar_origin_us}
         tmp = path.with_suffix(".tmp")
@@ -409,6 +451,20 @@ class Supervisor:
 
     # ---- firmware process ---------------------------------------------------------------------
     def start_firmware(self, cause: int) -> None:
+        deployed = self._flash_mechanism()
+        if deployed is not None and deployed != self.mech_name:
+            # never mix: the firmware would dose by one mechanism's microstep, the twin move by
+            # the other's. The rig stays down and says why (world "refused").
+            self.refused = ("firmware not booted: the flash holds mechanism %r, this rig's physics "
+                            "are mechanism %r (pumpctl sim start --fresh --mechanism %s, or deploy "
+                            "--mechanism %s)" % (deployed, self.mech_name, deployed, self.mech_name))
+            with open(self.rig_dir / "firmware.log", "ab") as log:
+                log.write(b"--- " + self.refused.encode() + b"\n")
+            sys.stderr.write("virtual rig: " + self.refused + "\n")
+            self.restart_at_us = None
+            self.persist()
+            return
+        self.refused = None
         now = self.world.t_us
         self.restart_at_us = None
         self.boots += 1
@@ -487,6 +543,8 @@ class Supervisor:
             "firmware": "down" if self.proc is None else ("hung" if self.hung else "running"),
             "boots": self.boots, "reset_cause": self.last_reset, "reset_log": self.reset_log[-10:],
             "port": self.port_path, "name": self.name,
+            "mechanism": self.mech_name, "refused": self.refused,
+            "balance_params": {k: getattr(self.world.params, k) for k in self.balance.params()},
             "time_scale": "max" if self.unpaced else [self.num, self.den],
             "hold_us": self.hold_us, "held": self._held(),
             "fault_log": self.fault_log[-10:],

@@ -186,11 +186,14 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
     """A started, deployed rig with its key on this host (fresh per test on the virtual rig)."""
     config = request.config
     rep = hil_report(config)
+    mark = request.node.get_closest_marker("mechanism")
+    want = str(mark.args[0]) if mark else None
     if hil_options.is_sim:
         image: SimImage = request.getfixturevalue("sim_image")
         n = len(list((hil_base / "rigs").glob("*"))) if (hil_base / "rigs").exists() else 0
         rig_id = _clean_rig_id("hil-%d-%d" % (os.getpid() % 100000, n))
-        r: Rig = SimRig(image, hil_base / "rigs" / rig_id, rig_id, hil_options.time_scale)
+        r: Rig = SimRig(image, hil_base / "rigs" / rig_id, rig_id, hil_options.time_scale,
+                        mechanism=want)
         shared = False
     elif hil_options.is_port:
         r = request.getfixturevalue("bench_rig")
@@ -206,6 +209,14 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
                                     "(pytest_pumprig_make_rig hook)" % hil_options.rig)
         r = made
         shared = bool(getattr(r, "shared", False))
+    if want is not None and not hil_options.is_sim:
+        from ..pump import Pump
+        with Pump.open(r.port) as p:
+            runs = getattr(p.info, "mechanism", None)
+        if runs != want:
+            if not shared:
+                r.stop()
+            pytest.skip("the check is for mechanism %s; the rig on %s runs %s" % (want, r.port, runs))
     if not rep.rig:
         rep.rig.update(r.describe())
     rep.check(request.node.nodeid).rig_id = r.rig_id

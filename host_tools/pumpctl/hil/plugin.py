@@ -58,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "pumprig-fixtures")
     config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")
+    config.addinivalue_line("markers", "mechanism(name): the rig runs that mechanism (pumpctl.mechanisms): a "
+                                       "virtual rig is made for it, another rig that runs another is skipped")
     config.addinivalue_line("markers", "sim_only(reason): the check needs the virtual rig (skipped on "
                                        "other rigs with the reason)")
 

@@ -74,7 +74,7 @@ class DeployInfo:
 
 
 def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0,
-               hw_dir: Path | None = None) -> DeployInfo:
+               hw_dir: Path | None = None, mechanism: str | None = None) -> DeployInfo:
     """Run `pumpctl deploy` (pumpctl.deploy.deploy) on `port` and summarise it; never raises
     a PumpError (the failure is in `error`, for the deploy test to report)."""
     from .. import deploy as deploymod
@@ -82,7 +82,8 @@ def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float
     t0 = time.monotonic()
     try:
         rep = deploymod.deploy(port, hw_dir=hw_dir or deploymod.DEFAULT_HW_DIR, do_restart=do_restart,
-                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s)
+                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s,
+                               mechanism=mechanism)
     except PumpError as exc:
         info.error = "%s: %s" % (type(exc).__name__, exc)
         info.wall_s = time.monotonic() - t0
@@ -212,18 +213,25 @@ class SimRig(Rig):
 
     kind = "sim"
 
-    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float | str) -> None:
-        from .. import keys
+    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float | str,
+                 mechanism: str | None = None) -> None:
+        from .. import keys, mechanisms
         from ..virtualrig import VirtualRig
         self.image = image
         self.deploy = image.deploy
         self.rig_dir = rig_dir
         self.rig_id = rig_id
         self.time_scale = time_scale
+        self.mechanism = mechanism or mechanisms.DEFAULT
         rig_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(image.flash, rig_dir / "flash")
+        if self.mechanism != mechanisms.DEFAULT:
+            # the session image with this mechanism's file where deploy --mechanism puts it
+            # (the deploy of it is tested in tests/cli; the build record stays the image's)
+            shutil.copyfile(mechanisms.path(self.mechanism), rig_dir / "flash" / mechanisms.DEVICE_FILE)
         keys.save_key(rig_id, image.key)
-        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id)
+        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id,
+                                   mechanism=self.mechanism)
         self.port = self.vr.port
         self.vr.wait_firmware(1, timeout_s=20)
 
