@@ -43,6 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "other rigs with the reason)")
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """`--rig emu`: which MicroPython image the emulated Pico boots, official or self-built."""
+    if (config.getoption("rig", "sim") or "sim") != "emu":
+        return None
+    from ..emuimage import ImageUnavailable, find_image
+    try:
+        return "pumprig emu: " + find_image()[1].label()
+    except ImageUnavailable as exc:
+        return "pumprig emu: no image (%s)" % exc
+
+
 _EMU_RIGS: dict[int, Any] = {}
 
 

@@ -492,8 +492,8 @@ class EmuHilRig(Rig):
     def describe(self) -> dict[str, str]:
         d = super().describe()
         st = self._status()
-        d.update({"kind": "emulated Pico (official MicroPython %s in rp2040py)" % st["version"],
-                  "rig_dir": str(self.rig_dir)})
+        d.update({"kind": "emulated Pico (MicroPython %s in rp2040py)" % st["version"],
+                  "image": st["image_label"], "rig_dir": str(self.rig_dir)})
         return d
 
     def stop(self) -> None:
