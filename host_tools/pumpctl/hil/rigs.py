@@ -389,14 +389,6 @@ class EmuHilRig(Rig):
     kind = "emu"
     shared = True
 
-    def can(self, fault: str) -> str:
-        why = super().can(fault)
-        if not why and fault in ("jam", "clear_jam", "slip", "clear_slip"):
-            # the side channel can jam the model, but no AS5600 answers on the emulated I2C bus
-            # yet, so the firmware there runs without its screw encoder
-            return "%s: the emulated Pico has no AS5600 on its I2C pins yet (screw encoder unmodelled there)" % fault
-        return why
-
     def __init__(self, base: Path, deploy: bool = True) -> None:
         from ..emurig import EmuRig, write_emu_hw_dir
         rig_dir = base / "emu"
