@@ -157,3 +157,14 @@ def test_a_failing_test_gets_the_rig_build_and_event_log():
     log = sections["pumprig: rig event log (last 40 records)"]
     assert "alarm-raised" in log and "alarm motor-stall" in log and "reason alarm" in log
     assert ("rig_build", "0.1.0 build abc123") in rep.user_properties
+
+
+def test_emulated_pico_pumps_wait_as_long_as_its_busy_code_takes() -> None:
+    """A refill on the emulated Pico took 0.65 emulated s = 34 s of wall time (busy code at
+    ~1/40): Pumps the HIL fixtures open there wait a minute per try, elsewhere the default."""
+    from pumpctl.hil.fixtures import PUMP_TIMEOUT_S, pump_timeout_s
+    from pumpctl.hil.rigs import EmuHilRig, Rig
+
+    assert pump_timeout_s(Rig()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(object()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(EmuHilRig.__new__(EmuHilRig)) >= 45.0

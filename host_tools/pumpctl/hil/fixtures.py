@@ -165,6 +165,11 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
             r.stop()
 
 
+def pump_timeout_s(rig: Any) -> float:
+    """Per-try answer timeout for a Pump on `rig`: its `pump_timeout_s`, else PUMP_TIMEOUT_S."""
+    return float(getattr(rig, "pump_timeout_s", PUMP_TIMEOUT_S) or PUMP_TIMEOUT_S)
+
+
 @pytest.fixture
 def pump(rig: Rig) -> Iterator[Any]:
     """An open pumpctl.pump.Pump on the rig (key from this host's key store)."""
@@ -172,7 +177,7 @@ def pump(rig: Rig) -> Iterator[Any]:
     deadline = time.monotonic() + 10.0
     while True:
         try:
-            p = Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S, retries=2)
+            p = Pump.open(rig.port, timeout_s=pump_timeout_s(rig), retries=2)
             break
         except Exception:
             if time.monotonic() > deadline:

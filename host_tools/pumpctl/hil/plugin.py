@@ -111,7 +111,7 @@ def attach_rig_evidence(item: pytest.Item, rep: Any) -> None:
         pump = item.funcargs.get("pump")  # type: ignore[attr-defined]
         opened = None
         if pump is None:
-            opened = pump = Pump.open(rig.port, timeout_s=10.0)
+            opened = pump = Pump.open(rig.port, timeout_s=max(10.0, fixtures.pump_timeout_s(rig)))
         try:
             h = pump.hello()
             build = "%s build %s" % (h.firmware_version, h.build_hash)

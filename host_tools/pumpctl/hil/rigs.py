@@ -109,6 +109,9 @@ class Rig:
     rig_id = ""
     time_scale = 1.0
     deploy: DeployInfo | None = None
+    pump_timeout_s = 5.0
+    """Wall seconds a Pump on this rig waits for each answer before it retransmits (fixtures
+    and helpers open every Pump with it)."""
 
     def now_s(self) -> float:
         """The rig's time in seconds (same clock as its firmware's ticks, any origin)."""
@@ -388,6 +391,10 @@ class EmuHilRig(Rig):
 
     kind = "emu"
     shared = True
+    pump_timeout_s = 60.0
+    """Busy firmware code runs at ~1/35-1/45 of the chip's speed here: a refill (state save
+    and log append in littlefs) took 0.65 emulated s = 34 s of wall time on the 2-core machine,
+    where 3 tries of the default 5 s gave up on a healthy chip."""
 
     def __init__(self, base: Path, deploy: bool = True) -> None:
         from ..emurig import EmuRig, write_emu_hw_dir
