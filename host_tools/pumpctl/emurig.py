@@ -50,6 +50,8 @@ HANG_ADDR = 0x20040000
 fault's endless `wfi; b` loop."""
 OUTPUT_BURST_NS = 5_000_000
 """Buzzer edges closer than this (5 ms) belong to one beep; only a beep's first edge is logged."""
+POWER_OFF_MAX_MS = 7 * 86_400_000
+"""Longest emulated time without power a power_cut may stand for (7 days)."""
 BOUNCE_US = (0, 150, 400, 650, 900)
 """Contact bounce of one press: the level toggles at these offsets (us) before settling."""
 
@@ -723,13 +725,18 @@ class EmuSupervisor:
         if cmd == "power_cut":
             after = int(req.get("after_ms", 0))
             off = float(req.get("off_s", 0.0))
-            if not 0 <= after <= 600_000 or not 0 <= off <= 60:
-                raise UsageError(f"power_cut after_ms = {after} (0..600000), off_s = {off} (0..60)")
+            off_ms = int(req.get("off_ms", 0))
+            if not 0 <= after <= 600_000 or not 0 <= off <= 60 or not 0 <= off_ms <= POWER_OFF_MAX_MS:
+                raise UsageError(f"power_cut after_ms = {after} (0..600000), off_s = {off} (0..60 wall s), "
+                                 f"off_ms = {off_ms} (0..{POWER_OFF_MAX_MS} emulated ms)")
             if after:
                 await self.wait_emulated(after * 1_000_000)
             cut_ns = w.now_ns()
             self.power_off()
             self.power_cuts.append(cut_ns)
+            # the world's time goes on while the chip is off: the rig's clock (t_ns) and the
+            # model move on by off_ms at once, without the wall time it would take
+            w.time_base_ns += off_ms * 1_000_000
             if off:
                 await asyncio.sleep(off)
             if not req.get("stay_off", False):

@@ -139,7 +139,7 @@ def test_patient_bolus_denied_alarm(rig, pump, program):
 def test_reset_by_power_loss_and_clock_lost(rig, pump, program, faults, rig_clock, record):
     faults.require("power_cut")
     program("continuous_186.toml")
-    rig_clock.sleep(600)
+    rig_clock.wait_steps(pump, CONC, 2, what="basal microsteps before the cut")
     before, t_before = pump.status(), rig_clock.now()
     pump.close()
     faults.power_cut(off_ms=30 * 60_000)     # 30 min without power

@@ -444,7 +444,8 @@ class EmuHilRig(Rig):
             req("press", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
         elif fault == "power_cut":
             boots = self.boots()
-            req("power_cut", after_ms=0, off_s=float(args.get("off_ms", 0)) / 1000.0)
+            # off time in emulated time (the rig's clock jumps), not in wall seconds
+            req("power_cut", after_ms=0, off_ms=int(args.get("off_ms", 0)))
             if args.get("wait", True):
                 self.wait_boot(boots + 1)
         elif fault == "hang":
