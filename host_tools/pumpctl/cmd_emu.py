@@ -1,4 +1,4 @@
-"""`pumpctl emu start|stop|status|fault`: the emulated Pico (official RP2040 image in rp2040py)."""
+"""`pumpctl emu start|stop|status|fault`: the emulated Pico (official RP2040 image, or a self-built one by opt-in, in rp2040py)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import output
-from .emuimage import DEFAULT_VERSION, ENV_UF2
+from .emuimage import DEFAULT_VERSION, ENV_UF2, ENV_UNOFFICIAL
 from .emurig import EMU_HW_DIR, EmuRig, default_rig_dir, legacy_rig_dir_note
 
 
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = _add_dir(esub.add_parser("start", help="boot the emulated Pico in the background and print its port"))
     p.add_argument("--firmware", metavar="VERSION|UF2", default=None,
-                   help=f"official image: a version tag (default ${ENV_UF2}, else {DEFAULT_VERSION}) or a .uf2 path")
+                   help=f"official image: a version tag (default ${ENV_UF2}, else the opt-in ${ENV_UNOFFICIAL}, "
+                        f"else {DEFAULT_VERSION}) or a .uf2 path")
     p.add_argument("--fresh", action="store_true", help="wipe the flash image first (a new, empty Pico)")
     p.add_argument("--mechanism", default=None,
                    help="mechanism wired to the chip's pins and written to its hw/ for deploy (20ml default, "
@@ -72,12 +73,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh, detach=True,
                        mechanism=args.mechanism)
     doc = {"port": rig.port, "pid": rig.pid, "version": rig.state["version"], "image": rig.state["image"],
+           "official": rig.state["official"], "sha256": rig.state["sha256"],
+           "image_label": rig.state["image_label"],
            "dir": str(rig.dir), "boot_wall_s": rig.state.get("boot_wall_s"),
            "hw_dir": str(rig.dir / EMU_HW_DIR)}
     output.emit(_json(args), doc, lambda d: (
         f"{d['port']}\n"
         f"emu: MicroPython v{d['version']} on an emulated RP2040 (pid {d['pid']}, booted in "
         f"{d['boot_wall_s']:.2f} s); use: pumpctl --port {d['port']} ... or PUMP_PORT={d['port']}\n"
+        f"emu: {d['image_label']}\n"
         f"emu: deploy with: pumpctl --port {d['port']} deploy --hw-dir {d['hw_dir']}  "
         f"(pin map without the driver UART, which the emulator cannot run)"))
     return 0
@@ -103,6 +107,7 @@ def _human_status(d: dict[str, Any]) -> str:
         f"inputs      pressure {i['pressure_kpa_x10'] / 10:.1f} kPa, DIAG {'STALL' if i['stall'] else 'ok'}, "
         f"end stop {'HIT' if i['end_stop'] else 'open'}, button presses {d['presses']}",
         f"resets      watchdog/soft: {resets}; power cuts: {len(d['power_cuts'])}",
+        f"image       {d['image_label']}",
     ])
 
 

@@ -16,6 +16,21 @@ REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which image the tier boots, official or self-built (never a silent substitute)."""
+    return "emulated Pico: " + image_header()
+
+
+def image_header() -> str:
+    """One line: the image's label (official / unofficial, SHA-256), or why there is none."""
+    from pumpctl.emuimage import ImageUnavailable, find_image
+
+    try:
+        return find_image()[1].label()
+    except ImageUnavailable as exc:
+        return f"no image ({exc})"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = None
     for item in items:

@@ -168,3 +168,14 @@ def test_rig_time_scale_option_takes_max_or_a_ceiling():
         parse_rig_time_scale("6000")
     with pytest.raises(pytest.UsageError, match=r"--rig-time-scale = 'fast': must be a number in 1..5000 or 'max'"):
         parse_rig_time_scale("fast")
+
+
+def test_emulated_pico_pumps_wait_as_long_as_its_busy_code_takes() -> None:
+    """A refill on the emulated Pico took 0.65 emulated s = 34 s of wall time (busy code at
+    ~1/40): Pumps the HIL fixtures open there wait a minute per try, elsewhere the default."""
+    from pumpctl.hil.fixtures import PUMP_TIMEOUT_S, pump_timeout_s
+    from pumpctl.hil.rigs import EmuHilRig, Rig
+
+    assert pump_timeout_s(Rig()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(object()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(EmuHilRig.__new__(EmuHilRig)) >= 45.0

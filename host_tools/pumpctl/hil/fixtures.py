@@ -231,6 +231,11 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
             lab.release("test failed: %s" % request.node.nodeid)
 
 
+def pump_timeout_s(rig: Any) -> float:
+    """Per-try answer timeout for a Pump on `rig`: its `pump_timeout_s`, else PUMP_TIMEOUT_S."""
+    return float(getattr(rig, "pump_timeout_s", PUMP_TIMEOUT_S) or PUMP_TIMEOUT_S)
+
+
 @pytest.fixture
 def pump(rig: Rig) -> Iterator[Any]:
     """An open pumpctl.pump.Pump on the rig (key from this host's key store)."""
@@ -238,7 +243,7 @@ def pump(rig: Rig) -> Iterator[Any]:
     deadline = time.monotonic() + 10.0
     while True:
         try:
-            p = Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S, retries=2)
+            p = Pump.open(rig.port, timeout_s=pump_timeout_s(rig), retries=2)
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -286,6 +291,30 @@ class RigClock:
             if now >= end:
                 return now
             time.sleep(min(max((end - now) / self.scale, 0.001), 0.5))
+
+    @staticmethod
+    def basal_step_s(pump: Any, conc_ug_ml: float) -> float:
+        """Rig seconds between two microsteps of the basal the pump runs now, at `conc_ug_ml`
+        (ug/mL = ng/uL) and the pump's pL per microstep: 16.7 s at 186 ug/day, 2000 ug/mL on
+        the 20 mL rig. A check sizes its waits in these (a number of steps, a detector's window
+        in steps), so it takes as long as what it must see on every rig, not fixed minutes."""
+        rate = pump.status().basal_ng_day
+        if rate <= 0:
+            raise ValueError("basal_step_s: no basal running (basal_ng_day = %d)" % rate)
+        steps_per_day = rate * 1000.0 / conc_ug_ml * 1000.0 / pump.calibration().pl_per_step
+        return 86_400.0 / steps_per_day
+
+    def wait_steps(self, pump: Any, conc_ug_ml: float, steps: int, slack_steps: int = 2,
+                   what: str = "basal microsteps") -> float:
+        """Wait until the basal has made `steps` more microsteps (the pump's delivered total,
+        whole steps), allowing `steps + slack_steps` step periods and 10 s; returns rig time."""
+        ng_per_step = pump.calibration().pl_per_step * conc_ug_ml / 1e6
+        start = pump.status().delivered_total_ng
+        need = start + steps * ng_per_step - ng_per_step / 2
+        limit = (steps + slack_steps) * self.basal_step_s(pump, conc_ug_ml) + 10.0
+        self.wait_for(lambda: pump.status().delivered_total_ng >= need, limit,
+                      poll_rig_s=2, what="%d %s" % (steps, what))
+        return self.now()
 
     def wait_for(self, predicate: Callable[[], Any], rig_s: float, poll_rig_s: float = 1.0,
                  what: str = "condition") -> Any:

@@ -64,6 +64,17 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "other rigs with the reason)")
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """`--rig emu`: which MicroPython image the emulated Pico boots, official or self-built."""
+    if (config.getoption("rig", "sim") or "sim") != "emu":
+        return None
+    from ..emuimage import ImageUnavailable, find_image
+    try:
+        return "pumprig emu: " + find_image()[1].label()
+    except ImageUnavailable as exc:
+        return "pumprig emu: no image (%s)" % exc
+
+
 _EMU_RIGS: dict[int, Any] = {}
 
 
@@ -123,7 +134,7 @@ def attach_rig_evidence(item: pytest.Item, rep: Any) -> None:
         pump = item.funcargs.get("pump")  # type: ignore[attr-defined]
         opened = None
         if pump is None:
-            opened = pump = Pump.open(rig.port, timeout_s=10.0)
+            opened = pump = Pump.open(rig.port, timeout_s=max(10.0, fixtures.pump_timeout_s(rig)))
         try:
             h = pump.hello()
             build = "%s build %s" % (h.firmware_version, h.build_hash)
