@@ -236,7 +236,11 @@ def test_jam_and_slip_raise_missed_steps_within_the_stated_volume(mech, kind, ri
     missed, took = _missed_while_held(pump, rig_clock, 3, "while held")
     record(f"{mech} {kind}: missed steps counted while held", missed, "microsteps")
     record(f"{mech} {kind}: rig time for them", round(took, 1), "s")
-    assert took <= 5 * period + 10                              # one per basal step period
+    if not rig_clock.unpaced:
+        # paced, the polls follow the rig: one dose is counted missed per basal step period.
+        # Unpaced (max), the rig runs on between a status read and the clock read, so `took`
+        # bounds the time from above only
+        assert took <= 5 * period + 10
     getattr(faults, "clear_" + kind)()
     pump.ack_alarm(al.ALARM_MISSED_STEPS)
     rig_clock.wait_for(lambda: not _alarm_seen(pump, al.ALARM_MISSED_STEPS), 600,

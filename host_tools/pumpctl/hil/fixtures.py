@@ -322,10 +322,13 @@ class RigClock:
         (AssertionError naming `what`). Polls every `poll_rig_s` rig seconds (at least 2 ms real)."""
         start = self.now()
         while True:
+            # the clock is read before the predicate: a false answer then holds at a rig time
+            # at least `now`, so a rig that runs on during the round trip (unpaced, at max)
+            # never fails a condition it met in time
+            now = self.now()
             got = predicate()
             if got:
                 return got
-            now = self.now()
             if now - start > rig_s:
                 raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
             time.sleep(max(poll_rig_s / self.scale, 0.002))
