@@ -5,11 +5,12 @@
 Prints
 - simulated seconds per wall second of a rig delivering 186 ug/day, at `--time-scale max` and
   at a 1000x ceiling, on a quiet machine and with both cores loaded by two CPU-bound processes
-  this script starts and stops itself;
+  this script starts and stops itself; at max also with the twin's input cache off (every input
+  read a round trip to the supervisor), and the round trips per simulated hour either way;
 - one scripted scenario (fresh rig, clock held, program + bolus, an occlusion and a stall
-  landing at set sim times, run to `--hours`) run twice, once of them with the load beside it:
-  the step counts and the digest of the event log (every record: sequence, time, code, values)
-  must be equal. Exit status 1 if they differ.
+  landing at set sim times, run to `--hours`) run three times: quiet, with the load beside it,
+  and quiet with the cache off: the step counts and the digest of the event log (every record:
+  sequence, time, code, values) must be equal. Exit status 1 if they differ.
 """
 from __future__ import annotations
 
@@ -56,35 +57,45 @@ def setup(pump: Pump) -> None:
     pump.upload_program(program().encode(), confirm=lambda r: True)
 
 
-def speed(home: Path, scale: float | str, seconds: float, loaded: bool) -> float:
-    rig = start_deployed_rig(home / f"speed-{scale}-{int(loaded)}", scale, "speed", log=lambda s: None)
+def speed(home: Path, scale: float | str, seconds: float, loaded: bool,
+          cache: bool = True) -> tuple[float, float]:
+    """(sim s per wall s, twin requests per sim hour) over `seconds` of wall time."""
+    rig = start_deployed_rig(home / f"speed-{scale}-{int(loaded)}-{int(cache)}", scale, "speed",
+                             log=lambda s: None, cache=cache)
     try:
         with Pump.open(rig.port) as pump:
             setup(pump)
         procs = burners() if loaded else []
         try:
-            s0, w0 = rig.sim_us(), time.monotonic()
+            w = rig.world()
+            s0, c0, w0 = w["sim_us"], w["twin_calls"], time.monotonic()
             time.sleep(seconds)
-            s1, w1 = rig.sim_us(), time.monotonic()
+            w = rig.world()
+            s1, c1, w1 = w["sim_us"], w["twin_calls"], time.monotonic()
         finally:
             stop(procs)
-        return (s1 - s0) / 1e6 / (w1 - w0)
+        return (s1 - s0) / 1e6 / (w1 - w0), (c1 - c0) / ((s1 - s0) / 3.6e9)
     finally:
         rig.stop()
 
 
-def scenario(home: Path, hours: float, loaded: bool) -> tuple[dict[str, int], str, float]:
+def scenario(home: Path, hours: float, loaded: bool, cache: bool = True) -> tuple[dict[str, int], str, float]:
     """The scripted run: returns (step counts, event-log digest, wall s)."""
     procs = burners() if loaded else []
     t0 = time.monotonic()
     try:
         # held from the first instant: the deploy, its restart and every request land at
         # defined sim times (the firmware reads them at the held time plus its own costs)
-        rig = VirtualRig.start(home / f"scenario-{int(loaded)}", time_scale="max", fresh=True,
-                               name="scenario", hold_us=0)
+        rig = VirtualRig.start(home / f"scenario-{int(loaded)}-{int(cache)}", time_scale="max",
+                               fresh=True, name="scenario", hold_us=0, cache=cache)
         try:
             deploy(rig.port, log=lambda s: None)
             rig.wait_firmware(2, timeout_s=30)
+            # the first request only once the firmware waits at the held clock (sent while it
+            # still boots, it would land a loop iteration later or not, as the load decides)
+            deadline = time.monotonic() + 30
+            while not rig.world()["held"] and time.monotonic() < deadline:
+                time.sleep(0.01)
             t = rig.sim_us()
             with Pump.open(rig.port) as pump:
                 setup(pump)
@@ -120,17 +131,22 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("PUMPCTL_HOME", tempfile.mkdtemp(prefix="vtime-home-"))
     home = Path(os.environ["PUMPCTL_HOME"])
-    print("sim s per wall s (186 ug/day delivering):")
+    print("sim s per wall s (186 ug/day delivering); twin requests per sim hour:")
     for scale in ("max", 1000.0):
-        quiet = speed(home, scale, args.seconds, False)
-        loaded = speed(home, scale, args.seconds, True)
-        print(f"  time scale {scale!s:>6}: quiet {quiet:8.0f}   both cores loaded {loaded:8.0f}")
+        quiet, rq = speed(home, scale, args.seconds, False)
+        loaded, rl = speed(home, scale, args.seconds, True)
+        print(f"  time scale {scale!s:>6}: quiet {quiet:8.0f}   both cores loaded {loaded:8.0f}"
+              f"   requests/h {rq:6.0f} / {rl:6.0f}")
+    off, roff = speed(home, "max", args.seconds, False, cache=False)
+    print(f"  max, cache off: quiet {off:8.0f}   requests/h {roff:6.0f}")
     a, da, wa = scenario(home, args.hours, False)
     b, db, wb = scenario(home, args.hours, True)
+    c, dc, wc = scenario(home, args.hours, False, cache=False)
     print(f"scripted scenario ({args.hours:g} sim h, max):")
-    print(f"  quiet : {a} log {da} ({wa:.1f} s wall)")
-    print(f"  loaded: {b} log {db} ({wb:.1f} s wall)")
-    same = a == b and da == db
+    print(f"  quiet          : {a} log {da} ({wa:.1f} s wall)")
+    print(f"  loaded         : {b} log {db} ({wb:.1f} s wall)")
+    print(f"  quiet, no cache: {c} log {dc} ({wc:.1f} s wall)")
+    same = a == b == c and da == db == dc
     print("  equal" if same else "  DIFFERENT")
     return 0 if same else 1
 

@@ -26,6 +26,12 @@ MEASURED_TOLERANCE_PERMILLE = const(100)
 
 _MECH_FIELDS = ("lead_um", "full_steps_per_rev", "microsteps", "syringe_id_um")
 
+# The mechanism's name (hw/mechanism*.json "name"; `pumpctl deploy --mechanism NAME`). A file
+# without one is the 20 mL bench rig's from before there were two.
+DEFAULT_MECHANISM = "20ml"
+NAME_MAX = const(24)
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
 
 class CalibrationError(FieldError):
     """A mechanism or measured calibration value that is missing or out of range."""
@@ -81,6 +87,20 @@ def select(mech, measured_pl_per_step=0):
         raise CalibrationError("calibration.pl_per_step", measured_pl_per_step,
                                "more than 10 %% from the mechanism's %d pL per microstep" % derived)
     return measured_pl_per_step
+
+
+def mechanism_name(mech):
+    """The mechanism's name ("name"; DEFAULT_MECHANISM when absent), checked: 1..24 of a-z 0-9 -."""
+    name = mech.get("name", DEFAULT_MECHANISM)
+    ok = isinstance(name, str) and 0 < len(name) <= NAME_MAX
+    if ok:
+        for ch in name:
+            if ch not in _NAME_CHARS:
+                ok = False
+                break
+    if not ok:
+        raise CalibrationError("mechanism.name", repr(name), "must be 1..%d of a-z, 0-9 and -" % NAME_MAX)
+    return name
 
 
 def load_mechanism(path):

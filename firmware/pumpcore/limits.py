@@ -5,6 +5,13 @@ the scheduler's arithmetic inside RP2040 small ints (see scheduler.py): at most 
 drug per 24 h (max_24h_ng at min_conc_ug_ml), any flow at most
 2e8 ng/day (so 5 * rate < 2**30), concentration at most 2000 ug/mL (so 432 * C <= 864,000),
 a single bolus at most 1,000,000 ng (1 mg), 24 h total at most 20 mg, reservoir at most 100 mL.
+
+Per mechanism (`HardLimits.for_mechanism`, hw/mechanism.md "Hard limits per mechanism"): the
+reservoir is the syringe; the most drug volume per day (`max_daily_nl`) is what keeps every
+step counter below 2**30 over COUNTER_DAYS days at that mechanism's pL per microstep (30 days
+x 100 mL at the 20 mL rig's 17,964 pL; 23.3 mL/day at the precision drive's 652 pL); the
+lowest concentration is raised until max_24h_ng fits in it; the fastest flow is what the motor
+makes at the firmware's fastest step rate (MAX_STEP_HZ) at the lowest concentration.
 """
 from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
@@ -18,6 +25,27 @@ ABS_MAX_24H_NG = const(20000000)
 # Most drug volume the limits may let through in 24 h (nL): max_24h_ng at min_conc_ug_ml.
 # Keeps 30-day step counters small: 30 days x 100 mL / 3,000 pL per step < 2**30.
 ABS_MAX_DAILY_NL = const(100000000)
+COUNTER_DAYS = const(30)          # step counters stay < 2**30 for this many days at the limits
+COUNTER_MAX = const(0x3FFFFFFF)   # 2**30 - 1, the RP2040's largest small int
+MAX_STEP_HZ = const(2000)         # pumpfw.app MIN_PERIOD_US = 500 us: the fastest step rate
+MS_PER_DAY = const(86400000)
+
+
+def max_daily_nl_for(pl_per_step):
+    """Most nL per day that keeps COUNTER_DAYS days of microsteps below 2**30 (at most
+    ABS_MAX_DAILY_NL): floor((2**30 - 1) / 30) x pl_per_step / 1000, in small ints."""
+    per_day = COUNTER_MAX // COUNTER_DAYS            # 35,791,394 microsteps a day
+    q, r = divmod(per_day, 1000)
+    if pl_per_step > ABS_MAX_DAILY_NL // q:
+        return ABS_MAX_DAILY_NL
+    return min(ABS_MAX_DAILY_NL, q * pl_per_step + r * pl_per_step // 1000)
+
+
+def max_flow_ng_day_for(pl_per_step, conc_ug_ml):
+    """Fastest flow (ng/day) the motor makes at MAX_STEP_HZ at `conc_ug_ml` (at most
+    ABS_MAX_FLOW_NG_DAY). Set-up arithmetic: intermediates may exceed 2**30 (once, at boot)."""
+    nl_day = MAX_STEP_HZ * (MS_PER_DAY // 1000) * pl_per_step // 1000
+    return min(ABS_MAX_FLOW_NG_DAY, nl_day * conc_ug_ml // 1000)
 
 # (name, absolute minimum, absolute maximum)
 _FIELDS = (
@@ -45,11 +73,17 @@ class HardLimits:
     max_flow_ng_day: highest instantaneous flow, basal + bolus (default 2e8 ng/day, absolute).
     min_conc_ug_ml, max_conc_ug_ml: drug concentration range (default 50..2000 ug/mL).
     reservoir_capacity_nl: the reservoir (bench syringe) volume (default 20 mL).
+    max_daily_nl: most drug volume max_24h_ng may mean at min_conc_ug_ml (not on the wire nor
+    in the tuple: it is the mechanism's, see for_mechanism; default ABS_MAX_DAILY_NL).
     """
 
     def __init__(self, max_rate_ng_day=1500000, max_24h_ng=2000000, max_bolus_ng=500000,
                  max_flow_ng_day=ABS_MAX_FLOW_NG_DAY, min_conc_ug_ml=50, max_conc_ug_ml=2000,
-                 reservoir_capacity_nl=20000000):
+                 reservoir_capacity_nl=20000000, max_daily_nl=ABS_MAX_DAILY_NL):
+        if not isinstance(max_daily_nl, int) or max_daily_nl < 1 or max_daily_nl > ABS_MAX_DAILY_NL:
+            raise LimitsError("limits.max_daily_nl", repr(max_daily_nl),
+                              "must be an integer in 1..%d" % ABS_MAX_DAILY_NL)
+        self.max_daily_nl = max_daily_nl
         self.max_rate_ng_day = max_rate_ng_day
         self.max_24h_ng = max_24h_ng
         self.max_bolus_ng = max_bolus_ng
@@ -71,10 +105,11 @@ class HardLimits:
             raise LimitsError("limits.min_conc_ug_ml", self.min_conc_ug_ml,
                               "above limits.max_conc_ug_ml %d" % self.max_conc_ug_ml)
         daily_nl = self.max_24h_ng * 1000 // self.min_conc_ug_ml
-        if daily_nl > ABS_MAX_DAILY_NL:
+        if daily_nl > self.max_daily_nl:
             raise LimitsError("limits.max_24h_ng", self.max_24h_ng,
-                              "at min_conc_ug_ml %d that is %d nL/day, above the absolute %d nL/day"
-                              % (self.min_conc_ug_ml, daily_nl, ABS_MAX_DAILY_NL))
+                              "at min_conc_ug_ml %d that is %d nL/day, above the mechanism's %d nL/day"
+                              " (step counters < 2**30 over %d days)"
+                              % (self.min_conc_ug_ml, daily_nl, self.max_daily_nl, COUNTER_DAYS))
         if self.max_rate_ng_day > self.max_flow_ng_day:
             raise LimitsError("limits.max_rate_ng_day", self.max_rate_ng_day,
                               "above limits.max_flow_ng_day %d" % self.max_flow_ng_day)
@@ -84,8 +119,31 @@ class HardLimits:
         return tuple(getattr(self, name) for name, _, _ in _FIELDS)
 
     @staticmethod
-    def from_tuple(values):
-        """Inverse of as_tuple (validates)."""
+    def from_tuple(values, max_daily_nl=ABS_MAX_DAILY_NL):
+        """Inverse of as_tuple (validates); max_daily_nl: the mechanism's (not in the tuple)."""
         if len(values) != len(_FIELDS):
             raise LimitsError("limits", len(values), "expected %d values" % len(_FIELDS))
-        return HardLimits(*values)
+        return HardLimits(*values, max_daily_nl=max_daily_nl)
+
+    @staticmethod
+    def for_mechanism(mech, pl_per_step):
+        """The default limits re-derived for a mechanism (a dict as in hw/mechanism*.json) and
+        its pL per microstep: reservoir = the syringe, max_daily_nl = max_daily_nl_for(pl),
+        min_conc_ug_ml raised (if needed) until max_24h_ng fits in that volume, max_flow_ng_day
+        the motor's fastest at min_conc_ug_ml (and at least the default max rate)."""
+        base = HardLimits()
+        cap = mech.get("syringe_capacity_nl", base.reservoir_capacity_nl)
+        daily = max_daily_nl_for(pl_per_step)
+        min_conc = base.min_conc_ug_ml
+        need = (base.max_24h_ng * 1000 + daily - 1) // daily
+        if need > min_conc:
+            min_conc = need
+        flow = max_flow_ng_day_for(pl_per_step, min_conc)
+        if flow < base.max_rate_ng_day:
+            raise LimitsError("mechanism", "%d pL/step" % pl_per_step,
+                              "its fastest flow %d ng/day at %d ug/mL is below the max rate %d ng/day"
+                              % (flow, min_conc, base.max_rate_ng_day))
+        return HardLimits(max_rate_ng_day=base.max_rate_ng_day, max_24h_ng=base.max_24h_ng,
+                          max_bolus_ng=base.max_bolus_ng, max_flow_ng_day=flow,
+                          min_conc_ug_ml=min_conc, max_conc_ug_ml=base.max_conc_ug_ml,
+                          reservoir_capacity_nl=cap, max_daily_nl=daily)

@@ -163,7 +163,8 @@ def status_name(status):
 # ---- payload layouts: (struct format, field names) ------------------------------------------
 # Units follow docs/ARCHITECTURE.md: ng, ng/day, ug/mL, nL, pL/step, (day, ms_of_day), ms.
 HELLO_RESP = ("<BIIH", ("protocol_version", "table_crc", "auth_counter", "max_payload"))
-HELLO_STRINGS = ("firmware_version", "build_hash", "rig_id")   # follow HELLO_RESP, u8 len + UTF-8
+HELLO_STRINGS = ("firmware_version", "build_hash", "rig_id", "mechanism")   # follow HELLO_RESP, u8 len + UTF-8
+# mechanism: the deployed mechanism's name (/mechanism.json "name", pumpcore.calibration.mechanism_name).
 # build_hash: the deployed build's id (pumpcore.buildrec: 16 hex digits of the deployed files'
 # digest), or "unknown: <reason>" when the build record is missing or corrupt.
 

@@ -137,7 +137,10 @@ class PumpApp(Controller):
         self.mech = calibration.load_mechanism(_join(root, "mechanism.json"))
         self.derived_pl = calibration.pl_per_step_from_mechanism(self.mech)
         self.measured_pl = 0
-        self.hard_limits = HardLimits(reservoir_capacity_nl=self.mech.get("syringe_capacity_nl", 20000000))
+        # reservoir, daily volume (counters < 2**30 over 30 days), lowest concentration and
+        # fastest flow re-derived for the deployed mechanism (pumpcore.limits.for_mechanism)
+        self.hard_limits = HardLimits.for_mechanism(self.mech, self.derived_pl)
+        self.mechanism = calibration.mechanism_name(self.mech)
         self.clock = WallClock()
         self.clock_set = False
         self.alarm_set = al.AlarmSet()
@@ -596,6 +599,9 @@ class PumpApp(Controller):
     # ------------------------------------------------------------------ Controller: reads
     def hello_info(self):
         return (FIRMWARE_VERSION, self.build)
+
+    def mechanism_name(self):
+        return self.mechanism
 
     def rig_id(self):
         return self.hw.rig_id()

@@ -69,6 +69,11 @@ class Controller:
         """(firmware_version str, build_hash str) of the running firmware."""
         raise NotImplementedError("hello_info")
 
+    def mechanism_name(self):
+        """Name of the mechanism the controller doses for (hello's "mechanism")."""
+        from pumpcore.calibration import DEFAULT_MECHANISM
+        return DEFAULT_MECHANISM
+
     def rig_id(self):
         """This rig's id (str, 1..32 printable ASCII)."""
         raise NotImplementedError("rig_id")
@@ -427,7 +432,7 @@ class ProtocolServer:
             head = wire.pack_fields(wire.HELLO_RESP, {
                 "protocol_version": wire.PROTOCOL_VERSION, "table_crc": wire.TABLE_CRC,
                 "auth_counter": ctl.auth_counter(), "max_payload": wire.MAX_PAYLOAD})
-            return wire.OK, head + wire.pack_strings((fw, build, ctl.rig_id()))
+            return wire.OK, head + wire.pack_strings((fw, build, ctl.rig_id(), ctl.mechanism_name()))
 
         if cmd == wire.CMD_STATUS:
             if n:

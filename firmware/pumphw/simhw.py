@@ -34,9 +34,9 @@ import sys
 from pumpcore.fixed import const
 from pumphw import base
 from pumpsim import twinport
-from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_BUTTON, OP_ENABLE, OP_ENABLED, OP_ENDSTOP,
-                              OP_IDLE, OP_MAINT_HOLD, OP_PRESSURE, OP_QUEUE, OP_RESET,
-                              OP_SCRATCH_READ, OP_SCRATCH_WRITE, OP_SCREW, OP_STEPS, OP_WDT_FEED,
+from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_ENABLE,
+                              OP_IDLE, OP_MAINT_HOLD, OP_QUEUE, OP_RESET,
+                              OP_SCRATCH_READ, OP_SCRATCH_WRITE, OP_SENSE, OP_WDT_FEED,
                               OP_WDT_START)
 
 _TICKS_MASK = const(0x3FFFFFFF)
@@ -68,8 +68,29 @@ def _le64(buf, off):
     return v
 
 
+def _le32(buf, off):
+    """Little-endian int32 at buf[off:off+4] (a small int on the unix port: no allocation)."""
+    v = buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | ((buf[off + 3] & 0x7F) << 24)
+    if buf[off + 3] & 0x80:
+        v -= 0x80000000
+    return v
+
+
 class _RigLink:
-    """Round trips to the supervisor's TwinPort over a Unix socket."""
+    """Round trips to the supervisor's TwinPort over a Unix socket, and the input cache.
+
+    Every answer carries a snapshot of the inputs taken after the op, and the sim time until
+    which none of them can change (`until`, the supervisor's promise: next pulse, next whole ms
+    of pressure change, next button edge, scheduled fault, watchdog deadline, hold). Input reads
+    before `until` are answered from the snapshot, exactly as the supervisor would have answered
+    them; at `max` idles and sleeps that end before `idle_until` are answered here too (the
+    supervisor would answer them at once, with that same time). The button's presses in a
+    snapshot were taken from the debouncer when it was made: they wait in `s_btn` for the
+    firmware's next button read. Watchdog feeds are posted: the last one goes with the next
+    request, a later feed replacing a waiting one (a feed is a time: the latest supersedes the
+    earlier ones), except when the later one comes a whole watchdog timeout after the last feed
+    the supervisor has: then the waiting one is written first, so the supervisor sees every gap
+    that would have let the watchdog bite, and bites at the same sim time as without the cache."""
 
     def __init__(self, path):
         import socket
@@ -85,35 +106,69 @@ class _RigLink:
             self._write = s.sendall
             self._readinto = s.recv_into
         self._sock = s
-        self._req = bytearray(twinport.REQUEST_SIZE)
-        self._post = bytearray(twinport.REQUEST_SIZE)
+        n = twinport.REQUEST_SIZE
+        self._buf = bytearray(2 * n)          # [posted feed][request]: one write for both
+        mv = memoryview(self._buf)
+        self._req_mv = mv[n:]
+        self._post_mv = mv[:n]
+        self._alarm = bytearray(n)
         self._posted = False
+        self._post_t = 0      # sim time of the waiting feed
+        self._fed_us = 0      # the last feed (or watchdog start) the supervisor has
+        self._wdt_us = 0      # the watchdog's timeout (0: not running)
         self._ans = bytearray(twinport.ANSWER_SIZE)
-        self._last_op = 0
-        self._last_t = -1
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
+        self.until = -1
+        self.idle_until = -1
+        self.s_steps = 0
+        self.s_pending = 0
+        self.s_stall = 0
+        self.s_press = 0
+        self.s_end = 0
+        self.s_screw = 0
+        self.s_btn = 0
+        self.s_enabled = 0
 
     def post(self, op, sim_us, a):
-        """An op whose answer the firmware does not use (watchdog feed, alarm output): sent
-        with the next call, no round trip of its own (the supervisor answers nothing)."""
+        """An op whose answer the firmware does not use (watchdog feed, alarm output): no round
+        trip. A feed waits for the next call (a later feed replaces it); an alarm output goes
+        at once (the rig's read-out shows it), after a waiting feed."""
+        if op == OP_WDT_FEED:
+            if self._posted and self._wdt_us and sim_us > self._fed_us + self._wdt_us:
+                self._flush_feed()            # keep the gap visible to the watchdog
+            self._posted = True               # packed when it goes (most are replaced first)
+            self._post_t = sim_us
+            return
         if self._posted:
-            self._write(self._post)
-        self._pack("<qqqqq", self._post, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
-        self._posted = True
-        self._last_op = 0
+            self._flush_feed()
+        self._pack("<qqqqq", self._alarm, 0, op | twinport.OP_NO_ANSWER, sim_us, a, 0, 0)
+        self._write(self._alarm)
+
+    def _flush_feed(self):
+        self._pack("<qqqqq", self._buf, 0, OP_WDT_FEED | twinport.OP_NO_ANSWER, self._post_t, 0, 0, 0)
+        self._write(self._post_mv)
+        self._fed_us = self._post_t
+        self._posted = False
+
+    def sense(self, sim_us):
+        """The snapshot holds at sim_us, or a round trip for a fresh one."""
+        if sim_us >= self.until:
+            self.call(OP_SENSE, sim_us, 0, 0, 0)
 
     def call(self, op, sim_us, a, b, c):
-        if op == OP_STEPS and self._last_op == OP_STEPS and sim_us == self._last_t:
-            return      # the same read at the same sim time: nothing can have changed
-        self._last_op = op
-        self._last_t = sim_us
+        self._pack("<qqqqq", self._buf, twinport.REQUEST_SIZE, op, sim_us, a, b, c)
         if self._posted:
-            self._write(self._post)
+            self._pack("<qqqqq", self._buf, 0, OP_WDT_FEED | twinport.OP_NO_ANSWER, self._post_t, 0, 0, 0)
+            self._write(self._buf)
+            self._fed_us = self._post_t
             self._posted = False
-        self._pack("<qqqqq", self._req, 0, op, sim_us, a, b, c)
-        self._write(self._req)
+        else:
+            self._write(self._req_mv)
+        if op == OP_WDT_START:
+            self._fed_us = sim_us         # the supervisor counts the timeout from here
+            self._wdt_us = a * 1000
         n = self._readinto(self._ans)
         if n != twinport.ANSWER_SIZE:
             self._read_rest(n)
@@ -121,6 +176,16 @@ class _RigLink:
         self.r0 = _le64(ans, 0)
         self.r1 = _le64(ans, 8)
         self.r2 = _le64(ans, 16)
+        self.until = _le64(ans, 24)
+        self.idle_until = _le64(ans, 32)
+        self.s_steps = _le32(ans, 40)
+        self.s_pending = _le32(ans, 44)
+        self.s_stall = _le32(ans, 48)
+        self.s_press = _le32(ans, 52)
+        self.s_end = _le32(ans, 56)
+        self.s_screw = _le32(ans, 60)
+        self.s_btn += _le32(ans, 64)
+        self.s_enabled = _le32(ans, 68)
 
     def _read_rest(self, n):
         if not n:
@@ -146,8 +211,9 @@ class SimStepper(base.Stepper):
         self._link.call(OP_ENABLE, self._hw._clock.sim_us(), 1 if on else 0, 0, 0)
 
     def enabled(self):
-        self._link.call(OP_ENABLED, self._hw._clock.sim_us(), 0, 0, 0)
-        return self._link.r0 == 1
+        link = self._link
+        link.sense(self._hw._clock.t_us)
+        return link.s_enabled == 1
 
     def queue(self, steps, period_us, direction):
         if steps < 0 or steps > _TICKS_MASK:
@@ -161,20 +227,23 @@ class SimStepper(base.Stepper):
         return self._link.r0 == 1
 
     def steps_done(self):
-        self._link.call(OP_STEPS, self._hw._clock.sim_us(), 0, 0, 0)
-        return self._link.r0
+        link = self._link
+        link.sense(self._hw._clock.t_us)
+        return link.s_steps
 
     def pending(self):
-        self._link.call(OP_STEPS, self._hw._clock.sim_us(), 0, 0, 0)
-        return self._link.r1
+        link = self._link
+        link.sense(self._hw._clock.t_us)
+        return link.s_pending
 
     def abort(self):
         self._link.call(OP_ABORT, self._hw._clock.sim_us(), 0, 0, 0)
         return self._link.r0
 
     def stall(self):
-        self._link.call(OP_STEPS, self._hw._clock.sim_us(), 0, 0, 0)
-        return self._link.r2 == 1
+        link = self._link
+        link.sense(self._hw._clock.t_us)
+        return link.s_stall == 1
 
 
 class SimHardware(base.Hardware):
@@ -189,6 +258,7 @@ class SimHardware(base.Hardware):
         self.flash_root = flash_root
         self.stepper = SimStepper(self)
         self._poll = None
+        self._ipoll = None
         self._stdin = None
         self._stdout = None
         self._break = True     # Ctrl-C interrupts, as on a Pico until link_interrupt(False)
@@ -206,6 +276,10 @@ class SimHardware(base.Hardware):
     def sleep_ms(self, ms):
         if ms > 0:
             c = self._clock
+            end = c.t_us + ms * 1000
+            if end < self._link.idle_until:
+                c.t_us = end          # at `max`, before anything can happen: as answered
+                return
             self._link.call(OP_IDLE, c.t_us, ms * 1000, 0, 0)
             c.t_us = self._link.r0
 
@@ -218,27 +292,37 @@ class SimHardware(base.Hardware):
             return
         if self._poll is None:
             self._open_stdio()
-        if self._poll.poll(0):
+        if self._input_ready():
+            return
+        end = c.t_us + ms * 1000
+        if end < self._link.idle_until:
+            c.t_us = end              # at `max`, before anything can happen: as answered
             return
         self._link.call(OP_IDLE, c.t_us, ms * 1000, 1, self._rx_count)
         c.t_us = self._link.r0
 
     # inputs
     def pressure_kpa_x10(self):
-        self._link.call(OP_PRESSURE, self._clock.sim_us(), 0, 0, 0)
-        return self._link.r0
+        link = self._link
+        link.sense(self._clock.t_us)
+        return link.s_press
 
     def end_stop(self):
-        self._link.call(OP_ENDSTOP, self._clock.sim_us(), 0, 0, 0)
-        return self._link.r0 == 1
+        link = self._link
+        link.sense(self._clock.t_us)
+        return link.s_end == 1
 
     def screw_angle(self):
-        self._link.call(OP_SCREW, self._clock.sim_us(), 0, 0, 0)
-        return self._link.r0
+        link = self._link
+        link.sense(self._clock.t_us)
+        return link.s_screw
 
     def bolus_button_presses(self):
-        self._link.call(OP_BUTTON, self._clock.sim_us(), 0, 0, 0)
-        return self._link.r0
+        link = self._link
+        link.sense(self._clock.t_us)
+        n = link.s_btn
+        link.s_btn = 0
+        return n
 
     # outputs
     def alarm_output(self, pattern):
@@ -314,6 +398,15 @@ class SimHardware(base.Hardware):
             self._read1 = lambda n: os.read(fd, n)
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
+        self._ipoll = getattr(self._poll, "ipoll", None)
+
+    def _input_ready(self):
+        """Host bytes wait on the link (no allocation on the unix port: ipoll reuses its tuple)."""
+        if self._ipoll is not None:
+            for _ev in self._ipoll(0):
+                return True
+            return False
+        return bool(self._poll.poll(0))
 
     def serial_read(self):
         """Bytes waiting on the link. While Ctrl-C interrupts (link_interrupt(True)) it stops
@@ -347,16 +440,38 @@ class SimHardware(base.Hardware):
 
 
 class _LocalLink:
-    """In-process link: calls the TwinPort directly."""
+    """In-process link: calls the TwinPort directly (no cache: every input read is a sense)."""
 
     def __init__(self, port):
         self.port = port
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
+        self.until = -1
+        self.idle_until = -1
+        self.s_steps = 0
+        self.s_pending = 0
+        self.s_stall = 0
+        self.s_press = 0
+        self.s_end = 0
+        self.s_screw = 0
+        self.s_btn = 0
+        self.s_enabled = 0
 
     def post(self, op, sim_us, a):
         self.port.call(op, sim_us, a, 0, 0)
+
+    def sense(self, sim_us):
+        p = self.port
+        p.call(OP_SENSE, sim_us, 0, 0, 0)
+        self.s_steps = p.s_steps
+        self.s_pending = p.s_pending
+        self.s_stall = p.s_stall
+        self.s_press = p.s_press
+        self.s_end = p.s_end
+        self.s_screw = p.s_screw
+        self.s_btn += p.s_btn
+        self.s_enabled = p.s_enabled
 
     def call(self, op, sim_us, a, b, c):
         p = self.port

@@ -207,6 +207,9 @@ class Params:
     pressure_adc_kpa_x10),
     balance readability 10 ug (0.01 mg, a 5-digit analytical balance) with noise sd ~20 ug,
     updated every 100 ms, evaporation 50 ug/h (beaker with an oil layer), density 1.000 g/mL.
+    Other balances (pumpctl.accuracy.balances, from their datasheets) set the balance_* fields;
+    the evaporation rate may drift linearly (evaporation_drift_ng_per_h_per_day); a load above
+    balance_capacity_ng reads as the capacity plus one readability step (overload, shown).
     """
 
     FIELDS = (
@@ -218,6 +221,8 @@ class Params:
         ("balance_noise_ng", 20000, 0, 10 ** 9),
         ("balance_update_ms", 100, 1, 100000),
         ("evaporation_ng_per_h", 50000, 0, 10 ** 9),
+        ("evaporation_drift_ng_per_h_per_day", 0, -10 ** 6, 10 ** 6),
+        ("balance_capacity_ng", 220 * 10 ** 9, 1, 10 ** 12),
         ("density_mg_per_ml", 1000, 500, 3000),
         ("button_hold_ms", 150, 1, 100000),
         ("seed", 1, 0, 0xFFFFFFFF),
@@ -299,6 +304,7 @@ class World:
         self.queue = []            # waiting segments [steps, period_us, dir]
         self.button_n = 0
         self.button = []           # raw edges (t_us, closed) not yet consumed
+        self._traj = {}            # pressure decay change points by anchor volume (pressure_change_us)
 
     # ---- persistence -----------------------------------------------------------------------
     def state(self):
@@ -374,12 +380,101 @@ class World:
         (pumpcore.pressure, the same transfer function as pumphw.rp2hw) on an adc_bits ADC.
         Like the real part it rails at its supply above the range (never more than
         pressure_sensor.rail_kpa_x10) and reads below zero for a line under suction."""
-        return self.mech.pressure_sensor.reading_kpa_x10(self.pressure_pa(), self.params.adc_bits)
+        return self._reading_of(self.line_pl)
+
+    def _reading_of(self, line_pl):
+        return self.mech.pressure_sensor.reading_kpa_x10(
+            line_pl * 1000 // self.params.compliance_pl_per_kpa, self.params.adc_bits)
+
+    TRAJ_SCAN_MS = const(1000)   # most ms of decay one pressure_change_us call computes ahead
+    TRAJ_KEEP = const(64)        # decay trajectories remembered (one per anchor volume)
+
+    def pressure_change_us(self, limit_us):
+        """The first sim time after now at which pressure_adc_kpa_x10() reads differently with
+        no pulse and no fault in between (those are the caller's to bound), or limit_us when it
+        reads the same until then. Exact: the line's decay is replayed ms by ms with `_relax`'s
+        own arithmetic (from the same anchor), never estimated. The change points of a decay
+        depend on its anchor volume alone, so they are computed once per volume and kept (at a
+        slow rate every step starts from an empty line: one trajectory serves all of them); at
+        most TRAJ_SCAN_MS ms are computed per call (the answer is then the first ms not yet known)."""
+        if self.occluded or self.line_pl == 0:
+            return limit_us
+        if self._relax_pl is None or self.line_pl != self._relax_last:
+            v0 = self.line_pl              # the next _relax anchors here, at this ms
+            a = self.t_us // 1000
+        else:
+            v0 = self._relax_pl
+            a = self._relax_ms
+        d_now = self.t_us // 1000 - a
+        d_lim = (limit_us - 1) // 1000 - a   # last ms whose start lies before limit_us
+        if d_lim <= d_now:
+            return limit_us
+        tr = self._traj.get(v0)
+        if tr is None:
+            if len(self._traj) >= self.TRAJ_KEEP:
+                self._traj = {}
+            # [change ms list, readings there, last ms computed, reading then, ended (line empty)]
+            tr = [[], [], 0, self._reading_of(v0), False]
+            self._traj[v0] = tr
+        d = self._traj_next(tr[0], d_now)
+        if d < 0 and not tr[4] and tr[2] < d_lim:
+            self._traj_scan(tr, v0, d_now, d_lim)
+            d = self._traj_next(tr[0], d_now)
+        if d >= 0:
+            return (a + d) * 1000 if d <= d_lim else limit_us
+        if tr[4] or tr[2] >= d_lim:
+            return limit_us
+        return (a + tr[2] + 1) * 1000        # known unchanged up to the last ms computed
+
+    @staticmethod
+    def _traj_next(ds, d_now):
+        """The first change point after d_now in the sorted list ds, or -1."""
+        lo = 0
+        hi = len(ds)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ds[mid] <= d_now:
+                lo = mid + 1
+            else:
+                hi = mid
+        return ds[lo] if lo < len(ds) else -1
+
+    def _traj_scan(self, tr, v0, d_now, d_lim):
+        """Compute the decay of v0 further, from the last ms known up to the first change after
+        d_now, d_lim or TRAJ_SCAN_MS past d_now, whichever comes first: the ms at which the
+        reading changes, and whether the line empties."""
+        d = tr[2]
+        end = d_now + self.TRAJ_SCAN_MS
+        if end > d_lim:
+            end = d_lim
+        r_last = tr[3]
+        ds = tr[0]
+        apply = self._decay.apply
+        while d < end:
+            d += 1
+            v = apply(v0, d)
+            r = self._reading_of(v)
+            if v == 0:
+                tr[4] = True                 # the line is empty: _relax changes nothing more
+            if r != r_last:
+                ds.append(d)
+                tr[1].append(r)
+                r_last = r
+                if d > d_now:
+                    break                    # what the caller asked: computed on demand
+            if v == 0:
+                break
+        tr[2] = d
+        tr[3] = r_last
 
     def balance_true_ng(self):
         """Exact mass on the balance pan (ng): outflow x density - evaporation - tare."""
         p = self.params
-        evap = self.t_us * p.evaporation_ng_per_h // 3600000000
+        t = self.t_us
+        evap = t * p.evaporation_ng_per_h // 3600000000
+        if p.evaporation_drift_ng_per_h_per_day:
+            # rate e0 + k t: the integral adds k t^2 / 2 (t in h, k in ng/h per 24 h)
+            evap += p.evaporation_drift_ng_per_h_per_day * t * t // (2 * 3600000000 * 86400000000)
         return self.out_pl * p.density_mg_per_ml // 1000 - evap - self.tare_ng
 
     def balance_reading_ng(self):
@@ -392,6 +487,8 @@ class World:
         noise = s * p.balance_noise_ng // 147
         r = p.balance_readability_ng
         m = self.balance_true_ng() + noise
+        if m + self.tare_ng > p.balance_capacity_ng:
+            return p.balance_capacity_ng - self.tare_ng + r   # overload: pinned above capacity
         if m >= 0:
             return (m + r // 2) // r * r
         return -((-m + r // 2) // r * r)

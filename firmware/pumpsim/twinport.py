@@ -28,6 +28,7 @@ OP_SCRATCH_WRITE = const(13)  # a = index 0..3, b = u32 -> r0 = 1
 OP_MAINT_HOLD = const(14)     # a = window_ms           -> r0 = 1 (the hold's timer, see below)
 OP_RESET = const(15)          #                         -> r0 = 1 (machine.reset: the rig resets)
 OP_SCREW = const(16)     #                              -> r0 = screw encoder RAW ANGLE (or -1)
+OP_SENSE = const(17)     # every input at once: nothing in r0..r2, the answer's snapshot (below)
 OP_IDLE = const(40)      # a = us to wait, b = wake on host bytes, c = host bytes read so far
                          #                              -> r0 = sim_us at wake
 
@@ -36,12 +37,19 @@ OP_NAMES = {OP_ENABLE: "enable", OP_ENABLED: "enabled", OP_QUEUE: "queue", OP_ST
             OP_BUTTON: "button", OP_ALARM: "alarm", OP_WDT_START: "wdt_start",
             OP_WDT_FEED: "wdt_feed", OP_SCRATCH_READ: "scratch_read",
             OP_SCRATCH_WRITE: "scratch_write", OP_MAINT_HOLD: "maint_hold", OP_RESET: "reset", OP_IDLE: "idle",
-            OP_SCREW: "screw"}
+            OP_SCREW: "screw", OP_SENSE: "sense"}
 
 OP_NO_ANSWER = const(0x80)  # or-ed into a posted op (feed, alarm): performed, not answered
 
 REQUEST_SIZE = const(40)
-ANSWER_SIZE = const(24)
+# answer: r0, r1, r2 (int64), then the input snapshot taken after the op: valid_until_us and
+# idle_until_us (int64), steps_done, pending, stall, pressure kPa x 10, end stop, screw angle,
+# button presses, enabled (int32 each). The twin answers its input reads from the snapshot while
+# its sim time is before valid_until_us (nothing it reads can change before then: see
+# TwinPort.horizon), and at `max` answers its own idles and sleeps that end before
+# idle_until_us (the supervisor would answer them at once, with the same time). -1: no cache.
+ANSWER_SIZE = const(72)
+SNAP_OFF = const(24)
 _WRAP = const(0x3FFFFFFF)
 
 DEBOUNCE_MS = const(20)  # the RP2040 layer's debounce window, mirrored by the twin
@@ -77,6 +85,15 @@ class TwinPort:
         self.hold_end_us = 0
         self.reset_requested = False     # OP_RESET: the supervisor resets the rig (cause watchdog)
         self.calls = 0
+        # the input snapshot (sense): what every input reads at the world's time now
+        self.s_steps = 0
+        self.s_pending = 0
+        self.s_stall = 0
+        self.s_press = 0
+        self.s_end = 0
+        self.s_screw = 0
+        self.s_btn = 0
+        self.s_enabled = 0
         self.r0 = 0
         self.r1 = 0
         self.r2 = 0
@@ -100,6 +117,41 @@ class TwinPort:
         """True when the watchdog runs and was not fed for its timeout by sim time now_us."""
         self.hold_tick(now_us)
         return bool(self.wdt_timeout_ms) and now_us - self.wdt_last_feed_us > self.wdt_timeout_ms * 1000
+
+    def sense(self):
+        """Read every input at the world's time now into s_* (the button's presses are taken,
+        as an OP_BUTTON read takes them: the twin hands them to the firmware's next read)."""
+        w = self.world
+        self.s_steps = (w.pulses - self.boot_pulses) & _WRAP
+        self.s_pending = w.pending()
+        self.s_stall = 1 if w.diag() else 0
+        self.s_press = w.pressure_adc_kpa_x10()
+        self.s_end = 1 if w.end_stop() else 0
+        self.s_screw = w.screw_angle()
+        self.debouncer.feed(w.button_edges(w.t_us), w.t_us)
+        self.s_btn = self.debouncer.take()
+        self.s_enabled = 1 if w.enabled else 0
+
+    def horizon(self, bound_us):
+        """The first sim time after now at which an input could read differently from the
+        snapshot (sense) by the world's own motion: the next pulse (steps, pending, screw, end
+        stop, pressure), the next whole ms at which the line's decay moves the pressure reading
+        (model.World.pressure_change_us), the next raw button edge or debounce settle; never
+        beyond bound_us (the caller's: next scheduled fault, watchdog deadline, hold). Faults
+        and the firmware's own outputs change inputs too: they come through the caller, which
+        lands them only at a time the firmware has not read yet."""
+        w = self.world
+        h = bound_us
+        if w.seg_steps and w.next_pulse_us < h:
+            h = w.next_pulse_us
+        if w.button and w.button[0][0] < h:
+            h = w.button[0][0]
+        d = self.debouncer
+        if d.raw != d.state and d.raw_since + d.stable_us < h:
+            h = d.raw_since + d.stable_us
+        if h > w.t_us:
+            h = w.pressure_change_us(h)
+        return h
 
     def call(self, op, sim_us, a, b, c):
         w = self.world
@@ -164,6 +216,9 @@ class TwinPort:
         elif op == OP_RESET:
             self.reset_requested = True
             r0 = 1
+        elif op == OP_SENSE:
+            self.sense()
+            r0 = 0
         else:
             raise ValueError("twin op = %r: unknown (known: %s)" % (op, sorted(OP_NAMES)))
         self.r0 = r0

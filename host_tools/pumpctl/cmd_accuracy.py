@@ -32,7 +32,10 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     if args.hours is None:
         raise UsageError("--hours is needed: the run length in hours of rig time (or --from-log samples.csv)")
     check_run_length(rate_ng_day, conc_ug_ml, args.hours)
-    if args.balance == "sim":
+    from .accuracy import balances
+    from . import mechanisms
+    mechanisms.path(args.mechanism)            # a wrong name is refused before the run
+    if args.balance == "sim" or args.balance in balances.BALANCES:
         from .accuracy import simrun
         return simrun.run_on_virtual_rig(args, program, rate_ng_day, conc_ug_ml)
     from .accuracy import benchrun
@@ -52,8 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "outside, 4 when an alarm, suspend or reset interrupted the run")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--balance", default="sim",
-                   help="'sim' (virtual rig and its balance, the default) or the serial port of an "
-                        "MT-SICS balance (then --port is the bench rig)")
+                   help="'sim' (virtual rig and its mechanism's simulated balance, the default), a "
+                        "simulated balance by name (analytical-5digit, xpr2u: pumpctl.accuracy.balances), "
+                        "or the serial port of an MT-SICS balance (then --port is the bench rig)")
+    p.add_argument("--mechanism", default=None,
+                   help="mechanism of the virtual rig and the deploy: 20ml (default) or NAME for "
+                        "hw/mechanism-NAME.json (precision: the 93 uL/day drive)")
     p.add_argument("--port", default=argparse.SUPPRESS, help="serial port of the bench rig")
     p.add_argument("--time-scale", type=time_scale_arg, default=DEFAULT_TIME_SCALE,
                    help=f"virtual rig time scale, a ceiling (default {DEFAULT_TIME_SCALE:g}x), or 'max'")

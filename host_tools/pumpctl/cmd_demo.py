@@ -18,7 +18,7 @@ from pumpcore import alarms, logrec, units
 from pumpsim.model import Params
 
 from . import programfile
-from .errors import PumpError
+from .errors import PumpError, UsageError
 from .pump import Pump
 from .simsession import prepare_for_delivery, start_deployed_rig
 from .virtualrig import VirtualRig, poll_scale, rig_dir_for, scale_text, time_scale_arg
@@ -32,7 +32,9 @@ MS_PER_HOUR = 3_600_000
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("demo", help="virtual rig end to end: deploy, program, 24 h of 186 ug/day + 50 ug bolus")
-    p.add_argument("--hours", type=int, default=24, help="simulated hours to run (default 24)")
+    p.add_argument("--hours", type=int, default=None, help="simulated hours to run (default 24; 1..720)")
+    p.add_argument("--days", type=int, default=None,
+                   help="simulated days to run instead (1..30; e.g. --days 30 --time-scale max)")
     p.add_argument("--time-scale", type=time_scale_arg, default=1000.0,
                    help="ceiling of simulated seconds per real second (default 1000: 24 h in about "
                         "90 s), or 'max': as fast as the firmware runs")
@@ -46,6 +48,14 @@ def _ug(ng: float) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.days is not None:
+        if args.hours is not None:
+            raise UsageError("--hours and --days: give one of them")
+        if args.days < 1 or args.days > 30:
+            raise UsageError("--days = %d: must be 1..30" % args.days)
+        args.hours = 24 * args.days
+    elif args.hours is None:
+        args.hours = 24
     if args.hours < 1 or args.hours > 24 * 30:
         raise PumpError("--hours = %d: must be 1..720" % args.hours)
     program = programfile.load(args.program)

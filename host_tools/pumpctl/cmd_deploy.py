@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rig-id", help="rig id to provision the key for (default: read from the device)")
     p.add_argument("--firmware-dir", type=Path, default=deploy_mod.DEFAULT_FIRMWARE_DIR, help="firmware tree")
     p.add_argument("--hw-dir", type=Path, default=deploy_mod.DEFAULT_HW_DIR, help="directory of pinmap.json, mechanism.json")
+    p.add_argument("--mechanism", default=None,
+                   help="mechanism to deploy: 20ml (default, hw/mechanism.json) or NAME for "
+                        "hw/mechanism-NAME.json (precision: the 93 uL/day drive)")
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     report = deploy_mod.deploy(port, firmware_dir=args.firmware_dir, hw_dir=args.hw_dir,
                                force_source=args.source, install_compiler=not args.no_install,
                                provision_key=not args.no_key, do_restart=not args.no_restart,
-                               rig_id=args.rig_id, log=log, full=args.full, expect_rig=args.rig or None)
+                               rig_id=args.rig_id, log=log, full=args.full, expect_rig=args.rig or None,
+                               mechanism=args.mechanism)
     if args.json:
         output.emit(True, {
             "port": port,

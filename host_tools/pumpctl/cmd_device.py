@@ -149,7 +149,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 def rig_hello(pump: Any) -> dict[str, Any]:
     """The rig's hello as a plain dict (protocol_version, firmware_version, build_hash, rig_id)."""
     h = getattr(pump, "info", None) or pump.hello()
-    return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id")}
+    return {k: _get(h, k) for k in ("protocol_version", "firmware_version", "build_hash", "rig_id", "mechanism")}
 
 
 ACTION_SCHEMA = "pumpctl.action/1"
@@ -204,6 +204,7 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
     Keys (never renamed within a schema version; new keys may be added):
       schema, rig_id, firmware_version,
       build (hello's build_hash: the deployed build's id, or "unknown: <reason>"),
+      mechanism (hello's mechanism: the deployed hw/mechanism*.json "name"),
       time {day, ms_of_day, clock_set},
       program {crc32, mode, flex_step|null, staged},
       delivery {rate_ng_day, basal_ng_day, suspended, bolus_active, motor_on,
@@ -225,6 +226,7 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
         "rig_id": hello.get("rig_id"),
         "firmware_version": hello.get("firmware_version"),
         "build": hello.get("build_hash"),
+        "mechanism": hello.get("mechanism"),
         "time": {"day": int(_get(st, "day")), "ms_of_day": int(_get(st, "ms_of_day")),
                  "clock_set": bool(flags & wire.STATUS_FLAG_CLOCK_SET)},
         "program": {"crc32": int(_get(st, "program_crc")), "mode": mode_name(int(_get(st, "mode"))),
@@ -268,6 +270,7 @@ def status_pairs(d: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("rig", "%s (firmware %s)" % (d["rig_id"], d["firmware_version"])),
         ("build", str(d.get("build") or "-")),
+        ("mechanism", str(d.get("mechanism") or "-")),
         ("time", output.wall_time(d["time"]["day"], d["time"]["ms_of_day"])
          + ("" if d["time"]["clock_set"] else "  (clock not set: pumpctl time sync)")),
         ("program", "%s, crc %08x%s%s" % (pg["mode"], pg["crc32"],
@@ -589,10 +592,13 @@ def _parse_at(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------ calibration, limits
-def derived_pl_per_step(hw_dir: Path | None = None) -> int:
-    """The volume per microstep derived from the mechanism (hw/mechanism.json), in pL."""
+def derived_pl_per_step(hw_dir: Path | None = None, mechanism: str | None = None) -> int:
+    """The volume per microstep derived from the mechanism `mechanism` (pumpctl.mechanisms: the
+    one the rig reports in hello; None: hw/mechanism.json) in `hw_dir`, in pL."""
     from pumpcore import calibration
-    path = (hw_dir or Path(__file__).resolve().parents[2] / "hw") / "mechanism.json"
+    from . import mechanisms
+    base = hw_dir or Path(__file__).resolve().parents[2] / "hw"
+    path = mechanisms.path(mechanism, base) if mechanism else base / "mechanism.json"
     try:
         mech = calibration.load_mechanism(str(path))
     except OSError as exc:
@@ -616,7 +622,8 @@ def cmd_calibration(args: argparse.Namespace) -> int:
             if args.pl_per_step is not None:
                 raise UsageError("calibration reset takes no value: it sends the value derived from %s"
                                  % ((args.hw_dir or Path("hw")) / "mechanism.json"))
-            derived = derived_pl_per_step(args.hw_dir)
+            # the file of the mechanism the rig says it runs (hello), so a precision rig gets 652
+            derived = derived_pl_per_step(args.hw_dir, getattr(pump.info, "mechanism", None) or None)
             pump.set_calibration(derived)
             src = int(_get(pump.calibration(), "source"))
             shown = "measured" if src == wire.CAL_SOURCE_MEASURED else "derived"

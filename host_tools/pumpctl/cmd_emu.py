@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"official image: a version tag (default ${ENV_UF2}, else the opt-in ${ENV_UNOFFICIAL}, "
                         f"else {DEFAULT_VERSION}) or a .uf2 path")
     p.add_argument("--fresh", action="store_true", help="wipe the flash image first (a new, empty Pico)")
+    p.add_argument("--mechanism", default=None,
+                   help="mechanism wired to the chip's pins and written to its hw/ for deploy (20ml default, "
+                        "or NAME for hw/mechanism-NAME.json; then deploy with --hw-dir <dir>/hw --mechanism NAME)")
     p.set_defaults(func=cmd_start)
 
     p = _add_dir(esub.add_parser("stop", help="switch the emulated Pico off (its flash image is kept)"))
@@ -67,7 +70,8 @@ def _json(args: argparse.Namespace) -> bool:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh, detach=True)
+    rig = EmuRig.start(_rig_dir(args), firmware=args.firmware, fresh=args.fresh, detach=True,
+                       mechanism=args.mechanism)
     doc = {"port": rig.port, "pid": rig.pid, "version": rig.state["version"], "image": rig.state["image"],
            "official": rig.state["official"], "sha256": rig.state["sha256"],
            "image_label": rig.state["image_label"],

@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     start = sub.add_parser("start", help="start the firmware in micropython on a pty; prints the port")
     start.add_argument("--name", default=DEFAULT_NAME, help="rig name (dir under $PUMPCTL_HOME/rigs)")
     start.add_argument("--fresh", action="store_true", help="wipe the rig's flash and world (factory state)")
+    start.add_argument("--mechanism", default=None,
+                       help="mechanism the rig's physics and fresh flash are made for: 20ml (default) or "
+                            "NAME for hw/mechanism-NAME.json; an existing world keeps its own")
     start.add_argument("--time-scale", type=time_scale_arg, default=1.0,
                        help="ceiling of sim seconds per real second (1000: 24 h in >= 86 s), or 'max': "
                             "as fast as the firmware runs (the firmware owns the clock either way)")
@@ -61,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     rig = VirtualRig.start(rig_dir_for(args.name), time_scale=args.time_scale, fresh=args.fresh,
-                           name=args.name, detach=True)
+                           name=args.name, detach=True, mechanism=args.mechanism)
     if args.json:
         print(json.dumps({"schema": "pumpctl.action/1", "action": "sim start", "ok": True, "rig_id": None,
                           "message": "virtual rig %s started on %s" % (rig.name, rig.port),

@@ -280,13 +280,15 @@ def _snapshot(src: Path, dst: Path) -> Path:
 
 
 def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str | None,
-                arch: str | None, platform: str = "") -> list[DeployFile]:
+                arch: str | None, platform: str = "", mechanism: str | None = None) -> list[DeployFile]:
     """Compile (when `compiler` is given) or copy into `build_dir` every file the device imports;
     list them to copy.
 
     The files are the import closure of main.py on the target's platform (pumpctl.devicecode):
     a Pico (`platform` "rp2") gets pumphw.rp2hw and its PIO driver, the virtual rig the
-    simulated twin and pumpsim; neither gets a module it never imports."""
+    simulated twin and pumpsim; neither gets a module it never imports. `mechanism`: the name
+    of the mechanism (pumpctl.mechanisms; None: the default, hw/mechanism.json) whose file goes
+    to the device as /mechanism.json."""
     files: list[DeployFile] = []
     for rel in device_files(firmware_dir, platform):
         src = firmware_dir / rel
@@ -297,8 +299,11 @@ def plan_deploy(firmware_dir: Path, hw_dir: Path, build_dir: Path, compiler: str
         dst = build_dir / remote
         compile_file(compiler, src, dst, rel, arch)
         files.append(DeployFile(dst, remote, "mpy"))
+    from . import mechanisms
     for name in HW_FILES:
         path = hw_dir / name
+        if name == mechanisms.DEVICE_FILE:
+            path = mechanisms.path(mechanism, hw_dir)
         if not path.is_file():
             raise UsageError("hardware description %s is missing (the firmware reads it at boot)" % path)
         files.append(DeployFile(_snapshot(path, build_dir / name), name, "config"))
@@ -716,11 +721,28 @@ def wait_for_app(port: str, wait_s: float = WAIT_APP_S, log: Log = print, answer
 
 
 # ----------------------------------------------------------------------------------- deploy
+def check_rig_mechanism(port: str, mechanism: str) -> None:
+    """Refuse (UsageError) to deploy `mechanism` onto a simulated rig whose physics were made
+    for another one: its twin would move the plunger by one mechanism's microstep while the
+    firmware doses by the other's. Real rigs (not registered as virtual) pass: their mechanism
+    is the bench itself."""
+    from .virtualrig import find_by_port
+    try:
+        rig = find_by_port(port)
+        world = rig.world()
+    except (PumpError, OSError, ValueError):
+        return
+    made = world.get("mechanism")
+    if made is not None and made != mechanism:
+        raise UsageError("the virtual rig on %s was made for mechanism %r, not %r: nothing deployed "
+                         "(pumpctl sim start --fresh --mechanism %s makes it again)" % (port, made, mechanism, mechanism))
+
+
 def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = DEFAULT_HW_DIR,
            force_source: bool = False, install_compiler: bool = True, provision_key: bool = True,
            do_restart: bool = True, rig_id: str | None = None, log: Log = print,
            timeout_s: float = 120.0, full: bool = False, expect_rig: str | None = None,
-           wait_app: bool = True, wait_s: float = WAIT_APP_S) -> DeployReport:
+           wait_app: bool = True, wait_s: float = WAIT_APP_S, mechanism: str | None = None) -> DeployReport:
     """Deploy the firmware to the device on `port`; return what was done.
 
     Files whose sha256 on the device already matches are not copied again (unless `full`);
@@ -732,10 +754,17 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
     A running keyed application is first put into signed maintenance (`take_link`). With
     `do_restart` and `wait_app`, returns only once the restarted firmware answers hello.
 
+    `mechanism` (pumpctl.mechanisms; None: the default) is the file the device gets as
+    /mechanism.json. A virtual rig whose physics were made for another mechanism is refused
+    before anything is copied (restart it with `pumpctl sim start --fresh --mechanism NAME`).
+
     Raises PumpError subclasses with one-line messages (no port, busy, unplugged, timeout,
     firmware too old, verification mismatch, a keyed rig whose key this host lacks).
     """
     from pumpcore import buildrec
+    from . import mechanisms
+    mechanisms.path(mechanism, hw_dir)          # a wrong name fails before the rig is touched
+    check_rig_mechanism(port, mechanism or mechanisms.DEFAULT)
     mp = Mpremote(port, timeout_s)
     link = take_link(port, log=log, expect_rig=expect_rig, probe_s=min(PROBE_S, timeout_s))
     target = read_target(mp)
@@ -761,7 +790,7 @@ def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = 
     log("deploy: " + reason)
     with tempfile.TemporaryDirectory(prefix="pumpctl-deploy-") as build:
         files = plan_deploy(firmware_dir, hw_dir, Path(build), compiler[0] if compiler else None, target.arch,
-                            target.platform)
+                            target.platform, mechanism=mechanism)
         report.files = files
         mp.exec(prepare_code(files) + BUILD_FORGET_CODE % (buildrec.BUILD_FILE,), "preparing directories")
         if full:

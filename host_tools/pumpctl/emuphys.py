@@ -80,8 +80,18 @@ class EmuPhysics:
         w.advance_to(t_ns // 1000)
         out.update(pressure_kpa_x10=max(0, w.pressure_pa() // 100), stall=bool(w.diag()),
                    end_stop=bool(w.end_stop()), plunger_steps=w.plunger_steps, out_pl=w.out_pl,
-                   screw_steps=w.screw_steps(), skipped=w.skipped)
+                   screw_steps=w.screw_steps(), screw_angle=int(w.screw_angle()), skipped=w.skipped)
         return out
+
+    def screw_angle(self, t_ns: int) -> int | None:
+        """The AS5600's RAW ANGLE (0..4095) of the lead screw at emulated time `t_ns`, from the
+        model's screw travel (a jam or a slip stops it while the motor's steps go on); None
+        without the model (no magnet on a screw that does not exist)."""
+        w = self.model
+        if w is None:
+            return None
+        w.advance_to(t_ns // 1000)
+        return int(w.screw_angle())
 
     def occlude(self, on: bool) -> None:
         if self.model is not None:

@@ -1,4 +1,4 @@
-"""The emulated Pico rig: the official MicroPython RP2040 image in rp2040py, wired to the pump.
+"""The emulated Pico rig: the MicroPython RP2040 image (official, or self-built by opt-in) in rp2040py, wired to the pump.
 
 A supervisor process (`python -m pumpctl.emurig serve`, started by `pumpctl emu start`) boots the
 official image in the cycle-level RP2040 emulator, serves its USB-CDC console on a pseudo-
@@ -50,6 +50,8 @@ HANG_ADDR = 0x20040000
 fault's endless `wfi; b` loop."""
 OUTPUT_BURST_NS = 5_000_000
 """Buzzer edges closer than this (5 ms) belong to one beep; only a beep's first edge is logged."""
+POWER_OFF_MAX_MS = 7 * 86_400_000
+"""Longest emulated time without power a power_cut may stand for (7 days)."""
 BOUNCE_US = (0, 150, 400, 650, 900)
 """Contact bounce of one press: the level toggles at these offsets (us) before settling."""
 
@@ -77,8 +79,11 @@ def legacy_rig_dir_note(rig_dir: Path, legacy: Path = LEGACY_RIG_DIR) -> str | N
 EMU_HW_DIR = "hw"
 
 
-def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw") -> Path:
-    """Write `<rig_dir>/hw/` for `pumpctl deploy --hw-dir`: hw/mechanism.json as is and the one
+def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw", mechanism: str | None = None) -> Path:
+    """Write `<rig_dir>/hw/` for `pumpctl deploy --hw-dir`: the mechanism's file as is (only it,
+    under its own name: hw/mechanism.json, or mechanism-NAME.json for `mechanism` NAME, so a
+    deploy naming another mechanism is refused there; the chip's physics read the same file,
+    emu_mechanism_path) and the one
     pin map without its driver UART. rp2040py 0.3.6 never returns from `machine.UART(...)`
     construction on the v1.22.2 image (silicon does), so on the emulator the firmware must treat
     the TMC2209 as configured by its MS1/MS2 pins; the emulator cannot test the driver UART.
@@ -90,8 +95,18 @@ def write_emu_hw_dir(rig_dir: Path, hw_dir: Path = REPO / "hw") -> Path:
     pins["_what"] = ("Emulated-Pico copy of hw/pinmap.json, written by pumpctl emu start: no driver_uart "
                      "(rp2040py hangs in machine.UART construction; the emulator cannot test the UART).")
     (out / "pinmap.json").write_text(json.dumps(pins, indent=1) + "\n")
-    (out / "mechanism.json").write_text((hw_dir / "mechanism.json").read_text())
+    from . import mechanisms
+    src = mechanisms.path(mechanism, hw_dir)
+    for stale in list(out.glob("mechanism*.json")):
+        stale.unlink()
+    (out / mechanisms.file_name(mechanism or mechanisms.DEFAULT)).write_text(src.read_text())
     return out
+
+
+def emu_mechanism_path(rig_dir: Path) -> Path:
+    """The mechanism file write_emu_hw_dir left in `<rig_dir>/hw/` (hw/mechanism.json if none)."""
+    found = sorted((rig_dir / EMU_HW_DIR).glob("mechanism*.json"))
+    return found[0] if len(found) == 1 else REPO / "hw" / "mechanism.json"
 
 
 def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
@@ -102,6 +117,12 @@ def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
         value = pins.get(name)
         if not isinstance(value, int) or not 0 <= value <= 29:
             raise UsageError(f"{path}: pin {name} = {value!r}: must be a GPIO number 0..29")
+    enc = pins.get("screw_encoder")
+    if enc is not None:
+        for key, top in (("id", 1), ("sda", 29), ("scl", 29)):
+            value = enc.get(key) if isinstance(enc, dict) else None
+            if not isinstance(value, int) or not 0 <= value <= top:
+                raise UsageError(f"{path}: screw_encoder.{key} = {value!r}: must be an integer 0..{top}")
     adc = pins.get("pressure_adc") or {}
     if adc.get("channel") not in (0, 1, 2, 3):
         raise UsageError(f"{path}: pressure_adc.channel = {adc.get('channel')!r}: must be 0..3")
@@ -111,6 +132,121 @@ def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # The rig's side of the pins (runs inside the supervisor, on the emulator's own thread)
 # --------------------------------------------------------------------------------------------
+
+I2C_FUNCSEL = 3
+"""RP2040 GPIO function 3 is I2C (datasheet 2.19.2): the AS5600 is on the bus only through it."""
+
+
+class As5600:
+    """The AS5600 screw encoder (ams AS5600 datasheet v1-06) as an I2C target on the emulated
+    RP2040's I2C block `bus`, on the pins of hw/pinmap.json "screw_encoder".
+
+    It acknowledges address 0x36 only while both its SDA and SCL GPIOs are switched to the I2C
+    function (FUNCSEL 3), as wires on those pins would; any other address is not acknowledged.
+    A write sets the register pointer (first byte) and is acknowledged; a read returns the
+    registers from the pointer on with auto-increment, except that the pointer stays on RAW
+    ANGLE, ANGLE and MAGNITUDE when it was set to their high byte (the datasheet's special
+    case), so a re-read needs no pointer write. STATUS (0x0B) reads MD (magnet detected) unless
+    the `magnet` flag is off (then ML, magnet too weak); RAW ANGLE and ANGLE (no ZPOS/MPOS
+    programmed) come from `angle()`, sampled at the read's address phase, 12 bit. AGC 0x80,
+    MAGNITUDE 0x0800. Bus time is modelled: each byte (9 bits) and each start/address phase
+    completes after its bit times at the SCL the firmware configured (IC_FS_SCL_HCNT/LCNT at
+    clk_sys 125 MHz), not at once. `reads` counts completed angle reads (for the tier's checks).
+    """
+
+    ADDR = 0x36
+    SPECIAL_HIGH = (0x0C, 0x0E, 0x1B)
+
+    def __init__(self, mcu: Any, bus: int, sda: int, scl: int, angle: Any) -> None:
+        self.mcu = mcu
+        self.i2c = mcu.i2c[bus]
+        self.sda, self.scl = mcu.gpio[sda], mcu.gpio[scl]
+        self.angle = angle
+        self.magnet = True
+        self.pointer = 0
+        self.reads = 0
+        self.naks = 0
+        self._first_write = False
+        self._sticky: int | None = None
+        self._snapshot = 0
+        self._pending: Any = None
+        self._alarm = mcu.clock.create_alarm(self._fire)
+        i2c = self.i2c
+        i2c.on_start = self._on_start
+        i2c.on_connect = self._on_connect
+        i2c.on_write_byte = self._on_write
+        i2c.on_read_byte = self._on_read
+        i2c.on_stop = self._on_stop
+
+    # bus timing -------------------------------------------------------------------------
+    def _bit_ns(self) -> int:
+        i2c = self.i2c
+        clocks = int(i2c.scl_low_period) + int(i2c.scl_high_period)
+        return max(clocks, 2) * 8          # clk_sys 125 MHz: 8 ns per clock
+
+    def _after(self, bits: int, then: Any) -> None:
+        self._pending = then
+        self._alarm.schedule(bits * self._bit_ns())
+
+    def _fire(self) -> None:
+        then, self._pending = self._pending, None
+        if then is not None:
+            then()
+
+    # target behaviour -------------------------------------------------------------------
+    def _muxed(self) -> bool:
+        return (getattr(self.sda, "function_select", None) == I2C_FUNCSEL
+                and getattr(self.scl, "function_select", None) == I2C_FUNCSEL)
+
+    def register(self, reg: int) -> int:
+        a = self._snapshot & 0x0FFF
+        if reg == 0x0B:
+            return 0x20 if self.magnet else 0x10      # MD, or ML (magnet too weak, no MD)
+        if reg in (0x0C, 0x0E):
+            return a >> 8
+        if reg in (0x0D, 0x0F):
+            return a & 0xFF
+        if reg == 0x1A:
+            return 0x80
+        if reg == 0x1B:
+            return 0x08
+        return 0x00                                   # ZMCO, ZPOS, MPOS, MANG, CONF, MAGNITUDE lo
+
+    def _on_start(self, repeated: bool) -> None:
+        self._after(1, self.i2c.complete_start)
+
+    def _on_connect(self, address: int, mode: Any) -> None:
+        ack = address == self.ADDR and self._muxed()
+        if not ack:
+            self.naks += 1
+        elif int(mode) == 1:                          # I2CMode.READ: sample the angle now
+            value = self.angle()
+            self._snapshot = 0 if value is None else int(value)
+            self._sticky = self.pointer if self.pointer in self.SPECIAL_HIGH else None
+        else:
+            self._first_write = True
+        self._after(9, lambda: self.i2c.complete_connect(ack))
+
+    def _on_write(self, value: int) -> None:
+        if self._first_write:
+            self.pointer = value & 0xFF
+            self._first_write = False
+        self._after(9, lambda: self.i2c.complete_write(True))
+
+    def _on_read(self, ack: bool) -> None:
+        reg = self.pointer
+        value = self.register(reg)
+        if reg in (0x0C, 0x0D):
+            self.reads += reg == 0x0D
+        if self._sticky is not None and reg == self._sticky + 1:
+            self.pointer = self._sticky
+        else:
+            self.pointer = (reg + 1) & 0xFF
+        self._after(9, lambda: self.i2c.complete_read(value))
+
+    def _on_stop(self) -> None:
+        self._after(1, self.i2c.complete_stop)
+
 
 class EmuWiring:
     """External circuit on the emulated RP2040's pins: driver (STEP/DIR/EN in, DIAG out), end
@@ -139,6 +275,8 @@ class EmuWiring:
         self._alarm: Any = None
         self._buzz_last_ns = 0
         self._driven: dict[str, bool] = {}
+        self.encoder: As5600 | None = None
+        self.magnet = True
 
     # -- time ------------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -151,6 +289,7 @@ class EmuWiring:
             self.time_base_ns = self.now_ns()
         self.mcu = None
         self._alarm = None
+        self.encoder = None
 
     def attach(self, mcu: Any) -> None:
         from rp2040py.gpio_pin import GPIOPinState
@@ -192,6 +331,12 @@ class EmuWiring:
 
             gpio[self.pins[name]].add_listener(on_out)
         self.en_log.append((self.now_ns(), False))  # power-on: EN pulled high on the board
+        enc = self.pins.get("screw_encoder")
+        self.encoder = None
+        if enc and self.physics is not None and self.physics.has_model:
+            self.encoder = As5600(mcu, enc["id"], enc["sda"], enc["scl"],
+                                  lambda: self.physics.screw_angle(self.now_ns()))
+            self.encoder.magnet = self.magnet
         self._alarm = mcu.clock.create_alarm(self._tick)
         self._apply_inputs()
         self._alarm.schedule(PHYSICS_PERIOD_NS)
@@ -206,9 +351,12 @@ class EmuWiring:
         """Pressure (kPa x 10), stall and end stop as the pins present them now."""
         phys = self.physics.sample(self.now_ns()) if self.physics is not None else {}
         pressure = self.pressure_override if self.pressure_override is not None else phys.get("pressure_kpa_x10", 0)
+        enc = self.encoder
         return {"pressure_kpa_x10": pressure,
                 "stall": bool(self.stall_forced or phys.get("stall", False)),
                 "end_stop": bool(self.end_stop_forced or phys.get("end_stop", False)),
+                "encoder": None if enc is None else {"reads": enc.reads, "naks": enc.naks,
+                                                     "magnet": enc.magnet, "pointer": enc.pointer},
                 "physics": phys}
 
     def _apply_inputs(self) -> None:
@@ -468,7 +616,8 @@ class EmuSupervisor:
         self.dir = rig_dir
         self.image = image
         self.info = info
-        self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create())
+        # the physics of the mechanism this chip's hw/ holds (the file its deploy copies)
+        self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create(emu_mechanism_path(rig_dir)))
         self.device: Any = None
         self.pacer: PioPacer | None = None
         self.pio_drops_before = 0      # PIO backlog write-offs of chips that lost power since
@@ -570,6 +719,11 @@ class EmuSupervisor:
                 raise UsageError(f"{cmd}: needs the physical model (pumpsim) on the emulated rig")
             getattr(w.physics, cmd)(bool(req.get("on", True)))
             return self.status()
+        if cmd == "magnet":
+            w.magnet = bool(req.get("on", True))
+            if w.encoder is not None:
+                w.encoder.magnet = w.magnet
+            return self.status()
         if cmd == "empty":
             w.end_stop_forced = bool(req.get("on", True))
             if w.physics is not None and w.physics.has_model:
@@ -599,13 +753,18 @@ class EmuSupervisor:
         if cmd == "power_cut":
             after = int(req.get("after_ms", 0))
             off = float(req.get("off_s", 0.0))
-            if not 0 <= after <= 600_000 or not 0 <= off <= 60:
-                raise UsageError(f"power_cut after_ms = {after} (0..600000), off_s = {off} (0..60)")
+            off_ms = int(req.get("off_ms", 0))
+            if not 0 <= after <= 600_000 or not 0 <= off <= 60 or not 0 <= off_ms <= POWER_OFF_MAX_MS:
+                raise UsageError(f"power_cut after_ms = {after} (0..600000), off_s = {off} (0..60 wall s), "
+                                 f"off_ms = {off_ms} (0..{POWER_OFF_MAX_MS} emulated ms)")
             if after:
                 await self.wait_emulated(after * 1_000_000)
             cut_ns = w.now_ns()
             self.power_off()
             self.power_cuts.append(cut_ns)
+            # the world's time goes on while the chip is off: the rig's clock (t_ns) and the
+            # model move on by off_ms at once, without the wall time it would take
+            w.time_base_ns += off_ms * 1_000_000
             if off:
                 await asyncio.sleep(off)
             if not req.get("stay_off", False):
@@ -655,7 +814,8 @@ class EmuSupervisor:
         w = self.wiring
         enabled = w.en_log[-1][1] if w.en_log else False
         return {"pid": os.getpid(), "port": self.bridge.path, "image": str(self.image),
-                "version": self.info.version, "mpy": list(self.info.mpy), "powered": self.powered,
+                "version": self.info.version, "mpy": list(self.info.mpy), **_image_fields(self.info),
+                "powered": self.powered,
                 "boots": self.boots, "chip_resets": self.chip_resets, "power_cuts": self.power_cuts,
                 "t_ns": w.now_ns(), "wall_s": round(time.monotonic() - self.started_wall, 3),
                 "boot_wall_s": [round(x, 3) for x in self.boot_wall_s], "enabled": enabled,
@@ -699,7 +859,8 @@ class EmuSupervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         state = {"pid": os.getpid(), "port": self.bridge.path, "socket": str(sock_path),
-                 "image": str(self.image), "version": self.info.version, "ready": False}
+                 "image": str(self.image), "version": self.info.version, **_image_fields(self.info),
+                 "ready": False}
         _write_state(self.dir, state)
         await self.power_on()
         os.symlink(self.bridge.path, self.dir / "port.tmp")
@@ -713,6 +874,12 @@ class EmuSupervisor:
             sock_path.unlink(missing_ok=True)
             (self.dir / STATE_FILE).unlink(missing_ok=True)
             (self.dir / "port").unlink(missing_ok=True)
+
+
+def _image_fields(info: ImageInfo) -> dict[str, Any]:
+    """What every report of the rig states about its image: official or self-built, SHA-256,
+    and the one-line label (ImageInfo.label) to print."""
+    return {"official": info.official, "sha256": info.sha256, "image_label": info.label()}
 
 
 def _write_state(rig_dir: Path, state: dict[str, Any]) -> None:
@@ -754,7 +921,7 @@ class EmuRig:
     @classmethod
     def start(cls, rig_dir: Path | None = None, firmware: str | None = None, fresh: bool = False,
               timeout: float = BOOT_TIMEOUT_S, detach: bool = False,
-              owner_pid: int | None = None) -> EmuRig:
+              owner_pid: int | None = None, mechanism: str | None = None) -> EmuRig:
         """Start a supervisor in the background, wait until the image has enumerated, return its
         handle. `fresh` wipes the flash image first. detach: it outlives this process (`pumpctl
         emu start`); otherwise it ends when `owner_pid` (default: this process) ends, so a test
@@ -769,7 +936,7 @@ class EmuRig:
             raise UsageError(f"an emulated Pico is already running in {rig_dir} on {running.port} "
                              f"(pid {running.pid}); pumpctl emu stop first")
         rig_dir.mkdir(parents=True, exist_ok=True)
-        write_emu_hw_dir(rig_dir)
+        write_emu_hw_dir(rig_dir, mechanism=mechanism)
         if fresh:
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)
@@ -867,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="end when this process ends (a chip started for a test or a session)")
     args = parser.parse_args(argv)
     info = check_image(args.image)
+    print(f"emurig: {info.label()}", file=sys.stderr, flush=True)
     if args.owner_pid is not None:
         watch_owner(args.owner_pid)
     asyncio.run(EmuSupervisor(args.dir, args.image, info).run())

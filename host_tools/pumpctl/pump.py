@@ -39,6 +39,7 @@ class HelloInfo:
     firmware_version: str
     build_hash: str
     rig_id: str
+    mechanism: str          # the deployed mechanism's name (hw/mechanism*.json "name")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def _obj(props: dict[str, Any], required: list[str] | None = None, schema_id: st
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "pumpctl.status/1": _obj({
-        "rig_id": _STR, "firmware_version": _STR, "build": _NSTR,
+        "rig_id": _STR, "firmware_version": _STR, "build": _NSTR, "mechanism": _NSTR,
         "time": _obj({"day": _INT, "ms_of_day": _INT, "clock_set": _BOOL}),
         "program": _obj({"crc32": _INT, "mode": _STR, "flex_step": _NINT, "staged": _BOOL}),
         "delivery": _obj({k: _INT for k in ("rate_ng_day", "basal_ng_day", "delivered_today_ng",

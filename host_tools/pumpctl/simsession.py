@@ -19,12 +19,16 @@ from .virtualrig import VirtualRig
 REFILL_NL = 20_000_000   # a full 20 mL reservoir
 
 
-def start_deployed_rig(rig_dir: Path, time_scale: float, name: str,
-                       log: Callable[[str], None] = print) -> VirtualRig:
-    """A fresh virtual rig at `time_scale` with the firmware deployed and its key provisioned."""
-    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name)
+def start_deployed_rig(rig_dir: Path, time_scale: float | str, name: str,
+                       log: Callable[[str], None] = print, cache: bool = True, mechanism: str | None = None,
+                       balance: str | None = None) -> VirtualRig:
+    """A fresh virtual rig at `time_scale` with the firmware deployed and its key provisioned,
+    its physics and its firmware both made for `mechanism` (None: the default; cache: see
+    VirtualRig.start)."""
+    rig = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=True, name=name, cache=cache,
+                           mechanism=mechanism, balance=balance)
     try:
-        deploy(rig.port, log=log)
+        deploy(rig.port, log=log, mechanism=mechanism)
         rig.wait_firmware(2, timeout_s=30)
     except BaseException:
         rig.stop()

@@ -92,16 +92,20 @@ class VirtualRig:
     @classmethod
     def start(cls, rig_dir: Path | str, time_scale: float | str = 1.0, fresh: bool = False,
               name: str | None = None, timeout_s: float = 15.0, detach: bool = False,
-              hold_us: int | None = None) -> "VirtualRig":
+              hold_us: int | None = None, cache: bool = True, mechanism: str | None = None,
+              balance: str | None = None) -> "VirtualRig":
         """Start a supervisor for `rig_dir` and wait until its port exists.
 
         time_scale: the ceiling of sim seconds per real second (1000 runs 24 h in 86 s at most;
         the firmware owns the clock, so a busy host slows the run without changing it), or
         "max": as fast as the firmware runs. fresh: wipe the flash directory and the world first
-        (factory state). hold_us: the clock stops at this sim time until `hold(None)` (a script
+        (factory state). mechanism: the mechanism the physics (and a fresh flash) are made for
+        (pumpctl.mechanisms; None: an existing world's, or the default). hold_us: the clock stops at this sim time until `hold(None)` (a script
         then places its requests at known times). detach: the supervisor outlives this process
         (`pumpctl sim start`); otherwise it ends with this process (it watches its parent's pid)
-        or when the handle is stopped.
+        or when the handle is stopped. cache: the twin answers input reads (and at `max` its
+        idles) from what the supervisor promised can not change (docs/virtual-time.md); False
+        makes every read a round trip, the reference that the cache must match exactly.
         """
         rig_dir = Path(rig_dir).resolve()
         time_scale = check_time_scale(time_scale)
@@ -119,6 +123,12 @@ class VirtualRig:
             cmd.append("--fresh")
         if hold_us is not None:
             cmd += ["--hold-us", str(int(hold_us))]
+        if not cache:
+            cmd.append("--no-cache")
+        if mechanism is not None:
+            cmd += ["--mechanism", mechanism]
+        if balance is not None:
+            cmd += ["--balance", balance]
         if not detach:
             cmd += ["--parent-pid", str(os.getpid())]
         log = open(rig_dir / "supervisor.log", "ab")
@@ -129,6 +139,9 @@ class VirtualRig:
         while not (rig_dir / "rig.json").exists():
             if proc.poll() is not None:
                 tail = (rig_dir / "supervisor.log").read_text(errors="replace")[-2000:]
+                said = [ln for ln in tail.splitlines() if ln.startswith("virtual rig: ")]
+                if proc.returncode == 2 and said:
+                    raise UsageError(said[-1][len("virtual rig: "):])
                 raise PortError(f"virtual rig supervisor exited with status {proc.returncode}:\n{tail}")
             if time.monotonic() > deadline:
                 proc.kill()
@@ -358,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--name", default=None, help="rig id reported by the firmware")
     serve.add_argument("--fresh", action="store_true", help="wipe flash and world first")
     serve.add_argument("--hold-us", type=int, default=None, help="start with the clock held at this sim time")
+    serve.add_argument("--no-cache", action="store_true",
+                       help="every input read of the twin is a round trip (the cache's reference)")
+    serve.add_argument("--balance", default=None,
+                       help="simulated balance of a new world (pumpctl.accuracy.balances; default the mechanism's)")
+    serve.add_argument("--mechanism", default=None,
+                       help="mechanism the physics are made for (pumpctl.mechanisms; default 20ml)")
     serve.add_argument("--parent-pid", type=int, default=None,
                        help="end when this process ends (a rig started for a test or a session)")
     args = parser.parse_args(argv)
@@ -366,8 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     # when the *thread* that started the rig ends, e.g. a worker thread of a test)
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         return 1              # the parent is already gone
-    sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh,
-                     hold_us=args.hold_us, parent_pid=args.parent_pid)
+    try:
+        sup = Supervisor(args.rig_dir, args.name or args.rig_dir.name, args.time_scale, args.fresh,
+                         hold_us=args.hold_us, parent_pid=args.parent_pid, cache=not args.no_cache,
+                         mechanism=args.mechanism, balance=args.balance)
+    except UsageError as exc:
+        sys.stderr.write("virtual rig: %s\n" % exc)
+        return 2
     sup.run()
     return 0
 

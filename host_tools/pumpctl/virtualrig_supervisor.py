@@ -41,6 +41,9 @@ from typing import Any
 
 from pumpsim import model, twinport
 
+from . import mechanisms
+from .errors import UsageError
+
 RESET_POWER_ON = 0
 RESET_WATCHDOG = 1
 RESET_SOFT = 2
@@ -55,6 +58,14 @@ TWIN_WAIT_S = 0.002     # how long a burst waits on the twin socket for the firm
 TWIN_BURST_S = 0.005    # longest burst of twin requests before the other channels are served
 RESTART_MIN_REAL_S = 0.5   # back-off when the firmware process exits by itself
 PERSIST_EVERY_S = 1.0
+# The input cache (pumphw.simhw._RigLink): a promise never reaches further than this past the
+# firmware's time (only matters before the firmware arms its watchdog, whose deadline bounds it)
+HORIZON_MAX_US = 10_000_000
+# A side-channel request that changes the world waits for the firmware's next round trip while
+# the firmware runs on a promise (it lands at the time the firmware reads it); at most this long.
+CTL_DEFER_MAX_S = 1.0
+_SNAP = struct.Struct("<qqqqq8i")     # answer: r0 r1 r2 until idle_until + 8 inputs (twinport)
+_MUTATING_CTL = ("fault", "hold", "restart")
 RELAY_BUFFER = 1 << 20     # bytes held for a slow reader on either side of the relay
 
 # stall = a TMC2209 driver error (DIAG high, outputs off); jam and slip are invisible to DIAG
@@ -86,8 +97,10 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def seed_flash(flash: Path) -> None:
-    """Factory image: the repo's firmware/ tree plus hw/pinmap.json and hw/mechanism.json."""
+def seed_flash(flash: Path, mechanism: str | None = None) -> None:
+    """Factory image: the repo's firmware/ tree plus hw/pinmap.json and the mechanism's file
+    (pumpctl.mechanisms: hw/mechanism.json, or hw/mechanism-NAME.json) as mechanism.json."""
+    from . import mechanisms
     root = repo_root()
     flash.mkdir(parents=True, exist_ok=True)
     src = root / "firmware"
@@ -102,6 +115,8 @@ def seed_flash(flash: Path) -> None:
             shutil.copy2(item, dst)
     for name in ("pinmap.json", "mechanism.json"):
         p = root / "hw" / name
+        if name == mechanisms.DEVICE_FILE:
+            p = mechanisms.path(mechanism)
         if p.exists():
             shutil.copy2(p, flash / name)
 
@@ -126,7 +141,8 @@ class Supervisor:
 
     def __init__(self, rig_dir: Path, name: str, time_scale: float | str = 1, fresh: bool = False,
                  mp_args: list[str] | None = None, hold_us: int | None = None,
-                 parent_pid: int | None = None) -> None:
+                 parent_pid: int | None = None, cache: bool = True, mechanism: str | None = None,
+                 balance: str | None = None) -> None:
         self.rig_dir = Path(rig_dir).resolve()
         self.name = name
         self.num, self.den = parse_scale(time_scale)
@@ -139,20 +155,37 @@ class Supervisor:
                 elif q.exists():
                     q.unlink()
         self.rig_dir.mkdir(parents=True, exist_ok=True)
+        self.mech_name = self._world_mechanism(mechanism)
         if not self.flash.exists():
-            seed_flash(self.flash)
+            seed_flash(self.flash, self.mech_name)
         self.mp_args = mp_args or ["-X", "heapsize=4M"]
+        # the physics: the deployed copy when it is this mechanism's (a deploy --hw-dir may
+        # carry a variant), else the repo's file of that name (pumpctl.mechanisms)
         mech_path = self.flash / "mechanism.json"
-        if not mech_path.exists():
-            mech_path = repo_root() / "hw" / "mechanism.json"
+        if self._flash_mechanism() != self.mech_name:
+            mech_path = mechanisms.path(self.mech_name)
         self.mech = model.Mechanism.load(str(mech_path))
-        self.mech_line = json.loads(Path(mech_path).read_text()).get("line", {})
+        mech_doc = json.loads(Path(mech_path).read_text())
+        self.mech_line = mech_doc.get("line", {})
+        # the balance a new world weighs with (pumpctl.accuracy.balances, from its datasheet):
+        # `balance`, else the mechanism's own
+        from .accuracy import balances
+        self.balance = balances.get(balance) if balance else balances.for_mechanism(mech_doc)
+        self.refused: str | None = None   # why the firmware was not booted (mechanism mismatch)
         self.world, self.world_extra = self._load_world()
         self.prng = model.Prng(self.world.params.seed ^ 0x5EED)
         # pacing anchor: sim time anchor_sim_us was allowed at wall time anchor_wall (monotonic s)
         self.anchor_wall = time.monotonic()
         self.anchor_sim_us = self.world.t_us
         self.hold_us = hold_us            # the clock stops here until released (None: free)
+        # the twin's input cache: each answer promises the inputs until a sim time (promise_us);
+        # off (cache=False): every read is a round trip, the reference the cache is checked against
+        self.cache = cache
+        self.promise_us = 0
+        # side-channel requests that change the world, waiting for the firmware's next round
+        # trip (it runs on a promise): (fd, request), and the wall time the first one came
+        self.ctl_deferred: list[tuple[int, dict[str, Any]]] = []
+        self.ctl_deferred_since = 0.0
         # the rig's own calendar: unix-epoch us = calendar_origin_us + sim us (set when the world
         # is made, kept with it), so a rig at 100x has 100x days and `time sync` never goes back
         self.calendar_origin_us = int(self.world_extra.get(
@@ -186,11 +219,35 @@ class Supervisor:
         self.scratch = [0, 0, 0, 0]   # RP2040 watchdog SCRATCH0..3 (pumphw.base maintenance record)
 
     # ---- world ---------------------------------------------------------------------------
+    def _flash_mechanism(self) -> str | None:
+        """The name of the mechanism deployed on the flash (None: no readable file)."""
+        try:
+            return mechanisms.name_of(json.loads((self.flash / "mechanism.json").read_text()))
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _world_mechanism(self, asked: str | None) -> str:
+        """The mechanism this rig's physics are made for: the saved world's (a world from
+        before names: the flash's, else the default); a new world: `asked` or the default.
+        Asking an existing world for another one is refused (the twin cannot change its
+        syringe under a running plunger): --fresh makes it again."""
+        path = self.rig_dir / "world.json"
+        if path.exists():
+            made = json.loads(path.read_text()).get("mechanism") or self._flash_mechanism() or mechanisms.DEFAULT
+            if asked is not None and asked != made:
+                raise UsageError("virtual rig in %s was made for mechanism %r, not %r "
+                                 "(start it with --fresh --mechanism %s to make it again)"
+                                 % (self.rig_dir, made, asked, asked))
+            return made
+        name = asked or mechanisms.DEFAULT
+        mechanisms.path(name)
+        return name
+
     def _load_world(self) -> tuple[model.World, dict[str, Any]]:
         path = self.rig_dir / "world.json"
         line = self.mech_line
         params = model.Params(compliance_pl_per_kpa=int(line.get("compliance_pl_per_kpa", 20000)),
-                              tau_ms=int(line.get("tau_ms", 1000)))
+                              tau_ms=int(line.get("tau_ms", 1000)), **self.balance.params())
         if path.exists():
             d = json.loads(path.read_text())
             params = model.Params(**d.get("params", {}))
@@ -202,6 +259,7 @@ class Supervisor:
     def persist(self) -> None:
         path = self.rig_dir / "world.json"
         d = {"state": self.world.state(), "params": self.world.params.as_dict(),
+             "mechanism": self.mech_name,
              "true_pl_per_step": self.world.pl_per_step, "boots": self.boots,
              "reset_log": self.reset_log[-50:], "calendar_origin_us": self.calendar_origin_us}
         tmp = path.with_suffix(".tmp")
@@ -274,6 +332,54 @@ class Supervisor:
             return None
         return p.port.wdt_last_feed_us + p.port.wdt_timeout_ms * 1000 + 1
 
+    def _answer(self, tp: twinport.TwinPort, op: int, r0: int, r1: int, r2: int) -> bytes:
+        """An answer to the twin: r0..r2, then the inputs as they read now (after the op) and
+        how long they hold (twinport.ANSWER_SIZE). The promise runs to the first sim time at
+        which an input could change (TwinPort.horizon), cut at the next scheduled fault and
+        the hold (not at the watchdog's deadline: the twin sends every feed gap that could let
+        it bite, and the first request past the deadline resets the rig there, as without the
+        cache: what the firmware read on the promise in between changed nothing); none while a maintenance hold has the REPL or a
+        side-channel change waits to land. At `max` the twin may also answer its own idles
+        up to the promise (the supervisor would answer them at once, at the same time)."""
+        if op != twinport.OP_SENSE:
+            tp.sense()
+        t = self.world.t_us
+        until = -1
+        idle_until = -1
+        if self.cache and not self.ctl_deferred and tp.hold_start_us < 0:
+            b = t + HORIZON_MAX_US
+            for e in (self._next_event_us(), self.hold_us):
+                if e is not None and e < b:
+                    b = e
+            if b > t:
+                until = tp.horizon(b)
+                if self.unpaced:
+                    idle_until = until
+        self.promise_us = until if until > t else t
+        return _SNAP.pack(r0, r1, r2, until, idle_until, tp.s_steps, tp.s_pending, tp.s_stall,
+                          tp.s_press, tp.s_end, tp.s_screw, tp.s_btn, tp.s_enabled)
+
+    def _on_promise(self) -> bool:
+        """The firmware runs and may have read inputs up to promise_us, ahead of the world: a
+        change now would land in its past."""
+        return (self.proc is not None and not self.hung and self.idle_wait is None
+                and self.promise_us > self.world.t_us)
+
+    def _run_deferred(self) -> None:
+        """Land the waiting side-channel changes now (the world is at the firmware's time),
+        answer them, and go on with what their connections sent after them."""
+        todo = self.ctl_deferred
+        self.ctl_deferred = []
+        self.promise_us = self.world.t_us
+        for fd, req in todo:
+            conn = self.ctl_conns.get(fd)
+            resp = self._ctl_response(req)
+            if conn is not None:
+                self._ctl_send(conn[0], resp)
+        for fd, _req in todo:
+            if fd in self.ctl_conns and not any(f == fd for f, _r in self.ctl_deferred):
+                self._ctl_lines(fd)
+
     def sim_us(self) -> int:
         """The rig's sim time now, as far as the clock may have moved without the firmware
         (during its idle, or while it is down or hung); otherwise the firmware's own last time."""
@@ -345,6 +451,20 @@ class Supervisor:
 
     # ---- firmware process ---------------------------------------------------------------------
     def start_firmware(self, cause: int) -> None:
+        deployed = self._flash_mechanism()
+        if deployed is not None and deployed != self.mech_name:
+            # never mix: the firmware would dose by one mechanism's microstep, the twin move by
+            # the other's. The rig stays down and says why (world "refused").
+            self.refused = ("firmware not booted: the flash holds mechanism %r, this rig's physics "
+                            "are mechanism %r (pumpctl sim start --fresh --mechanism %s, or deploy "
+                            "--mechanism %s)" % (deployed, self.mech_name, deployed, self.mech_name))
+            with open(self.rig_dir / "firmware.log", "ab") as log:
+                log.write(b"--- " + self.refused.encode() + b"\n")
+            sys.stderr.write("virtual rig: " + self.refused + "\n")
+            self.restart_at_us = None
+            self.persist()
+            return
+        self.refused = None
         now = self.world.t_us
         self.restart_at_us = None
         self.boots += 1
@@ -381,6 +501,7 @@ class Supervisor:
         self.fw_written = 0
         self.fw_read = 0
         self.hung = False
+        self.promise_us = 0
         self.persist()
 
     def kill_firmware(self) -> None:
@@ -422,6 +543,8 @@ class Supervisor:
             "firmware": "down" if self.proc is None else ("hung" if self.hung else "running"),
             "boots": self.boots, "reset_cause": self.last_reset, "reset_log": self.reset_log[-10:],
             "port": self.port_path, "name": self.name,
+            "mechanism": self.mech_name, "refused": self.refused,
+            "balance_params": {k: getattr(self.world.params, k) for k in self.balance.params()},
             "time_scale": "max" if self.unpaced else [self.num, self.den],
             "hold_us": self.hold_us, "held": self._held(),
             "fault_log": self.fault_log[-10:],
@@ -641,6 +764,9 @@ class Supervisor:
                 self._serve_ctl(r)
         self._progress_idle()
         self._check_process()
+        if self.ctl_deferred and (not self._on_promise()
+                                  or time.monotonic() - self.ctl_deferred_since > CTL_DEFER_MAX_S):
+            self._run_deferred()      # no round trip is coming (or too late): land them here
 
     def _timeout(self) -> float:
         """How long the loop may sleep: until the clock's next move is due (the pace)."""
@@ -707,7 +833,7 @@ class Supervisor:
             return
         self.idle_wait = None
         try:
-            sock.sendall(struct.pack("<qqq", self.world.t_us, 0, 0))
+            sock.sendall(self._answer(state.port, twinport.OP_IDLE, self.world.t_us, 0, 0))
         except OSError:
             pass
 
@@ -760,9 +886,15 @@ class Supervisor:
                 return
             if not self.advance_to(t) or self.proc is None or self.hung:
                 return                          # a scheduled power cut or hang landed first
+            if self.ctl_deferred:
+                # side-channel changes that waited for this: they land now, at the time the
+                # firmware reads them (a power cut or hang among them ends this burst)
+                self._run_deferred()
+                if self.proc is None or self.hung or self.port is not state:
+                    return
             if op == twinport.OP_IDLE:
                 if a < 0:
-                    out += struct.pack("<qqq", -1, 0, 0)
+                    out += self._answer(p, op, -1, 0, 0)
                     continue
                 if out:
                     s.sendall(out)
@@ -775,11 +907,11 @@ class Supervisor:
             try:
                 p.call(op, t, a, b, c)
                 if answer:
-                    out += struct.pack("<qqq", p.r0, p.r1, p.r2)
+                    out += self._answer(p, op, p.r0, p.r1, p.r2)
             except ValueError as exc:
                 print(f"virtualrig: twin request refused: {exc}", file=sys.stderr)
                 if answer:
-                    out += struct.pack("<qqq", -1, 0, 0)
+                    out += self._answer(p, 0, -1, 0, 0)
         if out:
             s.sendall(out)
 
@@ -795,18 +927,47 @@ class Supervisor:
         if not data:
             s.close()
             del self.ctl_conns[fd]
+            self.ctl_deferred = [(f, r) for f, r in self.ctl_deferred if f != fd]
             return
         buf += data
+        if not any(f == fd for f, _r in self.ctl_deferred):
+            self._ctl_lines(fd)
+
+    def _ctl_lines(self, fd: int) -> None:
+        """Answer the complete request lines of one connection in order; a change to the world
+        while the firmware runs on a promise waits (with what follows it) for its next round trip."""
+        s, buf = self.ctl_conns[fd]
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
             try:
-                resp = self.handle_ctl(json.loads(line))
-            except (ValueError, TypeError, KeyError) as exc:
-                resp = {"ok": False, "error": str(exc)}
+                req = json.loads(line)
+                if not isinstance(req, dict):
+                    raise ValueError(f"side channel request = {line[:80]!r}: must be a JSON object")
+            except ValueError as exc:
+                self._ctl_send(s, {"ok": False, "error": str(exc)})
+                continue
+            if req.get("cmd") in _MUTATING_CTL and self._on_promise():
+                if not self.ctl_deferred:
+                    self.ctl_deferred_since = time.monotonic()
+                self.ctl_deferred.append((fd, req))
+                return
+            self._ctl_send(s, self._ctl_response(req))
+
+    def _ctl_response(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.handle_ctl(req)
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"ok": False, "error": str(exc)}
+
+    @staticmethod
+    def _ctl_send(s: socket.socket, resp: dict[str, Any]) -> None:
+        try:
             s.setblocking(True)
             s.sendall(json.dumps(resp).encode() + b"\n")
             s.setblocking(False)
+        except OSError:
+            pass
 
     def _check_process(self) -> None:
         now_real = time.monotonic()

@@ -177,3 +177,37 @@ def test_sim_balance_reads_rig_time_and_keeps_tare():
             return {"nothing": 1}
     with pytest.raises(BalanceProtocolError, match="expected the rig time and a mass"):
         SimBalance.from_rig(Mute()).read()
+
+
+def test_the_xpr2u_spoken_to_through_mt_sics_sees_a_tenth_of_a_microgram():
+    """The precision drive's balance (accuracy.balances "xpr2u", from its datasheet: 2.1 g,
+    d = 0.1 ug, settling 10 s) behind the MT-SICS driver: 0.1 ug steps read back, an overload
+    above 2.1 g, and `S` (stable) refused while the load moves, as under a steady flow."""
+    from pumpctl.accuracy import balances
+    spec = balances.get("xpr2u")
+    t = {"s": 0.0}
+    load = {"g": 1.0}
+    s = MtSicsSimulator.for_balance(spec, lambda: load["g"], clock=lambda: t["s"]).start()
+    try:
+        with MtSicsBalance(s.port, timeout_s=0.5) as bal:
+            assert bal.identify().startswith("XPR2U 2.1 g")
+            bal.tare()
+            load["g"] += 3e-7                      # 0.3 ug: three readability steps
+            assert bal.read().mass_g == pytest.approx(3e-7, abs=1e-12)
+            load["g"] += 4e-8                      # below half a step: not shown
+            assert bal.read().mass_g == pytest.approx(3e-7, abs=1e-12)
+            for _ in range(3):                     # 1.08 ug/s, the therapy's flow: never settles
+                t["s"] += 5.0
+                load["g"] += 5.4e-6
+                with pytest.raises(BalanceBusy):
+                    bal.read_stable()
+            t["s"] += 11.0                         # the flow stopped: settled after 10 s
+            bal.read()
+            t["s"] += 11.0
+            assert bal.read_stable().mass_g == pytest.approx(load["g"] - 1.0, abs=1e-7)
+            load["g"] = 2.2
+            with pytest.raises(BalanceOverload):
+                bal.read()
+    finally:
+        s.stop()
+    assert spec.params()["balance_readability_ng"] == 100 and spec.params()["balance_capacity_ng"] == 2_100_000_000

@@ -74,13 +74,19 @@ class FakeReset(BaseException):
 
 class FakeHardware(Hardware):
     def __init__(self, flash: Path, reset_cause: int = RESET_POWER_ON,
-                 scratch: list[int] | None = None) -> None:
+                 scratch: list[int] | None = None, mechanism: str | None = None) -> None:
+        """`mechanism`: the name of the mechanism a fresh flash gets (pumpctl.mechanisms; None:
+        the default); the fake screw turns by that file's microsteps per revolution."""
+        from pumpctl import mechanisms
         self.now_us = 0
         self.flash_root = str(flash)
         flash.mkdir(parents=True, exist_ok=True)
-        for name in ("mechanism.json", "pinmap.json"):
-            if not (flash / name).exists():
-                shutil.copy(REPO / "hw" / name, flash / name)
+        if not (flash / "mechanism.json").exists():
+            shutil.copy(mechanisms.path(mechanism), flash / "mechanism.json")
+        if not (flash / "pinmap.json").exists():
+            shutil.copy(REPO / "hw" / "pinmap.json", flash / "pinmap.json")
+        mech = json.loads((flash / "mechanism.json").read_text())
+        self.steps_per_rev = mech["full_steps_per_rev"] * mech["microsteps"]
         self.stepper = FakeStepper(self)
         self.pressure = 0
         self.end = False
@@ -99,15 +105,20 @@ class FakeHardware(Hardware):
         self.resets = 0
         # AS5600 on the screw: the screw follows every pulse unless the coupling slips
         self.slipping = False
+        self.screw_keep_permille = 1000   # a coupling that slips partly: the share of pulses the screw follows
         self.screw_steps = 0
         self._screw_seen = 0
+        self._screw_carry = 0
 
     def screw_angle(self):
         done = self.stepper.done
-        if not self.slipping:
-            self.screw_steps += done - self._screw_seen
+        keep = 0 if self.slipping else self.screw_keep_permille
+        self._screw_carry += (done - self._screw_seen) * keep
+        moved = self._screw_carry // 1000
+        self._screw_carry -= moved * 1000
+        self.screw_steps += moved
         self._screw_seen = done
-        return (self.screw_steps * 4096 // 12800) % 4096
+        return (self.screw_steps * 4096 // self.steps_per_rev) % 4096
 
     def ticks_ms(self):
         return (self.now_us // 1000) & 0x3FFFFFFF

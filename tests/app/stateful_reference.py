@@ -17,6 +17,9 @@ HOUR = 3_600_000
 # the small set of programs the machine commits: name -> keyword arguments (concentration added)
 PROGRAMS: dict[str, dict] = {
     "continuous_186": dict(mode=MODE_CONTINUOUS, rate_ng_day=186_000),
+    # a high basal (a 5-min window holds ~97 microsteps on the 20 mL rig): an under-flow there
+    # is beyond the FlowDetector's 10 % + 200 nL at once
+    "continuous_1000": dict(mode=MODE_CONTINUOUS, rate_ng_day=1_000_000),
     "flex_4step": dict(mode=MODE_FLEX, patterns=[(0x7F, [(0, 200_000), (6 * HOUR, 180_000),
                                                           (12 * HOUR, 150_000), (20 * HOUR, 220_000)])]),
     "patient_1h_3": dict(mode=MODE_CONTINUOUS, rate_ng_day=186_000,

@@ -40,6 +40,7 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
     assert rc == 0
     assert doc == {
         "schema": "pumpctl.status/1", "rig_id": "bench-1", "firmware_version": "0.1.0-test", "build": "f00dcafe",
+        "mechanism": "20ml",
         "time": {"day": 9460, "ms_of_day": 43_200_000, "clock_set": True},
         "program": {"crc32": 0, "mode": "stopped", "flex_step": None, "staged": False},
         "delivery": {"rate_ng_day": 186_000, "basal_ng_day": 186_000, "suspended": False, "bolus_active": False,

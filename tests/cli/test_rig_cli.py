@@ -75,8 +75,9 @@ def deployed(sim: Sim) -> Sim:
 def test_status_after_deploy_is_the_documented_schema(deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     doc = deployed.json(capsys, "status")
     assert doc["schema"] == "pumpctl.status/1" and doc["rig_id"] == "cli-rig"
-    assert set(doc) == {"schema", "rig_id", "firmware_version", "build", "time", "program", "delivery", "reservoir",
-                        "alarms", "calibration"}
+    assert set(doc) == {"schema", "rig_id", "firmware_version", "build", "mechanism", "time", "program", "delivery",
+                        "reservoir", "alarms", "calibration"}
+    assert doc["mechanism"] == "20ml"
     from pumpctl import schemas
     assert not list(schemas.validator("pumpctl.status/1").iter_errors(doc))
     assert doc["calibration"]["source"] == "derived"
@@ -159,8 +160,15 @@ def test_calibration_and_limits(deployed: Sim, capsys: pytest.CaptureFixture[str
     assert cal["pl_per_step"] > 0 and cal["source"] in ("derived", "measured")
     lim = deployed.json(capsys, "limits")
     assert lim["min_conc_ug_ml"] <= 2000 <= lim["max_conc_ug_ml"]
+    # the limits the rig derives for its mechanism (pumpcore.limits.HardLimits.for_mechanism)
+    import json as _json
+    from pumpcore import calibration as _cal
     from pumpcore.limits import HardLimits
-    assert lim["max_flow_ng_day"] == HardLimits().max_flow_ng_day >= lim["max_rate_ng_day"]
+    from pumpctl import mechanisms
+    mech = _json.loads(mechanisms.path(None).read_text())
+    want = HardLimits.for_mechanism(mech, _cal.pl_per_step_from_mechanism(mech))
+    assert lim["max_flow_ng_day"] == want.max_flow_ng_day >= lim["max_rate_ng_day"]
+    assert lim["min_conc_ug_ml"] == want.min_conc_ug_ml
 
 
 def test_logs_pull_incremental(deployed: Sim, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

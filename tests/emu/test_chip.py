@@ -36,8 +36,10 @@ def test_files_survive_a_power_cut_mid_run(emu: EmuRig, tmp_path: Path) -> None:
     src.write_text("kept across power\n")
     mpremote(emu.port, "fs", "cp", str(src), ":keep.txt")
     boots = emu.request("status")["boots"]
-    reply = emu.request("power_cut", after_ms=37)
+    reply = emu.request("power_cut", after_ms=37, off_ms=3_600_000)
     assert reply["boots"] == boots + 1 and len(reply["power_cuts"]) >= 1
+    # an hour without power passes on the rig's clock at once (no wall time)
+    assert reply["t_ns"] >= reply["cut_ns"] + 3_600_000 * 1_000_000
     out = mpremote(emu.port, "exec", "import machine; print(open('keep.txt').read().strip()); "
                                      "print(machine.reset_cause() == machine.PWRON_RESET)")
     assert out.split() == ["kept", "across", "power", "True"]
@@ -91,6 +93,8 @@ def test_side_channel_refuses_bad_values_naming_field_value_limit(emu: EmuRig) -
         emu.request("press", count=0)
     with pytest.raises(Exception, match=r"kpa_x10 = -5: must be an integer 0\.\.100000"):
         emu.request("pressure", kpa_x10=-5)
+    with pytest.raises(Exception, match=r"off_ms = 604800001 \(0\.\.604800000 emulated ms\)"):
+        emu.request("power_cut", off_ms=7 * 86_400_000 + 1)
     with pytest.raises(Exception, match=r"unknown cmd 'nope'"):
         emu.request("nope")
     assert json.loads(json.dumps(emu.request("status")))["powered"] is True

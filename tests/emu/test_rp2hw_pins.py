@@ -18,7 +18,7 @@ from .conftest import copy_to_chip, mpremote
 pytestmark = pytest.mark.emu
 
 FILES = ["pumpcore/__init__.py", "pumpcore/fixed.py", "pumpcore/alarms.py", "pumpcore/fielderror.py",
-         "pumpcore/pressure.py", "pumphw/__init__.py",
+         "pumpcore/pressure.py", "pumpcore/screwenc.py", "pumpcore/detect.py", "pumphw/__init__.py",
          "pumphw/base.py", "pumphw/pinmap.py", "pumphw/rp2hw.py", "pumphw/steppio.py"]
 HW = ("import time\n"
       "from pumphw import base\n"
@@ -103,6 +103,44 @@ def test_diag_end_stop_and_pressure_read_through_the_layer(chip: EmuRig) -> None
     rail = 1163   # rp2hw.pressure_kpa_x10_from_u16(65535): the 15 psi sensor's output at 3.3 V
     assert (stall, end) == ("False", "False"), (stall, end)
     assert min(after, rail) - quantum <= int(kpa) <= min(before, rail) + quantum, (before, kpa, after)
+
+
+def _model_angle(chip: EmuRig) -> int:
+    return chip.request("status")["inputs"]["physics"]["screw_angle"]
+
+
+def test_screw_encoder_reads_the_model_through_i2c_and_sees_jam_and_slip(chip: EmuRig) -> None:
+    """The AS5600 on I2C0 GP16/17 (hw/pinmap.json) answers rp2hw.screw_angle() on the chip's own
+    I2C block, at the bus's real speed; the angle follows the screw, not the motor: 640
+    microsteps (1/20 rev of 12800) move it by 204-205 counts of 4096; under a jam or a slip the
+    STEP edges still reach the pin and the angle stands still. No magnet: -1."""
+    enc0 = chip.request("status")["inputs"]["encoder"]
+    assert enc0 is not None, "the rig wired no AS5600 (screw_encoder missing from the pin map?)"
+    out = _hw(chip, "t = time.ticks_us()\na0 = hw.screw_angle()\nprint(a0, time.ticks_diff(time.ticks_us(), t))")
+    a0, took_us = int(out[0]), int(out[1])
+    assert a0 == _model_angle(chip) and 0 <= a0 < 4096
+    # pointer write + repeated start + 3 bytes at 400 kHz: ~57 bit times of 2.5 us on the wire
+    assert took_us >= 120, f"an I2C read took {took_us} us: the bus time is not modelled"
+    enc1 = chip.request("status")["inputs"]["encoder"]
+    assert enc1["reads"] == enc0["reads"] + 1 and enc1["naks"] == enc0["naks"]
+
+    def move(steps: int) -> tuple[int, int]:
+        since = chip.request("edges", since=0)["count"]
+        o = _hw(chip, "hw.stepper.enable(True)\nhw.stepper.queue(%d, 50, base.DIR_INFUSE)\nrun_out()\n"
+                      "hw.stepper.enable(False)\nprint(hw.screw_angle())" % steps)
+        return int(o[-1]), chip.request("edges", since=since)["count"] - since
+
+    a1, edges = move(640)
+    assert edges == 640 and (a1 - a0) % 4096 in (204, 205) and a1 == _model_angle(chip)
+    for fault in ("jam", "slip"):
+        chip.request(fault, on=True)
+        a2, edges = move(320)
+        chip.request(fault, on=False)
+        assert edges == 320 and a2 == a1, f"{fault}: the STEP edges reached the pin and the screw did not turn"
+    chip.request("magnet", on=False)
+    assert _hw(chip, "print(hw.screw_angle())") == ["-1"]
+    chip.request("magnet", on=True)
+    assert int(_hw(chip, "print(hw.screw_angle())")[0]) == a1
 
 
 def test_one_bouncy_press_is_one_press(chip: EmuRig) -> None:

@@ -33,6 +33,6 @@ def wall_day_ms(status):
 
 def open_pump(rig):
     """A new Pump on the rig (after a reset), with the plugin's timeout."""
-    from pumpctl.hil.fixtures import PUMP_TIMEOUT_S
+    from pumpctl.hil.fixtures import pump_timeout_s
     from pumpctl.pump import Pump
-    return Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S)
+    return Pump.open(rig.port, timeout_s=pump_timeout_s(rig))

@@ -157,3 +157,25 @@ def test_a_failing_test_gets_the_rig_build_and_event_log():
     log = sections["pumprig: rig event log (last 40 records)"]
     assert "alarm-raised" in log and "alarm motor-stall" in log and "reason alarm" in log
     assert ("rig_build", "0.1.0 build abc123") in rep.user_properties
+
+
+def test_rig_time_scale_option_takes_max_or_a_ceiling():
+    from pumpctl.hil.fixtures import parse_rig_time_scale
+    assert parse_rig_time_scale(None) == "max"          # the default: checks read the rig's clock
+    assert parse_rig_time_scale("MAX") == "max"
+    assert parse_rig_time_scale("1000") == 1000.0
+    with pytest.raises(pytest.UsageError, match=r"--rig-time-scale = 6000: must be in 1..5000 or 'max'"):
+        parse_rig_time_scale("6000")
+    with pytest.raises(pytest.UsageError, match=r"--rig-time-scale = 'fast': must be a number in 1..5000 or 'max'"):
+        parse_rig_time_scale("fast")
+
+
+def test_emulated_pico_pumps_wait_as_long_as_its_busy_code_takes() -> None:
+    """A refill on the emulated Pico took 0.65 emulated s = 34 s of wall time (busy code at
+    ~1/40): Pumps the HIL fixtures open there wait a minute per try, elsewhere the default."""
+    from pumpctl.hil.fixtures import PUMP_TIMEOUT_S, pump_timeout_s
+    from pumpctl.hil.rigs import EmuHilRig, Rig
+
+    assert pump_timeout_s(Rig()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(object()) == PUMP_TIMEOUT_S
+    assert pump_timeout_s(EmuHilRig.__new__(EmuHilRig)) >= 45.0

@@ -17,8 +17,9 @@ def test_bolus_not_repeated_after_reset(rig, pump, program, faults, rig_clock, r
     pl = pump.calibration().pl_per_step
     step_ng = pl * CONC / 1e6
     rig_clock.sleep(300)
-    s0, t0 = pump.status(), rig_clock.now()
-    w0 = rig.world().get("plunger_steps")
+    with rig.still():                   # the count and the plunger at one instant
+        s0, t0 = pump.status(), rig_clock.now()
+        w0 = rig.world().get("plunger_steps")
     pump.bolus(50_000, 20 * 60_000)     # 50 ug over 20 min, cut after ~5 min
     rig_clock.sleep(5 * 60)
     s_mid = pump.status()
@@ -31,11 +32,12 @@ def test_bolus_not_repeated_after_reset(rig, pump, program, faults, rig_clock, r
         faults.hang()
         rig.wait_boot(boots + 1, timeout_s=30)
     with open_pump(rig) as p:
-        s_boot = p.status()
+        with rig.still():
+            s_boot = p.status()
+            w1 = rig.world().get("plunger_steps")
         assert not s_boot.bolus_active
         # the ledger never under-counts (issue 12): the restored total holds at least what the
         # plunger moved (a rig whose physics reports it), and never drops below the last read
-        w1 = rig.world().get("plunger_steps")
         assert s_boot.delivered_total_ng >= s_mid.delivered_total_ng
         if w0 is not None and w1 is not None:
             made_ng = (w1 - w0) * step_ng             # what the plunger moved since s0

@@ -243,3 +243,50 @@ def test_world_saved_before_the_encoder_loads():
     w2 = model.World(mech())
     w2.restore(st)
     assert not w2.jammed and w2.skipped == 0
+
+
+def _snap(p) -> tuple[int, ...]:
+    return (p.s_steps, p.s_pending, p.s_stall, p.s_press, p.s_end, p.s_screw, p.s_btn, p.s_enabled)
+
+
+def test_twin_horizon_promises_only_what_holds():
+    """TwinPort.horizon (the input cache's promise): at every instant before it a fresh read
+    of every input gives the snapshot's values (the button's presses were taken by the
+    snapshot: 0 after it), through pulses, decays, occlusions and button bounce; and it is not
+    trivially short (the cache is worth having). Checked against an independent copy of the
+    world read at 1 ms steps and at random instants up to the promise."""
+    import copy
+    import random
+    from pumpsim import twinport
+    rnd = random.Random(7)
+    w = model.World(mech())
+    p = twinport.TwinPort(w, 0)
+    prng = model.Prng(3)
+    p.call(twinport.OP_ENABLE, 0, 1, 0, 0)
+    t = 1000
+    bound = 10_000_000
+    spans = []
+    for k in range(120):
+        r = rnd.random()
+        if r < 0.25:
+            p.call(twinport.OP_QUEUE, t, rnd.choice([1, 1, 3, 40]), rnd.choice([500, 5000, 250_000]), 1)
+        elif r < 0.30:
+            w.set_occluded(not w.occluded)
+        elif r < 0.36:
+            w.press_button(prng, at_us=t + rnd.randrange(0, 50_000))
+        p.call(twinport.OP_SENSE, t, 0, 0, 0)
+        snap = _snap(p)
+        h = p.horizon(t + bound)
+        assert h > t or h == t + bound
+        spans.append(h - t)
+        ref = copy.deepcopy(p)
+        probes = sorted({t + 1 + i * 1000 for i in range(min(400, (h - t) // 1000))}
+                        | {rnd.randrange(t + 1, h) for _ in range(100)} | {h - 1})
+        for u in probes:
+            ref.call(twinport.OP_SENSE, u, 0, 0, 0)
+            assert _snap(ref)[:6] + _snap(ref)[7:] == snap[:6] + snap[7:], (k, t, u, h)
+            assert ref.s_btn == 0, (k, t, u, h)
+        t = h + rnd.choice([0, 3, 17, 4017, 1_004_017]) if h < t + bound else t + rnd.randrange(1, bound)
+    long = sum(1 for s in spans if s >= 100_000)
+    assert long >= len(spans) // 4, "only %d of %d promises reach 100 ms: the cache would save little" % (long, len(spans))
+    assert spans.count(bound) >= 5        # with nothing moving, the whole bound

@@ -16,21 +16,22 @@ from pumpcore import logrec
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpctl.pump import Pump
 from pumpctl.simsession import prepare_for_delivery, start_deployed_rig
+from pumpctl.virtualrig import poll_scale
 
 DAYS = 7
-TIME_SCALE = 5000
+TIME_SCALE = "max"          # as fast as the firmware runs (virtual time: the physics do not care)
 HEAP_MARGIN_BYTES = 4096       # one hour's fragmentation noise, not growth
 
 pytestmark = [pytest.mark.rig, pytest.mark.slow]
 
 
-def _wait_sim(pump: Pump, until_ms: int, scale: float) -> None:
+def _wait_sim(pump: Pump, until_ms: int, scale: float | str) -> None:
     while True:
         st = pump.status()
         now = st.day * 86_400_000 + st.ms_of_day
         if now >= until_ms:
             return
-        time.sleep(min(0.5, max(0.01, (until_ms - now) / 1000 / scale / 2)))
+        time.sleep(min(0.5, max(0.01, (until_ms - now) / 1000 / poll_scale(scale) / 2)))
 
 
 def _ack_all(pump: Pump) -> None:

@@ -49,13 +49,24 @@ def test_bad_schedules_are_refused_with_the_reason(tmp_path: Path):
             rig.fault("occlude", at_us=10 ** 12, after_ms=5)
 
 
-def _scripted_run(tmp_path: Path, scale: float | str) -> dict:
+def _wait_held(rig: VirtualRig) -> None:
+    """Until the firmware waits in an idle the hold keeps: a host request sent before that
+    would meet a firmware still busy booting, and land one loop iteration (4 ms of sim time)
+    later or not, as the host's load decides; sent after it, the request lands at the held time."""
+    deadline = time.monotonic() + 30
+    while not rig.world()["held"]:
+        assert time.monotonic() < deadline, "the firmware never reached the held clock"
+        time.sleep(0.01)
+
+
+def _scripted_run(tmp_path: Path, scale: float | str, cache: bool = True) -> dict:
     """One scripted scenario: clock held at 0, a 100-step segment asked at a known time, a stall
     landing mid-segment and cleared later, then run to 3 s and compare the world."""
-    rig = make_rig(tmp_path, scale=scale, hold_us=0)
+    rig = make_rig(tmp_path, scale=scale, hold_us=0, cache=cache)
     try:
         link = Link(rig.port)
         link.boot_line()
+        _wait_held(rig)
         rig.fault("stall", at_us=1_500_000)
         rig.fault("unstall", at_us=1_650_000)
         rig.fault("occlude", at_us=1_700_000)
@@ -76,6 +87,75 @@ def test_held_script_repeats_exactly_at_any_scale(tmp_path: Path):
     # 150 ms of it at the segment's 5 ms period cost exactly 30 of the 100 steps
     assert a["pulses"] - a["plunger_steps"] == 30
     assert a["plunger_steps"] == 70 and a["pressure_kpa_x10"] > 0 and len(a["fault_log"]) == 3
+
+
+def test_input_cache_changes_nothing_in_a_held_script(tmp_path: Path):
+    # the twin answering its reads (and at max its idles) from the supervisor's promise gives
+    # the world the reads one by one give: the cache off is the reference
+    assert _scripted_run(tmp_path / "on", "max") == _scripted_run(tmp_path / "off", "max", cache=False)
+
+
+DAY = 9466          # 2025-12-01: a fixed calendar day, so the run does not depend on today
+
+
+def _app_scenario(home: Path, cache: bool) -> tuple[dict, str]:
+    """The real firmware, deployed with the clock held: program at 186 ug/day with a patient
+    bolus, a clinician bolus, button presses, an occlusion, a driver error, each at a set sim
+    time, run to 2 sim hours; the world's step counts, the rig's and the event log's digest."""
+    import hashlib
+    from pumpcore.program import MODE_CONTINUOUS, Program
+    from pumpctl.deploy import deploy
+    from pumpctl.pump import Pump
+    from pumpctl.simsession import REFILL_NL
+    rig = VirtualRig.start(home / f"rig-{int(cache)}", time_scale="max", fresh=True, name="scenario",
+                           hold_us=0, cache=cache)
+    try:
+        deploy(rig.port, log=lambda s: None)
+        rig.wait_firmware(2, timeout_s=30)
+        _wait_held(rig)
+        t = rig.sim_us()
+        prog = Program(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=186_000,
+                       patient=(20_000, 60_000, 3 * 3_600_000, 4))
+        with Pump.open(rig.port) as pump:
+            for a in pump.alarms():
+                pump.ack_alarm(a.alarm_id)
+            pump.time_sync(DAY, 0)
+            pump.refill(REFILL_NL, 2000)
+            pump.upload_program(prog.encode(), confirm=lambda r: True)
+            pump.bolus(20_000, 600_000)
+        m = 60_000_000
+        rig.fault("button", at_us=t + 15 * m, count=2, gap_ms=500)
+        rig.fault("occlude", at_us=t + 40 * m)
+        rig.fault("unocclude", at_us=t + 70 * m)
+        rig.fault("stall", at_us=t + 80 * m)
+        rig.fault("unstall", at_us=t + 90 * m)
+        w = rig.run_until(t + 120 * m, timeout_s=300)
+        with Pump.open(rig.port) as pump:
+            st = pump.status()
+            digest = hashlib.sha256()
+            n = 0
+            for seq, rec in pump.iter_log(0):
+                digest.update(seq.to_bytes(4, "little") + rec)
+                n += 1
+        counts = {k: w[k] for k in ("sim_us", "pulses", "plunger_steps", "skipped", "out_pl",
+                                    "line_pl", "pressure_kpa_x10", "button_presses", "fault_log")}
+        counts.update(missed=st.missed_steps, delivered_ng=st.delivered_total_ng, log_records=n)
+        return counts, digest.hexdigest()
+    finally:
+        rig.stop()
+
+
+def test_input_cache_changes_nothing_in_the_apps_scripted_run(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
+    on = _app_scenario(tmp_path, cache=True)
+    off = _app_scenario(tmp_path, cache=False)
+    assert on == off
+    counts = on[0]
+    # the scenario did what it says: the presses landed, the alarms stopped delivery (steps
+    # missed), every fault at its own time
+    assert counts["button_presses"] == 2 and counts["missed"] > 0 and counts["log_records"] > 20
+    assert [f["sim_us"] - counts["fault_log"][0]["sim_us"] for f in counts["fault_log"]] == \
+        [0, 25 * 60_000_000, 55 * 60_000_000, 65 * 60_000_000, 75 * 60_000_000]
 
 
 def test_max_runs_ahead_of_any_ceiling(tmp_path: Path):

@@ -81,13 +81,12 @@ def density_for(args: argparse.Namespace, model_density_g_ml: float | None = Non
             f"water at {args.temperature:g} degC, CIPM 2001 formula (no --density given)")
 
 
-def _step_volume_nl() -> float | None:
+def _step_volume_nl(mechanism: str | None = None) -> float | None:
     try:
         from pumpcore import calibration
-        repo = Path(__file__).resolve().parents[3]
-        mech = calibration.load_mechanism(str(repo / "hw" / "mechanism.json"))
-        return calibration.pl_per_step_from_mechanism(mech) / 1000.0
-    except (ImportError, OSError, ValueError):
+        from .. import mechanisms
+        return calibration.pl_per_step_from_mechanism(mechanisms.load(mechanism)) / 1000.0
+    except (ImportError, OSError, ValueError, UsageError):
         return None
 
 
@@ -153,7 +152,7 @@ def analyse_and_report(samples: list, rate_ng_day: int, conc_ug_ml: int, args: a
     from .run import set_rate_ml_h
     spec = verdict.parse_spec(cond.spec_text)
     rate_ml_h = set_rate_ml_h(rate_ng_day, conc_ug_ml)
-    step_nl = _step_volume_nl()
+    step_nl = _step_volume_nl(getattr(args, "mechanism", None))
     result = iec60601.analyse(samples, rate_ml_h, density_g_ml=cond.density_g_ml,
                               evaporation_g_h=cond.evaporation_g_h,
                               balance_sigma_g=balance_sigma_g,

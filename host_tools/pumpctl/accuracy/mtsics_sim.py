@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import tty
 from collections import deque
 from typing import Callable
@@ -39,6 +40,34 @@ class MtSicsSimulator:
         self.port = os.ttyname(self._slave)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="mtsics-sim", daemon=True)
+
+    @classmethod
+    def for_balance(cls, spec: object, mass_fn: Callable[[], float],
+                    clock: Callable[[], float] = time.monotonic) -> "MtSicsSimulator":
+        """A simulator with a simulated balance's datasheet figures (accuracy.balances.BalanceSpec):
+        its capacity, readability and model, and its settling: `S` (stable weight) answers
+        only once the load has stayed within one readability step for the settling time
+        (`S I` before), as the balance's stability detector does; under a steady flow it never
+        settles, so a dynamic run reads `SI`. `clock()`: seconds (the rig's time in a test)."""
+        readability_g = float(getattr(spec, "readability_ug")) * 1e-6
+        settle_s = float(getattr(spec, "settling_s"))
+        history: deque[tuple[float, float]] = deque()
+
+        def stable() -> bool:
+            now, m = clock(), float(mass_fn())
+            history.append((now, m))
+            # keep the last sample at or before the window's start (the load held it until the next)
+            while len(history) > 1 and history[1][0] <= now - settle_s:
+                history.popleft()
+            span = max(h[1] for h in history) - min(h[1] for h in history)
+            return history[0][0] <= now - settle_s * 0.999 and span <= readability_g
+
+        # a first sample, so the settling time counts from the simulator's start
+        history.append((clock(), float(mass_fn())))
+        part = str(getattr(spec, "part"))
+        return cls(mass_fn, capacity_g=float(getattr(spec, "capacity_g")), readability_g=readability_g,
+                   model="%s %g g" % (part.split()[-2] if "ultra" in part else part, float(getattr(spec, "capacity_g"))),
+                   stable_fn=stable)
 
     def start(self) -> "MtSicsSimulator":
         self._thread.start()

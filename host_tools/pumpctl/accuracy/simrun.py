@@ -21,19 +21,29 @@ from .iec60601 import Sample
 from .run import SAMPLE_INTERVAL_S, SampleLog
 
 
-def start_virtual_rig(time_scale: float, out_dir: Path) -> Any:
-    """A fresh virtual rig at `time_scale`, firmware deployed and key provisioned."""
+def start_virtual_rig(time_scale: float, out_dir: Path, mechanism: str | None = None,
+                      balance: str | None = None) -> Any:
+    """A fresh virtual rig at `time_scale`, made for `mechanism` (None: the default) and
+    weighing with the simulated `balance` (None: the mechanism's), firmware deployed and key
+    provisioned."""
     from ..simsession import start_deployed_rig
-    return start_deployed_rig(out_dir / "rig", time_scale, "accuracy", log=lambda line: None)
+    return start_deployed_rig(out_dir / "rig", time_scale, "accuracy", log=lambda line: None,
+                              mechanism=mechanism, balance=balance)
+
+
+def sim_balance_name(args: argparse.Namespace) -> str | None:
+    """The simulated balance --balance names (None: 'sim', the mechanism's own)."""
+    return None if args.balance == "sim" else args.balance
 
 
 DEFAULT_EVAPORATION_MIN = 240.0   # 481 readings: slope sd ~0.8 ug/h for the model's 20 ug noise
 
 
-def measure_evaporation(rig: Any, minutes: float, density_g_ml: float) -> tuple[float, str]:
-    """Weigh the beaker for `minutes` of rig time with nothing delivered (no program yet) and
-    fit the loss rate: (evaporation g/h, the report's note). The method's own correction: the
-    rig's model is never read for it, the balance is."""
+def measure_evaporation(rig: Any, minutes: float, density_g_ml: float,
+                        when: str = "before the run") -> tuple[float, str]:
+    """Weigh the beaker for `minutes` of rig time with nothing delivered (no program yet, or
+    the program stopped) and fit the loss rate: (evaporation g/h, the report's note). The
+    method's own correction: the rig's model is never read for it, the balance is."""
     from .iec60601 import drift_g_h
     interval_ms = int(SAMPLE_INTERVAL_S * 1000)
     n = int(minutes * 60 // SAMPLE_INTERVAL_S) + 1
@@ -49,8 +59,17 @@ def measure_evaporation(rig: Any, minutes: float, density_g_ml: float) -> tuple[
         got = rig.balance_log(len(readings))
     slope, se = drift_g_h(readings)
     evap = max(0.0, -slope)
-    return evap, ("measured before the run: %.1f ug/h (standard error %.1f ug/h) from %d readings "
-                  "over %g min with nothing delivered, added back" % (evap * 1e6, se * 1e6, n, minutes))
+    return evap, ("measured %s: %.2f ug/h (standard error %.2f ug/h) from %d readings "
+                  "over %g min with nothing delivered, added back" % (when, evap * 1e6, se * 1e6, n, minutes))
+
+
+def evaporation_before_after(before: float, before_note: str, after: float, after_note: str) -> tuple[float, str]:
+    """The correction the run uses: the mean of the rates measured before and after it (a rate
+    drifting linearly through the run averages to exactly that), with both in the note."""
+    mean = (before + after) / 2.0
+    return mean, ("mean of the rates measured before and after the run, %.2f ug/h, added back "
+                  "(%s; %s)" % (mean * 1e6, before_note.replace(", added back", ""),
+                                after_note.replace(", added back", "")))
 
 
 def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: int,
@@ -66,11 +85,14 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
     balance = SimBalance.from_rig(rig)
     from pumpsim.model import Params
     density, density_note = density_for(args, Params().density_mg_per_ml / 1000)
+    spec_balance = rig_balance(rig, args)
     rate_ml_h = set_rate_ml_h(rate_ng_day, conc_ug_ml)
     from ..simsession import prepare_for_delivery
     with Pump.open(rig.port) as pump:
         hello = pump.hello()
-        prepare_for_delivery(pump, conc_ug_ml, log=lambda line: None)
+        # a full reservoir of the rig's mechanism (the rig's own limit: the syringe)
+        prepare_for_delivery(pump, conc_ug_ml, refill_nl=int(pump.limits().max_reservoir_nl),
+                             log=lambda line: None)
         balance.tare()
         given = evaporation_for(args)
         minutes = DEFAULT_EVAPORATION_MIN if args.evaporation_min is None else args.evaporation_min
@@ -87,12 +109,13 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
         review = pump.upload_program(bytes(program.encode()), confirm=lambda review: True)
         if not getattr(review, "committed", True):
             raise UsageError(f"virtual rig {hello.rig_id}: program not committed")
-        noise_text, sigma = balance_noise_model()
+        noise_text, sigma = balance_noise_model(spec_balance)
         firmware = f"{hello.firmware_version} build {hello.build_hash}"
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         cond = Conditions(density_g_ml=density, density_note=density_note, evaporation_g_h=evap,
                           evaporation_note=evap_note, spec_text=args.spec, started=started)
-        meta = {"rig": hello.rig_id, "firmware": firmware, "balance": balance.identify(),
+        meta = {"rig": hello.rig_id, "mechanism": hello.mechanism, "firmware": firmware,
+                "balance": "simulated %s" % spec_balance.describe(),
                 "program": args.program, "program_crc": "%08x" % program_crc(program),
                 "rate_ng_day": rate_ng_day, "conc_ug_ml": conc_ug_ml, "hours": args.hours,
                 "time_scale": args.time_scale, "noise_model": noise_text,
@@ -118,15 +141,30 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
             bar.finish()
             t0_wall = getattr(bar, "t0_wall_ms", offset_ms)
             cond.events = run_events.record_run_end(log, pump, first_seq, t0_wall, len(samples))
+            # what the rig counted over the run, read before the after-weighing's suspend
+            events = rig_events(rig, rate_ng_day, args.hours, pump)
+            if given is None and minutes > 0:
+                # after: the program stopped, the line drained (tau ~1 s), weigh again
+                from ..errors import PumpError
+                try:
+                    pump.suspend()
+                except PumpError as exc:
+                    cond.evaporation_note += " (not measured after the run: suspend refused: %s)" % exc
+                else:
+                    after, after_note = measure_evaporation(rig, minutes, density, when="after the run")
+                    cond.evaporation_g_h, cond.evaporation_note = evaporation_before_after(
+                        evap, evap_note, after, after_note)
+                log.note("evaporation_g_h", repr(cond.evaporation_g_h))
+                log.note("evaporation_note", cond.evaporation_note)
         finally:
             bar.finish()
             log.close()
-    events = rig_events(rig, rate_ng_day, args.hours)
     if not getattr(args, "json", False):
         print("rig during the run: " + events)
-    fields = dict(rig=f"virtual rig {hello.rig_id}", firmware=firmware, program_file=args.program,
-                  rig_events=events,
-                  program_lines=program_lines(program), balance=balance.identify(),
+    fields = dict(rig=f"virtual rig {hello.rig_id} (mechanism {hello.mechanism})", firmware=firmware,
+                  program_file=args.program, rig_events=events,
+                  program_lines=program_lines(program),
+                  balance="simulated %s" % spec_balance.describe(),
                   noise_model=noise_text, time_scale=args.time_scale,
                   wall_s=time.monotonic() - wall0)
     return analyse_and_report(samples, rate_ng_day, conc_ug_ml, args, fields,
@@ -141,25 +179,40 @@ def _alarm_name(code: int) -> str:
         return "alarm-%d" % code
 
 
-def balance_noise_model() -> tuple[str, float]:
-    """The simulated balance's noise model, from the one physical model (pumpsim.model.Params)."""
+def rig_balance(rig: Any, args: argparse.Namespace) -> Any:
+    """The simulated balance the rig weighs with (pumpctl.accuracy.balances)."""
+    from . import balances
+    name = sim_balance_name(args)
+    if name is None:
+        from .. import mechanisms
+        return balances.for_mechanism(mechanisms.load(getattr(args, "mechanism", None)))
+    return balances.get(name)
+
+
+def balance_noise_model(spec: Any = None) -> tuple[str, float]:
+    """The simulated balance's noise model: the one physical model (pumpsim.model.Params) set
+    to `spec` (pumpctl.accuracy.balances; None: the model's defaults)."""
     from pumpsim.model import Params
-    p = Params()
-    text = ("Gaussian-like (Irwin-Hall of 4 uniforms, seeded) sd %.0f ug, readability %.0f ug, "
-            "new value every %d ms, evaporation %.0f ug/h, density %.3f g/mL"
+    p = Params(**(spec.params() if spec is not None else {}))
+    text = ("Gaussian-like (Irwin-Hall of 4 uniforms, seeded) sd %g ug, readability %g ug, "
+            "new value every %d ms, evaporation %g ug/h (drift %+g ug/h per day), capacity %g g, density %.3f g/mL"
             % (p.balance_noise_ng / 1000, p.balance_readability_ng / 1000, p.balance_update_ms,
-               p.evaporation_ng_per_h / 1000, p.density_mg_per_ml / 1000))
+               p.evaporation_ng_per_h / 1000, p.evaporation_drift_ng_per_h_per_day / 1000,
+               p.balance_capacity_ng / 1e9, p.density_mg_per_ml / 1000))
     return text, p.balance_noise_ng / 1e9
 
 
-def rig_events(rig: Any, rate_ng_day: int, hours: float) -> str:
+def rig_events(rig: Any, rate_ng_day: int, hours: float, pump: Any = None) -> str:
     """What the rig itself counted and raised during the run (an accuracy figure is only
-    meaningful next to it: a reset or an alarm that stopped the motor shows here)."""
+    meaningful next to it: a reset or an alarm that stopped the motor shows here). `pump`: an
+    open Pump on the rig (None: one is opened)."""
     from pumpcore import alarms
     from ..pump import Pump
-    with Pump.open(rig.port) as pump:
-        st = pump.status()
-        active = [alarms.alarm_name(a.code) for a in pump.alarms()]
+    if pump is None:
+        with Pump.open(rig.port) as opened:
+            return rig_events(rig, rate_ng_day, hours, opened)
+    st = pump.status()
+    active = [alarms.alarm_name(a.code) for a in pump.alarms()]
     boots = rig.world().get("boots", 0)
     planned = rate_ng_day * hours / 24
     return ("counted %.3f ug of %.3f ug programmed, %d microsteps missed, %d firmware boot(s), "
@@ -202,7 +255,8 @@ def run_on_virtual_rig(args: argparse.Namespace, program: Any, rate_ng_day: int,
                        conc_ug_ml: int) -> int:
     """`pumpctl accuracy --balance sim`: start a rig, run, stop it whatever happens. The fluid
     is the model's (density 1.000 g/mL) unless --density says otherwise."""
-    rig = start_virtual_rig(args.time_scale, Path(args.out))
+    rig = start_virtual_rig(args.time_scale, Path(args.out), getattr(args, "mechanism", None),
+                            sim_balance_name(args))
     try:
         return run_with_rig(rig, args, program, rate_ng_day, conc_ug_ml)
     finally:

@@ -15,16 +15,32 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from ..virtualrig import poll_scale
 from .report import HilReport, Series
 from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "programs"
-DEFAULT_TIME_SCALE = 1000.0
+DEFAULT_TIME_SCALE = "max"     # every check reads the rig's clock: the scale only sets the wall time
 PUMP_TIMEOUT_S = 5.0   # per try; a loaded CI machine can hold the virtual rig's relay for seconds
 EPOCH = datetime.date(2000, 1, 1)
 
 REPORT_KEY = pytest.StashKey[HilReport]()
+
+
+def parse_rig_time_scale(text: Any) -> float | str:
+    """--rig-time-scale: 'max' or a number in 1..5000 (None: the default)."""
+    if text is None or text == "":
+        return DEFAULT_TIME_SCALE
+    if str(text).strip().lower() == "max":
+        return "max"
+    try:
+        v = float(text)
+    except ValueError:
+        raise pytest.UsageError("--rig-time-scale = %r: must be a number in 1..5000 or 'max'" % (text,)) from None
+    if not 1 <= v <= 5000:
+        raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000 or 'max'" % v)
+    return v
 
 
 class HilOptions:
@@ -33,9 +49,7 @@ class HilOptions:
     def __init__(self, config: pytest.Config) -> None:
         # defaults given: in a whole-tree run a late-loaded conftest adds the options after parsing
         self.rig: str = config.getoption("rig", "sim") or "sim"
-        self.time_scale: float = float(config.getoption("rig_time_scale", None) or DEFAULT_TIME_SCALE)
-        if not 1 <= self.time_scale <= 5000:
-            raise pytest.UsageError("--rig-time-scale = %g: must be in 1..5000" % self.time_scale)
+        self.time_scale: float | str = parse_rig_time_scale(config.getoption("rig_time_scale", None))
         self.report: str | None = config.getoption("rig_report", None)
         self.balance: str | None = config.getoption("balance", None)
         self.operator: bool = bool(config.getoption("operator", False))
@@ -172,11 +186,14 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
     """A started, deployed rig with its key on this host (fresh per test on the virtual rig)."""
     config = request.config
     rep = hil_report(config)
+    mark = request.node.get_closest_marker("mechanism")
+    want = str(mark.args[0]) if mark else None
     if hil_options.is_sim:
         image: SimImage = request.getfixturevalue("sim_image")
         n = len(list((hil_base / "rigs").glob("*"))) if (hil_base / "rigs").exists() else 0
         rig_id = _clean_rig_id("hil-%d-%d" % (os.getpid() % 100000, n))
-        r: Rig = SimRig(image, hil_base / "rigs" / rig_id, rig_id, hil_options.time_scale)
+        r: Rig = SimRig(image, hil_base / "rigs" / rig_id, rig_id, hil_options.time_scale,
+                        mechanism=want)
         shared = False
     elif hil_options.is_port:
         r = request.getfixturevalue("bench_rig")
@@ -192,6 +209,14 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
                                     "(pytest_pumprig_make_rig hook)" % hil_options.rig)
         r = made
         shared = bool(getattr(r, "shared", False))
+    if want is not None and not hil_options.is_sim:
+        from ..pump import Pump
+        with Pump.open(r.port) as p:
+            runs = getattr(p.info, "mechanism", None)
+        if runs != want:
+            if not shared:
+                r.stop()
+            pytest.skip("the check is for mechanism %s; the rig on %s runs %s" % (want, r.port, runs))
     if not rep.rig:
         rep.rig.update(r.describe())
     rep.check(request.node.nodeid).rig_id = r.rig_id
@@ -206,6 +231,11 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
             lab.release("test failed: %s" % request.node.nodeid)
 
 
+def pump_timeout_s(rig: Any) -> float:
+    """Per-try answer timeout for a Pump on `rig`: its `pump_timeout_s`, else PUMP_TIMEOUT_S."""
+    return float(getattr(rig, "pump_timeout_s", PUMP_TIMEOUT_S) or PUMP_TIMEOUT_S)
+
+
 @pytest.fixture
 def pump(rig: Rig) -> Iterator[Any]:
     """An open pumpctl.pump.Pump on the rig (key from this host's key store)."""
@@ -213,7 +243,7 @@ def pump(rig: Rig) -> Iterator[Any]:
     deadline = time.monotonic() + 10.0
     while True:
         try:
-            p = Pump.open(rig.port, timeout_s=PUMP_TIMEOUT_S, retries=2)
+            p = Pump.open(rig.port, timeout_s=pump_timeout_s(rig), retries=2)
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -231,14 +261,25 @@ class RigClock:
 
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
-        self.scale = float(rig.time_scale)
+        self.unpaced = rig.time_scale == "max"
+        # how fast the rig's time may run, for pacing the polls (never to judge a check: every
+        # wait ends on the rig's own clock); unpaced, the polls are as short as allowed
+        self.scale = poll_scale(rig.time_scale)
+        self._wall0 = time.monotonic()
+        self._rig0 = self.now()
 
     def now(self) -> float:
         return self.rig.now_s()
 
     def wall_s(self, rig_s: float) -> float:
-        """Real seconds that `rig_s` of rig time take."""
-        return rig_s / self.scale
+        """Real seconds that `rig_s` of rig time take: at a ceiling, rig_s / scale; unpaced,
+        at the pace this rig has run so far (measured: rig time per real time since the
+        fixture started)."""
+        if not self.unpaced:
+            return rig_s / self.scale
+        ran = self.now() - self._rig0
+        wall = time.monotonic() - self._wall0
+        return rig_s * wall / ran if ran > 0 else float("nan")
 
     def sleep(self, rig_s: float) -> float:
         """Let `rig_s` seconds of rig time pass (measured on the rig's clock); returns rig time."""
@@ -251,16 +292,43 @@ class RigClock:
                 return now
             time.sleep(min(max((end - now) / self.scale, 0.001), 0.5))
 
+    @staticmethod
+    def basal_step_s(pump: Any, conc_ug_ml: float) -> float:
+        """Rig seconds between two microsteps of the basal the pump runs now, at `conc_ug_ml`
+        (ug/mL = ng/uL) and the pump's pL per microstep: 16.7 s at 186 ug/day, 2000 ug/mL on
+        the 20 mL rig. A check sizes its waits in these (a number of steps, a detector's window
+        in steps), so it takes as long as what it must see on every rig, not fixed minutes."""
+        rate = pump.status().basal_ng_day
+        if rate <= 0:
+            raise ValueError("basal_step_s: no basal running (basal_ng_day = %d)" % rate)
+        steps_per_day = rate * 1000.0 / conc_ug_ml * 1000.0 / pump.calibration().pl_per_step
+        return 86_400.0 / steps_per_day
+
+    def wait_steps(self, pump: Any, conc_ug_ml: float, steps: int, slack_steps: int = 2,
+                   what: str = "basal microsteps") -> float:
+        """Wait until the basal has made `steps` more microsteps (the pump's delivered total,
+        whole steps), allowing `steps + slack_steps` step periods and 10 s; returns rig time."""
+        ng_per_step = pump.calibration().pl_per_step * conc_ug_ml / 1e6
+        start = pump.status().delivered_total_ng
+        need = start + steps * ng_per_step - ng_per_step / 2
+        limit = (steps + slack_steps) * self.basal_step_s(pump, conc_ug_ml) + 10.0
+        self.wait_for(lambda: pump.status().delivered_total_ng >= need, limit,
+                      poll_rig_s=2, what="%d %s" % (steps, what))
+        return self.now()
+
     def wait_for(self, predicate: Callable[[], Any], rig_s: float, poll_rig_s: float = 1.0,
                  what: str = "condition") -> Any:
         """Poll `predicate` until it returns a true value (returned) or `rig_s` of rig time pass
         (AssertionError naming `what`). Polls every `poll_rig_s` rig seconds (at least 2 ms real)."""
         start = self.now()
         while True:
+            # the clock is read before the predicate: a false answer then holds at a rig time
+            # at least `now`, so a rig that runs on during the round trip (unpaced, at max)
+            # never fails a condition it met in time
+            now = self.now()
             got = predicate()
             if got:
                 return got
-            now = self.now()
             if now - start > rig_s:
                 raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
             time.sleep(max(poll_rig_s / self.scale, 0.002))

@@ -21,8 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "port of a bench Pico (e.g. /dev/ttyACM0, rfc2217://HOST:PORT), a labgrid place "
                      "(labgrid:PLACE, labgrid:KEY=VALUE[,...] by tags, or labgrid with --lg-env), "
                      "or a kind a plugin provides (e.g. emu)")
-    g.addoption("--rig-time-scale", default=None, type=float, metavar="X",
-                help="virtual rig time scale (sim seconds per real second, default 1000)")
+    g.addoption("--rig-time-scale", default=None, metavar="X|max",
+                help="virtual rig time scale: a ceiling of sim seconds per real second (1..5000), "
+                     "or 'max', as fast as the firmware runs (the default)")
     g.addoption("--rig-report", default=None, metavar="PATH",
                 help="write a Markdown report with plots to PATH (plots in <stem>_plots/)")
     g.addoption("--balance", default=None, metavar="PORT",
@@ -57,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "pumprig-fixtures")
     config.addinivalue_line("markers", "rig: needs a rig (virtual by default; --rig PORT for a bench Pico)")
+    config.addinivalue_line("markers", "mechanism(name): the rig runs that mechanism (pumpctl.mechanisms): a "
+                                       "virtual rig is made for it, another rig that runs another is skipped")
     config.addinivalue_line("markers", "sim_only(reason): the check needs the virtual rig (skipped on "
                                        "other rigs with the reason)")
 
@@ -131,7 +134,7 @@ def attach_rig_evidence(item: pytest.Item, rep: Any) -> None:
         pump = item.funcargs.get("pump")  # type: ignore[attr-defined]
         opened = None
         if pump is None:
-            opened = pump = Pump.open(rig.port, timeout_s=10.0)
+            opened = pump = Pump.open(rig.port, timeout_s=max(10.0, fixtures.pump_timeout_s(rig)))
         try:
             h = pump.hello()
             build = "%s build %s" % (h.firmware_version, h.build_hash)

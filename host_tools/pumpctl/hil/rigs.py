@@ -11,6 +11,7 @@ Units: rig time in seconds (float), off times and gaps in ms, volumes in nL, mas
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -18,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import PumpError, RigTimeout, UsageError
 
@@ -73,7 +74,7 @@ class DeployInfo:
 
 
 def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0,
-               hw_dir: Path | None = None) -> DeployInfo:
+               hw_dir: Path | None = None, mechanism: str | None = None) -> DeployInfo:
     """Run `pumpctl deploy` (pumpctl.deploy.deploy) on `port` and summarise it; never raises
     a PumpError (the failure is in `error`, for the deploy test to report)."""
     from .. import deploy as deploymod
@@ -81,7 +82,8 @@ def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float
     t0 = time.monotonic()
     try:
         rep = deploymod.deploy(port, hw_dir=hw_dir or deploymod.DEFAULT_HW_DIR, do_restart=do_restart,
-                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s)
+                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s,
+                               mechanism=mechanism)
     except PumpError as exc:
         info.error = "%s: %s" % (type(exc).__name__, exc)
         info.wall_s = time.monotonic() - t0
@@ -109,6 +111,9 @@ class Rig:
     rig_id = ""
     time_scale = 1.0
     deploy: DeployInfo | None = None
+    pump_timeout_s = 5.0
+    """Wall seconds a Pump on this rig waits for each answer before it retransmits (fixtures
+    and helpers open every Pump with it)."""
 
     def now_s(self) -> float:
         """The rig's time in seconds (same clock as its firmware's ticks, any origin)."""
@@ -151,9 +156,16 @@ class Rig:
         """Physical read-outs (pulses, pressure ...) where the rig has them, else {}."""
         return {}
 
+    @contextlib.contextmanager
+    def still(self) -> Iterator[None]:
+        """Reads inside the block see one instant of the rig where it can stop its clock (a
+        virtual rig holds it: a status and a world() read then agree, at any time scale; the
+        firmware answers at the held time plus its own modelled costs). A bench rig runs on."""
+        yield
+
     def describe(self) -> dict[str, str]:
         return {"kind": self.kind, "port": self.port, "rig_id": self.rig_id,
-                "time_scale": "%g" % self.time_scale}
+                "time_scale": "max" if self.time_scale == "max" else "%g" % self.time_scale}
 
     def stop(self) -> None:
         """Release the rig (stop a virtual rig; a bench rig stays powered)."""
@@ -204,18 +216,25 @@ class SimRig(Rig):
 
     kind = "sim"
 
-    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float) -> None:
-        from .. import keys
+    def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float | str,
+                 mechanism: str | None = None) -> None:
+        from .. import keys, mechanisms
         from ..virtualrig import VirtualRig
         self.image = image
         self.deploy = image.deploy
         self.rig_dir = rig_dir
         self.rig_id = rig_id
         self.time_scale = time_scale
+        self.mechanism = mechanism or mechanisms.DEFAULT
         rig_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(image.flash, rig_dir / "flash")
+        if self.mechanism != mechanisms.DEFAULT:
+            # the session image with this mechanism's file where deploy --mechanism puts it
+            # (the deploy of it is tested in tests/cli; the build record stays the image's)
+            shutil.copyfile(mechanisms.path(self.mechanism), rig_dir / "flash" / mechanisms.DEVICE_FILE)
         keys.save_key(rig_id, image.key)
-        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id)
+        self.vr = VirtualRig.start(rig_dir, time_scale=time_scale, fresh=False, name=rig_id,
+                                   mechanism=self.mechanism)
         self.port = self.vr.port
         self.vr.wait_firmware(1, timeout_s=20)
 
@@ -292,6 +311,14 @@ class SimRig(Rig):
 
     def world(self) -> dict[str, Any]:
         return self.vr.world()
+
+    @contextlib.contextmanager
+    def still(self) -> Iterator[None]:
+        self.vr.hold(self.vr.sim_us())     # lands at the firmware's time, never in its past
+        try:
+            yield
+        finally:
+            self.vr.hold(None)
 
     def describe(self) -> dict[str, str]:
         d = super().describe()
@@ -388,14 +415,10 @@ class EmuHilRig(Rig):
 
     kind = "emu"
     shared = True
-
-    def can(self, fault: str) -> str:
-        why = super().can(fault)
-        if not why and fault in ("jam", "clear_jam", "slip", "clear_slip"):
-            # the side channel can jam the model, but no AS5600 answers on the emulated I2C bus
-            # yet, so the firmware there runs without its screw encoder
-            return "%s: the emulated Pico has no AS5600 on its I2C pins yet (screw encoder unmodelled there)" % fault
-        return why
+    pump_timeout_s = 60.0
+    """Busy firmware code runs at ~1/35-1/45 of the chip's speed here: a refill (state save
+    and log append in littlefs) took 0.65 emulated s = 34 s of wall time on the 2-core machine,
+    where 3 tries of the default 5 s gave up on a healthy chip."""
 
     def __init__(self, base: Path, deploy: bool = True) -> None:
         from ..emurig import EmuRig, write_emu_hw_dir
@@ -445,7 +468,8 @@ class EmuHilRig(Rig):
             req("press", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
         elif fault == "power_cut":
             boots = self.boots()
-            req("power_cut", after_ms=0, off_s=float(args.get("off_ms", 0)) / 1000.0)
+            # off time in emulated time (the rig's clock jumps), not in wall seconds
+            req("power_cut", after_ms=0, off_ms=int(args.get("off_ms", 0)))
             if args.get("wait", True):
                 self.wait_boot(boots + 1)
         elif fault == "hang":
