@@ -161,7 +161,7 @@ def virtual_rig_boot_heap(firmware: Path, work: Path, label: str) -> tuple[int, 
     from pumpcore import logrec
     from pumpctl.deploy import deploy
     from pumpctl.pump import Pump
-    from pumpctl.virtualrig import VirtualRig
+    from pumpctl.rigs.virtualrig import VirtualRig
     rig = VirtualRig.start(work / ("rig-" + label), time_scale=100.0, fresh=True, name="ram-" + label)
     try:
         deploy(rig.port, firmware_dir=firmware, log=lambda line: None)

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from device_ram import boot_modules
     from pumpcore import logrec
     from pumpctl.deploy import Mpremote, deploy, reset_without_follow
-    from pumpctl.emurig import EmuRig, write_emu_hw_dir
+    from pumpctl.rigs.emu.rig import EmuRig
+    from pumpctl.rigs.emu.rigdir import write_emu_hw_dir
     from pumpctl.pump import Pump
 
     names = boot_modules(args.firmware_dir)

@@ -26,8 +26,8 @@ from pathlib import Path
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpctl.deploy import deploy
 from pumpctl.pump import Pump
-from pumpctl.virtualrig import VirtualRig
-from pumpctl.simsession import REFILL_NL, start_deployed_rig
+from pumpctl.rigs.virtualrig import VirtualRig
+from pumpctl.rigs.simsession import REFILL_NL, start_deployed_rig
 
 DAY = 9466          # 2025-12-01: a fixed calendar day, so the scenario does not depend on today
 CONC = 2000

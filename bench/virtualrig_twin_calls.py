@@ -8,8 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pumpctl.virtualrig import VirtualRig
-from pumpctl.virtualrig_supervisor import seed_flash
+from pumpctl.rigs.virtualrig import VirtualRig
+from pumpctl.rigs.virtualrig_supervisor import seed_flash
 
 ECHO_MAIN = Path(__file__).resolve().parents[1] / "tests" / "rig" / "echo_main.py"
 

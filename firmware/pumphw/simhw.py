@@ -117,19 +117,9 @@ class _RigLink:
         self._fed_us = 0      # the last feed (or watchdog start) the supervisor has
         self._wdt_us = 0      # the watchdog's timeout (0: not running)
         self._ans = bytearray(twinport.ANSWER_SIZE)
-        self.r0 = 0
-        self.r1 = 0
-        self.r2 = 0
+        twinport.clear_answer(self)
         self.until = -1
         self.idle_until = -1
-        self.s_steps = 0
-        self.s_pending = 0
-        self.s_stall = 0
-        self.s_press = 0
-        self.s_end = 0
-        self.s_screw = 0
-        self.s_btn = 0
-        self.s_enabled = 0
 
     def post(self, op, sim_us, a):
         """An op whose answer the firmware does not use (watchdog feed, alarm output): no round
@@ -444,19 +434,9 @@ class _LocalLink:
 
     def __init__(self, port):
         self.port = port
-        self.r0 = 0
-        self.r1 = 0
-        self.r2 = 0
+        twinport.clear_answer(self)
         self.until = -1
         self.idle_until = -1
-        self.s_steps = 0
-        self.s_pending = 0
-        self.s_stall = 0
-        self.s_press = 0
-        self.s_end = 0
-        self.s_screw = 0
-        self.s_btn = 0
-        self.s_enabled = 0
 
     def post(self, op, sim_us, a):
         self.port.call(op, sim_us, a, 0, 0)

@@ -55,6 +55,14 @@ _WRAP = const(0x3FFFFFFF)
 DEBOUNCE_MS = const(20)  # the RP2040 layer's debounce window, mirrored by the twin
 
 
+def clear_answer(link):
+    """Zero the answer registers (r0..r2) and the input snapshot (s_*) that both ends of the twin
+    link keep: the supervisor's TwinPort and the firmware's links in pumphw.simhw."""
+    link.r0 = link.r1 = link.r2 = 0
+    link.s_steps = link.s_pending = link.s_stall = link.s_press = 0
+    link.s_end = link.s_screw = link.s_btn = link.s_enabled = 0
+
+
 class TwinPort:
     """One firmware boot attached to `world`. `call(op, sim_us, a, b, c)` moves the world to
     sim_us (never backwards) and performs the op; results in r0, r1, r2.
@@ -85,18 +93,7 @@ class TwinPort:
         self.hold_end_us = 0
         self.reset_requested = False     # OP_RESET: the supervisor resets the rig (cause watchdog)
         self.calls = 0
-        # the input snapshot (sense): what every input reads at the world's time now
-        self.s_steps = 0
-        self.s_pending = 0
-        self.s_stall = 0
-        self.s_press = 0
-        self.s_end = 0
-        self.s_screw = 0
-        self.s_btn = 0
-        self.s_enabled = 0
-        self.r0 = 0
-        self.r1 = 0
-        self.r2 = 0
+        clear_answer(self)   # the input snapshot (sense): what every input reads at the world's time now
 
     def hold_tick(self, now_us):
         """What the hold's timer did up to sim time now_us: the watchdog fed until the window

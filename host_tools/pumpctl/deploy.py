@@ -52,7 +52,7 @@ Log = Callable[[str], None]
 def pumpctl_home() -> Path:
     """Directory of pumpctl's local state: the one place that resolves it (virtualrig.pumpctl_home:
     $PUMPCTL_HOME, else the platformdirs user state directory)."""
-    from .virtualrig import pumpctl_home as home
+    from .rigs.virtualrig import pumpctl_home as home
     return home()
 
 
@@ -632,7 +632,7 @@ def restart(mp: Mpremote, target: TargetInfo) -> str:
         # `pumpctl maintenance end` does (the supervisor restarts it, reset cause watchdog)
         reset_without_follow(mp, "import pumphw\npumphw.reset()")
         return "pumphw.reset() (virtual rig over %s)" % mp.port.split("://", 1)[0]
-    from . import virtualrig
+    from .rigs import virtualrig
     try:
         virtualrig.restart(mp.port)
     except PumpError as exc:
@@ -726,7 +726,7 @@ def check_rig_mechanism(port: str, mechanism: str) -> None:
     for another one: its twin would move the plunger by one mechanism's microstep while the
     firmware doses by the other's. Real rigs (not registered as virtual) pass: their mechanism
     is the bench itself."""
-    from .virtualrig import find_by_port
+    from .rigs.virtualrig import find_by_port
     try:
         rig = find_by_port(port)
         world = rig.world()

@@ -12,7 +12,7 @@ from pumpctl.accuracy.balance import BalanceError, BalanceTimeout, SimBalance
 from pumpctl.accuracy.run import (
     RunClock, SampleLog, gravimetric_run, load_samples_csv, set_rate_ml_h)
 from pumpctl.accuracy.analysis import program_rate
-from pumpctl.cmd_accuracy import register
+from pumpctl.cli.cmd_accuracy import register
 from pumpctl.errors import UsageError
 
 STEP_ML = 17_964e-9  # the bench mechanism: 17,964 pL per microstep
@@ -154,7 +154,7 @@ def test_cli_arguments():
 
 def test_sim_balance_without_the_virtual_rig_is_a_clear_error(tmp_path, monkeypatch):
     import importlib.util
-    if importlib.util.find_spec("pumpctl.virtualrig") is not None:
+    if importlib.util.find_spec("pumpctl.rigs.virtualrig") is not None:
         pytest.skip("the virtual rig is present")
     from pumpctl.accuracy.simrun import start_virtual_rig
     with pytest.raises(UsageError, match="virtual rig .* is not in this checkout yet"):

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from pumpcore import wire
-from pumpctl import cli, cmd_device, keys, pump as pump_mod
+from pumpctl import cli, keys, pump as pump_mod
+from pumpctl.cli import cmd_device
 from pumpctl.transport import LoopbackTransport
 from tests.cli.fakerig import FakeController
 

@@ -197,7 +197,7 @@ def test_monitor_on_a_terminal_is_a_live_view_that_marks_stale(rig: FakeControll
 
 def test_monitor_view_dims_the_last_figures_when_stale() -> None:
     from rich.console import Console
-    from pumpctl.cmd_device import monitor_view
+    from pumpctl.cli.cmd_device import monitor_view
     doc = {"schema": "pumpctl.status/1", "rig_id": "bench-1", "firmware_version": "0.1.0", "build": "b",
            "time": {"day": 9460, "ms_of_day": 0, "clock_set": True},
            "program": {"crc32": 1, "mode": "continuous", "flex_step": None, "staged": False},

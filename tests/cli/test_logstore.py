@@ -9,7 +9,7 @@ from typing import Sequence
 import pytest
 
 from pumpcore import logrec
-from pumpctl import cmd_logs
+from pumpctl.cli import cmd_logs
 from pumpctl.errors import ProtocolError, UsageError
 from pumpctl.logstore import LogStore, default_store_path
 
@@ -145,7 +145,7 @@ def test_exports_carry_every_record(tmp_path: Path) -> None:
 
 def test_long_pull_drives_the_progress_bar(tmp_path: Path) -> None:
     import io
-    from pumpctl import output
+    from pumpctl.cli import output
     ring = Ring()
     ring.append(500)
     buf = io.StringIO()
@@ -158,7 +158,7 @@ def test_long_pull_drives_the_progress_bar(tmp_path: Path) -> None:
 
 def test_logs_show_says_an_alarm_was_carried_over_a_reset() -> None:
     from pumpcore import alarms, logrec, logtext
-    from pumpctl.cmd_logs import decoded_fields
+    from pumpctl.cli.cmd_logs import decoded_fields
     names = logtext.EVENT_ARGS[logrec.EV_ALARM_RAISED]
     carried = dict(zip(names, (alarms.ALARM_OCCLUSION, alarms.PRIO_HIGH, 0, 1)))
     fields, text = decoded_fields(logrec.EV_ALARM_RAISED, {k: v for k, v in carried.items() if k})

@@ -5,7 +5,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from pumpctl import output
+from pumpctl.cli import output
 
 
 def test_units_are_exact_integer_text() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pumpcore.program import MODE_CONTINUOUS, Program
-from pumpctl import cmd_program
+from pumpctl.cli import cmd_program
 from tests.cli.fakerig import FakeController
 from tests.cli.test_device_cli import rig, run  # noqa: F401,F811  (rig is a fixture)
 
@@ -58,7 +58,7 @@ def test_no_confirmation_leaves_the_running_program(rig: FakeController, program
 def test_a_refused_confirmation_leaves_the_running_program(rig: FakeController, program_file: Any,
                                                            capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from pumpctl import cmd_program
+    from pumpctl.cli import cmd_program
     monkeypatch.setattr(cmd_program.sys.stdin, "isatty", lambda: True, raising=False)
     monkeypatch.setattr(cmd_program, "confirm", lambda prompt: False)
     rc, out, _ = run(capsys, "program", "upload", program_file(baclofen(186_000)))

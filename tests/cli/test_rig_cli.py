@@ -20,7 +20,7 @@ class Sim:
     """A virtual rig under a private PUMPCTL_HOME, deployed with `pumpctl deploy`."""
 
     def __init__(self, home: Path) -> None:
-        from pumpctl.virtualrig import VirtualRig
+        from pumpctl.rigs.virtualrig import VirtualRig
         self.home = home
         self.rig = VirtualRig.start(home / "rigs" / "cli-rig", time_scale=1.0, fresh=True, name="cli-rig")
         self.port = self.rig.port
@@ -39,7 +39,7 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    pytest.importorskip("pumpctl.virtualrig")
+    pytest.importorskip("pumpctl.rigs.virtualrig")
     home = tmp_path_factory.mktemp("home")
     old = os.environ.get("PUMPCTL_HOME")
     os.environ["PUMPCTL_HOME"] = str(home)

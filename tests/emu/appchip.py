@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from pumpctl.deploy import Mpremote, deploy, pumpctl_home, reset_without_follow
-from pumpctl.emurig import FLASH_FILE, REPO, EmuRig, write_emu_hw_dir
+from pumpctl.rigs.emu.rigdir import FLASH_FILE, REPO, write_emu_hw_dir
+from pumpctl.rigs.emu.rig import EmuRig
 from pumpctl import programfile
 from pumpctl.pump import Pump
-from pumpctl.simsession import prepare_for_delivery
+from pumpctl.rigs.simsession import prepare_for_delivery
 
 CONC_UG_ML = 2000
 

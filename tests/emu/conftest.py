@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from pumpctl.emuimage import unavailable_reason
-from pumpctl.emurig import EmuRig
+from pumpctl.rigs.emu.image import unavailable_reason
+from pumpctl.rigs.emu.rig import EmuRig
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
@@ -23,7 +23,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def image_header() -> str:
     """One line: the image's label (official / unofficial, SHA-256), or why there is none."""
-    from pumpctl.emuimage import ImageUnavailable, find_image
+    from pumpctl.rigs.emu.image import ImageUnavailable, find_image
 
     try:
         return find_image()[1].label()

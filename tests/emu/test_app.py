@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pumpcore import alarms, logrec, logtext
-from pumpctl.emurig import EmuRig
+from pumpctl.rigs.emu.rig import EmuRig
 from pumpctl.pump import Pump
 
 from .appchip import CONC_UG_ML, WARMUP, open_pump as _open

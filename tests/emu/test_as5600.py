@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rp2040py")
 
-from pumpctl.emurig import I2C_FUNCSEL, As5600  # noqa: E402
+from pumpctl.rigs.emu.encoder import I2C_FUNCSEL, As5600  # noqa: E402
 
 IC_TAR, IC_DATA_CMD, IC_FS_SCL_HCNT, IC_FS_SCL_LCNT = 0x04, 0x10, 0x1C, 0x20
 IC_ENABLE, IC_RXFLR, IC_RAW_INTR_STAT, IC_CLR_TX_ABRT = 0x6C, 0x78, 0x34, 0x54
@@ -100,8 +100,9 @@ def test_bus_time_follows_the_configured_scl() -> None:
 def test_attached_rig_wires_the_encoder_from_the_pin_map() -> None:
     from rp2040py import RP2040
 
-    from pumpctl.emuphys import EmuPhysics
-    from pumpctl.emurig import EmuWiring, load_pinmap
+    from pumpctl.rigs.emu.physics import EmuPhysics
+    from pumpctl.rigs.emu.wiring import EmuWiring
+    from pumpctl.rigs.emu.rigdir import load_pinmap
 
     physics = EmuPhysics.create()
     if not physics.has_model:

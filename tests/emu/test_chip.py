@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pumpctl import deploy
-from pumpctl.emurig import EmuRig, load_pinmap
+from pumpctl.rigs.emu.rig import EmuRig
+from pumpctl.rigs.emu.rigdir import load_pinmap
 
 from .conftest import FIRMWARE, mpremote
 

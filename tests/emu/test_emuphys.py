@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pumpctl.emuphys import EmuPhysics, pressure_to_adc_counts
+from pumpctl.rigs.emu.physics import EmuPhysics, pressure_to_adc_counts
 
 
 def test_sensor_transfer_matches_the_abp_ratiometric_output() -> None:

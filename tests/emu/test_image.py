@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pumpctl import emuimage
-from pumpctl.emuimage import ENV_UF2, ENV_UNOFFICIAL, ImageUnavailable, find_image, unavailable_reason
+from pumpctl.rigs.emu import image as emuimage
+from pumpctl.rigs.emu.image import ENV_UF2, ENV_UNOFFICIAL, ImageUnavailable, find_image, unavailable_reason
 
 
 @pytest.fixture()

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from pumpctl.emurig import REPO, EmuRig
+from pumpctl.rigs.emu.rigdir import REPO
+from pumpctl.rigs.emu.rig import EmuRig
 
 from .conftest import copy_to_chip, mpremote
 

@@ -9,7 +9,8 @@ import importlib.util
 
 import pytest
 
-from pumpctl.emurig import EmuRig, load_pinmap
+from pumpctl.rigs.emu.rig import EmuRig
+from pumpctl.rigs.emu.rigdir import load_pinmap
 
 from .conftest import copy_to_chip, FIRMWARE, mpremote
 

@@ -9,9 +9,8 @@ from importlib.metadata import entry_points
 import pytest
 
 if not any(ep.name == "pumprig" for ep in entry_points(group="pytest11")):
-    from pumpctl.hil.plugin import (pytest_addhooks, pytest_addoption, pytest_configure,  # noqa: F401
-                                    pytest_report_header, pytest_runtest_makereport,
-                                    pytest_sessionfinish)
+    from pumpctl.hil.plugin import (pytest_addhooks, pytest_addoption, pytest_configure,
+                                    pytest_report_header, pytest_runtest_makereport, pytest_sessionfinish)
     from pumpctl.hil.plugin import pytest_collection_modifyitems as _hil_modifyitems
 else:
     def _hil_modifyitems(config, items):

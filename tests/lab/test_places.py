@@ -75,7 +75,7 @@ def test_exporter_config_has_a_network_serial_port_per_rig_and_no_jinja_comment(
 @pytest.mark.rig
 def test_pumpctl_reaches_a_virtual_rig_through_the_rfc2217_bridge(tmp_path, monkeypatch):
     from pumpctl.lab.bridge import Rfc2217Bridge
-    from pumpctl.virtualrig import VirtualRig
+    from pumpctl.rigs.virtualrig import VirtualRig
     monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
     with VirtualRig.start(tmp_path / "rig", time_scale=1000, fresh=True, name="bridged") as vr:
         vr.wait_firmware(1, timeout_s=20)

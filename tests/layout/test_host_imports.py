@@ -45,7 +45,7 @@ def _is_cli(module: str) -> bool:
     """The CLI layer, in the flat layout (cli, cmd_*, output) and in the cli/ package alike."""
     leaf = module.rsplit(".", 1)[-1]
     return module == "pumpctl.cli" or module.startswith("pumpctl.cli.") or leaf.startswith("cmd_") \
-        or module in ("pumpctl.output",)
+        or module in ("pumpctl.cli.output",)
 
 
 # Known, left to the HIL suite's own work: the HIL plugin reuses the CLI's program loader and

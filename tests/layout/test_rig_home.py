@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pumpctl import virtualrig
-from pumpctl.emurig import REPO, default_rig_dir, legacy_rig_dir_note
+from pumpctl.rigs import virtualrig
+from pumpctl.rigs.emu.rigdir import REPO, default_rig_dir, legacy_rig_dir_note
 from pumpctl.errors import UsageError
 
 

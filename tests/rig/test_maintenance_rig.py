@@ -21,7 +21,7 @@ from pumpcore import alarms as al
 from pumpcore import logrec, wire
 from pumpctl import deploy as deploy_mod
 from pumpctl.pump import Pump
-from pumpctl.virtualrig import VirtualRig
+from pumpctl.rigs.virtualrig import VirtualRig
 
 pytestmark = pytest.mark.rig
 SCALE = 10

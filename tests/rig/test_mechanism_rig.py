@@ -11,7 +11,7 @@ import pytest
 
 from pumpctl import deploy, mechanisms
 from pumpctl.errors import UsageError
-from pumpctl.virtualrig import VirtualRig
+from pumpctl.rigs.virtualrig import VirtualRig
 
 pytestmark = pytest.mark.rig
 

@@ -15,8 +15,8 @@ import pytest
 from pumpcore import logrec
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpctl.pump import Pump
-from pumpctl.simsession import prepare_for_delivery, start_deployed_rig
-from pumpctl.virtualrig import poll_scale
+from pumpctl.rigs.simsession import prepare_for_delivery, start_deployed_rig
+from pumpctl.rigs.virtualrig import poll_scale
 
 DAYS = 7
 TIME_SCALE = "max"          # as fast as the firmware runs (virtual time: the physics do not care)

@@ -12,8 +12,8 @@ from typing import Iterator
 import pytest
 import serial
 
-from pumpctl.virtualrig import VirtualRig
-from pumpctl.virtualrig_supervisor import seed_flash
+from pumpctl.rigs.virtualrig import VirtualRig
+from pumpctl.rigs.virtualrig_supervisor import seed_flash
 
 pytestmark = pytest.mark.rig
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pumpctl.errors import UsageError
-from pumpctl.virtualrig import VirtualRig, process_alive
+from pumpctl.rigs.virtualrig import VirtualRig, process_alive
 
 from .test_virtualrig import Link, make_rig
 
@@ -23,9 +23,12 @@ pytestmark = pytest.mark.rig
 def test_scheduled_fault_lands_at_its_sim_time(tmp_path: Path):
     with make_rig(tmp_path, scale="max") as rig:
         Link(rig.port).boot_line()
-        at = rig.sim_us() + 30_000_000
-        w = rig.fault("occlude", at_us=at)
-        assert w["scheduled"] == [{"at_us": at, "kind": "occlude", "args": {}}]
+        # relative to the sim time the request lands at: at max the rig runs tens of sim seconds
+        # during one host round trip, so an absolute time read before it could be past already
+        w = rig.fault("occlude", after_ms=30_000)
+        [entry] = w["scheduled"]
+        at = entry["at_us"]
+        assert entry == {"at_us": at, "kind": "occlude", "args": {}} and at >= 30_000_000
         assert w["occluded"] is False
         deadline = time.monotonic() + 20
         while not rig.world()["occluded"]:
@@ -106,7 +109,7 @@ def _app_scenario(home: Path, cache: bool) -> tuple[dict, str]:
     from pumpcore.program import MODE_CONTINUOUS, Program
     from pumpctl.deploy import deploy
     from pumpctl.pump import Pump
-    from pumpctl.simsession import REFILL_NL
+    from pumpctl.rigs.simsession import REFILL_NL
     rig = VirtualRig.start(home / f"rig-{int(cache)}", time_scale="max", fresh=True, name="scenario",
                            hold_us=0, cache=cache)
     try:
@@ -183,7 +186,7 @@ def test_hang_is_reset_by_watchdog_at_max(tmp_path: Path):
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pumpctl.virtualrig import VirtualRig
+    from pumpctl.rigs.virtualrig import VirtualRig
     rig = VirtualRig.start(Path(sys.argv[1]), time_scale=1.0, detach=False)
     w = rig.world()
     print(rig.pid, flush=True)
@@ -192,7 +195,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_session_rig_dies_with_the_process_that_started_it(tmp_path: Path):
-    from pumpctl.virtualrig_supervisor import seed_flash
+    from pumpctl.rigs.virtualrig_supervisor import seed_flash
     seed_flash(tmp_path / "rig" / "flash")
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "rig")],
                              stdout=subprocess.PIPE, text=True)
@@ -217,7 +220,7 @@ def test_emulated_pico_supervisor_watch_ends_it_with_its_owner():
     # the emulated Pico's supervisor (image not on every machine) uses this watch; the owner
     # need not be its parent (tests/emu prepares the chip in a child that exits)
     owner = subprocess.Popen(["sleep", "60"])
-    code = ("import time; from pumpctl.emurig import watch_owner; "
+    code = ("import time; from pumpctl.rigs.emu.supervisor import watch_owner; "
             f"watch_owner({owner.pid}, every_s=0.05, grace_s=1.0); time.sleep(60)")
     sup = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -233,7 +236,7 @@ def test_emulated_pico_supervisor_watch_ends_it_with_its_owner():
 
 
 def test_sim_time_options_parse_units_and_name_a_bad_value():
-    from pumpctl.cmd_sim import _sim_duration_us
+    from pumpctl.cli.cmd_sim import _sim_duration_us
     assert _sim_duration_us("--at", "90 s") == 90_000_000
     assert _sim_duration_us("--at", "1.5 min") == 90_000_000
     assert _sim_duration_us("--after", "2h") == 7_200_000_000
@@ -273,7 +276,7 @@ def test_cli_fault_after_lands_at_its_time_and_time_scale_max(tmp_path: Path):
 def test_time_sync_on_a_virtual_rig_takes_its_own_calendar(tmp_path: Path, monkeypatch):
     import argparse
     import datetime
-    from pumpctl.cmd_device import _rig_calendar
+    from pumpctl.cli.cmd_device import _rig_calendar
     monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
     with make_rig(tmp_path, scale="max") as rig:
         Link(rig.port).boot_line()

@@ -1,6 +1,6 @@
 """Accuracy run on the virtual rig: time-scaled firmware, program uploaded, simulated balance read.
 
-Needs `pumpctl.virtualrig.VirtualRig` (issue 3). What this module uses of a started rig is
+Needs `pumpctl.rigs.virtualrig.VirtualRig` (issue 3). What this module uses of a started rig is
 small and duck-typed, so it can follow that class as it lands: ``rig.port`` (the pty the
 firmware serves the protocol on), ``rig.balance()`` (side channel: rig time and balance
 reading, see `balance.SimBalance`), ``rig.stop()``, and optionally ``rig.noise_model()`` /
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UsageError
-from ..virtualrig import poll_scale
+from ..rigs.virtualrig import poll_scale
 from .balance import SimBalance
 from .iec60601 import Sample
 from .run import SAMPLE_INTERVAL_S, SampleLog
@@ -26,7 +26,7 @@ def start_virtual_rig(time_scale: float, out_dir: Path, mechanism: str | None = 
     """A fresh virtual rig at `time_scale`, made for `mechanism` (None: the default) and
     weighing with the simulated `balance` (None: the mechanism's), firmware deployed and key
     provisioned."""
-    from ..simsession import start_deployed_rig
+    from ..rigs.simsession import start_deployed_rig
     return start_deployed_rig(out_dir / "rig", time_scale, "accuracy", log=lambda line: None,
                               mechanism=mechanism, balance=balance)
 
@@ -87,7 +87,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
     density, density_note = density_for(args, Params().density_mg_per_ml / 1000)
     spec_balance = rig_balance(rig, args)
     rate_ml_h = set_rate_ml_h(rate_ng_day, conc_ug_ml)
-    from ..simsession import prepare_for_delivery
+    from ..rigs.simsession import prepare_for_delivery
     with Pump.open(rig.port) as pump:
         hello = pump.hello()
         # a full reservoir of the rig's mechanism (the rig's own limit: the syringe)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from ..virtualrig import poll_scale
+from ..rigs.virtualrig import poll_scale
 from .report import HilReport, Series
 from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
 
@@ -450,7 +450,7 @@ class Uploaded:
 def load_program_file(name: str | Path) -> Any:
     """A program file through pumpctl's own loader: a bare name is looked up in
     examples/programs/, then relative to the current directory."""
-    from ..cmd_program import load_program
+    from ..cli.cmd_program import load_program
     p = Path(name)
     if not p.is_absolute() and not p.exists() and (EXAMPLES / p).exists():
         p = EXAMPLES / p

@@ -68,7 +68,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     """`--rig emu`: which MicroPython image the emulated Pico boots, official or self-built."""
     if (config.getoption("rig", "sim") or "sim") != "emu":
         return None
-    from ..emuimage import ImageUnavailable, find_image
+    from ..rigs.emu.image import ImageUnavailable, find_image
     try:
         return "pumprig emu: " + find_image()[1].label()
     except ImageUnavailable as exc:
@@ -129,7 +129,7 @@ def attach_rig_evidence(item: pytest.Item, rep: Any) -> None:
     rig = item.funcargs["rig"]  # type: ignore[attr-defined]
     lines: list[str] = []
     try:
-        from ..cmd_logs import decode_record, decoded_fields
+        from ..cli.cmd_logs import decode_record, decoded_fields
         from ..pump import Pump
         pump = item.funcargs.get("pump")  # type: ignore[attr-defined]
         opened = None

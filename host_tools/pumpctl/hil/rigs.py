@@ -182,7 +182,7 @@ class SimImage:
     """
 
     def __init__(self, base: Path, deploy: bool = True) -> None:
-        from ..virtualrig import VirtualRig
+        from ..rigs.virtualrig import VirtualRig
         self.base = base
         self.flash = base / "image"
         self.rig_id = _clean_rig_id("hil-image-%d" % os.getpid())
@@ -219,7 +219,7 @@ class SimRig(Rig):
     def __init__(self, image: SimImage, rig_dir: Path, rig_id: str, time_scale: float | str,
                  mechanism: str | None = None) -> None:
         from .. import keys, mechanisms
-        from ..virtualrig import VirtualRig
+        from ..rigs.virtualrig import VirtualRig
         self.image = image
         self.deploy = image.deploy
         self.rig_dir = rig_dir
@@ -421,7 +421,8 @@ class EmuHilRig(Rig):
     where 3 tries of the default 5 s gave up on a healthy chip."""
 
     def __init__(self, base: Path, deploy: bool = True) -> None:
-        from ..emurig import EmuRig, write_emu_hw_dir
+        from ..rigs.emu.rig import EmuRig
+        from ..rigs.emu.rigdir import write_emu_hw_dir
         rig_dir = base / "emu"
         rig_dir.mkdir(parents=True, exist_ok=True)
         self.rig_dir = rig_dir

@@ -54,7 +54,7 @@ def exporter_config(rigs: list[FarmRig]) -> str:
 def start_farm(base: Path, count: int, host: str = "127.0.0.1", time_scale: float = 1.0) -> list[FarmRig]:
     """Start `count` virtual rigs under `base` (factory state, time scale 1 as a Pico runs, so
     `pumpctl deploy` over the link has a Pico's watchdog margin) and a bridge for each."""
-    from ..virtualrig import VirtualRig
+    from ..rigs.virtualrig import VirtualRig
     if not 1 <= count <= 64:
         raise ValueError("rigs = %d: must be 1..64" % count)
     rigs: list[FarmRig] = []

@@ -5,10 +5,11 @@ import argparse
 
 from pumpcore import logrec, units, wire
 
-from . import deploy as deploy_mod
-from . import output, quantity
+from .. import deploy as deploy_mod
+from . import output
+from .. import quantity
 from .cmd_device import add_common, open_pump, resolve_port
-from .errors import PumpError, UsageError
+from ..errors import PumpError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def end(args: argparse.Namespace) -> int:
     port = resolve_port(args.port)
-    from .pump import Pump
+    from ..pump import Pump
     try:
         Pump.open(port, timeout_s=2.0, retries=0, check_table=False, probe=True).close()
     except PumpError:

@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .accuracy.analysis import check_run_length, program_rate, reanalyse
-from .errors import UsageError
-from .virtualrig import time_scale_arg
+from ..accuracy.analysis import check_run_length, program_rate, reanalyse
+from ..errors import UsageError
+from ..rigs.virtualrig import time_scale_arg
 
 DEFAULT_OUT = Path("out/accuracy")
 DEFAULT_TIME_SCALE = 1000.0
@@ -23,7 +23,7 @@ def _load_program(path: str) -> Any:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
-    from .accuracy import verdict
+    from ..accuracy import verdict
     program = _load_program(args.program)
     rate_ng_day, conc_ug_ml = program_rate(program)
     verdict.parse_spec(args.spec)           # a bad --spec is refused before the run, not after it
@@ -32,13 +32,13 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     if args.hours is None:
         raise UsageError("--hours is needed: the run length in hours of rig time (or --from-log samples.csv)")
     check_run_length(rate_ng_day, conc_ug_ml, args.hours)
-    from .accuracy import balances
-    from . import mechanisms
+    from ..accuracy import balances
+    from .. import mechanisms
     mechanisms.path(args.mechanism)            # a wrong name is refused before the run
     if args.balance == "sim" or args.balance in balances.BALANCES:
-        from .accuracy import simrun
+        from ..accuracy import simrun
         return simrun.run_on_virtual_rig(args, program, rate_ng_day, conc_ug_ml)
-    from .accuracy import benchrun
+    from ..accuracy import benchrun
     from .cmd_device import open_pump, rig_hello
     return benchrun.run_on_bench(args, program, rate_ng_day, conc_ug_ml, lambda: open_pump(args), rig_hello)
 

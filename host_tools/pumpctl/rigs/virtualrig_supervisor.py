@@ -41,8 +41,8 @@ from typing import Any
 
 from pumpsim import model, twinport
 
-from . import mechanisms
-from .errors import UsageError
+from .. import mechanisms
+from ..errors import UsageError
 
 RESET_POWER_ON = 0
 RESET_WATCHDOG = 1
@@ -94,13 +94,13 @@ def micropython_binary() -> str:
 
 def repo_root() -> Path:
     """The checkout this package runs from (host_tools/pumpctl/ -> repo)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def seed_flash(flash: Path, mechanism: str | None = None) -> None:
     """Factory image: the repo's firmware/ tree plus hw/pinmap.json and the mechanism's file
     (pumpctl.mechanisms: hw/mechanism.json, or hw/mechanism-NAME.json) as mechanism.json."""
-    from . import mechanisms
+    from .. import mechanisms
     root = repo_root()
     flash.mkdir(parents=True, exist_ok=True)
     src = root / "firmware"
@@ -169,7 +169,7 @@ class Supervisor:
         self.mech_line = mech_doc.get("line", {})
         # the balance a new world weighs with (pumpctl.accuracy.balances, from its datasheet):
         # `balance`, else the mechanism's own
-        from .accuracy import balances
+        from ..accuracy import balances
         self.balance = balances.get(balance) if balance else balances.for_mechanism(mech_doc)
         self.refused: str | None = None   # why the firmware was not booted (mechanism mismatch)
         self.world, self.world_extra = self._load_world()

@@ -10,7 +10,7 @@ from typing import Any
 from . import output
 from pathlib import Path
 
-from .errors import PortError, PumpError, RefusedError, UsageError
+from ..errors import PortError, PumpError, RefusedError, UsageError
 
 PICO_VID = 0x2E8A   # Raspberry Pi
 PICO_PID = 0x0005   # MicroPython on RP2040 (USB CDC)
@@ -79,7 +79,7 @@ def rig_ports() -> list[dict[str, Any]]:
     """Running virtual rigs ($PUMPCTL_HOME/rigs) and the emulated Pico, as port entries."""
     out: list[dict[str, Any]] = []
     try:
-        from .virtualrig import list_rigs
+        from ..rigs.virtualrig import list_rigs
         for r in list_rigs():
             if r["running"]:
                 out.append({"device": r["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
@@ -88,8 +88,8 @@ def rig_ports() -> list[dict[str, Any]]:
         pass
     try:
         import json as _json
-        from .emurig import STATE_FILE, default_rig_dir
-        from .virtualrig import process_alive
+        from ..rigs.emu.rigdir import STATE_FILE, default_rig_dir
+        from ..rigs.virtualrig import process_alive
         state = _json.loads((default_rig_dir() / STATE_FILE).read_text())
         if isinstance(state.get("pid"), int) and process_alive(state["pid"]) and state.get("port"):
             out.append({"device": state["port"], "vid": None, "pid": None, "pico": False, "serial_number": None,
@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def open_pump(args: argparse.Namespace) -> Any:
     """`Pump.open(port)` on the resolved port (a context manager); with --rig, a different rig
     on that port is refused (AuthError "wrong rig")."""
-    from .pump import DEFAULT_TIMEOUT_S, Pump
+    from ..pump import DEFAULT_TIMEOUT_S, Pump
     timeout = getattr(args, "timeout", None)
     if timeout is not None and not 0 < timeout <= 600:
         raise UsageError("--timeout = %s: must be above 0 and at most 600 s" % timeout)
@@ -361,7 +361,7 @@ MAX_BOLUS_MIN = 24 * 60
 def parse_amount(text: str, field: str, default_unit: str, parser: Any, limit: int) -> int:
     """Clinician-style quantity ("50", "50 ug", "0.05 mg") -> integer base units via pumpctl.quantity
     (exact; a bare number is in `default_unit`). UsageError naming the field, value and limit."""
-    from . import quantity
+    from .. import quantity
     t = text.strip()
     if t and (t[-1].isdigit() or t[-1] == "."):
         t = t + " " + default_unit
@@ -390,7 +390,7 @@ def fastest_bolus_ms(dose_ng: int, limits: Any) -> int:
 def parse_minutes(text: str, field: str = "--over") -> int:
     """Bolus duration: minutes ("10", "1.5") or with a unit ("90 s", "1.5 min", "2 h") -> ms,
     exactly (pumpctl.quantity), 1 min .. 24 h. UsageError naming the field and the value."""
-    from . import quantity
+    from .. import quantity
     t = text.strip()
     if t and (t[-1].isdigit() or t[-1] == "."):
         t = t + " min"
@@ -449,7 +449,7 @@ def lockout_left_ms(pump: Any) -> int | None:
     """ms until the running program's patient-bolus lockout ends: lockout from the program,
     the last granted patient bolus from the rig's log, now from its clock (None if unknown)."""
     from pumpcore import logrec, program as prog_mod, wire
-    from .accuracy.events import rig_wall_ms
+    from ..accuracy.events import rig_wall_ms
     data = pump.read_program(wire.PROG_WHICH_RUNNING, wire.PROG_PART_ENCODED)
     running = prog_mod.Program.decode(bytes(data[0]))
     patient = getattr(running, "patient", None)
@@ -479,7 +479,7 @@ def _patient_kind() -> int:
 
 
 def cmd_bolus(args: argparse.Namespace) -> int:
-    from . import quantity
+    from .. import quantity
     dose_ng = parse_amount(args.ug, "bolus dose", "ug", quantity.parse_dose_ng, 2**30 - 1)
     over_ms = None if args.over is None else parse_minutes(args.over)
     with open_pump(args) as pump:
@@ -529,7 +529,7 @@ def _volume_text(nl: int, typed: str) -> str:
 
 def cmd_refill(args: argparse.Namespace) -> int:
     from pumpcore import scheduler
-    from . import quantity
+    from .. import quantity
     volume_nl = parse_amount(args.volume_ml, "--volume-ml", "mL", quantity.parse_volume_nl, 2**30 - 1)
     conc = parse_amount(args.concentration, "--concentration", "ug/mL", quantity.parse_conc_ug_ml, 2**30 - 1)
     with open_pump(args) as pump:
@@ -551,7 +551,7 @@ def cmd_refill(args: argparse.Namespace) -> int:
 
 
 def cmd_prime(args: argparse.Namespace) -> int:
-    from . import quantity
+    from .. import quantity
     volume_nl = parse_amount(args.volume_ul, "--volume-ul", "uL", quantity.parse_volume_nl, 2**30 - 1)
     with open_pump(args) as pump:
         pump.prime(volume_nl)
@@ -574,8 +574,8 @@ def _rig_calendar(args: argparse.Namespace) -> Any:
     """The time to set: a virtual rig's own simulated calendar (its clock runs at its time scale,
     so the host's time would throw a 100x rig's clock back by hours), else this computer's."""
     import datetime
-    from .errors import PumpError
-    from .virtualrig import find_by_port
+    from ..errors import PumpError
+    from ..rigs.virtualrig import find_by_port
     try:
         cal_us = int(find_by_port(resolve_port(args.port)).world()["calendar_us"])
     except (PumpError, OSError, KeyError, ValueError):
@@ -596,8 +596,8 @@ def derived_pl_per_step(hw_dir: Path | None = None, mechanism: str | None = None
     """The volume per microstep derived from the mechanism `mechanism` (pumpctl.mechanisms: the
     one the rig reports in hello; None: hw/mechanism.json) in `hw_dir`, in pL."""
     from pumpcore import calibration
-    from . import mechanisms
-    base = hw_dir or Path(__file__).resolve().parents[2] / "hw"
+    from .. import mechanisms
+    base = hw_dir or Path(__file__).resolve().parents[3] / "hw"
     path = mechanisms.path(mechanism, base) if mechanism else base / "mechanism.json"
     try:
         mech = calibration.load_mechanism(str(path))

@@ -13,7 +13,7 @@ from typing import Any
 
 from pumpcore.pressure import PressureSensor, load_sensor
 
-MECHANISM_PATH = Path(__file__).resolve().parents[2] / "hw" / "mechanism.json"
+MECHANISM_PATH = Path(__file__).resolve().parents[4] / "hw" / "mechanism.json"
 
 ADC_FULL_SCALE = 4095
 """12-bit ADC; its reference is the 3V3 rail that also supplies the sensor."""

@@ -17,13 +17,13 @@ from pathlib import Path
 from pumpcore import alarms, logrec, units
 from pumpsim.model import Params
 
-from . import programfile
-from .errors import PumpError, UsageError
-from .pump import Pump
-from .simsession import prepare_for_delivery, start_deployed_rig
-from .virtualrig import VirtualRig, poll_scale, rig_dir_for, scale_text, time_scale_arg
+from .. import programfile
+from ..errors import PumpError, UsageError
+from ..pump import Pump
+from ..rigs.simsession import prepare_for_delivery, start_deployed_rig
+from ..rigs.virtualrig import VirtualRig, poll_scale, rig_dir_for, scale_text, time_scale_arg
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROGRAM = REPO / "examples" / "programs" / "continuous_186.toml"
 BOLUS_NG = 50_000
 BOLUS_MS = 10 * 60_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import deploy as deploy_mod
+from .. import deploy as deploy_mod
 from . import output
 from .cmd_device import add_common, resolve_port
 

@@ -9,8 +9,8 @@ from pumpcore import logrec, logtext
 
 from . import output
 from .cmd_device import add_common, open_pump, rig_hello
-from .errors import ProtocolError, UsageError
-from .logstore import LogStore, StoredRecord, default_store_path
+from ..errors import ProtocolError, UsageError
+from ..logstore import LogStore, StoredRecord, default_store_path
 
 BATCH = 31            # records per log-read request (wire.MAX_LOG_RECORDS)
 PROGRESS_FROM = 200   # show a progress bar when at least this many records are to be pulled

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .errors import UsageError
-from .virtualrig import FAULT_KINDS, VirtualRig, list_rigs, rig_dir_for, time_scale_arg
+from ..errors import UsageError
+from ..rigs.virtualrig import FAULT_KINDS, VirtualRig, list_rigs, rig_dir_for, time_scale_arg
 
 DEFAULT_NAME = "sim"
 

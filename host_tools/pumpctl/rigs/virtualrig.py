@@ -5,8 +5,8 @@
         rig.fault("occlude")
         sim_ms, grams = rig.balance()
 
-`python -m pumpctl.virtualrig serve RIG_DIR ...` runs the supervisor in the foreground (what
-`start` spawns, detached); see virtualrig_supervisor.py for what it does.
+`python -m pumpctl.rigs.virtualrig serve RIG_DIR ...` runs the supervisor in the foreground (what
+`start` spawns, detached); see rigs/virtualrig_supervisor.py for what it does.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import PortError, RigTimeout, UsageError
+from ..errors import PortError, RigTimeout, UsageError
 
 from .virtualrig_supervisor import FAULT_KINDS  # the one table of the supervisor's faults  # noqa: E402
 
@@ -38,7 +38,7 @@ def pumpctl_home() -> Path:
 
 
 EMU_RIG_NAME = "emu"
-"""The emulated Pico's directory under $PUMPCTL_HOME/rigs (pumpctl.emurig): no virtual rig takes it."""
+"""The emulated Pico's directory under $PUMPCTL_HOME/rigs (pumpctl.rigs.emu): no virtual rig takes it."""
 
 
 def rig_dir_for(name: str) -> Path:
@@ -117,7 +117,7 @@ class VirtualRig:
             except (PortError, RigTimeout, OSError):
                 (rig_dir / "rig.json").unlink(missing_ok=True)
         rig_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pumpctl.virtualrig", "serve", str(rig_dir),
+        cmd = [sys.executable, "-m", "pumpctl.rigs.virtualrig", "serve", str(rig_dir),
                "--time-scale", str(time_scale), "--name", name or rig_dir.name]
         if fresh:
             cmd.append("--fresh")
@@ -362,7 +362,7 @@ def process_alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pumpctl.virtualrig",
+    parser = argparse.ArgumentParser(prog="python -m pumpctl.rigs.virtualrig",
                                      description="Run a virtual-rig supervisor in the foreground.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the supervisor for RIG_DIR until stopped")
