@@ -33,12 +33,10 @@ PRIO_LOW = const(1)
 PRIO_MEDIUM = const(2)
 PRIO_HIGH = const(3)
 PRIO_CRITICAL = const(4)
-PRIORITY_NAMES = ("info", "low", "medium", "high", "critical")
 
 REACT_NONE = const(0)
 REACT_NO_BOLUS = const(1)
 REACT_STOP = const(2)
-REACTION_NAMES = ("delivery continues", "basal continues, boluses stopped", "motor stopped")
 
 KIND_CONDITION = const(0)
 KIND_EVENT = const(1)
@@ -66,61 +64,38 @@ ALARM_PROGRAM_UNCONFIRMED = const(19)
 ALARM_MISSED_STEPS = const(20)   # screw encoder behind the commanded microsteps (encoder helper)
 ALARM_MAX = const(20)
 
-# (name, priority, kind, latch, reaction, text)
+# (name, priority, kind, latch, reaction). The operator texts and the priority and reaction names,
+# which only the host renders, are in pumpcore.logtext (the device does not import it).
 ALARM_TABLE = (
     None,
-    ("occlusion", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
-     "Line occluded: pressure high or not decaying. Motor stopped; check the catheter."),
-    ("motor-stall", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
-     "Motor stalled or steps missing. Motor stopped; doses due meanwhile are missed."),
-    ("reservoir-empty", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
-     "Reservoir empty or plunger at the end stop. Motor stopped; refill now."),
-    ("reservoir-low-volume", PRIO_MEDIUM, KIND_CONDITION, False, REACT_NONE,
-     "Reservoir volume below the programmed low threshold. Schedule a refill."),
-    ("reservoir-low-days", PRIO_LOW, KIND_CONDITION, False, REACT_NONE,
-     "Days of drug left below the programmed threshold. Schedule a refill."),
-    ("flow-low", PRIO_HIGH, KIND_CONDITION, True, REACT_NONE,
-     "Measured flow below the commanded rate beyond tolerance (under-delivery)."),
-    ("flow-high", PRIO_CRITICAL, KIND_CONDITION, True, REACT_STOP,
-     "Measured flow above the commanded rate beyond tolerance (over-delivery). Motor stopped."),
-    ("reset-power", PRIO_MEDIUM, KIND_EVENT, True, REACT_NONE,
-     "Restarted after a power loss; basal resumed, doses due while off were missed."),
-    ("reset-watchdog", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,
-     "Restarted by the watchdog (software hung); basal resumed, boluses held until ack."),
-    ("state-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP,
-     "Stored delivery state unreadable: totals, lockouts and caps unknown. Motor stopped."),
-    ("program-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP,
-     "Stored program unreadable. Motor stopped; commit a program."),
-    ("clock-lost", PRIO_MEDIUM, KIND_CONDITION, True, REACT_NO_BOLUS,
-     "Wall clock not set since restart; basal continues, boluses held until time is set."),
-    ("limit-refused", PRIO_INFO, KIND_EVENT, False, REACT_NONE,
-     "A request was refused by a hard limit."),
-    ("bolus-denied", PRIO_INFO, KIND_EVENT, False, REACT_NONE,
-     "Patient bolus denied (lockout or daily cap)."),
-    ("storage-fault", PRIO_HIGH, KIND_EVENT, True, REACT_NONE,
-     "Writing state or log to flash failed; delivery continues, data may not persist."),
-    ("no-program", PRIO_HIGH, KIND_CONDITION, False, REACT_STOP,
-     "No committed program: nothing is delivered."),
+    ("occlusion", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
+    ("motor-stall", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
+    ("reservoir-empty", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
+    ("reservoir-low-volume", PRIO_MEDIUM, KIND_CONDITION, False, REACT_NONE),
+    ("reservoir-low-days", PRIO_LOW, KIND_CONDITION, False, REACT_NONE),
+    ("flow-low", PRIO_HIGH, KIND_CONDITION, True, REACT_NONE),
+    ("flow-high", PRIO_CRITICAL, KIND_CONDITION, True, REACT_STOP),
+    ("reset-power", PRIO_MEDIUM, KIND_EVENT, True, REACT_NONE),
+    ("reset-watchdog", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS),
+    ("state-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP),
+    ("program-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP),
+    ("clock-lost", PRIO_MEDIUM, KIND_CONDITION, True, REACT_NO_BOLUS),
+    ("limit-refused", PRIO_INFO, KIND_EVENT, False, REACT_NONE),
+    ("bolus-denied", PRIO_INFO, KIND_EVENT, False, REACT_NONE),
+    ("storage-fault", PRIO_HIGH, KIND_EVENT, True, REACT_NONE),
+    ("no-program", PRIO_HIGH, KIND_CONDITION, False, REACT_STOP),
     # basal continues: an interrupted intrathecal baclofen flow is the greater danger; boluses
     # wait because an occlusion could not be seen (the motor-stall detector still works)
-    ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS,
-     "Pressure sensor output below its range (open wire or short to ground): occlusion cannot "
-     "be detected. Basal continues, boluses held; check the sensor wiring."),
+    ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS),
     # raised by the signed maintenance command just before the app hands the link to the REPL;
     # it latches so the state saved then carries it across the reset that ends maintenance,
     # where the boot ends it (condition over, logged with the missed volume) and the basal resumes
-    ("maintenance", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
-     "Maintenance: the application handed the link to the REPL (signed command). Motor stopped, "
-     "nothing is delivered; the rig returns to the application by itself when the window ends."),
+    ("maintenance", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
     # the basal goes on (an interrupted flow is the greater danger); the clinician must check
     # which program runs: the log's program-at-boot record names it and the one last confirmed
-    ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS,
-     "After a reset the program running is not the one last confirmed (a commit cut short or "
-     "a damaged program slot). Basal continues, boluses held; check the program and ack."),
+    ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS),
     # the screw encoder (pumpcore.screwenc): DIAG is blind here (StallGuard off), this is not
-    ("missed-steps", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP,
-     "Screw encoder behind the commanded steps (jammed screw, slipping coupling or skipped "
-     "steps). Motor stopped; doses due meanwhile are missed; check the drive."),
+    ("missed-steps", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
@@ -175,12 +150,6 @@ def _check_code(code):
 def alarm_name(code):
     _check_code(code)
     return ALARM_TABLE[code][0]
-
-
-def alarm_text(code):
-    """The operator text of an alarm code."""
-    _check_code(code)
-    return ALARM_TABLE[code][5]
 
 
 def priority(code):

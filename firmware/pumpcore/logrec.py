@@ -8,12 +8,13 @@ Layout (little-endian, 32 bytes):
     6      4    ms           u32, ms of day, < 86_400_000
     10     1    code         u8, EV_* below
     11     1    version      u8, RECORD_VERSION
-    12     16   args         4 x i32, meaning per code in EVENT_ARGS
+    12     16   args         4 x i32, meaning per code in pumpcore.logtext.EVENT_ARGS
     28     4    crc          u32, CRC-32 of bytes 0..27
 
 Erased flash (all 0xFF) and zero-filled bytes never decode (the CRC does not match), so a
 torn or never-written slot is always recognised. Used by pumpfw.store (device) and by the
-host (pumpctl log read), which is why the names and the text of every code live here.
+host (pumpctl log read); the codes live here, their names and argument names in
+pumpcore.logtext, which only the host imports (issue 16's RAM budget).
 """
 from pumpcore.fielderror import FieldError
 import struct
@@ -31,7 +32,7 @@ ARG_MIN = -(1 << 31)
 ARG_MAX = (1 << 31) - 1
 SEQ_MAX = (1 << 32) - 1
 
-# Event codes. Arguments are listed in EVENT_ARGS (units in the names).
+# Event codes. Arguments are named in pumpcore.logtext.EVENT_ARGS (units in the names).
 EV_RESET = const(1)             # reset_cause (pumphw.base RESET_*), boot_count, down_ms (-1: unknown until the clock is synced; then missed-volume gives it), state_status
 EV_STATE_RESTORED = const(2)    # state_seq, slot (0=A 1=B), delivered_steps, program_crc16
 EV_STATE_LOST = const(3)        # status_a, status_b (store.LOAD_*), 0, 0
@@ -70,49 +71,8 @@ EV_LEDGER_RESTORED = const(30)  # certain_total_ng, possibly_ng, possibly_steps,
 EV_AUTH_REFUSED = const(31)     # command code, status (wire ERR_*), refusals not logged since the last record, 0
 EV_CODE_MAX = const(31)
 
-EVENT_NAMES = (
-    None, "reset", "state-restored", "state-lost", "missed-volume", "program-commit",
-    "program-lost", "bolus-start", "bolus-end", "bolus-denied", "bolus-aborted", "suspend",
-    "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
-    "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
-    "maintenance", "heap", "maintenance-start", "maintenance-end", "program-at-boot",
-    "hourly-partial", "ledger-restored", "auth-refused",
-)
-
-EVENT_ARGS = (
-    None,
-    ("reset_cause", "boot_count", "down_ms", "state_status"),
-    ("state_seq", "slot", "delivered_steps", "program_crc16"),
-    ("status_a", "status_b", "", ""),
-    ("missed_nl", "missed_steps", "down_ms", "rate_ng_day"),
-    ("program_crc_hi16", "program_crc_lo16", "mode", "basal_rate_ng_day"),
-    ("status_a", "status_b", "", ""),
-    ("kind", "dose_ng", "duration_ms", "bolus_serial"),
-    ("kind", "delivered_ng", "bolus_serial", ""),
-    ("kind", "dose_ng", "refusal_code", ""),
-    ("kind", "dose_ng", "delivered_ng_at_last_save", "bolus_serial"),
-    ("reason", "", "", ""),
-    ("suspended_ms", "", "", ""),
-    ("volume_nl", "concentration_ug_ml", "bridge_left_nl", ""),
-    ("volume_nl", "duration_ms", "", ""),
-    ("alarm", "priority", "detail", "restored"),
-    ("alarm", "priority", "", ""),
-    ("alarm", "priority", "active_ms", ""),
-    ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
-    ("old_day", "old_ms", "new_day", "new_ms"),
-    ("command", "refusal_code", "value", "limit"),
-    ("old_pl_per_step", "new_pl_per_step", "", ""),
-    ("timeout_ms", "", "", ""),
-    ("what", "errno", "", ""),
-    ("reason", "exits_in_a_row", "backoff_ms", ""),
-    ("alloc_bytes", "free_bytes", "", ""),
-    ("window_ms", "auth_counter", "rate_ng_day", "dropped_steps"),
-    ("missed_nl", "missed_steps", "maintenance_ms", "rate_ng_day"),
-    ("running_crc_hi16", "running_crc_lo16", "confirmed_crc_hi16", "confirmed_crc_lo16"),
-    ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
-    ("certain_total_ng", "possibly_ng", "possibly_steps", "uncertain_total_ng"),
-    ("command", "status", "not_logged", ""),
-)
+# The names of the codes and of their arguments, which only the host renders, are in
+# pumpcore.logtext (EVENT_NAMES, EVENT_ARGS, event_name, describe): the device does not import it.
 
 # Reasons decode() refuses a record (LogRecordError.reason_code)
 BAD_LENGTH = const(1)
@@ -192,23 +152,3 @@ def decode(buf):
 def peek_seq(buf):
     """The seq field of a record without checking it (for locating records in a segment)."""
     return struct.unpack_from("<I", buf, 0)[0]
-
-
-def event_name(code):
-    """Short name of an event code, or 'event-N' for an unknown one."""
-    if 1 <= code <= EV_CODE_MAX:
-        return EVENT_NAMES[code]
-    return "event-%d" % code
-
-
-def describe(rec):
-    """One line of text for a decoded record: 'seq 12 day 9490 01:02:03.004 bolus-start kind=1 ...'."""
-    seq, day, ms, code = rec[0], rec[1], rec[2], rec[3]
-    s = ms // 1000
-    parts = ["seq %d day %d %02d:%02d:%02d.%03d %s" % (seq, day, s // 3600, (s // 60) % 60, s % 60,
-                                                       ms % 1000, event_name(code))]
-    names = EVENT_ARGS[code] if 1 <= code <= EV_CODE_MAX else ("a0", "a1", "a2", "a3")
-    for i in range(4):
-        if names[i]:
-            parts.append("%s=%d" % (names[i], rec[4 + i]))
-    return " ".join(parts)

@@ -19,7 +19,7 @@ import gc
 import sys
 
 from pumpcore import alarms as al
-from pumpcore import buildrec, calibration, logrec, pressure, wire
+from pumpcore import calibration, forget, logrec, pressure, wire
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
@@ -74,8 +74,22 @@ def crash_backoff_ms(exits_in_a_row):
     return ms if ms < CRASH_BACKOFF_MAX_MS else CRASH_BACKOFF_MAX_MS
 
 
+# The deployed build's hello text per flash root, read at boot: pumpcore.buildrec is boot-only
+# (boot() lets it go, issue 16's RAM budget), and the crash path must not load code to count.
+_BUILDS = {}
+
+
+def _read_build(root):
+    """The build record under `root` as hello reports it (pumpcore.buildrec.read), read now."""
+    from pumpcore import buildrec
+    text = buildrec.read(_join(root, buildrec.BUILD_FILE))
+    _BUILDS[root] = text
+    return text
+
+
 def _build_id(root):
-    return buildrec.read(_join(root, buildrec.BUILD_FILE)).encode()
+    text = _BUILDS.get(root)
+    return (text if text is not None else _read_build(root)).encode()
 
 
 def _read_crashes(root):
@@ -112,7 +126,7 @@ def _read_bytes(path):
 class PumpApp(Controller):
     """One pump: built on a Hardware object (pumphw.base), run with boot() then loop()."""
 
-    build = buildrec.UNKNOWN + ": not booted"   # hello's build_hash; boot() reads the build record
+    build = "unknown: not booted"   # hello's build_hash (buildrec.UNKNOWN); boot() reads the build record
 
     def __init__(self, hw, fs=None):
         """`fs`: the flash filesystem object for the stores (pumpfw.store.Fs by default; tests
@@ -183,7 +197,8 @@ class PumpApp(Controller):
         hw = self.hw
         hw.stepper.enable(False)
         # the deployed build (pumpcore.buildrec); missing or corrupt -> "unknown: <reason>"
-        self.build = buildrec.read(_join(self.root, buildrec.BUILD_FILE))
+        self.build = _read_build(self.root)
+        forget("pumpcore.buildrec")   # boot-only from here (the crash path uses _BUILDS)
         self.log.mount()
         state = self.state_store.load()
         blob = self.program_store.load()
@@ -1018,6 +1033,7 @@ def run(hw):
     other way out (an unexpected exception, or Ctrl-C on a keyed rig) stops the motor, saves,
     logs and resets the rig: never an open REPL on a rig that holds a key."""
     keyed = _read_bytes(_join(hw.flash_root, "rigkey.bin")) is not None
+    _BUILDS.clear()    # this boot's build, read again below
     crashes = _read_crashes(hw.flash_root) if keyed else 0
     app = None
     try:

@@ -7,7 +7,10 @@ def make_hardware():
     (sys.platform == 'rp2'), else the simulated twin pumphw.simhw.make_sim_hardware()."""
     if sys.platform == "rp2":
         from pumphw.rp2hw import Rp2Hardware
-        return Rp2Hardware()
+        from pumpcore import forget
+        hw = Rp2Hardware()
+        forget("pumphw.pinmap")    # boot-only: the pin map is checked and applied (~14 KB)
+        return hw
     from pumphw.simhw import make_sim_hardware
     return make_sim_hardware()
 

@@ -228,6 +228,22 @@ class Rp2Stepper(base.Stepper):
         return self._diag.value() == 1
 
 
+class _Buses:
+    """The pin map's buses as the running layer needs them (the driver UART, the encoder's I2C),
+    copied out of the checked PinMap: the checking code (pumphw.pinmap, ~14 KB of the RP2040
+    heap) is boot-only and make_hardware() lets it go (issue 16)."""
+
+    def __init__(self, pm):
+        self.uart_id = pm.uart_id
+        self.uart_tx = pm.uart_tx
+        self.uart_rx = pm.uart_rx
+        self.uart_baud = pm.uart_baud
+        self.i2c_id = pm.i2c_id
+        self.i2c_sda = pm.i2c_sda
+        self.i2c_scl = pm.i2c_scl
+        self.i2c_freq = pm.i2c_freq
+
+
 class Rp2Hardware(base.Hardware):
     """The real rig: one instance per boot, built from /pinmap.json."""
 
@@ -241,7 +257,7 @@ class Rp2Hardware(base.Hardware):
 
         self._machine = machine
         pm = pinmap_mod.load_pinmap(pinmap_path or pinmap_mod.PINMAP_PATH)
-        self.pinmap = pm
+        self.pinmap = _Buses(pm)    # not the PinMap: its class would hold pumphw.pinmap's code
         # safe state first: motor released, STEP low
         en = Pin(pm.en_n, Pin.OUT, value=1)
         Pin(pm.step, Pin.OUT, value=0)

@@ -157,9 +157,9 @@ def test_long_pull_drives_the_progress_bar(tmp_path: Path) -> None:
 
 
 def test_logs_show_says_an_alarm_was_carried_over_a_reset() -> None:
-    from pumpcore import alarms, logrec
+    from pumpcore import alarms, logrec, logtext
     from pumpctl.cli.cmd_logs import decoded_fields
-    names = logrec.EVENT_ARGS[logrec.EV_ALARM_RAISED]
+    names = logtext.EVENT_ARGS[logrec.EV_ALARM_RAISED]
     carried = dict(zip(names, (alarms.ALARM_OCCLUSION, alarms.PRIO_HIGH, 0, 1)))
     fields, text = decoded_fields(logrec.EV_ALARM_RAISED, {k: v for k, v in carried.items() if k})
     assert fields["restored"] is True and "carried over the reset" in text

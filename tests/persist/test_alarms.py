@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings, strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from pumpcore import alarms as A
+from pumpcore import alarms as A, logtext
 from pumpcore.alarms import AlarmError, AlarmSet
 
 CODES = list(range(1, A.ALARM_MAX + 1))
@@ -20,7 +20,8 @@ def test_table_is_complete_and_consistent():
     names = [A.alarm_name(c) for c in CODES]
     assert len(set(names)) == len(names)
     for c in CODES:
-        name, prio, kind, latch, react, text = A.ALARM_TABLE[c]
+        name, prio, kind, latch, react = A.ALARM_TABLE[c]
+        text = logtext.alarm_text(c)
         assert prio in range(5) and react in range(3) and text.endswith(".")
         if prio == A.PRIO_INFO:
             assert not latch and react == A.REACT_NONE
@@ -31,6 +32,11 @@ def test_table_is_complete_and_consistent():
     # under-delivery keeps the basal going; a power reset resumes the basal
     assert A.reaction(A.ALARM_FLOW_LOW) == A.REACT_NONE
     assert A.reaction(A.ALARM_RESET_POWER) == A.REACT_NONE
+    assert len(logtext.ALARM_TEXTS) == A.ALARM_MAX + 1
+    assert len(logtext.PRIORITY_NAMES) == A.PRIO_CRITICAL + 1 and len(logtext.REACTION_NAMES) == A.REACT_STOP + 1
+    assert logtext.priority_name(A.PRIO_HIGH) == "high" and logtext.priority_name(9) == "priority-9"
+    with pytest.raises(AlarmError, match="alarm code = 0: must be 1"):
+        logtext.alarm_text(0)
     assert len(A.PATTERN_SPEC) == A.PATTERN_MAX + 1
     sounds = {A.PATTERN_SPEC[A.PATTERN_SOUND_INFO + p][:4] for p in range(5)}
     assert len(sounds) == 5, "each priority needs a distinct sound pattern"

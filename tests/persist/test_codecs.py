@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as hs
 
-from pumpcore import logrec, statecodec
+from pumpcore import logrec, logtext, statecodec
 from pumpcore.logrec import LogRecordError
 from pumpcore.statecodec import PersistentState, StateError
 
@@ -18,15 +18,23 @@ def test_record_round_trip(seq, day, ms, code, a0, a1, a2, a3):
     rec = logrec.encode(seq, day, ms, code, a0, a1, a2, a3)
     assert len(rec) == 32
     assert logrec.decode(rec) == (seq, day, ms, code, a0, a1, a2, a3)
-    assert logrec.describe(logrec.decode(rec)).startswith(f"seq {seq} day {day} ")
+    assert logtext.describe(logrec.decode(rec)).startswith(f"seq {seq} day {day} ")
 
 
 def test_every_event_code_has_a_name_and_argument_names():
-    assert len(logrec.EVENT_NAMES) == len(logrec.EVENT_ARGS) == logrec.EV_CODE_MAX + 1
-    names = logrec.EVENT_NAMES[1:]
-    assert len(set(names)) == len(names)
+    assert len(logtext.EVENT_NAMES) == len(logtext.EVENT_ARGS) == logrec.EV_CODE_MAX + 1
+    names = logtext.EVENT_NAMES[1:]
+    assert len(set(names)) == len(names) and all(names)
     for code in range(1, logrec.EV_CODE_MAX + 1):
-        assert len(logrec.EVENT_ARGS[code]) == 4
+        assert len(logtext.EVENT_ARGS[code]) == 4
+    assert logtext.event_name(logrec.EV_HEAP) == "heap"
+    assert logtext.event_name(logrec.EV_CODE_MAX + 1) == "event-%d" % (logrec.EV_CODE_MAX + 1)
+
+
+def test_the_device_side_codec_carries_no_event_text():
+    """Issue 16: the names are the host's (pumpcore.logtext); the device's codec keeps the codes."""
+    assert not hasattr(logrec, "EVENT_NAMES") and not hasattr(logrec, "EVENT_ARGS")
+    assert not hasattr(logrec, "describe")
 
 
 @pytest.mark.parametrize("kwargs,words", [

@@ -185,8 +185,8 @@ def alarm_name(code: int) -> str:
 
 
 def priority_name(prio: int) -> str:
-    from pumpcore import alarms
-    return alarms.PRIORITY_NAMES[prio] if 0 <= prio < len(alarms.PRIORITY_NAMES) else "priority-%d" % prio
+    from pumpcore import logtext
+    return str(logtext.priority_name(prio))
 
 
 def _opt32(v: int) -> int | None:

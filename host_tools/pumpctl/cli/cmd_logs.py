@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pumpcore import logrec
+from pumpcore import logrec, logtext
 
 from . import output
 from .cmd_device import add_common, open_pump, rig_hello
@@ -28,9 +28,9 @@ def decode_record(raw: bytes) -> StoredRecord:
     except logrec.LogRecordError as exc:
         seq = logrec.peek_seq(raw) if len(raw) >= 4 else 0
         return StoredRecord(seq, 0, 0, 0, "undecodable", {"error": str(exc)}, False, raw)
-    names = logrec.EVENT_ARGS[code]
+    names = logtext.EVENT_ARGS[code]
     detail = {name: value for name, value in zip(names, (a0, a1, a2, a3)) if name}
-    return StoredRecord(seq, day, ms, code, logrec.event_name(code), detail, True, raw)
+    return StoredRecord(seq, day, ms, code, logtext.event_name(code), detail, True, raw)
 
 
 def pull(read: ReadLog, store: LogStore, progress: output.Progress | None = None,
@@ -155,7 +155,7 @@ def decoded_fields(code: int, detail: dict[str, int]) -> tuple[dict[str, Any], s
         except alarms.AlarmError:
             f["alarm"] = "alarm-%d" % f["alarm"]
     if "priority" in f:
-        f["priority"] = _name(alarms.PRIORITY_NAMES, f["priority"], "priority")
+        f["priority"] = logtext.priority_name(f["priority"])
     if "kind" in f and code in (logrec.EV_BOLUS_START, logrec.EV_BOLUS_END, logrec.EV_BOLUS_DENIED,
                                 logrec.EV_BOLUS_ABORTED):
         f["kind"] = _name(scheduler.BOLUS_NAMES, f["kind"], "kind")
@@ -194,9 +194,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for k in args.kind or []:
         for name in k.split(","):
             name = name.strip()
-            if name and name not in logrec.EVENT_NAMES[1:]:
+            if name and name not in logtext.EVENT_NAMES[1:]:
                 raise UsageError("--kind = %r: not an event name (one of %s)"
-                                 % (name, ", ".join(n for n in logrec.EVENT_NAMES[1:])))
+                                 % (name, ", ".join(n for n in logtext.EVENT_NAMES[1:])))
             if name:
                 kinds.add(name)
     if args.since is not None and not 0 <= args.since < 2**31:

@@ -10,7 +10,7 @@ import datetime
 from pathlib import Path
 from typing import Callable
 
-from pumpcore import alarms
+from pumpcore import alarms, logtext
 
 from ..deploy import deploy
 from ..pump import Pump
@@ -41,7 +41,7 @@ def prepare_for_delivery(pump: Pump, conc_ug_ml: int, refill_nl: int = REFILL_NL
     """Acknowledge the alarms left by the deploy's restart, set the rig's clock to midnight
     today (so hours print as hours of the day), refill. Returns the day number set."""
     for a in pump.alarms():
-        log("alarm after deploy: %s (%s): acknowledged" % (alarms.alarm_name(a.code), alarms.alarm_text(a.code)))
+        log("alarm after deploy: %s (%s): acknowledged" % (alarms.alarm_name(a.code), logtext.alarm_text(a.code)))
         pump.ack_alarm(a.alarm_id)
     day = (datetime.date.today() - datetime.date(2000, 1, 1)).days
     pump.time_sync(day, 0)
