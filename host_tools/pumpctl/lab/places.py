@@ -236,29 +236,16 @@ class LabClient:
                                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie child of ours counts as gone
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def guard_main(args: argparse.Namespace) -> int:
     """Wait for `--pid` to end; then release `--place` and cancel `--token` (holder died)."""
+    from ..rigs.virtualrig import process_alive
     stop = {"now": False}
 
     def on_term(*_: Any) -> None:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_term)
     while not stop["now"]:
-        if not _alive(args.pid):
+        if not process_alive(args.pid):
             client = LabClient(args.coordinator)
             HoldLog(args.log).write("released", args.place, token=args.token, pid_gone=args.pid,
                                     reason="holder pid %d gone: released by its guard" % args.pid)

@@ -347,7 +347,8 @@ def scale_text(time_scale: float | str) -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie child of ours counts as gone); shared by the rig handles."""
+    """True while `pid` runs (a zombie counts as gone: a child of ours is reaped, another
+    process's is read from /proc); shared by the rig handles and the lab's place guards."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -357,7 +358,12 @@ def process_alive(pid: int) -> bool:
     try:  # a zombie child of ours counts as gone
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
-    except ChildProcessError:
+    except ChildProcessError:   # not our child: its state from /proc
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
