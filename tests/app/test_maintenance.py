@@ -287,4 +287,5 @@ def test_a_new_deploy_starts_the_crash_count_again(tmp_path: Path) -> None:
     appmod._write_crashes(str(flash), 6)
     assert appmod._read_crashes(str(flash)) == 6
     (flash / buildrec.BUILD_FILE).write_text('{"build_hash": "0123456789abcdef"}')
+    appmod._BUILDS.clear()    # a deploy restarts the rig: the next boot reads the new build
     assert appmod._read_crashes(str(flash)) == 0
