@@ -212,6 +212,22 @@ class DoseScheduler:
         self._arm_timers()
         self._set_rate()
 
+    def run_on(self, day, ms_of_day):
+        """After a reset, once the snapshot is restored: the event log shows the device ran on
+        after its last save until (day, ms_of_day). Move the clock there (forward only) with no
+        delivery and nothing missed: what the motor made then is the ledger's reservation,
+        counted by count_possibly_delivered. Unlike set_time the lockout and the 24 h window
+        are not shifted: that time really passed. Boot only."""
+        c = self.clock
+        if c.ms_until(day, ms_of_day, 7 * MS_PER_DAY) <= 0:
+            return
+        if day != c.day:
+            self.day_ng = 0
+        c.set(day, ms_of_day)
+        self.gate.roll(c)
+        self._arm_timers()
+        self._set_rate()
+
     def _arm_timers(self):
         c = self.clock
         self.bucket_left = BUCKET_MS - c.ms % BUCKET_MS

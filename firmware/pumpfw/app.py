@@ -202,6 +202,8 @@ class PumpApp(Controller):
         self.log.mount()
         state = self.state_store.load()
         blob = self.program_store.load()
+        # what the log holds from after the state's last save (a reset falls between saves)
+        tail = self._log_after_save(state) if state is not None else None
         cause = hw.reset_cause()
         if state is not None:
             self.state = state
@@ -245,6 +247,13 @@ class PumpApp(Controller):
             self.sched.reservoir.restore(snap[-2])
             if state.program_crc() and snap[3]:
                 self.pending_snap = snap
+        if tail is not None and not tail[5]:
+            # the device ran on after the save until its last record: the clock restarts there,
+            # so the log's times never run backwards and that span is not counted as downtime
+            if self.program is not None:
+                self.sched.run_on(tail[3], tail[4])
+            elif self.clock.ms_until(tail[3], tail[4], 7 * MS_PER_DAY) > 0:
+                self.clock.set(tail[3], tail[4])
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
             self.restored_alarms = state.get(sc.F_ALARM_ACTIVE)   # logged as carried over, not raised
@@ -277,7 +286,7 @@ class PumpApp(Controller):
             if restored:
                 self._log(logrec.EV_STATE_RESTORED, state.seq, self.state_store.slots.current,
                           self.sched.delivered_steps, self.program.crc32() & 0xFFFF)
-                self._restore_ledger(led)
+                self._restore_ledger(led, tail)
         if self.program is not None:
             pa, pb = self.program_store.status()
             if pa in (LOAD_CORRUPT, LOAD_READ_ERROR) or pb in (LOAD_CORRUPT, LOAD_READ_ERROR):
@@ -309,27 +318,72 @@ class PumpApp(Controller):
         self._log(logrec.EV_WATCHDOG_ARMED, WATCHDOG_MS, 0, 0, 0)
         self.ready = True
 
-    def _restore_ledger(self, led):
+    def _log_after_save(self, state):
+        """The records the log holds from after the state's last save, up to this boot: a reset
+        (or a power cut between a record and its save) falls between saves, and an hour's total
+        or an interrupted boot's partial may be among them. Returns (ng, steps, missed) summed
+        over their hourly-total and hourly-partial records, (day, ms) of the last record, and
+        whether a time set is among them; None if there are none. Boot only (allocates)."""
+        log = self.log
+        seq = state.get(sc.F_LOG_SEQ) + 1
+        end = log.next_seq
+        ng = steps = missed = 0
+        day = ms = -1
+        jumped = False
+        while seq < end:
+            raw = log.read_raw(seq, 16)
+            if not raw:
+                break
+            for i in range(0, len(raw), logrec.RECORD_SIZE):
+                rec = logrec.decode(raw[i:i + logrec.RECORD_SIZE])
+                seq = rec[0] + 1
+                code = rec[3]
+                if code == logrec.EV_HOURLY_TOTAL or code == logrec.EV_HOURLY_PARTIAL:
+                    ng += rec[5]
+                    steps += rec[6]
+                    missed += rec[7]
+                elif code == logrec.EV_TIME_SET:
+                    jumped = True
+                day, ms = rec[1], rec[2]
+        if day < 0:
+            return None
+        return ng, steps, missed, day, ms, jumped
+
+    def _restore_ledger(self, led, tail):
         """After a reset: count the last record's write-ahead reservation as possibly delivered
         (total, today, rolling 24 h, reservoir) and log the bracket, then the partial total of
-        the hour the reset cut, so hourly totals sum exactly to the delivered total."""
+        the hour the reset cut, so hourly totals sum exactly to the delivered total.
+
+        `tail` (see _log_after_save) holds the hourly records written after the save: an hour
+        that ended then is already in the log, so the partial holds only the rest, and steps
+        the log shows beyond the reservation (a flash that failed between saves) are counted
+        too: the total is never below what the log says was made."""
         if led is None:
             return
         reserved, _base, uncertain, h_mark, h_ng, h_steps, h_missed, inflight = led
+        l_ng, l_steps, l_missed = (tail[0], tail[1], tail[2]) if tail is not None else (0, 0, 0)
         s = self.sched
         # counted at the save but maybe never made: the steps then queued or owed
         unmade_ng = inflight * s.pl * s.conc // 1000000 + (1 if inflight else 0)
         certain = s.total_ng - unmade_ng
-        possibly = s.count_possibly_delivered(reserved)
-        # the bracket rounds outwards: the reserved steps' dose rounded up (the total grew by
+        logged_ng = s.total_ng - h_ng        # what the hourly records up to the save sum to
+        count = l_steps - h_steps            # steps the log's later hourly records show
+        if count < reserved:
+            count = reserved
+        possibly = s.count_possibly_delivered(count)
+        # the bracket rounds outwards: the counted steps' dose rounded up (the total grew by
         # its floor-based count, which can be 1 ng less)
-        possibly_up = -(-reserved * s.pl * s.conc // 1000000)
+        possibly_up = -(-count * s.pl * s.conc // 1000000)
         self.ledger.uncertain_ng = uncertain + possibly_up + unmade_ng
         self._log(logrec.EV_LEDGER_RESTORED, certain if certain > 0 else 0, possibly, reserved,
                   self.ledger.uncertain_ng)
-        if h_ng or h_steps or h_missed or possibly:
-            self._log(logrec.EV_HOURLY_PARTIAL, h_mark if h_mark >= 0 else self.clock.ms // MS_PER_HOUR,
-                      h_ng + possibly, h_steps + reserved, h_missed)
+        part_ng = s.total_ng - logged_ng - l_ng
+        part_steps = h_steps + count - l_steps
+        part_missed = h_missed - l_missed
+        if part_ng or part_steps or part_missed > 0:
+            hour = h_mark if h_mark >= 0 and tail is None else self.clock.ms // MS_PER_HOUR
+            self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng if part_ng > 0 else 0, part_steps,
+                      part_missed if part_missed > 0 else 0)
 
     # ------------------------------------------------------------------ helpers
     def _log(self, code, a0=0, a1=0, a2=0, a3=0):

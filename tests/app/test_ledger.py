@@ -140,3 +140,83 @@ def test_bolus_end_and_abort_records_carry_the_delivered_dose(tmp_path: Path) ->
     assert ab[5] == 50_000 and 15_000 <= ab[6] <= 17_500   # ~200 s of 600 s of 50 ug
     rst = _events(app2, logrec.EV_RESET)[-1]
     assert rst[6] == -1                          # down time unknown until the clock is synced
+
+
+# ------------------------------------------------ a reset between an hour's record and the next save
+def _hourly_sum(app: PumpApp) -> int:
+    recs = log_records(app)
+    got = sum(r[5] for r in recs if r[3] in (logrec.EV_HOURLY_TOTAL, logrec.EV_HOURLY_PARTIAL))
+    return got + app.hour_ng + app.sched.total_ng - app.last_total_ng
+
+
+def _run_past_the_hour(app: PumpApp, hw: FakeHardware, after_ms: int) -> None:
+    """Run until the device clock is `after_ms` past the next hour boundary (the routine saves
+    are 60 s apart, so none follows the hour's record within that)."""
+    until = (app.clock.ms // 3_600_000 + 1) * 3_600_000 + after_ms
+    while app.clock.ms < until:
+        app.step()
+
+
+def test_a_reset_just_after_an_hour_ended_counts_that_hour_once(tmp_path: Path) -> None:
+    """Found by the stateful test in CI: the hour's total was logged, then a reset before the
+    next routine save. The boot logged a partial of that same hour from the save's
+    accumulators, so the hourly records summed to 136,418 ng with 91,400 delivered, and the
+    clock restarted 18 s before the hour's record (the log ran backwards)."""
+    app, hw = programmed(tmp_path)
+    _run_past_the_hour(app, hw, 0)             # the first hour's total is on the log
+    _run_past_the_hour(app, hw, 20_000)        # reset 20 s into the third hour
+    totals_before = [r for r in log_records(app) if r[3] == logrec.EV_HOURLY_TOTAL]
+    assert totals_before[-1][4] == 1, "the second hour's total is logged"
+    app2, hw2 = boot(tmp_path / "flash")
+    assert _hourly_sum(app2) == app2.sched.total_ng
+    recs = log_records(app2)
+    partial = [r for r in recs if r[3] == logrec.EV_HOURLY_PARTIAL]
+    assert [p[4] for p in partial] == [2], "the partial belongs to the hour the reset cut"
+    # the clock restarts at the last record, never before it
+    stamps = [r[1] * 86_400_000 + r[2] for r in recs]
+    assert stamps == sorted(stamps), "the log's times run backwards after the reset"
+    run_for(app2, hw2, 3_600_000)
+    hours = [r[4] for r in log_records(app2) if r[3] == logrec.EV_HOURLY_TOTAL]
+    assert len(hours) == len(set(hours)), "an hour has two hourly-total records: %s" % hours
+    assert _hourly_sum(app2) == app2.sched.total_ng
+
+
+def test_a_boot_cut_after_its_partial_is_not_counted_twice(tmp_path: Path) -> None:
+    """A power cut during a boot, after the boot logged the hour's partial but before its state
+    save: the next boot restores the same state, and must not log that partial again."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 1_800_000)
+    app_cut = PumpApp(FakeHardware(tmp_path / "flash"))
+
+    def cut(*_a, **_k):
+        raise Cut()
+    app_cut.save = cut
+    with pytest.raises(Cut):
+        app_cut.boot()
+    assert [r for r in log_records(app_cut) if r[3] == logrec.EV_HOURLY_PARTIAL]
+    app2, _ = boot(tmp_path / "flash")
+    assert _hourly_sum(app2) == app2.sched.total_ng
+    assert app2.sched.total_ng == app_cut.sched.total_ng   # the same bracket, counted once
+
+
+def test_steps_the_log_shows_beyond_the_reservation_are_counted(tmp_path: Path) -> None:
+    """The flash failed for the state only (storage-fault alarm, delivery goes on without a
+    ledger bound) while the log kept its hourly records: after a reset the delivered total is
+    at least what those records say the motor made, and the hourly records still sum to it."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 600_000)
+    app.save(urgent=True)
+
+    def broken(*_a, **_k):
+        from pumpfw.store import StoreError
+        raise StoreError("state flash: write failed")
+    app.state_store.save = broken
+    _run_past_the_hour(app, hw, 0)
+    _run_past_the_hour(app, hw, 5_000)
+    assert al.ALARM_STORAGE_FAULT in app.alarm_set.active()
+    made = app.sched.total_ng
+    logged = sum(r[5] for r in log_records(app) if r[3] == logrec.EV_HOURLY_TOTAL)
+    app2, _ = boot(tmp_path / "flash")
+    assert app2.sched.total_ng >= logged, "the total is below what the log says was made"
+    assert app2.sched.total_ng >= made - 20, "under-count beyond the last 5 s of delivery"
+    assert _hourly_sum(app2) == app2.sched.total_ng

@@ -775,3 +775,14 @@ def test_regression_rolling_24h_after_drug_change_and_clock_moves_back():
                ("advance", dict(ms=1)),
                ("advance_hours", dict(ms=6883415)),
                ("reset", dict(watchdog=False))])
+
+
+def test_regression_reset_in_the_minute_after_an_hour_ended():
+    """Found in CI: the hour's total was on the log, the next routine save was not, and the boot
+    logged that hour again as a partial: hourly records 136,418 ng, delivered 91,400 ng."""
+    _run_case([("setup", dict(programmed=True, name="continuous_1000", first_requests=0, gap_ms=45000,
+                              via="button", encoder_tol=3)),
+               ("clinician_bolus", dict(dose=20000, duration=21600000)),
+               ("advance", dict(ms=7180762)),
+               ("advance", dict(ms=26227)),
+               ("reset", dict(watchdog=False))])
