@@ -1000,7 +1000,7 @@ class PumpApp(Controller):
         dropped = _drop_queue(self)
         self._raise(al.ALARM_MAINTENANCE)
         self._log_alarm_changes()
-        self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._flowing_rate(), dropped)
+        self._log(logrec.EV_MAINT_START, window_ms, self.auth_counter(), self._due_rate(), dropped)
         if self.program is not None:
             # nothing flows until the app is back: the state saved now reserves no steps
             # (pumpfw/ledger.py), so the boot after it counts nothing as possibly delivered
@@ -1015,15 +1015,18 @@ class PumpApp(Controller):
         self.hw.maintenance_hold(self.maint_window, self.auth_counter(), pat)
         raise MaintenanceExit(self.maint_window)
 
-    def _flowing_rate(self):
-        """The basal that would flow now (ng/day): 0 without a program or when suspended."""
-        if self.program is None or self.sched.suspended:
+    def _due_rate(self):
+        """The basal due now (ng/day; 0 without a program), held or suspended or not: the
+        scheduler counts a held or suspended basal as missed, so a maintenance window, which
+        suspends it too, misses this rate (the same rule as EV_MISSED_VOLUME's downtime).
+        EV_MAINT_START and EV_MAINT_END both carry it, so the two records agree."""
+        if self.program is None:
             return 0
         return self.sched.basal_rate_ng_day()
 
     def _log_maint_end(self, maint_ms):
         """EV_MAINT_END: the basal that was due during maint_ms and never delivered."""
-        rate = self._flowing_rate()
+        rate = self._due_rate()
         conc = self.sched.line_conc_ug_ml()
         missed_nl = missed_steps = 0
         if rate and conc:

@@ -122,6 +122,58 @@ def test_expired_window_brings_the_app_back_and_the_boot_logs_the_missed_volume(
     assert len(missed) == 1 and abs(missed[0][2] - (down_ms - 60_000)) <= 2
 
 
+def test_maintenance_entered_while_an_alarm_holds_the_motor_logs_one_rate_at_start_and_end(
+        tmp_path: Path) -> None:
+    """The emulated Pico's story (end stop, then maintenance): an alarm hold suspends the
+    scheduler, which counts the basal falling due meanwhile as missed. The maintenance window is
+    such a span too, so both records carry the basal that was due (not 0 at the start and the
+    basal at the end), and the end's missed volume is that basal over the window."""
+    app, hw = delivering(tmp_path)
+    hw.end = True                                # reservoir-empty: a motor-stopping alarm
+    run_for(app, hw, 5_000)
+    hw.end = False
+    assert app.alarm_set.is_active(al.ALARM_RESERVOIR_EMPTY) and app.alarm_hold and app.sched.suspended
+    missed0 = app.sched.missed_steps
+    run_for(app, hw, 120_000)
+    assert app.sched.missed_steps > missed0      # the held basal is counted missed, as due
+    with Pump.open(LoopbackTransport(app), key=KEY, state_dir=tmp_path / "host") as pump:
+        pump.maintenance(wire.MAINT_MIN_MS)
+    with pytest.raises(MaintenanceExit):
+        app.step()
+    assert not hw.hold_elapse(wire.MAINT_MIN_MS + WATCHDOG_MS - 1)
+    assert hw.hold_elapse(2)
+    app2, hw2 = keyed_boot(tmp_path / "flash", cause=RESET_WATCHDOG, scratch=hw.scratch)
+    start = events(app2, logrec.EV_MAINT_START)
+    end = events(app2, logrec.EV_MAINT_END)
+    assert len(start) == 1 and len(end) == 1, (start, end)
+    assert start[0][2] == end[0][3] == 186_000, (start, end)
+    pl = app2.sched.pl
+    assert end[0][:3] == (186_000 * 60_000 // (86_400 * 2000),
+                          186_000 * 60_000 * 1000 // (86_400 * 2000 * pl), 60_000), end
+    # the alarm still holds the motor back in the app: nothing flows until it is acknowledged
+    run_for(app2, hw2, 2_000)
+    assert app2.alarm_hold and app2.sched.suspended and not hw2.stepper.enabled()
+
+
+def test_maintenance_entered_while_suspended_by_command_logs_the_basal_missed(tmp_path: Path) -> None:
+    """A suspend by command counts the basal missed too (the scheduler's missed accumulator):
+    the maintenance records say the same rate, and the pump stays suspended after it."""
+    app, hw = delivering(tmp_path)
+    with Pump.open(LoopbackTransport(app), key=KEY, state_dir=tmp_path / "host") as pump:
+        pump.suspend()
+        pump.maintenance(wire.MAINT_MIN_MS)
+    with pytest.raises(MaintenanceExit):
+        app.step()
+    hw.hold_elapse(wire.MAINT_MIN_MS + WATCHDOG_MS + 1)
+    app2, hw2 = keyed_boot(tmp_path / "flash", cause=RESET_WATCHDOG, scratch=hw.scratch)
+    start = events(app2, logrec.EV_MAINT_START)
+    end = events(app2, logrec.EV_MAINT_END)
+    assert start[0][2] == end[0][3] == 186_000, (start, end)
+    assert end[0][0] == 186_000 * 60_000 // (86_400 * 2000), end
+    run_for(app2, hw2, 2_000)
+    assert app2.sched.suspended and not hw2.stepper.enabled()
+
+
 def test_power_cut_in_maintenance_logs_the_missed_volume_at_the_next_time_sync(tmp_path: Path) -> None:
     app, hw = delivering(tmp_path)
     with Pump.open(LoopbackTransport(app), key=KEY, state_dir=tmp_path / "host") as pump:

@@ -265,11 +265,8 @@ def test_signed_maintenance_opens_the_repl_and_the_watchdog_brings_the_app_back(
     assert wire.MAINT_MIN_MS - 2_000 <= end[6] <= wire.MAINT_MIN_MS + 20_000, end
     FIGURES["maintenance_ms_logged"] = end[6]
     assert alarms.ALARM_MAINTENANCE not in codes, "maintenance alarm still raised back in the app"
+    # one rate in both records: the basal due (an alarm held the motor at entry: the end-stop
+    # step's reservoir-empty), which the window missed whole, as a hold or suspend counts it
+    assert end[7] == start[6], (start, end)
     if end[7]:                                     # 186 ug/day: 3.6 microsteps due in 60 s
-        assert end[4] > 0 and end[5] >= 1, end
-    if end[7] != start[6]:
-        # seen on the self-built image (2026-12-02): START logged rate 0 (nothing flowing), END
-        # 186,000 ng/day and 64 nL missed: either the boot resumes a basal that was not flowing
-        # or END counts as missed what was never due. Open for the lead; kept visible here.
-        pytest.xfail("EV_MAINT_START rate %d ng/day but EV_MAINT_END rate %d ng/day, %d nL missed"
-                     % (start[6], end[7], end[4]))
+        assert end[4] == end[7] * end[6] // (86_400 * CONC_UG_ML) and end[5] >= 1, end
