@@ -40,7 +40,9 @@ EV_MISSED_VOLUME = const(4)     # missed_nl, missed_steps, down_ms, rate_ng_day
 EV_PROGRAM_COMMIT = const(5)    # program_crc_hi16, program_crc_lo16, mode, basal_rate_ng_day
 EV_PROGRAM_LOST = const(6)      # status_a, status_b, 0, 0
 EV_BOLUS_START = const(7)       # kind, dose_ng, duration_ms, bolus_serial
-EV_BOLUS_END = const(8)         # kind, delivered_ng, bolus_serial, 0
+EV_BOLUS_END = const(8)         # kind, delivered_ng, bolus_serial, queued_steps: microsteps already in the
+                                #   rig's total (bolus or basal) still queued in the step generator or owed
+                                #   to it at the end; they reach the pin after this record (an upper bound)
 EV_BOLUS_DENIED = const(9)      # kind, dose_ng, refusal_code, 0
 EV_BOLUS_ABORTED = const(10)    # kind, dose_ng, delivered_ng_at_last_save, bolus_serial
 EV_SUSPEND = const(11)          # reason (0=command, 1=alarm), 0, 0, 0

@@ -30,7 +30,7 @@ EVENT_ARGS = (
     ("program_crc_hi16", "program_crc_lo16", "mode", "basal_rate_ng_day"),
     ("status_a", "status_b", "", ""),
     ("kind", "dose_ng", "duration_ms", "bolus_serial"),
-    ("kind", "delivered_ng", "bolus_serial", ""),
+    ("kind", "delivered_ng", "bolus_serial", "queued_steps"),
     ("kind", "dose_ng", "refusal_code", ""),
     ("kind", "dose_ng", "delivered_ng_at_last_save", "bolus_serial"),
     ("reason", "", "", ""),

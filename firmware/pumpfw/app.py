@@ -607,8 +607,11 @@ class PumpApp(Controller):
             if self.last_bolus:
                 delivered = s.last_bolus_delivered_ng()[2]
                 self.state.end_bolus(delivered)
+                # the schedule has issued the bolus; the generator paces its last steps over the
+                # iteration they fell due in (up to IDLE_MAX_MS), so some may still be on their
+                # way to the pin: counted in the total, said here (queued or owed, an upper bound)
                 self._log(logrec.EV_BOLUS_END, self.last_bolus, delivered,
-                          self.state.get(sc.F_BOLUS_SERIAL), 0)
+                          self.state.get(sc.F_BOLUS_SERIAL), self.hw.stepper.pending() + self.owed)
                 self.save(urgent=True)
             if kind and kind == schedmod.BOLUS_PERIODIC:
                 serial = self.state.begin_bolus(kind, s.b_dose)

@@ -68,7 +68,9 @@ class Stepper:
         raise NotImplementedError
 
     def pending(self):
-        """Pulses queued but not yet emitted."""
+        """Pulses queued and not yet known to be emitted: an upper bound of those still to reach
+        the STEP pin (rp2hw counts a PIO segment's pulses when the segment reports completion,
+        a full period after its last pulse)."""
         raise NotImplementedError
 
     def abort(self):

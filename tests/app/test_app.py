@@ -322,3 +322,52 @@ def test_an_alarm_active_across_a_reset_is_logged_as_carried_over_not_raised_ane
     run_for(app2, hw2, 10_000)
     again = [r for r in log_records(app2) if r[3] == logrec.EV_ALARM_RAISED and r[4] == al.ALARM_OCCLUSION]
     assert [r[7] for r in again] == [0, 1, 0]
+
+
+def test_bolus_end_says_how_many_of_the_counted_steps_are_still_on_their_way_to_the_pin(
+        tmp_path: Path) -> None:
+    """The emulated Pico's 200 ng bolus (tests/emu/test_app.py): answering the signed command
+    took 0.9 s of the chip's 1 s bolus (two urgent saves), so the steps of that time fell due in
+    one loop iteration and the generator paced them over it. The schedule ended the bolus (and
+    the rig counted all of it) while some were still queued: the count must be the pins plus the
+    queue, and EV_BOLUS_END says how many were queued. Then every one reaches the pin."""
+    from pumpcore import wire
+
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 20_000)
+    st = hw.stepper
+    counted0, pins0, queued0 = app.sched.delivered_steps, st.done, st.pending() + app.owed
+    assert app.bolus(wire.BOLUS_CLINICIAN, 200, 1000) is None
+    hw.advance_ms(900)                  # the chip answering the command: the loop does not run
+    seen = len(records_of(app, logrec.EV_BOLUS_END))
+    at_idle: list[tuple[int, int, int]] = []
+    idle = hw.idle
+
+    def snapshot_then_idle(ms: int) -> None:     # the iteration's end, before time moves on
+        at_idle[:] = [app.sched.delivered_steps, st.done, st.pending() + app.owed]
+        idle(ms)
+
+    hw.idle = snapshot_then_idle                 # type: ignore[method-assign]
+    for _ in range(100):
+        app.step()
+        ends = records_of(app, logrec.EV_BOLUS_END)
+        if len(ends) > seen:
+            break
+    else:
+        raise AssertionError("the bolus never ended")
+    hw.idle = idle                               # type: ignore[method-assign]
+    queued = ends[-1][3]
+    counted, pins = at_idle[0] - counted0, at_idle[1] - pins0
+    assert queued == at_idle[2], (ends[-1], at_idle)
+    assert queued >= 1, "the scenario should end the bolus with steps still paced out"
+    assert counted >= 100_000 // app.sched.pl                 # 200 ng at 2000 ug/mL: 5.57 steps
+    assert counted == pins + queued - queued0, (counted, pins, queued, queued0)
+    run_for(app, hw, 2_000)             # at most IDLE_MAX_MS of pacing, then nothing is queued
+    assert st.pending() + app.owed == 0
+    assert app.sched.delivered_steps - counted0 == st.done - pins0 - queued0
+
+
+def records_of(app: PumpApp, code: int) -> list[tuple[int, int, int, int]]:
+    raw = app.log.read_raw(app.log.first_seq(), 100_000)
+    recs = [logrec.decode(raw[i:i + 32]) for i in range(0, len(raw), 32)]
+    return [tuple(r[4:8]) for r in recs if r[3] == code]
