@@ -266,7 +266,20 @@ class EmuSupervisor:
                 "steps": w.counts(), "inputs": w.state(), "presses": w.presses,
                 "hangs": self.hangs, "watchdog": self._watchdog_state(),
                 "pio_backlog_drops": self.pio_drops_before + (self.pacer.backlog_drops() if self.pacer else 0),
+                "step_sm": self._step_sm_state(),
                 "flash": str(self.flash_path)}
+
+    def _step_sm_state(self) -> dict[str, Any] | None:
+        """The step generator's state machine (rp2hw.STEP_SM_ID 0: PIO0 SM0) as the chip holds
+        it: TX words not yet pulled (two per segment), RX completion reports not yet read, Y
+        (pulses still to make in the loaded segment), and whether it waits on its `pull`
+        (stalled for a new segment). `idle`: nothing queued is left to reach the STEP pin."""
+        if self.device is None:
+            return None
+        sm = self.device.mcu.pio[0].machines[0]
+        tx, rx, waiting = int(sm.tx_fifo.item_count), int(sm.rx_fifo.item_count), bool(sm.waiting)
+        return {"enabled": bool(sm.enabled), "tx": tx, "rx": rx, "y": int(sm.y), "pc": int(sm.pc),
+                "waiting": waiting, "idle": (not sm.enabled) or (tx == 0 and waiting)}
 
     def _watchdog_state(self) -> dict[str, Any] | None:
         """The chip's watchdog as the firmware left it: armed or not, and the emulated ms left
