@@ -80,6 +80,7 @@ F_LOG_SEQ = const(15)
 N_FIELDS = const(16)
 
 _I32 = 0x7FFFFFFF
+_I32_MIN = -0x80000000
 FIELD_LIMITS = (
     (0, 65535), (0, 86399999), (0, 1), (0, _I32), (0, _I32), (0, 0x3FFFFFFF),
     (0, 0x3FFFFFFF), (0, 1), (0, 255), (0, _I32), (0, _I32),
@@ -196,7 +197,10 @@ def flatten(obj, name="section"):
 
     def walk(x, depth):
         if isinstance(x, int) and not isinstance(x, bool):
-            _i32("%s[%d]" % (name, len(vals)), x)
+            if x < _I32_MIN or x > _I32:
+                # the field's name is formatted only for the error: a save flattens a few
+                # hundred ints, and a string per int was most of its cost (and its garbage)
+                _i32("%s[%d]" % (name, len(vals)), x)
             vals.append(x)
             raw.append(0x69)  # "i"
             return
@@ -283,7 +287,7 @@ def unflatten(shape, vals, name="section"):
 
 
 def _i32(field, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < -(1 << 31) or v > _I32:
+    if not isinstance(v, int) or isinstance(v, bool) or v < _I32_MIN or v > _I32:
         raise StateError(field, repr(v), "must be a signed 32-bit int")
 
 
