@@ -265,6 +265,7 @@ def hot():
     hw.pressure_kpa_x10(); hw.end_stop(); hw.bolus_button_presses(); hw.screw_angle()
     st.queue(1, 1000, 1)
     hw.watchdog_feed(); hw.alarm_output(0)       # posted: the cached feed, the alarm written
+    hw.serial_read()                             # no host bytes: nothing read, nothing made
     hw.idle(1); hw.sleep_ms(1)
     return d
 hot()
