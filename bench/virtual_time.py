@@ -1,6 +1,7 @@
 """Virtual time on the virtual rig: speed quiet and under load, and a scripted run repeated.
 
     .venv/bin/python bench/virtual_time.py [--seconds 5] [--hours 6]
+    .venv/bin/python bench/virtual_time.py --demo 1 30 [--runs 3] [--pumpctl OTHER/.venv/bin/pumpctl]
 
 Prints
 - simulated seconds per wall second of a rig delivering 186 ug/day, at `--time-scale max` and
@@ -10,7 +11,9 @@ Prints
 - one scripted scenario (fresh rig, clock held, program + bolus, an occlusion and a stall
   landing at set sim times, run to `--hours`) run three times: quiet, with the load beside it,
   and quiet with the cache off: the step counts and the digest of the event log (every record:
-  sequence, time, code, values) must be equal. Exit status 1 if they differ.
+  sequence, time, code, values) must be equal. Exit status 1 if they differ;
+- with --demo: only the wall and CPU time of `pumpctl demo --time-scale max` for 24 h and
+  30 days (whole processes, deploy included).
 """
 from __future__ import annotations
 
@@ -90,13 +93,45 @@ def scenario(home: Path, hours: float, loaded: bool, cache: bool = True) -> tupl
         stop(procs)
 
 
+def demo_times(days: list[int], runs: int, pumpctl: str) -> int:
+    """`pumpctl demo --time-scale max --days N` as a whole process (deploy included), `runs`
+    times each: wall and CPU seconds (the process and its children: supervisor, firmware,
+    mpremote), median and range. Exit status 1 if a demo did not PASS."""
+    import resource
+    import statistics
+    bad = 0
+    for n in days:
+        walls, cpus = [], []
+        for _ in range(runs):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            out = subprocess.run([pumpctl, "demo", "--time-scale", "max", "--days", str(n),
+                                  "--name", "bench-demo"], capture_output=True, text=True)
+            walls.append(time.monotonic() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+            if out.returncode != 0 or "RESULT              PASS" not in out.stdout:
+                bad += 1
+                print(out.stdout[-2000:] + out.stderr[-2000:])
+        print(f"  demo --days {n:2d} at max: wall {statistics.median(walls):7.1f} s median "
+              f"({min(walls):.1f}..{max(walls):.1f}), CPU {statistics.median(cpus):7.1f} s, {runs} run(s)")
+    return 1 if bad else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="wall seconds per speed figure")
     ap.add_argument("--hours", type=float, default=6.0, help="sim hours of the scripted scenario")
+    ap.add_argument("--demo", type=int, nargs="+", metavar="DAYS",
+                    help="only time `pumpctl demo --time-scale max --days DAYS` (e.g. --demo 1 30)")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each --demo")
+    ap.add_argument("--pumpctl", default=str(Path(sys.executable).parent / "pumpctl"),
+                    help="the pumpctl to time with --demo (another checkout's, for a before/after)")
     args = ap.parse_args()
     os.environ.setdefault("PUMPCTL_HOME", tempfile.mkdtemp(prefix="vtime-home-"))
     home = Path(os.environ["PUMPCTL_HOME"])
+    if args.demo:
+        return demo_times(args.demo, args.runs, args.pumpctl)
     print("sim s per wall s (186 ug/day delivering); twin requests per sim hour:")
     for scale in ("max", 1000.0):
         quiet, rq = speed(home, scale, args.seconds, False)

@@ -211,7 +211,7 @@ class _FlashFile:
     When the new contents are as long as the old, they are written over them in place: on the
     host's ext4 a truncating open costs milliseconds at close (its replace-by-truncate rule
     starts a write-back), an overwrite of the same length microseconds, and a state save is
-    the same length save after save (bench/virtual_time.py: most of the loop's time at 186
+    the same length save after save (bench/virtual_time_profile.py: most of the loop's time at 186
     ug/day was that). Host time only: the sim time a save costs is the firmware's, unchanged."""
 
     def __init__(self, path):
