@@ -1,6 +1,7 @@
 """Virtual time on the virtual rig: speed quiet and under load, and a scripted run repeated.
 
     .venv/bin/python bench/virtual_time.py [--seconds 5] [--hours 6]
+    .venv/bin/python bench/virtual_time.py --demo 1 30 [--runs 3] [--pumpctl OTHER/.venv/bin/pumpctl]
 
 Prints
 - simulated seconds per wall second of a rig delivering 186 ug/day, at `--time-scale max` and
@@ -10,12 +11,13 @@ Prints
 - one scripted scenario (fresh rig, clock held, program + bolus, an occlusion and a stall
   landing at set sim times, run to `--hours`) run three times: quiet, with the load beside it,
   and quiet with the cache off: the step counts and the digest of the event log (every record:
-  sequence, time, code, values) must be equal. Exit status 1 if they differ.
+  sequence, time, code, values) must be equal. Exit status 1 if they differ;
+- with --demo: only the wall and CPU time of `pumpctl demo --time-scale max` for 24 h and
+  30 days (whole processes, deploy included).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -23,14 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pumpcore.program import MODE_CONTINUOUS, Program
-from pumpctl.deploy import deploy
 from pumpctl.pump import Pump
-from pumpctl.rigs.virtualrig import VirtualRig
-from pumpctl.rigs.simsession import REFILL_NL, start_deployed_rig
+from pumpctl.rigs.simsession import (REFILL_NL, SCENARIO_CONC, SCENARIO_DAY, scenario_program,
+                                     scripted_run, start_deployed_rig)
 
-DAY = 9466          # 2025-12-01: a fixed calendar day, so the scenario does not depend on today
-CONC = 2000
 
 
 def burners(n: int = 2) -> list[subprocess.Popen[bytes]]:
@@ -44,17 +42,13 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
-def program() -> Program:
-    return Program(mode=MODE_CONTINUOUS, concentration_ug_ml=CONC, rate_ng_day=186_000,
-                   patient=(20_000, 60_000, 3 * 3_600_000, 4))
-
-
 def setup(pump: Pump) -> None:
+    """The scripted run's setup on a running rig: alarms acknowledged, calendar, refill, program."""
     for a in pump.alarms():
         pump.ack_alarm(a.alarm_id)
-    pump.time_sync(DAY, 0)
-    pump.refill(REFILL_NL, CONC)
-    pump.upload_program(program().encode(), confirm=lambda r: True)
+    pump.time_sync(SCENARIO_DAY, 0)
+    pump.refill(REFILL_NL, SCENARIO_CONC)
+    pump.upload_program(scenario_program().encode(), confirm=lambda r: True)
 
 
 def speed(home: Path, scale: float | str, seconds: float, loaded: bool,
@@ -79,58 +73,65 @@ def speed(home: Path, scale: float | str, seconds: float, loaded: bool,
         rig.stop()
 
 
-def scenario(home: Path, hours: float, loaded: bool, cache: bool = True) -> tuple[dict[str, int], str, float]:
-    """The scripted run: returns (step counts, event-log digest, wall s)."""
+H_US = 3_600_000_000
+
+
+def scenario(home: Path, hours: float, loaded: bool, cache: bool = True) -> tuple[dict[str, object], str, float]:
+    """The scripted run (pumpctl.rigs.simsession.scripted_run, the one tests/rig/test_virtualtime.py
+    checks): button presses, an occlusion and a stall at set sim times, to `hours`. Returns
+    (counts, event-log digest, wall s)."""
+    faults = [(H_US // 2, "button", {"count": 2, "gap_ms": 500}), (2 * H_US, "occlude", {}),
+              (3 * H_US, "unocclude", {}), (4 * H_US, "stall", {}),
+              (4 * H_US + 600_000_000, "unstall", {})]
     procs = burners() if loaded else []
     t0 = time.monotonic()
     try:
-        # held from the first instant: the deploy, its restart and every request land at
-        # defined sim times (the firmware reads them at the held time plus its own costs)
-        rig = VirtualRig.start(home / f"scenario-{int(loaded)}-{int(cache)}", time_scale="max",
-                               fresh=True, name="scenario", hold_us=0, cache=cache)
-        try:
-            deploy(rig.port, log=lambda s: None)
-            rig.wait_firmware(2, timeout_s=30)
-            # the first request only once the firmware waits at the held clock (sent while it
-            # still boots, it would land a loop iteration later or not, as the load decides)
-            deadline = time.monotonic() + 30
-            while not rig.world()["held"] and time.monotonic() < deadline:
-                time.sleep(0.01)
-            t = rig.sim_us()
-            with Pump.open(rig.port) as pump:
-                setup(pump)
-                pump.bolus(20_000, 600_000)
-            h = 3_600_000_000
-            rig.fault("button", at_us=t + h // 2, count=2, gap_ms=500)
-            rig.fault("occlude", at_us=t + 2 * h)
-            rig.fault("unocclude", at_us=t + 3 * h)
-            rig.fault("stall", at_us=t + 4 * h)
-            rig.fault("unstall", at_us=t + 4 * h + 600_000_000)
-            w = rig.run_until(t + int(hours * h), timeout_s=600)
-            with Pump.open(rig.port) as pump:
-                st = pump.status()
-                digest = hashlib.sha256()
-                n = 0
-                for seq, rec in pump.iter_log(0):
-                    digest.update(seq.to_bytes(4, "little") + rec)
-                    n += 1
-            counts = {"pulses": w["pulses"], "plunger_steps": w["plunger_steps"],
-                      "missed_steps": st.missed_steps, "delivered_total_ng": st.delivered_total_ng,
-                      "log_records": n, "sim_us": w["sim_us"]}
-            return counts, digest.hexdigest()[:16], time.monotonic() - t0
-        finally:
-            rig.stop()
+        counts, digest = scripted_run(home / f"scenario-{int(loaded)}-{int(cache)}", faults,
+                                      int(hours * H_US), cache=cache)
+        return counts, digest[:16], time.monotonic() - t0
     finally:
         stop(procs)
+
+
+def demo_times(days: list[int], runs: int, pumpctl: str) -> int:
+    """`pumpctl demo --time-scale max --days N` as a whole process (deploy included), `runs`
+    times each: wall and CPU seconds (the process and its children: supervisor, firmware,
+    mpremote), median and range. Exit status 1 if a demo did not PASS."""
+    import resource
+    import statistics
+    bad = 0
+    for n in days:
+        walls, cpus = [], []
+        for _ in range(runs):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            out = subprocess.run([pumpctl, "demo", "--time-scale", "max", "--days", str(n),
+                                  "--name", "bench-demo"], capture_output=True, text=True)
+            walls.append(time.monotonic() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+            if out.returncode != 0 or "RESULT              PASS" not in out.stdout:
+                bad += 1
+                print(out.stdout[-2000:] + out.stderr[-2000:])
+        print(f"  demo --days {n:2d} at max: wall {statistics.median(walls):7.1f} s median "
+              f"({min(walls):.1f}..{max(walls):.1f}), CPU {statistics.median(cpus):7.1f} s, {runs} run(s)")
+    return 1 if bad else 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="wall seconds per speed figure")
     ap.add_argument("--hours", type=float, default=6.0, help="sim hours of the scripted scenario")
+    ap.add_argument("--demo", type=int, nargs="+", metavar="DAYS",
+                    help="only time `pumpctl demo --time-scale max --days DAYS` (e.g. --demo 1 30)")
+    ap.add_argument("--runs", type=int, default=1, help="runs of each --demo")
+    ap.add_argument("--pumpctl", default=str(Path(sys.executable).parent / "pumpctl"),
+                    help="the pumpctl to time with --demo (another checkout's, for a before/after)")
     args = ap.parse_args()
     os.environ.setdefault("PUMPCTL_HOME", tempfile.mkdtemp(prefix="vtime-home-"))
     home = Path(os.environ["PUMPCTL_HOME"])
+    if args.demo:
+        return demo_times(args.demo, args.runs, args.pumpctl)
     print("sim s per wall s (186 ug/day delivering); twin requests per sim hour:")
     for scale in ("max", 1000.0):
         quiet, rq = speed(home, scale, args.seconds, False)
@@ -143,9 +144,10 @@ def main() -> int:
     b, db, wb = scenario(home, args.hours, True)
     c, dc, wc = scenario(home, args.hours, False, cache=False)
     print(f"scripted scenario ({args.hours:g} sim h, max):")
-    print(f"  quiet          : {a} log {da} ({wa:.1f} s wall)")
-    print(f"  loaded         : {b} log {db} ({wb:.1f} s wall)")
-    print(f"  quiet, no cache: {c} log {dc} ({wc:.1f} s wall)")
+    brief = lambda r: {k: v for k, v in r.items() if k != "fault_log"}
+    print(f"  quiet          : {brief(a)} log {da} ({wa:.1f} s wall)")
+    print(f"  loaded         : {brief(b)} log {db} ({wb:.1f} s wall)")
+    print(f"  quiet, no cache: {brief(c)} log {dc} ({wc:.1f} s wall)")
     same = a == b == c and da == db == dc
     print("  equal" if same else "  DIFFERENT")
     return 0 if same else 1

@@ -80,6 +80,7 @@ F_LOG_SEQ = const(15)
 N_FIELDS = const(16)
 
 _I32 = 0x7FFFFFFF
+_I32_MIN = -0x80000000
 FIELD_LIMITS = (
     (0, 65535), (0, 86399999), (0, 1), (0, _I32), (0, _I32), (0, 0x3FFFFFFF),
     (0, 0x3FFFFFFF), (0, 1), (0, 255), (0, _I32), (0, _I32),
@@ -190,47 +191,57 @@ class PersistentState:
 
 def flatten(obj, name="section"):
     """A nested tuple of ints -> (shape bytes, list of ints). Raises StateError naming `name`
-    for anything that is not an int or a tuple/list of them, or beyond the size limits."""
-    raw = bytearray()
+    for anything that is not an int or a tuple/list of them, or beyond the size limits.
+    `name` may be a section id (int): "section N" is then formatted only for an error.
+
+    One pass, the runs of ints counted as they come (the shape's run-length code), no closure,
+    no per-int string: a save flattens a few hundred ints, and what flatten allocated was most
+    of a save's garbage (on the unix port the collections it set off were most of its time)."""
+    if not isinstance(obj, tuple) and not isinstance(obj, list):
+        raise StateError(_section_name(name), repr(obj), "must be a tuple of ints", ERR_LAYOUT)
     vals = []
-
-    def walk(x, depth):
-        if isinstance(x, int) and not isinstance(x, bool):
-            _i32("%s[%d]" % (name, len(vals)), x)
-            vals.append(x)
-            raw.append(0x69)  # "i"
-            return
-        if not isinstance(x, (tuple, list)):
-            raise StateError(name, repr(x), "must be an int or a tuple of ints", ERR_LAYOUT)
-        if depth >= MAX_DEPTH:
-            raise StateError(name + " depth", depth + 1, "at most %d levels" % MAX_DEPTH, ERR_LAYOUT)
-        raw.append(0x28)  # "("
-        for y in x:
-            walk(y, depth + 1)
-        raw.append(0x29)  # ")"
-
-    if not isinstance(obj, (tuple, list)):
-        raise StateError(name, repr(obj), "must be a tuple of ints", ERR_LAYOUT)
-    walk(obj, 0)
-    if len(vals) > MAX_SECTION_INTS:
-        raise StateError(name + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS, ERR_LAYOUT)
     shape = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x69:
-            j = i
-            while j < len(raw) and raw[j] == 0x69:
-                j += 1
-            if j - i > 1:
-                shape += b"%d" % (j - i)
-            shape.append(0x69)
-            i = j
-        else:
-            shape.append(raw[i])
-            i += 1
+    _flatten_into(obj, 0, vals, shape, name)
+    if len(vals) > MAX_SECTION_INTS:
+        raise StateError(_section_name(name) + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS,
+                         ERR_LAYOUT)
     if len(shape) > MAX_SHAPE:
-        raise StateError(name + " shape", len(shape), "at most %d bytes" % MAX_SHAPE, ERR_LAYOUT)
+        raise StateError(_section_name(name) + " shape", len(shape), "at most %d bytes" % MAX_SHAPE, ERR_LAYOUT)
     return bytes(shape), vals
+
+
+def _section_name(name):
+    return "section %d" % name if isinstance(name, int) else name
+
+
+def _flatten_into(x, depth, vals, shape, name):
+    """The tuple x at `depth`: its ints onto vals, its brackets and runs of ints onto shape."""
+    if depth >= MAX_DEPTH:
+        raise StateError(_section_name(name) + " depth", depth + 1, "at most %d levels" % MAX_DEPTH, ERR_LAYOUT)
+    shape.append(0x28)  # "("
+    run = 0
+    for y in x:
+        if isinstance(y, int) and not isinstance(y, bool):
+            if y < _I32_MIN or y > _I32:
+                _i32("%s[%d]" % (_section_name(name), len(vals)), y)
+            vals.append(y)
+            run += 1
+            continue
+        if run:
+            _shape_run(shape, run)
+            run = 0
+        if not isinstance(y, tuple) and not isinstance(y, list):
+            raise StateError(_section_name(name), repr(y), "must be an int or a tuple of ints", ERR_LAYOUT)
+        _flatten_into(y, depth + 1, vals, shape, name)
+    if run:
+        _shape_run(shape, run)
+    shape.append(0x29)  # ")"
+
+
+def _shape_run(shape, run):
+    if run > 1:
+        shape += b"%d" % run
+    shape.append(0x69)  # "i"
 
 
 def unflatten(shape, vals, name="section"):
@@ -283,7 +294,7 @@ def unflatten(shape, vals, name="section"):
 
 
 def _i32(field, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < -(1 << 31) or v > _I32:
+    if not isinstance(v, int) or isinstance(v, bool) or v < _I32_MIN or v > _I32:
         raise StateError(field, repr(v), "must be a signed 32-bit int")
 
 
@@ -308,7 +319,7 @@ def encode(state, seq):
     for sid in sec_ids:
         if not isinstance(sid, int) or sid < 1 or sid > 255:
             raise StateError("section id", repr(sid), "must be 1..255", ERR_LAYOUT)
-        shape, vals = flatten(state.sections[sid], "section %d" % sid)
+        shape, vals = flatten(state.sections[sid], sid)
         packed.append((sid, shape, vals))
         size += 5 + len(shape) + 4 * len(vals)
     for bid in blob_ids:

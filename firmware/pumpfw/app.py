@@ -129,9 +129,12 @@ class PumpApp(Controller):
     build = "unknown: not booted"   # hello's build_hash (buildrec.UNKNOWN); boot() reads the build record
 
     def __init__(self, hw, fs=None):
-        """`fs`: the flash filesystem object for the stores (pumpfw.store.Fs by default; tests
-        pass tests/support/tornflash.py to cut the power inside a write)."""
+        """`fs`: the flash filesystem object for the stores (default: the hardware's `flash_fs`,
+        else pumpfw.store.Fs; tests pass tests/support/tornflash.py to cut the power inside a
+        write)."""
         self.hw = hw
+        if fs is None:
+            fs = getattr(hw, "flash_fs", None)
         root = hw.flash_root
         self.root = root
         self.mech = calibration.load_mechanism(_join(root, "mechanism.json"))

@@ -87,6 +87,7 @@ class Hardware:
 
     stepper = None  # a Stepper
     flash_root = "."  # directory of the flash filesystem for state and logs
+    flash_fs = None   # the stores' filesystem object (None: pumpfw.store.Fs, builtins open + os)
 
     # time -----------------------------------------------------------------
     def ticks_ms(self):

@@ -22,7 +22,7 @@ OP_ENDSTOP = const(7)    #                              -> r0 = end stop closed
 OP_BUTTON = const(8)     #                              -> r0 = debounced presses since last
 OP_ALARM = const(9)      # a = pattern                  -> r0 = 1
 OP_WDT_START = const(10)  # a = timeout_ms              -> r0 = 1
-OP_WDT_FEED = const(11)  #                              -> r0 = 1
+OP_WDT_FEED = const(11)  # a = 1: fed in time since the last feed the world has (below) -> r0 = 1
 OP_SCRATCH_READ = const(12)   # a = index 0..3          -> r0 = watchdog SCRATCHa
 OP_SCRATCH_WRITE = const(13)  # a = index 0..3, b = u32 -> r0 = 1
 OP_MAINT_HOLD = const(14)     # a = window_ms           -> r0 = 1 (the hold's timer, see below)

@@ -100,3 +100,55 @@ micropython.heap_unlock()
 print(gen.steps_done(), gen.report_errors)
 """)
     assert out.split() == ["3000", "0"]
+
+
+SIM_FLASH_SCRIPT = """
+import os
+from pumphw.simhw import SimFlashFs
+from pumpfw.store import _write_file
+fs = SimFlashFs()
+p = ROOT + "/rec.bin"
+def read():
+    f = open(p, "rb")
+    b = f.read()
+    f.close()
+    return b
+out = []
+_write_file(fs, p, b"0123456789")          # a new file
+out.append(read())
+_write_file(fs, p, b"abcdefghij")          # the same length: written over in place
+out.append(read())
+_write_file(fs, p, b"xyz")                 # shorter: nothing of the old is left
+out.append(read())
+_write_file(fs, p, b"LONGER RECORD")       # longer
+out.append(read())
+f = fs.open(p, "wb")                       # littlefs: the new contents appear at sync/close
+f.write(b"NEW")
+out.append(read())
+fs.sync(f)
+out.append(read())
+f.write(b"+")                              # written after the sync: appears at close
+f.close()
+out.append(read())
+f = fs.open(p, "wb")                       # "wb" and nothing written: an empty file
+f.close()
+out.append(read())
+print(repr(out))
+"""
+
+
+@pytest.mark.parametrize("interp", ["micropython", "cpython"])
+def test_twin_flash_writes_whole_files_at_sync_like_littlefs(interp, tmp_path):
+    """The twin's flash (pumphw.simhw.SimFlashFs) commits a "wb" file at sync or close, over
+    the old bytes in place when the length is the same: the file then holds exactly what a
+    truncating write gives, whatever the old length was."""
+    script = "ROOT = %r\n" % str(tmp_path) + SIM_FLASH_SCRIPT
+    if interp == "micropython":
+        out = run_micropython(script)
+    else:
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**__import__("os").environ, "PYTHONPATH": str(FIRMWARE)})
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout
+    assert out.strip() == repr([b"0123456789", b"abcdefghij", b"xyz", b"LONGER RECORD",
+                                b"LONGER RECORD", b"NEW", b"NEW+", b""])

@@ -160,6 +160,67 @@ def test_nested_sections_round_trip(obj):
     assert statecodec.decode(statecodec.encode(st, 1)).sections[statecodec.SEC_APP] == obj
 
 
+def _reference_flatten(obj, name="section"):
+    """flatten() as it was before it was made to allocate less (fd1e37b): the shapes, values
+    and errors the one-pass version must give."""
+    raw, vals = bytearray(), []
+
+    def walk(x, depth):
+        if isinstance(x, int) and not isinstance(x, bool):
+            if not -(1 << 31) <= x <= (1 << 31) - 1:
+                raise StateError("%s[%d]" % (name, len(vals)), repr(x), "must be a signed 32-bit int")
+            vals.append(x)
+            raw.append(0x69)
+            return
+        if not isinstance(x, (tuple, list)):
+            raise StateError(name, repr(x), "must be an int or a tuple of ints", statecodec.ERR_LAYOUT)
+        if depth >= statecodec.MAX_DEPTH:
+            raise StateError(name + " depth", depth + 1, "at most %d levels" % statecodec.MAX_DEPTH,
+                             statecodec.ERR_LAYOUT)
+        raw.append(0x28)
+        for y in x:
+            walk(y, depth + 1)
+        raw.append(0x29)
+
+    if not isinstance(obj, (tuple, list)):
+        raise StateError(name, repr(obj), "must be a tuple of ints", statecodec.ERR_LAYOUT)
+    walk(obj, 0)
+    shape = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x69:
+            j = i
+            while j < len(raw) and raw[j] == 0x69:
+                j += 1
+            if j - i > 1:
+                shape += b"%d" % (j - i)
+            shape.append(0x69)
+            i = j
+        else:
+            shape.append(raw[i])
+            i += 1
+    return bytes(shape), vals
+
+
+leaf = hs.one_of(i32, hs.integers(-(1 << 33), 1 << 33), hs.booleans(), hs.just("x"))
+deep = hs.recursive(leaf, lambda kids: hs.one_of(hs.lists(kids, max_size=5).map(tuple),
+                                                  hs.lists(kids, max_size=3)), max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(deep, hs.sampled_from(["section", 7]))
+def test_flatten_gives_the_reference_shapes_values_and_errors(obj, name):
+    want_name = "section 7" if name == 7 else name
+    try:
+        want = _reference_flatten(obj, want_name)
+    except StateError as e:
+        with pytest.raises(StateError) as got:
+            statecodec.flatten(obj, name)
+        assert str(got.value) == str(e)
+        return
+    assert statecodec.flatten(obj, name) == want
+
+
 @pytest.mark.parametrize("shape,n", [(b"(i", 1), (b"i)", 1), (b"(3i)", 2), (b"(i)(i)", 2),
                                      (b"(2(i))", 1), (b"(x)", 0), (b"", 0)])
 def test_malformed_shapes_are_refused(shape, n):

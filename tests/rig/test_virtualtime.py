@@ -52,16 +52,6 @@ def test_bad_schedules_are_refused_with_the_reason(tmp_path: Path):
             rig.fault("occlude", at_us=10 ** 12, after_ms=5)
 
 
-def _wait_held(rig: VirtualRig) -> None:
-    """Until the firmware waits in an idle the hold keeps: a host request sent before that
-    would meet a firmware still busy booting, and land one loop iteration (4 ms of sim time)
-    later or not, as the host's load decides; sent after it, the request lands at the held time."""
-    deadline = time.monotonic() + 30
-    while not rig.world()["held"]:
-        assert time.monotonic() < deadline, "the firmware never reached the held clock"
-        time.sleep(0.01)
-
-
 def _scripted_run(tmp_path: Path, scale: float | str, cache: bool = True) -> dict:
     """One scripted scenario: clock held at 0, a 100-step segment asked at a known time, a stall
     landing mid-segment and cleared later, then run to 3 s and compare the world."""
@@ -69,7 +59,7 @@ def _scripted_run(tmp_path: Path, scale: float | str, cache: bool = True) -> dic
     try:
         link = Link(rig.port)
         link.boot_line()
-        _wait_held(rig)
+        rig.wait_held()
         rig.fault("stall", at_us=1_500_000)
         rig.fault("unstall", at_us=1_650_000)
         rig.fault("occlude", at_us=1_700_000)
@@ -98,60 +88,19 @@ def test_input_cache_changes_nothing_in_a_held_script(tmp_path: Path):
     assert _scripted_run(tmp_path / "on", "max") == _scripted_run(tmp_path / "off", "max", cache=False)
 
 
-DAY = 9466          # 2025-12-01: a fixed calendar day, so the run does not depend on today
-
-
-def _app_scenario(home: Path, cache: bool) -> tuple[dict, str]:
-    """The real firmware, deployed with the clock held: program at 186 ug/day with a patient
-    bolus, a clinician bolus, button presses, an occlusion, a driver error, each at a set sim
-    time, run to 2 sim hours; the world's step counts, the rig's and the event log's digest."""
-    import hashlib
-    from pumpcore.program import MODE_CONTINUOUS, Program
-    from pumpctl.deploy import deploy
-    from pumpctl.pump import Pump
-    from pumpctl.rigs.simsession import REFILL_NL
-    rig = VirtualRig.start(home / f"rig-{int(cache)}", time_scale="max", fresh=True, name="scenario",
-                           hold_us=0, cache=cache)
-    try:
-        deploy(rig.port, log=lambda s: None)
-        rig.wait_firmware(2, timeout_s=30)
-        _wait_held(rig)
-        t = rig.sim_us()
-        prog = Program(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=186_000,
-                       patient=(20_000, 60_000, 3 * 3_600_000, 4))
-        with Pump.open(rig.port) as pump:
-            for a in pump.alarms():
-                pump.ack_alarm(a.alarm_id)
-            pump.time_sync(DAY, 0)
-            pump.refill(REFILL_NL, 2000)
-            pump.upload_program(prog.encode(), confirm=lambda r: True)
-            pump.bolus(20_000, 600_000)
-        m = 60_000_000
-        rig.fault("button", at_us=t + 15 * m, count=2, gap_ms=500)
-        rig.fault("occlude", at_us=t + 40 * m)
-        rig.fault("unocclude", at_us=t + 70 * m)
-        rig.fault("stall", at_us=t + 80 * m)
-        rig.fault("unstall", at_us=t + 90 * m)
-        w = rig.run_until(t + 120 * m, timeout_s=300)
-        with Pump.open(rig.port) as pump:
-            st = pump.status()
-            digest = hashlib.sha256()
-            n = 0
-            for seq, rec in pump.iter_log(0):
-                digest.update(seq.to_bytes(4, "little") + rec)
-                n += 1
-        counts = {k: w[k] for k in ("sim_us", "pulses", "plunger_steps", "skipped", "out_pl",
-                                    "line_pl", "pressure_kpa_x10", "button_presses", "fault_log")}
-        counts.update(missed=st.missed_steps, delivered_ng=st.delivered_total_ng, log_records=n)
-        return counts, digest.hexdigest()
-    finally:
-        rig.stop()
+M = 60_000_000
+# the app's scripted run (pumpctl.rigs.simsession.scripted_run): button presses, an occlusion
+# and a driver error, each at a set sim time, over 2 sim hours
+APP_FAULTS = [(15 * M, "button", {"count": 2, "gap_ms": 500}), (40 * M, "occlude", {}),
+              (70 * M, "unocclude", {}), (80 * M, "stall", {}), (90 * M, "unstall", {})]
 
 
 def test_input_cache_changes_nothing_in_the_apps_scripted_run(tmp_path: Path, monkeypatch):
+    from pumpctl.rigs.simsession import scripted_run
     monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
-    on = _app_scenario(tmp_path, cache=True)
-    off = _app_scenario(tmp_path, cache=False)
+    # rig directories of one length: the heap figures in the log count the flash path's text
+    on = scripted_run(tmp_path / "rig-1", APP_FAULTS, 120 * M, cache=True, timeout_s=300)
+    off = scripted_run(tmp_path / "rig-0", APP_FAULTS, 120 * M, cache=False, timeout_s=300)
     assert on == off
     counts = on[0]
     # the scenario did what it says: the presses landed, the alarms stopped delivery (steps
@@ -289,3 +238,42 @@ def test_time_sync_on_a_virtual_rig_takes_its_own_calendar(tmp_path: Path, monke
         assert lo <= got <= hi
         # the rig's days run at its own pace: far ahead of this host's clock by now
         assert (got - datetime.datetime.now()).total_seconds() > 10
+
+
+FEEDER_MAIN = """
+from pumphw.simhw import make_sim_hardware
+hw = make_sim_hardware()
+if hw.reset_cause() == 0:
+    hw.watchdog_start(2000)
+    for i in range(40):          # 40 s of feeds 1 s apart: on one promise, no round trip needed
+        hw.watchdog_feed()
+        hw.idle(1000)
+    hw.watchdog_feed()
+    with open("last_feed", "w") as f:
+        f.write(str(hw._clock.t_us))
+    for i in range(3000):        # a busy loop that no longer feeds, 1 ms a pass: 3 s
+        hw.sleep_ms(1)
+        hw.ticks_ms()
+while True:                      # after the watchdog's reset: idle
+    hw.idle(1000)
+"""
+
+
+def _feeder_run(tmp_path: Path, cache: bool) -> tuple[int, dict]:
+    from pumpctl.rigs.virtualrig_supervisor import seed_flash
+    rig_dir = tmp_path / "rig"
+    seed_flash(rig_dir / "flash")
+    (rig_dir / "flash" / "main.py").write_text(FEEDER_MAIN)
+    with VirtualRig.start(rig_dir, time_scale="max", name="feeder", cache=cache) as rig:
+        w = rig.wait_firmware(2, timeout_s=60)
+        return int((rig_dir / "flash" / "last_feed").read_text()), w["reset_log"][-1]
+
+
+def test_watchdog_bites_at_its_deadline_after_feeds_on_one_promise(tmp_path: Path):
+    # feeds posted on a promise are not written one by one: the one written stands for the run
+    # (each within the timeout of the one before), so no bite during the 40 s of feeds; once
+    # they stop, the watchdog resets the rig at the last feed + its timeout, cache on or off
+    for cache in (True, False):
+        last, reset = _feeder_run(tmp_path / str(cache), cache)
+        assert reset["boot"] == 2 and reset["cause"] == 1, reset
+        assert reset["sim_us"] == last + 2_000_001, (cache, last, reset)

@@ -255,6 +255,21 @@ class VirtualRig:
                 raise RigTimeout(f"virtual rig did not reach sim time {sim_us} us in {timeout_s} s (at {w['sim_us']})")
             time.sleep(0.005)
 
+    def wait_held(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Wait until the rig waits at its held clock (its firmware idle at the hold, down or
+        hung). A host request sent before that meets a firmware still busy (booting, say) and
+        lands a loop iteration later or not, as the host's load decides; sent after it, the
+        request lands at the held time. Returns the world."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            w = self.world()
+            if w["held"]:
+                return w
+            if time.monotonic() > deadline:
+                raise RigTimeout(f"virtual rig did not reach its held clock in {timeout_s} s "
+                                 f"(hold {w['hold_us']} us, at {w['sim_us']} us)")
+            time.sleep(0.01)
+
     def power_cut(self, off_ms: int = 0) -> None:
         """Kill the firmware at this instant; it boots again after off_ms of sim time."""
         self.fault("power-cut", off_ms=off_ms)

@@ -59,8 +59,11 @@ TWIN_BURST_S = 0.005    # longest burst of twin requests before the other channe
 RESTART_MIN_REAL_S = 0.5   # back-off when the firmware process exits by itself
 PERSIST_EVERY_S = 1.0
 # The input cache (pumphw.simhw._RigLink): a promise never reaches further than this past the
-# firmware's time (only matters before the firmware arms its watchdog, whose deadline bounds it)
-HORIZON_MAX_US = 10_000_000
+# firmware's time. It bounds how long a side-channel change waits for the firmware's next round
+# trip at `max` (60 loop iterations of an idle app, milliseconds of wall time), and how far the
+# world may stand behind the firmware when nothing moves. At 10 s it ended 40 % of the promises
+# at 186 ug/day (a step every 13 s), each one a round trip (docs/virtual-time.md).
+HORIZON_MAX_US = 60_000_000
 # A side-channel request that changes the world waits for the firmware's next round trip while
 # the firmware runs on a promise (it lands at the time the firmware reads it); at most this long.
 CTL_DEFER_MAX_S = 1.0
@@ -524,7 +527,10 @@ class Supervisor:
         for fd, (s, _p, _b) in list(self.twin_conns.items()):
             s.close()
             del self.twin_conns[fd]
-        now = self.advance()
+        # the world is at the moment of the cut already (the fault's time, the watchdog's
+        # deadline, the reset's request): advance() here, with no firmware, ran the clock on
+        # (10 s at `max`), so a watchdog reset booted 10 s after its deadline
+        now = self.world.t_us
         if self.port is not None:
             self.port.port.freeze(now)        # the boot's timers (the maintenance hold) stop here
         # No power to the driver: the PIO queue is gone, the motor released.
@@ -878,8 +884,10 @@ class Supervisor:
                 self.anchor_wall, self.anchor_sim_us = now_wall, t
             self._reanchor_if_behind(t, now_wall)
             wdt = self._wdt_deadline_us()
-            if wdt is not None and t >= wdt:
-                # the code ran past its watchdog's deadline without a feed: reset there
+            if wdt is not None and t >= wdt and not (op == twinport.OP_WDT_FEED and a == 1):
+                # the code ran past its watchdog's deadline without a feed: reset there (a
+                # posted feed with a = 1 stands for a run of feeds, each within the timeout of
+                # the one before, that the twin did not write one by one: pumphw.simhw._RigLink)
                 if self.advance_to(wdt) and self.proc is not None:
                     self.kill_firmware()
                     self.start_firmware(RESET_WATCHDOG)
