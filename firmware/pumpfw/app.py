@@ -399,27 +399,41 @@ class PumpApp(Controller):
 
     def _log_alarm_changes(self):
         """Log every alarm that appeared or went away since the last look (one place for all
-        sources: detectors, commands, boot). Allocates nothing when nothing changed."""
+        sources: detectors, commands, boot). An alarm that went away and was raised again in
+        between (a command acknowledged it, then another raised it) gets its cleared and raised
+        records too: every occurrence is on the log (pumpcore.alarms.AlarmSet.gone_count).
+        Allocates nothing when nothing changed."""
         aset = self.alarm_set
         if aset.changes == self.seen_changes:
             return
         self.seen_changes = aset.changes
         seen = self.seen_active
         for code in range(1, al.ALARM_MAX + 1):
+            gone = aset.gone_count(code)
+            if gone:
+                aset.looked(code)
+                for i in range(gone):
+                    if not seen[code]:
+                        self._log_raised(code)     # raised after it went away, gone again
+                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.gone_ms(code, i == 0), 0)
+                    seen[code] = 0
             now = 1 if aset.is_active(code) else 0
             if now != seen[code]:
                 seen[code] = now
-                bit = 1 << code
-                restored = 1 if self.restored_alarms & bit else 0
-                self.restored_alarms &= ~bit   # a later raise of the same code is a new one
                 if now:
-                    # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
-                    by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
-                    # a3: 1 for an alarm active before the reset, carried over (its raise is
-                    # logged before the reset; this record says it is still there after it)
-                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
+                    self._log_raised(code)
                 else:
                     self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
+
+    def _log_raised(self, code):
+        bit = 1 << code
+        restored = 1 if self.restored_alarms & bit else 0
+        self.restored_alarms &= ~bit   # a later raise of the same code is a new one
+        # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
+        by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
+        # a3: 1 for an alarm active before the reset, carried over (its raise is logged before
+        # the reset; this record says it is still there after it)
+        self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
 
     def save(self, urgent=False):
         """Write the persistent state (rate-limited unless urgent). Returns True if on flash."""

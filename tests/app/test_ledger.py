@@ -220,3 +220,25 @@ def test_steps_the_log_shows_beyond_the_reservation_are_counted(tmp_path: Path) 
     assert app2.sched.total_ng >= logged, "the total is below what the log says was made"
     assert app2.sched.total_ng >= made - 20, "under-count beyond the last 5 s of delivery"
     assert _hourly_sum(app2) == app2.sched.total_ng
+
+
+# ------------------------------------------------ every occurrence of an alarm on the log
+def test_an_alarm_acknowledged_and_raised_again_between_looks_has_its_own_records(tmp_path: Path) -> None:
+    """Was: acknowledged (gone) and raised again by another refused bolus before the loop
+    logged the changes, the second occurrence left no record: the log showed one limit-refused
+    alarm whose age restarted under the first raised record."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 2_000)
+    assert app.bolus(1, 10_000_000, 600_000) is not None          # above max_bolus_ng
+    run_for(app, hw, 5_000)
+    assert app.alarm_set.is_active(al.ALARM_LIMIT_REFUSED)
+    assert app.ack_alarm(al.ALARM_LIMIT_REFUSED) is None            # gone
+    assert app.bolus(1, 10_000_000, 600_000) is not None          # raised again, no look between
+    run_for(app, hw, 2_000)
+    recs = [r for r in log_records(app) if r[3] in (logrec.EV_ALARM_RAISED, logrec.EV_ALARM_CLEARED)
+            and r[4] == al.ALARM_LIMIT_REFUSED]
+    assert [r[3] for r in recs] == [logrec.EV_ALARM_RAISED, logrec.EV_ALARM_CLEARED, logrec.EV_ALARM_RAISED]
+    assert 5_000 <= recs[1][6] <= 6_000, "the first occurrence's age at its ack"
+    run_for(app, hw, al.INFO_SHOW_MS + 2_000)                        # the second expires
+    recs = [r for r in log_records(app) if r[3] == logrec.EV_ALARM_CLEARED and r[4] == al.ALARM_LIMIT_REFUSED]
+    assert len(recs) == 2 and al.INFO_SHOW_MS <= recs[1][6] <= al.INFO_SHOW_MS + 2_000
