@@ -1,6 +1,15 @@
 """Stateful hypothesis test of the whole application: commands, time, faults and resets interleaved
 against an independent reference, with the delivery, limit, lockout, alarm and log invariants
-checked after every main-loop iteration (issue 5, "Proof by fault injection")."""
+checked after every main-loop iteration (issue 5, "Proof by fault injection").
+
+The default run is 30 examples of up to 35 steps (the suite's time). A long exploration off the
+suite, niced, one seed at a time (tens of minutes each; the figures print at the end with -s):
+
+    STATEFUL_EXAMPLES=2000 STATEFUL_STEPS=60 nice -n 10 .venv/bin/python -m pytest \
+        tests/app/test_stateful.py -x -q -s -p no:cacheprovider --hypothesis-seed=N
+
+Hypothesis's shrinking can take more than 5 min: reproduce a printed step list with _run_case
+(the regressions at the end of this file), then shrink it by hand."""
 from __future__ import annotations
 
 import os

@@ -6,7 +6,8 @@ The rig and its checks are tests/support/cutrig.py (MicroPython-compatible): a f
 chain, random delivery and host actions, a cut at a random byte or operation of the next write
 or between loop iterations, reboot, check; both flash semantics. The same seed runs in CPython
 too, and both interpreters must count exactly the same (the firmware behaves the same on both).
-The figures go to the power-cut table at the end of the run.
+The figures go to the power-cut table at the end of the run. A much longer run, off the suite:
+bench/ledger_cuts.py (CPython, any seeds and chains, prints the figures).
 """
 from __future__ import annotations
 
