@@ -382,8 +382,14 @@ class PumpApp(Controller):
         part_missed = h_missed - l_missed
         if part_ng or part_steps or part_missed > 0:
             hour = h_mark if h_mark >= 0 and tail is None else self.clock.ms // MS_PER_HOUR
-            self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng if part_ng > 0 else 0, part_steps,
-                      part_missed if part_missed > 0 else 0)
+            part_ng = part_ng if part_ng > 0 else 0
+            part_missed = part_missed if part_missed > 0 else 0
+            if not self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng, part_steps, part_missed):
+                # the flash failed (storage-fault alarm): the hour in progress carries the
+                # partial, and its total (or the next reset's partial) puts it on the log
+                self.hour_ng += part_ng
+                self.hour_steps += part_steps
+                self.hour_missed += part_missed
 
     # ------------------------------------------------------------------ helpers
     def _log(self, code, a0=0, a1=0, a2=0, a3=0):
@@ -638,14 +644,18 @@ class PumpApp(Controller):
         self.last_steps = s.delivered_steps
         hour = self.clock.ms // MS_PER_HOUR
         if hour != self.hour_mark:
-            self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
-                      self.hour_ng, self.hour_steps, self.hour_missed)
+            logged = self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
+                               self.hour_ng, self.hour_steps, self.hour_missed)
             alloc, free = _heap()
             self._log(logrec.EV_HEAP, alloc, free, 0, 0)
             self.hour_mark = hour
-            self.hour_ng = 0
-            self.hour_steps = 0
-            self.hour_missed = 0
+            if logged:
+                self.hour_ng = 0
+                self.hour_steps = 0
+                self.hour_missed = 0
+            # else the flash failed (storage-fault alarm): the hour's delivery stays in the
+            # accumulators and the next hour's record carries it, so the hourly records still
+            # sum to the delivered total
         self.state_store.tick(dt)
         self._auth_tick(dt)
         self.save_due_ms += dt

@@ -263,3 +263,58 @@ def test_an_alarm_carried_over_a_reset_and_gone_before_the_first_look_is_logged_
     assert [(r[3], r[7] if r[3] == logrec.EV_ALARM_RAISED else 0) for r in after][:2] == [
         (logrec.EV_ALARM_RAISED, 1), (logrec.EV_ALARM_CLEARED, 0)], after
     assert after[1][6] >= 7_000, "the age at the clear counts from the raise before the reset"
+
+
+def test_an_hour_whose_record_failed_to_append_is_carried_into_the_next_one(tmp_path: Path) -> None:
+    """A flash error (not a power cut: the app runs on, storage-fault alarm) on the hour's
+    total: the hour's accumulators were zeroed anyway, so that hour's delivery was on no
+    record and the hourly records no longer summed to the delivered total, for good. Now the
+    next hour's record carries it."""
+    from pumpfw.store import StoreError
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 1_800_000)
+    real = app.log.append
+
+    def failing(day, ms, code, *a):
+        if code == logrec.EV_HOURLY_TOTAL:
+            app.log.append = real
+            raise StoreError("event log: append failed (test)")
+        return real(day, ms, code, *a)
+    app.log.append = failing
+    _run_past_the_hour(app, hw, 5_000)
+    assert app.log.append is real, "the hour's total was attempted"
+    assert al.ALARM_STORAGE_FAULT in app.alarm_set.active()
+    assert _hourly_sum(app) == app.sched.total_ng
+    _run_past_the_hour(app, hw, 5_000)
+    totals = [r for r in log_records(app) if r[3] == logrec.EV_HOURLY_TOTAL]
+    assert len(totals) == 1
+    assert sum(r[5] for r in totals) == app.sched.total_ng - (app.hour_ng + app.sched.total_ng - app.last_total_ng)
+    assert _hourly_sum(app) == app.sched.total_ng
+    # and across a reset
+    app2, _ = boot(tmp_path / "flash")
+    assert _hourly_sum(app2) == app2.sched.total_ng
+
+
+def test_a_boot_partial_that_failed_to_append_is_carried_into_the_hour(tmp_path: Path) -> None:
+    """The same at boot: the reset's partial of the hour it cut could not be appended (flash
+    error, the boot goes on alarmed); it was lost, now the hour in progress carries it."""
+    from pumpfw.store import EventLog, StoreError
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 1_800_000)
+    app2 = PumpApp(FakeHardware(tmp_path / "flash"))
+    real = EventLog.append
+
+    def failing(self, day, ms, code, *a):
+        if code == logrec.EV_HOURLY_PARTIAL:
+            raise StoreError("event log: append failed (test)")
+        return real(self, day, ms, code, *a)
+    EventLog.append = failing
+    try:
+        app2.boot()
+    finally:
+        EventLog.append = real
+    assert not [r for r in log_records(app2) if r[3] == logrec.EV_HOURLY_PARTIAL]
+    assert al.ALARM_STORAGE_FAULT in app2.alarm_set.active()
+    assert _hourly_sum(app2) == app2.sched.total_ng
+    app3, _ = boot(tmp_path / "flash")
+    assert _hourly_sum(app3) == app3.sched.total_ng
