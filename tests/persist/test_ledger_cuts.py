@@ -21,8 +21,8 @@ from tests.support import cutrig
 from tests.support.mpy import REPO, run_micropython
 
 SEED = 20261201
-CHAINS = 48
-CUTS_PER_CHAIN = 24       # about 1,150 cuts and restarts
+CHAINS = 50
+CUTS_PER_CHAIN = 24       # about 1,200 cuts and 1,000 restarts
 
 
 def _root(tmp_path: Path) -> str:

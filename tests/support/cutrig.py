@@ -490,11 +490,17 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
         fill = [FILL_NL, 0]     # last physical fill (nL) and the plunger count then
         state = {"max_reset_ng": 0, "max_over": 0, "total_at_last_check": 0, "uncertain_before": 0}
         first = True
+        edge_cut = False
         for k in range(cuts_per_chain + 1):
             hw = CutHardware(root, plunger)
             app = PumpApp(hw, fs=fs)
-            if not first and rng.chance(100):
-                fs.arm(op=rng.below(12))        # a cut during the boot itself
+            # a cut during the boot itself; more often after a cut at the hour edge (the boot
+            # that reads the hour's record from the log and logs the partial without it)
+            if not first and rng.chance(300 if edge_cut else 100):
+                fs.arm(op=rng.below(12))
+                if edge_cut:
+                    tally.add("boots cut after an hour-edge cut")
+            edge_cut = False
             try:
                 app.boot()
                 fs.disarm()
@@ -557,6 +563,7 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
             except Cut:
                 fs.disarm()
                 tally.add("cuts/" + sem)
+                edge_cut = after_hour >= 0
                 tally.add("cut in " + (("writing " + _kind(fs.last_path)) if fs.cut else where[0] + "/between writes"))
                 fs.cut = False
         tally.add("chains")
