@@ -271,12 +271,16 @@ class PumpApp(Controller):
         if self.program is None and not self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
             self._raise(al.ALARM_NO_PROGRAM)
         aborted = self.state.abort_bolus()
+        if aborted is not None and tail is not None and aborted[3] in tail[7]:
+            aborted = None     # its end is on the log: the reset cut the save that followed it
         # down_ms -1: the Pico has no battery clock, so the time it was off is known only at the
         # next time sync (logged then as missed-volume with its down_ms)
         self._log(logrec.EV_RESET, cause, self.state.get(sc.F_BOOT_COUNT), -1 if state is not None else 0,
                   self.state_store.status()[0])
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
+        if tail is not None:
+            self._close_boluses_after_save(tail[6], tail[7])
         if state is not None:
             if cause == RESET_WATCHDOG:
                 self._raise(al.ALARM_RESET_WATCHDOG)
@@ -322,14 +326,18 @@ class PumpApp(Controller):
         """The records the log holds from after the state's last save, up to this boot: a reset
         (or a power cut between a record and its save) falls between saves, and an hour's total
         or an interrupted boot's partial may be among them. Returns (ng, steps, missed) summed
-        over their hourly-total and hourly-partial records, (day, ms) of the last record, and
-        whether a time set is among them; None if there are none. Boot only (allocates)."""
+        over their hourly-total and hourly-partial records, (day, ms) of the last record,
+        whether a time set is among them, the boluses started among them ((serial, kind, dose)
+        list) and the serials of the boluses ended or aborted among them; None if there are
+        none. Boot only (allocates)."""
         log = self.log
         seq = state.get(sc.F_LOG_SEQ) + 1
         end = log.next_seq
         ng = steps = missed = 0
         day = ms = -1
         jumped = False
+        started = []
+        closed = []
         while seq < end:
             raw = log.read_raw(seq, 16)
             if not raw:
@@ -344,10 +352,29 @@ class PumpApp(Controller):
                     missed += rec[7]
                 elif code == logrec.EV_TIME_SET:
                     jumped = True
+                elif code == logrec.EV_BOLUS_START:
+                    started.append((rec[7], rec[4], rec[5]))
+                elif code == logrec.EV_BOLUS_END:
+                    closed.append(rec[6])
+                elif code == logrec.EV_BOLUS_ABORTED:
+                    closed.append(rec[7])
                 day, ms = rec[1], rec[2]
         if day < 0:
             return None
-        return ng, steps, missed, day, ms, jumped
+        return ng, steps, missed, day, ms, jumped, started, closed
+
+    def _close_boluses_after_save(self, started, closed):
+        """Boluses the log shows started after the last save (the reset cut the save that
+        followed the start, or it was refused): the state does not know them, so each gets its
+        aborted record here unless the log has its end (delivered 0 at the last save: what the
+        motor made of it is in the reservation counted as possibly delivered), and the serial
+        moves past them (a later bolus never reuses one). Boot only."""
+        for serial, kind, dose in started:
+            if serial <= self.state.get(sc.F_BOLUS_SERIAL):
+                continue
+            if serial not in closed:
+                self._log(logrec.EV_BOLUS_ABORTED, kind, dose, 0, serial)
+            self.state.set(sc.F_BOLUS_SERIAL, serial)
 
     def _restore_ledger(self, led, tail):
         """After a reset: count the last record's write-ahead reservation as possibly delivered

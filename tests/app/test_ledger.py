@@ -318,3 +318,81 @@ def test_a_boot_partial_that_failed_to_append_is_carried_into_the_hour(tmp_path:
     assert _hourly_sum(app2) == app2.sched.total_ng
     app3, _ = boot(tmp_path / "flash")
     assert _hourly_sum(app3) == app3.sched.total_ng
+
+
+# ------------------------------------------------ bolus records across a cut between a record and its save
+def _bolus_closes(app: PumpApp) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in log_records(app):
+        if r[3] == logrec.EV_BOLUS_END:
+            out.setdefault(r[6], []).append(r[3])
+        elif r[3] == logrec.EV_BOLUS_ABORTED:
+            out.setdefault(r[7], []).append(r[3])
+    return out
+
+
+def _cut_after(app: PumpApp, code: int) -> None:
+    """The power goes at the first save after a record of `code` is on the log."""
+    real = app.save
+
+    def save(urgent: bool = False) -> bool:
+        if log_records(app)[-1][3] == code:
+            raise Cut()
+        return real(urgent)
+    app.save = save
+
+
+def test_a_bolus_started_and_cut_before_its_save_is_logged_aborted_and_its_serial_not_reused(tmp_path: Path) -> None:
+    """Found by the cut rig's bolus check: the start was on the log, the state (cut before its
+    save) knew nothing of it, so the bolus was never closed on the log and the next bolus got
+    the same serial."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 5_000)
+    _cut_after(app, logrec.EV_BOLUS_START)
+    with pytest.raises(Cut):
+        app.bolus(1, 20_000, 600_000)
+    serial = _events(app, logrec.EV_BOLUS_START)[-1][7]
+    app2, hw2 = boot(tmp_path / "flash")
+    assert _bolus_closes(app2).get(serial) == [logrec.EV_BOLUS_ABORTED]
+    ab = _events(app2, logrec.EV_BOLUS_ABORTED)[-1]
+    assert ab[4:8] == (1, 20_000, 0, serial)
+    assert app2.set_time(app2.clock.day, app2.clock.ms) is None   # clock-lost holds boluses
+    for code in app2.alarm_set.active():
+        app2.ack_alarm(code)                     # so do the reset's alarms, until seen
+    assert app2.bolus(1, 20_000, 600_000) is None
+    assert _events(app2, logrec.EV_BOLUS_START)[-1][7] == serial + 1
+    app3, _ = boot(tmp_path / "flash")           # and a second reset logs nothing more for it
+    assert _bolus_closes(app3).get(serial) == [logrec.EV_BOLUS_ABORTED]
+
+
+def test_a_bolus_ended_and_cut_before_its_save_is_not_also_logged_aborted(tmp_path: Path) -> None:
+    """The bolus's end was on the log, the save after it was cut: the restored state said the
+    bolus was running and the boot logged it aborted too (two closing records, one of them
+    with a smaller delivered dose)."""
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 20_000, 60_000) is None
+    serial = _events(app, logrec.EV_BOLUS_START)[-1][7]
+    _cut_after(app, logrec.EV_BOLUS_END)
+    with pytest.raises(Cut):
+        run_for(app, hw, 120_000)
+    app2, _ = boot(tmp_path / "flash")
+    assert _bolus_closes(app2).get(serial) == [logrec.EV_BOLUS_END]
+    app3, _ = boot(tmp_path / "flash")
+    assert _bolus_closes(app3).get(serial) == [logrec.EV_BOLUS_END]
+
+
+def test_a_boot_cut_after_its_bolus_abort_does_not_log_it_twice(tmp_path: Path) -> None:
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 20_000, 600_000) is None
+    serial = _events(app, logrec.EV_BOLUS_START)[-1][7]
+    run_for(app, hw, 30_000)
+    app_cut = PumpApp(FakeHardware(tmp_path / "flash"))
+
+    def cut(*_a, **_k):
+        raise Cut()
+    app_cut.save = cut
+    with pytest.raises(Cut):
+        app_cut.boot()
+    assert _bolus_closes(app_cut).get(serial) == [logrec.EV_BOLUS_ABORTED]
+    app2, _ = boot(tmp_path / "flash")
+    assert _bolus_closes(app2).get(serial) == [logrec.EV_BOLUS_ABORTED]

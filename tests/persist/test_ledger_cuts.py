@@ -61,6 +61,7 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
     assert counts.get("hour records cut after", 0) >= 100, counts
     # the exact hourly check runs at every restart (tests/support/cutrig.py: why it can)
     assert counts["hourly sums checked"] == counts["restarts checked"], counts
+    assert counts["bolus records checked"] == counts["restarts checked"], counts
     for sem in ("littlefs", "posix"):
         cut_tally(f"whole app, random moment/{sem} (micropython)", counts[f"cuts/{sem}"])
         cut_tally(f"whole app, during boot/{sem} (micropython)", counts.get(f"cut during boot/{sem}", 0))
@@ -71,6 +72,7 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
         "totals reset": 0,
         "hourly sums checked (exact)": counts["hourly sums checked"],
         "cuts in the minute after an hour's record": counts["hour records cut after"],
+        "bolus records checked (one start, one end each)": counts["bolus records checked"],
         "largest over-count (ng)": counts["max over-count ng"],
         "largest reservation counted at one reset (ng)": counts["max possibly ng at a reset"],
     })

@@ -30,6 +30,8 @@ Checks after each restart (counted, and the first failures described):
 - double dose: no bolus resumes after a restart;
 - totals reset: never below the total before the cut less the unsaved part (implied by the
   under-count check, counted separately);
+- bolus records: every bolus start has its own serial and exactly one end or aborted record
+  (none left open with no bolus running after the restart, none closed twice);
 - hourly totals: hourly-total + hourly-partial records (+ the hour in progress) sum exactly
   to the delivered total, at every restart: the boot logs the cut hour's partial before the
   first check, and the log holds every record of the chain (a chain writes a few hundred; the
@@ -422,6 +424,34 @@ def _check(app, plunger, tally, state, fill):
     state["uncertain_before"] = app.ledger.uncertain_ng
 
 
+def _bolus_records_ok(app, tally):
+    """Bolus records stay true across the cuts: every bolus start has its own serial and,
+    with no bolus running after the restart, exactly one end or aborted record after it."""
+    if app.log.first_seq() > 1:
+        return
+    opened = {}
+    closed = {}
+    for r in _records(app):
+        code = r[3]
+        if code == logrec.EV_BOLUS_START:
+            if r[7] in opened:
+                tally.fail("bolus serial reused", "bolus serial %d started at seq %d and again at seq %d"
+                           % (r[7], opened[r[7]], r[0]))
+            opened[r[7]] = r[0]
+        elif code == logrec.EV_BOLUS_END or code == logrec.EV_BOLUS_ABORTED:
+            serial = r[6] if code == logrec.EV_BOLUS_END else r[7]
+            if serial in closed:
+                tally.fail("bolus closed twice", "bolus serial %d ended/aborted at seq %d and again at seq %d"
+                           % (serial, closed[serial], r[0]))
+            closed[serial] = r[0]
+    tally.add("bolus records checked")
+    if not app.sched.bolus_active():
+        for serial in opened:
+            if serial not in closed:
+                tally.fail("bolus left open", "bolus serial %d started at seq %d has no end or aborted record"
+                           % (serial, opened[serial]))
+
+
 def _hourly_sum_ok(app, tally):
     if app.log.first_seq() > 1:
         # the ring dropped the oldest records: their hours are no longer on the log
@@ -511,6 +541,7 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
             if not first:
                 _check(app, plunger[0], tally, state, fill)
                 _hourly_sum_ok(app, tally)
+                _bolus_records_ok(app, tally)
             if first:
                 app.set_time(DAY0, 0)
                 app.refill(FILL_NL, CONC)
