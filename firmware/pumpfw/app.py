@@ -954,6 +954,11 @@ class PumpApp(Controller):
         code = self.sched.refill(volume_nl, conc_ug_ml)
         if code:
             return (code, schedmod.refusal_text(code))
+        # steps counted due before the refill (taken from the old volume) but still queued or
+        # owed are made after it: they come out of the new volume (given back if dropped)
+        inflight = self.hw.stepper.pending() + self.owed
+        if inflight and self.program is not None:
+            self.sched.reservoir.take_pl(inflight * self.sched.pl)
         # the refill is the clinician's answer to the reservoir alarms
         for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
             self.alarm_set.ack(c)
