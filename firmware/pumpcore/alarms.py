@@ -23,6 +23,11 @@ Rules (AlarmSet):
 - motor_allowed() is False while any active alarm has REACT_STOP (acknowledged or not);
   bolus_allowed() is False while any active alarm has REACT_STOP or REACT_NO_BOLUS.
 
+Going away is remembered until the app has looked (gone_count, gone_ms, looked): an alarm
+that goes away (clear, ack, INFO expiry) and is raised again before the app next logs the
+changes is two occurrences, not one, and the log shows each (a cleared and a raised record),
+never a silent re-raise whose age restarts under the old raised record.
+
 tick(dt_ms), update(), pattern(), motor_allowed() and bolus_allowed() allocate nothing (they
 run every main-loop tick). Times in ms.
 """
@@ -184,6 +189,11 @@ class AlarmSet:
         self._react = bytearray(ALARM_MAX + 1)
         self._latch = bytearray(ALARM_MAX + 1)
         self._event = bytearray(ALARM_MAX + 1)
+        # went away since the app last looked: how often (saturating), the age at the first and
+        # at the last time (pumpfw.app logs each cleared + raised pair from these)
+        self._gone_n = bytearray(ALARM_MAX + 1)
+        self._gone_first = [0] * (ALARM_MAX + 1)
+        self._gone_last = [0] * (ALARM_MAX + 1)
         for c in range(1, ALARM_MAX + 1):
             row = ALARM_TABLE[c]
             self._prio[c] = row[1]
@@ -225,6 +235,7 @@ class AlarmSet:
         if not (f & _ACTIVE) or self._event[code]:
             return False
         if (f & _ACKED) or not self._latch[code]:
+            self._went(code)
             self._flags[code] = 0
             self.changes += 1
             return True
@@ -246,6 +257,7 @@ class AlarmSet:
         if not (f & _ACTIVE) or (f & _ACKED):
             return False
         if self._event[code] or not (f & _COND):
+            self._went(code)
             self._flags[code] = 0
         else:
             self._flags[code] = f | _ACKED
@@ -277,10 +289,34 @@ class AlarmSet:
                 r %= REMIND_MS
             self._remind_ms[c] = r
             if self._prio[c] == PRIO_INFO and a >= INFO_SHOW_MS:
+                self._went(c)
                 self._flags[c] = 0
                 self.changes += 1
                 expired += 1
         return expired
+
+    def _went(self, code):
+        """The active alarm `code` goes away now: remembered until looked(code)."""
+        n = self._gone_n[code]
+        if n == 0:
+            self._gone_first[code] = self._age_ms[code]
+        self._gone_last[code] = self._age_ms[code]
+        self._gone_n[code] = n + 1 if n < 255 else 255
+
+    def gone_count(self, code):
+        """How often the alarm went away since looked(code) (at most 255). With is_active()
+        and what the app saw at its last look this gives every occurrence in between: if it
+        was seen active, the first time ends that one, and each later time ends one raised
+        after it."""
+        return self._gone_n[code]
+
+    def gone_ms(self, code, first=True):
+        """The alarm's age (active_ms) when it first (or last) went away since looked(code)."""
+        return self._gone_first[code] if first else self._gone_last[code]
+
+    def looked(self, code):
+        """The app has logged the alarm's changes up to now."""
+        self._gone_n[code] = 0
 
     # read-outs ---------------------------------------------------------------------------
     def is_active(self, code):
@@ -405,6 +441,7 @@ class AlarmSet:
                              % (acked_mask, active_mask))
         for c in range(1, ALARM_MAX + 1):
             self._flags[c] = 0
+            self._gone_n[c] = 0
             if active_mask & (1 << c):
                 if acked_mask & (1 << c):
                     if self._event[c]:

@@ -274,12 +274,16 @@ class PumpApp(Controller):
         if self.program is None and not self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
             self._raise(al.ALARM_NO_PROGRAM)
         aborted = self.state.abort_bolus()
+        if aborted is not None and tail is not None and aborted[3] in tail[7]:
+            aborted = None     # its end is on the log: the reset cut the save that followed it
         # down_ms -1: the Pico has no battery clock, so the time it was off is known only at the
         # next time sync (logged then as missed-volume with its down_ms)
         self._log(logrec.EV_RESET, cause, self.state.get(sc.F_BOOT_COUNT), -1 if state is not None else 0,
                   self.state_store.status()[0])
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
+        if tail is not None:
+            self._close_boluses_after_save(tail[6], tail[7])
         if state is not None:
             if cause == RESET_WATCHDOG:
                 self._raise(al.ALARM_RESET_WATCHDOG)
@@ -325,14 +329,18 @@ class PumpApp(Controller):
         """The records the log holds from after the state's last save, up to this boot: a reset
         (or a power cut between a record and its save) falls between saves, and an hour's total
         or an interrupted boot's partial may be among them. Returns (ng, steps, missed) summed
-        over their hourly-total and hourly-partial records, (day, ms) of the last record, and
-        whether a time set is among them; None if there are none. Boot only (allocates)."""
+        over their hourly-total and hourly-partial records, (day, ms) of the last record,
+        whether a time set is among them, the boluses started among them ((serial, kind, dose)
+        list) and the serials of the boluses ended or aborted among them; None if there are
+        none. Boot only (allocates)."""
         log = self.log
         seq = state.get(sc.F_LOG_SEQ) + 1
         end = log.next_seq
         ng = steps = missed = 0
         day = ms = -1
         jumped = False
+        started = []
+        closed = []
         while seq < end:
             raw = log.read_raw(seq, 16)
             if not raw:
@@ -347,10 +355,29 @@ class PumpApp(Controller):
                     missed += rec[7]
                 elif code == logrec.EV_TIME_SET:
                     jumped = True
+                elif code == logrec.EV_BOLUS_START:
+                    started.append((rec[7], rec[4], rec[5]))
+                elif code == logrec.EV_BOLUS_END:
+                    closed.append(rec[6])
+                elif code == logrec.EV_BOLUS_ABORTED:
+                    closed.append(rec[7])
                 day, ms = rec[1], rec[2]
         if day < 0:
             return None
-        return ng, steps, missed, day, ms, jumped
+        return ng, steps, missed, day, ms, jumped, started, closed
+
+    def _close_boluses_after_save(self, started, closed):
+        """Boluses the log shows started after the last save (the reset cut the save that
+        followed the start, or it was refused): the state does not know them, so each gets its
+        aborted record here unless the log has its end (delivered 0 at the last save: what the
+        motor made of it is in the reservation counted as possibly delivered), and the serial
+        moves past them (a later bolus never reuses one). Boot only."""
+        for serial, kind, dose in started:
+            if serial <= self.state.get(sc.F_BOLUS_SERIAL):
+                continue
+            if serial not in closed:
+                self._log(logrec.EV_BOLUS_ABORTED, kind, dose, 0, serial)
+            self.state.set(sc.F_BOLUS_SERIAL, serial)
 
     def _restore_ledger(self, led, tail):
         """After a reset: count the last record's write-ahead reservation as possibly delivered
@@ -385,8 +412,14 @@ class PumpApp(Controller):
         part_missed = h_missed - l_missed
         if part_ng or part_steps or part_missed > 0:
             hour = h_mark if h_mark >= 0 and tail is None else self.clock.ms // MS_PER_HOUR
-            self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng if part_ng > 0 else 0, part_steps,
-                      part_missed if part_missed > 0 else 0)
+            part_ng = part_ng if part_ng > 0 else 0
+            part_missed = part_missed if part_missed > 0 else 0
+            if not self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng, part_steps, part_missed):
+                # the flash failed (storage-fault alarm): the hour in progress carries the
+                # partial, and its total (or the next reset's partial) puts it on the log
+                self.hour_ng += part_ng
+                self.hour_steps += part_steps
+                self.hour_missed += part_missed
 
     # ------------------------------------------------------------------ helpers
     def _log(self, code, a0=0, a1=0, a2=0, a3=0):
@@ -402,27 +435,41 @@ class PumpApp(Controller):
 
     def _log_alarm_changes(self):
         """Log every alarm that appeared or went away since the last look (one place for all
-        sources: detectors, commands, boot). Allocates nothing when nothing changed."""
+        sources: detectors, commands, boot). An alarm that went away and was raised again in
+        between (a command acknowledged it, then another raised it) gets its cleared and raised
+        records too: every occurrence is on the log (pumpcore.alarms.AlarmSet.gone_count).
+        Allocates nothing when nothing changed."""
         aset = self.alarm_set
         if aset.changes == self.seen_changes:
             return
         self.seen_changes = aset.changes
         seen = self.seen_active
         for code in range(1, al.ALARM_MAX + 1):
+            gone = aset.gone_count(code)
+            if gone:
+                aset.looked(code)
+                for i in range(gone):
+                    if not seen[code]:
+                        self._log_raised(code)     # raised after it went away, gone again
+                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.gone_ms(code, i == 0), 0)
+                    seen[code] = 0
             now = 1 if aset.is_active(code) else 0
             if now != seen[code]:
                 seen[code] = now
-                bit = 1 << code
-                restored = 1 if self.restored_alarms & bit else 0
-                self.restored_alarms &= ~bit   # a later raise of the same code is a new one
                 if now:
-                    # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
-                    by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
-                    # a3: 1 for an alarm active before the reset, carried over (its raise is
-                    # logged before the reset; this record says it is still there after it)
-                    self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
+                    self._log_raised(code)
                 else:
                     self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
+
+    def _log_raised(self, code):
+        bit = 1 << code
+        restored = 1 if self.restored_alarms & bit else 0
+        self.restored_alarms &= ~bit   # a later raise of the same code is a new one
+        # a2: the detector that fired for missed-steps / flow (pumpcore.screwenc.BY_*)
+        by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
+        # a3: 1 for an alarm active before the reset, carried over (its raise is logged before
+        # the reset; this record says it is still there after it)
+        self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
 
     def save(self, urgent=False):
         """Write the persistent state (rate-limited unless urgent). Returns True if on flash."""
@@ -630,14 +677,18 @@ class PumpApp(Controller):
         self.last_steps = s.delivered_steps
         hour = self.clock.ms // MS_PER_HOUR
         if hour != self.hour_mark:
-            self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
-                      self.hour_ng, self.hour_steps, self.hour_missed)
+            logged = self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
+                               self.hour_ng, self.hour_steps, self.hour_missed)
             alloc, free = _heap()
             self._log(logrec.EV_HEAP, alloc, free, 0, 0)
             self.hour_mark = hour
-            self.hour_ng = 0
-            self.hour_steps = 0
-            self.hour_missed = 0
+            if logged:
+                self.hour_ng = 0
+                self.hour_steps = 0
+                self.hour_missed = 0
+            # else the flash failed (storage-fault alarm): the hour's delivery stays in the
+            # accumulators and the next hour's record carries it, so the hourly records still
+            # sum to the delivered total
         self.state_store.tick(dt)
         self._auth_tick(dt)
         self.save_due_ms += dt
@@ -909,6 +960,11 @@ class PumpApp(Controller):
         code = self.sched.refill(volume_nl, conc_ug_ml)
         if code:
             return (code, schedmod.refusal_text(code))
+        # steps counted due before the refill (taken from the old volume) but still queued or
+        # owed are made after it: they come out of the new volume (given back if dropped)
+        inflight = self.hw.stepper.pending() + self.owed
+        if inflight and self.program is not None:
+            self.sched.reservoir.take_pl(inflight * self.sched.pl)
         # the refill is the clinician's answer to the reservoir alarms
         for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
             self.alarm_set.ack(c)

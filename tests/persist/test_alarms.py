@@ -258,3 +258,31 @@ class AlarmMachine(RuleBasedStateMachine):
 
 AlarmMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 TestAlarmMachine = AlarmMachine.TestCase
+
+
+def test_going_away_is_remembered_until_the_app_looks():
+    """An INFO alarm acknowledged (it goes away) and raised again before the app logs the
+    changes is two occurrences: gone_count says so, with the first one's age, until looked()."""
+    s = AlarmSet()
+    s.raise_(A.ALARM_BOLUS_DENIED)
+    s.tick(7_000)
+    assert s.gone_count(A.ALARM_BOLUS_DENIED) == 0
+    assert s.ack(A.ALARM_BOLUS_DENIED)
+    assert s.raise_(A.ALARM_BOLUS_DENIED)
+    assert s.is_active(A.ALARM_BOLUS_DENIED) and s.active_ms(A.ALARM_BOLUS_DENIED) == 0
+    assert s.gone_count(A.ALARM_BOLUS_DENIED) == 1
+    assert s.gone_ms(A.ALARM_BOLUS_DENIED) == 7_000
+    s.tick(A.INFO_SHOW_MS)                       # the second one expires
+    assert s.gone_count(A.ALARM_BOLUS_DENIED) == 2
+    assert s.gone_ms(A.ALARM_BOLUS_DENIED) == 7_000
+    assert s.gone_ms(A.ALARM_BOLUS_DENIED, first=False) == A.INFO_SHOW_MS
+    s.looked(A.ALARM_BOLUS_DENIED)
+    assert s.gone_count(A.ALARM_BOLUS_DENIED) == 0
+    # a latched alarm goes away only when acknowledged after its condition ended
+    s.raise_(A.ALARM_OCCLUSION)
+    s.clear(A.ALARM_OCCLUSION)
+    assert s.gone_count(A.ALARM_OCCLUSION) == 0
+    s.ack(A.ALARM_OCCLUSION)
+    assert s.gone_count(A.ALARM_OCCLUSION) == 1
+    s.restore(0, 0)
+    assert s.gone_count(A.ALARM_OCCLUSION) == 0

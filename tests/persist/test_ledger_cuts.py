@@ -6,7 +6,8 @@ The rig and its checks are tests/support/cutrig.py (MicroPython-compatible): a f
 chain, random delivery and host actions, a cut at a random byte or operation of the next write
 or between loop iterations, reboot, check; both flash semantics. The same seed runs in CPython
 too, and both interpreters must count exactly the same (the firmware behaves the same on both).
-The figures go to the power-cut table at the end of the run.
+The figures go to the power-cut table at the end of the run. A much longer run, off the suite:
+bench/ledger_cuts.py (CPython, any seeds and chains, prints the figures).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from tests.support import cutrig
 from tests.support.mpy import REPO, run_micropython
 
 SEED = 20261201
-CHAINS = 48
-CUTS_PER_CHAIN = 24       # about 1,150 cuts and restarts
+CHAINS = 50
+CUTS_PER_CHAIN = 24       # about 1,200 cuts and 1,000 restarts
 
 
 def _root(tmp_path: Path) -> str:
@@ -53,8 +54,14 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
     assert counts["restarts checked"] >= 1000
     # every kind of moment was cut at least once
     for where in ("writing state save", "writing log append", "bolus/between writes",
-                  "commit/between writes", "refill/between writes", "basal/between writes"):
+                  "commit/between writes", "refill/between writes", "basal/between writes",
+                  "hour edge/between writes"):
         assert counts.get("cut in " + where, 0) > 0, (where, counts)
+    # the minute after an hour's record, before and after the next save (the CI bug of fd1e37b)
+    assert counts.get("hour records cut after", 0) >= 100, counts
+    # the exact hourly check runs at every restart (tests/support/cutrig.py: why it can)
+    assert counts["hourly sums checked"] == counts["restarts checked"], counts
+    assert counts["bolus records checked"] == counts["restarts checked"], counts
     for sem in ("littlefs", "posix"):
         cut_tally(f"whole app, random moment/{sem} (micropython)", counts[f"cuts/{sem}"])
         cut_tally(f"whole app, during boot/{sem} (micropython)", counts.get(f"cut during boot/{sem}", 0))
@@ -64,6 +71,8 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
         "double doses": 0,
         "totals reset": 0,
         "hourly sums checked (exact)": counts["hourly sums checked"],
+        "cuts in the minute after an hour's record": counts["hour records cut after"],
+        "bolus records checked (one start, one end each)": counts["bolus records checked"],
         "largest over-count (ng)": counts["max over-count ng"],
         "largest reservation counted at one reset (ng)": counts["max possibly ng at a reset"],
     })
@@ -87,3 +96,12 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(ledger.Ledger, "room", lambda self, sched, owed: owed)
     result = cutrig.run(SEED, 4, 10, root=_root(tmp_path))
     assert result["counts"].get("fail under-count total", 0) > 0, result["counts"]
+
+
+def test_the_hourly_check_can_fail(tmp_path, monkeypatch):
+    """A boot that ignores the log's records after the last save (the app before fd1e37b)
+    logs an hour twice after a cut in the minute after its record: the rig finds it."""
+    from pumpfw.app import PumpApp
+    monkeypatch.setattr(PumpApp, "_log_after_save", lambda self, state: None)
+    result = cutrig.run(SEED, 6, CUTS_PER_CHAIN, root=_root(tmp_path))
+    assert result["counts"].get("fail hourly sum", 0) > 0, result["counts"]
