@@ -290,7 +290,7 @@ class RigClock:
             now = self.now()
             if now >= end:
                 return now
-            time.sleep(min(max((end - now) / self.scale, 0.001), 0.5))
+            self.rig.pass_time(end - now, min(max((end - now) / self.scale, 0.001), 0.5))
 
     @staticmethod
     def basal_step_s(pump: Any, conc_ug_ml: float) -> float:
@@ -331,7 +331,7 @@ class RigClock:
                 return got
             if now - start > rig_s:
                 raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
-            time.sleep(max(poll_rig_s / self.scale, 0.002))
+            self.rig.pass_time(poll_rig_s, max(poll_rig_s / self.scale, 0.002))
 
 
 @pytest.fixture
