@@ -49,6 +49,7 @@ def prepare_chip(rig_dir: Path, figures: dict[str, float], story: dict[str, Any]
     t0 = time.monotonic()
     if entry is not None:
         shutil.copyfile(entry.path, rig_dir / FLASH_FILE)
+        entry.provision_key()
         rig = EmuRig.start(rig_dir, owner_pid=os.getppid())   # the pytest run, not this child
     else:
         rig = EmuRig.start(rig_dir, fresh=True, owner_pid=os.getppid())

@@ -15,6 +15,7 @@ import pytest
 from pumpctl import deploy as deploymod
 from pumpctl import keys
 from pumpctl.deploy import TargetInfo
+from pumpctl.errors import PumpError
 from pumpctl.rigs.emu import flashcache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +92,35 @@ def test_a_changed_tree_is_not_served_from_the_cache(tree: dict[str, Any], tmp_p
     assert flashcache.lookup(IMAGE_SHA, tree["hw"], base=tree["base"], firmware_dir=tree["fw"]) is None
 
 
-def test_no_entry_without_the_rigs_key_on_this_host(tree: dict[str, Any], tmp_path: Path) -> None:
-    _store(tree, tmp_path)
-    keys.key_path("e66038b7134c5a2f").unlink()
+def test_the_rig_key_travels_with_the_image(tree: dict[str, Any], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HIL session runs in a scratch PUMPCTL_HOME: the cached flash's key (it is inside the
+    image too) is kept private beside it and given to that home when the copy boots."""
+    entry = _store(tree, tmp_path)
+    key_file = entry.path.with_suffix(".key")
+    assert key_file.stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "scratch-home"))
+    assert keys.load_key("e66038b7134c5a2f") is None
+    got = flashcache.lookup(IMAGE_SHA, tree["hw"], base=tree["base"], firmware_dir=tree["fw"])
+    assert got is not None
+    got.provision_key()
+    assert keys.load_key("e66038b7134c5a2f") == bytes(range(32))
+    key_file.write_text("not hex\n")          # a damaged key file: deploy again, never a guess
     assert flashcache.lookup(IMAGE_SHA, tree["hw"], base=tree["base"], firmware_dir=tree["fw"]) is None
+
+
+def test_storing_needs_the_key_the_deploy_provisioned(tree: dict[str, Any], tmp_path: Path) -> None:
+    keys.key_path("e66038b7134c5a2f").unlink()
+    with pytest.raises(PumpError, match="no key for rig e66038b7134c5a2f"):
+        _store(tree, tmp_path)
+
+
+def test_the_cache_dir_can_be_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "h"))
+    monkeypatch.delenv(flashcache.CACHE_DIR_ENV, raising=False)
+    assert flashcache.cache_dir() == tmp_path / "h" / "emu-flash"
+    monkeypatch.setenv(flashcache.CACHE_DIR_ENV, str(tmp_path / "c"))
+    assert flashcache.cache_dir() == tmp_path / "c"
 
 
 def test_a_chip_reporting_another_build_evicts_the_entry(tree: dict[str, Any], tmp_path: Path) -> None:

@@ -102,16 +102,28 @@ def hil_options(pytestconfig: pytest.Config) -> HilOptions:
     return HilOptions(pytestconfig)
 
 
+FLASH_DIR_ENV = "PUMPCTL_EMU_FLASH_DIR"
+
+
 @pytest.fixture(scope="session")
 def hil_base(hil_options: HilOptions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Scratch directory of the session. On the virtual rig, also this host's pumpctl state
     ($PUMPCTL_HOME: keys and counters), so a test run never touches the user's key store."""
     base = tmp_path_factory.mktemp("hil")
     old = os.environ.get("PUMPCTL_HOME")
+    old_flash = os.environ.get(FLASH_DIR_ENV)
     if not hil_options.is_port:
+        # the emulated Pico's cache of deployed flash (rigs/emu/flashcache.py) stays the user's:
+        # it outlives the session, the scratch home does not
+        from ..rigs.emu.flashcache import cache_dir
+        os.environ[FLASH_DIR_ENV] = str(cache_dir())
         os.environ["PUMPCTL_HOME"] = str(base / "pumpctl-home")
     yield base
     if not hil_options.is_port:
+        if old_flash is None:
+            os.environ.pop(FLASH_DIR_ENV, None)
+        else:
+            os.environ[FLASH_DIR_ENV] = old_flash
         if old is None:
             os.environ.pop("PUMPCTL_HOME", None)
         else:

@@ -13,8 +13,10 @@ into the application (no application state in it), stored as
 record for this tree now** (pumpcore.buildrec.files_digest over the files plan_deploy makes,
 compiled with the same mpy-cross, for the target the image reported). A changed firmware file,
 pin map, mechanism file, compiler or image gives another key, so it is deployed again; a cached
-image is used only if its record names the same digest and this host holds the key of its rig
-id. After the boot the caller checks that hello reports that build (`check_booted`).
+image is used only if its record names the same digest. The rig key that flash holds is kept
+beside it (`<key>.key`, mode 0600: it is in the image anyway) and given to the current
+PUMPCTL_HOME when the copy boots (`provision_key`). After the boot the caller checks that hello
+reports that build (`check_booted`). `$PUMPCTL_EMU_FLASH_DIR` overrides the directory.
 """
 from __future__ import annotations
 
@@ -31,9 +33,16 @@ from typing import Any
 from ...errors import PumpError
 
 CACHE_DIR_NAME = "emu-flash"
+CACHE_DIR_ENV = "PUMPCTL_EMU_FLASH_DIR"
+"""Where the cache lives when set (the HIL plugin sets it to the user's own cache before it points
+PUMPCTL_HOME at the session's scratch home, so the cache outlives the session)."""
 
 
 def cache_dir() -> Path:
+    """`$PUMPCTL_EMU_FLASH_DIR`, else `$PUMPCTL_HOME/emu-flash` (beside the rigs' state)."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
     from ..virtualrig import pumpctl_home
     return pumpctl_home() / CACHE_DIR_NAME
 
@@ -48,6 +57,13 @@ class CachedFlash:
 
     path: Path
     meta: dict[str, Any]
+    rig_key: bytes = dataclasses.field(default=b"", repr=False)
+
+    def provision_key(self) -> None:
+        """Give this host (the current PUMPCTL_HOME) the key the cached flash holds, as the
+        deploy that made it did."""
+        from ... import keys
+        keys.save_key(str(self.meta["rig_id"]), self.rig_key)
 
     @property
     def build(self) -> str:
@@ -77,10 +93,11 @@ def entry_key(image_sha256: str, digest: str) -> str:
 def planned_digest(target: Any, hw_dir: Path, mechanism: str | None = None,
                    firmware_dir: Path | None = None) -> str | None:
     """The full build digest `pumpctl deploy` would record for this tree on `target`
-    (pumpctl.deploy.TargetInfo), or None when the .mpy compiler that deploy would use is not
-    installed (deploy would install it or send source: no cache decision can be made)."""
+    (pumpctl.deploy.TargetInfo), or None when no .mpy compiler for it is installed or
+    installable (deploy would then send source: no cache decision is made). Installs the
+    compiler where deploy would (a few seconds from pip's cache), as deploy itself would."""
     from ... import deploy as deploymod
-    compiler = deploymod.find_compiler((target.mpy_major, target.mpy_sub), install=False, log=lambda s: None)
+    compiler = deploymod.find_compiler((target.mpy_major, target.mpy_sub), install=True, log=lambda s: None)
     if compiler is None:
         return None
     with tempfile.TemporaryDirectory(prefix="pumpctl-emucache-") as build:
@@ -112,11 +129,13 @@ def lookup(image_sha256: str, hw_dir: Path, mechanism: str | None = None,
     if not img.is_file() or meta.get("digest") != digest or meta.get("image_sha256") != image_sha256:
         return None
     try:
-        if keys.load_key(str(meta.get("rig_id", ""))) is None:
-            return None
-    except PumpError:
+        key_hex = (base / (key + ".key")).read_text().strip()
+        rig_key = bytes.fromhex(key_hex)
+    except (OSError, ValueError):
         return None
-    return CachedFlash(img, meta)
+    if len(rig_key) != keys.KEY_BYTES:
+        return None
+    return CachedFlash(img, meta, rig_key)
 
 
 def store(flash: Path, image_sha256: str, report: Any, wall_s: float, base: Path | None = None) -> CachedFlash:
@@ -135,14 +154,25 @@ def store(flash: Path, image_sha256: str, report: Any, wall_s: float, base: Path
             "compiled": bool(report.compiled),
             "reason": report.reason, "deploy_wall_s": round(wall_s, 1),
             "deployed_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    # the rig key the flash holds (rigkey.bin is inside the image too), private like keys/
+    from ... import keys
+    rig_key = keys.load_key(report.rig_id)
+    if rig_key is None:
+        raise PumpError("caching the emulated Pico's flash: this host holds no key for rig %s" % report.rig_id)
+    key_file = base / (key + ".key")
+    fd = os.open(str(key_file) + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(rig_key.hex() + "\n")
+    os.replace(str(key_file) + ".tmp", key_file)
     _atomic_write(base / (key + ".json"), json.dumps(meta, indent=1) + "\n")
     _atomic_write(_target_file(image_sha256, base), json.dumps(dataclasses.asdict(report.target)) + "\n")
-    return CachedFlash(img, meta)
+    return CachedFlash(img, meta, rig_key)
 
 
 def evict(entry: CachedFlash) -> None:
     entry.path.unlink(missing_ok=True)
     entry.path.with_suffix(".json").unlink(missing_ok=True)
+    entry.path.with_suffix(".key").unlink(missing_ok=True)
 
 
 def check_booted(entry: CachedFlash, build_hash: str) -> None:

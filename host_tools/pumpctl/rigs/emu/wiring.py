@@ -242,6 +242,7 @@ class PioPacer:
         self.alarm.schedule(self.IDLE_CHECK_NS)
         self.calls = 0
         self.waits = 0                   # times it slept past every machine stalled
+        self.parked = False              # asleep until just after the next other alarm
         self._sim = simulator
         self._batch: Any = None
         if simulator is not None:
@@ -253,11 +254,16 @@ class PioPacer:
             simulator._execute_batch = batch
 
     def kick(self) -> None:
-        """Re-arm at once (host-side events happen between batches, not on the chip's clock)."""
-        self.alarm.schedule(self.AFTER_NS)
+        """Re-arm at once if parked (host-side events happen between batches, not on the chip's
+        clock). Only then: re-arming a pacer that is in phase with a running machine would put it
+        out of phase, and every later idle jump would leave that machine in arrears."""
+        if self.parked:
+            self.parked = False
+            self.alarm.schedule(self.AFTER_NS)
 
     def _pace(self) -> None:
         self.calls += 1
+        self.parked = False
         running = False
         due = False
         delay = 0
@@ -285,6 +291,7 @@ class PioPacer:
                 self.waits += 1
                 nxt = self.clock.nanos_to_next_alarm if self.clock.has_scheduled_alarm else 0
                 self.alarm.schedule(nxt + self.AFTER_NS if nxt > 0 else self.IDLE_CHECK_NS)
+                self.parked = True
                 return
         self.alarm.schedule(delay)
 
