@@ -108,7 +108,7 @@ class EmuSupervisor:
 
         device.mcu.watchdog.on_watchdog_trigger = on_trigger
         self.wiring.attach(device.mcu)
-        self.pacer = PioPacer(device.mcu, device.simulator)
+        self.pacer = PioPacer(device.mcu)
         self.bridge.bind(device.cdc, device.mcu.clock)
         await device.astart(timeout=BOOT_TIMEOUT_S)
         self.boots += 1

@@ -206,93 +206,42 @@ class PioPacer:
     on its own.
 
     This alarm lands an idle jump on every state-machine cycle (GRID_NS = 1 us, 125 system
-    clocks, the step program's clock) while a machine has an instruction due, in phase with
-    it: when the CPU is executing (the PIO is then current to within one instruction) the
-    alarm is set on the machine's own next due time; while the CPU sleeps it steps on by one
-    machine cycle. Every due instruction thus runs on time, to within one CPU instruction. A few
-    write-offs still happen (2-7 in the 4 pin-test runs of tests/emu/test_steppio_pins.py, e.g.
-    when the alarm fires in the tick of the WFE itself and steps on from there); each moves
-    that machine's phase by less than one of its cycles. `pio_backlog_drops` in the rig's status
-    counts them; the pin tests measure the edges themselves (period within 500 ns).
-
-    A machine stalled (`pull(block)` on an empty TX FIFO, a `wait`) has nothing due: only the
-    CPU (a FIFO write, while it executes) or an input (a pin, an IRQ) can start it, and rp2040py
-    then lowers the block's due time itself. So while the CPU sleeps and every machine of every
-    running block is stalled, which is the step program between the basal's steps, the alarm
-    is set just after the clock's next other alarm (the chip's timer, the rig's 1 ms input
-    drive, USB): nothing can start a machine before it. Anything the host side does between
-    two of the simulator's batches (USB bytes from the pty, a fault from the side channel)
-    re-arms the alarm at once (`kick`, wrapped around each batch), so a machine started by the
-    CPU right after such an event is paced from its first instruction too. Cost: one Python
-    call per emulated us while a machine has work or the CPU executes; about one per other
-    alarm while everything waits (was one per emulated us whenever a block was enabled: the
-    basal ran at no more than ~1 emulated s per wall s).
+    clocks, the step program's clock) while a PIO block runs, in phase with the machine: when
+    the CPU is executing (the PIO is then current to within one instruction) the alarm is set
+    on the machine's own next due time; while the CPU sleeps it steps on by one machine cycle.
+    Every due instruction thus runs on time, to within one CPU instruction. A few write-offs
+    still happen (2-7 in the 4 pin-test runs of tests/emu/test_steppio_pins.py, e.g. when the
+    alarm fires in the tick of the WFE itself and steps on from there); each moves that
+    machine's phase by less than one of its cycles. `pio_backlog_drops` in the rig's status
+    counts them; the pin tests measure the edges themselves (period within 500 ns). Cost: one
+    Python call per emulated us while a PIO block is enabled, ~IDLE_CHECK_NS otherwise.
     """
 
     GRID_NS = 1_000
     IDLE_CHECK_NS = 10_000
     NEVER_DUE = 1 << 62                   # rp2040py's "no machine due" (all stalled or disabled)
-    AFTER_NS = 1.0                        # how long after the next other alarm a waiting pacer wakes
 
-    def __init__(self, mcu: Any, simulator: Any = None) -> None:
+    def __init__(self, mcu: Any) -> None:
         self.pios = list(mcu.pio)
         self.core = mcu.core
-        self.clock = mcu.clock
         self.alarm = mcu.clock.create_alarm(self._pace)
         self.alarm.schedule(self.IDLE_CHECK_NS)
-        self.calls = 0
-        self.waits = 0                   # times it slept past every machine stalled
-        self.parked = False              # asleep until just after the next other alarm
-        self._sim = simulator
-        self._batch: Any = None
-        if simulator is not None:
-            self._batch = simulator._execute_batch
-
-            def batch() -> None:
-                self.kick()
-                self._batch()
-            simulator._execute_batch = batch
-
-    def kick(self) -> None:
-        """Re-arm at once if parked (host-side events happen between batches, not on the chip's
-        clock). Only then: re-arming a pacer that is in phase with a running machine would put it
-        out of phase, and every later idle jump would leave that machine in arrears."""
-        if self.parked:
-            self.parked = False
-            self.alarm.schedule(self.AFTER_NS)
 
     def _pace(self) -> None:
-        self.calls += 1
-        self.parked = False
         running = False
-        due = False
         delay = 0
         executing = not self.core.waiting
         for pio in self.pios:
             if pio.stopped:
                 continue
             running = True
-            if pio.next_due_fp >= self.NEVER_DUE:
-                continue                                        # every machine stalled or off
-            due = True
-            if executing:
+            if executing and pio.next_due_fp < self.NEVER_DUE:
                 ahead = (pio.next_due_fp - pio.cycle_fp) >> 8     # system clocks to its next step
                 ns = (ahead if ahead > 0 else 1) * 8              # 125 MHz: 8 ns per clock
                 if delay == 0 or ns < delay:
                     delay = ns
         if delay == 0:
-            if not running:
-                delay = self.IDLE_CHECK_NS
-            elif due or executing:
-                delay = self.GRID_NS
-            else:
-                # asleep, every machine stalled: nothing can start one before the next alarm
-                self.alarm.cancel()
-                self.waits += 1
-                nxt = self.clock.nanos_to_next_alarm if self.clock.has_scheduled_alarm else 0
-                self.alarm.schedule(nxt + self.AFTER_NS if nxt > 0 else self.IDLE_CHECK_NS)
-                self.parked = True
-                return
+            delay = self.GRID_NS if running else self.IDLE_CHECK_NS
         self.alarm.schedule(delay)
 
     def backlog_drops(self) -> int:
@@ -300,6 +249,3 @@ class PioPacer:
 
     def cancel(self) -> None:
         self.alarm.cancel()
-        if self._sim is not None and self._batch is not None:
-            self._sim._execute_batch = self._batch
-            self._batch = None
