@@ -283,6 +283,15 @@ class RigClock:
     def now(self) -> float:
         return self.rig.now_s()
 
+    def _pass(self, rig_s: float, wall_s: float) -> None:
+        """The rig's own wait (Rig.pass_time) where it has one, a wall-time sleep otherwise (a
+        hook's rig need not subclass Rig)."""
+        wait = getattr(self.rig, "pass_time", None)
+        if wait is None:
+            time.sleep(wall_s)
+        else:
+            wait(rig_s, wall_s)
+
     def wall_s(self, rig_s: float) -> float:
         """Real seconds that `rig_s` of rig time take: at a ceiling, rig_s / scale; unpaced,
         at the pace this rig has run so far (measured: rig time per real time since the
@@ -302,7 +311,7 @@ class RigClock:
             now = self.now()
             if now >= end:
                 return now
-            self.rig.pass_time(end - now, min(max((end - now) / self.scale, 0.001), 0.5))
+            self._pass(end - now, min(max((end - now) / self.scale, 0.001), 0.5))
 
     @staticmethod
     def basal_step_s(pump: Any, conc_ug_ml: float) -> float:
@@ -343,7 +352,7 @@ class RigClock:
                 return got
             if now - start > rig_s:
                 raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
-            self.rig.pass_time(poll_rig_s, max(poll_rig_s / self.scale, 0.002))
+            self._pass(poll_rig_s, max(poll_rig_s / self.scale, 0.002))
 
 
 @pytest.fixture
