@@ -1,10 +1,9 @@
 """The application tier's chip: this firmware tree deployed to an emulated Pico with `pumpctl
-deploy` (or booted from the cached flash image of the same tree), reset into the app, answering
-hello. Prepared in a background thread from collection on (`WARMUP`), taken by test_app.py."""
+deploy` (or booted from the cached flash image of the same build, pumpctl.rigs.emu.flashcache),
+reset into the app, answering hello. Prepared in a background thread from collection on (`WARMUP`), taken by test_app.py."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pumpctl.deploy import Mpremote, deploy, pumpctl_home, reset_without_follow
+from pumpctl.rigs.emu import flashcache
+from pumpctl.rigs.emu.image import find_image
 from pumpctl.rigs.emu.rigdir import FLASH_FILE, REPO, write_emu_hw_dir
 from pumpctl.rigs.emu.rig import EmuRig
 from pumpctl import programfile
@@ -24,15 +25,6 @@ from pumpctl.pump import Pump
 from pumpctl.rigs.simsession import prepare_for_delivery
 
 CONC_UG_ML = 2000
-
-
-def tree_hash(hw_dir: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted((REPO / "firmware").rglob("*.py")):
-        h.update(str(p.relative_to(REPO)).encode() + b"\0" + p.read_bytes())
-    for p in sorted(hw_dir.glob("*.json")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def open_pump(rig: EmuRig, timeout: float = 180.0) -> Pump:
@@ -52,20 +44,19 @@ def prepare_chip(rig_dir: Path, figures: dict[str, float], story: dict[str, Any]
     pump ready and start the long bolus of `story` (dose_ng, duration_ms): it runs in emulated
     time while the tests collected before this tier run."""
     hw_dir = write_emu_hw_dir(rig_dir)
-    cached = pumpctl_home() / "emu-flash" / (tree_hash(hw_dir) + ".img")
+    image_sha = find_image(None)[1].sha256
+    entry = flashcache.lookup(image_sha, hw_dir)
     t0 = time.monotonic()
-    if cached.exists():
-        shutil.copyfile(cached, rig_dir / FLASH_FILE)
+    if entry is not None:
+        shutil.copyfile(entry.path, rig_dir / FLASH_FILE)
+        entry.provision_key()
         rig = EmuRig.start(rig_dir, owner_pid=os.getppid())   # the pytest run, not this child
     else:
         rig = EmuRig.start(rig_dir, fresh=True, owner_pid=os.getppid())
         try:
             report = deploy(rig.port, hw_dir=hw_dir, timeout_s=900, log=lambda s: None, do_restart=False)
             rig.request("save_flash")
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            shutil.copyfile(rig_dir / FLASH_FILE, tmp)
-            os.replace(tmp, cached)
+            flashcache.store(rig_dir / FLASH_FILE, image_sha, report, time.monotonic() - t0)
             figures["deploy_wall_s"] = time.monotonic() - t0
             figures["deploy_note"] = report.reason   # type: ignore[assignment]
             t0 = time.monotonic()
@@ -76,6 +67,8 @@ def prepare_chip(rig_dir: Path, figures: dict[str, float], story: dict[str, Any]
     try:
         with open_pump(rig) as pump:
             figures["reset_to_hello_wall_s"] = time.monotonic() - t0
+            if entry is not None:
+                flashcache.check_booted(entry, pump.hello().build_hash)
             story["boot_status"] = rig.request("status")
             story["boot_alarms"] = {a.code for a in pump.alarms()}
             story["boot_en_log"] = rig.request("en_log")["en_log"]

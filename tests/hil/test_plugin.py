@@ -179,3 +179,59 @@ def test_emulated_pico_pumps_wait_as_long_as_its_busy_code_takes() -> None:
     assert pump_timeout_s(Rig()) == PUMP_TIMEOUT_S
     assert pump_timeout_s(object()) == PUMP_TIMEOUT_S
     assert pump_timeout_s(EmuHilRig.__new__(EmuHilRig)) >= 45.0
+
+
+class _ClockRig:
+    """A rig whose clock moves only when the rig clock waits (as the emulated Pico's `wait`)."""
+
+    time_scale = 1.0
+
+    def __init__(self, with_wait: bool) -> None:
+        self.t = 0.0
+        self.waits: list[float] = []
+        if with_wait:
+            self.pass_time = self._pass_time
+
+    def now_s(self) -> float:
+        return self.t
+
+    def _pass_time(self, rig_s: float, wall_s: float) -> None:
+        self.waits.append(rig_s)
+        self.t += rig_s
+
+
+def test_rig_clock_polls_wait_on_the_rigs_own_clock():
+    """The emulated Pico runs at 0.1-3x real time: its rig clock's polls wait `poll_rig_s` of rig
+    time (pass_time), not wall seconds, so a poll every 2 rig s stays every 2 rig s."""
+    from pumpctl.hil.fixtures import RigClock
+    rig = _ClockRig(with_wait=True)
+    clock = RigClock(rig)  # type: ignore[arg-type]
+    polls: list[float] = []
+
+    def seen() -> bool:
+        polls.append(rig.t)
+        return rig.t >= 9.0
+
+    clock.wait_for(seen, 60, poll_rig_s=2)
+    assert polls == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] and rig.waits == [2, 2, 2, 2, 2]
+    assert clock.sleep(5) == 15.0 and rig.waits[-1] == 5
+    with pytest.raises(AssertionError, match="never: not seen within 6 s of rig time"):
+        clock.wait_for(lambda: False, 6, poll_rig_s=2, what="never")
+
+
+def test_rig_clock_sleeps_in_wall_time_for_a_rig_without_its_own_wait(monkeypatch):
+    """A hook's rig need not subclass Rig: without pass_time the polls sleep wall time."""
+    import time as _time
+
+    from pumpctl.hil.fixtures import RigClock
+    rig = _ClockRig(with_wait=False)
+    slept: list[float] = []
+
+    def fake_sleep(s: float) -> None:
+        slept.append(s)
+        rig.t += s
+
+    monkeypatch.setattr(_time, "sleep", fake_sleep)
+    clock = RigClock(rig)  # type: ignore[arg-type]
+    clock.wait_for(lambda: rig.t >= 3.0, 60, poll_rig_s=1.5)
+    assert slept == [1.5, 1.5]

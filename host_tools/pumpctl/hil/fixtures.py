@@ -102,16 +102,28 @@ def hil_options(pytestconfig: pytest.Config) -> HilOptions:
     return HilOptions(pytestconfig)
 
 
+FLASH_DIR_ENV = "PUMPCTL_EMU_FLASH_DIR"
+
+
 @pytest.fixture(scope="session")
 def hil_base(hil_options: HilOptions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Scratch directory of the session. On the virtual rig, also this host's pumpctl state
     ($PUMPCTL_HOME: keys and counters), so a test run never touches the user's key store."""
     base = tmp_path_factory.mktemp("hil")
     old = os.environ.get("PUMPCTL_HOME")
+    old_flash = os.environ.get(FLASH_DIR_ENV)
     if not hil_options.is_port:
+        # the emulated Pico's cache of deployed flash (rigs/emu/flashcache.py) stays the user's:
+        # it outlives the session, the scratch home does not
+        from ..rigs.emu.flashcache import cache_dir
+        os.environ[FLASH_DIR_ENV] = str(cache_dir())
         os.environ["PUMPCTL_HOME"] = str(base / "pumpctl-home")
     yield base
     if not hil_options.is_port:
+        if old_flash is None:
+            os.environ.pop(FLASH_DIR_ENV, None)
+        else:
+            os.environ[FLASH_DIR_ENV] = old_flash
         if old is None:
             os.environ.pop("PUMPCTL_HOME", None)
         else:
@@ -271,6 +283,15 @@ class RigClock:
     def now(self) -> float:
         return self.rig.now_s()
 
+    def _pass(self, rig_s: float, wall_s: float) -> None:
+        """The rig's own wait (Rig.pass_time) where it has one, a wall-time sleep otherwise (a
+        hook's rig need not subclass Rig)."""
+        wait = getattr(self.rig, "pass_time", None)
+        if wait is None:
+            time.sleep(wall_s)
+        else:
+            wait(rig_s, wall_s)
+
     def wall_s(self, rig_s: float) -> float:
         """Real seconds that `rig_s` of rig time take: at a ceiling, rig_s / scale; unpaced,
         at the pace this rig has run so far (measured: rig time per real time since the
@@ -290,7 +311,7 @@ class RigClock:
             now = self.now()
             if now >= end:
                 return now
-            time.sleep(min(max((end - now) / self.scale, 0.001), 0.5))
+            self._pass(end - now, min(max((end - now) / self.scale, 0.001), 0.5))
 
     @staticmethod
     def basal_step_s(pump: Any, conc_ug_ml: float) -> float:
@@ -331,7 +352,7 @@ class RigClock:
                 return got
             if now - start > rig_s:
                 raise AssertionError("%s: not seen within %.0f s of rig time" % (what, rig_s))
-            time.sleep(max(poll_rig_s / self.scale, 0.002))
+            self._pass(poll_rig_s, max(poll_rig_s / self.scale, 0.002))
 
 
 @pytest.fixture

@@ -71,6 +71,7 @@ class DeployInfo:
     key_created: bool = False
     digest: str = ""          # sha256 over the deployed files' (path, sha256) pairs: the build id
     wall_s: float = 0.0
+    report: Any = field(default=None, repr=False)   # pumpctl.deploy.DeployReport when ok
 
 
 def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float = 60.0,
@@ -82,13 +83,15 @@ def deploy_rig(port: str, rig_id: str | None, do_restart: bool, timeout_s: float
     t0 = time.monotonic()
     try:
         rep = deploymod.deploy(port, hw_dir=hw_dir or deploymod.DEFAULT_HW_DIR, do_restart=do_restart,
-                               rig_id=rig_id, log=info.log.append, timeout_s=timeout_s,
+                               rig_id=rig_id, timeout_s=timeout_s,
+                               log=lambda line: info.log.append("%6.1f s  %s" % (time.monotonic() - t0, line)),
                                mechanism=mechanism)
     except PumpError as exc:
         info.error = "%s: %s" % (type(exc).__name__, exc)
         info.wall_s = time.monotonic() - t0
         return info
     info.ok = True
+    info.report = rep
     info.files = len(rep.files)
     info.verified = rep.verified
     info.compiled = rep.compiled
@@ -133,6 +136,13 @@ class Rig:
     def boots(self) -> int:
         """How many times the firmware has booted (0 if the rig cannot tell)."""
         return 0
+
+    def pass_time(self, rig_s: float, wall_s: float) -> None:
+        """Let about `rig_s` of rig time pass before the next poll; `wall_s` is what that is
+        in wall time at the rig's pace. A rig that can wait on its own clock does (an emulated
+        Pico runs at 0.1-3x real time depending on load and what the firmware does, so a wall
+        sleep polled it far more often, in rig time, than the check asked); others sleep."""
+        time.sleep(wall_s)
 
     def reset_causes(self) -> list[int]:
         """pumphw.base RESET_* of every boot the rig saw, oldest first ([] if unknown)."""
@@ -405,6 +415,10 @@ def python_info() -> str:
 
 
 # ------------------------------------------------------------------------------------ emulated Pico
+EMU_NO_FLASH_CACHE = "PUMPCTL_EMU_NO_FLASH_CACHE"
+"""Set to 1: `--rig emu` deploys to a fresh chip even when a cached flash image of the build exists."""
+
+
 class EmuHilRig(Rig):
     """The official RP2040 MicroPython image in rp2040py with the pump on its pins (`--rig emu`),
     deployed once per session with `pumpctl deploy` and shared by every test (a boot costs
@@ -421,29 +435,100 @@ class EmuHilRig(Rig):
     where 3 tries of the default 5 s gave up on a healthy chip."""
 
     def __init__(self, base: Path, deploy: bool = True) -> None:
-        from ..rigs.emu.rig import EmuRig
+        from ..rigs.emu import flashcache
+        from ..rigs.emu.image import find_image
         from ..rigs.emu.rigdir import write_emu_hw_dir
         rig_dir = base / "emu"
         rig_dir.mkdir(parents=True, exist_ok=True)
         self.rig_dir = rig_dir
-        self.emu = EmuRig.start(rig_dir, fresh=True)
-        self.port = self.emu.port
         self.time_scale = 1.0
+        self.setup_wall_s: dict[str, float] = {}
+        self.flash_source = "fresh flash (--no-deploy)"
+        hw_dir = write_emu_hw_dir(rig_dir)
+        image_sha = find_image(None)[1].sha256
+        entry = None
+        if deploy and os.environ.get(EMU_NO_FLASH_CACHE) != "1":
+            t0 = time.monotonic()
+            entry = flashcache.lookup(image_sha, hw_dir)
+            self.setup_wall_s["cache lookup"] = time.monotonic() - t0
+        if entry is not None:
+            try:
+                self._boot_cached(entry)
+                return
+            except flashcache.StaleFlash as exc:
+                # evicted: the cache named a build the chip does not run; deploy as if cold
+                self.flash_source = str(exc)
+        self._boot_deployed(hw_dir, image_sha, deploy)
+
+    def _start(self, fresh: bool) -> None:
+        from ..rigs.emu.rig import EmuRig
+        t0 = time.monotonic()
+        self.emu = EmuRig.start(self.rig_dir, fresh=fresh)
+        self.setup_wall_s["start"] = time.monotonic() - t0
+        self.port = self.emu.port
+
+    def _wait_hello(self, timeout_s: float = 300.0) -> Any:
+        from ..pump import Pump
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        while True:
+            try:
+                with Pump.open(self.port, timeout_s=30) as p:
+                    h = p.hello()
+                break
+            except PumpError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.rig_id = h.rig_id
+        self.setup_wall_s["boot to hello"] = time.monotonic() - t0
+        return h
+
+    def _boot_cached(self, entry: Any) -> None:
+        """Boot a copy of the flash a deploy of this very build left (rigs/emu/flashcache.py);
+        StaleFlash (rig stopped) if the booted firmware reports another build."""
+        from ..rigs.emu import flashcache
+        from ..rigs.emu.rigdir import FLASH_FILE
+        t0 = time.monotonic()
+        shutil.copyfile(entry.path, self.rig_dir / FLASH_FILE)
+        entry.provision_key()
+        self._start(fresh=False)
+        placed_s = time.monotonic() - t0
+        try:
+            h = self._wait_hello()
+            flashcache.check_booted(entry, h.build_hash)
+        except BaseException:
+            self.emu.stop()
+            raise
+        m = entry.meta
+        self.flash_source = entry.describe()
+        self.deploy = DeployInfo(ok=True, files=int(m["files"]), verified=int(m["verified"]),
+                                 compiled=bool(m.get("compiled")), reason=entry.describe(),
+                                 rig_id=str(m["rig_id"]), digest=entry.build, wall_s=placed_s,
+                                 log=["flash: " + entry.describe(), "hello reports build %s" % h.build_hash])
+
+    def _boot_deployed(self, hw_dir: Path, image_sha: str, deploy: bool) -> None:
+        """A fresh chip, `pumpctl deploy` without restart, the flash saved into the cache (no
+        application state in it yet), then the reset into the application."""
+        from ..deploy import Mpremote, reset_without_follow
+        from ..rigs.emu import flashcache
+        from ..rigs.emu.rigdir import FLASH_FILE
+        self._start(fresh=True)
         try:
             if deploy:
-                self.deploy = deploy_rig(self.port, None, do_restart=True, timeout_s=900.0,
-                                         hw_dir=write_emu_hw_dir(rig_dir))
-            from ..pump import Pump
-            deadline = time.monotonic() + 180.0
-            while True:
-                try:
-                    with Pump.open(self.port, timeout_s=30) as p:
-                        self.rig_id = p.hello().rig_id
-                    break
-                except PumpError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+                t0 = time.monotonic()
+                self.deploy = deploy_rig(self.port, None, do_restart=False, timeout_s=900.0, hw_dir=hw_dir)
+                self.setup_wall_s["deploy"] = time.monotonic() - t0
+                if self.deploy.ok:
+                    self.emu.request("save_flash")
+                    entry = flashcache.store(self.rig_dir / FLASH_FILE, image_sha, self.deploy.report,
+                                             self.deploy.wall_s)
+                    self.flash_source = ("deployed to a fresh chip in %.0f s; flash cached as %s"
+                                         % (self.deploy.wall_s, entry.path.name))
+                    reset_without_follow(Mpremote(self.port))
+                else:
+                    self.flash_source = "deploy failed (not cached): " + self.deploy.error
+            self._wait_hello()
         except BaseException:
             self.emu.stop()
             raise
@@ -480,6 +565,13 @@ class EmuHilRig(Rig):
             BenchRig._mpremote(self, BENCH_CORRUPT_CODE, "corrupting the stored state")  # type: ignore[arg-type]
             self.wait_boot(boots + 1)
 
+    def pass_time(self, rig_s: float, wall_s: float) -> None:
+        """Wait on the chip's own clock (the side channel's `wait`, emulated ms): each poll of a
+        check then lands every `rig_s` of rig time however fast the emulator runs, and the
+        firmware spends its emulated CPU on the pump rather than on answering polls."""
+        ms = int(min(max(rig_s, 0.001), 60.0) * 1000)
+        self.emu.request("wait", ms=ms, timeout=ms / 1000.0 * 200 + 60)
+
     def boots(self) -> int:
         st = self._status()
         return int(st["boots"]) + len(st["chip_resets"])
@@ -511,14 +603,20 @@ class EmuHilRig(Rig):
 
     def world(self) -> dict[str, Any]:
         st = self._status()
-        return {"steps": st["steps"], "inputs": st["inputs"], "enabled": st["enabled"],
-                "pio_backlog_drops": st["pio_backlog_drops"]}
+        out = {"steps": st["steps"], "inputs": st["inputs"], "enabled": st["enabled"],
+               "pio_backlog_drops": st["pio_backlog_drops"]}
+        phys = (st.get("inputs") or {}).get("physics") or {}
+        for key in ("skipped", "plunger_steps"):     # the model behind the pins, as on the virtual rig
+            if key in phys:
+                out[key] = phys[key]
+        return out
 
     def describe(self) -> dict[str, str]:
         d = super().describe()
         st = self._status()
         d.update({"kind": "emulated Pico (MicroPython %s in rp2040py)" % st["version"],
-                  "image": st["image_label"], "rig_dir": str(self.rig_dir)})
+                  "image": st["image_label"], "rig_dir": str(self.rig_dir), "flash": self.flash_source,
+                  "setup_wall_s": ", ".join("%s %.0f" % kv for kv in self.setup_wall_s.items())})
         return d
 
     def stop(self) -> None:
