@@ -272,7 +272,10 @@ class StallDetector:
     commanded.
 
     - DIAG high continuously for diag_confirm_ms;
-    - steps owed (queued - emitted) > 0 while no step was emitted for no_progress_ms;
+    - steps owed (queued - emitted) > 0 while no step was emitted for no_progress_ms, counted
+      from the first update that sees them owed: the dt of that update passed before they were
+      handed over (the app queues, then senses), and the PIO generator reports a segment only
+      after its last pulse's full low time (pumphw/steppio.py), up to a whole loop tick later;
     - more than max_lag_steps owed while the generator reports idle (it stopped early).
     """
 
@@ -286,6 +289,7 @@ class StallDetector:
         """Forget history (after the motor was stopped and the queue aborted)."""
         self._diag_ms = 0
         self._stuck_ms = 0
+        self._owed_before = False
         self.by_diag = False
         self.by_steps = False
         self.active = False
@@ -303,12 +307,14 @@ class StallDetector:
             self._diag_ms = 0
         self.lag_steps = owed_steps
         if owed_steps > 0 and emitted_steps == 0:
-            t = self._stuck_ms + dt_ms
-            self._stuck_ms = t if t < _CAP else _CAP
-            if self._stuck_ms >= self.no_progress_ms:
-                self.by_steps = True
+            if self._owed_before:
+                t = self._stuck_ms + dt_ms
+                self._stuck_ms = t if t < _CAP else _CAP
+                if self._stuck_ms >= self.no_progress_ms:
+                    self.by_steps = True
         else:
             self._stuck_ms = 0
+        self._owed_before = owed_steps > 0
         if owed_steps > self.max_lag_steps and not generator_busy:
             self.by_steps = True
         self.active = self.by_diag or self.by_steps

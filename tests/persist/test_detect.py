@@ -287,3 +287,22 @@ def test_a_dead_reading_does_not_clear_an_occlusion():
         line.step(det.steps_per_sample)
         det.update(det.min_sample_ms, line.read(), det.steps_per_sample)
         assert det.active
+
+
+def test_no_progress_counts_from_the_handover_not_the_tick_before_it():
+    """Found on the emulated Pico (issue 14's jam check): motor-stall 1 s after a healthy basal
+    step. The app queues a 1-step segment spread over the last tick (period ~1 s) and senses in
+    the same iteration; the PIO reports the segment only after its full low time, so the next
+    tick may still see nothing emitted. Counting the queueing tick's own dt made that 2 s of
+    'no progress' against a 2 s limit: a false stall that stops delivery."""
+    d = StallDetector(no_progress_ms=2000)
+    assert not d.update(1000, False, 1, 0, True)     # queued at the end of a 1 s tick
+    assert not d.update(1000, False, 1, 0, True)     # the report is due just after this tick
+    assert not d.update(5, False, 0, 1, False)       # ... and here it is
+    # a generator that really stopped is still caught within no_progress_ms + one tick
+    d = StallDetector(no_progress_ms=2000)
+    t = 0
+    while not d.update(1000, False, 1, 0, True):
+        t += 1000
+        assert t <= 3000
+    assert d.by_steps
