@@ -21,6 +21,26 @@ def active_alarms(pump):
     return {a.code for a in pump.alarms()}
 
 
+def next_seq(pump):
+    """The log's next sequence number: records from here on are what the test does next."""
+    return pump.read_log(0, 1).next_seq
+
+
+def assert_info_alarm_shown(pump, code, first_seq):
+    """An INFO alarm that the test's last request raised: active now, or, when the rig's clock
+    ran past its show time meanwhile (a virtual rig at --time-scale max runs 60 s in a few ms of
+    the host's), raised after first_seq and cleared only after showing INFO_SHOW_MS."""
+    from pumpcore import alarms as al
+    if code in active_alarms(pump):
+        return
+    log = pull_log(pump, first_seq)
+    raised = [r for r in events(log, logrec.EV_ALARM_RAISED) if r[4] == code]
+    cleared = [r for r in events(log, logrec.EV_ALARM_CLEARED) if r[4] == code]
+    assert raised, "alarm %d neither active nor raised in the log since seq %d" % (code, first_seq)
+    assert cleared and cleared[-1][6] >= al.INFO_SHOW_MS, (
+        "alarm %d went away before its %d ms show time: %s" % (code, al.INFO_SHOW_MS, cleared))
+
+
 def nl_from_ng(ng, conc_ug_ml):
     """Volume (nL) of `ng` of drug at `conc_ug_ml` (ug/mL = ng/uL)."""
     return ng * 1000 / conc_ug_ml

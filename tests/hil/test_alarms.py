@@ -6,7 +6,7 @@ from pumpcore import logrec, wire
 from pumpcore import scheduler as sched
 from pumpctl.errors import RefusedError
 
-from .helpers import active_alarms, events, pull_log, wall_day_ms, open_pump
+from .helpers import active_alarms, assert_info_alarm_shown, events, next_seq, pull_log, wall_day_ms, open_pump
 
 CONC = 2000
 
@@ -120,10 +120,11 @@ def test_reservoir_low_volume_and_days(rig, pump, program, record):
 def test_limit_refused(rig, pump, program, record):
     program("continuous_186.toml")
     lim = pump.limits()
+    first = next_seq(pump)
     with pytest.raises(RefusedError) as ei:
         pump.bolus(lim.max_bolus_ng + 1_000, 600_000)
     record("refusal", str(ei.value))
-    assert al.ALARM_LIMIT_REFUSED in active_alarms(pump)
+    assert_info_alarm_shown(pump, al.ALARM_LIMIT_REFUSED, first)
     denied = events(pull_log(pump), logrec.EV_BOLUS_DENIED)
     assert denied and denied[-1][6] == sched.REFUSE_MAX_BOLUS
     assert not pump.status().bolus_active
@@ -131,9 +132,10 @@ def test_limit_refused(rig, pump, program, record):
 
 def test_patient_bolus_denied_alarm(rig, pump, program):
     program("patient_bolus.toml")       # lockout 3 h starts at programming
+    first = next_seq(pump)
     with pytest.raises(RefusedError):
         pump.patient_bolus()
-    assert al.ALARM_BOLUS_DENIED in active_alarms(pump)
+    assert_info_alarm_shown(pump, al.ALARM_BOLUS_DENIED, first)
 
 
 def test_reset_by_power_loss_and_clock_lost(rig, pump, program, faults, rig_clock, record):

@@ -7,7 +7,7 @@ from pumpcore import logrec
 from pumpcore import scheduler as sched
 from pumpctl.errors import RefusedError
 
-from .helpers import PROGRAMS, active_alarms, events, nl_from_ng, pull_log, wall_day_ms
+from .helpers import PROGRAMS, active_alarms, assert_info_alarm_shown, events, next_seq, nl_from_ng, pull_log, wall_day_ms
 
 CONC = 2000
 NOISE_SD_G = 20e-6        # balance noise (virtual rig model; a 5-digit analytical balance)
@@ -91,10 +91,11 @@ def test_clinician_bolus_50_ug(rig, pump, program, balance, rig_clock, record, d
 def test_patient_bolus_lockout_and_daily_cap(rig, pump, program, rig_clock, record):
     program(PROGRAMS / "patient_short.toml")
     # the lockout also starts at programming: a request right away is denied
+    first = next_seq(pump)
     with pytest.raises(RefusedError) as ei:
         pump.patient_bolus()
     assert "lock" in str(ei.value).lower(), str(ei.value)
-    assert 14 in active_alarms(pump)    # ALARM_BOLUS_DENIED
+    assert_info_alarm_shown(pump, 14, first)    # ALARM_BOLUS_DENIED
     granted_at = []
     for i in range(3):
         rig_clock.sleep(10 * 60 + 5)
