@@ -98,7 +98,6 @@ APP_FAULTS = [(15 * M, "button", {"count": 2, "gap_ms": 500}), (40 * M, "occlude
 def test_input_cache_changes_nothing_in_the_apps_scripted_run(tmp_path: Path, monkeypatch):
     from pumpctl.rigs.simsession import scripted_run
     monkeypatch.setenv("PUMPCTL_HOME", str(tmp_path / "home"))
-    # rig directories of one length: the heap figures in the log count the flash path's text
     on = scripted_run(tmp_path / "rig-1", APP_FAULTS, 120 * M, cache=True, timeout_s=300)
     off = scripted_run(tmp_path / "rig-0", APP_FAULTS, 120 * M, cache=False, timeout_s=300)
     assert on == off
