@@ -18,12 +18,12 @@ Power-cut argument (details and the wear budget in docs/persistence.md):
   appends never land after garbage. Committed records are never rewritten in place; only the
   oldest segment is deleted when the ring is full.
 """
-import os
 
 from pumpcore import logrec, statecodec
 from pumpcore.alarms import ALARM_PROGRAM_CORRUPT, ALARM_STATE_CORRUPT
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumphw.base import Fs  # the stores' default filesystem (kept importable here)
 import struct
 
 # Per-slot load status
@@ -39,49 +39,6 @@ SAVE_DEFERRED = const(0)
 
 class StoreError(OSError):
     """A flash write that failed (not a power cut): names the file and the cause."""
-
-
-class Fs:
-    """The real filesystem: builtins open() and os, as on the Pico (littlefs) or a host dir."""
-
-    def open(self, path, mode):
-        return open(path, mode)
-
-    def remove(self, path):
-        os.remove(path)
-
-    def rename(self, old, new):
-        os.rename(old, new)
-
-    def listdir(self, path):
-        return os.listdir(path)
-
-    def size(self, path):
-        return os.stat(path)[6]
-
-    def exists(self, path):
-        try:
-            os.stat(path)
-            return True
-        except OSError:
-            return False
-
-    def mkdir(self, path):
-        try:
-            os.mkdir(path)
-        except OSError:
-            if not self.exists(path):
-                raise
-
-    def sync(self, f):
-        """Make what was written durable: littlefs commits on flush(); on a host, fsync too."""
-        f.flush()
-        fsync = getattr(os, "fsync", None)
-        if fsync is not None:
-            try:
-                fsync(f.fileno())
-            except (AttributeError, OSError):
-                pass
 
 
 def _join(root, name):

@@ -5,6 +5,7 @@ real RP2040 layer (pumphw.rp2hw) and the simulated twin (pumphw.simhw) both subc
 `Hardware`; the twin adds nothing the firmware may call (its fault-injection side channel is
 private to the rig). Units: ms, us, microsteps, kPa x 10 for pressure.
 """
+import os
 
 DIR_INFUSE = 1   # plunger forward: drug leaves the outlet
 DIR_RETRACT = 0  # plunger back (refill of the bench syringe by hand; never in therapy)
@@ -42,6 +43,49 @@ def maint_record_decode(words):
     if window > MAINT_HOLD_MAX_MS or elapsed > window:
         return None
     return (tag, elapsed, window)
+
+
+class Fs:
+    """The real filesystem: builtins open() and os, as on the Pico (littlefs) or a host dir."""
+
+    def open(self, path, mode):
+        return open(path, mode)
+
+    def remove(self, path):
+        os.remove(path)
+
+    def rename(self, old, new):
+        os.rename(old, new)
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def size(self, path):
+        return os.stat(path)[6]
+
+    def exists(self, path):
+        try:
+            os.stat(path)
+            return True
+        except OSError:
+            return False
+
+    def mkdir(self, path):
+        try:
+            os.mkdir(path)
+        except OSError:
+            if not self.exists(path):
+                raise
+
+    def sync(self, f):
+        """Make what was written durable: littlefs commits on flush(); on a host, fsync too."""
+        f.flush()
+        fsync = getattr(os, "fsync", None)
+        if fsync is not None:
+            try:
+                fsync(f.fileno())
+            except (AttributeError, OSError):
+                pass
 
 
 class Stepper:
@@ -87,7 +131,7 @@ class Hardware:
 
     stepper = None  # a Stepper
     flash_root = "."  # directory of the flash filesystem for state and logs
-    flash_fs = None   # the stores' filesystem object (None: pumpfw.store.Fs, builtins open + os)
+    flash_fs = None   # the stores' filesystem object (None: Fs, builtins open + os)
 
     # time -----------------------------------------------------------------
     def ticks_ms(self):

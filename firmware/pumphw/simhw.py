@@ -245,41 +245,15 @@ class _FlashFile:
         self.flush()
 
 
-class SimFlashFs:
+class SimFlashFs(base.Fs):
     """The twin's flash for the stores (pumpfw.store's `fs` interface): the rig's flash
     directory, files written "wb" committed at sync or close (_FlashFile), the rest as
-    pumpfw.store.Fs does it (builtins open + os; appends go straight to the host file)."""
+    base.Fs does it (builtins open + os; appends go straight to the host file)."""
 
     def open(self, path, mode):
         if mode == "wb":
             return _FlashFile(path)
         return open(path, mode)
-
-    def remove(self, path):
-        os.remove(path)
-
-    def rename(self, old, new):
-        os.rename(old, new)
-
-    def listdir(self, path):
-        return os.listdir(path)
-
-    def size(self, path):
-        return os.stat(path)[6]
-
-    def exists(self, path):
-        try:
-            os.stat(path)
-            return True
-        except OSError:
-            return False
-
-    def mkdir(self, path):
-        try:
-            os.mkdir(path)
-        except OSError:
-            if not self.exists(path):
-                raise
 
     def sync(self, f):
         """Commit what was written: the host keeps it once the write returned (a power cut of

@@ -181,18 +181,24 @@ def test_a_reset_just_after_an_hour_ended_counts_that_hour_once(tmp_path: Path) 
     assert _hourly_sum(app2) == app2.sched.total_ng
 
 
-def test_a_boot_cut_after_its_partial_is_not_counted_twice(tmp_path: Path) -> None:
-    """A power cut during a boot, after the boot logged the hour's partial but before its state
-    save: the next boot restores the same state, and must not log that partial again."""
-    app, hw = programmed(tmp_path)
-    run_for(app, hw, 1_800_000)
-    app_cut = PumpApp(FakeHardware(tmp_path / "flash"))
+def _boot_cut_before_its_save(flash: Path) -> PumpApp:
+    """A boot on `flash` that the power cuts at its first state save (what it logged stays)."""
+    app_cut = PumpApp(FakeHardware(flash))
 
     def cut(*_a, **_k):
         raise Cut()
     app_cut.save = cut
     with pytest.raises(Cut):
         app_cut.boot()
+    return app_cut
+
+
+def test_a_boot_cut_after_its_partial_is_not_counted_twice(tmp_path: Path) -> None:
+    """A power cut during a boot, after the boot logged the hour's partial but before its state
+    save: the next boot restores the same state, and must not log that partial again."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 1_800_000)
+    app_cut = _boot_cut_before_its_save(tmp_path / "flash")
     assert [r for r in log_records(app_cut) if r[3] == logrec.EV_HOURLY_PARTIAL]
     app2, _ = boot(tmp_path / "flash")
     assert _hourly_sum(app2) == app2.sched.total_ng
@@ -386,13 +392,7 @@ def test_a_boot_cut_after_its_bolus_abort_does_not_log_it_twice(tmp_path: Path) 
     assert app.bolus(1, 20_000, 600_000) is None
     serial = _events(app, logrec.EV_BOLUS_START)[-1][7]
     run_for(app, hw, 30_000)
-    app_cut = PumpApp(FakeHardware(tmp_path / "flash"))
-
-    def cut(*_a, **_k):
-        raise Cut()
-    app_cut.save = cut
-    with pytest.raises(Cut):
-        app_cut.boot()
+    app_cut = _boot_cut_before_its_save(tmp_path / "flash")
     assert _bolus_closes(app_cut).get(serial) == [logrec.EV_BOLUS_ABORTED]
     app2, _ = boot(tmp_path / "flash")
     assert _bolus_closes(app2).get(serial) == [logrec.EV_BOLUS_ABORTED]

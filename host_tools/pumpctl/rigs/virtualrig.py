@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import PortError, RigTimeout, UsageError
 
@@ -246,29 +246,28 @@ class VirtualRig:
         """Let the clock run to sim_us and hold it there; returns the world once the rig waits
         at that time (its firmware idle, down or hung)."""
         self.hold(sim_us)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            w = self.world()
-            if w["held"]:
-                return w
-            if time.monotonic() > deadline:
-                raise RigTimeout(f"virtual rig did not reach sim time {sim_us} us in {timeout_s} s (at {w['sim_us']})")
-            time.sleep(0.005)
+        return self._until_held(timeout_s, lambda w: f"virtual rig did not reach sim time {sim_us} us "
+                                f"in {timeout_s} s (at {w['sim_us']})")
 
     def wait_held(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait until the rig waits at its held clock (its firmware idle at the hold, down or
         hung). A host request sent before that meets a firmware still busy (booting, say) and
         lands a loop iteration later or not, as the host's load decides; sent after it, the
         request lands at the held time. Returns the world."""
+        return self._until_held(timeout_s, lambda w: f"virtual rig did not reach its held clock in "
+                                f"{timeout_s} s (hold {w['hold_us']} us, at {w['sim_us']} us)")
+
+    def _until_held(self, timeout_s: float, why: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+        """Poll the world until the rig waits at its held clock; RigTimeout(why(world)) after
+        timeout_s of wall time."""
         deadline = time.monotonic() + timeout_s
         while True:
             w = self.world()
             if w["held"]:
                 return w
             if time.monotonic() > deadline:
-                raise RigTimeout(f"virtual rig did not reach its held clock in {timeout_s} s "
-                                 f"(hold {w['hold_us']} us, at {w['sim_us']} us)")
-            time.sleep(0.01)
+                raise RigTimeout(why(w))
+            time.sleep(0.005)
 
     def power_cut(self, off_ms: int = 0) -> None:
         """Kill the firmware at this instant; it boots again after off_ms of sim time."""
