@@ -94,9 +94,20 @@ def test_stall_alarm_stops_motor(rig, pump, program, faults, rig_clock, record):
     rig_clock.wait_for(lambda: not _alarm_seen(pump, al.ALARM_STALL), 600, what="stall cleared")
 
 
-def test_reservoir_empty_at_end_stop(rig, pump, program, faults, rig_clock, record):
-    faults.require("empty_reservoir")
-    program("continuous_186.toml")
+_BOTH_MECHS = [pytest.param("20ml", marks=pytest.mark.mechanism("20ml")),
+               pytest.param("precision", marks=pytest.mark.mechanism("precision"))]
+
+
+@pytest.mark.parametrize("mech", _BOTH_MECHS)
+def test_reservoir_empty_at_end_stop(mech, rig, pump, program, faults, rig_clock, record):
+    """The end stop holds the motor; released, the syringe is full again: the mechanism's own
+    capacity (20 mL, 1 mL on the precision drive), and the nurse's refill of that much is
+    taken. Both the program fixture's fill and the fault's refill come from the rig's limits."""
+    faults.require("empty_reservoir", "clear_empty")
+    program(_MECHS[mech][0])          # the fixture's default fill: the rig's whole reservoir
+    full_nl = pump.limits().max_reservoir_nl
+    assert full_nl == _MECHS[mech][1]
+    assert full_nl - 1_000 <= pump.status().reservoir_nl <= full_nl   # full, less what ran since
     rig_clock.sleep(120)
     t0 = rig_clock.now()
     faults.empty_reservoir()
@@ -104,6 +115,14 @@ def test_reservoir_empty_at_end_stop(rig, pump, program, faults, rig_clock, reco
                        what="reservoir-empty alarm")
     record("time to reservoir-empty alarm", round(rig_clock.now() - t0, 1), "s")
     rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped at the end stop")
+    faults.clear_empty()
+    w = rig.world()
+    if "reservoir_pl" in w:
+        assert w["reservoir_pl"] == full_nl * 1000, w["reservoir_pl"]
+    pump.refill(full_nl, CONC)          # the refill ends the condition (and clears the alarm)
+    rig_clock.wait_for(lambda: not _alarm_seen(pump, al.ALARM_RESERVOIR_EMPTY), 600,
+                       what="reservoir-empty cleared after the refill")
+    rig_clock.wait_steps(pump, CONC, 2, what="basal microsteps after the refill")
 
 
 def test_reservoir_low_volume_and_days(rig, pump, program, record):

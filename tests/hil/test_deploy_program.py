@@ -21,7 +21,7 @@ def test_deploy_verified_and_key_provisioned(rig, pump, record):
 
 
 def test_program_upload_review_and_confirm(rig, pump, program, record):
-    pump.refill(20_000_000, 2000)
+    pump.refill(pump.limits().max_reservoir_nl, 2000)   # the rig's whole reservoir (20 mL or 1 mL)
     pump.sync_time()
     up = program("continuous_186.toml")
     assert any("186" in line for line in up.review.staged_lines), up.review.staged_lines

@@ -91,8 +91,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
     with Pump.open(rig.port) as pump:
         hello = pump.hello()
         # a full reservoir of the rig's mechanism (the rig's own limit: the syringe)
-        prepare_for_delivery(pump, conc_ug_ml, refill_nl=int(pump.limits().max_reservoir_nl),
-                             log=lambda line: None)
+        prepare_for_delivery(pump, conc_ug_ml, log=lambda line: None)
         balance.tare()
         given = evaporation_for(args)
         minutes = DEFAULT_EVAPORATION_MIN if args.evaporation_min is None else args.evaporation_min

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fault = sub.add_parser("fault", help="inject a fault: " + ", ".join(FAULT_KINDS))
     fault.add_argument("kind", choices=FAULT_KINDS)
     fault.add_argument("--name", default=DEFAULT_NAME)
-    fault.add_argument("--nl", type=int, help="reservoir: nL left in the syringe")
+    fault.add_argument("--nl", type=int, help="reservoir: nL left in the syringe (default: full, the mechanism file's syringe_capacity_nl)")
     fault.add_argument("--count", type=int, help="button: presses (default 1)")
     fault.add_argument("--gap-ms", type=int, help="button: sim ms between presses (default 1000)")
     fault.add_argument("--off-ms", type=int, help="power-cut: sim ms the power stays off (default 0)")
@@ -121,8 +121,6 @@ def cmd_fault(args: argparse.Namespace) -> int:
             if args.kind not in kinds:
                 raise UsageError(f"--{opt.replace('_', '-')} = {v}: only for fault {' / '.join(kinds)}")
             kw[key] = v
-    if args.kind == "reservoir" and "nl" not in kw:
-        raise UsageError("fault reservoir needs --nl (nL left in the syringe)")
     at_us = None if args.at_time is None else _sim_duration_us("--at", args.at_time)
     after_ms = None if args.after is None else _sim_duration_us("--after", args.after) // 1000
     w = VirtualRig(rig_dir_for(args.name)).fault(args.kind, at_us=at_us, after_ms=after_ms, **kw)

@@ -414,8 +414,13 @@ class Faults:
     def empty_reservoir(self) -> None:
         self._do("empty_reservoir")
 
-    def clear_empty(self, nl: int = 20_000_000) -> None:
-        self._do("clear_empty", nl=nl)
+    def clear_empty(self, nl: int | None = None) -> None:
+        """Release the end stop; the syringe then holds `nl` nL (None: full, the rig's mechanism
+        file's syringe_capacity_nl: 20 mL, or 1 mL on the precision drive)."""
+        if nl is None:
+            self._do("clear_empty")
+        else:
+            self._do("clear_empty", nl=nl)
 
     def press_button(self, count: int = 1, gap_ms: int = 1000) -> None:
         self._do("press_button", count=count, gap_ms=gap_ms)
@@ -458,6 +463,8 @@ def balance(request: pytest.FixtureRequest, rig: Rig, hil_options: HilOptions) -
 
 
 # ------------------------------------------------------------------------------------ program
+FULL = -1   # program(fill_nl=FULL): refill the rig's whole reservoir (its mechanism's capacity)
+
 class Uploaded:
     """A program committed on the rig: the Program, its CRC, the review shown, its source."""
 
@@ -480,11 +487,12 @@ def load_program_file(name: str | Path) -> Any:
 
 @pytest.fixture
 def program(request: pytest.FixtureRequest, pump: Any, rig: Rig) -> Callable[..., Uploaded]:
-    """`program(source, fill_nl=20_000_000, clock=None, ack_alarms=True)` uploads and confirms a program.
+    """`program(source, fill_nl=FULL, clock=None, ack_alarms=True)` uploads and confirms a program.
 
     source: a file name in examples/programs/, a path, or a pumpcore.program.Program. Before
     the upload, a rig whose reservoir reads empty is refilled with `fill_nl` nL at the
-    program's concentration (pass None not to), and a rig whose clock is unset is synced to
+    program's concentration (FULL: the rig's own reservoir, its hard limit max_reservoir_nl
+    derived from its mechanism file; pass None not to), and a rig whose clock is unset is synced to
     `clock` = (day, ms_of_day), default this host's local time. Stage, verify, review (both
     decodings must be shown) and commit go through Pump.upload_program; the running program's
     CRC is checked afterwards; on a virtual rig all of it happens with the rig's clock held, so
@@ -505,7 +513,7 @@ def program(request: pytest.FixtureRequest, pump: Any, rig: Rig) -> Callable[...
                 except RefusedError:
                     pass   # not acknowledgeable (e.g. cleared meanwhile)
 
-    def upload(source: Any, fill_nl: int | None = 20_000_000,
+    def upload(source: Any, fill_nl: int | None = FULL,
                clock: tuple[int, int] | None = None, ack_alarms: bool = True) -> Uploaded:
         with rig.held():
             return _upload(source, fill_nl, clock, ack_alarms)
@@ -520,6 +528,8 @@ def program(request: pytest.FixtureRequest, pump: Any, rig: Rig) -> Callable[...
             label = "inline program"
         st = pump.status()
         if fill_nl is not None and st.reservoir_nl == 0:
+            if fill_nl == FULL:
+                fill_nl = int(pump.limits().max_reservoir_nl)
             pump.refill(fill_nl, prog.concentration_ug_ml)
         if not st.flags & wire.STATUS_FLAG_CLOCK_SET:
             if clock is None:

@@ -269,7 +269,9 @@ class SimRig(Rig):
         elif fault == "empty_reservoir":
             vr.fault("empty")
         elif fault == "clear_empty":
-            vr.fault("reservoir", nl=int(args.get("nl", 20_000_000)))
+            # a full syringe of this rig's mechanism unless told (20 mL, or 1 mL on the precision drive)
+            nl = args.get("nl")
+            vr.fault("reservoir", **({} if nl is None else {"nl": int(nl)}))
         elif fault == "press_button":
             vr.fault("button", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
         elif fault == "power_cut":

@@ -19,7 +19,7 @@ from .virtualrig import VirtualRig
 if TYPE_CHECKING:
     from pumpcore.program import Program
 
-REFILL_NL = 20_000_000   # a full 20 mL reservoir
+REFILL_NL = 20_000_000   # a full reservoir of the default mechanism (20 mL): the scripted scenario's
 
 
 def start_deployed_rig(rig_dir: Path, time_scale: float | str, name: str,
@@ -39,15 +39,18 @@ def start_deployed_rig(rig_dir: Path, time_scale: float | str, name: str,
     return rig
 
 
-def prepare_for_delivery(pump: Pump, conc_ug_ml: int, refill_nl: int = REFILL_NL,
+def prepare_for_delivery(pump: Pump, conc_ug_ml: int, refill_nl: int | None = None,
                          log: Callable[[str], None] = print) -> int:
     """Acknowledge the alarms left by the deploy's restart, set the rig's clock to midnight
-    today (so hours print as hours of the day), refill. Returns the day number set."""
+    today (so hours print as hours of the day), refill `refill_nl` nL (None: the rig's whole
+    reservoir, max_reservoir_nl derived from its mechanism file). Returns the day number set."""
     for a in pump.alarms():
         log("alarm after deploy: %s (%s): acknowledged" % (alarms.alarm_name(a.code), logtext.alarm_text(a.code)))
         pump.ack_alarm(a.alarm_id)
     day = (datetime.date.today() - datetime.date(2000, 1, 1)).days
     pump.time_sync(day, 0)
+    if refill_nl is None:
+        refill_nl = int(pump.limits().max_reservoir_nl)
     pump.refill(refill_nl, conc_ug_ml)
     return day
 

@@ -657,7 +657,9 @@ class Supervisor:
         elif kind == "empty":
             w.set_reservoir_nl(0)
         elif kind == "reservoir":
-            w.set_reservoir_nl(int(args.get("nl", -1)))
+            # nL left in the syringe; without nl a full syringe: the mechanism file's capacity
+            nl = args.get("nl")
+            w.set_reservoir_nl(w.capacity_pl // 1000 if nl is None else int(nl))
         elif kind == "tare":
             w.tare()
         elif kind == "button":
