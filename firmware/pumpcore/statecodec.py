@@ -95,7 +95,9 @@ SEC_CLOCK = const(4)       # WallClock snapshot
 SEC_APP = const(5)         # anything else the app keeps
 SEC_LEDGER = const(6)      # write-ahead reservation and hour accumulators (pumpfw.ledger)
 SEC_ALARM_AGE = const(7)   # ms since each active alarm was raised, codes 1..ALARM_MAX
-SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app", "ledger", "alarm_age")
+SEC_SCREW = const(8)       # the screw encoder's unexplained deficit (pumpcore.screwenc.persist)
+SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app", "ledger", "alarm_age",
+                 "screw")
 BLOB_APP = const(1)
 
 # What went wrong (StateError.code), also reported per slot by the store

@@ -263,6 +263,11 @@ class PumpApp(Controller):
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
+            screw = state.sections.get(sc.SEC_SCREW)
+            if screw and not self.alarm_set.is_active(al.ALARM_MISSED_STEPS):
+                # the encoder's deficit outlives the reset (a jam across a power cut is not
+                # forgotten); one that raised the alarm carried over is reported already
+                self.screw.restore(screw[0])
         for code in (self.state_store.alarm(), self.program_store.alarm()):
             if code:
                 self._raise(code)
@@ -496,6 +501,8 @@ class PumpApp(Controller):
             self.hour_missed + s.missed_steps - self.last_missed,
             self.hw.stepper.pending() + self.owed)   # counted due, maybe never made
         st.sections[sc.SEC_ALARM_AGE] = self.alarm_set.ages()
+        screw = self.screw.persist()
+        st.sections[sc.SEC_SCREW] = (screw,)
         try:
             ok = self.state_store.save(st, urgent) == SAVE_WRITTEN
         except StoreError:
@@ -508,6 +515,7 @@ class PumpApp(Controller):
             self.save_due_ms = 0
             self.ledger.unbounded = False
             self.ledger.saved(s, reserve)
+            self.screw.mark_saved(screw)
         return ok
 
     # ------------------------------------------------------------------ main loop
@@ -617,9 +625,11 @@ class PumpApp(Controller):
         self.stall.update(dt, st.stall() and st.enabled(), pending, made, pending > 0)
         self.stall.report(self.alarm_set)
         if self.alarm_hold:
-            self.screw.reset()
+            self.screw.hold()
         self.screw.update(dt, made, hw.screw_angle())
         self.screw.report(self.alarm_set)
+        if self.screw.save_wanted() and self.state_store.allowed(True):
+            self.save(urgent=True)   # steps are going missing: a reset now must not forget them
         self.occlusion.update(dt, hw.pressure_kpa_x10(), made)
         self.occlusion.report(self.alarm_set)
         prog = self.program

@@ -153,8 +153,11 @@ class PumpMachine(RuleBasedStateMachine):
         self.edges_seen = 0
         self.last_step_g = self.g()
         self.flow_restart()
-        # the new boot's screw monitor starts its count afresh (pumpcore.screwenc: the bound is
-        # per boot; microsteps lost before a reset are not carried over, see the helper's report)
+        # checked per boot here: the new boot carries the deficit saved with the state
+        # (pumpcore.screwenc.restore), so it alarms no later than a fresh count would; the bound
+        # across resets (missed_steps_bound_across) needs the urgent saves written, which this
+        # machine's flash faults and command bursts may refuse: tests/core/test_screwenc.py
+        # and the HIL jam-across-power-cuts check hold it
         self.slip_pulses = self.slip_pulses_prev = 0
         self.wall = app.clock.day * MS_PER_DAY + app.clock.ms
         if self.line is None:
