@@ -1,17 +1,24 @@
-"""Occlusion time-to-alarm and missed volume on the twin (pumpsim.model with hw/mechanism.json's
+"""Occlusion time-to-alarm and missed volume on the twin (pumpsim.model with a mechanism file's
 line and pressure sensor), with the OcclusionDetector the app builds: prints figures.
 
-For each delivery (186 ug/day at 2000 ug/mL, 1.5 mg/day at 50 ug/mL, the 50 ug / 1 min
-screening bolus at 2000 ug/mL) the line is blocked after a patent lead-in and the detector is
-fed what the sensor reads each tick. Three set-ups:
-  before/twin   the old twin: ideal 0..2000 kPa sensor, 150 kPa threshold
-  before/real   the real sensor (rails at 116.3 kPa) with the old 150 kPa threshold
-  after         the real sensor with the threshold from its description (85 % of range)
-Missed volume = volume pushed into the blocked line before the alarm (or the stall).
-Usage: python bench/occlusion_time_to_alarm.py
+For each delivery the line is blocked after a patent lead-in and the detector is fed what the
+sensor reads each tick; the same delivery on a patent line for as long checks that nothing
+alarms. Missed volume = volume pushed into the blocked line before the alarm (or the stall).
+
+Mechanisms (hw/mechanism*.json, --mechanism NAME, default all): per mechanism the deliveries are
+186 ug/day at 2000 ug/mL, the basal ceiling (1.5 mg/day) at 2000 ug/mL and at the mechanism's
+lowest concentration, the motor's fastest flow the hard limits admit (max_flow_ng_day at the
+lowest concentration) and the 50 ug / 1 min screening bolus at 2000 ug/mL. Set-ups:
+  default sps 3   the detector as the app built it before issue 14 (steps_per_sample 3)
+  app             the detector the app builds now: steps_per_sample from the mechanism
+                  (pumpcore.detect.occlusion_steps_per_sample: 3 on the 20 mL rig, 71 on the
+                  precision drive)
+The 20 mL rig's history (the old twin's ideal sensor and 150 kPa threshold): --history.
+Usage: python bench/occlusion_time_to_alarm.py [--mechanism NAME] [--history]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,12 +26,12 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))
-from pumpcore.detect import OcclusionDetector  # noqa: E402
+from pumpcore.detect import OcclusionDetector, occlusion_steps_per_sample  # noqa: E402
+from pumpcore.limits import HardLimits  # noqa: E402
 from pumpcore.pressure import sensor_from_mechanism  # noqa: E402
 from pumpsim import model  # noqa: E402
 
-MECH = json.loads((REPO / "hw" / "mechanism.json").read_text())
-SENSOR = sensor_from_mechanism(MECH)
+MECH_FILES = {"20ml": REPO / "hw" / "mechanism.json", "precision": REPO / "hw" / "mechanism-precision.json"}
 
 
 def old_twin_reading(w: model.World) -> int:
@@ -36,55 +43,111 @@ def old_twin_reading(w: model.World) -> int:
     return count * 20000 // 4095
 
 
-def run(flow_ng_day: int, conc_ug_ml: int, threshold: int, read: Callable[[model.World], int],
-        tick_ms: int, lead_ms: int, limit_ms: int) -> tuple[str, float | None, float, str]:
-    line = MECH["line"]
-    w = model.World(model.Mechanism.from_dict(MECH), model.Params(
+def adc_reading(w: model.World) -> int:
+    return w.pressure_adc_kpa_x10()
+
+
+def run(mech: dict, flow_ng_day: int, conc_ug_ml: int, make_det: Callable[[], OcclusionDetector],
+        read: Callable[[model.World], int], tick_ms: int, lead_ms: int, limit_ms: int,
+        block: bool = True) -> tuple[str, float | None, float, str]:
+    """(by, seconds from the block to the alarm, nL pushed into the blocked line, note); with
+    block=False the line stays patent for lead_ms + limit_ms and any alarm is a false one."""
+    line = mech["line"]
+    w = model.World(model.Mechanism.from_dict(mech), model.Params(
         compliance_pl_per_kpa=line["compliance_pl_per_kpa"], tau_ms=line["tau_ms"]))
     w.enable(True)
-    det = OcclusionDetector.for_sensor(SENSOR, threshold_kpa_x10=threshold,
-                                       min_sample_ms=line["tau_ms"]) if threshold < SENSOR.rail_kpa_x10 \
-        else OcclusionDetector(threshold_kpa_x10=threshold, min_sample_ms=line["tau_ms"])
+    det = make_det()
     pl_per_us = flow_ng_day * 1e6 / conc_ug_ml / 86_400_000_000
-    period_us = max(1, round(w.pl_per_step / pl_per_us))
+    period_us = max(500, round(w.pl_per_step / pl_per_us))   # the app's fastest: 2 kHz
     w.queue_segment((lead_ms + limit_ms) * 1000 // period_us + 1, period_us, model.DIR_INFUSE)
     t = 0
     last = 0
     pulses_at_block = None
     while t < lead_ms + limit_ms:
         t += tick_ms
-        if pulses_at_block is None and t >= lead_ms:
+        if block and pulses_at_block is None and t >= lead_ms:
             w.set_occluded(True)
             pulses_at_block = w.pulses
         w.advance_to(t * 1000)
         made = w.pulses - last
         last = w.pulses
+        since = t - lead_ms
+        pushed = (w.pulses - (pulses_at_block or 0)) * w.pl_per_step / 1000
         if det.update(tick_ms, read(w), made):
             why = "pressure" if det.by_pressure else "decay"
-            return why, (t - lead_ms) / 1000, (w.pulses - pulses_at_block) * w.pl_per_step / 1000, ""
+            if not block:
+                return why, t / 1000, 0.0, "FALSE ALARM on a patent line at %.0f kPa" % (w.pressure_pa() / 1000)
+            return why, since / 1000, pushed, ""
         if w.diag():
-            return "stall", (t - lead_ms) / 1000, (w.pulses - pulses_at_block) * w.pl_per_step / 1000, \
-                "motor stalled at %.0f kPa, no occlusion alarm" % (w.pressure_pa() / 1000)
-    return "none", None, (w.pulses - (pulses_at_block or 0)) * w.pl_per_step / 1000, "no alarm"
+            return "stall", since / 1000, pushed, "motor stalled at %.0f kPa, no occlusion alarm" % (
+                w.pressure_pa() / 1000)
+    if not block:
+        return "none", None, 0.0, "no false alarm in %.0f min (plateau %.1f kPa)" % (
+            (lead_ms + limit_ms) / 60_000, w.pressure_pa() / 1000)
+    return "none", None, pushed, "no alarm"
+
+
+def cases(mech: dict) -> list[tuple[str, int, int, int, int, int]]:
+    """(name, flow ng/day, conc ug/mL, tick ms, patent lead-in ms, limit ms) for a mechanism."""
+    pl = model.Mechanism.from_dict(mech).pl_per_step
+    lim = HardLimits.for_mechanism(mech, pl)
+    lo = lim.min_conc_ug_ml
+    return [("186 ug/day @ 2000 ug/mL", 186_000, 2000, 500, 600_000, 6 * 3_600_000),
+            ("%.1f mg/day @ 2000 ug/mL" % (lim.max_rate_ng_day / 1e6), lim.max_rate_ng_day, 2000, 100,
+             600_000, 3_600_000),
+            ("%.1f mg/day @ %d ug/mL" % (lim.max_rate_ng_day / 1e6, lo), lim.max_rate_ng_day, lo, 100,
+             600_000, 3_600_000),
+            ("max flow %.2f mg/day @ %d ug/mL" % (lim.max_flow_ng_day / 1e6, lo), lim.max_flow_ng_day, lo, 20,
+             60_000, 600_000),
+            ("50 ug in 1 min @ 2000 ug/mL", 50_000 * 1440, 2000, 20, 10_000, 50_000)]
+
+
+def setups(mech: dict) -> list[tuple[str, Callable[[], OcclusionDetector]]]:
+    sensor = sensor_from_mechanism(mech)
+    line = mech["line"]
+    pl = model.Mechanism.from_dict(mech).pl_per_step
+    sps = occlusion_steps_per_sample(pl, line["compliance_pl_per_kpa"])
+    return [("default sps 3", lambda: OcclusionDetector.for_sensor(sensor, min_sample_ms=line["tau_ms"])),
+            ("app sps %d" % sps, lambda: OcclusionDetector.for_sensor(
+                sensor, min_sample_ms=line["tau_ms"], steps_per_sample=sps))]
+
+
+def history() -> None:
+    """The 20 mL rig before issue 13: the old twin's sensor and threshold against the real one."""
+    mech = json.loads(MECH_FILES["20ml"].read_text())
+    sensor = sensor_from_mechanism(mech)
+    tau = mech["line"]["tau_ms"]
+    hist = (("before/twin", lambda: OcclusionDetector(threshold_kpa_x10=1500, min_sample_ms=tau), old_twin_reading),
+            ("before/real", lambda: OcclusionDetector(threshold_kpa_x10=1500, min_sample_ms=tau), adc_reading),
+            ("after", lambda: OcclusionDetector.for_sensor(sensor, min_sample_ms=tau), adc_reading))
+    for name, flow, conc, tick, lead, limit in (cases(mech)[0], cases(mech)[2], cases(mech)[4]):
+        for label, make, read in hist:
+            why, t, missed, note = run(mech, flow, conc, make, read, tick, lead, limit)
+            ts = "-" if t is None else "%.1f" % t
+            print(f"{name:>34} {label:>14} {why:>9} {ts:>9} {missed:>10.1f}  {note}")
 
 
 def main() -> None:
-    print(SENSOR.describe())
-    print("line: %d nL/kPa, tau %d ms; %d pL per microstep" % (
-        MECH["line"]["compliance_pl_per_kpa"] // 1000, MECH["line"]["tau_ms"],
-        model.Mechanism.from_dict(MECH).pl_per_step))
-    cases = (("186 ug/day @ 2000 ug/mL", 186_000, 2000, 500, 600_000, 6 * 3_600_000),
-             ("1.5 mg/day @ 50 ug/mL", 1_500_000, 50, 100, 600_000, 3_600_000),
-             ("50 ug in 1 min @ 2000 ug/mL", 50_000 * 1440, 2000, 20, 10_000, 50_000))
-    setups = (("before/twin", 1500, old_twin_reading),
-              ("before/real", 1500, lambda w: w.pressure_adc_kpa_x10()),
-              ("after", SENSOR.occlusion_threshold_kpa_x10, lambda w: w.pressure_adc_kpa_x10()))
-    print(f"{'delivery':>28} {'set-up':>12} {'by':>9} {'time s':>9} {'missed nL':>10}  note")
-    for name, flow, conc, tick, lead, limit in cases:
-        for label, thr, read in setups:
-            why, t, missed, note = run(flow, conc, thr, read, tick, lead, limit)
-            ts = "-" if t is None else "%.1f" % t
-            print(f"{name:>28} {label:>12} {why:>9} {ts:>9} {missed:>10.0f}  {note}")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mechanism", choices=sorted(MECH_FILES), action="append")
+    ap.add_argument("--history", action="store_true", help="the 20 mL rig's old sensor set-ups too")
+    args = ap.parse_args()
+    for name in args.mechanism or sorted(MECH_FILES):
+        mech = json.loads(MECH_FILES[name].read_text())
+        m = model.Mechanism.from_dict(mech)
+        print("== mechanism %s: %d pL per microstep; line %d nL/kPa, tau %d ms; %s" % (
+            name, m.pl_per_step, mech["line"]["compliance_pl_per_kpa"] // 1000, mech["line"]["tau_ms"],
+            sensor_from_mechanism(mech).describe()))
+        print(f"{'delivery':>34} {'set-up':>14} {'by':>9} {'time s':>9} {'missed nL':>10}  note")
+        for cname, flow, conc, tick, lead, limit in cases(mech):
+            for label, make in setups(mech):
+                why, t, missed, note = run(mech, flow, conc, make, adc_reading, tick, lead, limit)
+                ts = "-" if t is None else "%.1f" % t
+                print(f"{cname:>34} {label:>14} {why:>9} {ts:>9} {missed:>10.1f}  {note}")
+                why, t, _m, note = run(mech, flow, conc, make, adc_reading, tick, lead, limit, block=False)
+                print(f"{'':>34} {'  patent':>14} {why:>9} {'':>9} {'':>10}  {note}")
+    if args.history:
+        history()
 
 
 if __name__ == "__main__":

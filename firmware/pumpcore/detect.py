@@ -38,6 +38,23 @@ def _param(name, value, lo, hi):
     return value
 
 
+def occlusion_steps_per_sample(pl_per_step, compliance_pl_per_kpa, trend_rise_kpa_x10=80,
+                               trend_samples=8):
+    """OcclusionDetector steps_per_sample for a mechanism: the microsteps over which a blocked
+    line rises 2 * trend_rise / (trend_samples - 1) (twice the per-interval minimum), rounded up.
+    A step raises a blocked line by pl_per_step / compliance kPa: 0.90 kPa on the 20 mL rig
+    (17,964 pL into 20 nL/kPa: 3 steps), 0.033 kPa on the precision drive (652 pL: 71 steps).
+    With the default 3 the precision drive's decay criterion could never fire (3 steps rise
+    0.1 kPa per sample, under the 0.5 kPa minimum) and only the pressure threshold caught a
+    block: 27 min and 1.8 uL at 186 ug/day (bench/occlusion_time_to_alarm.py)."""
+    _param("pl_per_step", pl_per_step, 1, 10 ** 9)
+    _param("compliance_pl_per_kpa", compliance_pl_per_kpa, 1, 10 ** 9)
+    num = 2 * trend_rise_kpa_x10 * compliance_pl_per_kpa
+    den = (trend_samples - 1) * pl_per_step * 10
+    n = (num + den - 1) // den
+    return n if n >= 1 else 1
+
+
 class OcclusionDetector:
     """Occlusion from the line pressure (kPa x 10), and the pressure sensor's open-wire fault.
 

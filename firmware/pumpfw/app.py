@@ -24,7 +24,7 @@ from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
 from pumpcore.clock import WallClock
-from pumpcore.detect import OcclusionDetector, ReservoirDetector, StallDetector
+from pumpcore.detect import OcclusionDetector, ReservoirDetector, StallDetector, occlusion_steps_per_sample
 from pumpcore.screwenc import ScrewMonitor
 from pumpcore.fixed import const
 from pumpcore.limits import HardLimits
@@ -151,8 +151,13 @@ class PumpApp(Controller):
         # threshold and fault band from the sensor mechanism.json describes (the BOM's if the
         # deploy predates "pressure_sensor"; a wrong description stops the boot, field named)
         self.pressure_sensor = pressure.sensor_from_mechanism(self.mech)
-        self.occlusion = OcclusionDetector.for_sensor(self.pressure_sensor,
-                                                      min_sample_ms=line.get("tau_ms", 1000))
+        # steps per trend sample from the mechanism: a blocked line's rise per sample must clear
+        # the detector's minimum (3 on the 20 mL rig's 18 nL steps, 71 on the precision drive's
+        # 652 pL: bench/occlusion_time_to_alarm.py)
+        self.occlusion = OcclusionDetector.for_sensor(
+            self.pressure_sensor, min_sample_ms=line.get("tau_ms", 1000),
+            steps_per_sample=occlusion_steps_per_sample(self.derived_pl,
+                                                        line.get("compliance_pl_per_kpa", 20000)))
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         # screw encoder vs commanded microsteps (alarm 20) and measured vs commanded flow
         self.screw = ScrewMonitor(self.mech["full_steps_per_rev"] * self.mech["microsteps"], self.derived_pl)

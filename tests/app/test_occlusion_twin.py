@@ -8,24 +8,26 @@ import json
 from pathlib import Path
 
 from pumpcore import alarms as al
-from pumpcore.program import MODE_SINGLE_BOLUS, Program
+import pytest
+
+from pumpcore.program import MODE_CONTINUOUS, MODE_SINGLE_BOLUS, Program
 from pumpfw.app import PumpApp
 from pumpsim import model
 
-from .fakehw import REPO, FakeHardware
+from .fakehw import FakeHardware
 from .test_app import CONTINUOUS_186, DAY0
 
-MECH = json.loads((REPO / "hw" / "mechanism.json").read_text())
 SCREENING = dict(mode=MODE_SINGLE_BOLUS, concentration_ug_ml=2000, single_bolus=(50_000, 60_000))
 
 
 class TwinHardware(FakeHardware):
     """FakeHardware whose pulses drive a pumpsim World and whose pressure is the World's sensor."""
 
-    def __init__(self, flash: Path) -> None:
-        super().__init__(flash)
-        line = MECH["line"]
-        self.world = model.World(model.Mechanism.from_dict(MECH), model.Params(
+    def __init__(self, flash: Path, mechanism: str | None = None) -> None:
+        super().__init__(flash, mechanism=mechanism)
+        mech = json.loads((flash / "mechanism.json").read_text())   # the file the app reads
+        line = mech["line"]
+        self.world = model.World(model.Mechanism.from_dict(mech), model.Params(
             compliance_pl_per_kpa=line["compliance_pl_per_kpa"], tau_ms=line["tau_ms"]))
         self.world.enable(True)
         self.fed_edges = 0
@@ -165,3 +167,53 @@ def test_jam_and_slip_at_186_ug_day_raise_missed_steps_within_the_bound(tmp_path
             assert hw.world.motor_steps == screw
         else:
             assert hw.world.motor_steps > screw
+
+
+# ---- the precision drive (652 pL per microstep): occlusion tuned from its mechanism file -----
+PRECISION_186 = dict(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=186_000,
+                     catheter_nl=20_000, low_volume_nl=200_000, low_days=2)
+PRECISION_MAX_BASAL = dict(PRECISION_186, rate_ng_day=1_500_000)   # the hard limits' basal ceiling
+
+
+def boot_precision_twin(tmp_path: Path, prog: dict) -> tuple[PumpApp, TwinHardware]:
+    hw = TwinHardware(tmp_path / "flash", mechanism="precision")
+    app = PumpApp(hw)
+    app.boot()
+    assert app.set_time(DAY0, 0) is None
+    assert app.refill(app.hard_limits.reservoir_capacity_nl, 2000) is None
+    assert app.commit_program(Program(**prog)) is None
+    return app, hw
+
+
+@pytest.mark.parametrize("prog, period_ms", [(PRECISION_186, 606), (PRECISION_MAX_BASAL, 75)],
+                         ids=["186ug_day", "1.5mg_day"])
+def test_precision_drive_occlusion_alarms_within_its_stated_volume(tmp_path, prog, period_ms):
+    """On the precision drive a blocked line rises 0.033 kPa per microstep: with the 20 mL rig's
+    3 steps per trend sample the decay criterion could never fire and only the 87.9 kPa threshold
+    caught the block (27 min, 1.76 uL at 186 ug/day). Tuned from the mechanism (71 steps per
+    sample) it alarms within missed_steps_bound() microsteps: 9 x 71 = 639 (417 nL, 0.83 ug at
+    2000 ug/mL; 6.5 min at 186 ug/day)."""
+    from pumpcore.detect import occlusion_steps_per_sample
+    app, hw = boot_precision_twin(tmp_path, prog)
+    mech = json.loads((tmp_path / "flash" / "mechanism.json").read_text())
+    sps = occlusion_steps_per_sample(app.sched.pl, mech["line"]["compliance_pl_per_kpa"])
+    assert app.occlusion.steps_per_sample == sps == 71
+    run_until(app, hw, 600_000, lambda: False)
+    assert al.ALARM_OCCLUSION not in app.alarm_set.active()
+    hw.world.set_occluded(True)
+    pulses = hw.world.pulses
+    bound = app.occlusion.missed_steps_bound(period_ms)
+    t = run_until(app, hw, 3_600_000, lambda: al.ALARM_OCCLUSION in app.alarm_set.active())
+    assert t is not None, "no occlusion alarm within an hour"
+    pushed = hw.world.pulses - pulses
+    assert pushed <= bound, (pushed, bound)
+    assert t <= (bound + 1) * period_ms + app.occlusion.confirm_ms, (t, bound)
+
+
+@pytest.mark.parametrize("prog, hours", [(PRECISION_186, 6), (PRECISION_MAX_BASAL, 1)],
+                         ids=["186ug_day", "1.5mg_day"])
+def test_precision_drive_patent_line_raises_nothing(tmp_path, prog, hours):
+    app, hw = boot_precision_twin(tmp_path, prog)
+    assert run_until(app, hw, hours * 3_600_000,
+                     lambda: al.ALARM_OCCLUSION in app.alarm_set.active()) is None
+    assert hw.world.out_pl > 0
