@@ -61,3 +61,15 @@ def test_readme_precision_drive_figures_match_its_generated_report():
     assert abs(float(a.group(1))) <= 0.5
     assert f"Precision drive: A = {a.group(1)} %, B (last hour) = {a.group(2)} %" in readme
     assert f"1 h {w[60][0]}/{w[60][1]} %, 8 h {w[480][0]}/{w[480][1]} %" in readme
+
+
+def test_precision_report_cites_its_balance_as_the_model_states_it():
+    """The XPR2U figures could not be checked against a datasheet (issue 14): the report's balance
+    line is the model's own description, which says so, and the report says what they affect."""
+    from pumpctl.accuracy import balances
+    doc = (REPO / "docs" / "accuracy-186ug-day-precision.md").read_text()
+    spec = balances.get("xpr2u")
+    assert "| balance | simulated " + spec.describe() + " |" in doc
+    assert "NOT verified" in spec.source
+    section = doc.split("## The balance model's source", 1)[1]
+    assert "No datasheet" in section and "minimum weight" in section.lower()

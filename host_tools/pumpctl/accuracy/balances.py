@@ -64,8 +64,9 @@ BALANCES = {
     # the precision drive's: an ultra-microbalance
     "xpr2u": BalanceSpec(
         name="xpr2u", part="Mettler Toledo XPR2U ultra-microbalance",
-        source="Mettler Toledo XPR micro/ultra-microbalance datasheet, XPR2U; figures not re-checked "
-               "against its current issue",
+        source="figures from memory of Mettler Toledo's XPR ultra-microbalance datasheet, NOT verified: "
+               "no datasheet or Mettler page with the XPR2U's figures was found in the sources searched "
+               "(docs/accuracy-186ug-day-precision.md, 'The balance model's source')",
         capacity_g=2.1, readability_ug=0.1, repeatability_ug=0.25, settling_s=10.0, update_ms=100,
         evaporation_ug_h=4.0, evaporation_drift_ug_h_per_day=1.0,
         vessel="1.5 mL glass vial under a 2 mm mineral-oil layer, needle tip below the oil (the NIST set-up)"),
