@@ -174,7 +174,7 @@ STATUS_FLAG_MOTOR_ON = const(4)
 STATUS_FLAG_CLOCK_SET = const(8)
 STATUS_FLAG_PROGRAM_STAGED = const(16)
 
-STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIHI", (
+STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIHII", (
     "program_crc",          # CRC-32 of the running program's encoding (0: none)
     "mode",                 # pumpcore.program MODE_*
     "flex_step",            # index of the active flex step, NONE_U8 if not flex
@@ -198,6 +198,9 @@ STATUS_RESP = ("<IBBBBBIIIQIIIIHIIIIHI", (
     "line_conc_ug_ml",      # concentration of the drug now leaving the catheter, ug/mL
     "trapped_nl",           # during an occlusion: volume pushed against the block since the line was
                             # last at rest, released at once when it clears (an upper bound), nL; else 0
+    "queued_steps",         # microsteps counted delivered but not yet at the STEP pin: handed to the
+                            # step generator and not emitted, plus those owed (due, not yet handed);
+                            # the pins have made the count less these (EV_BOLUS_END's queued_steps)
 ))
 
 TIME_SYNC_REQ = ("<HI", ("day", "ms_of_day"))

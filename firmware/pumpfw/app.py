@@ -794,6 +794,7 @@ class PumpApp(Controller):
             "bridge_left_nl": s.bridge_left_nl(),
             "line_conc_ug_ml": s.line_conc_ug_ml(),
             "trapped_nl": self.trapped_nl(),
+            "queued_steps": (self.hw.stepper.pending() + self.owed) & 0x3FFFFFFF,
         }
 
     def trapped_nl(self):

@@ -65,6 +65,7 @@ class Status:
     bridge_left_nl: int     # old drug still in the catheter after a drug change (0: none)
     line_conc_ug_ml: int    # concentration now leaving the catheter
     trapped_nl: int = 0     # during an occlusion: volume held back by the block, released when it clears
+    queued_steps: int = 0   # microsteps counted delivered, not yet at the STEP pin (generator queue + owed)
 
     @property
     def certain_total_ng(self) -> int:

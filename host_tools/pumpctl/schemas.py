@@ -37,7 +37,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                             "delivered_total_ng", "rolling_24h_ng", "missed_steps")}
                          | {k: _BOOL for k in ("suspended", "bolus_active", "motor_on")}
                          | {k: _INT for k in ("uncertain_ng", "certain_total_ng", "line_conc_ug_ml",
-                                              "bridge_left_nl", "trapped_nl")},
+                                              "bridge_left_nl", "trapped_nl", "queued_steps")},
                          required=["rate_ng_day", "basal_ng_day", "delivered_today_ng", "delivered_total_ng",
                                    "rolling_24h_ng", "missed_steps", "suspended", "bolus_active", "motor_on"]),
         "reservoir": _obj({"volume_nl": _INT, "low_in_min": _NINT, "empty_in_min": _NINT}),

@@ -54,3 +54,35 @@ def test_slip_on_the_precision_drive_raises_missed_steps_within_16_microsteps(tm
     lost = hw.stepper.done - start
     assert 0 < lost <= 16                                       # 10 nL, 0.021 ug at 2000 ug/mL
     assert not app.alarm_set.motor_allowed()
+
+
+def test_status_queued_steps_is_the_count_less_the_pins(tmp_path):
+    """STATUS_RESP's queued_steps: microsteps the rig counts delivered that have not reached the
+    STEP pin (the generator's queue plus those owed), so a host checks count - queued against the
+    pins without the log. Checked at every iteration of a basal and a 10 s clinician bolus."""
+    from pumpcore import wire
+    app, hw = _programmed(tmp_path)
+    s0 = app.sched.delivered_steps - hw.stepper.done
+    assert app.bolus(wire.BOLUS_CLINICIAN, 1_000, 10_000) is None        # 1 ug over 10 s: 767 steps
+    seen = set()
+
+    def check() -> None:
+        q = app.status()["queued_steps"]
+        seen.add(q > 0)
+        assert app.sched.delivered_steps - s0 - q == hw.stepper.done, (q, app.sched.delivered_steps, hw.stepper.done)
+
+    idle = hw.idle
+
+    def idle_checked(ms: int) -> None:
+        check()                                  # before the loop sleeps: the queue is full here
+        idle(ms)
+        check()                                  # after: the generator has run on
+
+    hw.idle = idle_checked
+    end = hw.now_us + 30_000_000
+    while hw.now_us < end:
+        app.step()
+    assert seen == {True, False}                 # the check saw a queue, and an empty one
+    # and the host reads it off the wire as the firmware packed it
+    st = wire.unpack_fields(wire.STATUS_RESP, bytes(wire.pack_fields(wire.STATUS_RESP, app.status())))
+    assert st["queued_steps"] == app.status()["queued_steps"]

@@ -31,7 +31,7 @@ class FakeController(Controller):
                    "delivered_total_ng": 1_302_000, "rolling_24h_ng": 186_000,
                    "reservoir_nl": 19_500_000, "low_in_min": 60_000, "empty_in_min": wire.NONE_U32,
                    "day": 9460, "ms_of_day": 43_200_000, "missed_steps": 0,
-                   "uncertain_ng": 0, "bridge_left_nl": 0, "line_conc_ug_ml": 2000, "trapped_nl": 0}
+                   "uncertain_ng": 0, "bridge_left_nl": 0, "line_conc_ug_ml": 2000, "trapped_nl": 0, "queued_steps": 0}
 
     def add_log(self, n: int) -> None:
         for _ in range(n):

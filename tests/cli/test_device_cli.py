@@ -47,7 +47,7 @@ def test_status_json_schema_is_stable(rig: FakeController, capsys: pytest.Captur
                      "motor_on": False, "delivered_today_ng": 93_000, "delivered_total_ng": 1_302_000,
                      "rolling_24h_ng": 186_000, "missed_steps": 0, "uncertain_ng": 0,
                      "certain_total_ng": 1_302_000, "line_conc_ug_ml": 2000, "bridge_left_nl": 0,
-                     "trapped_nl": 0},
+                     "trapped_nl": 0, "queued_steps": 0},
         "reservoir": {"volume_nl": 19_500_000, "low_in_min": 60_000, "empty_in_min": None},
         "alarms": {"count": 1, "top_code": 1, "top_name": doc["alarms"]["top_name"]},
         "calibration": {"pl_per_step": 12_000, "source": "derived"},

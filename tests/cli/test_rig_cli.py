@@ -83,7 +83,8 @@ def test_status_after_deploy_is_the_documented_schema(deployed: Sim, capsys: pyt
     assert doc["calibration"]["source"] == "derived"
     assert set(doc["delivery"]) == {"rate_ng_day", "basal_ng_day", "suspended", "bolus_active", "motor_on",
                                     "delivered_today_ng", "delivered_total_ng", "rolling_24h_ng", "missed_steps",
-                                    "uncertain_ng", "certain_total_ng", "line_conc_ug_ml", "bridge_left_nl", "trapped_nl"}
+                                    "uncertain_ng", "certain_total_ng", "line_conc_ug_ml", "bridge_left_nl", "trapped_nl",
+                                    "queued_steps"}
 
 
 def test_time_sync_sets_the_rig_clock(deployed: Sim, capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,7 +83,7 @@ class FakeController(Controller):
             "delivered_today_ng": 77500, "delivered_total_ng": 5000000000,
             "rolling_24h_ng": 186000, "reservoir_nl": 18000000, "low_in_min": 120000,
             "empty_in_min": wire.NONE_U32, "day": self.day, "ms_of_day": self.ms,
-            "missed_steps": 0, "uncertain_ng": 0, "bridge_left_nl": 0, "line_conc_ug_ml": 2000, "trapped_nl": 0,
+            "missed_steps": 0, "uncertain_ng": 0, "bridge_left_nl": 0, "line_conc_ug_ml": 2000, "trapped_nl": 0, "queued_steps": 0,
         }
 
     def running_program(self):

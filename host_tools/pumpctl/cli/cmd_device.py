@@ -212,7 +212,9 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
                 uncertain_ng (part of the total only possibly delivered: reservations counted at
                 resets), certain_total_ng, line_conc_ug_ml, bridge_left_nl (old drug still in
                 the catheter after a drug change, 0: no bridge), trapped_nl (during an occlusion: volume
-                pushed against the block, released at once when it clears; 0: no occlusion)},
+                pushed against the block, released at once when it clears; 0: no occlusion),
+                queued_steps (microsteps counted delivered but not yet at the STEP pin: the step
+                generator's queue plus those owed; the pins have made the count less these)},
       reservoir {volume_nl, low_in_min|null, empty_in_min|null},
       alarms {count, top_code, top_name|null}
     All quantities are integers in ng, ng/day, nL, minutes, ms (docs/ARCHITECTURE.md).
@@ -245,7 +247,8 @@ def status_doc(st: Any, hello: dict[str, Any]) -> dict[str, Any]:
                      "certain_total_ng": int(_get(st, "delivered_total_ng")) - int(_get(st, "uncertain_ng", 0)),
                      "line_conc_ug_ml": int(_get(st, "line_conc_ug_ml", 0)),
                      "bridge_left_nl": int(_get(st, "bridge_left_nl", 0)),
-                     "trapped_nl": int(_get(st, "trapped_nl", 0))},
+                     "trapped_nl": int(_get(st, "trapped_nl", 0)),
+                     "queued_steps": int(_get(st, "queued_steps", 0))},
         "reservoir": {"volume_nl": int(_get(st, "reservoir_nl")), "low_in_min": _opt32(_get(st, "low_in_min")),
                       "empty_in_min": _opt32(_get(st, "empty_in_min"))},
         "alarms": {"count": int(_get(st, "alarm_count")), "top_code": top,
