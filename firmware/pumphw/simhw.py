@@ -537,8 +537,9 @@ def make_sim_hardware(world=None, rig_id="sim-local", flash_root=None,
                       reset_cause=base.RESET_POWER_ON):
     """The simulated twin. Inside a virtual rig (env PUMPSIM_SOCK) it attaches to the rig's
     supervisor and every argument is ignored; otherwise it builds an in-process world
-    (`world`: a pumpsim.model.World, default from ../hw/mechanism.json defaults; its time runs as
-    fast as the code, idles are answered at once) and returns a hardware whose `_port` is the TwinPort (tests only).
+    (`world`: a pumpsim.model.World, default: the mechanism the flash holds, flash_root's
+    mechanism.json as the firmware reads it, else the 20 mL rig's; its time runs as fast as the
+    code, idles are answered at once) and returns a hardware whose `_port` is the TwinPort (tests only).
     """
     env = os.getenv("PUMPSIM_SOCK")
     if env:
@@ -549,7 +550,13 @@ def make_sim_hardware(world=None, rig_id="sim-local", flash_root=None,
                            os.getenv("PUMPSIM_FLASH") or os.getcwd())
     from pumpsim import model
     if world is None:
-        world = model.World(model.Mechanism(800, 200, 64, 19130, 20000000))
+        # the physics of the mechanism the firmware will read, never another one's
+        root = flash_root or os.getcwd()
+        try:
+            mech = model.Mechanism.load(root.rstrip("/") + "/mechanism.json")
+        except OSError:
+            mech = model.Mechanism(800, 200, 64, 19130, 20000000)   # hw/mechanism.json, the 20 mL rig
+        world = model.World(mech)
     clock = _VirtualClock(world.t_us + BOOT_COST_US)
     port = twinport.TwinPort(world, world.t_us)
     hw = SimHardware(_LocalLink(port), clock, world.t_us, reset_cause, rig_id,

@@ -290,3 +290,19 @@ def test_twin_horizon_promises_only_what_holds():
     long = sum(1 for s in spans if s >= 100_000)
     assert long >= len(spans) // 4, "only %d of %d promises reach 100 ms: the cache would save little" % (long, len(spans))
     assert spans.count(bound) >= 5        # with nothing moving, the whole bound
+
+
+@pytest.mark.parametrize("name, pl, capacity_nl", [("precision", 652, 1_000_000), ("20ml", 17964, 20_000_000)])
+def test_the_in_process_twin_builds_the_mechanism_its_flash_holds(tmp_path, monkeypatch, name, pl, capacity_nl):
+    """pumphw.simhw's in-process twin (no virtual rig around it) takes its physics from the
+    mechanism.json the firmware on that flash reads: before, it was always the 20 mL rig's, so a
+    precision firmware ran against 18 nL steps and a 20 mL syringe."""
+    import shutil
+    from pumpctl import mechanisms
+    monkeypatch.syspath_prepend(str(REPO / "firmware"))    # pumphw is firmware, not installed
+    from pumphw.simhw import make_sim_hardware
+    monkeypatch.delenv("PUMPSIM_SOCK", raising=False)
+    shutil.copy(mechanisms.path(name), tmp_path / "mechanism.json")
+    hw = make_sim_hardware(flash_root=str(tmp_path))
+    w = hw._port.world
+    assert (w.pl_per_step, w.capacity_pl // 1000) == (pl, capacity_nl)
