@@ -146,16 +146,20 @@ def test_screw_encoder_reads_the_model_through_i2c_and_sees_jam_and_slip(chip: E
 
 def test_one_bouncy_press_is_one_press(chip: EmuRig) -> None:
     _hw(chip, "hw.bolus_button_presses()")
-    reply = chip.request("press", count=1, hold_ms=300, gap_ms=10)
-    chip.request("wait", ms=70)            # held down, bounce settled for > 50 ms (the REPL
-    # exec below takes tens of emulated ms itself, so the hold leaves room for it)
+    # held down for 2 s: the REPL exec below runs at real time at most (the rig's ceiling), so
+    # a host taking up to ~2 s for it still finds the button down (a 300 ms hold was
+    # over before a loaded host's exec reached the chip: `wait ms = -449`)
+    reply = chip.request("press", count=1, hold_ms=2_000, gap_ms=10)
+    chip.request("wait", ms=70)            # held down, bounce settled for > 50 ms
     during = _hw(chip, "print(hw.bolus_button_presses())\n"
                        "d = hw._debounce\n"
                        "print(d.transitions, d._seen, d._adjust, hw._button.value(), "
                        "time.ticks_diff(time.ticks_ms(), d.edge_ms))")
     detail = during[1:]
     during = during[:1]
-    chip.request("wait", ms=(reply["settled_ns"] - chip.request("status")["t_ns"]) // 1_000_000 + 60)
+    left_ms = (reply["settled_ns"] - chip.request("status")["t_ns"]) // 1_000_000
+    assert left_ms > 0, "the exec outlasted a 2 s hold: the button was up before it looked"
+    chip.request("wait", ms=left_ms + 60)
     after = _hw(chip, "print(hw.bolus_button_presses(), hw.bolus_button_presses())")
     assert during == ["1"] and after == ["0", "0"], (during, detail, after)
     # press and release between two polls: still exactly one

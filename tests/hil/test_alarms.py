@@ -67,7 +67,7 @@ def _missed_while_held(pump, rig_clock, count, what):
     period = rig_clock.basal_step_s(pump, CONC)
     m0, t0 = pump.status().missed_steps, rig_clock.now()
     rig_clock.wait_for(lambda: pump.status().missed_steps - m0 >= count, (count + 2) * period + 10,
-                       poll_rig_s=2, what="%d doses counted missed %s" % (count, what))
+                       poll_rig_s=rig_clock.step_poll_s(period), what="%d doses counted missed %s" % (count, what))
     return pump.status().missed_steps - m0, rig_clock.now() - t0
 
 
@@ -243,7 +243,7 @@ def test_jam_and_slip_raise_missed_steps_within_the_stated_volume(mech, kind, ri
     w0 = rig.world()                     # after the fault: from here on the screw stands still
     # the detector's window: `bound` microsteps of the basal, and two more for the loop's reads
     rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_MISSED_STEPS), (bound + 2) * period + 30,
-                       poll_rig_s=2, what=f"missed-steps alarm after {kind}")
+                       poll_rig_s=rig_clock.step_poll_s(period), what=f"missed-steps alarm after {kind}")
     record(f"{mech} {kind}: time to missed-steps alarm", round(rig_clock.now() - t0, 1), "s")
     assert al.ALARM_STALL not in active_alarms(pump)            # DIAG blind, as configured
     rig_clock.wait_for(lambda: _motor_held(pump), 60, what="motor stopped by the missed-steps alarm")

@@ -325,16 +325,27 @@ class RigClock:
         steps_per_day = rate * 1000.0 / conc_ug_ml * 1000.0 / pump.calibration().pl_per_step
         return 86_400.0 / steps_per_day
 
+    @staticmethod
+    def step_poll_s(period_s: float) -> float:
+        """Poll interval (rig s) for a wait counted in basal step periods: a quarter period,
+        at least 2 s (4.2 s at 186 ug/day). Nothing such a wait looks for (a step made, a dose
+        counted missed, a detector's window of steps) changes faster than once a period; on an
+        emulated Pico each poll costs ~1 s of wall time (busy firmware code), so polling every
+        2 s spent about as long answering polls as running the pump."""
+        return max(2.0, period_s / 4)
+
     def wait_steps(self, pump: Any, conc_ug_ml: float, steps: int, slack_steps: int = 2,
                    what: str = "basal microsteps") -> float:
         """Wait until the basal has made `steps` more microsteps (the pump's delivered total,
-        whole steps), allowing `steps + slack_steps` step periods and 10 s; returns rig time."""
+        whole steps), allowing `steps + slack_steps` step periods and 10 s; returns rig time.
+        Polls every `step_poll_s` of the period."""
         ng_per_step = pump.calibration().pl_per_step * conc_ug_ml / 1e6
         start = pump.status().delivered_total_ng
         need = start + steps * ng_per_step - ng_per_step / 2
-        limit = (steps + slack_steps) * self.basal_step_s(pump, conc_ug_ml) + 10.0
+        period = self.basal_step_s(pump, conc_ug_ml)
+        limit = (steps + slack_steps) * period + 10.0
         self.wait_for(lambda: pump.status().delivered_total_ng >= need, limit,
-                      poll_rig_s=2, what="%d %s" % (steps, what))
+                      poll_rig_s=self.step_poll_s(period), what="%d %s" % (steps, what))
         return self.now()
 
     def wait_for(self, predicate: Callable[[], Any], rig_s: float, poll_rig_s: float = 1.0,

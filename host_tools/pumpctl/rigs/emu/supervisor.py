@@ -41,7 +41,7 @@ from .rigdir import (
     load_pinmap,
 )
 from .usb import _PtyBridge
-from .wiring import EmuWiring, PioPacer
+from .wiring import EmuWiring, PioPacer, RealTimeCeiling
 
 HANG_ADDR = 0x20040000
 """SRAM address (SCRATCH_X, core 1's stack: unused by single-core MicroPython) of the `hang`
@@ -64,6 +64,8 @@ class EmuSupervisor:
         self.wiring = EmuWiring(load_pinmap(pinmap), EmuPhysics.create(emu_mechanism_path(rig_dir)))
         self.device: Any = None
         self.pacer: PioPacer | None = None
+        self.ceiling: RealTimeCeiling | None = None
+        self.ceiling_slept_before = 0.0  # wall s the ceilings of chips that lost power slept
         self.pio_drops_before = 0      # PIO backlog write-offs of chips that lost power since
         self.boots = 0
         self.chip_resets: list[dict[str, Any]] = []
@@ -109,6 +111,7 @@ class EmuSupervisor:
         device.mcu.watchdog.on_watchdog_trigger = on_trigger
         self.wiring.attach(device.mcu)
         self.pacer = PioPacer(device.mcu)
+        self.ceiling = RealTimeCeiling(device.mcu)
         self.bridge.bind(device.cdc, device.mcu.clock)
         await device.astart(timeout=BOOT_TIMEOUT_S)
         self.boots += 1
@@ -124,6 +127,10 @@ class EmuSupervisor:
             self.pio_drops_before += self.pacer.backlog_drops()
             self.pacer.cancel()
             self.pacer = None
+        if self.ceiling is not None:
+            self.ceiling_slept_before += self.ceiling.slept_s
+            self.ceiling.cancel()
+            self.ceiling = None
         self.device.stop()
         self.wiring.detach()
         self.bridge.bind(None, None)
@@ -251,8 +258,16 @@ class EmuSupervisor:
                 done.set_result(None)
 
         self.device.mcu.clock.create_alarm(fire).schedule(nanos)
-        while not done.done() and self.device is not None and self.device.simulator.executing:
-            await asyncio.wait([done], timeout=0.2)
+        ceiling = self.ceiling
+        if ceiling is not None:
+            ceiling.waits += 1                 # nobody talks to the chip: let it run ahead
+        try:
+            while not done.done() and self.device is not None and self.device.simulator.executing:
+                await asyncio.wait([done], timeout=0.2)
+        finally:
+            if ceiling is not None:
+                ceiling.waits -= 1
+                ceiling.anchor()
 
     def status(self) -> dict[str, Any]:
         w = self.wiring
@@ -266,6 +281,9 @@ class EmuSupervisor:
                 "steps": w.counts(), "inputs": w.state(), "presses": w.presses,
                 "hangs": self.hangs, "watchdog": self._watchdog_state(),
                 "pio_backlog_drops": self.pio_drops_before + (self.pacer.backlog_drops() if self.pacer else 0),
+                "pio_pacer_wakes": self.pacer.wakes if self.pacer else 0,
+                "real_time_ceiling_slept_s": round(self.ceiling_slept_before
+                                                   + (self.ceiling.slept_s if self.ceiling else 0.0), 3),
                 "step_sm": self._step_sm_state(),
                 "flash": str(self.flash_path)}
 

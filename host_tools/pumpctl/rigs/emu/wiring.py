@@ -195,6 +195,39 @@ class EmuWiring:
 
 
 
+PIO_BUS_KEYS = (0x50200, 0x50300)
+"""rp2040py's peripheral-table keys of PIO0 and PIO1 (`(address >> 14) << 2` of 0x50200000 and
+0x50300000): the bus looks a block up there for every CPU or DMA register access."""
+
+_FIFO_WAITS = (2, 3, 5)
+"""rp2040py WaitType values only a register access can end: RX_FIFO (a blocked `push`), TX_FIFO
+(a blocked `pull`) and OUT (an autopull `out`). PIN and IRQ waits end on a GPIO edge or another
+machine, which the pacer does not see, so a block waiting on them is never parked."""
+
+
+class _PioOnBus:
+    """A PIO block as the bus sees it: every register read and write goes on to the block,
+    then tells the pacer (`on_access`), which wakes from parking if the access made a machine
+    runnable (a TX FIFO write ending a `pull(block)`, an RX read ending a `push(block)`, a CTRL
+    write enabling a machine). Anything else is the block's own (`__getattr__`)."""
+
+    def __init__(self, pio: Any, on_access: Any) -> None:
+        self._pio = pio
+        self._on_access = on_access
+
+    def read_uint32(self, offset: int) -> int:
+        value = self._pio.read_uint32(offset)
+        self._on_access()
+        return value
+
+    def write_uint32_atomic(self, offset: int, value: int, atomic_type: int) -> None:
+        self._pio.write_uint32_atomic(offset, value, atomic_type)
+        self._on_access()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pio, name)
+
+
 class PioPacer:
     """Keeps the emulated PIO running while the CPU sleeps.
 
@@ -206,46 +239,136 @@ class PioPacer:
     on its own.
 
     This alarm lands an idle jump on every state-machine cycle (GRID_NS = 1 us, 125 system
-    clocks, the step program's clock) while a PIO block runs, in phase with the machine: when
+    clocks, the step program's clock) while a machine can run, in phase with the machine: when
     the CPU is executing (the PIO is then current to within one instruction) the alarm is set
     on the machine's own next due time; while the CPU sleeps it steps on by one machine cycle.
     Every due instruction thus runs on time, to within one CPU instruction. A few write-offs
     still happen (2-7 in the 4 pin-test runs of tests/emu/test_steppio_pins.py, e.g. when the
     alarm fires in the tick of the WFE itself and steps on from there); each moves that
     machine's phase by less than one of its cycles. `pio_backlog_drops` in the rig's status
-    counts them; the pin tests measure the edges themselves (period within 500 ns). Cost: one
-    Python call per emulated us while a PIO block is enabled, ~IDLE_CHECK_NS otherwise.
+    counts them; the pin tests measure the edges themselves (period within 500 ns).
+
+    Parked: when no machine can run until a register access lets it (every enabled machine
+    waits on a FIFO: the step program in `pull(block)` between two basal steps, 16.7 s of every
+    16.7 s step period but its low time; or no block enabled), nothing is due, however long the
+    CPU sleeps, so the alarm only checks every PARK_CHECK_NS. Only a CPU (or DMA) register
+    access can end such a wait, and every one passes through `_PioOnBus`, which wakes the
+    pacer at once, from inside the access: the machine's first instruction is then due one
+    cycle later, and the alarm is set on it before the CPU can sleep again. (Parking until the
+    clock's next other alarm, re-armed only at each simulator batch, was tried and reverted: a
+    CPU that left WFE on a latched event, wrote the TX FIFO and slept again within one batch
+    started that step in arrears.) Cost: one Python call per emulated us while a machine runs,
+    one per PARK_CHECK_NS and per PIO register access otherwise.
     """
 
     GRID_NS = 1_000
-    IDLE_CHECK_NS = 10_000
+    PARK_CHECK_NS = 1_000_000
     NEVER_DUE = 1 << 62                   # rp2040py's "no machine due" (all stalled or disabled)
 
     def __init__(self, mcu: Any) -> None:
         self.pios = list(mcu.pio)
         self.core = mcu.core
+        self.parked = False
+        self.wakes = 0                        # parked -> running through a register access
         self.alarm = mcu.clock.create_alarm(self._pace)
-        self.alarm.schedule(self.IDLE_CHECK_NS)
+        self._mcu = mcu
+        for key in PIO_BUS_KEYS:
+            mcu.peripherals[key] = _PioOnBus(mcu.peripherals[key], self._on_access)
+        self._pace()
+
+    def _parkable(self) -> bool:
+        """True when no machine can run before a register access: every block disabled, or
+        every enabled machine of a running block waiting on a FIFO."""
+        for pio in self.pios:
+            if pio.stopped:
+                continue
+            if pio.next_due_fp < self.NEVER_DUE:
+                return False
+            for sm in pio.machines:
+                if sm.enabled and not (sm.waiting and sm.wait_type in _FIFO_WAITS):
+                    return False
+        return True
 
     def _pace(self) -> None:
-        running = False
+        if self._parkable():
+            self.parked = True
+            self.alarm.schedule(self.PARK_CHECK_NS)
+            return
+        self.parked = False
         delay = 0
         executing = not self.core.waiting
         for pio in self.pios:
             if pio.stopped:
                 continue
-            running = True
             if executing and pio.next_due_fp < self.NEVER_DUE:
                 ahead = (pio.next_due_fp - pio.cycle_fp) >> 8     # system clocks to its next step
                 ns = (ahead if ahead > 0 else 1) * 8              # 125 MHz: 8 ns per clock
                 if delay == 0 or ns < delay:
                     delay = ns
-        if delay == 0:
-            delay = self.GRID_NS if running else self.IDLE_CHECK_NS
-        self.alarm.schedule(delay)
+        self.alarm.schedule(delay or self.GRID_NS)
+
+    def _on_access(self) -> None:
+        """A PIO register was read or written: leave parking if a machine can run now."""
+        if self.parked and not self._parkable():
+            self.wakes += 1
+            self._pace()
 
     def backlog_drops(self) -> int:
         return sum(int(pio.backlog_drops) for pio in self.pios)
+
+    def cancel(self) -> None:
+        self.alarm.cancel()
+        for key, pio in zip(PIO_BUS_KEYS, self.pios):
+            self._mcu.peripherals[key] = pio
+
+
+class RealTimeCeiling:
+    """Emulated time runs no faster than wall time, except inside a side-channel `wait`.
+
+    With the PIO pacer parked an idle chip runs far ahead of real time (tens of emulated s per
+    wall s: the idle jumps go from one 1 ms physics tick to the next). That is what a check
+    wants while it waits for rig time to pass (`wait`, `power_cut` after_ms): nothing talks to
+    the chip then. It is wrong while the host talks to it: a REPL exec or a pump request that
+    takes 0.2 s of the host's wall time would last seconds of the firmware's time, longer than
+    any Pico ever sees (a button held 300 ms was released before the host could look). Outside
+    waits this alarm therefore holds the chip to real time at most, as silicon is: every
+    CHECK_NS of emulated time it sleeps off what emulated time gained on wall time since the
+    anchor (at most MAX_SLEEP_S at once, so the pty and the side channel stay served). Behind
+    real time (busy code, ~1/40 of the chip's speed) it never races to catch up: the anchor
+    moves. `slept_s` sums the wall time given away."""
+
+    CHECK_NS = 1_000_000
+    MAX_SLEEP_S = 0.02
+    BEHIND_S = 0.05
+
+    def __init__(self, mcu: Any) -> None:
+        import time
+
+        self._time = time
+        self.clock = mcu.clock
+        self.waits = 0                        # side-channel waits in progress: no ceiling
+        self.slept_s = 0.0
+        self.anchor()
+        self.alarm = mcu.clock.create_alarm(self._check)
+        self.alarm.schedule(self.CHECK_NS)
+
+    def anchor(self) -> None:
+        """Count from now: emulated and wall time start level."""
+        self._wall0 = self._time.monotonic()
+        self._emu0 = self.clock.nanos
+
+    def _check(self) -> None:
+        if self.waits:
+            self.anchor()
+        else:
+            ahead = (self.clock.nanos - self._emu0) / 1e9 - (self._time.monotonic() - self._wall0)
+            if ahead > 0:
+                nap = min(ahead, self.MAX_SLEEP_S)
+                self._time.sleep(nap)
+                self.slept_s += nap
+            elif ahead < -self.BEHIND_S:
+                self.anchor()
+        self.alarm.schedule(self.CHECK_NS)
 
     def cancel(self) -> None:
         self.alarm.cancel()
