@@ -465,6 +465,33 @@ class DoseScheduler:
             t = 1
         return t
 
+    def ms_to_next_due_within(self, cap):
+        """min(ms_to_next_due(), cap) for 1 <= cap < 2**20, cheaper when the next microstep is at
+        least cap ms away (the app's idle wake, IDLE_MAX_MS): a ms adds at most q + 1 pL to the
+        pool (5 * rate < (q + 1) * den, acc < den), so with pl - pool - 1 >= (q + 1) * (cap - 1)
+        the step's ceil(((pl - pool) * den - acc) / (5 * rate)) is > cap - 1 and the long
+        division (fixed.ceil_muldiv_sub) is not needed. Allocation-free."""
+        if self.clock is None:
+            return cap
+        t = self.seg_left
+        if self.per_left < t:
+            t = self.per_left
+        if self.b_left < t:
+            t = self.b_left
+        if self.br_left < t:
+            t = self.br_left
+        if cap < t:
+            t = cap
+        if self.rate and not self.suspended:
+            left = self.pl - self.pool - 1
+            if left < (self.q + 1) * (t - 1):
+                ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
+                if ts < t:
+                    t = ts
+        if t < 1:
+            t = 1
+        return t
+
     # ----- boluses ------------------------------------------------------------------------
     def request_bolus(self, kind, dose_ng, duration_ms):
         """Start a bolus; return 0 or REFUSE_* (see refusal_text). A refusal changes nothing.
