@@ -252,6 +252,8 @@ class AlarmSet:
         1 if newly raised, -1 if it went away, 0 if nothing changed. Allocates nothing."""
         if present:
             return 1 if self._raise(code) else 0
+        if not self._flags[code]:
+            return 0          # inactive and absent: the usual tick of every detector, no call
         return -1 if self._clear(code) else 0
 
     def ack(self, code):
