@@ -448,21 +448,29 @@ class DoseScheduler:
 
     def ms_to_next_due(self):
         """ms until the next microstep or boundary (basal step, midnight, bolus phase, periodic, bridge)."""
-        t = self.seg_left
         if self.clock is None:
             return MS_PER_DAY
-        if self.per_left < t:
-            t = self.per_left
-        if self.b_left < t:
-            t = self.b_left
-        if self.br_left < t:
-            t = self.br_left
+        return self._with_step(self._boundary_ms())
+
+    def _with_step(self, t):
+        """min(t, ms to the next microstep), at least 1."""
         if self.rate and not self.suspended:
             ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
             if ts < t:
                 t = ts
         if t < 1:
             t = 1
+        return t
+
+    def _boundary_ms(self):
+        """ms to the next boundary: segment (midnight), periodic, bolus phase, bridge."""
+        t = self.seg_left
+        if self.per_left < t:
+            t = self.per_left
+        if self.b_left < t:
+            t = self.b_left
+        if self.br_left < t:
+            t = self.br_left
         return t
 
     def ms_to_next_due_within(self, cap):
@@ -473,24 +481,12 @@ class DoseScheduler:
         division (fixed.ceil_muldiv_sub) is not needed. Allocation-free."""
         if self.clock is None:
             return cap
-        t = self.seg_left
-        if self.per_left < t:
-            t = self.per_left
-        if self.b_left < t:
-            t = self.b_left
-        if self.br_left < t:
-            t = self.br_left
+        t = self._boundary_ms()
         if cap < t:
             t = cap
-        if self.rate and not self.suspended:
-            left = self.pl - self.pool - 1
-            if left < (self.q + 1) * (t - 1):
-                ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
-                if ts < t:
-                    t = ts
-        if t < 1:
-            t = 1
-        return t
+        if t >= 1 and self.pl - self.pool - 1 >= (self.q + 1) * (t - 1):
+            return t          # the next microstep is at least t away (suspended: none counts)
+        return self._with_step(t)
 
     # ----- boluses ------------------------------------------------------------------------
     def request_bolus(self, kind, dose_ng, duration_ms):
