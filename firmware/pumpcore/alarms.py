@@ -141,6 +141,7 @@ INFO_SHOW_MS = const(60000)    # an info alarm disappears by itself after this l
 _ACTIVE = const(1)
 _ACKED = const(2)
 _COND = const(4)
+_NONE_ACTIVE = bytes(ALARM_MAX + 1)   # _flags with no alarm active (a flag byte is 0 iff inactive)
 
 
 class AlarmError(ValueError):
@@ -201,6 +202,10 @@ class AlarmSet:
             self._latch[c] = 1 if row[3] else 0
             self._react[c] = row[4]
         self.changes = 0  # incremented on every raise/clear/ack that changed something
+        # motor_allowed() as of `changes` (it reads only the active bits, and every change of
+        # one counts a change): the loop asks once an iteration, alarms rarely change
+        self._motor_at = -1
+        self._motor_ok = True
 
     # state changes -----------------------------------------------------------------------
     def raise_(self, code):
@@ -247,6 +252,8 @@ class AlarmSet:
         1 if newly raised, -1 if it went away, 0 if nothing changed. Allocates nothing."""
         if present:
             return 1 if self._raise(code) else 0
+        if not self._flags[code]:
+            return 0          # inactive and absent: the usual tick of every detector, no call
         return -1 if self._clear(code) else 0
 
     def ack(self, code):
@@ -276,19 +283,24 @@ class AlarmSet:
         """Advance alarm timers by dt_ms: reminders, INFO expiry. Returns the number of alarms
         that expired (INFO alarms shown for INFO_SHOW_MS). Allocates nothing."""
         expired = 0
+        flags = self._flags
+        if flags == _NONE_ACTIVE:
+            return 0                  # nothing active: no timer runs (bytes compare, no allocation)
         if dt_ms < 0:
             dt_ms = 0
+        ages = self._age_ms
+        reminds = self._remind_ms
+        prio = self._prio
         for c in range(1, ALARM_MAX + 1):
-            f = self._flags[c]
-            if not (f & _ACTIVE):
+            if not (flags[c] & _ACTIVE):
                 continue
-            a = self._age_ms[c] + dt_ms
-            self._age_ms[c] = a if a < 0x20000000 else 0x20000000
-            r = self._remind_ms[c] + dt_ms
+            a = ages[c] + dt_ms
+            ages[c] = a if a < 0x20000000 else 0x20000000
+            r = reminds[c] + dt_ms
             if r >= REMIND_MS:
                 r %= REMIND_MS
-            self._remind_ms[c] = r
-            if self._prio[c] == PRIO_INFO and a >= INFO_SHOW_MS:
+            reminds[c] = r
+            if prio[c] == PRIO_INFO and a >= INFO_SHOW_MS:
                 self._went(c)
                 self._flags[c] = 0
                 self.changes += 1
@@ -364,10 +376,16 @@ class AlarmSet:
 
     def motor_allowed(self):
         """False while any active alarm stops the motor."""
+        if self._motor_at == self.changes:
+            return self._motor_ok
+        ok = True
         for c in range(1, ALARM_MAX + 1):
             if (self._flags[c] & _ACTIVE) and self._react[c] == REACT_STOP:
-                return False
-        return True
+                ok = False
+                break
+        self._motor_ok = ok
+        self._motor_at = self.changes
+        return ok
 
     def bolus_allowed(self):
         """False while any active alarm stops the motor or holds boluses."""
@@ -387,13 +405,17 @@ class AlarmSet:
     def pattern(self):
         """The buzzer/LED pattern to show now (PATTERN_*): the most urgent sounding alarm's
         sound pattern if any sounds, else the LED pattern of the most urgent active alarm."""
+        flags = self._flags
+        if flags == _NONE_ACTIVE:
+            return PATTERN_OFF
+        prio = self._prio
         sound = -1
         led = -1
         for c in range(1, ALARM_MAX + 1):
-            f = self._flags[c]
+            f = flags[c]
             if not (f & _ACTIVE):
                 continue
-            p = self._prio[c]
+            p = prio[c]
             if p > led:
                 led = p
             if f & _ACKED:

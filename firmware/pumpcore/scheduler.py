@@ -448,15 +448,12 @@ class DoseScheduler:
 
     def ms_to_next_due(self):
         """ms until the next microstep or boundary (basal step, midnight, bolus phase, periodic, bridge)."""
-        t = self.seg_left
         if self.clock is None:
             return MS_PER_DAY
-        if self.per_left < t:
-            t = self.per_left
-        if self.b_left < t:
-            t = self.b_left
-        if self.br_left < t:
-            t = self.br_left
+        return self._with_step(self._boundary_ms())
+
+    def _with_step(self, t):
+        """min(t, ms to the next microstep), at least 1."""
         if self.rate and not self.suspended:
             ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
             if ts < t:
@@ -464,6 +461,32 @@ class DoseScheduler:
         if t < 1:
             t = 1
         return t
+
+    def _boundary_ms(self):
+        """ms to the next boundary: segment (midnight), periodic, bolus phase, bridge."""
+        t = self.seg_left
+        if self.per_left < t:
+            t = self.per_left
+        if self.b_left < t:
+            t = self.b_left
+        if self.br_left < t:
+            t = self.br_left
+        return t
+
+    def ms_to_next_due_within(self, cap):
+        """min(ms_to_next_due(), cap) for 1 <= cap < 2**20, cheaper when the next microstep is at
+        least cap ms away (the app's idle wake, IDLE_MAX_MS): a ms adds at most q + 1 pL to the
+        pool (5 * rate < (q + 1) * den, acc < den), so with pl - pool - 1 >= (q + 1) * (cap - 1)
+        the step's ceil(((pl - pool) * den - acc) / (5 * rate)) is > cap - 1 and the long
+        division (fixed.ceil_muldiv_sub) is not needed. Allocation-free."""
+        if self.clock is None:
+            return cap
+        t = self._boundary_ms()
+        if cap < t:
+            t = cap
+        if t >= 1 and self.pl - self.pool - 1 >= (self.q + 1) * (t - 1):
+            return t          # the next microstep is at least t away (suspended: none counts)
+        return self._with_step(t)
 
     # ----- boluses ------------------------------------------------------------------------
     def request_bolus(self, kind, dose_ng, duration_ms):

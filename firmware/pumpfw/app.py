@@ -551,10 +551,7 @@ class PumpApp(Controller):
     def _sleep_ms(self):
         if self.program is None or self.sched.suspended:
             return IDLE_MAX_MS
-        due = self.sched.ms_to_next_due()
-        if due < 1:
-            return 1
-        return due if due < IDLE_MAX_MS else IDLE_MAX_MS
+        return self.sched.ms_to_next_due_within(IDLE_MAX_MS)   # 1..IDLE_MAX_MS
 
     def _deliver(self, dt):
         """Advance the scheduler, hand due microsteps to the step generator, account what the

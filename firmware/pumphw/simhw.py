@@ -273,7 +273,9 @@ class SimStepper(base.Stepper):
 
     def enabled(self):
         link = self._link
-        link.sense(self._hw._clock.t_us)
+        t = self._hw._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined: 8 input reads an iteration
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_enabled == 1
 
     def queue(self, steps, period_us, direction):
@@ -289,12 +291,16 @@ class SimStepper(base.Stepper):
 
     def steps_done(self):
         link = self._link
-        link.sense(self._hw._clock.t_us)
+        t = self._hw._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined: 8 input reads an iteration
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_steps
 
     def pending(self):
         link = self._link
-        link.sense(self._hw._clock.t_us)
+        t = self._hw._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined: 8 input reads an iteration
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_pending
 
     def abort(self):
@@ -303,7 +309,9 @@ class SimStepper(base.Stepper):
 
     def stall(self):
         link = self._link
-        link.sense(self._hw._clock.t_us)
+        t = self._hw._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined: 8 input reads an iteration
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_stall == 1
 
 
@@ -366,22 +374,30 @@ class SimHardware(base.Hardware):
     # inputs
     def pressure_kpa_x10(self):
         link = self._link
-        link.sense(self._clock.t_us)
+        t = self._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_press
 
     def end_stop(self):
         link = self._link
-        link.sense(self._clock.t_us)
+        t = self._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_end == 1
 
     def screw_angle(self):
         link = self._link
-        link.sense(self._clock.t_us)
+        t = self._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined
+            link.call(OP_SENSE, t, 0, 0, 0)
         return link.s_screw
 
     def bolus_button_presses(self):
         link = self._link
-        link.sense(self._clock.t_us)
+        t = self._clock.t_us
+        if t >= link.until:           # link.sense(t), inlined
+            link.call(OP_SENSE, t, 0, 0, 0)
         n = link.s_btn
         link.s_btn = 0
         return n
@@ -514,23 +530,25 @@ class _LocalLink:
         self.port.call(op, sim_us, a, 0, 0)
 
     def sense(self, sim_us):
-        p = self.port
-        p.call(OP_SENSE, sim_us, 0, 0, 0)
-        self.s_steps = p.s_steps
-        self.s_pending = p.s_pending
-        self.s_stall = p.s_stall
-        self.s_press = p.s_press
-        self.s_end = p.s_end
-        self.s_screw = p.s_screw
-        self.s_btn += p.s_btn
-        self.s_enabled = p.s_enabled
+        self.call(OP_SENSE, sim_us, 0, 0, 0)
 
     def call(self, op, sim_us, a, b, c):
+        """One op on the port; an OP_SENSE also takes the port's snapshot (the input reads
+        call it directly: `until` is -1, so every read is a sense)."""
         p = self.port
         p.call(op, sim_us, a, b, c)
         self.r0 = p.r0
         self.r1 = p.r1
         self.r2 = p.r2
+        if op == OP_SENSE:
+            self.s_steps = p.s_steps
+            self.s_pending = p.s_pending
+            self.s_stall = p.s_stall
+            self.s_press = p.s_press
+            self.s_end = p.s_end
+            self.s_screw = p.s_screw
+            self.s_btn += p.s_btn
+            self.s_enabled = p.s_enabled
 
 
 def make_sim_hardware(world=None, rig_id="sim-local", flash_root=None,
