@@ -222,6 +222,16 @@ class PumpApp(Controller):
                 self.sched.pl = calibration.select(self.mech, self.measured_pl)
             except ValueError:
                 self.measured_pl = 0
+        pl_at_save = self.sched.pl
+        if tail is not None and tail[10]:
+            # a calibration the log shows after the last save (its save was cut): the operator
+            # set it and was answered, so it holds (a revert would dose by the old pL per step)
+            try:
+                pl = calibration.select(self.mech, tail[10])
+                self.measured_pl = 0 if pl == self.derived_pl else pl
+                self.sched.pl = pl
+            except ValueError:
+                pass
         restored = False
         unconfirmed = False
         snap = statemap.get_scheduler(state) if state is not None else None
@@ -261,6 +271,8 @@ class PumpApp(Controller):
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
             self.restored_alarms = state.get(sc.F_ALARM_ACTIVE)   # logged as carried over, not raised
+            if tail is not None and tail[9]:
+                self._restore_logged_alarms(tail[9])
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
@@ -301,7 +313,12 @@ class PumpApp(Controller):
             if restored:
                 self._log(logrec.EV_STATE_RESTORED, state.seq, self.state_store.slots.current,
                           self.sched.delivered_steps, self.program.crc32() & 0xFFFF)
+                # the steps the reservation counts were made at either calibration: the larger
+                pl = self.sched.pl
+                if pl_at_save > pl:
+                    self.sched.pl = pl_at_save
                 self._restore_ledger(led, tail)
+                self.sched.pl = pl
         if self.program is not None:
             pa, pb = self.program_store.status()
             if pa in (LOAD_CORRUPT, LOAD_READ_ERROR) or pb in (LOAD_CORRUPT, LOAD_READ_ERROR):
@@ -340,7 +357,9 @@ class PumpApp(Controller):
         over their hourly-total and hourly-partial records, (day, ms) of the last record,
         whether a time set is among them, the boluses started among them ((serial, kind, dose,
         day, ms) list), the serials of the boluses ended or aborted among them and whether an
-        EV_LOG_BACKLOG is among them; None if there are none. The time is the latest one (records
+        EV_LOG_BACKLOG is among them, the mask of alarms raised and not cleared among them and
+        the pL per microstep of the last calibration among them (0: none); None if there are
+        none. The time is the latest one (records
         appended late from the backlog carry their own, earlier times). Boot only (allocates)."""
         log = self.log
         seq = state.get(sc.F_LOG_SEQ) + 1
@@ -349,6 +368,8 @@ class PumpApp(Controller):
         day = ms = -1
         jumped = False
         backlog = False
+        raised = 0          # mask of alarms raised and not cleared among them
+        cal = 0             # pL per microstep of the last calibration among them
         started = []
         closed = []
         while seq < end:
@@ -373,11 +394,29 @@ class PumpApp(Controller):
                     closed.append(rec[7])
                 elif code == logrec.EV_LOG_BACKLOG:
                     backlog = True
+                elif code == logrec.EV_CALIBRATION:
+                    cal = rec[5]
+                elif code == logrec.EV_ALARM_RAISED and 0 < rec[4] <= al.ALARM_MAX:
+                    raised |= 1 << rec[4]
+                elif code == logrec.EV_ALARM_CLEARED and 0 < rec[4] <= al.ALARM_MAX:
+                    raised &= ~(1 << rec[4])
                 if jumped or (rec[1], rec[2]) > (day, ms):
                     day, ms = rec[1], rec[2]
         if day < 0:
             return None
-        return ng, steps, missed, day, ms, jumped, started, closed, backlog
+        return ng, steps, missed, day, ms, jumped, started, closed, backlog, raised, cal
+
+    def _restore_logged_alarms(self, mask):
+        """Latching alarms the log shows raised (and not cleared) after the last save, which the
+        cut kept out of the state: they were active and unacknowledged when the power went, so
+        they come back as carried over (a latched alarm ends only by an ack, never by a cut).
+        Boot only."""
+        aset = self.alarm_set
+        for code in range(1, al.ALARM_MAX + 1):
+            bit = 1 << code
+            if mask & bit and al.latches(code) and not aset.is_active(code):
+                aset.raise_(code)
+                self.restored_alarms |= bit
 
     def _close_boluses_after_save(self, started, closed):
         """Boluses the log shows started after the last save (the reset cut the save that

@@ -205,3 +205,52 @@ def test_a_clinician_bolus_whose_start_save_was_cut_counts_what_may_have_run(tmp
     app2, _ = boot(tmp_path / "flash")
     assert app2.sched.rolling_24h_ng() >= made_ng
     assert app2.sched.total_ng >= made_ng
+
+
+# ------------------------------------------------ what the log says after the last save, the boot honours
+def test_a_latching_alarm_raised_after_the_last_save_survives_the_cut(tmp_path: Path) -> None:
+    """Was: an occlusion raised (and on the log) after the last routine save, the power cut
+    before the next one: the restored state had no such alarm, so the latched alarm was gone
+    after the reset without an ack, its raised record left open, and the motor ran again."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 30_000)
+    assert app.save(urgent=True)
+    app.save_due_ms = 0
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)                       # no routine save in these 10 s
+    assert al.ALARM_OCCLUSION in app.alarm_set.active()
+    app2, hw2 = boot(tmp_path / "flash")           # the cut: the condition is gone now
+    assert al.ALARM_OCCLUSION in app2.alarm_set.active(), "a latched alarm vanished with the cut"
+    run_for(app2, hw2, 5_000)
+    assert not hw2.stepper.enabled() and hw2.stepper.done == 0, "the motor ran on an unacked occlusion"
+    raised = [r for r in log_records(app2) if r[3] == logrec.EV_ALARM_RAISED and r[4] == al.ALARM_OCCLUSION]
+    assert raised[-1][7] == 1, "carried over the reset (restored=1)"
+    assert app2.ack_alarm(al.ALARM_OCCLUSION) is None
+    run_for(app2, hw2, 2_000)
+    cleared = [r for r in log_records(app2) if r[3] == logrec.EV_ALARM_CLEARED and r[4] == al.ALARM_OCCLUSION]
+    assert len(cleared) == 1
+
+
+def test_a_calibration_whose_save_was_cut_holds_after_the_reset(tmp_path: Path) -> None:
+    """Was: the calibration was answered and on the log, the cut kept it out of the state, and
+    the rig came back dosing by the old pL per microstep (8 % more volume than programmed with
+    the measured value 8 % above the derived one), the log saying otherwise."""
+    from pumpcore import wire as w
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 30_000)
+    derived = app.derived_pl
+    new = derived * 108 // 100
+    real = app.save
+
+    def save(urgent: bool = False) -> bool:
+        if log_records(app)[-1][3] == logrec.EV_CALIBRATION:
+            raise Cut()
+        return real(urgent)
+    app.save = save
+    with pytest.raises(Cut):
+        app.set_calibration(new)
+    app2, hw2 = boot(tmp_path / "flash")
+    assert app2.sched.pl == new and app2.calibration() == (new, w.CAL_SOURCE_MEASURED)
+    app2.save(urgent=True)
+    app3, _ = boot(tmp_path / "flash")
+    assert app3.sched.pl == new
