@@ -957,7 +957,15 @@ class PumpApp(Controller):
     def commit_program(self, program):
         blob = program.encode()
         self.program_store.commit(blob)
+        # a commit cancels a running bolus (DoseScheduler.load): it ends here, on the log,
+        # with what was due of it (else its start stayed open for good and the state said it ran)
+        b_kind = self.sched.bolus_active()
+        b_done = self.sched.bolus_delivered_ng() if b_kind else 0
         code = self.sched.load(program, self.clock)
+        if b_kind and self.state.bolus_in_progress():
+            self.state.end_bolus(b_done)
+            self._log(logrec.EV_BOLUS_END, b_kind, b_done, self.state.get(sc.F_BOLUS_SERIAL),
+                      self.hw.stepper.pending() + self.owed)
         if self.pending_snap is not None:
             # the first commit after a boot whose program was unreadable: the ledger of the
             # state it kept (totals, rolling 24 h, lockout) comes back, never reset

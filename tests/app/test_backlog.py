@@ -254,3 +254,23 @@ def test_a_calibration_whose_save_was_cut_holds_after_the_reset(tmp_path: Path) 
     app2.save(urgent=True)
     app3, _ = boot(tmp_path / "flash")
     assert app3.sched.pl == new
+
+
+def test_a_commit_during_a_bolus_ends_it_on_the_log(tmp_path: Path) -> None:
+    """Found by the cut rig with patient boluses added (seed 43, 300 chains: 9 of 6,257
+    restarts): a program commit cancels a running bolus, and nothing said so: its start had no
+    end or aborted record, ever, and the state kept it as running until the next bolus."""
+    from pumpcore.program import Program
+    app, hw = programmed(tmp_path)
+    assert app.bolus(1, 20_000, 600_000) is None
+    serial = [r for r in log_records(app) if r[3] == logrec.EV_BOLUS_START][-1][7]
+    run_for(app, hw, 60_000)
+    due = app.sched.bolus_delivered_ng()
+    assert app.commit_program(Program(**dict(CONTINUOUS_186, rate_ng_day=200_000))) is None
+    assert app.sched.bolus_active() == 0
+    ends = [r for r in log_records(app) if r[3] == logrec.EV_BOLUS_END and r[6] == serial]
+    assert len(ends) == 1 and ends[0][5] == due and 0 < due < 20_000
+    assert not app.state.bolus_in_progress()
+    run_for(app, hw, 5_000)
+    app2, _ = boot(tmp_path / "flash")
+    assert not [r for r in log_records(app2) if r[3] == logrec.EV_BOLUS_ABORTED and r[7] == serial]
