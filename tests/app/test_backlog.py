@@ -15,12 +15,9 @@ from pumpfw.store import BACKLOG_MAX_MS, BACKLOG_RECORDS, StoreError
 
 from .fakehw import FakeHardware
 from .test_app import CONTINUOUS_186, boot, log_records, programmed, run_for
+from .test_ledger import Cut, _cut_after
 
 PATIENT = dict(CONTINUOUS_186, patient=(20_000, 60_000, 3 * 3600_000, 4))
-
-
-class Cut(BaseException):
-    """The power went."""
 
 
 class BrokenLog:
@@ -157,16 +154,6 @@ def test_a_reset_while_records_wait_says_how_many_were_lost(tmp_path: Path) -> N
     assert len([r for r in log_records(app3) if r[3] == logrec.EV_LOG_BACKLOG]) == 1, "said twice"
 
 
-def _cut_at_save_after(app: PumpApp, code: int) -> None:
-    real = app.save
-
-    def save(urgent: bool = False) -> bool:
-        if log_records(app)[-1][3] == code:
-            raise Cut()
-        return real(urgent)
-    app.save = save
-
-
 def _clear_alarms(app: PumpApp) -> None:
     assert app.set_time(app.clock.day, app.clock.ms) is None    # clock-lost holds boluses
     for code in app.alarm_set.active():
@@ -178,7 +165,7 @@ def test_a_patient_bolus_whose_start_save_was_cut_keeps_its_lockout(tmp_path: Pa
     its place in the 24 h allotment: the patient got another bolus at once."""
     app, hw = programmed(tmp_path, **PATIENT)
     run_for(app, hw, 3 * 3600_000 + 10_000)       # the commit's lockout has run out
-    _cut_at_save_after(app, logrec.EV_BOLUS_START)
+    _cut_after(app, logrec.EV_BOLUS_START)
     with pytest.raises(Cut):
         app.bolus(wire.BOLUS_PATIENT, 0, 0)
     start = [r for r in log_records(app) if r[3] == logrec.EV_BOLUS_START][-1]
@@ -198,7 +185,7 @@ def test_a_clinician_bolus_whose_start_save_was_cut_counts_what_may_have_run(tmp
     after the cut the restored rolling 24 h is at least what the plunger made."""
     app, hw = programmed(tmp_path)
     run_for(app, hw, 600_000)
-    _cut_at_save_after(app, logrec.EV_BOLUS_START)
+    _cut_after(app, logrec.EV_BOLUS_START)
     with pytest.raises(Cut):
         app.bolus(1, 50_000, 600_000)
     made_ng = hw.stepper.done * app.sched.pl * 2000 // 1_000_000
@@ -240,13 +227,7 @@ def test_a_calibration_whose_save_was_cut_holds_after_the_reset(tmp_path: Path) 
     run_for(app, hw, 30_000)
     derived = app.derived_pl
     new = derived * 108 // 100
-    real = app.save
-
-    def save(urgent: bool = False) -> bool:
-        if log_records(app)[-1][3] == logrec.EV_CALIBRATION:
-            raise Cut()
-        return real(urgent)
-    app.save = save
+    _cut_after(app, logrec.EV_CALIBRATION)
     with pytest.raises(Cut):
         app.set_calibration(new)
     app2, hw2 = boot(tmp_path / "flash")
