@@ -71,7 +71,13 @@ EV_PROGRAM_AT_BOOT = const(28)  # running_crc_hi16, running_crc_lo16, confirmed_
 EV_HOURLY_PARTIAL = const(29)   # hour (0..23), delivered_ng, delivered_steps, missed_steps: the hour of a reset, to the cut
 EV_LEDGER_RESTORED = const(30)  # certain_total_ng, possibly_ng, possibly_steps, uncertain_total_ng
 EV_AUTH_REFUSED = const(31)     # command code, status (wire ERR_*), refusals not logged since the last record, 0
-EV_CODE_MAX = const(31)
+EV_LOG_BACKLOG = const(32)      # late_records, lost_alarm, lost_bolus, lost_other: the flash failed appends and
+                                #   works again: late_records were appended just before this record with their own
+                                #   (earlier) times, the lost ones (queue full, or waiting at a reset) are gone
+EV_LOCKOUT_RESTORED = const(33) # bolus_serial, lockout_left_ms, patient_boluses_24h, 0: at boot, a patient bolus
+                                #   the log shows started after the last save (the save was cut): its lockout
+                                #   and allotment count, as if it had run
+EV_CODE_MAX = const(33)
 
 # The names of the codes and of their arguments, which only the host renders, are in
 # pumpcore.logtext (EVENT_NAMES, EVENT_ARGS, event_name, describe): the device does not import it.

@@ -18,7 +18,7 @@ EVENT_NAMES = (
     "resume", "refill", "prime", "alarm-raised", "alarm-ack", "alarm-cleared", "hourly-total",
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
     "maintenance", "heap", "maintenance-start", "maintenance-end", "program-at-boot",
-    "hourly-partial", "ledger-restored", "auth-refused",
+    "hourly-partial", "ledger-restored", "auth-refused", "log-backlog", "lockout-restored",
 )
 
 EVENT_ARGS = (
@@ -54,6 +54,8 @@ EVENT_ARGS = (
     ("hour", "delivered_ng", "delivered_steps", "missed_steps"),
     ("certain_total_ng", "possibly_ng", "possibly_steps", "uncertain_total_ng"),
     ("command", "status", "not_logged", ""),
+    ("late_records", "lost_alarm", "lost_bolus", "lost_other"),
+    ("bolus_serial", "lockout_left_ms", "patient_boluses_24h", ""),
 )
 
 

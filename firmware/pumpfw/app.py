@@ -32,8 +32,8 @@ from pumphw.base import DIR_INFUSE, RESET_WATCHDOG
 from pumpfw import statemap
 from pumpfw.ledger import Ledger, parse_section
 from pumpfw.server import Controller, ProtocolServer
-from pumpfw.store import (EventLog, ProgramStore, StateStore, StoreError, LOAD_CORRUPT,
-                          LOAD_READ_ERROR, SAVE_WRITTEN)
+from pumpfw.store import (EventLog, LogBacklog, ProgramStore, StateStore, StoreError, LOAD_CORRUPT,
+                          LOAD_READ_ERROR, SAVE_WRITTEN, lost_kind)
 
 FIRMWARE_VERSION = "0.1.0"
 WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than IDLE_MAX_MS
@@ -166,6 +166,7 @@ class PumpApp(Controller):
                                       burst=URGENT_BURST, refill_ms=URGENT_REFILL_MS)
         self.program_store = ProgramStore(fs=fs, root=root)
         self.log = EventLog(fs=fs, root=root)
+        self.backlog = LogBacklog()   # records the flash refused, appended later in order
         self.ledger = Ledger(2 * STATE_EVERY_MS)   # write-ahead reservation (pumpfw/ledger.py)
         self.auth_tokens = AUTH_LOG_BURST
         self.auth_refill_ms = 0
@@ -226,6 +227,16 @@ class PumpApp(Controller):
                 self.sched.pl = calibration.select(self.mech, self.measured_pl)
             except ValueError:
                 self.measured_pl = 0
+        pl_at_save = self.sched.pl
+        if tail is not None and tail[10]:
+            # a calibration the log shows after the last save (its save was cut): the operator
+            # set it and was answered, so it holds (a revert would dose by the old pL per step)
+            try:
+                pl = calibration.select(self.mech, tail[10])
+                self.measured_pl = 0 if pl == self.derived_pl else pl
+                self.sched.pl = pl
+            except ValueError:
+                pass
         restored = False
         unconfirmed = False
         snap = statemap.get_scheduler(state) if state is not None else None
@@ -265,6 +276,8 @@ class PumpApp(Controller):
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
             self.restored_alarms = state.get(sc.F_ALARM_ACTIVE)   # logged as carried over, not raised
+            if tail is not None and tail[9]:
+                self._restore_logged_alarms(tail[9])
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
@@ -290,6 +303,13 @@ class PumpApp(Controller):
         # next time sync (logged then as missed-volume with its down_ms)
         self._log(logrec.EV_RESET, cause, self.state.get(sc.F_BOOT_COUNT), -1 if state is not None else 0,
                   self.state_store.status()[0])
+        if state is not None:
+            # records that waited in the last run's backlog when the state was saved: gone with
+            # the reset unless that run appended them (its EV_LOG_BACKLOG is after the save)
+            app_sec = state.sections.get(sc.SEC_APP)
+            if app_sec and len(app_sec) >= 4 and (app_sec[1] or app_sec[2] or app_sec[3]) and not (
+                    tail is not None and tail[8]):
+                self._log(logrec.EV_LOG_BACKLOG, 0, app_sec[1], app_sec[2], app_sec[3])
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
         if tail is not None:
@@ -303,7 +323,12 @@ class PumpApp(Controller):
             if restored:
                 self._log(logrec.EV_STATE_RESTORED, state.seq, self.state_store.slots.current,
                           self.sched.delivered_steps, self.program.crc32() & 0xFFFF)
+                # the steps the reservation counts were made at either calibration: the larger
+                pl = self.sched.pl
+                if pl_at_save > pl:
+                    self.sched.pl = pl_at_save
                 self._restore_ledger(led, tail)
+                self.sched.pl = pl
         if self.program is not None:
             pa, pb = self.program_store.status()
             if pa in (LOAD_CORRUPT, LOAD_READ_ERROR) or pb in (LOAD_CORRUPT, LOAD_READ_ERROR):
@@ -340,15 +365,21 @@ class PumpApp(Controller):
         (or a power cut between a record and its save) falls between saves, and an hour's total
         or an interrupted boot's partial may be among them. Returns (ng, steps, missed) summed
         over their hourly-total and hourly-partial records, (day, ms) of the last record,
-        whether a time set is among them, the boluses started among them ((serial, kind, dose)
-        list) and the serials of the boluses ended or aborted among them; None if there are
-        none. Boot only (allocates)."""
+        whether a time set is among them, the boluses started among them ((serial, kind, dose,
+        day, ms) list), the serials of the boluses ended or aborted among them and whether an
+        EV_LOG_BACKLOG is among them, the mask of alarms raised and not cleared among them and
+        the pL per microstep of the last calibration among them (0: none); None if there are
+        none. The time is the latest one (records
+        appended late from the backlog carry their own, earlier times). Boot only (allocates)."""
         log = self.log
         seq = state.get(sc.F_LOG_SEQ) + 1
         end = log.next_seq
         ng = steps = missed = 0
         day = ms = -1
         jumped = False
+        backlog = False
+        raised = 0          # mask of alarms raised and not cleared among them
+        cal = 0             # pL per microstep of the last calibration among them
         started = []
         closed = []
         while seq < end:
@@ -366,15 +397,36 @@ class PumpApp(Controller):
                 elif code == logrec.EV_TIME_SET:
                     jumped = True
                 elif code == logrec.EV_BOLUS_START:
-                    started.append((rec[7], rec[4], rec[5]))
+                    started.append((rec[7], rec[4], rec[5], rec[1], rec[2]))
                 elif code == logrec.EV_BOLUS_END:
                     closed.append(rec[6])
                 elif code == logrec.EV_BOLUS_ABORTED:
                     closed.append(rec[7])
-                day, ms = rec[1], rec[2]
+                elif code == logrec.EV_LOG_BACKLOG:
+                    backlog = True
+                elif code == logrec.EV_CALIBRATION:
+                    cal = rec[5]
+                elif code == logrec.EV_ALARM_RAISED and 0 < rec[4] <= al.ALARM_MAX:
+                    raised |= 1 << rec[4]
+                elif code == logrec.EV_ALARM_CLEARED and 0 < rec[4] <= al.ALARM_MAX:
+                    raised &= ~(1 << rec[4])
+                if jumped or (rec[1], rec[2]) > (day, ms):
+                    day, ms = rec[1], rec[2]
         if day < 0:
             return None
-        return ng, steps, missed, day, ms, jumped, started, closed
+        return ng, steps, missed, day, ms, jumped, started, closed, backlog, raised, cal
+
+    def _restore_logged_alarms(self, mask):
+        """Latching alarms the log shows raised (and not cleared) after the last save, which the
+        cut kept out of the state: they were active and unacknowledged when the power went, so
+        they come back as carried over (a latched alarm ends only by an ack, never by a cut).
+        Boot only."""
+        aset = self.alarm_set
+        for code in range(1, al.ALARM_MAX + 1):
+            bit = 1 << code
+            if mask & bit and al.latches(code) and not aset.is_active(code):
+                aset.raise_(code)
+                self.restored_alarms |= bit
 
     def _close_boluses_after_save(self, started, closed):
         """Boluses the log shows started after the last save (the reset cut the save that
@@ -382,12 +434,32 @@ class PumpApp(Controller):
         aborted record here unless the log has its end (delivered 0 at the last save: what the
         motor made of it is in the reservation counted as possibly delivered), and the serial
         moves past them (a later bolus never reuses one). Boot only."""
-        for serial, kind, dose in started:
+        for serial, kind, dose, day, ms in started:
             if serial <= self.state.get(sc.F_BOLUS_SERIAL):
                 continue
             if serial not in closed:
                 self._log(logrec.EV_BOLUS_ABORTED, kind, dose, 0, serial)
             self.state.set(sc.F_BOLUS_SERIAL, serial)
+            if kind == schedmod.BOLUS_PATIENT:
+                self._restore_lockout(serial, day, ms)
+
+    def _restore_lockout(self, serial, day, ms):
+        """A patient bolus started at (day, ms) whose write-ahead save was cut: the restored
+        state has neither its lockout nor its place in the 24 h allotment, so the patient could
+        have another at once. On the safe side it counts as run: both are restored from the
+        start record's time (the running program's lockout), and the log says so. What the
+        motor may have made of it is in the reservation counted as possibly delivered (the
+        rolling 24 h). Boot only."""
+        prog = self.program
+        if prog is None or prog.patient is None:
+            return
+        at = WallClock()
+        at.set(day, ms)
+        gate = self.sched.gate
+        gate.record_patient(at)
+        gate.start_lockout(at, prog.patient[2])
+        self._log(logrec.EV_LOCKOUT_RESTORED, serial, gate.lockout_left_ms(self.clock),
+                  gate.patients_in_24h(self.clock), 0)
 
     def _restore_ledger(self, led, tail):
         """After a reset: count the last record's write-ahead reservation as possibly delivered
@@ -424,7 +496,7 @@ class PumpApp(Controller):
             hour = h_mark if h_mark >= 0 and tail is None else self.clock.ms // MS_PER_HOUR
             part_ng = part_ng if part_ng > 0 else 0
             part_missed = part_missed if part_missed > 0 else 0
-            if not self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng, part_steps, part_missed):
+            if not self._log(logrec.EV_HOURLY_PARTIAL, hour, part_ng, part_steps, part_missed, False):
                 # the flash failed (storage-fault alarm): the hour in progress carries the
                 # partial, and its total (or the next reset's partial) puts it on the log
                 self.hour_ng += part_ng
@@ -432,12 +504,42 @@ class PumpApp(Controller):
                 self.hour_missed += part_missed
 
     # ------------------------------------------------------------------ helpers
-    def _log(self, code, a0=0, a1=0, a2=0, a3=0):
-        try:
-            return self.log.append(self.clock.day, self.clock.ms, code, a0, a1, a2, a3)
-        except (OSError, ValueError):
-            self.alarm_set.raise_(al.ALARM_STORAGE_FAULT)
-            return 0
+    def _log(self, code, a0=0, a1=0, a2=0, a3=0, keep=True):
+        """Append one record now; returns its seq, or 0 if it is not on the log yet. A flash
+        error (StoreError) raises the storage-fault alarm and, with `keep`, puts the record in
+        the backlog (appended later in order with this time, or counted lost if the backlog is
+        full); while records wait, new ones join the queue behind them. keep=False: the caller
+        carries what the record says (the hourly totals) and writes it again itself."""
+        q = self.backlog
+        if not q.count:
+            try:
+                return self.log.append(self.clock.day, self.clock.ms, code, a0, a1, a2, a3)
+            except OSError:
+                pass
+            except ValueError:      # a field the codec refuses: a firmware bug, never retried
+                self.alarm_set.raise_(al.ALARM_STORAGE_FAULT)
+                return 0
+        self.alarm_set.raise_(al.ALARM_STORAGE_FAULT)
+        if keep:
+            q.put(self.clock.day, self.clock.ms, code, a0, a1, a2, a3)
+        return 0
+
+    def _retry_backlog(self):
+        """The backlog's retry is due: append the waiting records; once they are all on the log
+        (and the fault's losses counted), EV_LOG_BACKLOG says how many came late and how many
+        were lost. The storage-fault alarm stays up until then (ack_alarm refuses it)."""
+        q = self.backlog
+        if q.retry(self.log):
+            late, l_alarm, l_bolus, l_other = q.report()
+            self._log(logrec.EV_LOG_BACKLOG, late, l_alarm, l_bolus, l_other)
+
+    def _backlog_by_kind(self):
+        """(alarm, bolus, other) records waiting or lost: what a reset now would lose (saved)."""
+        q = self.backlog
+        n = [q.lost[0], q.lost[1], q.lost[2]]
+        for k in range(q.count):
+            n[lost_kind(q.recs[((q.head + k) % q.size) * 7 + 2])] += 1
+        return n
 
     def _raise(self, code):
         """Raise an alarm now; the log record is written by _log_alarm_changes()."""
@@ -497,7 +599,12 @@ class PumpApp(Controller):
         if st.bolus_in_progress():
             st.set(sc.F_BOLUS_DELIVERED_NG, s.bolus_delivered_ng())
         statemap.put_scheduler(st, s.snapshot())   # also with no program: the reservoir
-        st.sections[sc.SEC_APP] = (self.measured_pl,)
+        # records waiting in the backlog (or lost) by kind: a reset now loses them, the boot says so
+        if self.backlog.waiting():
+            w = self._backlog_by_kind()
+            st.sections[sc.SEC_APP] = (self.measured_pl, w[0], w[1], w[2])
+        else:
+            st.sections[sc.SEC_APP] = (self.measured_pl,)
         # write-ahead: the steps the motor may make before the next save (pumpfw/ledger.py)
         reserve = self.ledger.reservation(s) if self.program is not None else 0
         st.sections[sc.SEC_LEDGER] = self.ledger.section(
@@ -690,7 +797,7 @@ class PumpApp(Controller):
         hour = self.clock.ms // MS_PER_HOUR
         if hour != self.hour_mark:
             logged = self._log(logrec.EV_HOURLY_TOTAL, self.hour_mark if self.hour_mark >= 0 else hour,
-                               self.hour_ng, self.hour_steps, self.hour_missed)
+                               self.hour_ng, self.hour_steps, self.hour_missed, False)
             alloc, free = _heap()
             self._log(logrec.EV_HEAP, alloc, free, 0, 0)
             self.hour_mark = hour
@@ -701,6 +808,8 @@ class PumpApp(Controller):
             # else the flash failed (storage-fault alarm): the hour's delivery stays in the
             # accumulators and the next hour's record carries it, so the hourly records still
             # sum to the delivered total
+        if self.backlog.waiting() and self.backlog.due(dt):
+            self._retry_backlog()
         self.state_store.tick(dt)
         self._auth_tick(dt)
         self.save_due_ms += dt
@@ -861,7 +970,15 @@ class PumpApp(Controller):
     def commit_program(self, program):
         blob = program.encode()
         self.program_store.commit(blob)
+        # a commit cancels a running bolus (DoseScheduler.load): it ends here, on the log,
+        # with what was due of it (else its start stayed open for good and the state said it ran)
+        b_kind = self.sched.bolus_active()
+        b_done = self.sched.bolus_delivered_ng() if b_kind else 0
         code = self.sched.load(program, self.clock)
+        if b_kind and self.state.bolus_in_progress():
+            self.state.end_bolus(b_done)
+            self._log(logrec.EV_BOLUS_END, b_kind, b_done, self.state.get(sc.F_BOLUS_SERIAL),
+                      self.hw.stepper.pending() + self.owed)
         if self.pending_snap is not None:
             # the first commit after a boot whose program was unreadable: the ledger of the
             # state it kept (totals, rolling 24 h, lockout) comes back, never reset
@@ -1002,6 +1119,10 @@ class PumpApp(Controller):
     def ack_alarm(self, alarm_id):
         if alarm_id < 1 or alarm_id > al.ALARM_MAX:
             return (1, "no alarm with id %d" % alarm_id)
+        if alarm_id == al.ALARM_STORAGE_FAULT and self.backlog.waiting():
+            return (3, "alarm %d (%s) stays while %d event records wait for the flash (retried every "
+                    "%d s at most)" % (alarm_id, al.alarm_name(alarm_id), self.backlog.count,
+                                       self.backlog.backoff_ms // 1000))
         if self.alarm_set.ack(alarm_id):
             self._log(logrec.EV_ALARM_ACK, alarm_id, al.priority(alarm_id), 0, 0)
             self.save(urgent=True)

@@ -495,3 +495,104 @@ class EventLog:
         """Decoded records (tuples, see logrec.decode) with seq >= first_seq, ascending."""
         raw = self.read_raw(first_seq, max_count)
         return [logrec.decode(raw[i:i + REC]) for i in range(0, len(raw), REC)]
+
+
+# The event-log backlog: records whose append failed on a flash error (StoreError: the app runs
+# on, storage-fault alarm), kept in RAM with their own times and appended later in order.
+BACKLOG_RECORDS = const(8)       # records kept (fixed: 8 x 7 slots, about 250 bytes on the RP2040)
+BACKLOG_FIRST_MS = const(1000)   # first retry 1 s after the failure ...
+BACKLOG_MAX_MS = const(64000)    # ... doubling to at most 64 s: a dead flash costs <= 1,350 tries/day
+LOST_ALARM = const(0)            # lost records counted by kind: alarm raised / ack / cleared
+LOST_BOLUS = const(1)            # bolus start / end / aborted / denied
+LOST_OTHER = const(2)
+_FIELDS = const(7)               # day, ms, code, a0..a3
+
+
+def lost_kind(code):
+    """The LOST_* kind of an event code (how EV_LOG_BACKLOG counts the records it lost)."""
+    if code == logrec.EV_ALARM_RAISED or code == logrec.EV_ALARM_ACK or code == logrec.EV_ALARM_CLEARED:
+        return LOST_ALARM
+    if logrec.EV_BOLUS_START <= code <= logrec.EV_BOLUS_ABORTED:
+        return LOST_BOLUS
+    return LOST_OTHER
+
+
+class LogBacklog:
+    """A bounded, pre-allocated queue of event records the flash refused (append raised
+    StoreError), retried in order with their original (day, ms) on a back-off schedule
+    (BACKLOG_FIRST_MS doubling to BACKLOG_MAX_MS, never every loop iteration: a broken flash
+    must not spin the loop nor wear itself). A record that finds the queue full is dropped and
+    counted by kind (`lost`); once the queue has drained, the app logs EV_LOG_BACKLOG with how
+    many were appended late and how many were lost. put() and due() allocate nothing."""
+
+    def __init__(self, size=BACKLOG_RECORDS):
+        self.size = size
+        self.recs = [0] * (size * _FIELDS)
+        self.head = 0            # index of the oldest waiting record
+        self.count = 0           # records waiting
+        self.lost = [0, 0, 0]    # records dropped (queue full) by LOST_* kind since the fault
+        self.late = 0            # records appended late since the fault
+        self.wait_ms = 0         # ms since the last try
+        self.backoff_ms = BACKLOG_FIRST_MS
+        self.tries = 0           # retries made (a figure for tests and the bench)
+
+    def waiting(self):
+        """True while records wait or losses are still to be reported."""
+        return self.count > 0 or self.lost[0] > 0 or self.lost[1] > 0 or self.lost[2] > 0
+
+    def put(self, day, ms, code, a0, a1, a2, a3):
+        """Keep one record for a later append; False (counted lost) if the queue is full. The
+        back-off starts again from BACKLOG_FIRST_MS at the first record of a fault."""
+        if self.count >= self.size:
+            self.lost[lost_kind(code)] += 1
+            return False
+        if not self.waiting():
+            self.wait_ms = 0
+            self.backoff_ms = BACKLOG_FIRST_MS
+        i = ((self.head + self.count) % self.size) * _FIELDS
+        r = self.recs
+        r[i] = day
+        r[i + 1] = ms
+        r[i + 2] = code
+        r[i + 3] = a0
+        r[i + 4] = a1
+        r[i + 5] = a2
+        r[i + 6] = a3
+        self.count += 1
+        return True
+
+    def due(self, dt_ms):
+        """Count dt_ms of loop time; True when the next try is due."""
+        self.wait_ms += dt_ms
+        return self.wait_ms >= self.backoff_ms
+
+    def retry(self, log):
+        """Append the waiting records to `log` (an EventLog) oldest first. Returns True once the
+        queue is empty; on a flash error it stops there (the record stays first) and the next
+        try waits twice as long. A record the codec refuses is dropped, counted lost."""
+        self.wait_ms = 0
+        self.tries += 1
+        r = self.recs
+        while self.count:
+            i = self.head * _FIELDS
+            try:
+                log.append(r[i], r[i + 1], r[i + 2], r[i + 3], r[i + 4], r[i + 5], r[i + 6])
+                self.late += 1
+            except ValueError:
+                self.lost[lost_kind(r[i + 2])] += 1
+            except OSError:
+                b = self.backoff_ms * 2
+                self.backoff_ms = b if b < BACKLOG_MAX_MS else BACKLOG_MAX_MS
+                return False
+            self.head = (self.head + 1) % self.size
+            self.count -= 1
+        self.backoff_ms = BACKLOG_FIRST_MS
+        return True
+
+    def report(self):
+        """(late, lost_alarm, lost_bolus, lost_other) since the fault began, then cleared: the
+        arguments of the EV_LOG_BACKLOG record that closes the fault."""
+        out = (self.late, self.lost[LOST_ALARM], self.lost[LOST_BOLUS], self.lost[LOST_OTHER])
+        self.late = 0
+        self.lost[0] = self.lost[1] = self.lost[2] = 0
+        return out

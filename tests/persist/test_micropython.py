@@ -372,3 +372,32 @@ def test_real_littlefs_power_cut_at_every_block_operation(cut_tally):
     cuts = int(out.split("cuts")[1])
     assert cuts >= 400
     cut_tally("real littlefs block ops (micropython)", cuts)
+
+
+BACKLOG_HEAP_LOCK = """
+import micropython
+from pumpcore import logrec
+from pumpfw.store import LogBacklog, BACKLOG_RECORDS
+
+def fill(q):
+    micropython.heap_lock()
+    try:
+        for i in range(BACKLOG_RECORDS + 5):
+            q.put(9000, 86399999, logrec.EV_ALARM_RAISED, 2000000000, -2000000000, i, 1)
+        for i in range(100):
+            due = q.due(10)
+        w = q.waiting()
+    finally:
+        micropython.heap_unlock()
+    return w, due
+
+w, due = fill(LogBacklog())
+print("backlog", w, due)
+"""
+
+
+def test_the_log_backlog_keeps_records_without_allocating():
+    """A record the flash refused joins the backlog from the loop's paths: nothing allocates
+    (a full backlog counts the rest), the retry schedule neither."""
+    out = run_micropython(BACKLOG_HEAP_LOCK)
+    assert out.strip() == "backlog True True"
