@@ -153,11 +153,6 @@ STATUS_NAMES = (
 )
 
 
-def status_name(status):
-    """Short name of a status code, e.g. "replay"."""
-    if 0 <= status < len(STATUS_NAMES):
-        return STATUS_NAMES[status]
-    return "status-%d" % status
 
 
 # ---- payload layouts: (struct format, field names) ------------------------------------------
@@ -270,9 +265,6 @@ class WireError(ValueError):
     """A payload does not fit its layout: names the field, the value and the limit."""
 
 
-def layout_size(layout):
-    """Bytes taken by a fixed layout."""
-    return struct.calcsize(layout[0])
 
 
 def _field_limit(code):
@@ -314,17 +306,6 @@ def pack_fields(layout, values):
     return struct.pack(fmt, *out)
 
 
-def unpack_fields(layout, buf, offset=0):
-    """Unpack a layout from `buf` at `offset` into a dict; WireError if `buf` is too short."""
-    fmt, names = layout
-    size = struct.calcsize(fmt)
-    if len(buf) - offset < size:
-        raise WireError("payload: %d bytes, layout %s needs %d" % (len(buf) - offset, fmt, size))
-    vals = struct.unpack_from(fmt, buf, offset)
-    d = {}
-    for i in range(len(names)):
-        d[names[i]] = vals[i]
-    return d
 
 
 def pack_strings(strings):
@@ -338,19 +319,6 @@ def pack_strings(strings):
     return bytes(out)
 
 
-def unpack_strings(buf, offset, count):
-    """Read `count` strings packed by pack_strings; returns (list of str, new offset)."""
-    out = []
-    for _ in range(count):
-        if offset >= len(buf):
-            raise WireError("string %d: payload ends at byte %d" % (len(out), offset))
-        n = buf[offset]
-        offset += 1
-        if offset + n > len(buf):
-            raise WireError("string %d: length %d beyond payload end %d" % (len(out), n, len(buf)))
-        out.append(bytes(buf[offset:offset + n]).decode())
-        offset += n
-    return out, offset
 
 
 def error_payload(detail, reason):
@@ -359,11 +327,6 @@ def error_payload(detail, reason):
     return bytes((detail & 0xFF,)) + b[:MAX_PAYLOAD - 1]
 
 
-def parse_error(payload):
-    """(detail, reason text) from an error response payload."""
-    if len(payload) < 1:
-        return 0, ""
-    return payload[0], bytes(payload[1:]).decode()
 
 
 # ---- frame codec ----------------------------------------------------------------------------
@@ -476,32 +439,6 @@ def encode_frame(kind, seq, cmd, status, payload, version=PROTOCOL_VERSION):
     return frame_to_line(build_frame(kind, seq, cmd, status, payload, version))
 
 
-def decode_line(line):
-    """Decode one line (with or without the leading "~" and trailing newline/CR).
-
-    Returns (version, kind, seq, cmd, status, payload bytes) or None when the line is not a
-    valid frame. Used by the host and tests; the server uses the same primitives in place.
-    """
-    start = 0
-    end = len(line)
-    while end > 0 and line[end - 1] in (0x0A, 0x0D):
-        end -= 1
-    tilde = bytes(line).rfind(b"~", 0, end)
-    if tilde < 0:
-        return None
-    start = tilde + 1
-    n = end - start
-    if n > MAX_LINE:
-        return None
-    buf = bytearray(MAX_FRAME)
-    got = b64_decode_into(memoryview(line)[start:end], n, buf)
-    if got < 0:
-        return None
-    parsed = parse_frame(buf, got)
-    if parsed is None:
-        return None
-    version, kind, seq, cmd, status, length = parsed
-    return version, kind, seq, cmd, status, bytes(buf[HEADER_SIZE:HEADER_SIZE + length])
 
 
 def _table_text():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-from pumpcore import auth, wire
+from pumpcore import auth, wire, wirehost
 from pumpcore.crc import crc32
 
 from . import keys
@@ -143,7 +143,7 @@ class Review:
 
 
 def _from(cls: Any, layout: tuple, payload: bytes, offset: int = 0) -> Any:
-    return cls(**wire.unpack_fields(layout, payload, offset))
+    return cls(**wirehost.unpack_fields(layout, payload, offset))
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int, unit: str) -> int:
@@ -279,7 +279,7 @@ class Pump:
                 del self._rx[:nl + 1]
                 if b"~" not in line:
                     continue
-                frame = wire.decode_line(line)
+                frame = wirehost.decode_line(line)
                 if frame is None:
                     continue
                 _version, kind, fseq, fcmd, status, payload = frame
@@ -313,7 +313,7 @@ class Pump:
             status, payload, attempts = self._exchange(frame, seq, cmd)
         if status == wire.OK:
             return payload
-        detail, reason = wire.parse_error(payload)
+        detail, reason = wirehost.parse_error(payload)
         text = "rig %s refused %s: %s" % (getattr(self, "rig_id", "?"), wire.command_name(cmd), reason)
         if status in (wire.ERR_WRONG_RIG, wire.ERR_NO_KEY, wire.ERR_BAD_MAC, wire.ERR_REPLAY):
             raise AuthError(text)
@@ -327,9 +327,9 @@ class Pump:
     def hello(self) -> HelloInfo:
         """Protocol version, table CRC, auth counter, firmware version, build hash, rig id."""
         p = self._request(wire.CMD_HELLO)
-        head = wire.unpack_fields(wire.HELLO_RESP, p)
+        head = wirehost.unpack_fields(wire.HELLO_RESP, p)
         try:
-            strings, _ = wire.unpack_strings(p, wire.layout_size(wire.HELLO_RESP), len(wire.HELLO_STRINGS))
+            strings, _ = wirehost.unpack_strings(p, wirehost.layout_size(wire.HELLO_RESP), len(wire.HELLO_STRINGS))
         except (wire.WireError, UnicodeError) as exc:
             raise ProtocolError("malformed hello from %s: %s" % (self.link.name, exc)) from None
         return HelloInfo(**head, **dict(zip(wire.HELLO_STRINGS, strings)))
@@ -339,9 +339,9 @@ class Pump:
 
     def alarms(self) -> list[Alarm]:
         p = self._request(wire.CMD_ALARMS)
-        count = wire.unpack_fields(wire.ALARMS_RESP, p)["count"]
-        size = wire.layout_size(wire.ALARM_ENTRY)
-        base = wire.layout_size(wire.ALARMS_RESP)
+        count = wirehost.unpack_fields(wire.ALARMS_RESP, p)["count"]
+        size = wirehost.layout_size(wire.ALARM_ENTRY)
+        base = wirehost.layout_size(wire.ALARMS_RESP)
         if len(p) != base + count * size:
             raise ProtocolError("alarm list from %s: %d bytes for %d alarms" % (self.rig_id, len(p), count))
         return [_from(Alarm, wire.ALARM_ENTRY, p, base + i * size) for i in range(count)]
@@ -352,8 +352,8 @@ class Pump:
         _check_int("max_count", max_count, 0, wire.MAX_LOG_RECORDS, "records")
         p = self._request(wire.CMD_LOG_READ, wire.pack_fields(wire.LOG_READ_REQ,
                                                               {"first_seq": first_seq, "max_count": max_count}))
-        head = wire.unpack_fields(wire.LOG_READ_RESP, p)
-        base = wire.layout_size(wire.LOG_READ_RESP)
+        head = wirehost.unpack_fields(wire.LOG_READ_RESP, p)
+        base = wirehost.layout_size(wire.LOG_READ_RESP)
         size = wire.LOG_RECORD_SIZE
         if len(p) != base + head["count"] * size:
             raise ProtocolError("log chunk from %s: %d bytes for %d records" % (self.rig_id, len(p), head["count"]))
@@ -395,7 +395,7 @@ class Pump:
             chunk = bytes(encoded[off:off + wire.MAX_STAGE_CHUNK])
             head = wire.pack_fields(wire.PROG_STAGE_REQ, {"offset": off, "total_len": n})
             p = self._request(wire.CMD_PROG_STAGE, head + chunk)
-            staged = wire.unpack_fields(wire.PROG_STAGE_RESP, p)["staged_len"]
+            staged = wirehost.unpack_fields(wire.PROG_STAGE_RESP, p)["staged_len"]
         if staged != n:
             raise ProtocolError("rig %s staged %d of %d bytes" % (self.rig_id, staged, n))
         return staged
@@ -412,8 +412,8 @@ class Pump:
         while True:
             p = self._request(wire.CMD_PROG_READ, wire.pack_fields(
                 wire.PROG_READ_REQ, {"which": which, "part": part, "offset": len(data)}))
-            head = wire.unpack_fields(wire.PROG_READ_RESP, p)
-            chunk = p[wire.layout_size(wire.PROG_READ_RESP):]
+            head = wirehost.unpack_fields(wire.PROG_READ_RESP, p)
+            chunk = p[wirehost.layout_size(wire.PROG_READ_RESP):]
             crc = head["crc"]
             data += chunk
             if len(data) >= head["total_len"] or not chunk:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pumpcore import alarms as al
-from pumpcore import auth, logrec, wire
+from pumpcore import auth, logrec, wire, wirehost
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpfw import app as appmod
 from pumpfw.app import MaintenanceExit, PumpApp
@@ -205,7 +205,7 @@ def test_maintenance_needs_the_key_and_a_window_in_range(tmp_path: Path) -> None
     counter = app.auth_counter() + 1
     frame = auth.sign_request(7, wire.CMD_MAINTENANCE, struct.pack("<I", 1_800_001), "fake-rig", counter, KEY)
     link.write(wire.frame_to_line(frame))
-    got = wire.decode_line(link.read(0.1))
+    got = wirehost.decode_line(link.read(0.1))
     assert got[4] == wire.ERR_BAD_PAYLOAD and app.auth_counter() == counter - 1
     assert not app.alarm_set.is_active(al.ALARM_MAINTENANCE) and hw.stepper.enabled()
     app.step()                                   # still delivering
@@ -274,7 +274,7 @@ def test_run_returns_to_the_repl_after_signed_maintenance(tmp_path: Path) -> Non
     hw = ScriptedHardware(flash, [b"\x03", wire.frame_to_line(frame)], AssertionError("loop did not leave"))
     app = appmod.run(hw)
     assert isinstance(app, PumpApp) and hw.ctrl_c is True and hw.hold is not None
-    assert wire.decode_line(bytes(hw.outbox).splitlines(keepends=True)[-1])[4] == wire.OK
+    assert wirehost.decode_line(bytes(hw.outbox).splitlines(keepends=True)[-1])[4] == wire.OK
 
 
 def test_a_keyed_rig_that_keeps_failing_backs_off_and_forgets_the_count_once_stable(tmp_path: Path) -> None:

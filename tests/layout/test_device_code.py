@@ -93,6 +93,21 @@ def test_the_pico_gets_the_rp2_layer_and_not_the_twin() -> None:
     assert {"pumphw/simhw.py", "pumpsim/model.py"} <= sim and "pumphw/rp2hw.py" not in sim
 
 
+# Firmware-tree modules only the host runs (issue 16): text the host renders from codes, the
+# host's half of the wire codec. They sit beside the codecs they read, never in the device's RAM.
+HOST_ONLY = ("pumpcore/logtext.py", "pumpcore/wirehost.py")
+
+
+@pytest.mark.parametrize("platform", ["rp2", "linux"])
+def test_host_only_modules_are_neither_imported_nor_deployed(tmp_path: Path, platform: str) -> None:
+    assert all((FIRMWARE / rel).is_file() for rel in HOST_ONLY)
+    files = deploy.plan_deploy(FIRMWARE, deploy.DEFAULT_HW_DIR, tmp_path / "b", None, None, platform)
+    shipped = {f.remote for f in files} | {f.remote[:-4] + ".py" for f in files if f.remote.endswith(".mpy")}
+    closure = set(devicecode.device_files(FIRMWARE, platform))
+    assert not closure & set(HOST_ONLY)
+    assert not shipped & set(HOST_ONLY)
+
+
 @pytest.mark.parametrize("platform", ["rp2", "linux"])
 def test_the_closure_alone_imports_in_the_real_micropython(tmp_path: Path, platform: str) -> None:
     """An independent check in the interpreter itself: with only the closure's files on the path,

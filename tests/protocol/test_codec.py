@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pumpcore import auth, crc, wire
+from pumpcore import auth, crc, wire, wirehost
 
 
 def test_crc_check_values() -> None:
@@ -39,15 +39,15 @@ def test_frame_round_trip_and_reference_layout(kind: int, seq: int, cmd: int, st
     assert line == _reference_line(wire.PROTOCOL_VERSION, kind, seq, cmd, status, payload)
     assert len(line) <= wire.MAX_LINE + 2
     assert b"\x03" not in line and line.count(b"~") == 1 and line.count(b"\n") == 1
-    assert wire.decode_line(line) == (wire.PROTOCOL_VERSION, kind, seq, cmd, status, payload)
+    assert wirehost.decode_line(line) == (wire.PROTOCOL_VERSION, kind, seq, cmd, status, payload)
 
 
 def test_max_sizes_are_consistent() -> None:
     assert wire.MAX_FRAME == wire.HEADER_SIZE + wire.MAX_PAYLOAD + wire.CRC_SIZE
     assert wire.MAX_LINE == 4 * ((wire.MAX_FRAME + 2) // 3)
-    assert wire.MAX_LOG_RECORDS == (wire.MAX_PAYLOAD - wire.layout_size(wire.LOG_READ_RESP)) // wire.LOG_RECORD_SIZE
-    assert wire.MAX_STAGE_CHUNK == wire.MAX_PAYLOAD - wire.layout_size(wire.PROG_STAGE_REQ)
-    assert wire.MAX_READ_CHUNK == wire.MAX_PAYLOAD - wire.layout_size(wire.PROG_READ_RESP)
+    assert wire.MAX_LOG_RECORDS == (wire.MAX_PAYLOAD - wirehost.layout_size(wire.LOG_READ_RESP)) // wire.LOG_RECORD_SIZE
+    assert wire.MAX_STAGE_CHUNK == wire.MAX_PAYLOAD - wirehost.layout_size(wire.PROG_STAGE_REQ)
+    assert wire.MAX_READ_CHUNK == wire.MAX_PAYLOAD - wirehost.layout_size(wire.PROG_READ_RESP)
     with pytest.raises(wire.WireError, match="payload length = 1025: above MAX_PAYLOAD 1024"):
         wire.build_frame(0, 1, 1, 0, bytes(1025))
 
@@ -79,10 +79,10 @@ def test_decode_line_drops_corruption() -> None:
     line = wire.encode_frame(0, 7, wire.CMD_STATUS, 0, b"abc")
     body = bytearray(line)
     body[5] = ord("A") if body[5] != ord("A") else ord("B")
-    assert wire.decode_line(bytes(body)) is None            # CRC
-    assert wire.decode_line(line[:-3] + b"\n") is None       # torn
-    assert wire.decode_line(b"noise ~" + line[1:]) is not None  # garbage before the marker
-    assert wire.decode_line(line.replace(b"\n", b"\r\n")) is not None
+    assert wirehost.decode_line(bytes(body)) is None            # CRC
+    assert wirehost.decode_line(line[:-3] + b"\n") is None       # torn
+    assert wirehost.decode_line(b"noise ~" + line[1:]) is not None  # garbage before the marker
+    assert wirehost.decode_line(line.replace(b"\n", b"\r\n")) is not None
 
 
 def test_pack_fields_names_field_value_and_limit() -> None:
@@ -93,7 +93,7 @@ def test_pack_fields_names_field_value_and_limit() -> None:
     with pytest.raises(wire.WireError, match=r"dose_ng = '5': not an integer"):
         wire.pack_fields(wire.BOLUS_REQ, {"dose_ng": "5", "duration_ms": 0})
     with pytest.raises(wire.WireError, match="needs 8"):
-        wire.unpack_fields(wire.BOLUS_REQ, b"\x00" * 7)
+        wirehost.unpack_fields(wire.BOLUS_REQ, b"\x00" * 7)
 
 
 def test_every_command_code_unique_and_table_crc_covers_layouts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +123,7 @@ def test_limits_response_carries_every_hard_limit_in_range() -> None:
     top = limits.HardLimits(max_rate_ng_day=limits.ABS_MAX_FLOW_NG_DAY, max_24h_ng=5_000_000,
                             max_bolus_ng=limits.ABS_MAX_BOLUS_NG, reservoir_capacity_nl=limits.ABS_MAX_RESERVOIR_NL)
     doc = dict(zip(names, top.as_tuple()))
-    assert wire.unpack_fields(wire.LIMITS_RESP, wire.pack_fields(wire.LIMITS_RESP, doc)) == doc
+    assert wirehost.unpack_fields(wire.LIMITS_RESP, wire.pack_fields(wire.LIMITS_RESP, doc)) == doc
 
 
 @given(st.binary(max_size=100), st.binary(max_size=300))
@@ -153,7 +153,7 @@ def test_signed_request_layout() -> None:
 
 def test_error_payload_cut_to_fit() -> None:
     p = wire.error_payload(3, "x" * 5000)
-    assert len(p) == wire.MAX_PAYLOAD and wire.parse_error(p) == (3, "x" * (wire.MAX_PAYLOAD - 1))
+    assert len(p) == wire.MAX_PAYLOAD and wirehost.parse_error(p) == (3, "x" * (wire.MAX_PAYLOAD - 1))
 
 
 @settings(max_examples=50)
@@ -162,15 +162,15 @@ def test_strings_round_trip(strings: list[str]) -> None:
     packed = wire.pack_strings(strings)
     fits = all(len(s.encode()) <= 255 for s in strings)
     if fits:
-        assert wire.unpack_strings(packed, 0, len(strings)) == (strings, len(packed))
+        assert wirehost.unpack_strings(packed, 0, len(strings)) == (strings, len(packed))
 
 
 def test_largest_frame_fits_and_one_byte_more_does_not() -> None:
     for size in (wire.MAX_PAYLOAD - 2, wire.MAX_PAYLOAD - 1, wire.MAX_PAYLOAD):
         line = wire.encode_frame(1, 5, 19, 0, bytes(size))
-        assert wire.decode_line(line) is not None, size
+        assert wirehost.decode_line(line) is not None, size
     big = b"~" + base64.b64encode(bytes(wire.MAX_FRAME + 1)) + b"\n"
-    assert wire.decode_line(big) is None
+    assert wirehost.decode_line(big) is None
     buf = bytearray(4)
     text = base64.b64encode(bytes(5))
     assert wire.b64_decode_into(text, len(text), buf) == -1

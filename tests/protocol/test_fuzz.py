@@ -17,7 +17,7 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pumpcore import auth, wire
+from pumpcore import auth, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 
@@ -149,7 +149,7 @@ def _fuzz_batch(specs: list[tuple[str, int, int, bytes, int]], chunk: int) -> No
         server.feed(stream[i:i + chunk])     # must never raise
     server.feed(b"\n")                        # end any frame left open at the end
     expected = _reference_answers(stream + b"\n")
-    got = [wire.decode_line(x) for x in out]
+    got = [wirehost.decode_line(x) for x in out]
     assert all(g is not None and g[1] == wire.KIND_RESPONSE for g in got)
     assert [(g[2], g[3]) for g in got] == [(e[0], e[1]) for e in expected]
     for g, e in zip(got, expected):
@@ -160,7 +160,7 @@ def _fuzz_batch(specs: list[tuple[str, int, int, bytes, int]], chunk: int) -> No
         elif e[3]:
             assert g[4] in (wire.ERR_BAD_PAYLOAD, wire.ERR_WRONG_RIG, wire.ERR_BAD_MAC, wire.ERR_REPLAY)
         if g[4] != wire.OK:
-            assert wire.parse_error(g[5])[1], "every error carries a reason"
+            assert wirehost.parse_error(g[5])[1], "every error carries a reason"
     assert server.frames_answered == len(expected)
     assert ctl.calls == []
     assert (ctl.counter, ctl.program.encode(), ctl.suspended, ctl.pl, ctl.day, ctl.ms, ctl.alarm_list) == before

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pumpcore import auth, wire
+from pumpcore import auth, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 from tests.support.mpy import REPO, run_micropython
@@ -129,14 +129,14 @@ def test_server_byte_identical_on_both_interpreters(seed: int) -> None:
 
 def test_codec_values_identical() -> None:
     script = r"""
-from pumpcore import wire, auth, crc
+from pumpcore import wire, wirehost, auth, crc
 import binascii
 print(wire.TABLE_CRC)
 print(crc.crc32(b"123456789"), crc.crc32_py(b"abc" * 50), crc.crc16(b"123456789"))
 print(binascii.hexlify(auth.hmac_sha256(b"k" * 70, b"message")).decode())
 print(binascii.hexlify(auth.sign_request(7, wire.CMD_BOLUS, b"12345678", "rig-1", 99, bytes(range(32)))).decode())
 print(wire.encode_frame(1, 65535, 255, 11, bytes(range(256)) * 4).decode().strip())
-print(wire.decode_line(wire.encode_frame(0, 3, 2, 0, b"xyz")))
+print(wirehost.decode_line(wire.encode_frame(0, 3, 2, 0, b"xyz")))
 """
     got = run_micropython(script).strip().splitlines()
     import binascii
@@ -155,7 +155,7 @@ def test_feed_allocates_nothing_per_byte() -> None:
     script = r"""
 import micropython
 from pumpfw.server import ProtocolServer
-from pumpcore import wire
+from pumpcore import wire, wirehost
 from tests.protocol.fakes import FakeController
 out = []
 server = ProtocolServer(FakeController(), out.append)

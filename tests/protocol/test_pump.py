@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pumpcore import wire
+from pumpcore import wire, wirehost
 from pumpctl import keys
 from pumpctl.errors import AuthError, ProtocolError, RefusedError, RigTimeout, UsageError, VersionError
 from pumpctl.pump import Alarm, Calibration, HelloInfo, Limits, Pump, Status
@@ -165,7 +165,7 @@ class OldFirmwareLink(LoopbackTransport):
         self.table_crc = table_crc
 
     def _answer(self, line: bytes) -> None:
-        v, kind, seq, cmd, status, payload = wire.decode_line(line)
+        v, kind, seq, cmd, status, payload = wirehost.decode_line(line)
         if cmd == wire.CMD_HELLO:
             payload = bytes([self.version]) + self.table_crc.to_bytes(4, "little") + payload[5:]
         super()._answer(wire.encode_frame(kind, seq, cmd, status, payload))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pumpcore import auth, wire
+from pumpcore import auth, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 
@@ -24,7 +24,7 @@ class Link:
     def feed(self, data: bytes) -> list[tuple]:
         n = len(self.out)
         self.server.feed(data)
-        return [wire.decode_line(x) for x in self.out[n:]]
+        return [wirehost.decode_line(x) for x in self.out[n:]]
 
     def req(self, cmd: int, payload: bytes = b"", seq: int | None = None) -> tuple[int, bytes]:
         self.seq += 1
@@ -45,7 +45,7 @@ class Link:
 
 
 def reason(payload: bytes) -> str:
-    return wire.parse_error(payload)[1]
+    return wirehost.parse_error(payload)[1]
 
 
 @pytest.fixture
@@ -57,9 +57,9 @@ def link() -> Link:
 def test_hello_reports_versions_table_crc_and_rig(link: Link) -> None:
     status, p = link.req(wire.CMD_HELLO)
     assert status == wire.OK
-    head = wire.unpack_fields(wire.HELLO_RESP, p)
+    head = wirehost.unpack_fields(wire.HELLO_RESP, p)
     assert head == {"protocol_version": 1, "table_crc": wire.TABLE_CRC, "auth_counter": 0, "max_payload": 1024}
-    assert wire.unpack_strings(p, 11, 3)[0] == ["0.1.0-test", "deadbeef", RIG]
+    assert wirehost.unpack_strings(p, 11, 3)[0] == ["0.1.0-test", "deadbeef", RIG]
 
 
 def test_resync_after_garbage_torn_frames_and_overflow(link: Link) -> None:
@@ -78,7 +78,7 @@ def test_stream_split_at_every_byte_boundary(link: Link) -> None:
     stream = b"junk".join(lines)
     for b in stream:
         link.server.feed(bytes((b,)))
-    assert [wire.decode_line(x)[2] for x in link.out] == [0, 1, 2]
+    assert [wirehost.decode_line(x)[2] for x in link.out] == [0, 1, 2]
 
 
 def test_ctrl_c_is_noise_by_default_and_aborts_frame(link: Link) -> None:
@@ -207,7 +207,7 @@ def test_delivery_commands_reach_the_controller(link: Link) -> None:
     assert link.signed(wire.CMD_CAL_WRITE, struct.pack("<I", 3000))[0] == wire.OK
     assert link.signed(wire.CMD_ALARM_ACK, struct.pack("<H", 7))[0] == wire.OK
     st, p = link.signed(wire.CMD_ALARM_ACK, struct.pack("<H", 8))
-    assert st == wire.ERR_REFUSED and wire.parse_error(p) == (9, "alarm_id = 8: no such alarm")
+    assert st == wire.ERR_REFUSED and wirehost.parse_error(p) == (9, "alarm_id = 8: no such alarm")
     st, p = link.signed(wire.CMD_BOLUS, struct.pack("<II", 0, 0))
     assert st == wire.ERR_BAD_PAYLOAD and reason(p) == "dose_ng = 0: outside 1..1073741823"
     names = [c[0] for c in link.ctl.calls if c[0] != "accept_counter"]
@@ -235,7 +235,7 @@ def test_maintenance_is_signed_and_its_window_bounded(link: Link) -> None:
 def test_controller_refusal_code_and_text(link: Link) -> None:
     link.ctl.refuse_bolus = True
     st, p = link.signed(wire.CMD_PATIENT_BOLUS)
-    assert st == wire.ERR_REFUSED and wire.parse_error(p) == (3, "patient bolus refused: lockout 3 h not over")
+    assert st == wire.ERR_REFUSED and wirehost.parse_error(p) == (3, "patient bolus refused: lockout 3 h not over")
 
 
 def test_controller_exception_is_reported_not_raised() -> None:
@@ -256,25 +256,25 @@ def test_controller_exception_is_reported_not_raised() -> None:
 def test_reads(link: Link) -> None:
     st, p = link.req(wire.CMD_ALARMS)
     assert st == wire.OK and p[0] == 1
-    assert wire.unpack_fields(wire.ALARM_ENTRY, p, 1) == link.ctl.alarm_list[0]
+    assert wirehost.unpack_fields(wire.ALARM_ENTRY, p, 1) == link.ctl.alarm_list[0]
     st, p = link.req(wire.CMD_CAL_READ)
-    assert wire.unpack_fields(wire.CAL_RESP, p) == {"pl_per_step": 3051, "source": 0}
+    assert wirehost.unpack_fields(wire.CAL_RESP, p) == {"pl_per_step": 3051, "source": 0}
     st, p = link.req(wire.CMD_LIMITS_READ)
-    assert wire.unpack_fields(wire.LIMITS_RESP, p) == link.ctl.limits()
+    assert wirehost.unpack_fields(wire.LIMITS_RESP, p) == link.ctl.limits()
     st, p = link.req(wire.CMD_STATUS)
-    assert wire.unpack_fields(wire.STATUS_RESP, p) == link.ctl.status()
+    assert wirehost.unpack_fields(wire.STATUS_RESP, p) == link.ctl.status()
 
 
 def test_log_read_bounds_and_clamp(link: Link) -> None:
     st, p = link.req(wire.CMD_LOG_READ, struct.pack("<IB", 90, 200))
-    head = wire.unpack_fields(wire.LOG_READ_RESP, p)
+    head = wirehost.unpack_fields(wire.LOG_READ_RESP, p)
     assert head == {"oldest_seq": 0, "next_seq": 100, "first_seq": 90, "count": 10}
     st, p = link.req(wire.CMD_LOG_READ, struct.pack("<IB", 0, 200))
-    assert wire.unpack_fields(wire.LOG_READ_RESP, p)["count"] == wire.MAX_LOG_RECORDS
+    assert wirehost.unpack_fields(wire.LOG_READ_RESP, p)["count"] == wire.MAX_LOG_RECORDS
     assert len(p) <= wire.MAX_PAYLOAD
     link.ctl.log = link.ctl.log[:50]
     st, p = link.req(wire.CMD_LOG_READ, struct.pack("<IB", 60, 5))
-    assert wire.unpack_fields(wire.LOG_READ_RESP, p)["count"] == 0
+    assert wirehost.unpack_fields(wire.LOG_READ_RESP, p)["count"] == 0
 
 
 # ---- program staging --------------------------------------------------------------------------
@@ -290,13 +290,13 @@ def test_stage_verify_commit_and_read(link: Link) -> None:
     assert st == wire.ERR_STAGE and reason(p) == "staged 1000 of 1506 bytes: upload incomplete"
     assert _stage(link, enc[1000:], 1000, len(enc))[0] == wire.OK
     st, p = link.req(wire.CMD_PROG_VERIFY)
-    v = wire.unpack_fields(wire.PROG_VERIFY_RESP, p)
+    v = wirehost.unpack_fields(wire.PROG_VERIFY_RESP, p)
     from zlib import crc32
     assert v == {"length": len(enc), "crc": crc32(enc)}
     st, p = link.req(wire.CMD_STATUS)
-    assert wire.unpack_fields(wire.STATUS_RESP, p)["flags"] & wire.STATUS_FLAG_PROGRAM_STAGED
+    assert wirehost.unpack_fields(wire.STATUS_RESP, p)["flags"] & wire.STATUS_FLAG_PROGRAM_STAGED
     st, p = link.req(wire.CMD_PROG_READ, struct.pack("<BBI", 1, 1, 0))
-    head = wire.unpack_fields(wire.PROG_READ_RESP, p)
+    head = wirehost.unpack_fields(wire.PROG_READ_RESP, p)
     text = "\n".join(prog.describe()).encode()
     assert head == {"total_len": len(text), "crc": crc32(enc), "offset": 0} and p[12:] == text[:wire.MAX_READ_CHUNK]
     st, p = link.signed(wire.CMD_PROG_COMMIT, struct.pack("<I", crc32(enc) ^ 1))
@@ -304,7 +304,7 @@ def test_stage_verify_commit_and_read(link: Link) -> None:
     assert link.signed(wire.CMD_PROG_COMMIT, struct.pack("<I", crc32(enc)))[0] == wire.OK
     assert link.ctl.program.encode() == enc
     st, p = link.req(wire.CMD_PROG_READ, struct.pack("<BBI", 0, 0, 1012))
-    assert wire.unpack_fields(wire.PROG_READ_RESP, p)["total_len"] == len(enc) and p[12:] == enc[1012:]
+    assert wirehost.unpack_fields(wire.PROG_READ_RESP, p)["total_len"] == len(enc) and p[12:] == enc[1012:]
     st, p = link.signed(wire.CMD_PROG_COMMIT, struct.pack("<I", crc32(enc)))
     assert st == wire.ERR_STAGE and reason(p) == "no verified staged program: stage and verify first"
 
@@ -360,7 +360,7 @@ def test_bare_controller_reports_missing_methods_by_name() -> None:
     server = ProtocolServer(Controller(), out.append)
     server.feed(wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b""))
     server.feed(wire.encode_frame(0, 2, wire.CMD_ALARMS, 0, b""))
-    got = [wire.decode_line(x) for x in out]
+    got = [wirehost.decode_line(x) for x in out]
     assert got[0][4] == wire.ERR_INTERNAL and reason(got[0][5]) == "internal error in status: NotImplementedError status"
     assert got[1][4] == wire.OK and got[1][5] == b"\x00"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from pumpcore import wire
+from pumpcore import wire, wirehost
 from pumpctl.errors import PortError, RigTimeout
 from pumpctl.pump import Pump
 from pumpctl.transport import import_server
@@ -52,7 +52,7 @@ class PtyRig:
 
     def _has_cmd(self, data: bytes) -> bool:
         for line in data.split(b"\n"):
-            f = wire.decode_line(line + b"\n")
+            f = wirehost.decode_line(line + b"\n")
             if f is not None and f[3] == self.unplug_on:
                 return True
         return False

@@ -1,0 +1,86 @@
+"""The host's half of the wire codec: unpacking what the firmware packs, decoding whole lines.
+
+The device never imports this module (tests/layout checks the deploy's import closure), so its
+code and its names cost the Pico no RAM: interned names are never freed once a module loads
+(issue 16). Every definition it reads (layouts, sizes, the frame primitives) is pumpcore.wire's,
+the one source both sides share; nothing here is a copy. Runs on CPython and MicroPython alike.
+"""
+import struct
+
+from pumpcore.wire import (HEADER_SIZE, MAX_FRAME, MAX_LINE, STATUS_NAMES, WireError,
+                           b64_decode_into, parse_frame)
+
+
+def status_name(status):
+    """Short name of a status code, e.g. "replay"."""
+    if 0 <= status < len(STATUS_NAMES):
+        return STATUS_NAMES[status]
+    return "status-%d" % status
+
+
+def layout_size(layout):
+    """Bytes taken by a fixed layout."""
+    return struct.calcsize(layout[0])
+
+
+def unpack_fields(layout, buf, offset=0):
+    """Unpack a layout from `buf` at `offset` into a dict; WireError if `buf` is too short."""
+    fmt, names = layout
+    size = struct.calcsize(fmt)
+    if len(buf) - offset < size:
+        raise WireError("payload: %d bytes, layout %s needs %d" % (len(buf) - offset, fmt, size))
+    vals = struct.unpack_from(fmt, buf, offset)
+    d = {}
+    for i in range(len(names)):
+        d[names[i]] = vals[i]
+    return d
+
+
+def unpack_strings(buf, offset, count):
+    """Read `count` strings packed by pack_strings; returns (list of str, new offset)."""
+    out = []
+    for _ in range(count):
+        if offset >= len(buf):
+            raise WireError("string %d: payload ends at byte %d" % (len(out), offset))
+        n = buf[offset]
+        offset += 1
+        if offset + n > len(buf):
+            raise WireError("string %d: length %d beyond payload end %d" % (len(out), n, len(buf)))
+        out.append(bytes(buf[offset:offset + n]).decode())
+        offset += n
+    return out, offset
+
+
+def parse_error(payload):
+    """(detail, reason text) from an error response payload."""
+    if len(payload) < 1:
+        return 0, ""
+    return payload[0], bytes(payload[1:]).decode()
+
+
+def decode_line(line):
+    """Decode one line (with or without the leading "~" and trailing newline/CR).
+
+    Returns (version, kind, seq, cmd, status, payload bytes) or None when the line is not a
+    valid frame. Used by the host and tests; the server uses the same primitives in place.
+    """
+    start = 0
+    end = len(line)
+    while end > 0 and line[end - 1] in (0x0A, 0x0D):
+        end -= 1
+    tilde = bytes(line).rfind(b"~", 0, end)
+    if tilde < 0:
+        return None
+    start = tilde + 1
+    n = end - start
+    if n > MAX_LINE:
+        return None
+    buf = bytearray(MAX_FRAME)
+    got = b64_decode_into(memoryview(line)[start:end], n, buf)
+    if got < 0:
+        return None
+    parsed = parse_frame(buf, got)
+    if parsed is None:
+        return None
+    version, kind, seq, cmd, status, length = parsed
+    return version, kind, seq, cmd, status, bytes(buf[HEADER_SIZE:HEADER_SIZE + length])
