@@ -60,7 +60,7 @@ def test_status_queued_steps_is_the_count_less_the_pins(tmp_path):
     """STATUS_RESP's queued_steps: microsteps the rig counts delivered that have not reached the
     STEP pin (the generator's queue plus those owed), so a host checks count - queued against the
     pins without the log. Checked at every iteration of a basal and a 10 s clinician bolus."""
-    from pumpcore import wire
+    from pumpcore import wire, wirehost
     app, hw = _programmed(tmp_path)
     s0 = app.sched.delivered_steps - hw.stepper.done
     assert app.bolus(wire.BOLUS_CLINICIAN, 1_000, 10_000) is None        # 1 ug over 10 s: 767 steps
@@ -84,5 +84,5 @@ def test_status_queued_steps_is_the_count_less_the_pins(tmp_path):
         app.step()
     assert seen == {True, False}                 # the check saw a queue, and an empty one
     # and the host reads it off the wire as the firmware packed it
-    st = wire.unpack_fields(wire.STATUS_RESP, bytes(wire.pack_fields(wire.STATUS_RESP, app.status())))
+    st = wirehost.unpack_fields(wire.STATUS_RESP, bytes(wire.pack_fields(wire.STATUS_RESP, app.status())))
     assert st["queued_steps"] == app.status()["queued_steps"]
