@@ -975,10 +975,6 @@ class PumpApp(Controller):
         b_kind = self.sched.bolus_active()
         b_done = self.sched.bolus_delivered_ng() if b_kind else 0
         code = self.sched.load(program, self.clock)
-        if b_kind and self.state.bolus_in_progress():
-            self.state.end_bolus(b_done)
-            self._log(logrec.EV_BOLUS_END, b_kind, b_done, self.state.get(sc.F_BOLUS_SERIAL),
-                      self.hw.stepper.pending() + self.owed)
         if self.pending_snap is not None:
             # the first commit after a boot whose program was unreadable: the ledger of the
             # state it kept (totals, rolling 24 h, lockout) comes back, never reset
@@ -989,6 +985,11 @@ class PumpApp(Controller):
         crc = program.crc32()
         self._log(logrec.EV_PROGRAM_COMMIT, crc >> 16, crc & 0xFFFF, program.mode,
                   program.rate_ng_day)
+        if b_kind and self.state.bolus_in_progress():
+            # logged after the commit that ended it, so the log reads cause then effect
+            self.state.end_bolus(b_done)
+            self._log(logrec.EV_BOLUS_END, b_kind, b_done, self.state.get(sc.F_BOLUS_SERIAL),
+                      self.hw.stepper.pending() + self.owed)
         self.alarm_set.clear(al.ALARM_NO_PROGRAM)
         self.alarm_set.ack(al.ALARM_NO_PROGRAM)
         if self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
