@@ -34,7 +34,7 @@ def test_readme_figures_match_the_generated_reports():
     assert (f"A = {a.group(1)} %,\nEp(2 min) {wh[2][0]}/{wh[2][1]} %, Ep(31 min) {wh[31][0]}/{wh[31][1]} %"
             in readme)
     for doc in (low, high):
-        assert "**VERDICT: PASS**" in doc and "evaporation | measured before the run" in doc
+        assert "**VERDICT: PASS**" in doc and "evaporation | mean of the rates measured before and after the run" in doc
 
 
 def test_readme_precision_drive_figures_match_its_generated_report():

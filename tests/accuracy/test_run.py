@@ -159,3 +159,24 @@ def test_sim_balance_without_the_virtual_rig_is_a_clear_error(tmp_path, monkeypa
     from pumpctl.accuracy.simrun import start_virtual_rig
     with pytest.raises(UsageError, match="virtual rig .* is not in this checkout yet"):
         start_virtual_rig(1000.0, tmp_path)
+
+
+def test_rig_events_compares_the_count_with_the_dose_programmed_over_the_same_rig_time():
+    """The count is set against the programmed dose over the stretch of the rig's own clock it
+    was counted over, not against `hours`: at `--time-scale max` the host's last status read lags
+    the run's end by rig minutes, and comparing with the run's nominal length called a correct
+    count 0.17 % high (186.322 of 186.000 ug)."""
+    from types import SimpleNamespace
+    from pumpctl.accuracy.simrun import rig_events
+
+    def status(day, ms, ng):
+        return SimpleNamespace(day=day, ms_of_day=ms, delivered_total_ng=ng, missed_steps=0)
+
+    since = status(9000, 86_000_000, 1_000)                 # 400 s before midnight
+    end = status(9001, 86_150_000, 1_000 + 186_482)     # 24 h 150 s later
+    pump = SimpleNamespace(status=lambda: end, alarms=lambda: [])
+    rig = SimpleNamespace(world=lambda: {"boots": 2})
+    text = rig_events(rig, 186_000, since, pump)
+    # 24 h + 150 s of rig clock at 186,000 ng/day = 186.323 ug; counted 186.482 ug
+    assert text.startswith("counted 186.482 ug of 186.323 ug programmed over the same 24.042 h")
+    assert "2 firmware boot(s), alarms: none" in text

@@ -141,7 +141,7 @@ def run_with_rig(rig: Any, args: argparse.Namespace, program: Any, rate_ng_day: 
             t0_wall = getattr(bar, "t0_wall_ms", offset_ms)
             cond.events = run_events.record_run_end(log, pump, first_seq, t0_wall, len(samples))
             # what the rig counted over the run, read before the after-weighing's suspend
-            events = rig_events(rig, rate_ng_day, args.hours, pump)
+            events = rig_events(rig, rate_ng_day, st, pump)
             if given is None and minutes > 0:
                 # after: the program stopped, the line drained (tau ~1 s), weigh again
                 from ..errors import PumpError
@@ -201,22 +201,30 @@ def balance_noise_model(spec: Any = None) -> tuple[str, float]:
     return text, p.balance_noise_ng / 1e9
 
 
-def rig_events(rig: Any, rate_ng_day: int, hours: float, pump: Any = None) -> str:
+def rig_events(rig: Any, rate_ng_day: int, since: Any, pump: Any = None) -> str:
     """What the rig itself counted and raised during the run (an accuracy figure is only
-    meaningful next to it: a reset or an alarm that stopped the motor shows here). `pump`: an
-    open Pump on the rig (None: one is opened)."""
+    meaningful next to it: a reset or an alarm that stopped the motor shows here). `since`: the
+    rig's status read just after the commit; the count and the programmed dose are both taken
+    over the same stretch of the rig's own clock (from `since` to now), so a host that reads late
+    (at `--time-scale max` a poll can lag minutes of rig time) compares like with like. `pump`:
+    an open Pump on the rig (None: one is opened)."""
     from pumpcore import alarms
     from ..pump import Pump
+    from . import events as run_events
     if pump is None:
         with Pump.open(rig.port) as opened:
-            return rig_events(rig, rate_ng_day, hours, opened)
+            return rig_events(rig, rate_ng_day, since, opened)
     st = pump.status()
     active = [alarms.alarm_name(a.code) for a in pump.alarms()]
     boots = rig.world().get("boots", 0)
-    planned = rate_ng_day * hours / 24
-    return ("counted %.3f ug of %.3f ug programmed, %d microsteps missed, %d firmware boot(s), "
-            "alarms: %s" % (st.delivered_total_ng / 1000, planned / 1000, st.missed_steps, boots,
-                            ", ".join(active) or "none"))
+    elapsed_ms = (run_events.rig_wall_ms(st.day, st.ms_of_day)
+                  - run_events.rig_wall_ms(since.day, since.ms_of_day))
+    counted = st.delivered_total_ng - since.delivered_total_ng
+    planned = rate_ng_day * elapsed_ms / 86_400_000
+    return ("counted %.3f ug of %.3f ug programmed over the same %.3f h of the rig's clock, "
+            "%d microsteps missed, %d firmware boot(s), alarms: %s"
+            % (counted / 1000, planned / 1000, elapsed_ms / 3.6e6, st.missed_steps, boots,
+               ", ".join(active) or "none"))
 
 
 def recorded_run(rig: Any, duration_s: float, log: SampleLog, time_scale: float,
