@@ -78,6 +78,15 @@ def test_alarm_records_the_flash_refused_reach_the_log_later_in_order_with_their
     late = [r for r in recs if r[0] < report[0][0]]
     assert len(late) == report[0][4]
     assert app.ack_alarm(al.ALARM_STORAGE_FAULT) is None   # nothing waits: the ack is taken
+    # the host reads them as the firmware wrote them: late, in seq order, no time running back
+    # unexplained (pumpctl.logorder: `logs show` marks them, the exports have a late column)
+    from pumpctl import logorder
+    assert logorder.late_in(recs) == {r[0] for r in late}
+    # their times are their own, older than the append (the report's time) by up to the fault,
+    # yet never before a record ahead of them: new records queue behind the waiting ones
+    rep_ms = report[0][1] * 86_400_000 + report[0][2]
+    assert rep_ms - (late[0][1] * 86_400_000 + late[0][2]) >= 10_000
+    assert logorder.time_runs_back(recs) == []
 
 
 def test_a_broken_flash_is_retried_with_back_off_not_every_iteration(tmp_path: Path) -> None:
