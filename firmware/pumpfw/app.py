@@ -254,6 +254,7 @@ class PumpApp(Controller):
                 self.sched.load(prog, self.clock)
                 if snap is not None:
                     self.sched.restore(snap)
+                    self.sched.forfeit_carry()   # no early microstep at each reset
                     restored = True
                     unconfirmed = state.program_crc() != prog.crc32()
                 self.program = prog

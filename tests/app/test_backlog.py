@@ -314,7 +314,7 @@ def test_an_alarm_ack_whose_save_was_cut_holds_after_the_reset(tmp_path: Path) -
     app2, hw2 = boot(tmp_path / "flash")
     assert al.ALARM_OCCLUSION not in app2.alarm_set.active(), "the ack was forgotten"
     assert _applied(app2) == [(logrec.EV_ALARM_ACK, seq0)]
-    run_for(app2, hw2, 5_000)
+    run_for(app2, hw2, 60_000)                     # several basal microsteps at 186 ug/day
     after = [(r[3], r[4]) for r in _after(app2, seq0) if r[4] == al.ALARM_OCCLUSION and r[3] in (
         logrec.EV_ALARM_RAISED, logrec.EV_ALARM_CLEARED)]
     assert after == [(logrec.EV_ALARM_CLEARED, al.ALARM_OCCLUSION)], "raised again after its ack"
