@@ -77,7 +77,10 @@ EV_LOG_BACKLOG = const(32)      # late_records, lost_alarm, lost_bolus, lost_oth
 EV_LOCKOUT_RESTORED = const(33) # bolus_serial, lockout_left_ms, patient_boluses_24h, 0: at boot, a patient bolus
                                 #   the log shows started after the last save (the save was cut): its lockout
                                 #   and allotment count, as if it had run
-EV_CODE_MAX = const(33)
+EV_LOG_APPLIED = const(34)      # event_code, record_seq, 0, 0: at boot, an operator action the log shows after the
+                                #   last save (refill, alarm ack, suspend/resume by command; its save was cut):
+                                #   the state did not hold it, the boot applies it as the record at record_seq says
+EV_CODE_MAX = const(34)
 
 # The names of the codes and of their arguments, which only the host renders, are in
 # pumpcore.logtext (EVENT_NAMES, EVENT_ARGS, event_name, describe): the device does not import it.

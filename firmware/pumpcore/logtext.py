@@ -19,6 +19,7 @@ EVENT_NAMES = (
     "time-set", "limit-refused", "calibration", "watchdog-armed", "storage-fault",
     "maintenance", "heap", "maintenance-start", "maintenance-end", "program-at-boot",
     "hourly-partial", "ledger-restored", "auth-refused", "log-backlog", "lockout-restored",
+    "applied-from-log",
 )
 
 EVENT_ARGS = (
@@ -56,6 +57,7 @@ EVENT_ARGS = (
     ("command", "status", "not_logged", ""),
     ("late_records", "lost_alarm", "lost_bolus", "lost_other"),
     ("bolus_serial", "lockout_left_ms", "patient_boluses_24h", ""),
+    ("event", "record_seq", "", ""),
 )
 
 

@@ -239,6 +239,7 @@ class PumpApp(Controller):
                 pass
         restored = False
         unconfirmed = False
+        applied = ()
         snap = statemap.get_scheduler(state) if state is not None else None
         led = parse_section(state.sections.get(sc.SEC_LEDGER)) if state is not None else None
         if blob is not None:
@@ -253,6 +254,7 @@ class PumpApp(Controller):
                 self.sched.load(prog, self.clock)
                 if snap is not None:
                     self.sched.restore(snap)
+                    self.sched.forfeit_carry()   # no early microstep at each reset
                     restored = True
                     unconfirmed = state.program_crc() != prog.crc32()
                 self.program = prog
@@ -281,6 +283,8 @@ class PumpApp(Controller):
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
+            if tail is not None:
+                applied = self._apply_logged_actions(tail)
             screw = state.sections.get(sc.SEC_SCREW)
             if screw and not self.alarm_set.is_active(al.ALARM_MISSED_STEPS):
                 # the encoder's deficit outlives the reset (a jam across a power cut is not
@@ -310,6 +314,8 @@ class PumpApp(Controller):
             if app_sec and len(app_sec) >= 4 and (app_sec[1] or app_sec[2] or app_sec[3]) and not (
                     tail is not None and tail[8]):
                 self._log(logrec.EV_LOG_BACKLOG, 0, app_sec[1], app_sec[2], app_sec[3])
+        for code, seq in applied:
+            self._log(logrec.EV_LOG_APPLIED, code, seq, 0, 0)
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
         if tail is not None:
@@ -368,8 +374,9 @@ class PumpApp(Controller):
         whether a time set is among them, the boluses started among them ((serial, kind, dose,
         day, ms) list), the serials of the boluses ended or aborted among them and whether an
         EV_LOG_BACKLOG is among them, the mask of alarms raised and not cleared among them and
-        the pL per microstep of the last calibration among them (0: none); None if there are
-        none. The time is the latest one (records
+        the pL per microstep of the last calibration among them (0: none), the last refill
+        ((volume_nl, conc, seq) or None), the acks ({alarm: seq}) and the last suspend by
+        command or resume ((suspended, seq) or None) among them; None if there are none. The time is the latest one (records
         appended late from the backlog carry their own, earlier times). Boot only (allocates)."""
         log = self.log
         seq = state.get(sc.F_LOG_SEQ) + 1
@@ -382,6 +389,9 @@ class PumpApp(Controller):
         cal = 0             # pL per microstep of the last calibration among them
         started = []
         closed = []
+        refill = None       # the last refill among them: (volume_nl, conc_ug_ml, seq)
+        acks = {}           # alarm code -> seq of its ack among them (not raised again after it)
+        susp = None         # the last suspend (by command) or resume among them: (1 or 0, seq)
         while seq < end:
             raw = log.read_raw(seq, 16)
             if not raw:
@@ -408,13 +418,24 @@ class PumpApp(Controller):
                     cal = rec[5]
                 elif code == logrec.EV_ALARM_RAISED and 0 < rec[4] <= al.ALARM_MAX:
                     raised |= 1 << rec[4]
+                    acks.pop(rec[4], None)
+                elif code == logrec.EV_ALARM_ACK:
+                    acks[rec[4]] = rec[0]
+                elif code == logrec.EV_REFILL:
+                    refill = (rec[4], rec[5], rec[0])
+                elif code == logrec.EV_SUSPEND and rec[4] == 0:
+                    susp = (1, rec[0])
+                elif code == logrec.EV_RESUME:
+                    # an alarm hold's end logs it too, but only while no command suspended
+                    # the pump (F_SUSPENDED 0): then it changes nothing here
+                    susp = (0, rec[0])
                 elif code == logrec.EV_ALARM_CLEARED and 0 < rec[4] <= al.ALARM_MAX:
                     raised &= ~(1 << rec[4])
                 if jumped or (rec[1], rec[2]) > (day, ms):
                     day, ms = rec[1], rec[2]
         if day < 0:
             return None
-        return ng, steps, missed, day, ms, jumped, started, closed, backlog, raised, cal
+        return ng, steps, missed, day, ms, jumped, started, closed, backlog, raised, cal, refill, acks, susp
 
     def _restore_logged_alarms(self, mask):
         """Latching alarms the log shows raised (and not cleared) after the last save, which the
@@ -427,6 +448,45 @@ class PumpApp(Controller):
             if mask & bit and al.latches(code) and not aset.is_active(code):
                 aset.raise_(code)
                 self.restored_alarms |= bit
+
+    def _apply_logged_actions(self, tail):
+        """Operator actions the log shows after the last save, which the cut kept out of the
+        state (each logs its record, then saves): they happened, so the state follows the log.
+        A refill: the syringe was filled before the rig was told, so the old, lower volume would
+        soon alarm reservoir-empty with a full syringe (therapy stopped: withdrawal), and a new
+        drug's concentration would be dosed as the old one (over- or under-delivery); applied
+        before the reservation is counted, which then comes out of the new volume (the estimate
+        stays at or below the truth). An alarm ack: the operator saw it; it ends or silences
+        the alarm as it did (a stopping reaction still holds while its condition is present).
+        A suspend or resume by command: the pump does what it was last told. Returns the
+        (event code, record seq) list the boot logs as EV_LOG_APPLIED. Boot only."""
+        done = []
+        aset = self.alarm_set
+        refill = tail[11]
+        if refill is not None and not self.sched.refill(refill[0], refill[1]):
+            for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
+                self._ack_at_boot(c)
+            self.reservoir_det.reset()
+            done.append((logrec.EV_REFILL, refill[2]))
+        for code, seq in tail[12].items():
+            if 0 < code <= al.ALARM_MAX and self._ack_at_boot(code):
+                done.append((logrec.EV_ALARM_ACK, seq))
+        susp = tail[13]
+        if susp is not None and susp[0] != self.state.get(sc.F_SUSPENDED):
+            self.state.set(sc.F_SUSPENDED, susp[0])
+            done.append((logrec.EV_SUSPEND if susp[0] else logrec.EV_RESUME, susp[1]))
+        return done
+
+    def _ack_at_boot(self, code):
+        """Acknowledge a restored alarm at boot (an ack the log shows); True if it was
+        active and unacknowledged. One that goes away is logged cleared by the first look, not
+        raised again (its raise is on the log from before the reset). Boot only."""
+        if not self.alarm_set.ack(code):
+            return False
+        if not self.alarm_set.is_active(code):
+            self.seen_active[code] = 1
+            self.restored_alarms &= ~(1 << code)
+        return True
 
     def _close_boluses_after_save(self, started, closed):
         """Boluses the log shows started after the last save (the reset cut the save that

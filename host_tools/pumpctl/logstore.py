@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from pumpcore import logrec
+
 from .deploy import pumpctl_home
+from .logorder import late_seqs
 from .errors import UsageError
 
 SCHEMA_VERSION = 1
 # Columns of an exported record, in order (CSV header and JSONL keys).
-EXPORT_COLUMNS = ("seq", "day", "ms_of_day", "time", "code", "event", "detail", "crc_ok", "raw_hex")
+# late: appended late from the rig's log backlog, with its own earlier time (pumpctl.logorder).
+EXPORT_COLUMNS = ("seq", "day", "ms_of_day", "time", "code", "event", "detail", "crc_ok", "raw_hex", "late")
+LATE_MARK = "(appended late: the flash refused it at its time; see the log-backlog record after it)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,10 +72,16 @@ class StoredRecord:
         return "%s %02d:%02d:%02d.%03d" % (date.isoformat(), ms // 3_600_000, ms // 60_000 % 60,
                                            ms // 1000 % 60, ms % 1000)
 
-    def export_row(self) -> dict[str, Any]:
+    def export_row(self, late: bool = False) -> dict[str, Any]:
         return {"seq": self.seq, "day": self.day, "ms_of_day": self.ms_of_day, "time": self.time_text(),
                 "code": self.code, "event": self.event, "detail": self.detail, "crc_ok": self.crc_ok,
-                "raw_hex": self.raw.hex()}
+                "raw_hex": self.raw.hex(), "late": late}
+
+
+def stored_late_rows(records: Iterable[StoredRecord]) -> Iterator[tuple[int, int, int]]:
+    """(seq, code, late count) per record, for pumpctl.logorder.late_seqs."""
+    for r in records:
+        yield r.seq, r.code, int(r.detail.get("late_records", 0)) if r.code == logrec.EV_LOG_BACKLOG else 0
 
 
 def default_store_path(rig_id: str, home: Path | None = None) -> Path:
@@ -153,6 +164,11 @@ class LogStore:
         for seq, day, ms, code, event, detail, crc_ok, raw in cur:
             yield StoredRecord(seq, day, ms, code, event, json.loads(detail), bool(crc_ok), bytes(raw))
 
+    def late(self) -> set[int]:
+        """Seqs of the stored records appended late from the rig's log backlog (their own,
+        earlier times: not a gap, not corruption; pumpctl.logorder)."""
+        return late_seqs(stored_late_rows(self.records()))
+
     # ------------------------------------------------------------------ writing
     def add(self, records: Iterable[StoredRecord]) -> int:
         """Store a batch in one transaction; records already stored are skipped. Returns new count."""
@@ -178,10 +194,12 @@ class LogStore:
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(EXPORT_COLUMNS))
             w.writeheader()
+            late = self.late()
             for rec in self.records(since_seq):
-                row = rec.export_row()
+                row = rec.export_row(rec.seq in late)
                 row["detail"] = json.dumps(row["detail"], sort_keys=True)
                 row["crc_ok"] = int(row["crc_ok"])
+                row["late"] = int(row["late"])
                 w.writerow(row)
                 n += 1
         return n
@@ -190,7 +208,8 @@ class LogStore:
         """Write stored records as JSON Lines (one object per record, keys EXPORT_COLUMNS)."""
         n = 0
         with open(path, "w", encoding="utf-8") as f:
+            late = self.late()
             for rec in self.records(since_seq):
-                f.write(json.dumps(rec.export_row(), sort_keys=True) + "\n")
+                f.write(json.dumps(rec.export_row(rec.seq in late), sort_keys=True) + "\n")
                 n += 1
         return n

@@ -65,7 +65,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                    schema_id="pumpctl.program-show/1"),
     "pumpctl.logs/1": _obj({"rig_id": _STR, "next_seq": _INT, "records": {"type": "array", "items": _obj({
         "seq": _INT, "time": _NSTR, "day": _INT, "ms_of_day": _INT, "event": _STR, "crc_ok": _BOOL,
-        "fields": {"type": "object"}, "text": _STR})}}, schema_id="pumpctl.logs/1"),
+        "fields": {"type": "object"}, "text": _STR, "late": _BOOL})}}, schema_id="pumpctl.logs/1"),
     "pumpctl.logs-pull/1": _obj({"rig_id": _STR, "store": _STR, "pulled": _INT, "undecodable": _INT,
                                  "gaps": {"type": "array"}, "last_seq": _NINT, "stored": _INT},
                                 schema_id="pumpctl.logs-pull/1"),

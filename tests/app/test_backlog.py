@@ -78,6 +78,15 @@ def test_alarm_records_the_flash_refused_reach_the_log_later_in_order_with_their
     late = [r for r in recs if r[0] < report[0][0]]
     assert len(late) == report[0][4]
     assert app.ack_alarm(al.ALARM_STORAGE_FAULT) is None   # nothing waits: the ack is taken
+    # the host reads them as the firmware wrote them: late, in seq order, no time running back
+    # unexplained (pumpctl.logorder: `logs show` marks them, the exports have a late column)
+    from pumpctl import logorder
+    assert logorder.late_in(recs) == {r[0] for r in late}
+    # their times are their own, older than the append (the report's time) by up to the fault,
+    # yet never before a record ahead of them: new records queue behind the waiting ones
+    rep_ms = report[0][1] * 86_400_000 + report[0][2]
+    assert rep_ms - (late[0][1] * 86_400_000 + late[0][2]) >= 10_000
+    assert logorder.time_runs_back(recs) == []
 
 
 def test_a_broken_flash_is_retried_with_back_off_not_every_iteration(tmp_path: Path) -> None:
@@ -255,3 +264,99 @@ def test_a_commit_during_a_bolus_ends_it_on_the_log(tmp_path: Path) -> None:
     run_for(app, hw, 5_000)
     app2, _ = boot(tmp_path / "flash")
     assert not [r for r in log_records(app2) if r[3] == logrec.EV_BOLUS_ABORTED and r[7] == serial]
+
+
+# ------------------------------------------ operator actions whose save was cut: the boot applies the log
+def _applied(app: PumpApp) -> list[tuple[int, int]]:
+    return [(r[4], r[5]) for r in log_records(app) if r[3] == logrec.EV_LOG_APPLIED]
+
+
+def test_a_refill_whose_save_was_cut_is_applied_from_the_log(tmp_path: Path) -> None:
+    """Was: the refill (a new drug at 1000 ug/mL, 10 mL) was on the log, the cut kept it out of
+    the state, and the rig came back with the old drug's concentration and the old volume, the
+    log saying otherwise: the new drug dosed as the old one, and with a nearly empty old fill
+    a reservoir-empty alarm over a full syringe (therapy stopped)."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 600_000)
+    _cut_after(app, logrec.EV_REFILL)
+    with pytest.raises(Cut):
+        app.refill(10_000_000, 1000)
+    seq = [r for r in log_records(app) if r[3] == logrec.EV_REFILL][-1][0]
+    app2, hw2 = boot(tmp_path / "flash")
+    res = app2.sched.reservoir
+    assert res.conc_ug_ml == 1000, "the refill's new drug was forgotten"
+    # the reservation counted possibly delivered comes out of the new volume: at or below it
+    led = [r for r in log_records(app2) if r[3] == logrec.EV_LEDGER_RESTORED][-1]
+    assert 10_000_000 - (led[6] + 1) * app2.sched.pl // 1000 - 1 <= res.volume_nl <= 10_000_000
+    assert _applied(app2) == [(logrec.EV_REFILL, seq)]
+    app2.save(urgent=True)
+    app3, _ = boot(tmp_path / "flash")
+    assert _applied(app3) == [(logrec.EV_REFILL, seq)], "applied twice"
+    assert app3.sched.reservoir.conc_ug_ml == 1000
+
+
+def test_an_alarm_ack_whose_save_was_cut_holds_after_the_reset(tmp_path: Path) -> None:
+    """Was: the operator acknowledged an occlusion whose condition had ended (on the log), the
+    cut kept the ack out of the state, and after the reset the occlusion came back
+    unacknowledged, logged raised again as carried over, and the motor stayed stopped (an
+    interrupted flow) with the log saying it had been acknowledged."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 30_000)
+    hw.pressure = 3000
+    run_for(app, hw, 10_000)
+    hw.pressure = 0
+    run_for(app, hw, 5_000)
+    assert app.save(urgent=True)                  # the occlusion is in the saved state
+    _cut_after(app, logrec.EV_ALARM_ACK)
+    with pytest.raises(Cut):
+        app.ack_alarm(al.ALARM_OCCLUSION)
+    seq0 = app.log.last_seq()
+    app2, hw2 = boot(tmp_path / "flash")
+    assert al.ALARM_OCCLUSION not in app2.alarm_set.active(), "the ack was forgotten"
+    assert _applied(app2) == [(logrec.EV_ALARM_ACK, seq0)]
+    run_for(app2, hw2, 60_000)                     # several basal microsteps at 186 ug/day
+    after = [(r[3], r[4]) for r in _after(app2, seq0) if r[4] == al.ALARM_OCCLUSION and r[3] in (
+        logrec.EV_ALARM_RAISED, logrec.EV_ALARM_CLEARED)]
+    assert after == [(logrec.EV_ALARM_CLEARED, al.ALARM_OCCLUSION)], "raised again after its ack"
+    assert hw2.stepper.done > 0, "the motor stayed stopped on an acknowledged occlusion"
+
+
+def test_reset_power_acked_then_cut_is_not_logged_carried_over(tmp_path: Path) -> None:
+    """Reset-power (8) was logged raised again after its ack, as carried over the reset
+    (restored 1), when the ack's save did not reach the flash (a cut, or an urgent save the
+    budget deferred). The ack holds now: the old occurrence is logged cleared and the new
+    reset's own is a new one (restored 0)."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 10_000)
+    app2, hw2 = boot(tmp_path / "flash")
+    run_for(app2, hw2, 2_000)
+    _cut_after(app2, logrec.EV_ALARM_ACK)
+    with pytest.raises(Cut):
+        app2.ack_alarm(al.ALARM_RESET_POWER)
+    seq0 = app2.log.last_seq()
+    app3, hw3 = boot(tmp_path / "flash")
+    run_for(app3, hw3, 2_000)
+    recs = [r for r in _after(app3, seq0) if r[4] == al.ALARM_RESET_POWER and r[3] in (
+        logrec.EV_ALARM_RAISED, logrec.EV_ALARM_CLEARED)]
+    assert [(r[3], r[7]) for r in recs] == [(logrec.EV_ALARM_CLEARED, 0), (logrec.EV_ALARM_RAISED, 0)]
+
+
+@pytest.mark.parametrize("action", ["suspend", "resume"])
+def test_a_suspend_or_resume_whose_save_was_cut_holds_after_the_reset(tmp_path: Path, action: str) -> None:
+    """Was: the log said suspended (or resumed) by command, the cut kept it out of the state,
+    and the pump came back delivering (or suspended) against the operator's last command."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 60_000)
+    if action == "resume":
+        assert app.suspend() is None
+        run_for(app, hw, 60_000)
+    code = logrec.EV_SUSPEND if action == "suspend" else logrec.EV_RESUME
+    _cut_after(app, code)
+    with pytest.raises(Cut):
+        getattr(app, action)()
+    seq = app.log.last_seq()
+    app2, hw2 = boot(tmp_path / "flash")
+    assert app2.sched.suspended == (action == "suspend")
+    assert _applied(app2) == [(code, seq)]
+    run_for(app2, hw2, 600_000)
+    assert (hw2.stepper.done == 0) == (action == "suspend")

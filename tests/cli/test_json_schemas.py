@@ -216,3 +216,42 @@ def test_monitor_view_dims_the_last_figures_when_stale() -> None:
     con.print(monitor_view((doc, alarms), "no answer", 6.0, "12:00:06"))
     stale = con.export_text(styles=True)
     assert "STALE: no answer from the rig for 6 s" in stale and "\x1b[2m" in stale   # dimmed figures
+
+
+def test_logs_show_marks_records_appended_late_and_keeps_seq_order(rig: FakeController, capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path) -> None:
+    """Records the rig's log backlog appended late carry their own, earlier times (by design):
+    shown and exported in seq order, marked late, never a gap; the log-backlog record after
+    them counts them."""
+    from pumpcore import logrec
+    from pumpctl import logorder
+    from pumpctl.logstore import LogStore
+    from pumpctl.cli import cmd_logs
+    # a clock set back while records waited: the late time set explains the late times after it
+    plan = [(9000, logrec.EV_SUSPEND, 0), (9500, logrec.EV_TIME_SET, 0), (2000, logrec.EV_ALARM_RAISED, 1),
+            (3000, logrec.EV_ALARM_CLEARED, 1), (60000, logrec.EV_LOG_BACKLOG, 3), (61000, logrec.EV_RESUME, 0)]
+    base = len(rig.log)
+    for i, (ms, code, a0) in enumerate(plan):
+        rig.log.append(logrec.encode(base + i + 1, 9461, ms, code, a0, 0, 0, 0))
+    late = {base + 2, base + 3, base + 4}
+    rc, out, _ = run(capsys, "--json", "--port", "fake:bench", "logs", "show", "--since", str(base + 1))
+    recs = json.loads(out)["records"]
+    assert [r["seq"] for r in recs] == list(range(base + 1, base + 7))
+    assert {r["seq"] for r in recs if r["late"]} == late
+    rc, out, _ = run(capsys, "--port", "fake:bench", "logs", "show", "--since", str(base + 1))
+    marked = [line.split()[0] for line in out.splitlines() if "appended late" in line]
+    assert marked == [str(s) for s in sorted(late)]
+    decoded = [logrec.decode(raw) for raw in rig.log]
+    assert logorder.late_in(decoded) == late and logorder.time_runs_back(decoded[base:]) == []
+    odd = decoded[base:] + [logrec.decode(logrec.encode(base + 7, 9461, 30000, logrec.EV_SUSPEND, 0, 0, 0, 0))]
+    assert logorder.time_runs_back(odd) == [base + 7], "a time running back unexplained is said"
+    with LogStore(tmp_path / "r.sqlite", "bench-1") as store:
+        got = cmd_logs.pull(lambda first, n: (1, len(rig.log) + 1, rig.log[first - 1:first - 1 + n]), store)
+        assert got["gaps"] == [] and got["undecodable"] == 0
+        store.export_jsonl(tmp_path / "r.jsonl")
+        store.export_csv(tmp_path / "r.csv")
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert {r["seq"] for r in rows if r["late"]} == late
+    import csv
+    with open(tmp_path / "r.csv", newline="") as f:
+        assert {int(r["seq"]) for r in csv.DictReader(f) if r["late"] == "1"} == late

@@ -33,3 +33,37 @@ def test_edges_move_the_shared_model_and_an_occlusion_builds_pressure_until_the_
     assert s["plunger_steps"] < s["steps_infused"], s
     phys.empty(True)
     assert phys.sample(t + 1_000_000)["end_stop"]
+
+
+def test_clear_empty_leaves_the_volume_asked_for_as_on_the_virtual_rig() -> None:
+    """Was: the emulated rig's clear_empty ignored `nl` and always refilled to capacity, so a
+    test asking for a nearly empty syringe got a full one there and a nearly empty one on the
+    virtual rig."""
+    phys = EmuPhysics.create()
+    if not phys.has_model:
+        pytest.skip("pumpsim.model not importable")
+    cap_nl = phys.model.capacity_pl // 1000
+    phys.empty(True)
+    phys.empty(False, nl=5_000)
+    assert phys.model.reservoir_pl == 5_000_000 and not phys.sample(1_000)["end_stop"]
+    phys.empty(False)
+    assert phys.model.reservoir_pl == cap_nl * 1000
+    with pytest.raises(ValueError, match="reservoir_nl"):
+        phys.empty(False, nl=cap_nl + 1)
+
+
+def test_the_emulated_hil_rig_passes_clear_empty_nl_to_the_supervisor() -> None:
+    from pumpctl.hil.rigs import EmuHilRig
+    sent: list[tuple[str, dict]] = []
+
+    class Emu:
+        def request(self, cmd: str, **kw: object) -> dict:
+            sent.append((cmd, kw))
+            return {}
+    rig = EmuHilRig.__new__(EmuHilRig)
+    rig.emu = Emu()
+    rig.can = lambda fault: ""          # type: ignore[method-assign]
+    rig.fault("clear_empty", nl=7_000)
+    rig.fault("clear_empty")
+    rig.fault("empty_reservoir")
+    assert sent == [("empty", {"on": False, "nl": 7_000}), ("empty", {"on": False}), ("empty", {"on": True})]

@@ -511,7 +511,8 @@ def _act(app, hw, rng, counter, tally, where, fill):
         where[0] = "commit"
     elif k < 7:
         # the syringe is topped up first (physically), then the host tells the rig: a refill
-        # cut before its save leaves the old, lower estimate (the safe side)
+        # cut before its save is applied from its record by the boot (the reservation then
+        # comes out of the new volume: the estimate stays at or below the truth)
         vol = FILL_NL
         fill[0], fill[1] = vol, hw.plunger[0]
         app.refill(vol, CONC)

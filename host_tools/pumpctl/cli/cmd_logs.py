@@ -10,7 +10,8 @@ from pumpcore import logrec, logtext
 from . import output
 from .cmd_device import add_common, open_pump, rig_hello
 from ..errors import ProtocolError, UsageError
-from ..logstore import LogStore, StoredRecord, default_store_path
+from ..logorder import late_seqs
+from ..logstore import LATE_MARK, LogStore, StoredRecord, default_store_path, stored_late_rows
 
 BATCH = 31            # records per log-read request (wire.MAX_LOG_RECORDS)
 PROGRESS_FROM = 200   # show a progress bar when at least this many records are to be pulled
@@ -165,6 +166,8 @@ def decoded_fields(code: int, detail: dict[str, int]) -> tuple[dict[str, Any], s
         f["restored"] = bool(f["restored"])   # True: active before the reset, carried over
     if code == logrec.EV_SUSPEND and "reason" in f:
         f["reason"] = "alarm" if f["reason"] == 1 else "command"
+    if code == logrec.EV_LOG_APPLIED and "event" in f:
+        f["event"] = logtext.event_name(f["event"])   # the action whose save was cut, applied at boot
     if code == logrec.EV_RESET and "reset_cause" in f:
         f["reset_cause"] = _name(("power-on", "watchdog", "soft", "unknown"), f["reset_cause"], "cause")
     if "mode" in f and code == logrec.EV_PROGRAM_COMMIT:
@@ -202,6 +205,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.since is not None and not 0 <= args.since < 2**31:
         raise UsageError("--since = %d: must be a sequence number 0..%d" % (args.since, 2**31 - 1))
     records = []
+    decoded: list[StoredRecord] = []
     with open_pump(args) as pump:
         rig_id = str(rig_hello(pump)["rig_id"])
         read = _read_fn(pump)
@@ -216,12 +220,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             for raw in raws:
                 rec = decode_record(raw)
                 start = max(start, rec.seq) + 1 if rec.crc_ok else start + 1
-                if kinds and rec.event not in kinds:
-                    continue
-                fields, text = decoded_fields(rec.code, rec.detail) if rec.crc_ok else (rec.detail, str(rec.detail))
-                records.append({"seq": rec.seq, "time": output.wall_time(rec.day, rec.ms_of_day) if rec.crc_ok else None,
-                                "day": rec.day, "ms_of_day": rec.ms_of_day, "event": rec.event, "crc_ok": rec.crc_ok,
-                                "fields": fields, "text": text})
+                decoded.append(rec)
+    # records appended late from the rig's log backlog (pumpctl.logorder): shown in seq order,
+    # their own earlier time kept, marked; the log-backlog record after them says so
+    late = late_seqs(stored_late_rows(decoded))
+    for rec in decoded:
+        if kinds and rec.event not in kinds:
+            continue
+        fields, text = decoded_fields(rec.code, rec.detail) if rec.crc_ok else (rec.detail, str(rec.detail))
+        if rec.seq in late:
+            text += " " + LATE_MARK
+        records.append({"seq": rec.seq, "time": output.wall_time(rec.day, rec.ms_of_day) if rec.crc_ok else None,
+                        "day": rec.day, "ms_of_day": rec.ms_of_day, "event": rec.event, "crc_ok": rec.crc_ok,
+                        "fields": fields, "text": text, "late": rec.seq in late})
     doc = {"schema": LOGS_SCHEMA, "rig_id": rig_id, "next_seq": next_seq, "records": records}
     output.emit(args.json, doc, lambda d: output.table(
         ("SEQ", "TIME", "EVENT", "DETAIL"), [(r["seq"], r["time"], r["event"], r["text"]) for r in d["records"]],

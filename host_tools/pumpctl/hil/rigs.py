@@ -550,8 +550,12 @@ class EmuHilRig(Rig):
             req("stall", on=fault == "stall")
         elif fault in ("jam", "clear_jam", "slip", "clear_slip"):
             req(fault.replace("clear_", ""), on=not fault.startswith("clear_"))
-        elif fault in ("empty_reservoir", "clear_empty"):
-            req("empty", on=fault == "empty_reservoir")
+        elif fault == "empty_reservoir":
+            req("empty", on=True)
+        elif fault == "clear_empty":
+            # a full syringe of this rig's mechanism unless told, as on the virtual rig
+            nl = args.get("nl")
+            req("empty", on=False, **({} if nl is None else {"nl": int(nl)}))
         elif fault == "press_button":
             req("press", count=int(args.get("count", 1)), gap_ms=int(args.get("gap_ms", 1000)))
         elif fault == "power_cut":

@@ -107,7 +107,9 @@ class EmuPhysics:
         if self.model is not None:
             self.model.set_slipping(on)
 
-    def empty(self, on: bool) -> None:
-        """Empty the syringe (plunger at its end stop), or refill it to capacity."""
+    def empty(self, on: bool, nl: int | None = None) -> None:
+        """Empty the syringe (plunger at its end stop), or refill it: with `nl` nL in it, else
+        to capacity (the mechanism file's syringe), as the virtual twin's `reservoir` fault.
+        Raises ValueError for an `nl` outside 0..capacity."""
         if self.model is not None:
-            self.model.set_reservoir_nl(0 if on else self.model.capacity_pl // 1000)
+            self.model.set_reservoir_nl(0 if on else self.model.capacity_pl // 1000 if nl is None else int(nl))

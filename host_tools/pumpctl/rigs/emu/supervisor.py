@@ -176,9 +176,14 @@ class EmuSupervisor:
                 w.encoder.magnet = w.magnet
             return self.status()
         if cmd == "empty":
-            w.end_stop_forced = bool(req.get("on", True))
+            on = bool(req.get("on", True))
+            nl = req.get("nl")
             if w.physics is not None and w.physics.has_model:
-                w.physics.empty(bool(req.get("on", True)))
+                try:
+                    w.physics.empty(on, None if on or nl is None else int(nl))
+                except ValueError as exc:
+                    raise UsageError(f"empty: {exc}") from None
+            w.end_stop_forced = on
             return self.status()
         if cmd == "press":
             count = int(req.get("count", 1))
