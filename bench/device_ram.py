@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host_tools"))
 
-from pumpctl import devicecode  # noqa: E402
+from pumpctl import deploy, devicecode  # noqa: E402
 
 # What a Pico imports before the loop runs: main.py's imports, then make_hardware() (the RP2040
 # layer, which builds its pin map and PIO step generator). Module names, the same in every tree.
@@ -113,8 +113,7 @@ def stage(firmware: Path, dst: Path, compiled: bool) -> Path:
         out = dst / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if compiler and rel != "main.py":
-            subprocess.run([compiler, "-o", str(out.with_suffix(".mpy")), "-s", rel, str(firmware / rel)],
-                           check=True, capture_output=True)
+            deploy.compile_file(compiler, firmware / rel, out.with_suffix(".mpy"), rel, None)
         else:
             shutil.copyfile(firmware / rel, out)
     return dst
