@@ -48,8 +48,6 @@ gc.collect()
 print('FORGOT', gc.mem_alloc() - base)
 """
 
-# What the boot lets go once it is done with it (pumpcore.forget): pumphw.make_hardware, PumpApp.boot.
-BOOT_ONLY = ("pumphw.pinmap", "pumpcore.buildrec")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="emu-ram-"))
     os.environ["PUMPCTL_HOME"] = str(home)   # the deploy's key and the rig stay out of the user's home
 
-    from device_ram import boot_modules
+    from device_ram import FORGOTTEN, boot_modules
     from pumpcore import logrec
     from pumpctl.deploy import Mpremote, deploy, reset_without_follow
     from pumpctl.rigs.emu.rig import EmuRig
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print("deployed in %.0f s wall" % (time.monotonic() - t0))
         mp = Mpremote(rig.port, timeout_s=900)
         if not args.no_modules:
-            out = mp.run(["soft-reset", "exec", PROBE % {"names": tuple(names), "boot_only": BOOT_ONLY}], "the import probe")
+            out = mp.run(["soft-reset", "exec", PROBE % {"names": tuple(names), "boot_only": FORGOTTEN}], "the import probe")
             prev = 0
             total = 0
             print("RP2040 heap, each module's own cost after gc (leaves first):")
@@ -96,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("  all modules: +%s bytes (heap %s in use, %s free)" % tuple(parts[1:4]))
                 elif parts and parts[0] == "FORGOT":
                     print("  after forgetting %s: +%s bytes (%d freed; their qstrs stay interned)"
-                          % (", ".join(BOOT_ONLY), parts[1], total - int(parts[1])))
+                          % (", ".join(FORGOTTEN), parts[1], total - int(parts[1])))
                 elif line.startswith("qstr pool"):
                     print("  " + line.strip() + "  (interned strings: never freed)")
         reset_without_follow(mp)

@@ -1,0 +1,48 @@
+"""Code the device loads for one call and lets go after (issue 16's RAM budget): the program
+checks (`pumpcore.programcheck`) are in the RP2040's heap only while a program is validated or
+decoded. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
+from __future__ import annotations
+
+from pumpcore.program import Program, ProgramError
+from tests.support.mpy import run_micropython
+
+SCRIPT = """import sys, gc
+from pumpcore.program import Program, ProgramError
+p = Program(mode=1, rate_ng_day=186000)
+print('LOADED0', 'pumpcore.programcheck' in sys.modules)
+p.validate()
+print('LOADED1', 'pumpcore.programcheck' in sys.modules)
+q = Program.decode(p.encode())
+print('SAME', q.encode() == p.encode(), 'LOADED2', 'pumpcore.programcheck' in sys.modules)
+try:
+    Program(mode=1, rate_ng_day=0).validate()
+except ProgramError as e:
+    print('ERR', e)
+print('LOADED3', 'pumpcore.programcheck' in sys.modules)
+try:
+    Program.decode(b'XP' + p.encode()[2:])
+except ProgramError as e:
+    print('ERR', e)
+print('LOADED4', 'pumpcore.programcheck' in sys.modules)
+import pumpcore
+print('ATTR', hasattr(pumpcore, 'programcheck'))
+"""
+
+
+def _cpython_error(fn) -> str:
+    try:
+        fn()
+    except ProgramError as exc:
+        return str(exc)
+    raise AssertionError("no ProgramError")
+
+
+def test_program_checks_run_and_are_let_go_on_micropython() -> None:
+    out = run_micropython(SCRIPT).split("\n")
+    p = Program(mode=1, rate_ng_day=186000)
+    assert out[:3] == ["LOADED0 False", "LOADED1 False", "SAME True LOADED2 False"]
+    # the same one-line errors as on the host (which keeps the module: forget is a no-op there)
+    assert out[3] == "ERR " + _cpython_error(lambda: Program(mode=1, rate_ng_day=0).validate())
+    assert out[4] == "LOADED3 False"
+    assert out[5] == "ERR " + _cpython_error(lambda: Program.decode(b"XP" + p.encode()[2:]))
+    assert out[6:8] == ["LOADED4 False", "ATTR False"]
