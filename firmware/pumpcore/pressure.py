@@ -25,7 +25,7 @@ boot over a file that predates the field would interrupt the infusion. A "pressu
 is present but wrong raises SensorError naming the field (somebody described another sensor and
 got it wrong: guessing would misread the line).
 
-Occlusion threshold: OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
+Occlusion threshold: _OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
 sensor. Why 85 %: it is 15 % of full scale (15.5 kPa) below Pmax, about 8x the sensor's total
 error band (+-2 % FSS), and 28 kPa below the rail, so it is reachable on the real sensor with
 margin; it stays above the patent line's flow plateau of every program the examples use and of
@@ -35,8 +35,8 @@ tests/hw/test_pressure_sensor.py for the arithmetic). Readings at the rail are a
 from pumpcore.fielderror import FieldError
 from pumpcore.fixed import SMALL_INT_MAX, const
 
-U16_MAX = const(65535)
-OCCLUSION_THRESHOLD_PERMILLE = const(850)
+_U16_MAX = const(65535)
+_OCCLUSION_THRESHOLD_PERMILLE = const(850)
 _V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
 
 BOM_SENSOR = {
@@ -134,9 +134,9 @@ class PressureSensor:
         # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
         # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
         # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
-        self._off2 = (2 * U16_MAX * lo_pm + 500) // 1000
+        self._off2 = (2 * _U16_MAX * lo_pm + 500) // 1000
         mul = 5 * (self.max_pa - self.min_pa)
-        div = U16_MAX * (hi_pm - lo_pm)
+        div = _U16_MAX * (hi_pm - lo_pm)
         g = _gcd(mul, div)
         mul //= g
         div //= g
@@ -151,17 +151,17 @@ class PressureSensor:
         self._min_x10 = self.min_pa // 100
         self.full_scale_kpa_x10 = (self.max_pa + 50) // 100
         self.span_kpa_x10 = (self.max_pa - self.min_pa + 50) // 100
-        self.rail_kpa_x10 = self.kpa_x10_from_u16(U16_MAX)       # output at the supply
+        self.rail_kpa_x10 = self.kpa_x10_from_u16(_U16_MAX)       # output at the supply
         self.floor_kpa_x10 = self.kpa_x10_from_u16(0)            # output at 0 V
         self.fault_low_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.open_wire_below_permille))
         self.fault_high_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.short_above_permille))
         self.occlusion_threshold_kpa_x10 = (
-            self.min_pa + (self.max_pa - self.min_pa) * OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
+            self.min_pa + (self.max_pa - self.min_pa) * _OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
 
     @staticmethod
     def u16_at_permille(permille):
         """read_u16 value of an output at `permille` of the supply (rounded)."""
-        return (U16_MAX * permille + 500) // 1000
+        return (_U16_MAX * permille + 500) // 1000
 
     def kpa_x10_from_u16(self, raw):
         """Gauge pressure in kPa x 10 (floor) from a read_u16 value 0..65535. Allocation-free:
@@ -189,7 +189,7 @@ class PressureSensor:
         scaled to read_u16 (0..65535), then kpa_x10_from_u16. Never above rail_kpa_x10."""
         adc_max = (1 << adc_bits) - 1
         c = self.adc_counts(pressure_pa, adc_max)
-        return self.kpa_x10_from_u16((c * U16_MAX + adc_max // 2) // adc_max)
+        return self.kpa_x10_from_u16((c * _U16_MAX + adc_max // 2) // adc_max)
 
     def describe(self):
         """One line for logs and docs."""
