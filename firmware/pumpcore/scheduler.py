@@ -49,7 +49,7 @@ Policies (documented choices):
   before it + the bolus dose. A refusal changes nothing: the basal keeps going.
 """
 from pumpcore.fixed import const, mul_divmod, ceil_muldiv_sub
-from pumpcore import program as programmod
+from pumpcore import forget, program as programmod
 from pumpcore.bolus import BolusGate, BUCKET_MS, N_BUCKETS
 from pumpcore.reservoir import ReservoirTracker
 
@@ -85,33 +85,20 @@ REFUSE_NOT_STOPPED = const(13)
 REFUSE_CONCENTRATION = const(14)
 REFUSE_VOLUME = const(15)
 
-_REFUSAL_TEXT = (
-    "accepted",
-    "another bolus is running",
-    "bolus dose above the hard limit max_bolus_ng",
-    "would exceed the hard limit max_24h_ng (rolling 24 h, worst case)",
-    "basal + bolus flow above the hard limit max_flow_ng_day",
-    "patient bolus locked out (lockout interval running)",
-    "patient boluses allotted per 24 h already used",
-    "no patient bolus in this program",
-    "delivery is suspended",
-    "the program is stopped (delivery off)",
-    "dose or duration out of range (dose >= 1 ng, 1 ms <= duration <= 24 h)",
-    "no program loaded",
-    "this kind starts from refill() or prime(), not request_bolus()",
-    "prime needs a stopped program (no basal flowing)",
-    "concentration outside the hard limits min_conc_ug_ml..max_conc_ug_ml",
-    "volume outside 0..reservoir capacity (or prime above 500 uL)",
-)
 
 _SNAPSHOT_VERSION = const(1)
 
 
 def refusal_text(code):
-    """Human-readable reason for a REFUSE_* code."""
-    if 0 <= code < len(_REFUSAL_TEXT):
-        return _REFUSAL_TEXT[code]
-    return "unknown refusal code %d" % code
+    """Human-readable reason for a REFUSE_* code (pumpcore.refusaltext, loaded for the call and
+    let go after: a refusal is rare, and on v1.22.2 the texts would sit in the heap for the
+    whole run; issue 16)."""
+    from pumpcore import refusaltext
+    try:
+        return refusaltext.text(code)
+    finally:
+        refusaltext = None
+        forget("pumpcore.refusaltext")
 
 
 class DoseScheduler:

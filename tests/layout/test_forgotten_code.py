@@ -1,6 +1,6 @@
 """Code the device loads for one call and lets go after (issue 16's RAM budget): the program
 checks (`pumpcore.programcheck`) are in the RP2040's heap only while a program is validated or
-decoded. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
+decoded, the refusal texts (`pumpcore.refusaltext`) only while one is rendered. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
 from __future__ import annotations
 
 from pumpcore.program import Program, ProgramError
@@ -46,3 +46,19 @@ def test_program_checks_run_and_are_let_go_on_micropython() -> None:
     assert out[4] == "LOADED3 False"
     assert out[5] == "ERR " + _cpython_error(lambda: Program.decode(b"XP" + p.encode()[2:]))
     assert out[6:8] == ["LOADED4 False", "ATTR False"]
+
+
+REFUSALS = """import sys
+from pumpcore import scheduler
+for code in (scheduler.REFUSE_LOCKOUT, 99):
+    print('TEXT', scheduler.refusal_text(code))
+    print('LOADED', 'pumpcore.refusaltext' in sys.modules)
+"""
+
+
+def test_refusal_texts_are_rendered_and_let_go_on_micropython() -> None:
+    from pumpcore import scheduler
+    out = run_micropython(REFUSALS).split("\n")
+    assert out[:4] == ["TEXT " + scheduler.refusal_text(scheduler.REFUSE_LOCKOUT), "LOADED False",
+                       "TEXT unknown refusal code 99", "LOADED False"]
+    assert scheduler.refusal_text(scheduler.REFUSE_LOCKOUT) == "patient bolus locked out (lockout interval running)"
