@@ -38,7 +38,8 @@ BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw
 # What the device lets go after use (pumpcore.forget): boot-only modules once the boot is done
 # with them (pumphw.make_hardware, PumpApp.boot), and code loaded for one call (program checks).
 # Their code is in the heap only while it runs; their qstrs stay interned.
-FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext")
+FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
+             "pumpcore.statedecode")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

@@ -24,7 +24,7 @@ import struct
 import binascii
 
 from pumpcore.fixed import const
-from pumpcore import units, forget
+from pumpcore import units, call_once
 
 MODE_STOPPED = const(0)
 MODE_CONTINUOUS = const(1)
@@ -274,8 +274,4 @@ def _checked(name, arg, limits):
     after (issue 16: its code and texts are in the RP2040's heap only while a program is checked;
     a no-op forget on CPython)."""
     from pumpcore import programcheck
-    try:
-        return getattr(programcheck, name)(arg, limits)
-    finally:
-        programcheck = None
-        forget("pumpcore.programcheck")
+    return call_once(programcheck, name, arg, limits)

@@ -49,7 +49,7 @@ Policies (documented choices):
   before it + the bolus dose. A refusal changes nothing: the basal keeps going.
 """
 from pumpcore.fixed import const, mul_divmod, ceil_muldiv_sub
-from pumpcore import forget, program as programmod
+from pumpcore import call_once, program as programmod
 from pumpcore.bolus import BolusGate, BUCKET_MS, N_BUCKETS
 from pumpcore.reservoir import ReservoirTracker
 
@@ -94,11 +94,7 @@ def refusal_text(code):
     let go after: a refusal is rare, and on v1.22.2 the texts would sit in the heap for the
     whole run; issue 16)."""
     from pumpcore import refusaltext
-    try:
-        return refusaltext.text(code)
-    finally:
-        refusaltext = None
-        forget("pumpcore.refusaltext")
+    return call_once(refusaltext, "text", code)
 
 
 class DoseScheduler:

@@ -4,7 +4,7 @@ Record layout (little-endian):
 
     offset size  field
     0      2     magic b"PS"
-    2      1     version (_STATE_VERSION)
+    2      1     version (STATE_VERSION)
     3      1     n_fixed: number of fixed i32 fields that follow the header
     4      4     seq (u32): save sequence number, 1.. (the store's slot order)
     8      2     total_len: bytes in the record including the CRC
@@ -44,13 +44,14 @@ import struct
 
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumpcore import call_once
 
-_STATE_VERSION = const(1)
+STATE_VERSION = const(1)
 MAGIC = b"PS"
 _HDR = "<2sBBIHBB"
 HEADER_SIZE = const(12)
 MAX_RECORD = const(4096)
-_MAX_SECTION_INTS = const(1024)
+MAX_SECTION_INTS = const(1024)
 _MAX_SHAPE = const(1024)
 MAX_DEPTH = const(8)
 _MAX_BLOB = const(1024)
@@ -101,12 +102,12 @@ SECTION_NAMES = (None, "scheduler", "bolus_gate", "reservoir", "clock", "app", "
 BLOB_APP = const(1)
 
 # What went wrong (StateError.code), also reported per slot by the store
-_ERR_SHORT = const(1)
-_ERR_MAGIC = const(2)
+ERR_SHORT = const(1)
+ERR_MAGIC = const(2)
 ERR_VERSION = const(3)
-_ERR_LENGTH = const(4)
-_ERR_CRC = const(5)
-_ERR_FIELD = const(6)
+ERR_LENGTH = const(4)
+ERR_CRC = const(5)
+ERR_FIELD = const(6)
 ERR_LAYOUT = const(7)
 ERR_NAMES = (None, "too short", "bad magic", "unsupported version", "length mismatch",
              "crc mismatch", "field out of range", "bad layout")
@@ -115,7 +116,7 @@ ERR_NAMES = (None, "too short", "bad magic", "unsupported version", "length mism
 class StateError(FieldError):
     """A state record that cannot be encoded or decoded: names the field, value and limit."""
 
-    def __init__(self, field, value, reason, code=_ERR_FIELD):
+    def __init__(self, field, value, reason, code=ERR_FIELD):
         FieldError.__init__(self, field, value, reason)
         self.code = code
 
@@ -204,8 +205,8 @@ def flatten(obj, name="section"):
     vals = []
     shape = bytearray()
     _flatten_into(obj, 0, vals, shape, name)
-    if len(vals) > _MAX_SECTION_INTS:
-        raise StateError(_section_name(name) + " length", len(vals), "at most %d ints" % _MAX_SECTION_INTS,
+    if len(vals) > MAX_SECTION_INTS:
+        raise StateError(_section_name(name) + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS,
                          ERR_LAYOUT)
     if len(shape) > _MAX_SHAPE:
         raise StateError(_section_name(name) + " shape", len(shape), "at most %d bytes" % _MAX_SHAPE, ERR_LAYOUT)
@@ -248,51 +249,9 @@ def _shape_run(shape, run):
 
 def unflatten(shape, vals, name="section"):
     """Inverse of flatten(): rebuild the nested tuple. Raises StateError on a malformed shape
-    or a value count that does not match."""
-    stack = []
-    cur = None
-    k = 0
-    n = 0
-    done = None
-    for c in shape:
-        if done is not None:
-            raise StateError(name + " shape", repr(shape), "has bytes after the outer tuple", ERR_LAYOUT)
-        if 0x30 <= c <= 0x39:
-            n = n * 10 + (c - 0x30)
-            if n > _MAX_SECTION_INTS:
-                raise StateError(name + " shape", repr(shape), "run longer than %d" % _MAX_SECTION_INTS,
-                                 ERR_LAYOUT)
-            continue
-        if c == 0x28:
-            if n or len(stack) >= MAX_DEPTH:
-                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
-            if cur is not None:
-                stack.append(cur)
-            cur = []
-        elif c == 0x69:
-            cnt = n if n else 1
-            n = 0
-            if cur is None or k + cnt > len(vals):
-                raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals),
-                                 ERR_LAYOUT)
-            for j in range(cnt):
-                cur.append(vals[k + j])
-            k += cnt
-        elif c == 0x29:
-            if cur is None or n:
-                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
-            t = tuple(cur)
-            if stack:
-                cur = stack.pop()
-                cur.append(t)
-            else:
-                cur = None
-                done = t
-        else:
-            raise StateError(name + " shape", repr(shape), "unexpected byte %d" % c, ERR_LAYOUT)
-    if done is None or k != len(vals):
-        raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals), ERR_LAYOUT)
-    return done
+    or a value count that does not match (pumpcore.statedecode, loaded for the call)."""
+    from pumpcore import statedecode
+    return call_once(statedecode, "unflatten", shape, vals, name)
 
 
 def _i32(field, v):
@@ -332,9 +291,9 @@ def encode(state, seq):
             raise StateError("blob %d length" % bid, len(b), "at most %d bytes" % _MAX_BLOB, ERR_LAYOUT)
         size += 3 + len(b)
     if size > MAX_RECORD:
-        raise StateError("record length", size, "at most %d bytes" % MAX_RECORD, _ERR_LENGTH)
+        raise StateError("record length", size, "at most %d bytes" % MAX_RECORD, ERR_LENGTH)
     buf = bytearray(size)
-    struct.pack_into(_HDR, buf, 0, MAGIC, _STATE_VERSION, _N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
+    struct.pack_into(_HDR, buf, 0, MAGIC, STATE_VERSION, _N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
     off = HEADER_SIZE
     for i in range(_N_FIELDS):
         struct.pack_into("<i", buf, off, state.ints[i])
@@ -361,67 +320,7 @@ def encode(state, seq):
 
 def decode(buf):
     """Parse a record. Returns a PersistentState (with .seq) or raises StateError whose
-    `code` (ERR_*) and message say exactly what is wrong."""
-    n = len(buf)
-    if n < HEADER_SIZE + 4:
-        raise StateError("record length", n, "too short: a record has at least %d bytes"
-                         % (HEADER_SIZE + 4), _ERR_SHORT)
-    magic, version, n_fixed, seq, total, n_sec, n_blob = struct.unpack_from(_HDR, buf, 0)
-    if magic != MAGIC:
-        raise StateError("magic", repr(bytes(magic)), "expected %r" % MAGIC, _ERR_MAGIC)
-    if version != _STATE_VERSION:
-        raise StateError("version", version, "this firmware reads version %d" % _STATE_VERSION,
-                         ERR_VERSION)
-    if total != n:
-        raise StateError("total_len", total, "but the record has %d bytes (torn or truncated)" % n,
-                         _ERR_LENGTH)
-    stored = struct.unpack_from("<I", buf, n - 4)[0]
-    computed = crc32(memoryview(buf)[:n - 4])
-    if stored != computed:
-        raise StateError("crc", "0x%08x" % stored, "computed 0x%08x over the record" % computed, _ERR_CRC)
-    if n_fixed != _N_FIELDS:
-        raise StateError("n_fixed", n_fixed, "version %d has %d fields" % (_STATE_VERSION, _N_FIELDS),
-                         ERR_LAYOUT)
-    if seq < 1 or seq > SEQ_MAX:
-        raise StateError("seq", seq, "must be 1..%d" % SEQ_MAX, _ERR_FIELD)
-    st = PersistentState()
-    st.seq = seq
-    off = HEADER_SIZE
-    end = n - 4
-    if off + 4 * _N_FIELDS > end:
-        raise StateError("fixed fields", _N_FIELDS, "do not fit in %d bytes" % n, ERR_LAYOUT)
-    for i in range(_N_FIELDS):
-        v = struct.unpack_from("<i", buf, off)[0]
-        lo, hi = FIELD_LIMITS[i]
-        if v < lo or v > hi:
-            raise StateError(FIELDS[i], v, "outside %d..%d" % (lo, hi), _ERR_FIELD)
-        st.ints[i] = v
-        off += 4
-    for _ in range(n_sec):
-        if off + 3 > end:
-            raise StateError("section header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
-        sid, slen = struct.unpack_from("<BH", buf, off)
-        off += 3
-        if off + slen + 2 > end:
-            raise StateError("section %d shape length" % sid, slen, "runs past the end", ERR_LAYOUT)
-        shape = bytes(buf[off:off + slen])
-        off += slen
-        cnt = struct.unpack_from("<H", buf, off)[0]
-        off += 2
-        if off + 4 * cnt > end:
-            raise StateError("section %d length" % sid, cnt, "runs past the end", ERR_LAYOUT)
-        vals = struct.unpack_from("<%di" % cnt, buf, off) if cnt else ()
-        off += 4 * cnt
-        st.sections[sid] = unflatten(shape, vals, "section %d" % sid)
-    for _ in range(n_blob):
-        if off + 3 > end:
-            raise StateError("blob header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
-        bid, blen = struct.unpack_from("<BH", buf, off)
-        off += 3
-        if off + blen > end:
-            raise StateError("blob %d length" % bid, blen, "runs past the end", ERR_LAYOUT)
-        st.blobs[bid] = bytes(buf[off:off + blen])
-        off += blen
-    if off != end:
-        raise StateError("record length", n, "has %d unparsed bytes" % (end - off), ERR_LAYOUT)
-    return st
+    `code` (ERR_*) and message say exactly what is wrong. The parser is pumpcore.statedecode,
+    loaded for the call and let go after: the device decodes its state only at boot (issue 16)."""
+    from pumpcore import statedecode
+    return call_once(statedecode, "decode", buf)

@@ -1,6 +1,7 @@
 """Code the device loads for one call and lets go after (issue 16's RAM budget): the program
 checks (`pumpcore.programcheck`) are in the RP2040's heap only while a program is validated or
-decoded, the refusal texts (`pumpcore.refusaltext`) only while one is rendered. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
+decoded, the refusal texts (`pumpcore.refusaltext`) only while one is rendered, the state parser
+(`pumpcore.statedecode`) only while the boot reads the saved state. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
 from __future__ import annotations
 
 from pumpcore.program import Program, ProgramError
@@ -62,3 +63,32 @@ def test_refusal_texts_are_rendered_and_let_go_on_micropython() -> None:
     assert out[:4] == ["TEXT " + scheduler.refusal_text(scheduler.REFUSE_LOCKOUT), "LOADED False",
                        "TEXT unknown refusal code 99", "LOADED False"]
     assert scheduler.refusal_text(scheduler.REFUSE_LOCKOUT) == "patient bolus locked out (lockout interval running)"
+
+
+STATE = """import sys
+from pumpcore import statecodec
+st = statecodec.PersistentState()
+st.set(statecodec.F_BOOT_COUNT, 7)
+st.sections[statecodec.SEC_APP] = (1, (2, 3), 4)
+back = statecodec.decode(statecodec.encode(st, 5))
+print('BACK', back.seq, back.get(statecodec.F_BOOT_COUNT), back.sections[statecodec.SEC_APP])
+print('LOADED', 'pumpcore.statedecode' in sys.modules)
+try:
+    statecodec.decode(b'PS' + bytes(20))
+except statecodec.StateError as e:
+    print('ERR', e.code, e)
+print('LOADED', 'pumpcore.statedecode' in sys.modules)
+"""
+
+
+def test_the_state_parser_runs_and_is_let_go_on_micropython() -> None:
+    from pumpcore import statecodec
+    out = run_micropython(STATE).split("\n")
+    assert out[:2] == ["BACK 5 7 (1, (2, 3), 4)", "LOADED False"]
+    try:
+        statecodec.decode(b"PS" + bytes(20))
+    except statecodec.StateError as exc:
+        assert out[2] == "ERR %d %s" % (exc.code, exc)
+    else:
+        raise AssertionError("no StateError on CPython")
+    assert out[3] == "LOADED False"
