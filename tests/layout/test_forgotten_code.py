@@ -1,7 +1,8 @@
 """Code the device loads for one call and lets go after (issue 16's RAM budget): the program
 checks (`pumpcore.programcheck`) are in the RP2040's heap only while a program is validated or
 decoded, the refusal texts (`pumpcore.refusaltext`) only while one is rendered, the state parser
-(`pumpcore.statedecode`) only while the boot reads the saved state. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
+(`pumpcore.statedecode`) only while the boot reads the saved state, the pressure-sensor
+description's checks (`pumpcore.sensorcheck`) only while a sensor is built. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
 from __future__ import annotations
 
 from pumpcore.program import Program, ProgramError
@@ -91,4 +92,35 @@ def test_the_state_parser_runs_and_is_let_go_on_micropython() -> None:
         assert out[2] == "ERR %d %s" % (exc.code, exc)
     else:
         raise AssertionError("no StateError on CPython")
+    assert out[3] == "LOADED False"
+
+
+SENSOR = """import sys
+from pumpcore import pressure
+s = pressure.PressureSensor(None)
+print('SENSOR', s.occlusion_threshold_kpa_x10, s.fault_low_kpa_x10, s.rail_kpa_x10)
+print('LOADED', 'pumpcore.sensorcheck' in sys.modules)
+bad = dict(pressure.BOM_SENSOR)
+bad['adc_ref_mv'] = 5000
+try:
+    pressure.PressureSensor(bad)
+except pressure.SensorError as e:
+    print('ERR', e)
+print('LOADED', 'pumpcore.sensorcheck' in sys.modules)
+"""
+
+
+def test_the_sensor_checks_run_and_are_let_go_on_micropython() -> None:
+    from pumpcore import pressure
+    out = run_micropython(SENSOR).split("\n")
+    s = pressure.PressureSensor(None)
+    assert out[:2] == ["SENSOR %d %d %d" % (s.occlusion_threshold_kpa_x10, s.fault_low_kpa_x10, s.rail_kpa_x10),
+                       "LOADED False"]
+    bad = dict(pressure.BOM_SENSOR, adc_ref_mv=5000)
+    try:
+        pressure.PressureSensor(bad)
+    except pressure.SensorError as exc:
+        assert out[2] == "ERR %s" % exc
+    else:
+        raise AssertionError("no SensorError on CPython")
     assert out[3] == "LOADED False"
