@@ -29,11 +29,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host_tools"))
 
-from pumpctl import devicecode  # noqa: E402
+from pumpctl import deploy, devicecode  # noqa: E402
 
 # What a Pico imports before the loop runs: main.py's imports, then make_hardware() (the RP2040
 # layer, which builds its pin map and PIO step generator). Module names, the same in every tree.
 BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw.steppio")
+
+# What the device lets go after use (pumpcore.forget): boot-only modules once the boot is done
+# with them (pumphw.make_hardware, PumpApp.boot), and code loaded for one call (program checks).
+# Their code is in the heap only while it runs; their qstrs stay interned.
+FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
+             "pumpcore.statedecode", "pumpcore.sensorcheck")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]
@@ -45,6 +51,11 @@ for name in %(names)r:
     print('MOD', name, gc.mem_alloc() - base)
 gc.collect()
 print('TOTAL', gc.mem_alloc() - base)
+from pumpcore import forget
+for name in %(forgotten)r:
+    forget(name)
+gc.collect()
+print('RESIDENT', gc.mem_alloc() - base)
 """
 
 
@@ -113,38 +124,43 @@ def stage(firmware: Path, dst: Path, compiled: bool) -> Path:
         out = dst / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if compiler and rel != "main.py":
-            subprocess.run([compiler, "-o", str(out.with_suffix(".mpy")), "-s", rel, str(firmware / rel)],
-                           check=True, capture_output=True)
+            deploy.compile_file(compiler, firmware / rel, out.with_suffix(".mpy"), rel, None)
         else:
             shutil.copyfile(firmware / rel, out)
     return dst
 
 
-def measure(root: Path, names: list[str]) -> tuple[int, list[tuple[str, int]]]:
-    script = PROBE % {"root": str(root), "names": tuple(names)}
+def measure(root: Path, names: list[str]) -> tuple[int, int, list[tuple[str, int]]]:
+    """(heap in use with every module imported, the same once FORGOTTEN are let go, per module)."""
+    script = PROBE % {"root": str(root), "names": tuple(names), "forgotten": FORGOTTEN}
     proc = subprocess.run([micropython(), "-X", "heapsize=8M", "-c", script], capture_output=True,
                           env=dict(os.environ, MICROPYPATH=str(root)), timeout=120)
     if proc.returncode != 0:
         raise SystemExit("device_ram: micropython failed: %s" % proc.stderr.decode(errors="replace")[-2000:])
     per: list[tuple[str, int]] = []
-    total = 0
+    total = resident = 0
     for line in proc.stdout.decode().splitlines():
         parts = line.split()
         if parts and parts[0] == "MOD":
             per.append((parts[1], int(parts[2])))
         elif parts and parts[0] == "TOTAL":
             total = int(parts[1])
-    return total, per
+        elif parts and parts[0] == "RESIDENT":
+            resident = int(parts[1])
+    return total, resident, per
 
 
-def figures(firmware: Path, label: str, work: Path, names: list[str]) -> dict[str, int]:
+def figures(firmware: Path, label: str, work: Path) -> dict[str, int]:
     out: dict[str, int] = {}
+    names = boot_modules(firmware)
     for compiled in (True, False):
         kind = "mpy" if compiled else "source"
         root = stage(firmware, work / (label + "-" + kind), compiled)
-        total, per = measure(root, names)
+        total, resident, per = measure(root, names)
         out[kind] = total
-        print("%-8s %-6s heap in use, the device's modules imported: %7d bytes" % (label, kind, total))
+        out[kind + "-resident"] = resident
+        print("%-8s %-6s heap in use, the device's modules imported: %7d bytes; %7d once %s are let go"
+              % (label, kind, total, resident, ", ".join(n for n in FORGOTTEN if n in names)))
         if compiled:
             print("           each module's own cost (leaves first):")
             prev = 0
@@ -188,12 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         print("micropython unix port (64-bit), %s" % subprocess.run(
             [micropython(), "-c", "import sys; print(sys.version)"], capture_output=True).stdout.decode().strip())
-        names = boot_modules(args.firmware_dir)   # the same modules, by name, in both trees
-        now = figures(args.firmware_dir, "this", work, names)
+        now = figures(args.firmware_dir, "this", work)   # each tree: the modules its device runs
         if args.against:
-            old = figures(export_tree(args.against, work / "old"), args.against[:8], work, names)
-            for kind in ("mpy", "source"):
-                print("ratio %-6s this / %s = %.3f (%+d bytes)" % (
+            old = figures(export_tree(args.against, work / "old"), args.against[:8], work)
+            for kind in ("mpy", "mpy-resident", "source", "source-resident"):
+                print("ratio %-15s this / %s = %.3f (%+d bytes)" % (
                     kind, args.against, now[kind] / old[kind], now[kind] - old[kind]))
         if args.virtual_rig:
             trees = [("this", args.firmware_dir)]

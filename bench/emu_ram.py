@@ -11,7 +11,7 @@ $PUMPCTL_EMU_UF2_UNOFFICIAL), then, on the chip itself:
    boot, the figure issue 16's budget is about).
 
     PUMPCTL_EMU_UF2_UNOFFICIAL=~/.cache/rp2040py/local/RPI_PICO-v1.22.2-local.uf2 \\
-        python bench/emu_ram.py            # ~3 min wall on 2 cores
+        python bench/emu_ram.py            # ~5 min wall on 2 cores
 
 The imports are busy code, which the emulator runs at ~1/35 of the chip's speed.
 """
@@ -46,10 +46,29 @@ for name in %(boot_only)r:
     forget(name)
 gc.collect()
 print('FORGOT', gc.mem_alloc() - base)
+# The calls that load code for the call (pumpcore.call_once), each from a collected heap: what
+# it allocates with no collection in between (the raw REPL runs no gc.threshold), an upper
+# bound of the peak above the resident heap, and what stays after a collection (0: let go).
+from pumpcore.program import Program
+from pumpcore import scheduler, statecodec
+prog = Program(mode=2, patterns=[(0x1F, [(0, 186000), (28800000, 250000), (72000000, 150000)]),
+                                 (0x60, [(0, 120000)])],
+               periodic=[(43200000, 20000, 600000)], patient=(20000, 60000, 10800000, 4))
+blob = prog.encode()
+st = statecodec.PersistentState()
+st.sections[statecodec.SEC_APP] = tuple(range(40))
+rec = statecodec.encode(st, 1)
+for what, fn in (('program-commit', lambda: Program.decode(blob)),
+                 ('state-decode', lambda: statecodec.decode(rec)),
+                 ('refusal-text', lambda: scheduler.refusal_text(5))):
+    gc.collect()
+    a = gc.mem_alloc()
+    fn()
+    b = gc.mem_alloc()
+    gc.collect()
+    print('CALL', what, b - a, gc.mem_alloc() - a)
 """
 
-# What the boot lets go once it is done with it (pumpcore.forget): pumphw.make_hardware, PumpApp.boot.
-BOOT_ONLY = ("pumphw.pinmap", "pumpcore.buildrec")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="emu-ram-"))
     os.environ["PUMPCTL_HOME"] = str(home)   # the deploy's key and the rig stay out of the user's home
 
-    from device_ram import boot_modules
+    from device_ram import FORGOTTEN, boot_modules
     from pumpcore import logrec
     from pumpctl.deploy import Mpremote, deploy, reset_without_follow
     from pumpctl.rigs.emu.rig import EmuRig
@@ -79,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print("deployed in %.0f s wall" % (time.monotonic() - t0))
         mp = Mpremote(rig.port, timeout_s=900)
         if not args.no_modules:
-            out = mp.run(["soft-reset", "exec", PROBE % {"names": tuple(names), "boot_only": BOOT_ONLY}], "the import probe")
+            out = mp.run(["soft-reset", "exec", PROBE % {"names": tuple(names), "boot_only": FORGOTTEN}], "the import probe")
             prev = 0
             total = 0
             print("RP2040 heap, each module's own cost after gc (leaves first):")
@@ -96,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                     print("  all modules: +%s bytes (heap %s in use, %s free)" % tuple(parts[1:4]))
                 elif parts and parts[0] == "FORGOT":
                     print("  after forgetting %s: +%s bytes (%d freed; their qstrs stay interned)"
-                          % (", ".join(BOOT_ONLY), parts[1], total - int(parts[1])))
+                          % (", ".join(FORGOTTEN), parts[1], total - int(parts[1])))
+                elif parts and parts[0] == "CALL":
+                    print("  %-15s allocates %6s bytes with no collection (upper bound of its peak); "
+                          "%s stay after gc" % tuple(parts[1:4]))
                 elif line.startswith("qstr pool"):
                     print("  " + line.strip() + "  (interned strings: never freed)")
         reset_without_follow(mp)

@@ -15,3 +15,14 @@ def forget(name):
     parent = sys.modules.get(pkg)
     if parent is not None and leaf in parent.__dict__:
         delattr(parent, leaf)
+
+
+def call_once(module, function, *args):
+    """`module.function(*args)`, then let `module` go (forget): for code the device needs only
+    now and then (program checks, refusal texts, the boot's state decoding), which then sits in
+    the RP2040's heap only while it runs. The caller imports `module` itself, by a plain
+    import in the calling function, so that the deploy's import walk ships it."""
+    try:
+        return getattr(module, function)(*args)
+    finally:
+        forget(module.__name__)

@@ -6,7 +6,7 @@ Every alarm has, in one table (ALARM_TABLE):
   EVENT (a moment: a reset, a refusal; there is nothing to clear, only to acknowledge);
 - LATCH: the alarm stays active after its condition ended until someone acknowledges it
   (used where the condition is dangerous: the clinician must see that it happened);
-- a delivery reaction: REACT_STOP (motor stopped: no basal, no bolus), REACT_NO_BOLUS (basal
+- a delivery reaction: REACT_STOP (motor stopped: no basal, no bolus), _REACT_NO_BOLUS (basal
   continues, every bolus is stopped and refused) or REACT_NONE (delivery unaffected).
 
 Rules (AlarmSet):
@@ -21,7 +21,7 @@ Rules (AlarmSet):
   MEDIUM/LOW alarm sounds a burst when raised and a reminder burst every REMIND_MS until
   acknowledged; INFO sounds one burst. Acknowledged-but-active alarms show the LED only.
 - motor_allowed() is False while any active alarm has REACT_STOP (acknowledged or not);
-  bolus_allowed() is False while any active alarm has REACT_STOP or REACT_NO_BOLUS.
+  bolus_allowed() is False while any active alarm has REACT_STOP or _REACT_NO_BOLUS.
 
 Going away is remembered until the app has looked (gone_count, gone_ms, looked): an alarm
 that goes away (clear, ack, INFO expiry) and is raised again before the app next logs the
@@ -40,11 +40,11 @@ PRIO_HIGH = const(3)
 PRIO_CRITICAL = const(4)
 
 REACT_NONE = const(0)
-REACT_NO_BOLUS = const(1)
+_REACT_NO_BOLUS = const(1)
 REACT_STOP = const(2)
 
-KIND_CONDITION = const(0)
-KIND_EVENT = const(1)
+_KIND_CONDITION = const(0)
+_KIND_EVENT = const(1)
 
 # Alarm codes (1..ALARM_MAX; the bit (1 << code) is used in the persisted masks).
 ALARM_OCCLUSION = const(1)
@@ -73,49 +73,49 @@ ALARM_MAX = const(20)
 # which only the host renders, are in pumpcore.logtext (the device does not import it).
 ALARM_TABLE = (
     None,
-    ("occlusion", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
-    ("motor-stall", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
-    ("reservoir-empty", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
-    ("reservoir-low-volume", PRIO_MEDIUM, KIND_CONDITION, False, REACT_NONE),
-    ("reservoir-low-days", PRIO_LOW, KIND_CONDITION, False, REACT_NONE),
-    ("flow-low", PRIO_HIGH, KIND_CONDITION, True, REACT_NONE),
-    ("flow-high", PRIO_CRITICAL, KIND_CONDITION, True, REACT_STOP),
-    ("reset-power", PRIO_MEDIUM, KIND_EVENT, True, REACT_NONE),
-    ("reset-watchdog", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS),
-    ("state-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP),
-    ("program-corrupt", PRIO_CRITICAL, KIND_EVENT, True, REACT_STOP),
-    ("clock-lost", PRIO_MEDIUM, KIND_CONDITION, True, REACT_NO_BOLUS),
-    ("limit-refused", PRIO_INFO, KIND_EVENT, False, REACT_NONE),
-    ("bolus-denied", PRIO_INFO, KIND_EVENT, False, REACT_NONE),
-    ("storage-fault", PRIO_HIGH, KIND_EVENT, True, REACT_NONE),
-    ("no-program", PRIO_HIGH, KIND_CONDITION, False, REACT_STOP),
+    ("occlusion", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
+    ("motor-stall", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
+    ("reservoir-empty", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
+    ("reservoir-low-volume", PRIO_MEDIUM, _KIND_CONDITION, False, REACT_NONE),
+    ("reservoir-low-days", PRIO_LOW, _KIND_CONDITION, False, REACT_NONE),
+    ("flow-low", PRIO_HIGH, _KIND_CONDITION, True, REACT_NONE),
+    ("flow-high", PRIO_CRITICAL, _KIND_CONDITION, True, REACT_STOP),
+    ("reset-power", PRIO_MEDIUM, _KIND_EVENT, True, REACT_NONE),
+    ("reset-watchdog", PRIO_HIGH, _KIND_EVENT, True, _REACT_NO_BOLUS),
+    ("state-corrupt", PRIO_CRITICAL, _KIND_EVENT, True, REACT_STOP),
+    ("program-corrupt", PRIO_CRITICAL, _KIND_EVENT, True, REACT_STOP),
+    ("clock-lost", PRIO_MEDIUM, _KIND_CONDITION, True, _REACT_NO_BOLUS),
+    ("limit-refused", PRIO_INFO, _KIND_EVENT, False, REACT_NONE),
+    ("bolus-denied", PRIO_INFO, _KIND_EVENT, False, REACT_NONE),
+    ("storage-fault", PRIO_HIGH, _KIND_EVENT, True, REACT_NONE),
+    ("no-program", PRIO_HIGH, _KIND_CONDITION, False, REACT_STOP),
     # basal continues: an interrupted intrathecal baclofen flow is the greater danger; boluses
     # wait because an occlusion could not be seen (the motor-stall detector still works)
-    ("pressure-sensor-fault", PRIO_HIGH, KIND_CONDITION, True, REACT_NO_BOLUS),
+    ("pressure-sensor-fault", PRIO_HIGH, _KIND_CONDITION, True, _REACT_NO_BOLUS),
     # raised by the signed maintenance command just before the app hands the link to the REPL;
     # it latches so the state saved then carries it across the reset that ends maintenance,
     # where the boot ends it (condition over, logged with the missed volume) and the basal resumes
-    ("maintenance", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
+    ("maintenance", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
     # the basal goes on (an interrupted flow is the greater danger); the clinician must check
     # which program runs: the log's program-at-boot record names it and the one last confirmed
-    ("program-unconfirmed", PRIO_HIGH, KIND_EVENT, True, REACT_NO_BOLUS),
+    ("program-unconfirmed", PRIO_HIGH, _KIND_EVENT, True, _REACT_NO_BOLUS),
     # the screw encoder (pumpcore.screwenc): DIAG is blind here (StallGuard off), this is not
-    ("missed-steps", PRIO_HIGH, KIND_CONDITION, True, REACT_STOP),
+    ("missed-steps", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
 )
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
 # (acknowledged or between reminders) per priority.
 PATTERN_OFF = const(0)
 PATTERN_SOUND_INFO = const(1)
-PATTERN_SOUND_LOW = const(2)
+_PATTERN_SOUND_LOW = const(2)
 PATTERN_SOUND_MEDIUM = const(3)
 PATTERN_SOUND_HIGH = const(4)
 PATTERN_SOUND_CRITICAL = const(5)
 PATTERN_LED_INFO = const(6)
-PATTERN_LED_LOW = const(7)
+_PATTERN_LED_LOW = const(7)
 PATTERN_LED_MEDIUM = const(8)
 PATTERN_LED_HIGH = const(9)
-PATTERN_LED_CRITICAL = const(10)
+_PATTERN_LED_CRITICAL = const(10)
 PATTERN_MAX = const(10)
 
 # (buzzer_on_ms, buzzer_off_ms, beeps per burst (0 = silent), burst repeat ms (0 = once),
@@ -175,7 +175,7 @@ def latches(code):
 
 def is_event(code):
     _check_code(code)
-    return ALARM_TABLE[code][2] == KIND_EVENT
+    return ALARM_TABLE[code][2] == _KIND_EVENT
 
 
 class AlarmSet:
@@ -198,7 +198,7 @@ class AlarmSet:
         for c in range(1, ALARM_MAX + 1):
             row = ALARM_TABLE[c]
             self._prio[c] = row[1]
-            self._event[c] = 1 if row[2] == KIND_EVENT else 0
+            self._event[c] = 1 if row[2] == _KIND_EVENT else 0
             self._latch[c] = 1 if row[3] else 0
             self._react[c] = row[4]
         self.changes = 0  # incremented on every raise/clear/ack that changed something

@@ -12,9 +12,9 @@ import struct
 from pumpcore import wire
 from pumpcore.fixed import const
 
-BLOCK = const(64)
-KEY_SIZE = const(32)     # bytes of a rig key (/rigkey.bin on the device)
-TRAILER_FIXED = const(37)  # rig id length byte + counter u32 + HMAC (32)
+_BLOCK = const(64)
+_KEY_SIZE = const(32)     # bytes of a rig key (/rigkey.bin on the device)
+_TRAILER_FIXED = const(37)  # rig id length byte + counter u32 + HMAC (32)
 
 
 class Hmac:
@@ -22,11 +22,11 @@ class Hmac:
 
     def __init__(self, key):
         key = bytes(key)
-        if len(key) > BLOCK:
+        if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
-        ipad = bytearray(BLOCK)
-        opad = bytearray(BLOCK)
-        for i in range(BLOCK):
+        ipad = bytearray(_BLOCK)
+        opad = bytearray(_BLOCK)
+        for i in range(_BLOCK):
             k = key[i] if i < len(key) else 0
             ipad[i] = k ^ 0x36
             opad[i] = k ^ 0x5C
@@ -74,8 +74,8 @@ def sign_request(seq, cmd, body, rig_id, counter, key):
     check_rig_id(rig_id)
     if not isinstance(counter, int) or not 1 <= counter <= wire.COUNTER_LIMIT:
         raise wire.WireError("counter = %r: outside 1..%d" % (counter, wire.COUNTER_LIMIT))
-    if len(key) != KEY_SIZE:
-        raise wire.WireError("key: %d bytes, a rig key is %d" % (len(key), KEY_SIZE))
+    if len(key) != _KEY_SIZE:
+        raise wire.WireError("key: %d bytes, a rig key is %d" % (len(key), _KEY_SIZE))
     rid = rig_id.encode()
     n = len(body) + 1 + len(rid) + 4 + wire.HMAC_SIZE
     if n > wire.MAX_PAYLOAD:
@@ -93,7 +93,7 @@ def split_trailer(buf, payload_len, body_len):
     Returns (rig_id bytes, counter) or None when the trailer is malformed (wrong length byte,
     rig id empty or too long).
     """
-    rid_len = payload_len - body_len - TRAILER_FIXED
+    rid_len = payload_len - body_len - _TRAILER_FIXED
     if body_len < 0 or rid_len < 1 or rid_len > wire.MAX_RIG_ID:
         return None
     start = wire.HEADER_SIZE + body_len

@@ -10,7 +10,7 @@ from pumpcore.fixed import const
 from pumpcore.program import MAX_PATIENT_PER_24H
 
 BUCKET_MS = const(900000)
-BUCKETS_PER_DAY = const(96)
+_BUCKETS_PER_DAY = const(96)
 N_BUCKETS = const(97)
 MS_PER_DAY = const(86400000)
 
@@ -35,7 +35,7 @@ class BolusGate:
         If the clock was set back, nothing is forgotten: deliveries keep going into the latest
         bucket until the clock passes it again (the 24 h sum stays an upper bound).
         """
-        a = clock.day * BUCKETS_PER_DAY + clock.ms // BUCKET_MS
+        a = clock.day * _BUCKETS_PER_DAY + clock.ms // BUCKET_MS
         if a < self.abs_bucket:
             return  # clock set back: keep counting into the latest bucket (conservative)
         if self.abs_bucket < 0 or a - self.abs_bucket >= N_BUCKETS:
@@ -123,7 +123,7 @@ class BolusGate:
             self.ring_day[i], self.ring_ms[i] = _moved(self.ring_day[i], self.ring_ms[i], delta)
         if self.abs_bucket >= 0:
             a = -(-delta // BUCKET_MS) + self.abs_bucket
-            now = new_day * BUCKETS_PER_DAY + new_ms // BUCKET_MS
+            now = new_day * _BUCKETS_PER_DAY + new_ms // BUCKET_MS
             a = a if a < now else now
             # the ring's contents move with the anchor: bucket of absolute index b lives at
             # b % N_BUCKETS, so every value moves by k positions (else a clock set back makes the

@@ -18,18 +18,18 @@ derived value (a larger difference means a wrong mechanism file or a bad measure
 from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 
-PI_NUM = const(245850922)
-PI_DEN = const(78256779)
+_PI_NUM = const(245850922)
+_PI_DEN = const(78256779)
 MIN_PL_PER_STEP = const(100)        # below this a step is too small to be a plausible syringe
 MAX_PL_PER_STEP = const(10000000)   # 10 nL per microstep: far beyond any syringe we fit
-MEASURED_TOLERANCE_PERMILLE = const(100)
+_MEASURED_TOLERANCE_PERMILLE = const(100)
 
 _MECH_FIELDS = ("lead_um", "full_steps_per_rev", "microsteps", "syringe_id_um")
 
 # The mechanism's name (hw/mechanism*.json "name"; `pumpctl deploy --mechanism NAME`). A file
 # without one is the 20 mL bench rig's from before there were two.
 DEFAULT_MECHANISM = "20ml"
-NAME_MAX = const(24)
+_NAME_MAX = const(24)
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
 
@@ -47,8 +47,8 @@ def pl_per_step_from_mechanism(mech):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise CalibrationError("mechanism." + name, repr(v), "must be a positive integer")
     idu = mech["syringe_id_um"]
-    num = PI_NUM * idu * idu * mech["lead_um"]
-    den = PI_DEN * 4 * 1000 * mech["full_steps_per_rev"] * mech["microsteps"]
+    num = _PI_NUM * idu * idu * mech["lead_um"]
+    den = _PI_DEN * 4 * 1000 * mech["full_steps_per_rev"] * mech["microsteps"]
     pl = (2 * num + den) // (2 * den)
     if pl < MIN_PL_PER_STEP or pl > MAX_PL_PER_STEP:
         raise CalibrationError("mechanism", "%d pL/step" % pl,
@@ -70,7 +70,7 @@ def from_measurement(volume_nl, steps, derived_pl_per_step=0):
         raise CalibrationError("calibration.pl_per_step", pl,
                                "outside %d..%d pL per microstep" % (MIN_PL_PER_STEP, MAX_PL_PER_STEP))
     if derived_pl_per_step:
-        tol = derived_pl_per_step * MEASURED_TOLERANCE_PERMILLE // 1000
+        tol = derived_pl_per_step * _MEASURED_TOLERANCE_PERMILLE // 1000
         if pl < derived_pl_per_step - tol or pl > derived_pl_per_step + tol:
             raise CalibrationError("calibration.pl_per_step", pl,
                                    "more than 10 %% from the mechanism's %d pL per microstep" % derived_pl_per_step)
@@ -82,7 +82,7 @@ def select(mech, measured_pl_per_step=0):
     derived = pl_per_step_from_mechanism(mech)
     if not measured_pl_per_step:
         return derived
-    tol = derived * MEASURED_TOLERANCE_PERMILLE // 1000
+    tol = derived * _MEASURED_TOLERANCE_PERMILLE // 1000
     if measured_pl_per_step < derived - tol or measured_pl_per_step > derived + tol:
         raise CalibrationError("calibration.pl_per_step", measured_pl_per_step,
                                "more than 10 %% from the mechanism's %d pL per microstep" % derived)
@@ -92,14 +92,14 @@ def select(mech, measured_pl_per_step=0):
 def mechanism_name(mech):
     """The mechanism's name ("name"; DEFAULT_MECHANISM when absent), checked: 1..24 of a-z 0-9 -."""
     name = mech.get("name", DEFAULT_MECHANISM)
-    ok = isinstance(name, str) and 0 < len(name) <= NAME_MAX
+    ok = isinstance(name, str) and 0 < len(name) <= _NAME_MAX
     if ok:
         for ch in name:
             if ch not in _NAME_CHARS:
                 ok = False
                 break
     if not ok:
-        raise CalibrationError("mechanism.name", repr(name), "must be 1..%d of a-z, 0-9 and -" % NAME_MAX)
+        raise CalibrationError("mechanism.name", repr(name), "must be 1..%d of a-z, 0-9 and -" % _NAME_MAX)
     return name
 
 

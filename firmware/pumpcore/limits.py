@@ -17,28 +17,28 @@ from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 
 ABS_MAX_FLOW_NG_DAY = const(200000000)
-ABS_MAX_CONC_UG_ML = const(2000)
-ABS_MIN_CONC_UG_ML = const(1)
+_ABS_MAX_CONC_UG_ML = const(2000)
+_ABS_MIN_CONC_UG_ML = const(1)
 ABS_MAX_BOLUS_NG = const(1000000)
 ABS_MAX_RESERVOIR_NL = const(100000000)
-ABS_MAX_24H_NG = const(20000000)
+_ABS_MAX_24H_NG = const(20000000)
 # Most drug volume the limits may let through in 24 h (nL): max_24h_ng at min_conc_ug_ml.
 # Keeps 30-day step counters small: 30 days x 100 mL / 3,000 pL per step < 2**30.
-ABS_MAX_DAILY_NL = const(100000000)
+_ABS_MAX_DAILY_NL = const(100000000)
 COUNTER_DAYS = const(30)          # step counters stay < 2**30 for this many days at the limits
-COUNTER_MAX = const(0x3FFFFFFF)   # 2**30 - 1, the RP2040's largest small int
+_COUNTER_MAX = const(0x3FFFFFFF)   # 2**30 - 1, the RP2040's largest small int
 MAX_STEP_HZ = const(2000)         # pumpfw.app MIN_PERIOD_US = 500 us: the fastest step rate
 MS_PER_DAY = const(86400000)
 
 
 def max_daily_nl_for(pl_per_step):
     """Most nL per day that keeps COUNTER_DAYS days of microsteps below 2**30 (at most
-    ABS_MAX_DAILY_NL): floor((2**30 - 1) / 30) x pl_per_step / 1000, in small ints."""
-    per_day = COUNTER_MAX // COUNTER_DAYS            # 35,791,394 microsteps a day
+    _ABS_MAX_DAILY_NL): floor((2**30 - 1) / 30) x pl_per_step / 1000, in small ints."""
+    per_day = _COUNTER_MAX // COUNTER_DAYS            # 35,791,394 microsteps a day
     q, r = divmod(per_day, 1000)
-    if pl_per_step > ABS_MAX_DAILY_NL // q:
-        return ABS_MAX_DAILY_NL
-    return min(ABS_MAX_DAILY_NL, q * pl_per_step + r * pl_per_step // 1000)
+    if pl_per_step > _ABS_MAX_DAILY_NL // q:
+        return _ABS_MAX_DAILY_NL
+    return min(_ABS_MAX_DAILY_NL, q * pl_per_step + r * pl_per_step // 1000)
 
 
 def max_flow_ng_day_for(pl_per_step, conc_ug_ml):
@@ -50,11 +50,11 @@ def max_flow_ng_day_for(pl_per_step, conc_ug_ml):
 # (name, absolute minimum, absolute maximum)
 _FIELDS = (
     ("max_rate_ng_day", 1, ABS_MAX_FLOW_NG_DAY),
-    ("max_24h_ng", 1, ABS_MAX_24H_NG),
+    ("max_24h_ng", 1, _ABS_MAX_24H_NG),
     ("max_bolus_ng", 1, ABS_MAX_BOLUS_NG),
     ("max_flow_ng_day", 1, ABS_MAX_FLOW_NG_DAY),
-    ("min_conc_ug_ml", ABS_MIN_CONC_UG_ML, ABS_MAX_CONC_UG_ML),
-    ("max_conc_ug_ml", ABS_MIN_CONC_UG_ML, ABS_MAX_CONC_UG_ML),
+    ("min_conc_ug_ml", _ABS_MIN_CONC_UG_ML, _ABS_MAX_CONC_UG_ML),
+    ("max_conc_ug_ml", _ABS_MIN_CONC_UG_ML, _ABS_MAX_CONC_UG_ML),
     ("reservoir_capacity_nl", 1, ABS_MAX_RESERVOIR_NL),
 )
 
@@ -74,15 +74,15 @@ class HardLimits:
     min_conc_ug_ml, max_conc_ug_ml: drug concentration range (default 50..2000 ug/mL).
     reservoir_capacity_nl: the reservoir (bench syringe) volume (default 20 mL).
     max_daily_nl: most drug volume max_24h_ng may mean at min_conc_ug_ml (not on the wire nor
-    in the tuple: it is the mechanism's, see for_mechanism; default ABS_MAX_DAILY_NL).
+    in the tuple: it is the mechanism's, see for_mechanism; default _ABS_MAX_DAILY_NL).
     """
 
     def __init__(self, max_rate_ng_day=1500000, max_24h_ng=2000000, max_bolus_ng=500000,
                  max_flow_ng_day=ABS_MAX_FLOW_NG_DAY, min_conc_ug_ml=50, max_conc_ug_ml=2000,
-                 reservoir_capacity_nl=20000000, max_daily_nl=ABS_MAX_DAILY_NL):
-        if not isinstance(max_daily_nl, int) or max_daily_nl < 1 or max_daily_nl > ABS_MAX_DAILY_NL:
+                 reservoir_capacity_nl=20000000, max_daily_nl=_ABS_MAX_DAILY_NL):
+        if not isinstance(max_daily_nl, int) or max_daily_nl < 1 or max_daily_nl > _ABS_MAX_DAILY_NL:
             raise LimitsError("limits.max_daily_nl", repr(max_daily_nl),
-                              "must be an integer in 1..%d" % ABS_MAX_DAILY_NL)
+                              "must be an integer in 1..%d" % _ABS_MAX_DAILY_NL)
         self.max_daily_nl = max_daily_nl
         self.max_rate_ng_day = max_rate_ng_day
         self.max_24h_ng = max_24h_ng
@@ -119,7 +119,7 @@ class HardLimits:
         return tuple(getattr(self, name) for name, _, _ in _FIELDS)
 
     @staticmethod
-    def from_tuple(values, max_daily_nl=ABS_MAX_DAILY_NL):
+    def from_tuple(values, max_daily_nl=_ABS_MAX_DAILY_NL):
         """Inverse of as_tuple (validates); max_daily_nl: the mechanism's (not in the tuple)."""
         if len(values) != len(_FIELDS):
             raise LimitsError("limits", len(values), "expected %d values" % len(_FIELDS))

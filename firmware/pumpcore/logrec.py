@@ -7,7 +7,7 @@ Layout (little-endian, 32 bytes):
     4      2    day          u16, days since 2000-01-01 (pumpcore.clock)
     6      4    ms           u32, ms of day, < 86_400_000
     10     1    code         u8, EV_* below
-    11     1    version      u8, RECORD_VERSION
+    11     1    version      u8, _RECORD_VERSION
     12     16   args         4 x i32, meaning per code in pumpcore.logtext.EVENT_ARGS
     28     4    crc          u32, CRC-32 of bytes 0..27
 
@@ -23,11 +23,11 @@ from pumpcore.crc import crc32
 from pumpcore.fixed import const
 
 RECORD_SIZE = const(32)
-RECORD_VERSION = const(1)
+_RECORD_VERSION = const(1)
 _FMT = "<IHIBB4i"  # 28 bytes, CRC follows
 _BODY = const(28)
 MS_PER_DAY = const(86400000)
-DAY_MAX = const(65535)
+_DAY_MAX = const(65535)
 ARG_MIN = -(1 << 31)
 ARG_MAX = (1 << 31) - 1
 SEQ_MAX = (1 << 32) - 1
@@ -54,7 +54,7 @@ EV_ALARM_ACK = const(16)        # alarm code, priority, 0, 0
 EV_ALARM_CLEARED = const(17)    # alarm code, priority, active_ms, 0
 EV_HOURLY_TOTAL = const(18)     # hour (0..23), delivered_ng_in_hour, delivered_steps_in_hour, missed_steps_in_hour
 EV_TIME_SET = const(19)         # old_day, old_ms, new_day, new_ms
-EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
+_EV_LIMIT_REFUSED = const(20)    # command code, refusal_code, value, limit
 EV_CALIBRATION = const(21)      # old_pl_per_step, new_pl_per_step, 0, 0
 EV_WATCHDOG_ARMED = const(22)   # timeout_ms, 0, 0, 0
 EV_STORAGE_FAULT = const(23)    # what (0=state 1=program 2=log), errno, 0, 0
@@ -86,11 +86,11 @@ EV_CODE_MAX = const(34)
 # pumpcore.logtext (EVENT_NAMES, EVENT_ARGS, event_name, describe): the device does not import it.
 
 # Reasons decode() refuses a record (LogRecordError.reason_code)
-BAD_LENGTH = const(1)
+_BAD_LENGTH = const(1)
 BAD_CRC = const(2)
-BAD_VERSION = const(3)
-BAD_CODE = const(4)
-BAD_TIME = const(5)
+_BAD_VERSION = const(3)
+_BAD_CODE = const(4)
+_BAD_TIME = const(5)
 
 
 class LogRecordError(FieldError):
@@ -115,7 +115,7 @@ def encode_into(buf, seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
     Raises LogRecordError naming the field, the value and the limit.
     """
     _check_range("seq", seq, 1, SEQ_MAX)
-    _check_range("day", day, 0, DAY_MAX)
+    _check_range("day", day, 0, _DAY_MAX)
     _check_range("ms", ms, 0, MS_PER_DAY - 1)
     _check_range("code", code, 1, EV_CODE_MAX)
     _check_range("args[0]", a0, ARG_MIN, ARG_MAX)
@@ -124,7 +124,7 @@ def encode_into(buf, seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
     _check_range("args[3]", a3, ARG_MIN, ARG_MAX)
     if len(buf) != RECORD_SIZE:
         raise LogRecordError("buffer length", len(buf), "must be %d bytes" % RECORD_SIZE)
-    struct.pack_into(_FMT, buf, 0, seq, day, ms, code, RECORD_VERSION, a0, a1, a2, a3)
+    struct.pack_into(_FMT, buf, 0, seq, day, ms, code, _RECORD_VERSION, a0, a1, a2, a3)
     struct.pack_into("<I", buf, _BODY, crc32(memoryview(buf)[:_BODY]))
     return buf
 
@@ -139,24 +139,24 @@ def encode(seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
 def decode(buf):
     """Decode 32 bytes into (seq, day, ms, code, a0, a1, a2, a3).
 
-    Raises LogRecordError (reason_code BAD_LENGTH, BAD_CRC, BAD_VERSION, BAD_CODE, BAD_TIME)
+    Raises LogRecordError (reason_code _BAD_LENGTH, BAD_CRC, _BAD_VERSION, _BAD_CODE, _BAD_TIME)
     saying what is wrong with the stored bytes.
     """
     if len(buf) != RECORD_SIZE:
-        raise LogRecordError("record length", len(buf), "must be %d bytes" % RECORD_SIZE, BAD_LENGTH)
+        raise LogRecordError("record length", len(buf), "must be %d bytes" % RECORD_SIZE, _BAD_LENGTH)
     stored = struct.unpack_from("<I", buf, _BODY)[0]
     computed = crc32(memoryview(buf)[:_BODY])
     if stored != computed:
         raise LogRecordError("crc", "0x%08x" % stored, "does not match the record (computed 0x%08x)"
                              % computed, BAD_CRC)
     seq, day, ms, code, version, a0, a1, a2, a3 = struct.unpack_from(_FMT, buf, 0)
-    if version != RECORD_VERSION:
-        raise LogRecordError("version", version, "this firmware reads version %d" % RECORD_VERSION,
-                             BAD_VERSION)
+    if version != _RECORD_VERSION:
+        raise LogRecordError("version", version, "this firmware reads version %d" % _RECORD_VERSION,
+                             _BAD_VERSION)
     if code < 1 or code > EV_CODE_MAX:
-        raise LogRecordError("code", code, "unknown event code (1..%d)" % EV_CODE_MAX, BAD_CODE)
+        raise LogRecordError("code", code, "unknown event code (1..%d)" % EV_CODE_MAX, _BAD_CODE)
     if ms >= MS_PER_DAY or seq < 1:
-        raise LogRecordError("ms", ms, "ms of day must be < %d and seq >= 1" % MS_PER_DAY, BAD_TIME)
+        raise LogRecordError("ms", ms, "ms of day must be < %d and seq >= 1" % MS_PER_DAY, _BAD_TIME)
     return (seq, day, ms, code, a0, a1, a2, a3)
 
 

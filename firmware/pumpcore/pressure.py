@@ -25,7 +25,7 @@ boot over a file that predates the field would interrupt the infusion. A "pressu
 is present but wrong raises SensorError naming the field (somebody described another sensor and
 got it wrong: guessing would misread the line).
 
-Occlusion threshold: OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
+Occlusion threshold: _OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
 sensor. Why 85 %: it is 15 % of full scale (15.5 kPa) below Pmax, about 8x the sensor's total
 error band (+-2 % FSS), and 28 kPa below the rail, so it is reachable on the real sensor with
 margin; it stays above the patent line's flow plateau of every program the examples use and of
@@ -34,9 +34,10 @@ tests/hw/test_pressure_sensor.py for the arithmetic). Readings at the rail are a
 """
 from pumpcore.fielderror import FieldError
 from pumpcore.fixed import SMALL_INT_MAX, const
+from pumpcore import call_once
 
-U16_MAX = const(65535)
-OCCLUSION_THRESHOLD_PERMILLE = const(850)
+_U16_MAX = const(65535)
+_OCCLUSION_THRESHOLD_PERMILLE = const(850)
 _V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
 
 BOM_SENSOR = {
@@ -50,18 +51,6 @@ BOM_SENSOR = {
     "short_above_permille": 950,        # 109.9 kPa
 }
 
-# (key, lo, hi) of the integer fields; range_pa is checked on its own
-_INT_FIELDS = (
-    ("output_min_permille", 0, 500),
-    ("output_max_permille", 500, 1000),
-    ("supply_mv", 1000, 5500),
-    ("adc_ref_mv", 1000, 5500),
-    ("open_wire_below_permille", 0, 1000),
-    ("short_above_permille", 0, 1000),
-)
-_KEYS = ("part", "range_pa") + tuple(f[0] for f in _INT_FIELDS)
-
-
 class SensorError(FieldError):
     """A pressure-sensor description that is missing a field or out of range."""
 
@@ -72,10 +61,6 @@ def _gcd(a, b):
     return a
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 class PressureSensor:
     """One pressure sensor from its description (a dict as in hw/mechanism.json
     "pressure_sensor"; None: BOM_SENSOR). `where` prefixes field names in errors."""
@@ -83,45 +68,10 @@ class PressureSensor:
     def __init__(self, desc=None, where="mechanism.pressure_sensor"):
         if desc is None:
             desc = BOM_SENSOR
-        if not isinstance(desc, dict):
-            raise SensorError(where, repr(desc), "must be an object with the fields %s" % ", ".join(_KEYS))
-        for k in desc:
-            if k not in _KEYS and not (isinstance(k, str) and k.startswith("_")):
-                raise SensorError(where + "." + str(k), repr(desc[k]), "unknown field (known: %s)" % ", ".join(_KEYS))
-        for k in _KEYS:
-            if k not in desc:
-                raise SensorError(where + "." + k, "missing", "required to read the line pressure")
-        part = desc["part"]
-        if not isinstance(part, str) or not part:
-            raise SensorError(where + ".part", repr(part), "must be a non-empty text")
-        rng = desc["range_pa"]
-        if (not isinstance(rng, (list, tuple)) or len(rng) != 2 or not _is_int(rng[0])
-                or not _is_int(rng[1])):
-            raise SensorError(where + ".range_pa", repr(rng), "must be [Pmin, Pmax] in Pa (integers)")
-        if rng[0] < -1000000 or rng[1] > 10000000 or rng[1] - rng[0] < 1000:
-            raise SensorError(where + ".range_pa", repr(list(rng)),
-                              "need -1000000 <= Pmin, Pmax <= 10000000 and Pmax - Pmin >= 1000 Pa")
-        vals = {}
-        for k, lo, hi in _INT_FIELDS:
-            v = desc[k]
-            if not _is_int(v) or v < lo or v > hi:
-                raise SensorError(where + "." + k, repr(v), "must be an integer in %d..%d" % (lo, hi))
-            vals[k] = v
+        from pumpcore import sensorcheck      # the description's checks, let go after (issue 16)
+        part, rng, vals = call_once(sensorcheck, "check", desc, where)
         lo_pm = vals["output_min_permille"]
         hi_pm = vals["output_max_permille"]
-        if hi_pm - lo_pm < 100:
-            raise SensorError(where + ".output_max_permille", hi_pm,
-                              "must be at least 100 above output_min_permille %d" % lo_pm)
-        if vals["adc_ref_mv"] != vals["supply_mv"]:
-            raise SensorError(where + ".adc_ref_mv", vals["adc_ref_mv"],
-                              "must equal supply_mv %d (the reading is ratiometric: the sensor must "
-                              "run from the ADC reference rail)" % vals["supply_mv"])
-        if vals["open_wire_below_permille"] >= lo_pm:
-            raise SensorError(where + ".open_wire_below_permille", vals["open_wire_below_permille"],
-                              "must be below output_min_permille %d (else Pmin reads as a fault)" % lo_pm)
-        if vals["short_above_permille"] <= hi_pm:
-            raise SensorError(where + ".short_above_permille", vals["short_above_permille"],
-                              "must be above output_max_permille %d (else Pmax reads as a fault)" % hi_pm)
         self.part = part
         self.min_pa = rng[0]
         self.max_pa = rng[1]
@@ -134,9 +84,9 @@ class PressureSensor:
         # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
         # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
         # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
-        self._off2 = (2 * U16_MAX * lo_pm + 500) // 1000
+        self._off2 = (2 * _U16_MAX * lo_pm + 500) // 1000
         mul = 5 * (self.max_pa - self.min_pa)
-        div = U16_MAX * (hi_pm - lo_pm)
+        div = _U16_MAX * (hi_pm - lo_pm)
         g = _gcd(mul, div)
         mul //= g
         div //= g
@@ -151,17 +101,17 @@ class PressureSensor:
         self._min_x10 = self.min_pa // 100
         self.full_scale_kpa_x10 = (self.max_pa + 50) // 100
         self.span_kpa_x10 = (self.max_pa - self.min_pa + 50) // 100
-        self.rail_kpa_x10 = self.kpa_x10_from_u16(U16_MAX)       # output at the supply
+        self.rail_kpa_x10 = self.kpa_x10_from_u16(_U16_MAX)       # output at the supply
         self.floor_kpa_x10 = self.kpa_x10_from_u16(0)            # output at 0 V
         self.fault_low_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.open_wire_below_permille))
         self.fault_high_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.short_above_permille))
         self.occlusion_threshold_kpa_x10 = (
-            self.min_pa + (self.max_pa - self.min_pa) * OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
+            self.min_pa + (self.max_pa - self.min_pa) * _OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
 
     @staticmethod
     def u16_at_permille(permille):
         """read_u16 value of an output at `permille` of the supply (rounded)."""
-        return (U16_MAX * permille + 500) // 1000
+        return (_U16_MAX * permille + 500) // 1000
 
     def kpa_x10_from_u16(self, raw):
         """Gauge pressure in kPa x 10 (floor) from a read_u16 value 0..65535. Allocation-free:
@@ -189,7 +139,7 @@ class PressureSensor:
         scaled to read_u16 (0..65535), then kpa_x10_from_u16. Never above rail_kpa_x10."""
         adc_max = (1 << adc_bits) - 1
         c = self.adc_counts(pressure_pa, adc_max)
-        return self.kpa_x10_from_u16((c * U16_MAX + adc_max // 2) // adc_max)
+        return self.kpa_x10_from_u16((c * _U16_MAX + adc_max // 2) // adc_max)
 
     def describe(self):
         """One line for logs and docs."""

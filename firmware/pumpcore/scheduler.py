@@ -49,26 +49,26 @@ Policies (documented choices):
   before it + the bolus dose. A refusal changes nothing: the basal keeps going.
 """
 from pumpcore.fixed import const, mul_divmod, ceil_muldiv_sub
-from pumpcore import program as programmod
+from pumpcore import call_once, program as programmod
 from pumpcore.bolus import BolusGate, BUCKET_MS, N_BUCKETS
 from pumpcore.reservoir import ReservoirTracker
 
 MS_PER_DAY = const(86400000)
 QUANTA_PER_NG = const(86400000)
-CHUNK_BOUND = const(0x10000000)     # 2**28: q*chunk and r*chunk stay below this
-TIMER_CAP = const(0x10000000)       # timers (ms) saturate here (~3.1 days); re-armed at 0
-NEVER = const(0x3FFFFFFF)
+_CHUNK_BOUND = const(0x10000000)     # 2**28: q*chunk and r*chunk stay below this
+_TIMER_CAP = const(0x10000000)       # timers (ms) saturate here (~3.1 days); re-armed at 0
+_NEVER = const(0x3FFFFFFF)
 
-BOLUS_NONE = const(0)
+_BOLUS_NONE = const(0)
 BOLUS_CLINICIAN = const(1)
 BOLUS_PATIENT = const(2)
 BOLUS_PERIODIC = const(3)
 BOLUS_PRIME = const(4)
-BOLUS_BRIDGE = const(5)
+_BOLUS_BRIDGE = const(5)
 BOLUS_SINGLE = const(6)
 BOLUS_NAMES = ("none", "clinician", "patient", "periodic", "prime", "bridge", "single")
 
-REFUSE_OK = const(0)
+_REFUSE_OK = const(0)
 REFUSE_BOLUS_ACTIVE = const(1)
 REFUSE_MAX_BOLUS = const(2)
 REFUSE_MAX_24H = const(3)
@@ -76,8 +76,8 @@ REFUSE_MAX_FLOW = const(4)
 REFUSE_LOCKOUT = const(5)
 REFUSE_DAILY_CAP = const(6)
 REFUSE_PATIENT_DISABLED = const(7)
-REFUSE_SUSPENDED = const(8)
-REFUSE_STOPPED = const(9)
+_REFUSE_SUSPENDED = const(8)
+_REFUSE_STOPPED = const(9)
 REFUSE_BAD_REQUEST = const(10)
 REFUSE_NO_PROGRAM = const(11)
 REFUSE_KIND = const(12)
@@ -85,33 +85,16 @@ REFUSE_NOT_STOPPED = const(13)
 REFUSE_CONCENTRATION = const(14)
 REFUSE_VOLUME = const(15)
 
-_REFUSAL_TEXT = (
-    "accepted",
-    "another bolus is running",
-    "bolus dose above the hard limit max_bolus_ng",
-    "would exceed the hard limit max_24h_ng (rolling 24 h, worst case)",
-    "basal + bolus flow above the hard limit max_flow_ng_day",
-    "patient bolus locked out (lockout interval running)",
-    "patient boluses allotted per 24 h already used",
-    "no patient bolus in this program",
-    "delivery is suspended",
-    "the program is stopped (delivery off)",
-    "dose or duration out of range (dose >= 1 ng, 1 ms <= duration <= 24 h)",
-    "no program loaded",
-    "this kind starts from refill() or prime(), not request_bolus()",
-    "prime needs a stopped program (no basal flowing)",
-    "concentration outside the hard limits min_conc_ug_ml..max_conc_ug_ml",
-    "volume outside 0..reservoir capacity (or prime above 500 uL)",
-)
 
-SNAPSHOT_VERSION = const(1)
+_SNAPSHOT_VERSION = const(1)
 
 
 def refusal_text(code):
-    """Human-readable reason for a REFUSE_* code."""
-    if 0 <= code < len(_REFUSAL_TEXT):
-        return _REFUSAL_TEXT[code]
-    return "unknown refusal code %d" % code
+    """Human-readable reason for a REFUSE_* code (pumpcore.refusaltext, loaded for the call and
+    let go after: a refusal is rare, and on v1.22.2 the texts would sit in the heap for the
+    whole run; issue 16)."""
+    from pumpcore import refusaltext
+    return call_once(refusaltext, "text", code)
 
 
 class DoseScheduler:
@@ -136,8 +119,8 @@ class DoseScheduler:
         self.rate = 0
         self.q = 0
         self.r = 0
-        self.chunk_max = CHUNK_BOUND
-        self.fast_c = CHUNK_BOUND
+        self.chunk_max = _CHUNK_BOUND
+        self.fast_c = _CHUNK_BOUND
         self.suspended = False
         self.pool = 0
         self.acc = 0
@@ -153,23 +136,23 @@ class DoseScheduler:
         self.mpl = 0
         self.mmng = 0
         self.missed_ng = 0
-        self.b_kind = BOLUS_NONE
+        self.b_kind = _BOLUS_NONE
         self.b_rate = 0
-        self.b_left = NEVER
+        self.b_left = _NEVER
         self.b_last = 0
         self.b_dose = 0
         self.b_duration = 0    # ms the running bolus was asked to last (its start record)
-        self.seg_left = NEVER
+        self.seg_left = _NEVER
         self.bucket_left = BUCKET_MS
-        self.per_left = NEVER
+        self.per_left = _NEVER
         self.br_pl = 0
         self.br_conc = 0
-        self.br_left = NEVER
+        self.br_left = _NEVER
         self.skipped_periodic = 0
         self.refusals = 0
-        self.last_refusal = REFUSE_OK
+        self.last_refusal = _REFUSE_OK
         self.boluses_done = 0
-        self.ended_kind = BOLUS_NONE    # the last bolus that ended: kind, dose and ng not given
+        self.ended_kind = _BOLUS_NONE    # the last bolus that ended: kind, dose and ng not given
         self.ended_dose = 0
         self.ended_left_ng = 0
 
@@ -200,7 +183,7 @@ class DoseScheduler:
         self._set_rate()
         if program.mode == programmod.MODE_SINGLE_BOLUS:
             return self._start_bolus_checked(BOLUS_SINGLE, program.single_bolus[0], program.single_bolus[1])
-        return REFUSE_OK
+        return _REFUSE_OK
 
     def set_time(self, day, ms_of_day):
         """Time sync: jump the wall clock (no delivery for the jump); boundaries re-armed. The
@@ -252,7 +235,7 @@ class DoseScheduler:
     def _periodic_next(self):
         per = self.program.periodic
         if not per:
-            return NEVER
+            return _NEVER
         now = self.clock.ms
         for i in range(len(per)):
             if per[i][0] > now:
@@ -287,17 +270,17 @@ class DoseScheduler:
         s = 5 * rate
         self.q = s // self.den
         self.r = s - self.q * self.den
-        self.chunk_max = CHUNK_BOUND // (self.q + 1)
-        self.fast_c = CHUNK_BOUND // (self.r + 1)
+        self.chunk_max = _CHUNK_BOUND // (self.q + 1)
+        self.fast_c = _CHUNK_BOUND // (self.r + 1)
         if self.br_pl > 0 and not self.suspended:
             if rate:
-                self.br_left = ceil_muldiv_sub(self.br_pl, self.den, self.acc, s, TIMER_CAP)
+                self.br_left = ceil_muldiv_sub(self.br_pl, self.den, self.acc, s, _TIMER_CAP)
                 if self.br_left < 1:
                     self.br_left = 1
             else:
-                self.br_left = NEVER
+                self.br_left = _NEVER
         else:
-            self.br_left = NEVER
+            self.br_left = _NEVER
 
     # ----- time ---------------------------------------------------------------------------
     def advance(self, dt_ms):
@@ -349,11 +332,11 @@ class DoseScheduler:
             self.clock.ms += c
             self.bucket_left -= c
             self.seg_left -= c
-            if self.per_left != NEVER:
+            if self.per_left != _NEVER:
                 self.per_left -= c
-            if self.b_left != NEVER:
+            if self.b_left != _NEVER:
                 self.b_left -= c
-            if self.br_left != NEVER:
+            if self.br_left != _NEVER:
                 self.br_left -= c
             if (self.seg_left == 0 or self.bucket_left == 0 or self.per_left == 0 or self.b_left == 0
                     or self.br_left == 0):
@@ -454,10 +437,10 @@ class DoseScheduler:
         now = self.clock.ms
         for t, dose, dur in per:
             if t == now:
-                if self.suspended or self.b_kind != BOLUS_NONE:
+                if self.suspended or self.b_kind != _BOLUS_NONE:
                     self.skipped_periodic += 1
                     return
-                if self._start_bolus_checked(BOLUS_PERIODIC, dose, dur) != REFUSE_OK:
+                if self._start_bolus_checked(BOLUS_PERIODIC, dose, dur) != _REFUSE_OK:
                     self.skipped_periodic += 1
                 return
 
@@ -470,7 +453,7 @@ class DoseScheduler:
     def _with_step(self, t):
         """min(t, ms to the next microstep), at least 1."""
         if self.rate and not self.suspended:
-            ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, TIMER_CAP)
+            ts = ceil_muldiv_sub(self.pl - self.pool, self.den, self.acc, 5 * self.rate, _TIMER_CAP)
             if ts < t:
                 t = ts
         if t < 1:
@@ -510,7 +493,7 @@ class DoseScheduler:
         BOLUS_PATIENT uses the program's patient dose and duration (pass 0, 0 or the same values).
         """
         code = self._request(kind, dose_ng, duration_ms)
-        if code != REFUSE_OK:
+        if code != _REFUSE_OK:
             self.refusals += 1
             self.last_refusal = code
         return code
@@ -522,9 +505,9 @@ class DoseScheduler:
         if p is None:
             return REFUSE_NO_PROGRAM
         if p.mode == programmod.MODE_STOPPED or p.mode == programmod.MODE_SINGLE_BOLUS:
-            return REFUSE_STOPPED
+            return _REFUSE_STOPPED
         if self.suspended:
-            return REFUSE_SUSPENDED
+            return _REFUSE_SUSPENDED
         if kind == BOLUS_PATIENT:
             if p.patient is None:
                 return REFUSE_PATIENT_DISABLED
@@ -533,7 +516,7 @@ class DoseScheduler:
                 return REFUSE_BAD_REQUEST
             dose_ng = pd
             duration_ms = pdur
-        if self.b_kind != BOLUS_NONE:
+        if self.b_kind != _BOLUS_NONE:
             return REFUSE_BOLUS_ACTIVE
         if kind == BOLUS_PATIENT:
             if self.gate.lockout_left_ms(self.clock) > 0:
@@ -541,7 +524,7 @@ class DoseScheduler:
             if self.gate.patients_in_24h(self.clock) >= p.patient[3]:
                 return REFUSE_DAILY_CAP
         code = self._start_bolus_checked(kind, dose_ng, duration_ms)
-        if code == REFUSE_OK and kind == BOLUS_PATIENT:
+        if code == _REFUSE_OK and kind == BOLUS_PATIENT:
             self.gate.record_patient(self.clock)
             self.gate.start_lockout(self.clock, p.patient[2])
         return code
@@ -562,7 +545,7 @@ class DoseScheduler:
         full, last = mul_divmod(dose_ng, QUANTA_PER_NG, rate)
         self._begin(kind, rate, full, last, dose_ng)
         self.b_duration = duration_ms
-        return REFUSE_OK
+        return _REFUSE_OK
 
     def _begin(self, kind, rate, full_ms, last, dose_ng):
         self.b_kind = kind
@@ -578,13 +561,13 @@ class DoseScheduler:
         self._set_rate()
 
     def _end_bolus(self):
-        if self.b_kind != BOLUS_NONE:
+        if self.b_kind != _BOLUS_NONE:
             self.ended_kind = self.b_kind
             self.ended_dose = self.b_dose
             self.ended_left_ng = self.bolus_left_ng()
-        self.b_kind = BOLUS_NONE
+        self.b_kind = _BOLUS_NONE
         self.b_rate = 0
-        self.b_left = NEVER
+        self.b_left = _NEVER
         self.b_last = 0
         self.b_dose = 0
 
@@ -637,8 +620,8 @@ class DoseScheduler:
         if p.mode != programmod.MODE_STOPPED:
             return REFUSE_NOT_STOPPED
         if self.suspended:
-            return REFUSE_SUSPENDED
-        if self.b_kind != BOLUS_NONE:
+            return _REFUSE_SUSPENDED
+        if self.b_kind != _BOLUS_NONE:
             return REFUSE_BOLUS_ACTIVE
         if not isinstance(volume_nl, int) or volume_nl < 1 or volume_nl > 500000:
             return REFUSE_VOLUME
@@ -651,14 +634,14 @@ class DoseScheduler:
             return REFUSE_MAX_FLOW
         full, last = mul_divmod(mng, 86400, rate)
         self._begin(BOLUS_PRIME, rate, full, last, mng // 1000)
-        return REFUSE_OK
+        return _REFUSE_OK
 
     # ----- suspend, resume, stalls, refill ------------------------------------------------
     def suspend(self):
         """Stop delivery; the basal that falls due meanwhile is counted missed (no catch-up)."""
         if self.suspended:
             return
-        if self.b_kind != BOLUS_NONE:
+        if self.b_kind != _BOLUS_NONE:
             self._end_bolus()
         self.pool, self.mpool = self.mpool, self.pool
         self.acc, self.macc = self.macc, self.acc
@@ -731,7 +714,7 @@ class DoseScheduler:
             self.gate.start_lockout(self.clock, self.program.patient[2])
         if self.clock is not None:
             self._set_rate()
-        return REFUSE_OK
+        return _REFUSE_OK
 
     # ----- read-outs ----------------------------------------------------------------------
     def basal_rate_ng_day(self):
@@ -761,11 +744,11 @@ class DoseScheduler:
     def bolus_left_ng(self):
         """Dose of the running bolus not yet due (ng, rounded up); 0 if none. Set-up time only
         (mul_divmod): called at saves and when a bolus ends, not per tick."""
-        if self.b_kind == BOLUS_NONE:
+        if self.b_kind == _BOLUS_NONE:
             return 0
         # quanta still to come: b_left ms at b_rate, then b_last in the final ms (the phases
         # sum to dose_ng x QUANTA_PER_NG exactly, see _start_bolus_checked)
-        left = self.b_left if self.b_left != NEVER else 0
+        left = self.b_left if self.b_left != _NEVER else 0
         q, r = mul_divmod(self.b_rate, left, QUANTA_PER_NG)
         r += self.b_last
         q += r // QUANTA_PER_NG
@@ -775,7 +758,7 @@ class DoseScheduler:
 
     def bolus_delivered_ng(self):
         """Dose of the running bolus already due (ng, rounded down); 0 if none."""
-        if self.b_kind == BOLUS_NONE:
+        if self.b_kind == _BOLUS_NONE:
             return 0
         return self.b_dose - self.bolus_left_ng()
 
@@ -817,7 +800,7 @@ class DoseScheduler:
     def snapshot(self):
         """Everything needed after a reset, as nested tuples of ints (no bolus in progress)."""
         c = self.clock
-        return (SNAPSHOT_VERSION, c.day if c else 0, c.ms if c else 0, self.conc,
+        return (_SNAPSHOT_VERSION, c.day if c else 0, c.ms if c else 0, self.conc,
                 self.pool, self.acc, self.mpool, self.macc, 1 if self.suspended else 0,
                 self.delivered_steps, self.missed_steps, self.prime_steps,
                 self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,
@@ -830,8 +813,8 @@ class DoseScheduler:
         Returns the downtime in ms counted as missed (0 if the clock is not after the snapshot;
         at most 7 days are accounted). A bolus that was running is not resumed.
         """
-        if not isinstance(snap, tuple) or len(snap) != 26 or snap[0] != SNAPSHOT_VERSION:
-            raise ValueError("scheduler snapshot: not a version-%d snapshot of 26 fields" % SNAPSHOT_VERSION)
+        if not isinstance(snap, tuple) or len(snap) != 26 or snap[0] != _SNAPSHOT_VERSION:
+            raise ValueError("scheduler snapshot: not a version-%d snapshot of 26 fields" % _SNAPSHOT_VERSION)
         (_, day, ms, conc, self.pool, self.acc, self.mpool, self.macc, susp,
          self.delivered_steps, self.missed_steps, self.prime_steps,
          self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,

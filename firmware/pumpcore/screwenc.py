@@ -44,10 +44,10 @@ from pumpcore.detect import FlowDetector, DetectError
 
 AS5600_ADDR = const(0x36)
 AS5600_REG_STATUS = const(0x0B)     # bit 5 MD magnet detected, 4 ML too weak, 3 MH too strong
-AS5600_REG_RAW_ANGLE = const(0x0C)  # 0x0C high nibble, 0x0D low byte
-AS5600_MD = const(0x20)
-AS5600_ML = const(0x10)
-AS5600_MH = const(0x08)
+_AS5600_REG_RAW_ANGLE = const(0x0C)  # 0x0C high nibble, 0x0D low byte
+_AS5600_MD = const(0x20)
+_AS5600_ML = const(0x10)
+_AS5600_MH = const(0x08)
 
 BY_NONE = 0
 BY_ENCODER = 1
@@ -57,7 +57,7 @@ BY_NAMES = ("none", "encoder", "flow")
 
 def as5600_angle(status, hi, lo):
     """RAW ANGLE from the STATUS byte and the two angle bytes; -1 without a usable magnet."""
-    if not (status & AS5600_MD) or (status & (AS5600_ML | AS5600_MH)):
+    if not (status & _AS5600_MD) or (status & (_AS5600_ML | _AS5600_MH)):
         return -1
     return ((hi & 0x0F) << 8) | lo
 

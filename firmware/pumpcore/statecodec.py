@@ -44,6 +44,7 @@ import struct
 
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumpcore import call_once
 
 STATE_VERSION = const(1)
 MAGIC = b"PS"
@@ -51,9 +52,9 @@ _HDR = "<2sBBIHBB"
 HEADER_SIZE = const(12)
 MAX_RECORD = const(4096)
 MAX_SECTION_INTS = const(1024)
-MAX_SHAPE = const(1024)
+_MAX_SHAPE = const(1024)
 MAX_DEPTH = const(8)
-MAX_BLOB = const(1024)
+_MAX_BLOB = const(1024)
 SEQ_MAX = const(0x3FFFFFFF)
 
 FIELDS = (
@@ -69,15 +70,15 @@ F_AUTH_COUNTER = const(4)
 F_ALARM_ACTIVE = const(5)
 F_ALARM_ACKED = const(6)
 F_BOLUS_ACTIVE = const(7)
-F_BOLUS_KIND = const(8)
+_F_BOLUS_KIND = const(8)
 F_BOLUS_SERIAL = const(9)
-F_BOLUS_DOSE_NG = const(10)
+_F_BOLUS_DOSE_NG = const(10)
 F_BOLUS_DELIVERED_NG = const(11)
-F_PROGRAM_CRC_HI = const(12)
-F_PROGRAM_CRC_LO = const(13)
+_F_PROGRAM_CRC_HI = const(12)
+_F_PROGRAM_CRC_LO = const(13)
 F_SUSPENDED = const(14)
 F_LOG_SEQ = const(15)
-N_FIELDS = const(16)
+_N_FIELDS = const(16)
 
 _I32 = 0x7FFFFFFF
 _I32_MIN = -0x80000000
@@ -91,7 +92,7 @@ FIELD_LIMITS = (
 SEC_SCHEDULER = const(1)   # DoseScheduler.snapshot()
 SEC_BOLUS_GATE = const(2)  # BolusGate snapshot (rolling-24 h ledger, lockout)
 SEC_RESERVOIR = const(3)   # ReservoirTracker snapshot
-SEC_CLOCK = const(4)       # WallClock snapshot
+_SEC_CLOCK = const(4)       # WallClock snapshot
 SEC_APP = const(5)         # anything else the app keeps
 SEC_LEDGER = const(6)      # write-ahead reservation and hour accumulators (pumpfw.ledger)
 SEC_ALARM_AGE = const(7)   # ms since each active alarm was raised, codes 1..ALARM_MAX
@@ -126,7 +127,7 @@ class PersistentState:
 
     def __init__(self):
         self.seq = 0
-        self.ints = [0] * N_FIELDS
+        self.ints = [0] * _N_FIELDS
         self.sections = {}
         self.blobs = {}
 
@@ -148,18 +149,18 @@ class PersistentState:
         return s
 
     def program_crc(self):
-        return (self.ints[F_PROGRAM_CRC_HI] << 16) | self.ints[F_PROGRAM_CRC_LO]
+        return (self.ints[_F_PROGRAM_CRC_HI] << 16) | self.ints[_F_PROGRAM_CRC_LO]
 
     def set_program_crc(self, crc):
         if not isinstance(crc, int) or crc < 0 or crc > 0xFFFFFFFF:
             raise StateError("program_crc", repr(crc), "must be a CRC-32 (0..0xffffffff)")
-        self.ints[F_PROGRAM_CRC_HI] = crc >> 16
-        self.ints[F_PROGRAM_CRC_LO] = crc & 0xFFFF
+        self.ints[_F_PROGRAM_CRC_HI] = crc >> 16
+        self.ints[_F_PROGRAM_CRC_LO] = crc & 0xFFFF
 
     def begin_bolus(self, kind, dose_ng):
         """Mark a bolus as started (save this BEFORE the motor moves). Returns its serial."""
-        self.set(F_BOLUS_KIND, kind)
-        self.set(F_BOLUS_DOSE_NG, dose_ng)
+        self.set(_F_BOLUS_KIND, kind)
+        self.set(_F_BOLUS_DOSE_NG, dose_ng)
         self.set(F_BOLUS_SERIAL, self.ints[F_BOLUS_SERIAL] + 1)
         self.ints[F_BOLUS_DELIVERED_NG] = 0
         self.ints[F_BOLUS_ACTIVE] = 1
@@ -180,7 +181,7 @@ class PersistentState:
         if not self.ints[F_BOLUS_ACTIVE]:
             return None
         self.ints[F_BOLUS_ACTIVE] = 0
-        return (self.ints[F_BOLUS_KIND], self.ints[F_BOLUS_DOSE_NG],
+        return (self.ints[_F_BOLUS_KIND], self.ints[_F_BOLUS_DOSE_NG],
                 self.ints[F_BOLUS_DELIVERED_NG], self.ints[F_BOLUS_SERIAL])
 
     def __eq__(self, other):
@@ -207,8 +208,8 @@ def flatten(obj, name="section"):
     if len(vals) > MAX_SECTION_INTS:
         raise StateError(_section_name(name) + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS,
                          ERR_LAYOUT)
-    if len(shape) > MAX_SHAPE:
-        raise StateError(_section_name(name) + " shape", len(shape), "at most %d bytes" % MAX_SHAPE, ERR_LAYOUT)
+    if len(shape) > _MAX_SHAPE:
+        raise StateError(_section_name(name) + " shape", len(shape), "at most %d bytes" % _MAX_SHAPE, ERR_LAYOUT)
     return bytes(shape), vals
 
 
@@ -248,51 +249,9 @@ def _shape_run(shape, run):
 
 def unflatten(shape, vals, name="section"):
     """Inverse of flatten(): rebuild the nested tuple. Raises StateError on a malformed shape
-    or a value count that does not match."""
-    stack = []
-    cur = None
-    k = 0
-    n = 0
-    done = None
-    for c in shape:
-        if done is not None:
-            raise StateError(name + " shape", repr(shape), "has bytes after the outer tuple", ERR_LAYOUT)
-        if 0x30 <= c <= 0x39:
-            n = n * 10 + (c - 0x30)
-            if n > MAX_SECTION_INTS:
-                raise StateError(name + " shape", repr(shape), "run longer than %d" % MAX_SECTION_INTS,
-                                 ERR_LAYOUT)
-            continue
-        if c == 0x28:
-            if n or len(stack) >= MAX_DEPTH:
-                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
-            if cur is not None:
-                stack.append(cur)
-            cur = []
-        elif c == 0x69:
-            cnt = n if n else 1
-            n = 0
-            if cur is None or k + cnt > len(vals):
-                raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals),
-                                 ERR_LAYOUT)
-            for j in range(cnt):
-                cur.append(vals[k + j])
-            k += cnt
-        elif c == 0x29:
-            if cur is None or n:
-                raise StateError(name + " shape", repr(shape), "malformed", ERR_LAYOUT)
-            t = tuple(cur)
-            if stack:
-                cur = stack.pop()
-                cur.append(t)
-            else:
-                cur = None
-                done = t
-        else:
-            raise StateError(name + " shape", repr(shape), "unexpected byte %d" % c, ERR_LAYOUT)
-    if done is None or k != len(vals):
-        raise StateError(name + " shape", repr(shape), "does not match %d values" % len(vals), ERR_LAYOUT)
-    return done
+    or a value count that does not match (pumpcore.statedecode, loaded for the call)."""
+    from pumpcore import statedecode
+    return call_once(statedecode, "unflatten", shape, vals, name)
 
 
 def _i32(field, v):
@@ -305,14 +264,14 @@ def encode(state, seq):
     StateError naming the field, the value and the limit for anything out of range."""
     if not isinstance(seq, int) or seq < 1 or seq > SEQ_MAX:
         raise StateError("seq", repr(seq), "must be 1..%d" % SEQ_MAX)
-    if len(state.ints) != N_FIELDS:
-        raise StateError("ints", len(state.ints), "must hold %d fields" % N_FIELDS, ERR_LAYOUT)
-    for i in range(N_FIELDS):
+    if len(state.ints) != _N_FIELDS:
+        raise StateError("ints", len(state.ints), "must hold %d fields" % _N_FIELDS, ERR_LAYOUT)
+    for i in range(_N_FIELDS):
         lo, hi = FIELD_LIMITS[i]
         v = state.ints[i]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
             raise StateError(FIELDS[i], repr(v), "must be an int in %d..%d" % (lo, hi))
-    size = HEADER_SIZE + 4 * N_FIELDS + 4
+    size = HEADER_SIZE + 4 * _N_FIELDS + 4
     sec_ids = sorted(state.sections)
     blob_ids = sorted(state.blobs)
     if len(sec_ids) > 255 or len(blob_ids) > 255:
@@ -328,15 +287,15 @@ def encode(state, seq):
         b = state.blobs[bid]
         if not isinstance(bid, int) or bid < 1 or bid > 255:
             raise StateError("blob id", repr(bid), "must be 1..255", ERR_LAYOUT)
-        if len(b) > MAX_BLOB:
-            raise StateError("blob %d length" % bid, len(b), "at most %d bytes" % MAX_BLOB, ERR_LAYOUT)
+        if len(b) > _MAX_BLOB:
+            raise StateError("blob %d length" % bid, len(b), "at most %d bytes" % _MAX_BLOB, ERR_LAYOUT)
         size += 3 + len(b)
     if size > MAX_RECORD:
         raise StateError("record length", size, "at most %d bytes" % MAX_RECORD, ERR_LENGTH)
     buf = bytearray(size)
-    struct.pack_into(_HDR, buf, 0, MAGIC, STATE_VERSION, N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
+    struct.pack_into(_HDR, buf, 0, MAGIC, STATE_VERSION, _N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
     off = HEADER_SIZE
-    for i in range(N_FIELDS):
+    for i in range(_N_FIELDS):
         struct.pack_into("<i", buf, off, state.ints[i])
         off += 4
     for sid, shape, vals in packed:
@@ -361,67 +320,7 @@ def encode(state, seq):
 
 def decode(buf):
     """Parse a record. Returns a PersistentState (with .seq) or raises StateError whose
-    `code` (ERR_*) and message say exactly what is wrong."""
-    n = len(buf)
-    if n < HEADER_SIZE + 4:
-        raise StateError("record length", n, "too short: a record has at least %d bytes"
-                         % (HEADER_SIZE + 4), ERR_SHORT)
-    magic, version, n_fixed, seq, total, n_sec, n_blob = struct.unpack_from(_HDR, buf, 0)
-    if magic != MAGIC:
-        raise StateError("magic", repr(bytes(magic)), "expected %r" % MAGIC, ERR_MAGIC)
-    if version != STATE_VERSION:
-        raise StateError("version", version, "this firmware reads version %d" % STATE_VERSION,
-                         ERR_VERSION)
-    if total != n:
-        raise StateError("total_len", total, "but the record has %d bytes (torn or truncated)" % n,
-                         ERR_LENGTH)
-    stored = struct.unpack_from("<I", buf, n - 4)[0]
-    computed = crc32(memoryview(buf)[:n - 4])
-    if stored != computed:
-        raise StateError("crc", "0x%08x" % stored, "computed 0x%08x over the record" % computed, ERR_CRC)
-    if n_fixed != N_FIELDS:
-        raise StateError("n_fixed", n_fixed, "version %d has %d fields" % (STATE_VERSION, N_FIELDS),
-                         ERR_LAYOUT)
-    if seq < 1 or seq > SEQ_MAX:
-        raise StateError("seq", seq, "must be 1..%d" % SEQ_MAX, ERR_FIELD)
-    st = PersistentState()
-    st.seq = seq
-    off = HEADER_SIZE
-    end = n - 4
-    if off + 4 * N_FIELDS > end:
-        raise StateError("fixed fields", N_FIELDS, "do not fit in %d bytes" % n, ERR_LAYOUT)
-    for i in range(N_FIELDS):
-        v = struct.unpack_from("<i", buf, off)[0]
-        lo, hi = FIELD_LIMITS[i]
-        if v < lo or v > hi:
-            raise StateError(FIELDS[i], v, "outside %d..%d" % (lo, hi), ERR_FIELD)
-        st.ints[i] = v
-        off += 4
-    for _ in range(n_sec):
-        if off + 3 > end:
-            raise StateError("section header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
-        sid, slen = struct.unpack_from("<BH", buf, off)
-        off += 3
-        if off + slen + 2 > end:
-            raise StateError("section %d shape length" % sid, slen, "runs past the end", ERR_LAYOUT)
-        shape = bytes(buf[off:off + slen])
-        off += slen
-        cnt = struct.unpack_from("<H", buf, off)[0]
-        off += 2
-        if off + 4 * cnt > end:
-            raise StateError("section %d length" % sid, cnt, "runs past the end", ERR_LAYOUT)
-        vals = struct.unpack_from("<%di" % cnt, buf, off) if cnt else ()
-        off += 4 * cnt
-        st.sections[sid] = unflatten(shape, vals, "section %d" % sid)
-    for _ in range(n_blob):
-        if off + 3 > end:
-            raise StateError("blob header", off, "runs past the end (%d)" % end, ERR_LAYOUT)
-        bid, blen = struct.unpack_from("<BH", buf, off)
-        off += 3
-        if off + blen > end:
-            raise StateError("blob %d length" % bid, blen, "runs past the end", ERR_LAYOUT)
-        st.blobs[bid] = bytes(buf[off:off + blen])
-        off += blen
-    if off != end:
-        raise StateError("record length", n, "has %d unparsed bytes" % (end - off), ERR_LAYOUT)
-    return st
+    `code` (ERR_*) and message say exactly what is wrong. The parser is pumpcore.statedecode,
+    loaded for the call and let go after: the device decodes its state only at boot (issue 16)."""
+    from pumpcore import statedecode
+    return call_once(statedecode, "decode", buf)

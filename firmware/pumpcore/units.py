@@ -9,7 +9,7 @@ from pumpcore.fixed import const
 
 MS_PER_DAY = const(86400000)
 MS_PER_HOUR = const(3600000)
-MS_PER_MIN = const(60000)
+_MS_PER_MIN = const(60000)
 # One dose quantum is 1 ng/day sustained for 1 ms = 1/86_400_000 ng.
 QUANTA_PER_NG = const(86400000)
 
@@ -70,6 +70,6 @@ def fmt_duration(ms):
     """Format a duration in ms: "10 min", "3 h", "1.5 s"."""
     if ms % MS_PER_HOUR == 0 and ms:
         return "%d h" % (ms // MS_PER_HOUR)
-    if ms % MS_PER_MIN == 0 and ms:
-        return "%d min" % (ms // MS_PER_MIN)
+    if ms % _MS_PER_MIN == 0 and ms:
+        return "%d min" % (ms // _MS_PER_MIN)
     return _decimal(ms, 1000, "s")

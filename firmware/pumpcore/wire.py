@@ -57,9 +57,9 @@ CRC_SIZE = const(4)
 MAX_PAYLOAD = const(1024)            # bytes of payload in one frame
 MAX_FRAME = const(1036)              # HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 MAX_LINE = const(1384)               # base64 characters of the largest frame: 4 * ceil(MAX_FRAME / 3)
-SYNC = const(0x7E)                   # "~" starts a frame
-EOL = const(0x0A)                    # "\n" ends it
-CTRL_C = const(0x03)                 # REPL interrupt: never part of a frame
+_SYNC = const(0x7E)                   # "~" starts a frame
+_EOL = const(0x0A)                    # "\n" ends it
+_CTRL_C = const(0x03)                 # REPL interrupt: never part of a frame
 
 MAX_PROGRAM_BYTES = const(4096)      # largest encoded program that can be staged
 HMAC_SIZE = const(32)

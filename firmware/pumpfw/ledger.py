@@ -11,15 +11,15 @@ reservation as possibly delivered (`DoseScheduler.count_possibly_delivered`), so
     restored total  >=  total at the save + steps made since  =  what the plunger moved
 
 and the over-count is at most the reservation: RESERVE_MS of the flow at the save plus
-MARGIN_STEPS, a running bolus counted at most to its end. Status and the log state the bracket:
+_MARGIN_STEPS, a running bolus counted at most to its end. Status and the log state the bracket:
 `uncertain_ng` is the part of the delivered total that is only possibly delivered.
 
 Units: microsteps, ng, ms. Pure: no hardware import (runs on CPython and MicroPython).
 """
 from pumpcore.fixed import const
 
-LEDGER_VERSION = const(1)
-MARGIN_STEPS = const(2)   # rounding of the flow into whole steps, and the step being counted
+_LEDGER_VERSION = const(1)
+_MARGIN_STEPS = const(2)   # rounding of the flow into whole steps, and the step being counted
 
 
 class Ledger:
@@ -36,9 +36,9 @@ class Ledger:
 
     def reservation(self, sched):
         """Microsteps to reserve at a save now: the flow over reserve_ms (a running bolus only up
-        to its end) plus MARGIN_STEPS. Not the hot path (big ints allowed)."""
+        to its end) plus _MARGIN_STEPS. Not the hot path (big ints allowed)."""
         if sched.suspended or not sched.conc:
-            return MARGIN_STEPS
+            return _MARGIN_STEPS
         basal = sched.basal_rate_ng_day()
         flow = sched.flow_rate_ng_day()
         n = sched.steps_for(basal, self.reserve_ms)
@@ -50,7 +50,7 @@ class Ledger:
                 if left < more:
                     more = left
             n += more
-        return n + MARGIN_STEPS
+        return n + _MARGIN_STEPS
 
     def saved(self, sched, reserved):
         """A record holding delivered_steps and `reserved` is now on flash."""
@@ -70,7 +70,7 @@ class Ledger:
         """The SEC_LEDGER tuple of a record being written now with reservation `reserve`, the
         app's hour accumulators (the hour a reset cuts gets its partial total) and `inflight`,
         the steps counted due but still queued or owed (maybe never made)."""
-        return (LEDGER_VERSION, reserve, sched.delivered_steps, self.uncertain_ng & 0x3FFFFFFF,
+        return (_LEDGER_VERSION, reserve, sched.delivered_steps, self.uncertain_ng & 0x3FFFFFFF,
                 hour_mark, hour_ng, hour_steps, hour_missed, inflight)
 
 
@@ -78,6 +78,6 @@ def parse_section(sec):
     """(reserved, base, uncertain_ng, hour_mark, hour_ng, hour_steps, hour_missed, inflight) from
     a SEC_LEDGER tuple (pumpfw.app.save writes it), or None when absent or of another version.
     inflight: steps counted due at the save but then still queued or owed (maybe never made)."""
-    if not sec or len(sec) < 9 or sec[0] != LEDGER_VERSION:
+    if not sec or len(sec) < 9 or sec[0] != _LEDGER_VERSION:
         return None
     return tuple(sec[1:9])

@@ -23,7 +23,7 @@ from pumpcore import auth
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
 
-CACHE_SIZE = const(4)   # responses kept for retransmitted requests
+_CACHE_SIZE = const(4)   # responses kept for retransmitted requests
 MS_PER_DAY = const(86400000)
 _SMALL = const(0x3FFFFFFF)
 
@@ -199,9 +199,9 @@ class ProtocolServer:
         self._stage_total = 0
         self._verified = None      # decoded staged program after a successful verify
         self._verified_crc = 0
-        self._cache_seq = [-1] * CACHE_SIZE
-        self._cache_crc = [0] * CACHE_SIZE
-        self._cache_line = [b""] * CACHE_SIZE
+        self._cache_seq = [-1] * _CACHE_SIZE
+        self._cache_crc = [0] * _CACHE_SIZE
+        self._cache_line = [b""] * _CACHE_SIZE
         self._cache_next = 0
         self._key = None
         self._hmac = None
@@ -265,7 +265,7 @@ class ProtocolServer:
             return
         version, _kind, seq, cmd, _status, plen = parsed
         req_crc = struct.unpack_from("<I", self._frame, wire.HEADER_SIZE + plen)[0]
-        for i in range(CACHE_SIZE):
+        for i in range(_CACHE_SIZE):
             if self._cache_seq[i] == seq and self._cache_crc[i] == req_crc:
                 self.retransmits += 1
                 self.frames_answered += 1
@@ -290,7 +290,7 @@ class ProtocolServer:
         self._cache_seq[i] = seq
         self._cache_crc[i] = req_crc
         self._cache_line[i] = out
-        self._cache_next = (i + 1) % CACHE_SIZE
+        self._cache_next = (i + 1) % _CACHE_SIZE
         self.frames_answered += 1
         self._send(out)
 

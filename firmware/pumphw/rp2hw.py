@@ -23,21 +23,21 @@ _ADC_SAMPLES = const(4)
 
 
 # --- TMC2209 UART (datasheet section 4: 8-byte write datagram, 4-byte read request) -------------
-TMC_SYNC = const(0x05)
-TMC_REG_GCONF = const(0x00)
+_TMC_SYNC = const(0x05)
+_TMC_REG_GCONF = const(0x00)
 TMC_REG_IFCNT = const(0x02)
 TMC_REG_CHOPCONF = const(0x6C)
 # GCONF: I_scale_analog (bit 0), pdn_disable (6: PDN_UART is UART), mstep_reg_select (7:
 # microsteps from MRES, not MS1/MS2), multistep_filt (8)
-TMC_GCONF_VALUE = const(0x1C1)
+_TMC_GCONF_VALUE = const(0x1C1)
 # CHOPCONF reset default 0x10000053 (TOFF 3, HSTRT 5, TBL 24 clocks, intpol) with MRES cleared
 TMC_CHOPCONF_BASE = const(0x10000053 & ~(0xF << 24))
 # Bounds of every driver-UART exchange: the reply to a read request (4 echoed + 8 bytes, about
-# 1 ms at 115200 baud) must be complete within TMC_REPLY_DEADLINE_MS ms of the request; the UART
-# itself waits at most TMC_CHAR_TIMEOUT_MS ms for a character. A silent driver is a driver fault.
-TMC_REPLY_DEADLINE_MS = const(20)
-TMC_CHAR_TIMEOUT_MS = const(5)
-TMC_ECHO_AND_REPLY = const(12)
+# 1 ms at 115200 baud) must be complete within _TMC_REPLY_DEADLINE_MS ms of the request; the UART
+# itself waits at most _TMC_CHAR_TIMEOUT_MS ms for a character. A silent driver is a driver fault.
+_TMC_REPLY_DEADLINE_MS = const(20)
+_TMC_CHAR_TIMEOUT_MS = const(5)
+_TMC_ECHO_AND_REPLY = const(12)
 
 
 def tmc_crc8(data, n):
@@ -65,7 +65,7 @@ def tmc_mres(microsteps):
 def tmc_write_datagram(slave, reg, value):
     """8-byte write datagram: sync, slave address 0..3, register | 0x80, 32-bit value MSB first, CRC."""
     d = bytearray(8)
-    d[0] = TMC_SYNC
+    d[0] = _TMC_SYNC
     d[1] = slave
     d[2] = reg | 0x80
     d[3] = (value >> 24) & 0xFF
@@ -79,7 +79,7 @@ def tmc_write_datagram(slave, reg, value):
 def tmc_read_request(slave, reg):
     """4-byte read request for register `reg`."""
     d = bytearray(4)
-    d[0] = TMC_SYNC
+    d[0] = _TMC_SYNC
     d[1] = slave
     d[2] = reg & 0x7F
     d[3] = tmc_crc8(d, 3)
@@ -88,7 +88,7 @@ def tmc_read_request(slave, reg):
 
 def tmc_parse_reply(reply, reg):
     """Register value from an 8-byte read reply (sync, 0xFF, reg, value, CRC), or -1 if bad."""
-    if len(reply) != 8 or reply[0] & 0x0F != TMC_SYNC or reply[1] != 0xFF or reply[2] != reg:
+    if len(reply) != 8 or reply[0] & 0x0F != _TMC_SYNC or reply[1] != 0xFF or reply[2] != reg:
         return -1
     if tmc_crc8(reply, 7) != reply[7]:
         return -1
@@ -142,7 +142,7 @@ class EdgeDebouncer:
 # --- alarm buzzer and LED ---------------------------------------------------------------------
 BUZZER_HZ = const(4000)        # resonance of the piezo sounder in hw/bom.md (PKM22EPPH4001)
 BUZZER_DUTY_U16 = const(32768)
-ALARM_TICK_MS = const(20)      # pattern timer period
+_ALARM_TICK_MS = const(20)      # pattern timer period
 
 
 def pattern_levels(spec, t_ms):
@@ -162,16 +162,16 @@ def pattern_levels(spec, t_ms):
 
 
 # --- the hardware -----------------------------------------------------------------------------
-WDT_MAX_MS = const(8300)
+_WDT_MAX_MS = const(8300)
 # RP2040 watchdog CTRL register through its atomic-clear alias (datasheet 2.1.2, 4.7.6):
 # writing bit 30 (ENABLE) there stops the watchdog; machine.WDT itself cannot be stopped.
 _WATCHDOG_CTRL_CLR = const(0x40058000 + 0x3000)
 _WATCHDOG_ENABLE = const(1 << 30)
 _WATCHDOG_SCRATCH0 = const(0x40058000 + 0x0C)   # SCRATCH0..3 at +0x0C..+0x18 (datasheet 4.7.6)
 STEP_SM_ID = const(0)
-SERIAL_CHUNK = const(256)      # bytes taken from USB per serial_read() at most
+_SERIAL_CHUNK = const(256)      # bytes taken from USB per serial_read() at most
 MECHANISM_PATH = "/mechanism.json"
-DEFAULT_MICROSTEPS = const(64)
+_DEFAULT_MICROSTEPS = const(64)
 
 
 class Rp2Stepper(base.Stepper):
@@ -301,7 +301,7 @@ class Rp2Hardware(base.Hardware):
         import select
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
-        self._rx = bytearray(SERIAL_CHUNK)
+        self._rx = bytearray(_SERIAL_CHUNK)
         self._rx_mv = memoryview(self._rx)
         self._one = bytearray(1)
 
@@ -380,7 +380,7 @@ class Rp2Hardware(base.Hardware):
         self._pattern_t0 = time.ticks_ms()
         if self._timer is None:
             self._timer = self._machine.Timer(-1)
-            self._timer.init(mode=self._machine.Timer.PERIODIC, period=ALARM_TICK_MS,
+            self._timer.init(mode=self._machine.Timer.PERIODIC, period=_ALARM_TICK_MS,
                              callback=self._timer_cb)
         self._on_alarm_tick(None)
 
@@ -404,8 +404,8 @@ class Rp2Hardware(base.Hardware):
     # watchdog and reset -----------------------------------------------------------------------
     def watchdog_start(self, timeout_ms):
         """Start the RP2040 watchdog (cannot be stopped again): 1..8300 ms."""
-        if not isinstance(timeout_ms, int) or timeout_ms < 1 or timeout_ms > WDT_MAX_MS:
-            raise ValueError("watchdog timeout_ms = %r: must be an integer 1..%d" % (timeout_ms, WDT_MAX_MS))
+        if not isinstance(timeout_ms, int) or timeout_ms < 1 or timeout_ms > _WDT_MAX_MS:
+            raise ValueError("watchdog timeout_ms = %r: must be an integer 1..%d" % (timeout_ms, _WDT_MAX_MS))
         self._wdt = self._machine.WDT(timeout=timeout_ms)
 
     def watchdog_feed(self):
@@ -470,7 +470,7 @@ class Rp2Hardware(base.Hardware):
         """Bytes waiting on USB CDC (up to 256), b"" if none; never blocks."""
         n = 0
         stdin = sys.stdin.buffer
-        while n < SERIAL_CHUNK:
+        while n < _SERIAL_CHUNK:
             ready = False
             for _ in self._poll.ipoll(0):
                 ready = True
@@ -498,12 +498,12 @@ class Rp2Hardware(base.Hardware):
             with open(MECHANISM_PATH) as f:
                 return json.load(f)["microsteps"]
         except (OSError, ValueError, KeyError):
-            return DEFAULT_MICROSTEPS
+            return _DEFAULT_MICROSTEPS
 
     def _prepare_driver(self):
         # Before every energise: the TMC2209 forgets its registers whenever VM (12 V) drops, and
         # with MS1 = MS2 = GND it would then run 8 microsteps: 8x the dose per step.
-        # A UART error or a silent driver (bounded by TMC_REPLY_DEADLINE_MS) is a driver fault.
+        # A UART error or a silent driver (bounded by _TMC_REPLY_DEADLINE_MS) is a driver fault.
         microsteps = self._mechanism_microsteps()
         try:
             ok = self.configure_driver(microsteps)
@@ -512,7 +512,7 @@ class Rp2Hardware(base.Hardware):
             self.driver_configured = False
             self.driver_error = "UART error %r" % (exc,)
         else:
-            self.driver_error = None if ok else "no or bad reply within %d ms" % TMC_REPLY_DEADLINE_MS
+            self.driver_error = None if ok else "no or bad reply within %d ms" % _TMC_REPLY_DEADLINE_MS
         if not ok:
             raise RuntimeError("TMC2209 on UART%d did not confirm %d microsteps (%s); "
                                "motor stays released: check 12 V at VM and the PDN_UART wiring"
@@ -522,8 +522,8 @@ class Rp2Hardware(base.Hardware):
         """Write GCONF and CHOPCONF (MRES for `microsteps`) and check that the driver's
         write counter IFCNT moved by 2. Returns True when the driver confirmed both writes,
         False on a bad or missing reply. Every UART exchange is bounded (UART timeouts of
-        TMC_CHAR_TIMEOUT_MS and a TMC_REPLY_DEADLINE_MS deadline per read): a silent driver
-        costs at most about 2 * TMC_REPLY_DEADLINE_MS + 10 ms, never a hang.
+        _TMC_CHAR_TIMEOUT_MS and a _TMC_REPLY_DEADLINE_MS deadline per read): a silent driver
+        costs at most about 2 * _TMC_REPLY_DEADLINE_MS + 10 ms, never a hang.
         Called by stepper.enable(True); not at construction (VM may still be off then)."""
         m = self._machine
         pm = self.pinmap
@@ -531,13 +531,13 @@ class Rp2Hardware(base.Hardware):
         self.driver_configured = False
         if self._uart is None:
             self._uart = m.UART(pm.uart_id, baudrate=pm.uart_baud, tx=m.Pin(pm.uart_tx),
-                                rx=m.Pin(pm.uart_rx), timeout=TMC_CHAR_TIMEOUT_MS,
-                                timeout_char=TMC_CHAR_TIMEOUT_MS)
+                                rx=m.Pin(pm.uart_rx), timeout=_TMC_CHAR_TIMEOUT_MS,
+                                timeout_char=_TMC_CHAR_TIMEOUT_MS)
         uart = self._uart
         before = self._tmc_read(TMC_REG_IFCNT, slave)
         if before < 0:
             return False
-        uart.write(tmc_write_datagram(slave, TMC_REG_GCONF, TMC_GCONF_VALUE))
+        uart.write(tmc_write_datagram(slave, _TMC_REG_GCONF, _TMC_GCONF_VALUE))
         time.sleep_ms(2)
         uart.write(tmc_write_datagram(slave, TMC_REG_CHOPCONF, TMC_CHOPCONF_BASE | (mres << 24)))
         time.sleep_ms(2)
@@ -546,7 +546,7 @@ class Rp2Hardware(base.Hardware):
         return self.driver_configured
 
     def _tmc_read(self, reg, slave):
-        """Register `reg`, or -1 if no valid reply came within TMC_REPLY_DEADLINE_MS ms."""
+        """Register `reg`, or -1 if no valid reply came within _TMC_REPLY_DEADLINE_MS ms."""
         uart = self._uart
         # drop stale bytes, bounded: a line stuck at a babbling level cannot keep us here
         for _ in range(64):
@@ -555,11 +555,11 @@ class Rp2Hardware(base.Hardware):
             uart.read(uart.any())
         uart.write(tmc_read_request(slave, reg))
         # single-wire bus: our 4 request bytes echo back before the 8-byte reply
-        want = TMC_ECHO_AND_REPLY
+        want = _TMC_ECHO_AND_REPLY
         buf = bytearray(want)
         got = 0
         t0 = time.ticks_ms()
-        while got < want and time.ticks_diff(time.ticks_ms(), t0) < TMC_REPLY_DEADLINE_MS:
+        while got < want and time.ticks_diff(time.ticks_ms(), t0) < _TMC_REPLY_DEADLINE_MS:
             n = uart.any()
             if n:
                 chunk = uart.read(min(n, want - got)) or b""

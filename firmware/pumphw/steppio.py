@@ -4,7 +4,7 @@ Python decides how many steps by when; this PIO program decides the edges. Each 
 two 32-bit words in the TX FIFO:
 
     word A = (count << 1) | direction     count 1..MAX_SEGMENT_STEPS, direction 0/1
-    word B = period_cycles - PERIOD_OVERHEAD_CYCLES
+    word B = period_cycles - _PERIOD_OVERHEAD_CYCLES
 
 For every segment the state machine drives DIR (out pin) from bit 0 of word A, waits
 DIR_SETUP_CYCLES, then emits exactly `count` STEP pulses (side-set pin) of HIGH_CYCLES high,
@@ -30,7 +30,7 @@ from pumpcore.fixed import const
 
 SM_FREQ = const(1000000)           # state-machine clock, Hz: 1 cycle = 1 us
 HIGH_CYCLES = const(2)             # STEP high time, cycles (the jmp plus its [1] delay)
-PERIOD_OVERHEAD_CYCLES = const(5)  # period = HIGH_CYCLES + 3 + word B cycles
+_PERIOD_OVERHEAD_CYCLES = const(5)  # period = HIGH_CYCLES + 3 + word B cycles
 SEGMENT_GAP_CYCLES = const(7)      # extra cycles between segments (report + load)
 DIR_SETUP_CYCLES = const(3)        # out pins (DIR) -> STEP rising edge, cycles
 MIN_PERIOD_US = const(20)
@@ -94,7 +94,7 @@ def check_segment(steps, period_us, direction):
 def segment_words(steps, period_us, direction):
     """(word A, word B) the driver puts in the TX FIFO for a segment (checked as above)."""
     check_segment(steps, period_us, direction)
-    return (steps << 1) | direction, period_us * (SM_FREQ // 1000000) - PERIOD_OVERHEAD_CYCLES
+    return (steps << 1) | direction, period_us * (SM_FREQ // 1000000) - _PERIOD_OVERHEAD_CYCLES
 
 
 class StepGenerator:
@@ -145,7 +145,7 @@ class StepGenerator:
         self._count += 1
         self._pending += steps
         self._sm.put(word_a)
-        self._sm.put(period_us * (SM_FREQ // 1000000) - PERIOD_OVERHEAD_CYCLES)
+        self._sm.put(period_us * (SM_FREQ // 1000000) - _PERIOD_OVERHEAD_CYCLES)
         return True
 
     def steps_done(self):

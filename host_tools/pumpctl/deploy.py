@@ -257,10 +257,18 @@ def find_compiler(fmt: tuple[int, int], install: bool = True, log: Log = print) 
     return None
 
 
+# -O3: no source-line tables in the bytecode. On v1.22.2 a loaded .mpy's bytecode lives in the
+# heap, and the line tables were ~7 % of it (issue 16's RAM budget, docs/emulated-pico.md); a
+# device traceback still names the file and the function, with "line 1". -O3 also compiles
+# `assert` out and makes `__debug__` False: the firmware has neither (tests/layout holds it).
+COMPILE_FLAGS = ("-O3",)
+
+
 def compile_file(compiler: str, src: Path, dst: Path, source_name: str, arch: str | None) -> None:
-    """Compile one module with mpy-cross; raise UsageError with mpy-cross's message on failure."""
+    """Compile one module with mpy-cross (COMPILE_FLAGS); raise UsageError with mpy-cross's
+    message on failure."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    argv = [compiler, "-o", str(dst), "-s", source_name]
+    argv = [compiler, *COMPILE_FLAGS, "-o", str(dst), "-s", source_name]
     if arch:
         argv.append("-march=" + arch)
     argv.append(str(src))

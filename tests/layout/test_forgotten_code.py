@@ -1,0 +1,126 @@
+"""Code the device loads for one call and lets go after (issue 16's RAM budget): the program
+checks (`pumpcore.programcheck`) are in the RP2040's heap only while a program is validated or
+decoded, the refusal texts (`pumpcore.refusaltext`) only while one is rendered, the state parser
+(`pumpcore.statedecode`) only while the boot reads the saved state, the pressure-sensor
+description's checks (`pumpcore.sensorcheck`) only while a sensor is built. Run in the real MicroPython, where `pumpcore.forget` is active as on a Pico."""
+from __future__ import annotations
+
+from pumpcore.program import Program, ProgramError
+from tests.support.mpy import run_micropython
+
+SCRIPT = """import sys, gc
+from pumpcore.program import Program, ProgramError
+p = Program(mode=1, rate_ng_day=186000)
+print('LOADED0', 'pumpcore.programcheck' in sys.modules)
+p.validate()
+print('LOADED1', 'pumpcore.programcheck' in sys.modules)
+q = Program.decode(p.encode())
+print('SAME', q.encode() == p.encode(), 'LOADED2', 'pumpcore.programcheck' in sys.modules)
+try:
+    Program(mode=1, rate_ng_day=0).validate()
+except ProgramError as e:
+    print('ERR', e)
+print('LOADED3', 'pumpcore.programcheck' in sys.modules)
+try:
+    Program.decode(b'XP' + p.encode()[2:])
+except ProgramError as e:
+    print('ERR', e)
+print('LOADED4', 'pumpcore.programcheck' in sys.modules)
+import pumpcore
+print('ATTR', hasattr(pumpcore, 'programcheck'))
+"""
+
+
+def _cpython_error(fn) -> str:
+    try:
+        fn()
+    except ProgramError as exc:
+        return str(exc)
+    raise AssertionError("no ProgramError")
+
+
+def test_program_checks_run_and_are_let_go_on_micropython() -> None:
+    out = run_micropython(SCRIPT).split("\n")
+    p = Program(mode=1, rate_ng_day=186000)
+    assert out[:3] == ["LOADED0 False", "LOADED1 False", "SAME True LOADED2 False"]
+    # the same one-line errors as on the host (which keeps the module: forget is a no-op there)
+    assert out[3] == "ERR " + _cpython_error(lambda: Program(mode=1, rate_ng_day=0).validate())
+    assert out[4] == "LOADED3 False"
+    assert out[5] == "ERR " + _cpython_error(lambda: Program.decode(b"XP" + p.encode()[2:]))
+    assert out[6:8] == ["LOADED4 False", "ATTR False"]
+
+
+REFUSALS = """import sys
+from pumpcore import scheduler
+for code in (scheduler.REFUSE_LOCKOUT, 99):
+    print('TEXT', scheduler.refusal_text(code))
+    print('LOADED', 'pumpcore.refusaltext' in sys.modules)
+"""
+
+
+def test_refusal_texts_are_rendered_and_let_go_on_micropython() -> None:
+    from pumpcore import scheduler
+    out = run_micropython(REFUSALS).split("\n")
+    assert out[:4] == ["TEXT " + scheduler.refusal_text(scheduler.REFUSE_LOCKOUT), "LOADED False",
+                       "TEXT unknown refusal code 99", "LOADED False"]
+    assert scheduler.refusal_text(scheduler.REFUSE_LOCKOUT) == "patient bolus locked out (lockout interval running)"
+
+
+STATE = """import sys
+from pumpcore import statecodec
+st = statecodec.PersistentState()
+st.set(statecodec.F_BOOT_COUNT, 7)
+st.sections[statecodec.SEC_APP] = (1, (2, 3), 4)
+back = statecodec.decode(statecodec.encode(st, 5))
+print('BACK', back.seq, back.get(statecodec.F_BOOT_COUNT), back.sections[statecodec.SEC_APP])
+print('LOADED', 'pumpcore.statedecode' in sys.modules)
+try:
+    statecodec.decode(b'PS' + bytes(20))
+except statecodec.StateError as e:
+    print('ERR', e.code, e)
+print('LOADED', 'pumpcore.statedecode' in sys.modules)
+"""
+
+
+def test_the_state_parser_runs_and_is_let_go_on_micropython() -> None:
+    from pumpcore import statecodec
+    out = run_micropython(STATE).split("\n")
+    assert out[:2] == ["BACK 5 7 (1, (2, 3), 4)", "LOADED False"]
+    try:
+        statecodec.decode(b"PS" + bytes(20))
+    except statecodec.StateError as exc:
+        assert out[2] == "ERR %d %s" % (exc.code, exc)
+    else:
+        raise AssertionError("no StateError on CPython")
+    assert out[3] == "LOADED False"
+
+
+SENSOR = """import sys
+from pumpcore import pressure
+s = pressure.PressureSensor(None)
+print('SENSOR', s.occlusion_threshold_kpa_x10, s.fault_low_kpa_x10, s.rail_kpa_x10)
+print('LOADED', 'pumpcore.sensorcheck' in sys.modules)
+bad = dict(pressure.BOM_SENSOR)
+bad['adc_ref_mv'] = 5000
+try:
+    pressure.PressureSensor(bad)
+except pressure.SensorError as e:
+    print('ERR', e)
+print('LOADED', 'pumpcore.sensorcheck' in sys.modules)
+"""
+
+
+def test_the_sensor_checks_run_and_are_let_go_on_micropython() -> None:
+    from pumpcore import pressure
+    out = run_micropython(SENSOR).split("\n")
+    s = pressure.PressureSensor(None)
+    assert out[:2] == ["SENSOR %d %d %d" % (s.occlusion_threshold_kpa_x10, s.fault_low_kpa_x10, s.rail_kpa_x10),
+                       "LOADED False"]
+    bad = dict(pressure.BOM_SENSOR, adc_ref_mv=5000)
+    try:
+        pressure.PressureSensor(bad)
+    except pressure.SensorError as exc:
+        assert out[2] == "ERR %s" % exc
+    else:
+        raise AssertionError("no SensorError on CPython")
+    assert out[3] == "LOADED False"
