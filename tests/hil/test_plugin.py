@@ -118,7 +118,7 @@ class FakeRig:
     def __init__(self, mechanism):
         self.mechanism = mechanism
     def describe(self):
-        return {"kind": "fake"}
+        return {"kind": "fake", "mechanism": self.mechanism, "flash": "fake flash " + self.mechanism}
     def stop(self):
         pass
 
@@ -142,8 +142,11 @@ def test_unmarked(rig):
 def test_the_hook_is_told_the_tests_mechanism(tmp_path):
     """A rig kind that can be made for either mechanism (the emulated Pico) is asked for the one
     the test is marked for, and a rig that says which it runs is not asked its hello."""
-    res = _run_pytest(tmp_path, MECH_CONFTEST, MECH_TEST, "--rig", "fake")
+    res = _run_pytest(tmp_path, MECH_CONFTEST, MECH_TEST, "--rig", "fake", "--rig-report", str(tmp_path / "rep.md"))
     assert "2 passed" in res.stdout, res.stdout + res.stderr
+    report = (tmp_path / "rep.md").read_text()
+    # both rigs in the report's rig table: the first as it is, the other by its mechanism
+    assert "| flash | fake flash precision |" in report and "| 20ml: flash | fake flash 20ml |" in report, report
 
 
 def test_emu_items_are_grouped_by_mechanism_default_first():

@@ -234,8 +234,13 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
             if not shared:
                 r.stop()
             pytest.skip("the check is for mechanism %s; the rig on %s runs %s" % (want, r.port, runs))
+    mech = getattr(r, "mechanism", None)
     if not rep.rig:
         rep.rig.update(r.describe())
+    elif mech is not None and rep.rig.get("mechanism") not in (None, mech) and not any(
+            k.startswith(mech + ": ") for k in rep.rig):
+        # a second rig of the session, made for another mechanism (the emulated Pico): its rows too
+        rep.rig.update({"%s: %s" % (mech, k): v for k, v in r.describe().items() if k != "mechanism"})
     rep.check(request.node.nodeid).rig_id = r.rig_id
     try:
         yield r
