@@ -107,24 +107,17 @@ def test_rig_kind_from_the_hook_and_sim_only_skip(tmp_path):
     assert "test_uses_hook_rig | passed" in (tmp_path / "rep.md").read_text()
 
 
-MECH_CONFTEST = '''
-class FakeRig:
-    kind = "fake"
-    port = "/dev/null"
-    rig_id = "fake-1"
-    time_scale = 1.0
-    deploy = None
+MECH_CONFTEST = HOOK_CONFTEST.split("def pytest_pumprig_make_rig")[0] + '''
+class MechRig(FakeRig):
     shared = True
     def __init__(self, mechanism):
         self.mechanism = mechanism
     def describe(self):
         return {"kind": "fake", "mechanism": self.mechanism, "flash": "fake flash " + self.mechanism}
-    def stop(self):
-        pass
 
 def pytest_pumprig_make_rig(config, kind, base, mechanism):
     if kind == "fake":
-        return FakeRig(mechanism or "20ml")
+        return MechRig(mechanism or "20ml")
 '''
 
 MECH_TEST = '''
