@@ -488,8 +488,9 @@ class EmuHilRig(Rig):
                 time.sleep(0.5)
         self.rig_id = h.rig_id
         self.setup_wall_s["boot to hello"] = time.monotonic() - t0
-        if self.deploy is not None and h.mechanism != self.mechanism:
-            # the rig says which mechanism it runs (the fixture trusts it): its firmware must agree
+        if h.mechanism != self.mechanism:
+            # the rig says which mechanism it runs (the fixture trusts it): its firmware must agree,
+            # deployed here or booted from a cached flash
             raise PumpError("emulated Pico made for mechanism %s answers hello with mechanism %s"
                             % (self.mechanism, h.mechanism))
         return h
