@@ -732,18 +732,40 @@ def wait_for_app(port: str, wait_s: float = WAIT_APP_S, log: Log = print, answer
 def check_rig_mechanism(port: str, mechanism: str) -> None:
     """Refuse (UsageError) to deploy `mechanism` onto a simulated rig whose physics were made
     for another one: its twin would move the plunger by one mechanism's microstep while the
-    firmware doses by the other's. Real rigs (not registered as virtual) pass: their mechanism
-    is the bench itself."""
+    firmware doses by the other's. The emulated Pico of `pumpctl emu` (its default rig
+    directory) likewise: its pins drive the physics of the mechanism it was started with. Real
+    rigs (not registered as simulated) pass: their mechanism is the bench itself."""
     from .rigs.virtualrig import find_by_port
     try:
         rig = find_by_port(port)
         world = rig.world()
     except (PumpError, OSError, ValueError):
-        return
+        world = {}
     made = world.get("mechanism")
     if made is not None and made != mechanism:
         raise UsageError("the virtual rig on %s was made for mechanism %r, not %r: nothing deployed "
                          "(pumpctl sim start --fresh --mechanism %s makes it again)" % (port, made, mechanism, mechanism))
+    wired = emu_mechanism_on(port)
+    if wired is not None and wired != mechanism:
+        raise UsageError("the emulated Pico on %s is wired to mechanism %r, not %r: nothing deployed "
+                         "(pumpctl emu stop; pumpctl emu start --fresh --mechanism %s, then deploy with the "
+                         "--hw-dir it prints and --mechanism %s)" % (port, wired, mechanism, mechanism, mechanism))
+
+
+def emu_mechanism_on(port: str) -> str | None:
+    """The mechanism the emulated Pico of `pumpctl emu` (default rig directory) on `port` was
+    started with, or None when no emulated Pico runs there."""
+    from .rigs.emu.rig import EmuRig
+    try:
+        rig = EmuRig.attach()
+        if rig.port != port:
+            return None
+        st = rig.request("status", timeout=30.0)
+        rig.close()
+    except (PumpError, OSError, ValueError, KeyError):
+        return None
+    made = st.get("mechanism")
+    return None if made is None else str(made)
 
 
 def deploy(port: str, firmware_dir: Path = DEFAULT_FIRMWARE_DIR, hw_dir: Path = DEFAULT_HW_DIR,

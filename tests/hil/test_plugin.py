@@ -107,6 +107,57 @@ def test_rig_kind_from_the_hook_and_sim_only_skip(tmp_path):
     assert "test_uses_hook_rig | passed" in (tmp_path / "rep.md").read_text()
 
 
+MECH_CONFTEST = HOOK_CONFTEST.split("def pytest_pumprig_make_rig")[0] + '''
+class MechRig(FakeRig):
+    shared = True
+    def __init__(self, mechanism):
+        self.mechanism = mechanism
+    def describe(self):
+        return {"kind": "fake", "mechanism": self.mechanism, "flash": "fake flash " + self.mechanism}
+
+def pytest_pumprig_make_rig(config, kind, base, mechanism):
+    if kind == "fake":
+        return MechRig(mechanism or "20ml")
+'''
+
+MECH_TEST = '''
+import pytest
+
+@pytest.mark.mechanism("precision")
+def test_precision(rig):
+    assert rig.mechanism == "precision"
+
+def test_unmarked(rig):
+    assert rig.mechanism == "20ml"
+'''
+
+
+def test_the_hook_is_told_the_tests_mechanism(tmp_path):
+    """A rig kind that can be made for either mechanism (the emulated Pico) is asked for the one
+    the test is marked for, and a rig that says which it runs is not asked its hello."""
+    res = _run_pytest(tmp_path, MECH_CONFTEST, MECH_TEST, "--rig", "fake", "--rig-report", str(tmp_path / "rep.md"))
+    assert "2 passed" in res.stdout, res.stdout + res.stderr
+    report = (tmp_path / "rep.md").read_text()
+    # both rigs in the report's rig table: the first as it is, the other by its mechanism
+    assert "| flash | fake flash precision |" in report and "| 20ml: flash | fake flash 20ml |" in report, report
+
+
+def test_emu_items_are_grouped_by_mechanism_default_first():
+    """One emulated chip at a time, made per mechanism: the collection runs each mechanism's
+    tests together (the default's and the unmarked first, each group in collected order)."""
+    import types
+    from pumpctl.hil.plugin import mechanism_order
+
+    def item(name, mech):
+        mark = types.SimpleNamespace(args=(mech,)) if mech else None
+        return types.SimpleNamespace(name=name, get_closest_marker=lambda n, m=mark: m if n == "mechanism" else None)
+
+    items = [item("a", "20ml"), item("b", "precision"), item("c", None), item("d", "precision"),
+             item("e", "20ml")]
+    mechanism_order(items)
+    assert [i.name for i in items] == ["a", "c", "e", "b", "d"]
+
+
 def test_unknown_rig_kind_is_a_usage_error(tmp_path):
     res = _run_pytest(tmp_path, "", "def test_x(rig):\n    pass\n", "--rig", "nosuchkind")
     assert "--rig nosuchkind: not 'sim', not a serial port, and no plugin makes that rig kind" in res.stdout + res.stderr

@@ -7,8 +7,10 @@ balance model (pumpsim.model.Params balance_*, evaporation_*) and the MT-SICS si
 standard deviation `repeatability_ug` (the datasheet's repeatability, a standard deviation),
 quantised to `readability_ug`, an overload above `capacity_g`; evaporation from the collecting
 vessel at `evaporation_ug_h`, drifting by `evaporation_drift_ug_h_per_day` (humidity, the oil
-layer thinning), which the run measures before and after and corrects by the mean, as NIST's
-and METAS's dynamic gravimetric set-ups do. Settling time: at a constant flow the balance's
+layer thinning), which the run measures before and after and corrects by the mean (this
+project's procedure; NIST's micro-flow standard retards evaporation with an oil layer, but no
+source here says NIST or METAS correct by a before/after mean; both rates are assumptions:
+docs/accuracy-186ug-day-precision.md, "The measurement chain"). Settling time: at a constant flow the balance's
 filter delays every reading by the same time, which cancels in every window of the trumpet;
 it shows only at the start-up and sets the shortest sampling interval (S = 30 s here, above it).
 """

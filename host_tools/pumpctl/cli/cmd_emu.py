@@ -9,7 +9,8 @@ from typing import Any
 
 from . import output
 from ..rigs.emu.image import DEFAULT_VERSION, ENV_UF2, ENV_UNOFFICIAL
-from ..rigs.emu.rigdir import EMU_HW_DIR, default_rig_dir, legacy_rig_dir_note
+from .. import mechanisms
+from ..rigs.emu.rigdir import EMU_HW_DIR, default_rig_dir, emu_mechanism_name, legacy_rig_dir_note
 from ..rigs.emu.rig import EmuRig
 
 
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="wipe the flash image first (a new, empty Pico)")
     p.add_argument("--mechanism", default=None,
                    help="mechanism wired to the chip's pins and written to its hw/ for deploy (20ml default, "
-                        "or NAME for hw/mechanism-NAME.json; then deploy with --hw-dir <dir>/hw --mechanism NAME)")
+                        "or NAME for hw/mechanism-NAME.json; then deploy with --hw-dir <dir>/hw --mechanism NAME). "
+                        "Omitted, a kept flash keeps the mechanism it was started with; another one needs --fresh")
     p.set_defaults(func=cmd_start)
 
     p = _add_dir(esub.add_parser("stop", help="switch the emulated Pico off (its flash image is kept)"))
@@ -77,13 +79,14 @@ def cmd_start(args: argparse.Namespace) -> int:
            "official": rig.state["official"], "sha256": rig.state["sha256"],
            "image_label": rig.state["image_label"],
            "dir": str(rig.dir), "boot_wall_s": rig.state.get("boot_wall_s"),
-           "hw_dir": str(rig.dir / EMU_HW_DIR)}
+           "hw_dir": str(rig.dir / EMU_HW_DIR), "mechanism": emu_mechanism_name(rig.dir) or mechanisms.DEFAULT}
     output.emit(_json(args), doc, lambda d: (
         f"{d['port']}\n"
         f"emu: MicroPython v{d['version']} on an emulated RP2040 (pid {d['pid']}, booted in "
         f"{d['boot_wall_s']:.2f} s); use: pumpctl --port {d['port']} ... or PUMP_PORT={d['port']}\n"
         f"emu: {d['image_label']}\n"
-        f"emu: deploy with: pumpctl --port {d['port']} deploy --hw-dir {d['hw_dir']}  "
+        f"emu: mechanism {d['mechanism']} wired to the pins; deploy with: pumpctl --port {d['port']} deploy "
+        f"--hw-dir {d['hw_dir']}{'' if d['mechanism'] == mechanisms.DEFAULT else ' --mechanism ' + d['mechanism']}  "
         f"(pin map without the driver UART, which the emulator cannot run)"))
     return 0
 

@@ -215,22 +215,32 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
         r = lab.get()
         shared = True
     else:
-        made = config.hook.pytest_pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs")
+        made = config.hook.pytest_pumprig_make_rig(config=config, kind=hil_options.rig, base=hil_base / "rigs",
+                                                   mechanism=want)
         if made is None:
             raise pytest.UsageError("--rig %s: not 'sim', not a serial port, and no plugin makes that rig kind "
                                     "(pytest_pumprig_make_rig hook)" % hil_options.rig)
         r = made
         shared = bool(getattr(r, "shared", False))
     if want is not None and not hil_options.is_sim:
-        from ..pump import Pump
-        with Pump.open(r.port) as p:
-            runs = getattr(p.info, "mechanism", None)
+        # a rig made for a mechanism says so (the emulated Pico checks its hello at boot); ask
+        # any other (a bench Pico, a lab place) its hello
+        runs = getattr(r, "mechanism", None)
+        if runs is None:
+            from ..pump import Pump
+            with Pump.open(r.port) as p:
+                runs = getattr(p.info, "mechanism", None)
         if runs != want:
             if not shared:
                 r.stop()
             pytest.skip("the check is for mechanism %s; the rig on %s runs %s" % (want, r.port, runs))
+    mech = getattr(r, "mechanism", None)
     if not rep.rig:
         rep.rig.update(r.describe())
+    elif mech is not None and rep.rig.get("mechanism") not in (None, mech) and not any(
+            k.startswith(mech + ": ") for k in rep.rig):
+        # a second rig of the session, made for another mechanism (the emulated Pico): its rows too
+        rep.rig.update({"%s: %s" % (mech, k): v for k, v in r.describe().items() if k != "mechanism"})
     rep.check(request.node.nodeid).rig_id = r.rig_id
     try:
         yield r

@@ -79,23 +79,62 @@ _EMU_RIGS: dict[int, Any] = {}
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_pumprig_make_rig(config: pytest.Config, kind: str, base: Any) -> Any:
-    """`--rig emu`: the emulated Pico, made (and deployed) once per session, stopped at its end."""
+def pytest_pumprig_make_rig(config: pytest.Config, kind: str, base: Any, mechanism: str | None) -> Any:
+    """`--rig emu`: the emulated Pico for the test's mechanism (None: the default), made (and
+    deployed, or booted from the flash cache) once per mechanism and shared by the tests of that
+    mechanism. One chip at a time: a test of another mechanism stops the running one first
+    (the emulator takes a core); the collection is ordered so that happens at most once per
+    mechanism. The last one is stopped at the session's end."""
     if kind != "emu":
         return None
-    rig = _EMU_RIGS.get(id(config))
+    from .. import mechanisms
+    want = mechanism or mechanisms.DEFAULT
+    key = id(config)
+    rig = _EMU_RIGS.get(key)
+    if rig is not None and rig.mechanism != want:
+        rig.stop()
+        del _EMU_RIGS[key]
+        rig = None
     if rig is None:
         from .rigs import EmuHilRig
-        rig = EmuHilRig(base, deploy=not config.getoption("no_deploy", False))
-        _EMU_RIGS[id(config)] = rig
-        config.add_cleanup(rig.stop)
+        if key not in _EMU_STOPPERS:
+            _EMU_STOPPERS.add(key)
+            config.add_cleanup(lambda: _stop_emu(key))
+        rig = EmuHilRig(base, deploy=not config.getoption("no_deploy", False), mechanism=want)
+        _EMU_RIGS[key] = rig
     return rig
+
+
+_EMU_STOPPERS: set[int] = set()
+
+
+def _stop_emu(key: int) -> None:
+    rig = _EMU_RIGS.pop(key, None)
+    _EMU_STOPPERS.discard(key)
+    if rig is not None:
+        rig.stop()
+
+
+def mechanism_order(items: list[pytest.Item]) -> None:
+    """Order `items` in place by the mechanism they are marked for, the default's (and the
+    unmarked) first, each group in its collected order: a rig made per mechanism (the emulated
+    Pico) is then made once per mechanism, not once per switch."""
+    from .. import mechanisms
+
+    def group(item: pytest.Item) -> tuple[bool, str]:
+        mark = item.get_closest_marker("mechanism")
+        name = str(mark.args[0]) if mark else mechanisms.DEFAULT
+        return name != mechanisms.DEFAULT, name
+
+    items.sort(key=group)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kind = config.getoption("rig", "sim") or "sim"
     if kind == "sim":
         return
+    if kind == "emu":
+        mechanism_order(items)
     for item in items:
         m = item.get_closest_marker("sim_only")
         if m is not None:

@@ -436,22 +436,26 @@ class EmuHilRig(Rig):
     and log append in littlefs) took 0.65 emulated s = 34 s of wall time on the 2-core machine,
     where 3 tries of the default 5 s gave up on a healthy chip."""
 
-    def __init__(self, base: Path, deploy: bool = True) -> None:
+    def __init__(self, base: Path, deploy: bool = True, mechanism: str | None = None) -> None:
+        from .. import mechanisms
         from ..rigs.emu import flashcache
         from ..rigs.emu.image import find_image
         from ..rigs.emu.rigdir import write_emu_hw_dir
-        rig_dir = base / "emu"
+        self.mechanism = mechanism or mechanisms.DEFAULT
+        # the mechanism's own chip (its own flash, hw/ and physics), deployed with that file
+        self._deploy_mechanism = None if self.mechanism == mechanisms.DEFAULT else self.mechanism
+        rig_dir = base / ("emu" if self._deploy_mechanism is None else "emu-" + self.mechanism)
         rig_dir.mkdir(parents=True, exist_ok=True)
         self.rig_dir = rig_dir
         self.time_scale = 1.0
         self.setup_wall_s: dict[str, float] = {}
         self.flash_source = "fresh flash (--no-deploy)"
-        hw_dir = write_emu_hw_dir(rig_dir)
+        hw_dir = write_emu_hw_dir(rig_dir, mechanism=self._deploy_mechanism)
         image_sha = find_image(None)[1].sha256
         entry = None
         if deploy and os.environ.get(EMU_NO_FLASH_CACHE) != "1":
             t0 = time.monotonic()
-            entry = flashcache.lookup(image_sha, hw_dir)
+            entry = flashcache.lookup(image_sha, hw_dir, mechanism=self._deploy_mechanism)
             self.setup_wall_s["cache lookup"] = time.monotonic() - t0
         if entry is not None:
             try:
@@ -465,7 +469,7 @@ class EmuHilRig(Rig):
     def _start(self, fresh: bool) -> None:
         from ..rigs.emu.rig import EmuRig
         t0 = time.monotonic()
-        self.emu = EmuRig.start(self.rig_dir, fresh=fresh)
+        self.emu = EmuRig.start(self.rig_dir, fresh=fresh, mechanism=self._deploy_mechanism)
         self.setup_wall_s["start"] = time.monotonic() - t0
         self.port = self.emu.port
 
@@ -484,6 +488,11 @@ class EmuHilRig(Rig):
                 time.sleep(0.5)
         self.rig_id = h.rig_id
         self.setup_wall_s["boot to hello"] = time.monotonic() - t0
+        if h.mechanism != self.mechanism:
+            # the rig says which mechanism it runs (the fixture trusts it): its firmware must agree,
+            # deployed here or booted from a cached flash
+            raise PumpError("emulated Pico made for mechanism %s answers hello with mechanism %s"
+                            % (self.mechanism, h.mechanism))
         return h
 
     def _boot_cached(self, entry: Any) -> None:
@@ -519,7 +528,8 @@ class EmuHilRig(Rig):
         try:
             if deploy:
                 t0 = time.monotonic()
-                self.deploy = deploy_rig(self.port, None, do_restart=False, timeout_s=900.0, hw_dir=hw_dir)
+                self.deploy = deploy_rig(self.port, None, do_restart=False, timeout_s=900.0, hw_dir=hw_dir,
+                                         mechanism=self._deploy_mechanism)
                 self.setup_wall_s["deploy"] = time.monotonic() - t0
                 if self.deploy.ok:
                     self.emu.request("save_flash")
@@ -621,6 +631,7 @@ class EmuHilRig(Rig):
         d = super().describe()
         st = self._status()
         d.update({"kind": "emulated Pico (MicroPython %s in rp2040py)" % st["version"],
+                  "mechanism": str(st.get("mechanism")),
                   "image": st["image_label"], "rig_dir": str(self.rig_dir), "flash": self.flash_source,
                   "setup_wall_s": ", ".join("%s %.0f" % kv for kv in self.setup_wall_s.items())})
         return d

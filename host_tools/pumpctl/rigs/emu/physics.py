@@ -8,6 +8,7 @@ and the pressure sensor's ADC counts.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +43,30 @@ class EmuPhysics:
     handed to it as a one-pulse segment at the edge's emulated time (the model adds its DIR setup
     time, 3 us), so the plunger moves exactly once per edge the chip made."""
 
-    def __init__(self, world: Any) -> None:
+    def __init__(self, world: Any, mechanism_path: Path = MECHANISM_PATH) -> None:
         self.model = world
         self.has_model = world is not None
         self.steps_infused = 0
         self.steps_retracted = 0
+        self.mechanism_path = mechanism_path
+        """The mechanism file the model (and the pressure sensor's transfer) were made from: the
+        one the chip's deploy copies (rigdir.emu_mechanism_path)."""
+        from ... import mechanisms
+        self.mechanism = mechanisms.name_of(json.loads(mechanism_path.read_text()))
 
     @classmethod
     def create(cls, mechanism_path: Path = MECHANISM_PATH) -> EmuPhysics:
         try:
             from pumpsim import model as model_module
         except ImportError:
-            return cls(None)
+            return cls(None, mechanism_path)
         world = model_module.World(model_module.Mechanism.load(str(mechanism_path)))
         world.enable(True)  # EN is judged at the pin: only enabled edges reach step()
-        return cls(world)
+        return cls(world, mechanism_path)
+
+    def adc_counts(self, kpa_x10: int | None) -> int:
+        """The pressure sensor's ADC reading for `kpa_x10`, by this mechanism file's sensor."""
+        return pressure_to_adc_counts(kpa_x10, self.mechanism_path)
 
     def step(self, direction: int, t_ns: int) -> None:
         """One microstep with the driver enabled, DIR level `direction` (1 = infuse)."""

@@ -14,7 +14,8 @@ from typing import Any
 from ...errors import PortError, RigTimeout, UsageError
 from ..virtualrig import process_alive
 from .image import find_image
-from .rigdir import BOOT_TIMEOUT_S, FLASH_FILE, LOG_FILE, STATE_FILE, default_rig_dir, write_emu_hw_dir
+from .rigdir import (BOOT_TIMEOUT_S, FLASH_FILE, LOG_FILE, STATE_FILE, default_rig_dir, start_mechanism,
+                     write_emu_hw_dir)
 
 
 class EmuRig:
@@ -49,7 +50,10 @@ class EmuRig:
         """Start a supervisor in the background, wait until the image has enumerated, return its
         handle. `fresh` wipes the flash image first. detach: it outlives this process (`pumpctl
         emu start`); otherwise it ends when `owner_pid` (default: this process) ends, so a test
-        run cut by a timeout leaves no emulator running."""
+        run cut by a timeout leaves no emulator running. `mechanism` (pumpctl.mechanisms): the
+        mechanism wired to the pins and written to `<rig_dir>/hw/` for deploy; None keeps the one
+        a kept flash was started with (its deploy's), else the default. A kept flash started with
+        another mechanism than before is refused: its firmware doses by the old one's microstep."""
         rig_dir = rig_dir or default_rig_dir()
         image, _info = find_image(firmware)
         try:
@@ -60,7 +64,7 @@ class EmuRig:
             raise UsageError(f"an emulated Pico is already running in {rig_dir} on {running.port} "
                              f"(pid {running.pid}); pumpctl emu stop first")
         rig_dir.mkdir(parents=True, exist_ok=True)
-        write_emu_hw_dir(rig_dir, mechanism=mechanism)
+        write_emu_hw_dir(rig_dir, mechanism=start_mechanism(rig_dir, mechanism, fresh))
         if fresh:
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)

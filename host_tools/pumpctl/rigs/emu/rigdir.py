@@ -76,6 +76,34 @@ def emu_mechanism_path(rig_dir: Path) -> Path:
     return found[0] if len(found) == 1 else REPO / "hw" / "mechanism.json"
 
 
+def emu_mechanism_name(rig_dir: Path) -> str | None:
+    """The name of the mechanism write_emu_hw_dir left in `<rig_dir>/hw/` (the one its flash was
+    deployed with, and its physics are made from), or None when that directory holds none."""
+    found = sorted((rig_dir / EMU_HW_DIR).glob("mechanism*.json"))
+    if len(found) != 1:
+        return None
+    from ... import mechanisms
+    try:
+        return mechanisms.name_of(json.loads(found[0].read_text()))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def start_mechanism(rig_dir: Path, mechanism: str | None, fresh: bool) -> str | None:
+    """The mechanism a start of the emulated Pico in `rig_dir` wires to its pins: `mechanism`,
+    or, when None, the one a kept flash was started with (its deploy's; None: the default). A
+    kept flash started with another mechanism than `mechanism` raises UsageError: its firmware
+    doses by the old mechanism's microstep while the pins would drive the new one's physics."""
+    before = emu_mechanism_name(rig_dir) if (rig_dir / FLASH_FILE).exists() and not fresh else None
+    if mechanism is None:
+        return before
+    if before is not None and before != mechanism:
+        raise UsageError(f"the emulated Pico's flash in {rig_dir} was started with mechanism {before!r}, "
+                         f"not {mechanism!r}: start it with --fresh (a new, empty Pico) to wire it to "
+                         f"{mechanism!r}, then deploy --mechanism {mechanism}")
+    return mechanism
+
+
 def load_pinmap(path: Path = PINMAP_PATH) -> dict[str, Any]:
     """The one pin map (hw/pinmap.json), checked for the pins the rig wires."""
     pins = json.loads(path.read_text())

@@ -279,6 +279,7 @@ class EmuSupervisor:
         enabled = w.en_log[-1][1] if w.en_log else False
         return {"pid": os.getpid(), "port": self.bridge.path, "image": str(self.image),
                 "version": self.info.version, "mpy": list(self.info.mpy), **_image_fields(self.info),
+                "mechanism": w.physics.mechanism if w.physics is not None else None,
                 "powered": self.powered,
                 "boots": self.boots, "chip_resets": self.chip_resets, "power_cuts": self.power_cuts,
                 "t_ns": w.now_ns(), "wall_s": round(time.monotonic() - self.started_wall, 3),

@@ -139,8 +139,9 @@ class EmuWiring:
         self._drive("diag", s["stall"])
         self._drive("end_stop_n", not s["end_stop"])
         self._drive("bolus_button_n", not self.button_down)
-        self.mcu.adc.channel_values[self.pins["pressure_adc"]["channel"]] = pressure_to_adc_counts(
-            s["pressure_kpa_x10"])
+        kpa_x10 = s["pressure_kpa_x10"]
+        self.mcu.adc.channel_values[self.pins["pressure_adc"]["channel"]] = (
+            self.physics.adc_counts(kpa_x10) if self.physics is not None else pressure_to_adc_counts(kpa_x10))
 
     def _drive(self, name: str, level: bool) -> None:
         """Drive an input pin, only when its level changes: rp2040py latches an edge IRQ on
