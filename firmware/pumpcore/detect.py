@@ -177,7 +177,11 @@ class OcclusionDetector:
         self.pressure_kpa_x10 = pressure_kpa_x10
         dead = pressure_kpa_x10 < self.fault_low_kpa_x10
         if dead:
-            t = self._fault_ms + dt_ms
+            # the reading fell into the band somewhere in dt_ms: a first reading there counts
+            # less than confirm_ms of it, so one reading never confirms by itself (after the
+            # app's longer quiet sleep as after its 1 s tick)
+            t = self._fault_ms + (dt_ms if self._fault_ms or dt_ms < self.confirm_ms or not self.confirm_ms
+                                  else self.confirm_ms - 1)
             self._fault_ms = t if t < _CAP else _CAP
             self._ok_ms = 0
             if self._fault_ms >= self.confirm_ms:
@@ -191,7 +195,9 @@ class OcclusionDetector:
         if not dead and pressure_kpa_x10 < self._floor:
             self._floor = pressure_kpa_x10  # a dead reading is no floor: it would look like a drain
         if pressure_kpa_x10 >= self.threshold_kpa_x10:
-            t = self._above_ms + dt_ms
+            # as for the fault band: a first reading above counts less than confirm_ms
+            t = self._above_ms + (dt_ms if self._above_ms or dt_ms < self.confirm_ms or not self.confirm_ms
+                                  else self.confirm_ms - 1)
             self._above_ms = t if t < _CAP else _CAP
             self._below_ms = 0
             if self._above_ms >= self.confirm_ms:
@@ -223,6 +229,12 @@ class OcclusionDetector:
                 self._at_rest = True
         self.active = self.by_pressure or self.by_decay
         return self.active
+
+    def timing(self):
+        """True while a confirm timer runs: the reading has stood at or above the threshold, or
+        in the sensor's fault band, for less than it takes to raise (the app then keeps its 1 s
+        tick, so confirm_ms is sampled as before a longer sleep existed)."""
+        return self._above_ms > 0 or self._fault_ms > 0
 
     def trapped_steps(self):
         """Microsteps pushed into the line since it last stood at its patent baseline (an upper
@@ -456,6 +468,11 @@ class ReservoirDetector:
         self.low_days_left = False
         self.empty = False
         self.active = False
+
+    def confirming(self):
+        """True while the end stop is seen closed but not yet over end_stop_confirm updates (the
+        app keeps its 1 s tick until it is confirmed)."""
+        return 0 < self._stop_n < self.end_stop_confirm
 
     def update(self, volume_nl, rate_nl_day, end_stop):
         """One tick: estimated volume left (nL), the current basal rate (nL/day; 0 when
