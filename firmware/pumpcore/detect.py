@@ -6,7 +6,11 @@ update() and report() allocate nothing: they run every main-loop tick. All param
 checked at construction; a bad one raises DetectError naming the field, value and limit.
 
 Time to alarm (worst case, from the moment the condition starts, given ticks of at most
-`tick_ms`):
+`tick_ms`; the app ticks at most 1 s while steps run, an alarm sounds or a confirm timer counts,
+and up to 4 s when all is quiet (pumpfw.app._sleep_ms), so a condition that starts in a quiet
+sleep is first read up to 4 s after its start, with no step made in between; a first reading
+above the threshold or in the fault band counts less than confirm_ms, so the pressure and
+sensor-fault criteria still need a second reading, 1 s later):
 - OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
   `threshold_kpa_x10` (a sensor railed above its range reads above it); sensor fault
   `confirm_ms + tick_ms` after the reading drops below `fault_low_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered
@@ -231,10 +235,11 @@ class OcclusionDetector:
         return self.active
 
     def timing(self):
-        """True while a confirm timer runs: the reading has stood at or above the threshold, or
-        in the sensor's fault band, for less than it takes to raise (the app then keeps its 1 s
-        tick, so confirm_ms is sampled as before a longer sleep existed)."""
-        return self._above_ms > 0 or self._fault_ms > 0
+        """True while the last reading stands at or above the threshold or in the sensor's fault
+        band: a confirm timer runs (or has raised). The app then keeps its 1 s tick, so
+        confirm_ms is sampled as with the 1 s tick (a first reading with dt 0 counts no time)."""
+        p = self.pressure_kpa_x10
+        return p >= self.threshold_kpa_x10 or p < self.fault_low_kpa_x10
 
     def trapped_steps(self):
         """Microsteps pushed into the line since it last stood at its patent baseline (an upper

@@ -271,7 +271,7 @@ class PumpMachine(RuleBasedStateMachine):
                     # at the clear is the span between them, to one loop tick; one carried over
                     # a reset (a3 1: raised before it) is older than its record by the time
                     # before the reset, which the log cannot tell (no battery clock)
-                    low = -TICK_MS if not carried else -(1 << 40)
+                    low = -QUIET_MS if not carried else -(1 << 40)   # a tick raises with its dt
                     assert low <= span - a2 <= TICK_MS, (
                         "alarm-cleared active_ms %d for alarm %d, raised %d ms before" % (a2, a0, span))
             if code == logrec.EV_BOLUS_START:
