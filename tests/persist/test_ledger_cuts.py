@@ -62,7 +62,10 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
     # the exact hourly check runs at every restart (tests/support/cutrig.py: why it can)
     assert counts["hourly sums checked"] == counts["restarts checked"], counts
     assert counts["bolus records checked"] == counts["restarts checked"], counts
-    assert counts.get("patient lockouts checked", 0) >= 100, counts
+    # restarts with a patient bolus on the log to check: 94 with this seed since the loop's wake
+    # policy (host actions come per loop iteration, tests/support/cutrig.py, and a quiet loop
+    # makes up to 4x fewer), above 100 before: the floor says the check ran often, not a figure
+    assert counts.get("patient lockouts checked", 0) >= 90, counts
     for sem in ("littlefs", "posix"):
         cut_tally(f"whole app, random moment/{sem} (micropython)", counts[f"cuts/{sem}"])
         cut_tally(f"whole app, during boot/{sem} (micropython)", counts.get(f"cut during boot/{sem}", 0))
