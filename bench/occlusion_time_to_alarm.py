@@ -14,7 +14,14 @@ lowest concentration) and the 50 ug / 1 min screening bolus at 2000 ug/mL. Set-u
                   (pumpcore.detect.occlusion_steps_per_sample: 3 on the 20 mL rig, 71 on the
                   precision drive)
 The 20 mL rig's history (the old twin's ideal sensor and 150 kPa threshold): --history.
-Usage: python bench/occlusion_time_to_alarm.py [--mechanism NAME] [--history]
+
+--app: the application itself (pumpfw.app.PumpApp on the in-process twin, pumphw.simhw with a
+pumpsim World) for 186 ug/day and 1.5 mg/day, the line blocked at 12 phases across a step
+period after a 10 min patent lead-in, read at the loop's own wake times: the wake policy
+(pumpfw.app._sleep_ms, quiet sleeps up to 4 s) against the 1 s tick it replaced (_QUIET_MAX_MS
+set to IDLE_MAX_MS). Prints min / median / max of the time from the block to the alarm and of
+the volume pushed into the blocked line.
+Usage: python bench/occlusion_time_to_alarm.py [--mechanism NAME] [--history] [--app]
 """
 from __future__ import annotations
 
@@ -127,11 +134,87 @@ def history() -> None:
             print(f"{name:>34} {label:>14} {why:>9} {ts:>9} {missed:>10.1f}  {note}")
 
 
+def app_run(mech_name: str, rate_ng_day: int, quiet_ms: int, block_after_ms: int) -> tuple[float, float]:
+    """(s from the block to ALARM_OCCLUSION, nL pushed into the blocked line) for the app on the
+    in-process twin, the line blocked block_after_ms after its program's commit."""
+    import os
+    import shutil
+    import tempfile
+    sys.path.insert(0, str(REPO / "host_tools"))
+    from pumpcore import alarms as al
+    from pumpcore.program import MODE_CONTINUOUS, Program
+    from pumpfw import app as appmod
+    from pumphw.simhw import make_sim_hardware
+    from pumpsim.twinport import OP_IDLE
+    os.environ.pop("PUMPSIM_SOCK", None)
+    flash = Path(tempfile.mkdtemp(prefix="occl-app-"))
+    try:
+        shutil.copy(MECH_FILES[mech_name], flash / "mechanism.json")
+        shutil.copy(REPO / "hw" / "pinmap.json", flash / "pinmap.json")
+        appmod._QUIET_MAX_MS = quiet_ms          # CPython: const() is a plain int, read per call
+        hw = make_sim_hardware(flash_root=str(flash))
+        w = hw._port.world
+        app = appmod.PumpApp(hw)
+        app.boot()
+        assert app.set_time(9000, 0) is None
+        assert app.refill(w.capacity_pl // 1000 // 2, 2000) is None
+        assert app.commit_program(Program(mode=MODE_CONTINUOUS, concentration_ug_ml=2000,
+                                          rate_ng_day=rate_ng_day)) is None
+        for code in app.alarm_set.active():
+            app.ack_alarm(code)
+        t_block = w.t_us + block_after_ms * 1000
+        port = hw._port
+        call = port.call
+        at_block = []
+
+        def blocking_call(op, sim_us, a, b, c):
+            # the block lands at t_block, inside whatever sleep or read spans it
+            end = sim_us + a if op == OP_IDLE else sim_us
+            if not at_block and end >= t_block:
+                w.advance_to(t_block)
+                w.set_occluded(True)
+                at_block.append(w.pulses)
+            return call(op, sim_us, a, b, c)
+
+        port.call = blocking_call
+        while not at_block:
+            app.step()
+        pulses = at_block[0]
+        while not app.alarm_set.is_active(al.ALARM_OCCLUSION):
+            t = hw._clock.t_us
+            app.step()
+            if t - t_block > 3600_000_000:
+                raise SystemExit("no occlusion alarm in 1 h")
+        return (t - t_block) / 1e6, (w.pulses - pulses) * w.pl_per_step / 1000
+    finally:
+        shutil.rmtree(flash, ignore_errors=True)
+
+
+def app_figures(names: list[str]) -> None:
+    from pumpfw import app as appmod
+    quiet = appmod._QUIET_MAX_MS
+    print("== the app's loop on the in-process twin: time and volume from the block to the alarm")
+    print(f"{'mechanism':>10} {'delivery':>12} {'wake':>14} {'time s min/median/max':>24} {'nL min/median/max':>22}")
+    for name in names:
+        for label, rate in (("186 ug/day", 186_000), ("1.5 mg/day", 1_500_000)):
+            for wake, q in (("1 s tick", appmod.IDLE_MAX_MS), ("wake policy", quiet)):
+                res = [app_run(name, rate, q, 600_000 + k * 1370) for k in range(12)]
+                ts = sorted(r[0] for r in res)
+                vs = sorted(r[1] for r in res)
+                print(f"{name:>10} {label:>12} {wake:>14} {ts[0]:>8.1f}/{ts[6]:.1f}/{ts[-1]:.1f}"
+                      f" {vs[0]:>10.0f}/{vs[6]:.0f}/{vs[-1]:.0f}")
+    appmod._QUIET_MAX_MS = quiet
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mechanism", choices=sorted(MECH_FILES), action="append")
     ap.add_argument("--history", action="store_true", help="the 20 mL rig's old sensor set-ups too")
+    ap.add_argument("--app", action="store_true", help="only the app's loop on the twin: wake policy vs 1 s tick")
     args = ap.parse_args()
+    if args.app:
+        app_figures(args.mechanism or sorted(MECH_FILES))
+        return
     for name in args.mechanism or sorted(MECH_FILES):
         mech = json.loads(MECH_FILES[name].read_text())
         m = model.Mechanism.from_dict(mech)

@@ -206,6 +206,8 @@ class AlarmSet:
         # one counts a change): the loop asks once an iteration, alarms rarely change
         self._motor_at = -1
         self._motor_ok = True
+        self._quiet_at = -1     # quiet() as of `changes`, kept the same way
+        self._quiet_ok = True
 
     # state changes -----------------------------------------------------------------------
     def raise_(self, code):
@@ -385,6 +387,25 @@ class AlarmSet:
                 break
         self._motor_ok = ok
         self._motor_at = self.changes
+        return ok
+
+    def quiet(self):
+        """True when every active alarm is acknowledged (or none is active): nothing sounds, no
+        burst or reminder is timed and no INFO alarm runs its show time (an acknowledged INFO
+        alarm is gone), so the app may sleep past its 1 s tick (pumpfw.app._sleep_ms).
+        Allocates nothing; kept until the next change, like motor_allowed()."""
+        flags = self._flags
+        if flags == _NONE_ACTIVE:
+            return True
+        if self._quiet_at == self.changes:
+            return self._quiet_ok
+        ok = True
+        for c in range(1, ALARM_MAX + 1):
+            if (flags[c] & _ACTIVE) and not (flags[c] & _ACKED):
+                ok = False
+                break
+        self._quiet_ok = ok
+        self._quiet_at = self.changes
         return ok
 
     def bolus_allowed(self):

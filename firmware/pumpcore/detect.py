@@ -6,7 +6,11 @@ update() and report() allocate nothing: they run every main-loop tick. All param
 checked at construction; a bad one raises DetectError naming the field, value and limit.
 
 Time to alarm (worst case, from the moment the condition starts, given ticks of at most
-`tick_ms`):
+`tick_ms`; the app ticks at most 1 s while steps run, an alarm sounds or a confirm timer counts,
+and up to 4 s when all is quiet (pumpfw.app._sleep_ms), so a condition that starts in a quiet
+sleep is first read up to 4 s after its start, with no step made in between; a first reading
+above the threshold or in the fault band counts less than confirm_ms, so the pressure and
+sensor-fault criteria still need a second reading, 1 s later):
 - OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
   `threshold_kpa_x10` (a sensor railed above its range reads above it); sensor fault
   `confirm_ms + tick_ms` after the reading drops below `fault_low_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered
@@ -177,7 +181,11 @@ class OcclusionDetector:
         self.pressure_kpa_x10 = pressure_kpa_x10
         dead = pressure_kpa_x10 < self.fault_low_kpa_x10
         if dead:
-            t = self._fault_ms + dt_ms
+            # the reading fell into the band somewhere in dt_ms: a first reading there counts
+            # less than confirm_ms of it, so one reading never confirms by itself (after the
+            # app's longer quiet sleep as after its 1 s tick)
+            t = self._fault_ms + (dt_ms if self._fault_ms or dt_ms < self.confirm_ms or not self.confirm_ms
+                                  else self.confirm_ms - 1)
             self._fault_ms = t if t < _CAP else _CAP
             self._ok_ms = 0
             if self._fault_ms >= self.confirm_ms:
@@ -191,7 +199,9 @@ class OcclusionDetector:
         if not dead and pressure_kpa_x10 < self._floor:
             self._floor = pressure_kpa_x10  # a dead reading is no floor: it would look like a drain
         if pressure_kpa_x10 >= self.threshold_kpa_x10:
-            t = self._above_ms + dt_ms
+            # as for the fault band: a first reading above counts less than confirm_ms
+            t = self._above_ms + (dt_ms if self._above_ms or dt_ms < self.confirm_ms or not self.confirm_ms
+                                  else self.confirm_ms - 1)
             self._above_ms = t if t < _CAP else _CAP
             self._below_ms = 0
             if self._above_ms >= self.confirm_ms:
@@ -223,6 +233,13 @@ class OcclusionDetector:
                 self._at_rest = True
         self.active = self.by_pressure or self.by_decay
         return self.active
+
+    def timing(self):
+        """True while the last reading stands at or above the threshold or in the sensor's fault
+        band: a confirm timer runs (or has raised). The app then keeps its 1 s tick, so
+        confirm_ms is sampled as with the 1 s tick (a first reading with dt 0 counts no time)."""
+        p = self.pressure_kpa_x10
+        return p >= self.threshold_kpa_x10 or p < self.fault_low_kpa_x10
 
     def trapped_steps(self):
         """Microsteps pushed into the line since it last stood at its patent baseline (an upper
@@ -456,6 +473,11 @@ class ReservoirDetector:
         self.low_days_left = False
         self.empty = False
         self.active = False
+
+    def confirming(self):
+        """True while the end stop is seen closed but not yet over end_stop_confirm updates (the
+        app keeps its 1 s tick until it is confirmed)."""
+        return 0 < self._stop_n < self.end_stop_confirm
 
     def update(self, volume_nl, rate_nl_day, end_stop):
         """One tick: estimated volume left (nL), the current basal rate (nL/day; 0 when

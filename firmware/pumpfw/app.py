@@ -36,8 +36,9 @@ from pumpfw.store import (EventLog, LogBacklog, ProgramStore, StateStore, StoreE
                           LOAD_READ_ERROR, SAVE_WRITTEN, lost_kind)
 
 FIRMWARE_VERSION = "0.1.0"
-WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than IDLE_MAX_MS
-IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations (sensor and button polling)
+WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than _QUIET_MAX_MS
+IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations while anything runs or sounds
+_QUIET_MAX_MS = const(4000)      # longest sleep when all is quiet (_sleep_ms): 1 s under the watchdog
 STATE_EVERY_MS = const(60000)    # routine state save; urgent saves at every delivery event
 URGENT_BURST = const(40)         # urgent saves in a burst (two per authenticated command) ...
 URGENT_REFILL_MS = const(15000)
@@ -716,9 +717,42 @@ class PumpApp(Controller):
         hw.idle(self._sleep_ms())
 
     def _sleep_ms(self):
-        if self.program is None or self.sched.suspended:
-            return IDLE_MAX_MS
-        return self.sched.ms_to_next_due_within(IDLE_MAX_MS)   # 1..IDLE_MAX_MS
+        """How long the loop may sleep now (ms; host bytes end it early). IDLE_MAX_MS (1 s) at
+        most while anything runs, sounds or counts down; when all is quiet, up to _QUIET_MAX_MS
+        (4 s) but never past the next hour edge, the minute's save, nor one tick before the next
+        microstep or schedule boundary (docs/virtual-time.md "The wake policy")."""
+        if not self._quiet():
+            if self.program is None or self.sched.suspended:
+                return IDLE_MAX_MS
+            return self.sched.ms_to_next_due_within(IDLE_MAX_MS)   # 1..IDLE_MAX_MS
+        cap = STATE_EVERY_MS - self.save_due_ms
+        if cap > _QUIET_MAX_MS:
+            cap = _QUIET_MAX_MS
+        t = MS_PER_HOUR - self.clock.ms % MS_PER_HOUR
+        if t < cap:
+            cap = t
+        if self.program is not None:
+            # wake a tick before the next step as well as at it: the pressure and the screw
+            # are read within IDLE_MAX_MS before every step, as with the 1 s tick (the
+            # occlusion floor, the end stop's confirmation)
+            t = self.sched.ms_to_next_due_within(cap + IDLE_MAX_MS)
+            if t > 2 * IDLE_MAX_MS:
+                t -= IDLE_MAX_MS
+            elif t > IDLE_MAX_MS:
+                t = IDLE_MAX_MS
+            if t < cap:
+                cap = t
+        return cap if cap > 0 else 1
+
+    def _quiet(self):
+        """True when a sleep past IDLE_MAX_MS delays nothing: booted, no motor-stopping alarm,
+        no unacknowledged alarm (bursts, reminders, INFO show times are timed in ticks), no
+        step owed or queued (the stall timer, DIAG and the screw's unwrap run while steps go),
+        no bolus, no backlog retry, no occlusion, sensor-fault or end-stop confirmation running."""
+        return (self.ready and not self.alarm_hold and not self.owed and self.alarm_set.quiet()
+                and not self.sched.bolus_active() and not self.backlog.waiting()
+                and not self.occlusion.timing() and not self.reservoir_det.confirming()
+                and not self.hw.stepper.pending())
 
     def _deliver(self, dt):
         """Advance the scheduler, hand due microsteps to the step generator, account what the

@@ -37,6 +37,17 @@ def run_for(app: PumpApp, hw: FakeHardware, ms: int) -> None:
         app.step()
 
 
+def iteration_now(app: PumpApp, hw: FakeHardware) -> None:
+    """One loop iteration with no sleep after it, as when host bytes end the sleep: a command
+    sent then is read in an iteration whose clock is current (between two run_for calls the
+    app's clock stands at its last iteration's start, up to a quiet sleep of 4 s behind)."""
+    hw.idle = lambda ms: None
+    try:
+        app.step()
+    finally:
+        del hw.idle
+
+
 def programmed(tmp_path: Path, **kw) -> tuple[PumpApp, FakeHardware]:
     app, hw = boot(tmp_path / "flash")
     assert app.set_time(DAY0, 0) is None

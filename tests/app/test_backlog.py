@@ -14,7 +14,7 @@ from pumpfw.app import PumpApp
 from pumpfw.store import BACKLOG_MAX_MS, BACKLOG_RECORDS, StoreError
 
 from .fakehw import FakeHardware
-from .test_app import CONTINUOUS_186, boot, log_records, programmed, run_for
+from .test_app import CONTINUOUS_186, boot, log_records, iteration_now, programmed, run_for
 from .test_ledger import Cut, _cut_after
 
 PATIENT = dict(CONTINUOUS_186, patient=(20_000, 60_000, 3 * 3600_000, 4))
@@ -186,6 +186,7 @@ def test_a_patient_bolus_whose_start_save_was_cut_keeps_its_lockout(tmp_path: Pa
     assert app2.bolus(wire.BOLUS_PATIENT, 0, 0) is not None, "a second patient bolus at once after the cut"
     assert app2.sched.gate.patients_in_24h(app2.clock) == 1
     run_for(app2, hw2, 3 * 3600_000 + 2_000)
+    iteration_now(app2, hw2)      # the command's iteration: its clock is current
     assert app2.bolus(wire.BOLUS_PATIENT, 0, 0) is None            # the lockout ends when it would have
 
 

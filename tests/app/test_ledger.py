@@ -15,7 +15,7 @@ from pumpctl.transport import LoopbackTransport
 from pumpfw.app import AUTH_LOG_BURST, AUTH_LOG_REFILL_MS, PumpApp
 
 from .fakehw import FakeHardware
-from .test_app import CONTINUOUS_186, DAY0, KEY, boot, log_records, programmed, run_for
+from .test_app import CONTINUOUS_186, DAY0, KEY, boot, iteration_now, log_records, programmed, run_for
 
 OTHER = dict(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=300_000)
 
@@ -235,8 +235,10 @@ def test_an_alarm_acknowledged_and_raised_again_between_looks_has_its_own_record
     alarm whose age restarted under the first raised record."""
     app, hw = programmed(tmp_path)
     run_for(app, hw, 2_000)
+    iteration_now(app, hw)        # each command in its own iteration, whose clock is current
     assert app.bolus(1, 10_000_000, 600_000) is not None          # above max_bolus_ng
     run_for(app, hw, 5_000)
+    iteration_now(app, hw)
     assert app.alarm_set.is_active(al.ALARM_LIMIT_REFUSED)
     assert app.ack_alarm(al.ALARM_LIMIT_REFUSED) is None            # gone
     assert app.bolus(1, 10_000_000, 600_000) is not None          # raised again, no look between

@@ -44,13 +44,17 @@ STEP_COUNT = int(os.environ.get("STATEFUL_STEPS", "35"))
 LIMITS = HardLimits()
 MAX_BOLUS_DURATION_MS = 24 * HOUR
 OCCLUDED_KPA_X10 = 3000              # well above the detector's 1500 threshold
-# Stated times to alarm (pumpcore/detect.py module docstring) with the app's tick
-# (IDLE_MAX_MS) and its detector settings (pumpfw/app.py): ms from the condition's start.
+# Stated times to alarm (pumpcore/detect.py module docstring) with the app's ticks and its
+# detector settings (pumpfw/app.py): ms from the condition's start. The loop ticks at most
+# IDLE_MAX_MS while anything runs or a confirm timer counts, and up to _QUIET_MAX_MS when all is
+# quiet (pumpfw.app._sleep_ms), so a condition that starts in a quiet sleep is first read up to
+# the quiet tick after its start; a first reading counts less than confirm_ms, then 1 s ticks.
 TICK_MS = appmod.IDLE_MAX_MS
+QUIET_MS = appmod._QUIET_MAX_MS
 DEADLINE_MS = {
-    al.ALARM_OCCLUSION: 2000 + TICK_MS,         # confirm_ms + tick_ms
-    al.ALARM_STALL: 50 + TICK_MS,               # diag_confirm_ms + tick_ms (DIAG with motor on)
-    al.ALARM_RESERVOIR_EMPTY: 2 * TICK_MS,      # end stop confirmed over 2 updates
+    al.ALARM_OCCLUSION: max(2000, QUIET_MS) + TICK_MS,   # first reading, then confirm_ms at 1 s
+    al.ALARM_STALL: 50 + QUIET_MS,                       # diag_confirm_ms + tick (DIAG, motor on)
+    al.ALARM_RESERVOIR_EMPTY: QUIET_MS + TICK_MS,        # end stop confirmed over 2 updates
 }
 PATIENT_KIND = 2                     # scheduler BOLUS_PATIENT as logged in EV_BOLUS_START/DENIED.a0
 ALARM_HOLD = 255                     # EV_BOLUS_DENIED.a2 when an alarm holds boluses (pumpfw/app.py)
@@ -267,7 +271,7 @@ class PumpMachine(RuleBasedStateMachine):
                     # at the clear is the span between them, to one loop tick; one carried over
                     # a reset (a3 1: raised before it) is older than its record by the time
                     # before the reset, which the log cannot tell (no battery clock)
-                    low = -TICK_MS if not carried else -(1 << 40)
+                    low = -QUIET_MS if not carried else -(1 << 40)   # a tick raises with its dt
                     assert low <= span - a2 <= TICK_MS, (
                         "alarm-cleared active_ms %d for alarm %d, raised %d ms before" % (a2, a0, span))
             if code == logrec.EV_BOLUS_START:

@@ -62,9 +62,11 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
     # the exact hourly check runs at every restart (tests/support/cutrig.py: why it can)
     assert counts["hourly sums checked"] == counts["restarts checked"], counts
     assert counts["bolus records checked"] == counts["restarts checked"], counts
-    # restarts whose log holds a patient bolus: the rig's random path sets how many (the loop's
-    # iterations follow the app's wake times), 121, 105 and 67 at this seed over this
-    # session's app changes; test_the_lockout_check_can_fail shows the check catches the bug
+    # restarts whose log holds a patient bolus: the rig's random path sets how many (host
+    # actions come per loop iteration, tests/support/cutrig.py, so the app's wake times move
+    # it): 121, 105 and 67 at this seed over one session's app changes, fewer again with the
+    # quiet loop's longer sleeps; test_the_lockout_check_can_fail shows the check catches the
+    # bug, so this floor only says the check ran often
     assert counts.get("patient lockouts checked", 0) >= 50, counts
     for sem in ("littlefs", "posix"):
         cut_tally(f"whole app, random moment/{sem} (micropython)", counts[f"cuts/{sem}"])
