@@ -289,7 +289,10 @@ def test_jam_across_power_cuts_raises_missed_steps_within_the_bound(rig, pump, p
     program(_MECHS["20ml"][0])
     period_us = int(rig_clock_period_s(pump) * 1e6)
     resets0 = len(events(pull_log(pump), logrec.EV_RESET))
-    t = vr.sim_us() + 5 * period_us
+    # stop the clock while the jam and the cuts are scheduled: at `max` the rig runs thousands
+    # of sim seconds per wall second, so a time read one round trip earlier may be past already
+    vr.hold(0)
+    t = vr.wait_held()["sim_us"] + 5 * period_us
     n_cuts = 12
     cycle_us = 7 * period_us + period_us // 2
     vr.fault("jam", at_us=t)
