@@ -116,18 +116,19 @@ def test_the_hourly_check_can_fail(tmp_path, monkeypatch):
 def test_the_lockout_check_can_fail(tmp_path, monkeypatch):
     """A boot that does not restore the lockout of a patient bolus whose start save was cut
     (the app before the log backlog's commit) lets the patient have another at once: the rig
-    finds it. Such a cut is rare (a few in a thousand restarts: 4 of 12 seeds of 40 chains found
-    one on this tree), so the check runs seed after seed, from 41, up to 8 seeds of 40 chains
-    (about 10 s each) and asserts that one of them catches it: a change of trajectory moves
-    which seed finds it, not whether the rig can."""
+    finds it. Such a cut is rare on the rig's own random path (a few in a thousand restarts, and
+    fewer since the quiet loop's longer sleeps), so this run arms a cut in the writes of every
+    patient bolus it asks for (`patient_start_cuts`); seed after seed from 41, up to 8 seeds of
+    12 chains (about 6 s each; 4 of seeds 41-46 catch it on this tree), and one must catch it: a
+    change of trajectory moves which seed finds it, not whether the rig can."""
     from pumpfw.app import PumpApp
     monkeypatch.setattr(PumpApp, "_restore_lockout", lambda self, serial, day, ms: None)
     tried = []
     for seed in range(41, 49):
         flash = tmp_path / ("s%d" % seed)
         flash.mkdir()
-        result = cutrig.run(seed, 40, CUTS_PER_CHAIN, root=_root(flash))
-        tried.append((seed, result["counts"].get("restarts checked", 0)))
+        result = cutrig.run(seed, 12, CUTS_PER_CHAIN, root=_root(flash), patient_start_cuts=1000)
+        tried.append((seed, result["counts"].get("patient lockouts checked", 0)))
         if result["counts"].get("fail lockout lost", 0) > 0:
             return
     raise AssertionError("no seed's cut rig caught the forgotten lockout: %r" % (tried,))

@@ -491,15 +491,19 @@ def _hourly_sum_ok(app, tally):
         tally.fail("hourly sum", "hourly records sum to %d ng, total %d ng" % (got, app.sched.total_ng))
 
 
-def _act(app, hw, rng, counter, tally, where, fill):
+def _act(app, hw, rng, counter, tally, where, fill, start_cut=None):
     """One random host action through the Controller, as the protocol server calls it (the auth
-    counter is made durable first, and nothing runs if it could not be)."""
+    counter is made durable first, and nothing runs if it could not be). `start_cut`: (the
+    CutFs, per mille) to arm a cut in the writes of that share of the patient boluses asked for."""
     counter[0] += 1
     if app.accept_counter(counter[0]) is not None:
         return
     k = rng.below(10)
     if k < 4:
         if rng.chance(PATIENT_PER_MILLE):
+            if start_cut is not None and rng.chance(start_cut[1]):
+                start_cut[0].arm(op=rng.below(3))   # in the start's save or its log append
+                tally.add("cuts armed at a patient bolus")
             app.bolus(2, 0, 0)      # the program's patient bolus (refused in its lockout)
             where[0] = "patient bolus"
         else:
@@ -537,8 +541,11 @@ def _to_hour_edge(app, rng, counter):
     return lead
 
 
-def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cutrig"):
-    """Run the chains; returns the tally as a dict (counts, failures)."""
+def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cutrig",
+        patient_start_cuts=0):
+    """Run the chains; returns the tally as a dict (counts, failures). `patient_start_cuts`: per
+    mille of the patient boluses asked for whose own writes get a cut armed (0: none, and the
+    random path is the same as without the option)."""
     tally = Tally()
     rng = Rng(seed)
     for c in range(chains):
@@ -605,7 +612,8 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
             try:
                 while hw.now_us < run_ms * 1000:
                     if after_hour < 0 and rng.chance(8):
-                        _act(app, hw, rng, counter, tally, where, fill)
+                        _act(app, hw, rng, counter, tally, where, fill,
+                             (fs, patient_start_cuts) if patient_start_cuts else None)
                     mark = app.hour_mark
                     if after_hour >= 0 and edge_byte >= 0 and app.clock.ms % 3600000 >= 3600000 - 1200:
                         fs.arm(byte=edge_byte)      # the next step writes the hour's record
