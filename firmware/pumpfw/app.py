@@ -39,6 +39,22 @@ FIRMWARE_VERSION = "0.1.0"
 WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than _QUIET_MAX_MS
 IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations while anything runs or sounds
 _QUIET_MAX_MS = const(4000)      # longest sleep when all is quiet (_sleep_ms): 1 s under the watchdog
+
+# fields of the log tail after the last save (_log_after_save's scan; boot only)
+_T_NG = const(0)
+_T_STEPS = const(1)
+_T_MISSED = const(2)
+_T_DAY = const(3)
+_T_MS = const(4)
+_T_JUMPED = const(5)
+_T_STARTED = const(6)
+_T_CLOSED = const(7)
+_T_BACKLOG = const(8)
+_T_RAISED = const(9)
+_T_CAL = const(10)
+_T_REFILL = const(11)
+_T_ACKS = const(12)
+_T_SUSP = const(13)
 STATE_EVERY_MS = const(60000)    # routine state save; urgent saves at every delivery event
 URGENT_BURST = const(40)         # urgent saves in a burst (two per authenticated command) ...
 URGENT_REFILL_MS = const(15000)
@@ -229,11 +245,11 @@ class PumpApp(Controller):
             except ValueError:
                 self.measured_pl = 0
         pl_at_save = self.sched.pl
-        if tail is not None and tail[10]:
+        if tail is not None and tail[_T_CAL]:
             # a calibration the log shows after the last save (its save was cut): the operator
             # set it and was answered, so it holds (a revert would dose by the old pL per step)
             try:
-                pl = calibration.select(self.mech, tail[10])
+                pl = calibration.select(self.mech, tail[_T_CAL])
                 self.measured_pl = 0 if pl == self.derived_pl else pl
                 self.sched.pl = pl
             except ValueError:
@@ -269,18 +285,18 @@ class PumpApp(Controller):
             self.sched.reservoir.restore(snap[-2])
             if state.program_crc() and snap[3]:
                 self.pending_snap = snap
-        if tail is not None and not tail[5]:
+        if tail is not None and not tail[_T_JUMPED]:
             # the device ran on after the save until its last record: the clock restarts there,
             # so the log's times never run backwards and that span is not counted as downtime
             if self.program is not None:
-                self.sched.run_on(tail[3], tail[4])
-            elif self.clock.ms_until(tail[3], tail[4], 7 * MS_PER_DAY) > 0:
-                self.clock.set(tail[3], tail[4])
+                self.sched.run_on(tail[_T_DAY], tail[_T_MS])
+            elif self.clock.ms_until(tail[_T_DAY], tail[_T_MS], 7 * MS_PER_DAY) > 0:
+                self.clock.set(tail[_T_DAY], tail[_T_MS])
         if state is not None:
             self.alarm_set.restore(state.get(sc.F_ALARM_ACTIVE), state.get(sc.F_ALARM_ACKED))
             self.restored_alarms = state.get(sc.F_ALARM_ACTIVE)   # logged as carried over, not raised
-            if tail is not None and tail[9]:
-                self._restore_logged_alarms(tail[9])
+            if tail is not None and tail[_T_RAISED]:
+                self._restore_logged_alarms(tail[_T_RAISED])
             ages = state.sections.get(sc.SEC_ALARM_AGE)
             if ages is not None:
                 self.alarm_set.restore_ages(tuple(ages))
@@ -302,7 +318,7 @@ class PumpApp(Controller):
         if self.program is None and not self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
             self._raise(al.ALARM_NO_PROGRAM)
         aborted = self.state.abort_bolus()
-        if aborted is not None and tail is not None and aborted[3] in tail[7]:
+        if aborted is not None and tail is not None and aborted[3] in tail[_T_CLOSED]:
             aborted = None     # its end is on the log: the reset cut the save that followed it
         # down_ms -1: the Pico has no battery clock, so the time it was off is known only at the
         # next time sync (logged then as missed-volume with its down_ms)
@@ -313,14 +329,14 @@ class PumpApp(Controller):
             # the reset unless that run appended them (its EV_LOG_BACKLOG is after the save)
             app_sec = state.sections.get(sc.SEC_APP)
             if app_sec and len(app_sec) >= 4 and (app_sec[1] or app_sec[2] or app_sec[3]) and not (
-                    tail is not None and tail[8]):
+                    tail is not None and tail[_T_BACKLOG]):
                 self._log(logrec.EV_LOG_BACKLOG, 0, app_sec[1], app_sec[2], app_sec[3])
         for code, seq in applied:
             self._log(logrec.EV_LOG_APPLIED, code, seq, 0, 0)
         if aborted is not None:
             self._log(logrec.EV_BOLUS_ABORTED, aborted[0], aborted[1], aborted[2], aborted[3])
         if tail is not None:
-            self._close_boluses_after_save(tail[6], tail[7])
+            self._close_boluses_after_save(tail[_T_STARTED], tail[_T_CLOSED])
         if state is not None:
             if cause == RESET_WATCHDOG:
                 self._raise(al.ALARM_RESET_WATCHDOG)
@@ -463,16 +479,16 @@ class PumpApp(Controller):
         (event code, record seq) list the boot logs as EV_LOG_APPLIED. Boot only."""
         done = []
         aset = self.alarm_set
-        refill = tail[11]
+        refill = tail[_T_REFILL]
         if refill is not None and not self.sched.refill(refill[0], refill[1]):
             for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
                 self._ack_at_boot(c)
             self.reservoir_det.reset()
             done.append((logrec.EV_REFILL, refill[2]))
-        for code, seq in tail[12].items():
+        for code, seq in tail[_T_ACKS].items():
             if 0 < code <= al.ALARM_MAX and self._ack_at_boot(code):
                 done.append((logrec.EV_ALARM_ACK, seq))
-        susp = tail[13]
+        susp = tail[_T_SUSP]
         if susp is not None and susp[0] != self.state.get(sc.F_SUSPENDED):
             self.state.set(sc.F_SUSPENDED, susp[0])
             done.append((logrec.EV_SUSPEND if susp[0] else logrec.EV_RESUME, susp[1]))
@@ -534,7 +550,7 @@ class PumpApp(Controller):
         if led is None:
             return
         reserved, _base, uncertain, h_mark, h_ng, h_steps, h_missed, inflight = led
-        l_ng, l_steps, l_missed = (tail[0], tail[1], tail[2]) if tail is not None else (0, 0, 0)
+        l_ng, l_steps, l_missed = (tail[_T_NG], tail[_T_STEPS], tail[_T_MISSED]) if tail is not None else (0, 0, 0)
         s = self.sched
         # counted at the save but maybe never made: the steps then queued or owed
         unmade_ng = inflight * s.pl * s.conc // 1000000 + (1 if inflight else 0)
