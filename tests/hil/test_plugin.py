@@ -112,6 +112,8 @@ class MechRig(FakeRig):
     shared = True
     def __init__(self, mechanism):
         self.mechanism = mechanism
+        self.hello_build = "v9 build " + mechanism
+        self.flash_source = "cached flash of " + mechanism
     def describe(self):
         return {"kind": "fake", "mechanism": self.mechanism, "flash": "fake flash " + self.mechanism}
 
@@ -140,6 +142,12 @@ def test_the_hook_is_told_the_tests_mechanism(tmp_path):
     report = (tmp_path / "rep.md").read_text()
     # both rigs in the report's rig table: the first as it is, the other by its mechanism
     assert "| flash | fake flash precision |" in report and "| 20ml: flash | fake flash 20ml |" in report, report
+    # and both chips' builds in the firmware table (it was empty for a hook-made rig)
+    firmware = report.split("## Firmware build")[1].split("## Checks")[0]
+    first, other = ("precision", "20ml") if "| hello reports | v9 build precision |" in firmware else ("20ml", "precision")
+    assert "| hello reports | v9 build %s |" % first in firmware, firmware
+    assert "| %s: hello reports | v9 build %s |" % (other, other) in firmware, firmware
+    assert "| flash | cached flash of %s |" % first in firmware and "| deploy | none by this session" in firmware, firmware
 
 
 def test_emu_items_are_grouped_by_mechanism_default_first():

@@ -17,7 +17,7 @@ import pytest
 
 from ..rigs.virtualrig import poll_scale
 from .report import HilReport, Series
-from .rigs import BenchRig, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
+from .rigs import BenchRig, DeployInfo, FaultUnavailable, Rig, SimImage, SimRig, deploy_rig, _clean_rig_id
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "programs"
@@ -137,11 +137,23 @@ def sim_image(hil_options: HilOptions, hil_base: Path, pytestconfig: pytest.Conf
         pytest.skip("the virtual-rig image exists only with --rig sim")
     image = SimImage(hil_base / "sim-image", deploy=hil_options.deploy)
     rep = hil_report(pytestconfig)
-    d = image.deploy
-    rep.firmware.update({"deploy": "ok" if d.ok else "FAILED: " + d.error,
-                         "how": d.reason or "-", "files verified by sha256": "%d of %d" % (d.verified, d.files),
-                         "deployed files digest": d.digest or "-", "deploy wall time": "%.1f s" % d.wall_s})
+    rep.firmware.update(firmware_rows(image.deploy))
     return image
+
+
+def firmware_rows(d: DeployInfo | None, hello_build: str = "") -> dict[str, str]:
+    """The report's "Firmware build" rows for a rig's deploy (`d`, None when the session did not
+    deploy) and the build its hello reported (`hello_build`, "" if not asked)."""
+    rows: dict[str, str] = {}
+    if d is None:
+        rows["deploy"] = "none by this session (the firmware on the rig is used as it is)"
+    else:
+        rows.update({"deploy": "ok" if d.ok else "FAILED: " + d.error, "how": d.reason or "-",
+                     "files verified by sha256": "%d of %d" % (d.verified, d.files),
+                     "deployed files digest": d.digest or "-", "deploy wall time": "%.1f s" % d.wall_s})
+    if hello_build:
+        rows["hello reports"] = hello_build
+    return rows
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +169,7 @@ def bench_rig(hil_options: HilOptions, pytestconfig: pytest.Config) -> Iterator[
         deploy = deploy_rig(hil_options.rig, None, do_restart=True, timeout_s=180.0)
         if not deploy.ok:
             pytest.exit("pumpctl deploy to %s failed: %s" % (hil_options.rig, deploy.error), returncode=1)
-        rep.firmware.update({"deploy": "ok", "how": deploy.reason, "deployed files digest": deploy.digest})
+        rep.firmware.update(firmware_rows(deploy))
         time.sleep(3.0)
     from ..pump import Pump
     with Pump.open(hil_options.rig) as p:
@@ -222,6 +234,7 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
                                     "(pytest_pumprig_make_rig hook)" % hil_options.rig)
         r = made
         shared = bool(getattr(r, "shared", False))
+        _report_made_rig_firmware(rep, r)
     if want is not None and not hil_options.is_sim:
         # a rig made for a mechanism says so (the emulated Pico checks its hello at boot); ask
         # any other (a bench Pico, a lab place) its hello
@@ -251,6 +264,22 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
             # a rig that failed a check is not trusted with the next one: give the place back
             # (the next test takes a place afresh, deployed again)
             lab.release("test failed: %s" % request.node.nodeid)
+
+
+def _report_made_rig_firmware(rep: HilReport, r: Any) -> None:
+    """A hook-made rig's (the emulated Pico's) deploy in the report's firmware table: once per
+    rig, its rows prefixed by its mechanism when a session makes more than one."""
+    if id(r) in rep.firmware_of:
+        return
+    rep.firmware_of.add(id(r))
+    rows = firmware_rows(getattr(r, "deploy", None), getattr(r, "hello_build", ""))
+    source = getattr(r, "flash_source", "")
+    if source:
+        rows["flash"] = source
+    mech = getattr(r, "mechanism", None)
+    if rep.firmware and mech is not None:
+        rows = {"%s: %s" % (mech, k): v for k, v in rows.items()}
+    rep.firmware.update(rows)
 
 
 def pump_timeout_s(rig: Any) -> float:

@@ -66,6 +66,7 @@ class HilReport:
         self.checks: dict[str, Check] = {}
         self.rig: dict[str, str] = {}
         self.firmware: dict[str, str] = {}
+        self.firmware_of: set[int] = set()   # id() of the rigs whose firmware rows are in
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.t0 = time.monotonic()
 

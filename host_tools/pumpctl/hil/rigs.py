@@ -450,6 +450,8 @@ class EmuHilRig(Rig):
         self.time_scale = 1.0
         self.setup_wall_s: dict[str, float] = {}
         self.flash_source = "fresh flash (--no-deploy)"
+        self.deploy: DeployInfo | None = None
+        self.hello_build = ""      # what the chip's hello reported, once booted
         hw_dir = write_emu_hw_dir(rig_dir, mechanism=self._deploy_mechanism)
         image_sha = find_image(None)[1].sha256
         entry = None
@@ -487,6 +489,7 @@ class EmuHilRig(Rig):
                     raise
                 time.sleep(0.5)
         self.rig_id = h.rig_id
+        self.hello_build = "%s build %s" % (h.firmware_version, h.build_hash)
         self.setup_wall_s["boot to hello"] = time.monotonic() - t0
         if h.mechanism != self.mechanism:
             # the rig says which mechanism it runs (the fixture trusts it): its firmware must agree,
