@@ -142,3 +142,14 @@ def _device_bytes(mp: deploy.Mpremote, path: str) -> bytes | None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_the_chip_has_its_flashs_unique_id(emu: EmuRig) -> None:
+    """machine.unique_id() is the flash's own ID (rigs/emu/flashid.py), not rp2040py's 0xFF for
+    an unmodelled command, and it stays the same across a power cut (the same flash)."""
+    from pumpctl.rigs.emu.flashid import FLASH_ID_FILE
+    probe = "import machine, binascii; print(binascii.hexlify(machine.unique_id()).decode())"
+    want = (emu.dir / FLASH_ID_FILE).read_text().strip()
+    assert mpremote(emu.port, "exec", probe).strip() == want != "f" * 16
+    emu.request("power_cut", after_ms=5, off_ms=1000)
+    assert mpremote(emu.port, "exec", probe).strip() == want

@@ -505,6 +505,7 @@ class EmuHilRig(Rig):
         from ..rigs.emu.rigdir import FLASH_FILE
         t0 = time.monotonic()
         shutil.copyfile(entry.path, self.rig_dir / FLASH_FILE)
+        entry.place_flash_id(self.rig_dir)
         entry.provision_key()
         self._start(fresh=False)
         placed_s = time.monotonic() - t0

@@ -65,6 +65,18 @@ class CachedFlash:
         from ... import keys
         keys.save_key(str(self.meta["rig_id"]), self.rig_key)
 
+    def place_flash_id(self, rig_dir: Path) -> None:
+        """Give the chip in `rig_dir` the unique ID of the chip this flash was deployed on, the
+        id its key is kept under (flashid.py). An entry cached before the emulated flash had an
+        ID (rig ffffffffffffffff) keeps that one."""
+        from .flashid import write_flash_id
+        try:
+            write_flash_id(rig_dir, str(self.meta.get("rig_id")))
+        except ValueError as exc:
+            evict(self)
+            raise StaleFlash("cached flash %s: its rig id is not a flash unique ID (%s): entry removed, "
+                             "deploy again" % (self.path.name, exc)) from None
+
     @property
     def build(self) -> str:
         from pumpcore import buildrec

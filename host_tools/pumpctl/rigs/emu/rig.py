@@ -13,6 +13,7 @@ from typing import Any
 
 from ...errors import PortError, RigTimeout, UsageError
 from ..virtualrig import process_alive
+from .flashid import FLASH_ID_FILE
 from .image import find_image
 from .rigdir import (BOOT_TIMEOUT_S, FLASH_FILE, LOG_FILE, STATE_FILE, default_rig_dir, start_mechanism,
                      write_emu_hw_dir)
@@ -66,7 +67,9 @@ class EmuRig:
         rig_dir.mkdir(parents=True, exist_ok=True)
         write_emu_hw_dir(rig_dir, mechanism=start_mechanism(rig_dir, mechanism, fresh))
         if fresh:
+            # a new, empty Pico: its flash has an ID of its own (flashid.py)
             (rig_dir / FLASH_FILE).unlink(missing_ok=True)
+            (rig_dir / FLASH_ID_FILE).unlink(missing_ok=True)
         (rig_dir / STATE_FILE).unlink(missing_ok=True)
         log = open(rig_dir / LOG_FILE, "ab")
         owner = [] if detach else ["--owner-pid", str(owner_pid or os.getpid())]

@@ -28,6 +28,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ..virtualrig import process_alive
+from .flashid import answer_unique_id, flash_id
 from .image import ImageInfo, check_image
 from .rigdir import (
     BOOT_TIMEOUT_S,
@@ -100,6 +101,8 @@ class EmuSupervisor:
         wall0 = time.monotonic()
         device = MicroPythonDevice(board=board, filesystem=flash)
         self.device = device
+        # machine.unique_id(): the flash's own ID, read by the SDK at boot (rigs/emu/flashid.py)
+        answer_unique_id(device.mcu.ssi, flash_id(self.dir))
         original_trigger = device.mcu.watchdog.on_watchdog_trigger
 
         def on_trigger() -> None:
