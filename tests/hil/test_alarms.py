@@ -223,8 +223,8 @@ _MECHS = {"20ml": ("continuous_186.toml", 20_000_000),
 @pytest.mark.parametrize("kind", ["jam", "slip"])
 @pytest.mark.parametrize("mech", [pytest.param("20ml", marks=pytest.mark.mechanism("20ml")),
                                   pytest.param("precision", marks=pytest.mark.mechanism("precision"))])
-def test_jam_and_slip_raise_missed_steps_within_the_stated_volume(mech, kind, rig, pump, program, faults,
-                                                                   rig_clock, record):
+def test_a_screw_that_stops_raises_missed_steps_within_the_stated_volume(mech, kind, rig, pump, program,
+                                                                         faults, rig_clock, record):
     """Screw jammed (motor skips) or coupling slipping (motor turns, screw still) at 186 ug/day,
     on both mechanisms: DIAG says nothing (StallGuard off); the screw encoder raises missed-steps
     (alarm 20) before pumpcore.screwenc's bound, 16 microsteps (287 nL on the 20 mL rig, 10 nL on
