@@ -24,9 +24,10 @@ def test_occlusion_time_to_alarm(rig, pump, program, faults, rig_clock, record):
     program("continuous_186.toml")
     pl = pump.calibration().pl_per_step
     rig_clock.sleep(600)
-    w0 = rig.world()
-    t0 = rig_clock.now()
-    faults.occlude()
+    with rig.still():                   # the read-out, the clock and the fault at one instant
+        w0 = rig.world()
+        t0 = rig_clock.now()
+        faults.occlude()
     trace_t, trace_kpa = [], []
 
     def alarmed():
@@ -109,8 +110,9 @@ def test_reservoir_empty_at_end_stop(mech, rig, pump, program, faults, rig_clock
     assert full_nl == _MECHS[mech][1]
     assert full_nl - 1_000 <= pump.status().reservoir_nl <= full_nl   # full, less what ran since
     rig_clock.sleep(120)
-    t0 = rig_clock.now()
-    faults.empty_reservoir()
+    with rig.still():
+        t0 = rig_clock.now()
+        faults.empty_reservoir()
     rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_RESERVOIR_EMPTY), 3600, poll_rig_s=2,
                        what="reservoir-empty alarm")
     record("time to reservoir-empty alarm", round(rig_clock.now() - t0, 1), "s")
@@ -238,9 +240,10 @@ def test_a_screw_that_stops_raises_missed_steps_within_the_stated_volume(mech, k
     bound = screwenc.missed_steps_bound(200 * 64, 4096, 3)
     period = rig_clock.basal_step_s(pump, CONC)
     rig_clock.wait_steps(pump, CONC, 2, what="basal microsteps before the fault (encoder referenced)")
-    t0 = rig_clock.now()
-    getattr(faults, kind)()
-    w0 = rig.world()                     # after the fault: from here on the screw stands still
+    with rig.still():                    # the fault and its read-out at one instant: unpaced,
+        t0 = rig_clock.now()             # a busy host would otherwise let the rig run on (even
+        getattr(faults, kind)()          # to the alarm) between the two, and w0 would already
+        w0 = rig.world()                 # hold the microsteps lost; from here the screw stands
     # the detector's window: `bound` microsteps of the basal, and two more for the loop's reads
     rig_clock.wait_for(lambda: _alarm_seen(pump, al.ALARM_MISSED_STEPS), (bound + 2) * period + 30,
                        poll_rig_s=rig_clock.step_poll_s(period), what=f"missed-steps alarm after {kind}")
