@@ -18,7 +18,7 @@ The 20 mL rig's history (the old twin's ideal sensor and 150 kPa threshold): --h
 --app: the application itself (pumpfw.app.PumpApp on the in-process twin, pumphw.simhw with a
 pumpsim World) for 186 ug/day and 1.5 mg/day, the line blocked at 12 phases across a step
 period after a 10 min patent lead-in, read at the loop's own wake times: the wake policy
-(pumpfw.app._sleep_ms, quiet sleeps up to 4 s) against the 1 s tick it replaced (_QUIET_MAX_MS
+(pumpfw.app._sleep_ms, quiet sleeps to the next step, up to 60 s) against the 1 s tick it replaced (_QUIET_MAX_MS
 set to IDLE_MAX_MS). Prints min / median / max of the time from the block to the alarm and of
 the volume pushed into the blocked line.
 Usage: python bench/occlusion_time_to_alarm.py [--mechanism NAME] [--history] [--app]

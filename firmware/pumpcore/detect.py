@@ -6,11 +6,12 @@ update() and report() allocate nothing: they run every main-loop tick. All param
 checked at construction; a bad one raises DetectError naming the field, value and limit.
 
 Time to alarm (worst case, from the moment the condition starts, given ticks of at most
-`tick_ms`; the app ticks at most 1 s while steps run, an alarm sounds or a confirm timer counts,
-and up to 4 s when all is quiet (pumpfw.app._sleep_ms), so a condition that starts in a quiet
-sleep is first read up to 4 s after its start, with no step made in between; a first reading
-above the threshold or in the fault band counts less than confirm_ms, so the pressure and
-sensor-fault criteria still need a second reading, 1 s later):
+`tick_ms`; the app ticks at most 1 s while steps run, an alarm sounds or a confirm timer counts;
+when all is quiet it sleeps to the next step (up to 60 s: pumpfw.app._sleep_ms) and that wake
+reads the sensors before it steps, so a condition that starts in a quiet sleep is first read at
+the next step's time at the latest, with no step made in between; a first reading above the
+threshold or in the fault band counts less than confirm_ms, so the pressure and sensor-fault
+criteria still need a second reading, 1 s later):
 - OcclusionDetector: pressure criterion `confirm_ms + tick_ms` after the pressure crosses
   `threshold_kpa_x10` (a sensor railed above its range reads above it); sensor fault
   `confirm_ms + tick_ms` after the reading drops below `fault_low_kpa_x10`; decay criterion after at most trend_samples * steps_per_sample delivered

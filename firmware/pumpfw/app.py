@@ -36,9 +36,10 @@ from pumpfw.store import (EventLog, LogBacklog, ProgramStore, StateStore, StoreE
                           LOAD_READ_ERROR, SAVE_WRITTEN, lost_kind)
 
 FIRMWARE_VERSION = "0.1.0"
-WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; the loop never sleeps longer than _QUIET_MAX_MS
+WATCHDOG_MS = const(5000)        # RP2040 limit 8388 ms; no hw.idle is longer than _FEED_MS
 IDLE_MAX_MS = const(1000)        # longest sleep between loop iterations while anything runs or sounds
-_QUIET_MAX_MS = const(4000)      # longest sleep when all is quiet (_sleep_ms): 1 s under the watchdog
+_QUIET_MAX_MS = const(60000)     # longest sleep when all is quiet (_sleep_ms; the minute's save bounds it)
+_FEED_MS = const(4000)           # a quiet sleep's longest hw.idle, the watchdog fed between: 1 s under it
 
 # fields of the log tail after the last save (_log_after_save's scan; boot only)
 _T_NG = const(0)
@@ -201,6 +202,8 @@ class PumpApp(Controller):
         self.alarm_hold = False        # delivery held by a motor-stopping alarm
         self.queued_done = 0           # steps_done() at the last look
         self.owed = 0                  # microsteps due but not yet handed to the generator
+        self.button_presses = 0        # patient presses latched in a quiet sleep, for the next _sense
+        self.woke_quiet = False        # the last sleep was quiet: read the sensors before delivering
         self.last_ticks = 0
         self.save_due_ms = 0
         self.hour_ng = 0
@@ -720,8 +723,21 @@ class PumpApp(Controller):
         if dt < 0:
             dt = 0
         self.last_ticks = now
-        progressed = self._deliver(dt)
-        self._sense(dt)
+        # alarm timers first: one raised in this iteration is raised now, at this wake, and its
+        # age (active_ms, INFO show time) starts from here, not from the sleep before it
+        self.alarm_set.tick(dt)
+        if self.woke_quiet:
+            # after a quiet sleep nothing was owed or queued: the clock moves on, then the
+            # sensors are read before the due step is handed out, so the pressure floor, DIAG
+            # and the end stop are the line's before any step this wake queues, and an alarm
+            # they raise holds it (the wake a tick before the step that the quiet sleep used to
+            # end on, at the step's own time)
+            self._advance(dt)
+            self._sense(dt)
+            progressed = self._deliver(dt, False)
+        else:
+            progressed = self._deliver(dt)
+            self._sense(dt)
         self._bookkeeping(dt)
         data = hw.serial_read()
         if data and self.server.feed(data):
@@ -730,14 +746,46 @@ class PumpApp(Controller):
             self._start_hold()           # answered: the hold takes over, the loop ends here
         if progressed:
             hw.watchdog_feed()
-        hw.idle(self._sleep_ms())
+        self._sleep()
 
-    def _sleep_ms(self):
+    def _sleep(self):
+        """The loop's sleep: _sleep_ms() ms. One hw.idle up to _FEED_MS; a longer (quiet) sleep
+        as hw.idle calls of at most _FEED_MS, the watchdog fed between them, ended early when one
+        wakes before its time (host bytes) or a patient button press is latched (kept in
+        button_presses for _sense), so neither waits longer than in a _FEED_MS sleep."""
+        hw = self.hw
+        quiet = self._quiet()
+        self.woke_quiet = quiet
+        ms = self._sleep_ms(quiet)
+        if ms <= _FEED_MS:
+            hw.idle(ms)
+            return
+        start = hw.ticks_ms()
+        left = ms
+        while True:
+            chunk = left if left < _FEED_MS else _FEED_MS
+            t0 = hw.ticks_ms()
+            hw.idle(chunk)
+            now = hw.ticks_ms()
+            if hw.ticks_diff(now, t0) < chunk:
+                return                   # woken: host bytes wait
+            left = ms - hw.ticks_diff(now, start)
+            if left <= 0:
+                return
+            n = hw.bolus_button_presses()
+            if n:
+                self.button_presses += n
+                return
+            hw.watchdog_feed()
+
+    def _sleep_ms(self, quiet=None):
         """How long the loop may sleep now (ms; host bytes end it early). IDLE_MAX_MS (1 s) at
         most while anything runs, sounds or counts down; when all is quiet, up to _QUIET_MAX_MS
-        (4 s) but never past the next hour edge, the minute's save, nor one tick before the next
-        microstep or schedule boundary (docs/virtual-time.md "The wake policy")."""
-        if not self._quiet():
+        (60 s) but never past the next hour edge, the minute's save, nor the next microstep or
+        schedule boundary (docs/virtual-time.md "The wake policy")."""
+        if quiet is None:
+            quiet = self._quiet()
+        if not quiet:
             if self.program is None or self.sched.suspended:
                 return IDLE_MAX_MS
             return self.sched.ms_to_next_due_within(IDLE_MAX_MS)   # 1..IDLE_MAX_MS
@@ -748,14 +796,8 @@ class PumpApp(Controller):
         if t < cap:
             cap = t
         if self.program is not None:
-            # wake a tick before the next step as well as at it: the pressure and the screw
-            # are read within IDLE_MAX_MS before every step, as with the 1 s tick (the
-            # occlusion floor, the end stop's confirmation)
-            t = self.sched.ms_to_next_due_within(cap + IDLE_MAX_MS)
-            if t > 2 * IDLE_MAX_MS:
-                t -= IDLE_MAX_MS
-            elif t > IDLE_MAX_MS:
-                t = IDLE_MAX_MS
+            # to the next step, whose wake reads the sensors before it queues the step (step())
+            t = self.sched.ms_to_next_due_within(cap)
             if t < cap:
                 cap = t
         return cap if cap > 0 else 1
@@ -770,9 +812,17 @@ class PumpApp(Controller):
                 and not self.occlusion.timing() and not self.reservoir_det.confirming()
                 and not self.hw.stepper.pending())
 
-    def _deliver(self, dt):
-        """Advance the scheduler, hand due microsteps to the step generator, account what the
-        generator made. Returns True (the delivery task made progress)."""
+    def _advance(self, dt):
+        """Move the schedule (or with no program the clock) on by dt ms; what fell due is owed."""
+        if self.program is not None:
+            self.owed += self.sched.advance(dt)
+        else:
+            self.clock.advance(dt)
+
+    def _deliver(self, dt, advance=True):
+        """Advance the scheduler by dt ms (unless `advance` is False: step() did), hand due
+        microsteps to the step generator, account what the generator made. Returns True (the
+        delivery task made progress)."""
         hw = self.hw
         st = hw.stepper
         motor_ok = self.alarm_set.motor_allowed() and self.ready
@@ -794,10 +844,8 @@ class PumpApp(Controller):
             if self.program is not None and self.sched.suspended and not self.state.get(sc.F_SUSPENDED):
                 self.sched.resume()
                 self._log(logrec.EV_RESUME, 0, 0, 0, 0)
-        if self.program is not None and dt:
-            self.owed += self.sched.advance(dt)
-        elif dt:
-            self.clock.advance(dt)
+        if dt and advance:
+            self._advance(dt)
         if self.owed and motor_ok:
             if not st.enabled():
                 try:
@@ -862,11 +910,11 @@ class PumpApp(Controller):
             vol = self.sched.reservoir.volume_nl if prog is not None else 0x3FFFFFFF
             self.reservoir_det.update(vol, self._basal_nl_day(), end_stop)
             self.reservoir_det.report(self.alarm_set)
-        presses = hw.bolus_button_presses()
+        presses = hw.bolus_button_presses() + self.button_presses
+        self.button_presses = 0
         while presses > 0:
             presses -= 1
             self.bolus(wire.BOLUS_PATIENT, 0, 0)
-        self.alarm_set.tick(dt)
         self._log_alarm_changes()
         pat = self.alarm_set.pattern()
         if pat != self.last_pattern:

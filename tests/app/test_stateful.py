@@ -46,11 +46,12 @@ MAX_BOLUS_DURATION_MS = 24 * HOUR
 OCCLUDED_KPA_X10 = 3000              # well above the detector's 1500 threshold
 # Stated times to alarm (pumpcore/detect.py module docstring) with the app's ticks and its
 # detector settings (pumpfw/app.py): ms from the condition's start. The loop ticks at most
-# IDLE_MAX_MS while anything runs or a confirm timer counts, and up to _QUIET_MAX_MS when all is
-# quiet (pumpfw.app._sleep_ms), so a condition that starts in a quiet sleep is first read up to
-# the quiet tick after its start; a first reading counts less than confirm_ms, then 1 s ticks.
+# IDLE_MAX_MS while anything runs or a confirm timer counts. The rules set a condition between
+# two iterations, so the next iteration reads it (a condition that starts inside a quiet sleep is
+# tests/app/test_wake_policy.py's); a first reading counts less than confirm_ms, then 1 s ticks.
+# QUIET_MS: the slack of one quiet hw.idle (_FEED_MS, 4 s) on top, as before the long sleep.
 TICK_MS = appmod.IDLE_MAX_MS
-QUIET_MS = appmod._QUIET_MAX_MS
+QUIET_MS = appmod._FEED_MS
 DEADLINE_MS = {
     al.ALARM_OCCLUSION: max(2000, QUIET_MS) + TICK_MS,   # first reading, then confirm_ms at 1 s
     al.ALARM_STALL: 50 + QUIET_MS,                       # diag_confirm_ms + tick (DIAG, motor on)
@@ -119,6 +120,7 @@ class PumpMachine(RuleBasedStateMachine):
         self.conds: dict[int, list] = {}  # alarm code -> [start global ms, seen]
         self.edges_seen = 0
         self.last_step_g = 0
+        self.step_dt = 0           # dt (ms) of the loop iteration last run
         self.pressure = 0
         self.end = False
         self.stalled = False
@@ -186,6 +188,7 @@ class PumpMachine(RuleBasedStateMachine):
                         self.budget += dose
             self.wall += dt
         stop_at_start = not app.alarm_set.motor_allowed()
+        self.step_dt = dt
         app.step()
         STATS["loop_iterations"] += 1
         if stop_at_start:
@@ -261,9 +264,9 @@ class PumpMachine(RuleBasedStateMachine):
                 # a suspend (by command or an alarm hold) or a new program ends a bolus early
                 self.bolus_cut_short.update(self.bolus_dose)
             if code == logrec.EV_ALARM_RAISED:
-                self.raised_at[a0] = (day * MS_PER_DAY + ms, self.time_sets, a3)
+                self.raised_at[a0] = (day * MS_PER_DAY + ms, self.time_sets, a3, self.step_dt)
             elif code == logrec.EV_ALARM_CLEARED and a0 in self.raised_at:
-                t, syncs, carried = self.raised_at.pop(a0)
+                t, syncs, carried, lag = self.raised_at.pop(a0)
                 if syncs == self.time_sets:   # no clock jump between: the age is the span
                     span = day * MS_PER_DAY + ms - t
                     # every occurrence has its own raised and cleared records (one that went
@@ -271,7 +274,10 @@ class PumpMachine(RuleBasedStateMachine):
                     # at the clear is the span between them, to one loop tick; one carried over
                     # a reset (a3 1: raised before it) is older than its record by the time
                     # before the reset, which the log cannot tell (no battery clock)
-                    low = -QUIET_MS if not carried else -(1 << 40)   # a tick raises with its dt
+                    # a detector's alarm is aged from the wake that raises and logs it (0); a
+                    # command a rule ran between two iterations raised it at the app's last
+                    # wake, logged at the next: older than its record by that iteration's dt
+                    low = -lag if not carried else -(1 << 40)
                     assert low <= span - a2 <= TICK_MS, (
                         "alarm-cleared active_ms %d for alarm %d, raised %d ms before" % (a2, a0, span))
             if code == logrec.EV_BOLUS_START:
