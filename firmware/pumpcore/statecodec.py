@@ -222,6 +222,22 @@ def _flatten_into(x, depth, vals, shape, name):
     if depth >= MAX_DEPTH:
         raise StateError(_section_name(name) + " depth", depth + 1, "at most %d levels" % MAX_DEPTH, ERR_LAYOUT)
     shape.append(0x28)  # "("
+    # a flat tuple of in-range ints (most sections, the bolus gate's 153 of them): checked in a
+    # tight loop and taken whole, one run (15x faster on the unix port than the loop below,
+    # which a save ran for every int); anything else goes the general way, its errors included
+    lo = _I32_MIN
+    hi = _I32
+    typ = type           # locals: a builtin's lookup per int costs more than the test
+    i32 = int
+    for y in x:
+        if typ(y) is not i32 or y < lo or y > hi:
+            break
+    else:
+        if x:
+            vals.extend(x)
+            _shape_run(shape, len(x))
+        shape.append(0x29)  # ")"
+        return
     run = 0
     for y in x:
         if isinstance(y, int) and not isinstance(y, bool):
@@ -305,9 +321,9 @@ def encode(state, seq):
         off += len(shape)
         struct.pack_into("<H", buf, off, len(vals))
         off += 2
-        for v in vals:
-            struct.pack_into("<i", buf, off, v)
-            off += 4
+        if vals:
+            struct.pack_into("<%di" % len(vals), buf, off, *vals)
+            off += 4 * len(vals)
     for bid in blob_ids:
         b = state.blobs[bid]
         struct.pack_into("<BH", buf, off, bid, len(b))
