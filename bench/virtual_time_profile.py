@@ -4,8 +4,8 @@
 
 A fresh rig gets the firmware deployed and the scripted run's program (bench/virtual_time.py);
 then its main.py is replaced by one that boots the same app and runs `--iterations` loop
-iterations with time.ticks_us around each part of PumpApp.step() (the same calls in the same
-order), around each round trip to the supervisor, each state save (its encode and its file
+iterations of the real PumpApp.step() with time.ticks_us around each method it calls (wrapped
+on the instance), around each round trip to the supervisor, each state save (its encode and its file
 write) and each log append; the supervisor runs under cProfile and counts its answers by op.
 Prints, per loop iteration: the host microseconds of each part, the round trips and their
 wall time, and the supervisor's own CPU; then the top of the supervisor's profile.
@@ -34,11 +34,18 @@ from pumpctl.rigs.simsession import start_deployed_rig  # noqa: E402
 from pumpctl.rigs.virtualrig import VirtualRig  # noqa: E402
 
 PROFILE_MAIN = r'''
-import gc
+import sys
 try:
-    gc.threshold(8192)          # as main.py
-except AttributeError:
-    pass
+    import profiled
+except BaseException as exc:
+    with open("profile.err", "w") as f:
+        sys.print_exception(exc, f)
+    raise
+'''
+
+PROFILED = r'''
+import gc
+gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 32))   # as main.py
 import time
 import pumphw
 from pumpfw import app as appmod
@@ -51,8 +58,9 @@ A = appmod.PumpApp(hw)
 A.crashes = 0
 A.lock_link(True)
 A.boot()
+for code in A.alarm_set.active():
+    A.ack_alarm(code)           # the boot's reset alarm: unacknowledged, the loop never sleeps quiet
 N = NITER
-acc = [0] * 7
 # [round trips, their us, saves, their us, encodes, their us, file writes, their us, logs, their us]
 c = [0] * 10
 def timed(fn, k):
@@ -68,36 +76,19 @@ A.save = timed(A.save, 2)
 statecodec.encode = timed(statecodec.encode, 4)
 storemod._write_file = timed(storemod._write_file, 6)
 A._log = timed(A._log, 8)
-def step(self):
-    t0 = us()
-    now = hw.ticks_ms()
-    dt = hw.ticks_diff(now, self.last_ticks)
-    if dt < 0:
-        dt = 0
-    self.last_ticks = now
-    t1 = us()
-    progressed = self._deliver(dt)
-    t2 = us()
-    self._sense(dt)
-    t3 = us()
-    self._bookkeeping(dt)
-    t4 = us()
-    data = hw.serial_read()
-    if data:
-        self.server.feed(data)
-    t5 = us()
-    if progressed:
-        hw.watchdog_feed()
-    t6 = us()
-    hw.idle(self._sleep_ms())
-    t7 = us()
-    acc[0] += d(t1, t0)
-    acc[1] += d(t2, t1)
-    acc[2] += d(t3, t2)
-    acc[3] += d(t4, t3)
-    acc[4] += d(t5, t4)
-    acc[5] += d(t6, t5)
-    acc[6] += d(t7, t6)
+# the parts of PumpApp.step(), timed where they are: the real step() calls them through these
+names = ("_deliver", "_sense", "_bookkeeping", "serial_read", "_sleep")
+acc = [0] * len(names)
+def part(fn, k):
+    def w(*a):
+        t = us()
+        r = fn(*a)
+        acc[k] += d(us(), t)
+        return r
+    return w
+for k, name in enumerate(names):
+    obj = hw if name == "serial_read" else A
+    setattr(obj, name, part(getattr(obj, name), k))
 def cpu_s():
     # this process's user + system CPU (Linux /proc, clock ticks of 10 ms)
     try:
@@ -110,7 +101,7 @@ s0 = hw._clock.t_us
 c0 = cpu_s()
 w0 = us()
 for i in range(N):
-    step(A)
+    A.step()
 wall = d(us(), w0)
 cpu = cpu_s() - c0
 sim_s = (hw._clock.t_us - s0) / 1e6
@@ -119,11 +110,10 @@ n = 0
 while n < 100000:
     n += 1
 bare = d(us(), t) / 100000
-names = ("ticks", "_deliver", "_sense", "_bookkeeping", "serial_read", "watchdog_feed", "idle")
 with open("profile.txt", "w") as f:
     f.write("iterations %d over %.0f sim s: %.1f us of host time per iteration, %.1f us of it CPU"
             " (bare loop pass %.3f us)\n" % (N, sim_s, wall / N, cpu * 1e6 / N, bare))
-    for k, v in zip(names, acc):
+    for k, v in zip(names + ("the rest",), acc + [wall - sum(acc)]):
         f.write("  %-14s %8.1f us/iteration  %5.1f %%\n" % (k, v / N, 100.0 * v / wall))
     f.write("  round trips    %8.3f per iteration, %.0f us each (in idle and the calls above)\n"
             % (c[0] / N, c[1] / max(1, c[0])))
@@ -159,7 +149,7 @@ finally:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=6000, help="loop iterations profiled (about 1 sim s each)")
+    ap.add_argument("--iterations", type=int, default=6000, help="loop iterations profiled")
     args = ap.parse_args()
     os.environ.setdefault("PUMPCTL_HOME", tempfile.mkdtemp(prefix="vtime-prof-"))
     home = Path(os.environ["PUMPCTL_HOME"])
@@ -170,7 +160,8 @@ def main() -> int:
             vt.setup(pump)
     finally:
         rig.stop()
-    (d / "flash" / "main.py").write_text(PROFILE_MAIN.replace("NITER", str(args.iterations)))
+    (d / "flash" / "main.py").write_text(PROFILE_MAIN)
+    (d / "flash" / "profiled.py").write_text(PROFILED.replace("NITER", str(args.iterations)))
     sup_py = d / "supervisor_profile.py"
     sup_py.write_text(SUPERVISOR)
     sup_out = d / "supervisor_profile.txt"
@@ -185,8 +176,13 @@ def main() -> int:
                 return 1
             time.sleep(0.05)
         out = d / "flash" / "profile.txt"
+        err = d / "flash" / "profile.err"
         deadline = time.monotonic() + 1200
         while not out.exists() or not out.read_text().rstrip().endswith("each"):
+            if err.exists():
+                time.sleep(0.5)
+                print("the profiled firmware failed:\n" + err.read_text(), end="")
+                return 1
             if time.monotonic() > deadline:
                 print("no profile after 1200 s: see", d / "firmware.log")
                 return 1
