@@ -75,6 +75,13 @@ def run_demo(args: argparse.Namespace) -> int:
             print("program %08x committed; the rig's own reading of it:" % review.crc)
             for line in review.staged_lines:
                 print("    " + line)
+            # the rig's clock is held from here and let run an hour at a time (run_until): the
+            # bolus lands, and every row is read, at an exact sim time, so a row is one
+            # simulated hour at any --time-scale (at 'max', polling the running rig, a row was
+            # whatever the rig ran between two polls: up to an hour more) and no poll wakes
+            # the firmware between rows
+            t0_us = rig.hold(0)["sim_us"]
+            rig.wait_held()
             committed = pump.status()     # basal runs from the commit; the bolus adds from here
             pump.bolus(BOLUS_NG, BOLUS_MS)
             print("clinician bolus %s over %s started" % (units.fmt_dose(BOLUS_NG), units.fmt_duration(BOLUS_MS)))
@@ -83,18 +90,12 @@ def run_demo(args: argparse.Namespace) -> int:
             start = pump.status()
             start_ms = start.day * 86_400_000 + start.ms_of_day
             last_total = start.delivered_total_ng
-            hour = 0
-            # every status poll wakes the firmware for a loop iteration of its own: at 'max' a
-            # poll every 10 ms would take a good part of what it can run
-            poll_s = 0.1 if args.time_scale == "max" else 0.01
-            while hour < args.hours:
-                target = start_ms + (hour + 1) * MS_PER_HOUR
-                while True:
-                    st = pump.status()
-                    now = st.day * 86_400_000 + st.ms_of_day
-                    if now >= target:
-                        break
-                    time.sleep(min(0.5, max(poll_s, (target - now) / 1000.0 / poll_scale(args.time_scale))))
+            # wall time an hour may take at the ceiling, with room for a loaded machine
+            hour_timeout_s = 120.0 + 3 * 3600.0 / poll_scale(args.time_scale)
+            for hour in range(args.hours):
+                rig.run_until(t0_us + (hour + 1) * MS_PER_HOUR * 1000, timeout_s=hour_timeout_s)
+                st = pump.status()
+                now = st.day * 86_400_000 + st.ms_of_day
                 _, grams = rig.balance()
                 sim_h = (now - start_ms) / MS_PER_HOUR
                 evap_ng = params.evaporation_ng_per_h * sim_h
@@ -103,7 +104,6 @@ def run_demo(args: argparse.Namespace) -> int:
                                                   _ug(st.delivered_total_ng), _ug(weighed_ng),
                                                   alarms.alarm_name(st.top_alarm) if st.alarm_count else "-"))
                 last_total = st.delivered_total_ng
-                hour += 1
             return _summary(pump, rig, committed, start, st, program, params, conc)
     finally:
         rig.stop()
