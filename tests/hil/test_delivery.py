@@ -20,12 +20,14 @@ def test_basal_186_ug_day_balance_vs_delivered(rig, pump, program, balance, rig_
     pl = pump.calibration().pl_per_step
     rig_clock.sleep(600)               # line compliance fills to its steady plateau (20 tau)
     balance.tare()
-    s0, b0 = pump.status(), balance.read()
+    with rig.still():                  # the count and the balance at one instant (at `max` the
+        s0, b0 = pump.status(), balance.read()   # rig runs minutes of sim time between reads)
     hours, n = 4.0, 16
     xs, bal_mg, dev_mg = [0.0], [0.0], [0.0]
     for _ in range(n):
         rig_clock.sleep(hours * 3600 / n)
-        s, b = pump.status(), balance.read()
+        with rig.still():
+            s, b = pump.status(), balance.read()
         xs.append((b.t_s - b0.t_s) / 3600)
         bal_mg.append((b.mass_g - b0.mass_g) * 1e3)
         dev_mg.append(nl_from_ng(s.delivered_total_ng - s0.delivered_total_ng, CONC) * 1e-3)
@@ -65,12 +67,14 @@ def test_clinician_bolus_50_ug(rig, pump, program, balance, rig_clock, record, d
     pl = pump.calibration().pl_per_step
     rig_clock.sleep(300)
     balance.tare()
-    s0, b0 = pump.status(), balance.read()
+    with rig.still():                  # the count and the balance at one instant (at `max` the
+        s0, b0 = pump.status(), balance.read()   # rig runs minutes of sim time between reads)
     pump.bolus(50_000, duration_min * 60_000)
     assert pump.status().bolus_active
     rig_clock.wait_for(lambda: not pump.status().bolus_active, duration_min * 60 + 600, what="bolus end")
     rig_clock.sleep(300)               # line drains (10 tau)
-    s1, b1 = pump.status(), balance.read()
+    with rig.still():
+        s1, b1 = pump.status(), balance.read()
     record("alarms after the bolus", str(sorted(active_alarms(pump))))
     record("missed during the bolus", s1.missed_steps - s0.missed_steps, "microsteps")
     elapsed_ms = wall_day_ms(s1) - wall_day_ms(s0)
@@ -134,10 +138,11 @@ def test_patient_bolus_button_press_is_one_request(rig, pump, program, faults, r
 
 def test_flex_rate_changes_at_its_minute(rig, pump, program, rig_clock, record):
     day = 9490                         # 2025-12-25 (any day: the pattern is every day)
-    program("flex_4step.toml", clock=(day, 5 * 3_600_000 + 58 * 60_000))
     seen = []
-    rig_clock.wait_for(lambda: seen.append(pump.status()) or seen[-1].ms_of_day >= 6 * 3_600_000 + 60_000,
-                       600, poll_rig_s=0.5, what="06:01")
+    with rig.still():                  # polled every 0.5 s of rig time at any pace
+        program("flex_4step.toml", clock=(day, 5 * 3_600_000 + 58 * 60_000))
+        rig_clock.wait_for(lambda: seen.append(pump.status()) or seen[-1].ms_of_day >= 6 * 3_600_000 + 60_000,
+                           600, poll_rig_s=0.5, what="06:01")
     before = [s for s in seen if s.ms_of_day < 6 * 3_600_000]
     after = [s for s in seen if s.ms_of_day >= 6 * 3_600_000]
     assert before and after
@@ -149,35 +154,37 @@ def test_flex_rate_changes_at_its_minute(rig, pump, program, rig_clock, record):
 
 
 def test_refill_with_bridge_bolus(rig, pump, program, balance, rig_clock, record):
-    program(PROGRAMS / "bridge_small.toml")
-    rig_clock.sleep(600)
-    pump.refill(20_000_000, 500)       # new drug, 4x more dilute: bridge 2 uL of the old first
-    log = pull_log(pump)
-    refill = events(log, logrec.EV_REFILL)[-1]
-    record("bridge volume logged", refill[6], "nL")
-    assert refill[5] == 500 and refill[6] == 2000
+    with rig.still():                  # the windows at the rig times they name, at any pace
+        # (unpaced and free-running, pulling the log ran the rig past the 31 min bridge)
+        program(PROGRAMS / "bridge_small.toml")
+        rig_clock.sleep(600)
+        pump.refill(20_000_000, 500)       # new drug, 4x more dilute: bridge 2 uL of the old first
+        log = pull_log(pump)
+        refill = events(log, logrec.EV_REFILL)[-1]
+        record("bridge volume logged", refill[6], "nL")
+        assert refill[5] == 500 and refill[6] == 2000
 
-    pl = pump.calibration().pl_per_step
+        pl = pump.calibration().pl_per_step
 
-    def flow_nl_h(span_s):
-        balance_0, w0 = balance.read(), rig.world()
-        rig_clock.sleep(span_s)
-        b, w1 = balance.read(), rig.world()
-        hours = (b.t_s - balance_0.t_s) / 3600
-        if "pulses" in w0:
-            record("motor flow (%.0f min)" % (span_s / 60), round((w1["pulses"] - w0["pulses"]) * pl / 1000 / hours),
-                   "nL/h")
-        return (b.mass_g - balance_0.mass_g) * 1e6 / hours    # 1 ug of water = 1 nL
+        def flow_nl_h(span_s):
+            balance_0, w0 = balance.read(), rig.world()
+            rig_clock.sleep(span_s)
+            b, w1 = balance.read(), rig.world()
+            hours = (b.t_s - balance_0.t_s) / 3600
+            if "pulses" in w0:
+                record("motor flow (%.0f min)" % (span_s / 60), round((w1["pulses"] - w0["pulses"]) * pl / 1000 / hours),
+                       "nL/h")
+            return (b.mass_g - balance_0.mass_g) * 1e6 / hours    # 1 ug of water = 1 nL
 
-    during = flow_nl_h(15 * 60)        # bridge: old drug at 2000 ug/mL, 186 ug/day = 3875 nL/h
-    rig_clock.sleep(40 * 60)           # the 2 uL bridge ends after ~31 min
-    after = flow_nl_h(30 * 60)         # new drug at 500 ug/mL, 186 ug/day = 15500 nL/h
-    record("flow during bridge", round(during), "nL/h")
-    record("flow after bridge", round(after), "nL/h")
-    assert 0.6 * 3875 < during < 1.4 * 3875
-    assert 0.85 * 15500 < after < 1.15 * 15500
-    up = program("drug_change_500.toml")   # now the program matches the reservoir
-    assert pump.status().program_crc == up.crc
+        during = flow_nl_h(15 * 60)        # bridge: old drug at 2000 ug/mL, 186 ug/day = 3875 nL/h
+        rig_clock.sleep(40 * 60)           # the 2 uL bridge ends after ~31 min
+        after = flow_nl_h(30 * 60)         # new drug at 500 ug/mL, 186 ug/day = 15500 nL/h
+        record("flow during bridge", round(during), "nL/h")
+        record("flow after bridge", round(after), "nL/h")
+        assert 0.6 * 3875 < during < 1.4 * 3875
+        assert 0.85 * 15500 < after < 1.15 * 15500
+        up = program("drug_change_500.toml")   # now the program matches the reservoir
+        assert pump.status().program_crc == up.crc
 
 
 @pytest.mark.sim_only("counts the motor's pulses in the physical model")

@@ -236,6 +236,7 @@ class SimRig(Rig):
         self.rig_id = rig_id
         self.time_scale = time_scale
         self.mechanism = mechanism or mechanisms.DEFAULT
+        self._still_depth = 0              # nested still() blocks open (the clock held while > 0)
         rig_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(image.flash, rig_dir / "flash")
         if self.mechanism != mechanisms.DEFAULT:
@@ -306,16 +307,7 @@ class SimRig(Rig):
         self.vr.wait_firmware(boots, timeout_s=timeout_s)
 
     def held(self) -> Any:
-        import contextlib
-
-        @contextlib.contextmanager
-        def hold() -> Any:
-            self.vr.hold(self.vr.sim_us())
-            try:
-                yield
-            finally:
-                self.vr.hold(None)
-        return hold()
+        return self.still()
 
     def balance_reading(self) -> tuple[float, float]:
         sim_ms, grams = self.vr.balance()
@@ -326,11 +318,31 @@ class SimRig(Rig):
 
     @contextlib.contextmanager
     def still(self) -> Iterator[None]:
-        self.vr.hold(self.vr.sim_us())     # lands at the firmware's time, never in its past
+        """The clock held for the block, nested blocks inside the outermost one (the program
+        fixture holds it too). Inside, the rig's time moves only by the test's waits on the rig
+        clock (pass_time: run to exactly that time, held again), so a check reads the rig at
+        the times it names at any pace: unpaced, a free-running rig ran on by up to a minute
+        of sim time in each host round trip."""
+        if not self._still_depth:
+            self.vr.hold(self.vr.sim_us())     # lands at the firmware's time, never in its past
+        self._still_depth += 1
         try:
             yield
         finally:
-            self.vr.hold(None)
+            self._still_depth -= 1
+            if not self._still_depth:
+                self.vr.hold(None)
+
+    def pass_time(self, rig_s: float, wall_s: float) -> None:
+        """Held (inside still()): let exactly rig_s of sim time pass and hold again; else a
+        wall-time sleep while the clock runs free."""
+        if not self._still_depth:
+            time.sleep(wall_s)
+            return
+        from ..rigs.virtualrig import poll_scale
+        w = self.vr.world()
+        t = max(int(w["sim_us"]), int(w["hold_us"])) + max(1, int(rig_s * 1e6))
+        self.vr.run_until(t, timeout_s=120.0 + 3 * rig_s / poll_scale(self.time_scale))
 
     def describe(self) -> dict[str, str]:
         d = super().describe()
