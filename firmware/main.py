@@ -24,13 +24,10 @@ while True:
 # Collect while the imports run: loading ~30 modules leaves garbage between their long-lived
 # code objects, and on the RP2040 (234 KB heap) the app's 4 KB buffers then found no room in a
 # heap with 40 KB free (MemoryError at boot, seen on the emulated Pico). A collection every
-# 8 KB allocated frees that garbage before the next module lands beyond it. The threshold is
-# 8 KB or 1/32 of the heap if that is more: the RP2040's is 8 KB; the virtual rig's 4 MB heap
-# (the unix port) gets 128 KB, since each collection marks its whole live heap (about 0.5 MB of
-# 64-bit objects there) and at 8 KB one every few loop iterations was most of a save's time.
+# 8 KB allocated frees that garbage before the next module lands beyond it.
 import gc
 try:
-    gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 32))
+    gc.threshold(8192)
 except AttributeError:                  # CPython
     pass
 

@@ -3,8 +3,14 @@
 The real firmware runs in the micropython binary at a high time scale; every simulated day it
 gets a clinician bolus, patient-button presses, an occlusion and a stall (each cleared and
 acknowledged) and, on day 4, a power cut. The app logs its heap (gc.mem_alloc after a
-collection) every hour; the last day's heap must not exceed the first day's by more than a
-small margin, and delivery and the event log must stay whole.
+collection) every hour; the last day's median heap must not exceed the first day's by more
+than a small margin, and delivery and the event log must stay whole.
+
+Medians, not peaks: a leak lifts every hour's reading, and so the median. A single hour can read
+a few KB high when the collection keeps some garbage alive through a stale word on the C stack
+(MicroPython's roots are conservative); since the loop collects every 64 KB on the unix port's
+4 MB heap (pumpfw.app.loop_gc_threshold) instead of every 8 KB, such garbage lingers long
+enough to be caught that way about once a day (+5.5 KB for one hour, the next hour back).
 """
 from __future__ import annotations
 
@@ -23,6 +29,11 @@ TIME_SCALE = "max"          # as fast as the firmware runs (virtual time: the ph
 HEAP_MARGIN_BYTES = 4096       # one hour's fragmentation noise, not growth
 
 pytestmark = [pytest.mark.rig, pytest.mark.slow]
+
+
+def _median(xs: list[int]) -> int:
+    ys = sorted(xs)
+    return ys[len(ys) // 2]
 
 
 def _wait_sim(pump: Pump, until_ms: int, scale: float | str) -> None:
@@ -78,6 +89,11 @@ def test_seven_day_soak_with_faults_shows_no_heap_growth(tmp_path, monkeypatch):
                     pump.time_sync(*divmod(start_ms + (day * 24 + 10) * 3_600_000, 86_400_000))
                     _ack_all(pump)
                 _wait_sim(pump, start_ms + (day + 1) * 86_400_000, TIME_SCALE)
+        # the status and the log at one sim instant: unpaced, the rig ran past the next hour's
+        # record while the log was read, and that record (not in the status's total) showed
+        # as an hourly sum above the delivered total
+        rig.hold(0)
+        rig.wait_held()
         with Pump.open(rig.port, timeout_s=5) as pump:
             st = pump.status()
             records = [logrec.decode(r) for _, r in pump.iter_log(1)]
@@ -90,11 +106,12 @@ def test_seven_day_soak_with_faults_shows_no_heap_growth(tmp_path, monkeypatch):
     assert len(heap) >= DAYS * 24 - 4, "hourly heap records missing: %d" % len(heap)
     first_day = [a for _, a in heap[2:24]]      # skip the first hours (imports settle)
     last_day = [a for _, a in heap[-24:]]
-    print("\nsoak: %d simulated days in %.0f s wall; heap after gc first day %d..%d B, last day %d..%d B; "
-          "delivered %.3f ug, missed %d microsteps"
-          % (DAYS, wall, min(first_day), max(first_day), min(last_day), max(last_day),
+    print("\nsoak: %d simulated days in %.0f s wall; heap after gc first day %d..%d B (median %d), "
+          "last day %d..%d B (median %d); delivered %.3f ug, missed %d microsteps"
+          % (DAYS, wall, min(first_day), max(first_day), _median(first_day), min(last_day),
+             max(last_day), _median(last_day),
              st.delivered_total_ng / 1000, st.missed_steps))
-    assert max(last_day) <= max(first_day) + HEAP_MARGIN_BYTES
+    assert _median(last_day) <= _median(first_day) + HEAP_MARGIN_BYTES
     # the hourly records (a partial one for the hour of the power cut) sum to the delivered
     # total, less only what the hour still running holds (the run ends just after midnight)
     hourly = sum(r[5] for r in records if r[3] in (logrec.EV_HOURLY_TOTAL, logrec.EV_HOURLY_PARTIAL))
