@@ -778,13 +778,12 @@ class PumpApp(Controller):
                 return
             hw.watchdog_feed()
 
-    def _sleep_ms(self, quiet=None):
-        """How long the loop may sleep now (ms; host bytes end it early). IDLE_MAX_MS (1 s) at
-        most while anything runs, sounds or counts down; when all is quiet, up to _QUIET_MAX_MS
+    def _sleep_ms(self, quiet):
+        """How long the loop may sleep now (ms; host bytes end it early), `quiet` being
+        _quiet() now. IDLE_MAX_MS (1 s) at most while anything runs, sounds or counts down; when
+        all is quiet, up to _QUIET_MAX_MS
         (60 s) but never past the next hour edge, the minute's save, nor the next microstep or
         schedule boundary (docs/virtual-time.md "The wake policy")."""
-        if quiet is None:
-            quiet = self._quiet()
         if not quiet:
             if self.program is None or self.sched.suspended:
                 return IDLE_MAX_MS
@@ -1427,11 +1426,12 @@ class PumpApp(Controller):
 
 def loop_gc_threshold():
     """The collection threshold for the main loop, once the boot is done (main.py's 8 KB
-    served the imports and the boot's buffers): 8 KB or 1/32 of the heap if that is more. The
-    RP2040 (234 KB heap) stays at 8 KB; the virtual rig's 4 MB heap (the unix port) gets 128 KB:
+    served the imports and the boot's buffers): 8 KB or 1/64 of the heap if that is more. The
+    RP2040 (234 KB heap) stays at 8 KB; the virtual rig's 4 MB heap (the unix port) gets 64 KB:
     each collection marks the whole live heap (about 0.5 MB of 64-bit objects there), and at
     8 KB one every few loop iterations was most of the firmware's CPU (a state save's encode
-    took 455 us against 112 us without them)."""
+    took 455 us against 112 us without them). Not rarer: at 1/32 garbage lingered long enough
+    for stale C-stack words to keep some of it through a collection (tests/rig/test_soak.py)."""
     try:
         gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 64))
     except AttributeError:                  # CPython
