@@ -294,3 +294,21 @@ def test_rig_clock_sleeps_in_wall_time_for_a_rig_without_its_own_wait(monkeypatc
     clock = RigClock(rig)  # type: ignore[arg-type]
     clock.wait_for(lambda: rig.t >= 3.0, 60, poll_rig_s=1.5)
     assert slept == [1.5, 1.5]
+
+
+def test_each_made_rig_gets_its_firmware_rows_even_after_the_last_was_freed():
+    """A per-test rig freed before the next is made: the next may get the same id(), and its
+    firmware rows must still land in the report (they were left out when rigs were told apart
+    by id)."""
+    import gc
+    import types
+    from pumpctl.hil.fixtures import _report_made_rig_firmware
+    rep = HilReport()
+    for mech in ("precision", "20ml", "precision2"):
+        rig = types.SimpleNamespace(mechanism=mech, hello_build="v9 build " + mech, flash_source="flash " + mech)
+        _report_made_rig_firmware(rep, rig)
+        del rig
+        gc.collect()
+    assert rep.firmware["hello reports"] == "v9 build precision", rep.firmware
+    assert rep.firmware["20ml: hello reports"] == "v9 build 20ml", rep.firmware
+    assert rep.firmware["precision2: flash"] == "flash precision2", rep.firmware

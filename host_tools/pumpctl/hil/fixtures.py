@@ -269,9 +269,9 @@ def rig(request: pytest.FixtureRequest, hil_options: HilOptions, hil_base: Path)
 def _report_made_rig_firmware(rep: HilReport, r: Any) -> None:
     """A hook-made rig's (the emulated Pico's) deploy in the report's firmware table: once per
     rig, its rows prefixed by its mechanism when a session makes more than one."""
-    if id(r) in rep.firmware_of:
+    if any(seen is r for seen in rep.firmware_of):
         return
-    rep.firmware_of.add(id(r))
+    rep.firmware_of.append(r)
     rows = firmware_rows(getattr(r, "deploy", None), getattr(r, "hello_build", ""))
     source = getattr(r, "flash_source", "")
     if source:

@@ -66,7 +66,9 @@ class HilReport:
         self.checks: dict[str, Check] = {}
         self.rig: dict[str, str] = {}
         self.firmware: dict[str, str] = {}
-        self.firmware_of: set[int] = set()   # id() of the rigs whose firmware rows are in
+        # the rigs whose firmware rows are in, held (an id() alone can be reused by the next
+        # rig once a per-test rig is freed, and that rig's rows would then be left out)
+        self.firmware_of: list[object] = []
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.t0 = time.monotonic()
 
