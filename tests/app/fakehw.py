@@ -92,6 +92,9 @@ class FakeHardware(Hardware):
         self.end = False
         self.presses = 0
         self.inbox = bytearray()
+        # a host command's bytes are waiting (a test that calls the app's command methods
+        # directly): the next idle returns at once, as the device's sleep ends on host bytes
+        self.host_waiting = False
         self.outbox = bytearray()
         self.pattern = 0
         self.fed = 0
@@ -131,7 +134,10 @@ class FakeHardware(Hardware):
         self.advance_ms(ms)
 
     def idle(self, ms):
-        self.advance_ms(ms if not self.inbox else 0)
+        if self.inbox or self.host_waiting:
+            self.host_waiting = False
+            ms = 0
+        self.advance_ms(ms)
 
     def advance_ms(self, ms: int) -> None:
         self.now_us += int(ms) * 1000

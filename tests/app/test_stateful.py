@@ -453,8 +453,21 @@ class PumpMachine(RuleBasedStateMachine):
 
     def signed(self) -> bool:
         """The protocol server's gate before a signed command: accept a never-used counter
-        (an urgent save); a spent flash budget refuses the command (not executed)."""
+        (an urgent save); a spent flash budget refuses the command (not executed). The
+        command arrives now (host_wake)."""
+        self.host_wake()
         return self.app.accept_counter(self.app.auth_counter() + 1) is None
+
+    def host_wake(self) -> None:
+        """A host command's bytes arrive now, at g(): on the device they end the loop's sleep
+        and the command is served in the iteration they wake, after that iteration has moved
+        the clock on. So one iteration runs here first (its sleep ends at once on the waiting
+        bytes), and the command this rule then calls directly is served at the app's clock =
+        g(), not at the start of the last iteration (up to a quiet sleep, 60 s, earlier: a
+        lockout judged on that stale clock was refused by the app and flagged by the test)."""
+        self.hw.host_waiting = True
+        self.step_step()
+        assert self.hw.host_waiting is False, "the iteration did not sleep"
 
     # ------------------------------------------------------------------ setup
     # weighted toward a running program with patient boluses, so lockout and allotment are
