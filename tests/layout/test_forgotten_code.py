@@ -124,3 +124,28 @@ def test_the_sensor_checks_run_and_are_let_go_on_micropython() -> None:
     else:
         raise AssertionError("no SensorError on CPython")
     assert out[3] == "LOADED False"
+
+
+BOOT = """import sys, gc
+from tests.support import cutrig
+from pumpfw.app import PumpApp
+fs = cutrig.CutFs(cutrig.LITTLEFS)
+for n in range(2):           # a first boot, then one that restores what the first saved
+    app = PumpApp(cutrig.CutHardware(%(root)r, [0]), fs=fs)
+    app.boot()
+    print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules)
+    import pumpfw
+    print('ATTR', hasattr(pumpfw, 'recovery'))
+"""
+
+
+def test_the_boot_recovery_runs_and_is_let_go_on_micropython(tmp_path) -> None:
+    """The boot's recovery (pumpfw.recovery) is in the heap only while the boot runs: after
+    a first boot and after one that restores a saved state, it is out of sys.modules and its
+    package, and the app is ready."""
+    import shutil
+    from tests.support.mpy import REPO
+    shutil.copy(REPO / "hw" / "mechanism.json", tmp_path / "mechanism.json")
+    out = run_micropython(BOOT % {"root": str(tmp_path)}, extra_path=[str(REPO)]).split("\n")
+    assert out[:4] == ["BOOT 0 True False False", "ATTR False", "BOOT 1 True False False", "ATTR False"], out
+

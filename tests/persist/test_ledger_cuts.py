@@ -107,8 +107,8 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
 def test_the_hourly_check_can_fail(tmp_path, monkeypatch):
     """A boot that ignores the log's records after the last save (the app before fd1e37b)
     logs an hour twice after a cut in the minute after its record: the rig finds it."""
-    from pumpfw.app import PumpApp
-    monkeypatch.setattr(PumpApp, "_log_after_save", lambda self, state: None)
+    from pumpfw import recovery
+    monkeypatch.setattr(recovery, "log_after_save", lambda app, state: None)
     result = cutrig.run(SEED, 6, CUTS_PER_CHAIN, root=_root(tmp_path))
     assert result["counts"].get("fail hourly sum", 0) > 0, result["counts"]
 
@@ -121,8 +121,8 @@ def test_the_lockout_check_can_fail(tmp_path, monkeypatch):
     patient bolus it asks for (`patient_start_cuts`); seed after seed from 41, up to 8 seeds of
     12 chains (about 6 s each; 4 of seeds 41-46 catch it on this tree), and one must catch it: a
     change of trajectory moves which seed finds it, not whether the rig can."""
-    from pumpfw.app import PumpApp
-    monkeypatch.setattr(PumpApp, "_restore_lockout", lambda self, serial, day, ms: None)
+    from pumpfw import recovery
+    monkeypatch.setattr(recovery, "restore_lockout", lambda app, serial, day, ms: None)
     tried = []
     for seed in range(41, 49):
         flash = tmp_path / ("s%d" % seed)
