@@ -39,7 +39,8 @@ BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw
 # with them (pumphw.make_hardware, PumpApp.boot), and code loaded for one call (program checks).
 # Their code is in the heap only while it runs; their qstrs stay interned.
 FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
-             "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery")
+             "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery", "pumpfw.programlink",
+             "pumpfw.configure", "pumpfw.storemount")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

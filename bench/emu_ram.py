@@ -60,7 +60,11 @@ st.sections[statecodec.SEC_APP] = tuple(range(40))
 rec = statecodec.encode(st, 1)
 for what, fn in (('program-commit', lambda: Program.decode(blob)),
                  ('state-decode', lambda: statecodec.decode(rec)),
-                 ('refusal-text', lambda: scheduler.refusal_text(5))):
+                 ('refusal-text', lambda: scheduler.refusal_text(5)),
+                 # the code a commit (and a time set, refill, prime, calibration) loads, and the
+                 # code a program stage / verify / read loads, each let go again
+                 ('configure-load', lambda: (__import__('pumpfw.configure'), forget('pumpfw.configure'))),
+                 ('programlink-load', lambda: (__import__('pumpfw.programlink'), forget('pumpfw.programlink')))):
     gc.collect()
     a = gc.mem_alloc()
     fn()

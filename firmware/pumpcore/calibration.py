@@ -56,6 +56,13 @@ def pl_per_step_from_mechanism(mech):
     return pl
 
 
+def derivation_fields(mech):
+    """The fields of a mechanism dict that pl_per_step_from_mechanism reads, alone: what the
+    device keeps of mechanism.json after its boot has read it (the rest, its descriptive texts
+    included, would sit in the RP2040's heap for nothing: issue 16's budget)."""
+    return {name: mech[name] for name in _MECH_FIELDS if name in mech}
+
+
 def from_measurement(volume_nl, steps, derived_pl_per_step=0):
     """pL per microstep (nearest) from volume_nl delivered over `steps` microsteps.
 

@@ -163,6 +163,9 @@ class PumpApp(Controller):
         self.stall = StallDetector(no_progress_ms=2 * IDLE_MAX_MS)
         # screw encoder vs commanded microsteps (alarm 20) and measured vs commanded flow
         self.screw = ScrewMonitor(self.mech["full_steps_per_rev"] * self.mech["microsteps"], self.derived_pl)
+        # what a calibration needs of mechanism.json from here on (select: the derived pL per
+        # microstep it is checked against); its texts are let go
+        self.mech = calibration.derivation_fields(self.mech)
         self.reservoir_det = ReservoirDetector()
         self.state_store = StateStore(fs=fs, root=root, min_interval_ms=STATE_EVERY_MS,
                                       burst=URGENT_BURST, refill_ms=URGENT_REFILL_MS)
@@ -769,62 +772,14 @@ class PumpApp(Controller):
                     "drug first)" % (program.concentration_ug_ml, res.conc_ug_ml))
         return None
 
+    # the commands that configure the pump run in pumpfw.configure, loaded for the call
     def commit_program(self, program):
-        blob = program.encode()
-        self.program_store.commit(blob)
-        # a commit cancels a running bolus (DoseScheduler.load): it ends here, on the log,
-        # with what was due of it (else its start stayed open for good and the state said it ran)
-        b_kind = self.sched.bolus_active()
-        b_done = self.sched.bolus_delivered_ng() if b_kind else 0
-        code = self.sched.load(program, self.clock)
-        if self.pending_snap is not None:
-            # the first commit after a boot whose program was unreadable: the ledger of the
-            # state it kept (totals, rolling 24 h, lockout) comes back, never reset
-            self.sched.restore(self.pending_snap)
-            self.pending_snap = None
-        self.program = program
-        self.last_bolus = self.sched.bolus_active()
-        crc = program.crc32()
-        self._log(logrec.EV_PROGRAM_COMMIT, crc >> 16, crc & 0xFFFF, program.mode,
-                  program.rate_ng_day)
-        if b_kind and self.state.bolus_in_progress():
-            # logged after the commit that ended it, so the log reads cause then effect
-            self.state.end_bolus(b_done)
-            self._log(logrec.EV_BOLUS_END, b_kind, b_done, self.state.get(sc.F_BOLUS_SERIAL),
-                      self.hw.stepper.pending() + self.owed)
-        self.alarm_set.clear(al.ALARM_NO_PROGRAM)
-        self.alarm_set.ack(al.ALARM_NO_PROGRAM)
-        if self.alarm_set.is_active(al.ALARM_PROGRAM_CORRUPT):
-            self.alarm_set.ack(al.ALARM_PROGRAM_CORRUPT)
-            self.alarm_set.clear(al.ALARM_PROGRAM_CORRUPT)
-        self.save(urgent=True)
-        return code or None
+        from pumpfw import configure
+        return call_once(configure, "commit_program", self, program)
 
     def set_time(self, day, ms_of_day):
-        old_day, old_ms = self.clock.day, self.clock.ms
-        jump = 0
-        if self.downtime_pending:
-            jump = self.clock.ms_until(day, ms_of_day, 7 * 86400000)
-        if self.program is not None:
-            self.sched.set_time(day, ms_of_day)
-        else:
-            self.clock.set(day, ms_of_day)
-        self._log(logrec.EV_TIME_SET, old_day, old_ms, day, ms_of_day)
-        jump = self._maintenance_gap(jump)
-        if jump > 0 and self.program is not None:
-            # the pump was down (or its clock lost) for `jump` ms: missed, never caught up
-            rate = self.sched.basal_rate_ng_day()
-            conc = self.sched.line_conc_ug_ml() or 1
-            missed_ng = rate * (jump // 1000) // 86400
-            missed_nl = missed_ng * 1000 // conc
-            self._log(logrec.EV_MISSED_VOLUME, missed_nl, missed_nl * 1000 // self.sched.pl, jump, rate)
-        self.downtime_pending = False
-        self.clock_set = True
-        self.alarm_set.clear(al.ALARM_CLOCK_LOST)
-        self.alarm_set.ack(al.ALARM_CLOCK_LOST)
-        self.hour_mark = self.clock.ms // MS_PER_HOUR
-        self.save(urgent=True)
-        return None
+        from pumpfw import configure
+        return call_once(configure, "set_time", self, day, ms_of_day)
 
     def bolus(self, kind, dose_ng, duration_ms):
         if self.program is None:
@@ -883,41 +838,12 @@ class PumpApp(Controller):
         return None
 
     def refill(self, volume_nl, conc_ug_ml):
-        lim = self.hard_limits
-        if conc_ug_ml < lim.min_conc_ug_ml or conc_ug_ml > lim.max_conc_ug_ml:
-            return (schedmod.REFUSE_CONCENTRATION,
-                    "concentration %d ug/mL outside %d..%d" % (conc_ug_ml, lim.min_conc_ug_ml, lim.max_conc_ug_ml))
-        if volume_nl <= 0 or volume_nl > lim.reservoir_capacity_nl:
-            return (schedmod.REFUSE_VOLUME, "volume %d nL outside 1..%d (reservoir capacity)"
-                    % (volume_nl, lim.reservoir_capacity_nl))
-        code = self.sched.refill(volume_nl, conc_ug_ml)
-        if code:
-            return (code, schedmod.refusal_text(code))
-        # steps counted due before the refill (taken from the old volume) but still queued or
-        # owed are made after it: they come out of the new volume (given back if dropped)
-        inflight = self.hw.stepper.pending() + self.owed
-        if inflight and self.program is not None:
-            self.sched.reservoir.take_pl(inflight * self.sched.pl)
-        # the refill is the clinician's answer to the reservoir alarms
-        for c in (al.ALARM_RESERVOIR_EMPTY, al.ALARM_RESERVOIR_LOW_VOLUME, al.ALARM_RESERVOIR_LOW_DAYS):
-            self.alarm_set.ack(c)
-        self.reservoir_det.reset()
-        self._log(logrec.EV_REFILL, volume_nl, conc_ug_ml, self.sched.bridge_left_nl(), 0)
-        self.save(urgent=True)
-        return None
+        from pumpfw import configure
+        return call_once(configure, "refill", self, volume_nl, conc_ug_ml)
 
     def prime(self, volume_nl):
-        # prime at 600 uL/h (1 nL per 6 ms): a 180 uL catheter fills in 18 min without a
-        # pressure spike
-        duration = volume_nl * 6
-        if duration < 1000:
-            duration = 1000
-        code = self.sched.prime(volume_nl, duration)
-        if code:
-            return (code, schedmod.refusal_text(code))
-        self._log(logrec.EV_PRIME, volume_nl, duration, 0, 0)
-        self.save(urgent=True)
-        return None
+        from pumpfw import configure
+        return call_once(configure, "prime", self, volume_nl)
 
     def ack_alarm(self, alarm_id):
         if alarm_id < 1 or alarm_id > al.ALARM_MAX:
@@ -933,18 +859,8 @@ class PumpApp(Controller):
         return (2, "alarm %d (%s) is not active and unacknowledged" % (alarm_id, al.alarm_name(alarm_id)))
 
     def set_calibration(self, pl_per_step):
-        try:
-            pl = calibration.select(self.mech, pl_per_step)
-        except ValueError as exc:
-            return (1, str(exc))
-        old = self.sched.pl
-        self.sched.pl = pl
-        # the value derived from mechanism.json is no measurement: `pumpctl calibration reset`
-        # sends it, and the source reads "derived" again
-        self.measured_pl = 0 if pl == self.derived_pl else pl
-        self._log(logrec.EV_CALIBRATION, old, pl, 0, 0)
-        self.save(urgent=True)
-        return None
+        from pumpfw import configure
+        return call_once(configure, "set_calibration", self, pl_per_step)
 
     def refusal_text(self, code):
         return schedmod.refusal_text(code)
@@ -1022,31 +938,6 @@ class PumpApp(Controller):
         if self.program is None:
             return 0
         return self.sched.basal_rate_ng_day()
-
-    def _log_maint_end(self, maint_ms):
-        """EV_MAINT_END: the basal that was due during maint_ms and never delivered."""
-        rate = self._due_rate()
-        conc = self.sched.line_conc_ug_ml()
-        missed_nl = missed_steps = 0
-        if rate and conc:
-            # ng/day * ms / 86_400_000 = ng; ng * 1000 / conc = nL (a boot-time big-int product)
-            missed_nl = rate * maint_ms // (86400 * conc)
-            missed_steps = rate * maint_ms * 1000 // (86400 * conc * self.sched.pl)
-        self._log(logrec.EV_MAINT_END, missed_nl, missed_steps, maint_ms, rate)
-
-    def _maintenance_gap(self, jump):
-        """set_time: the part of the clock's jump at the first sync not yet logged as missed."""
-        if self.maint_pending:
-            self.maint_pending = False
-            if jump > 0:
-                self._log_maint_end(jump)      # the whole gap since the maintenance began
-            return 0
-        if self.maint_logged_ms:
-            jump -= self.maint_logged_ms
-            self.maint_logged_ms = 0
-            if jump < 0:
-                jump = 0
-        return jump
 
 
 def loop_gc_threshold():

@@ -10,7 +10,7 @@ maintenance window that ended in the reset. The motor stays disabled throughout.
 Units: ng, nL, pL per microstep, microsteps, (day, ms of day).
 """
 from pumpcore import alarms as al
-from pumpcore import calibration, logrec
+from pumpcore import calibration, call_once, logrec
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
@@ -410,7 +410,8 @@ def return_from_maintenance(app):
     maint_ms = 0
     if rec is not None and rec[0] == app.auth_counter():
         maint_ms = rec[1]
-        app._log_maint_end(maint_ms)
+        from pumpfw import configure
+        call_once(configure, "log_maint_end", app, maint_ms)
         app.maint_logged_ms = maint_ms
     else:
         app.maint_pending = True

@@ -19,8 +19,7 @@ line buffer (no allocation); allocation happens once per complete frame.
 import struct
 
 from pumpcore import wire
-from pumpcore import auth
-from pumpcore.crc import crc32
+from pumpcore import auth, call_once
 from pumpcore.fixed import const
 
 _CACHE_SIZE = const(4)   # responses kept for retransmitted requests
@@ -447,12 +446,14 @@ class ProtocolServer:
             return self._result(ctl.set_time(day, ms))
 
         if cmd == wire.CMD_PROG_STAGE:
-            return self._stage_chunk(n)
+            from pumpfw import programlink
+            return call_once(programlink, "stage_chunk", self, n)
 
         if cmd == wire.CMD_PROG_VERIFY:
             if n:
                 return self._bad_len(cmd, n, 0)
-            return self._verify()
+            from pumpfw import programlink
+            return call_once(programlink, "verify", self)
 
         if cmd == wire.CMD_PROG_COMMIT:   # staged CRC checked in _check_auth_body
             status, payload = self._result(ctl.commit_program(self._verified))
@@ -463,7 +464,9 @@ class ProtocolServer:
         if cmd == wire.CMD_PROG_READ:
             if n != 6:
                 return self._bad_len(cmd, n, 6)
-            return self._read_program(*struct.unpack_from(wire.PROG_READ_REQ[0], f, H))
+            from pumpfw import programlink
+            which, part, offset = struct.unpack_from(wire.PROG_READ_REQ[0], f, H)
+            return call_once(programlink, "read_program", self, which, part, offset)
 
         if cmd == wire.CMD_BOLUS:
             dose, dur = struct.unpack_from(wire.BOLUS_REQ[0], f, H)
@@ -546,76 +549,3 @@ class ProtocolServer:
         self._stage_total = 0
         self._verified = None
         self._verified_crc = 0
-
-    def _stage_chunk(self, n):
-        if n < 9:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "program_stage payload length = %d: needs 8 bytes "
-                             "of offset/total and at least 1 byte of program" % n)
-        offset, total = struct.unpack_from(wire.PROG_STAGE_REQ[0], self._frame, wire.HEADER_SIZE)
-        size = n - 8
-        if not 1 <= total <= wire.MAX_PROGRAM_BYTES:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "total_len = %d: outside 1..%d (largest program)" % (
-                total, wire.MAX_PROGRAM_BYTES))
-        if offset + size > total:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "chunk offset %d + %d bytes: beyond total_len %d" % (
-                offset, size, total))
-        if offset == 0:
-            self._clear_stage()
-            self._stage_total = total
-        elif offset != self._stage_len or total != self._stage_total:
-            expect = self._stage_len if self._stage_total else 0
-            return self._err(wire.ERR_STAGE, 0, "chunk offset %d of %d bytes: expected offset %d of %d "
-                             "(stage again from offset 0)" % (offset, total, expect, self._stage_total))
-        start = wire.HEADER_SIZE + 8
-        self._stage[offset:offset + size] = self._fmv[start:start + size]
-        self._stage_len = offset + size
-        self._verified = None
-        return wire.OK, wire.pack_fields(wire.PROG_STAGE_RESP, {"staged_len": self._stage_len})
-
-    def _verify(self):
-        if not self._stage_total:
-            return self._err(wire.ERR_STAGE, 0, "nothing staged")
-        if self._stage_len != self._stage_total:
-            return self._err(wire.ERR_STAGE, 0, "staged %d of %d bytes: upload incomplete" % (
-                self._stage_len, self._stage_total))
-        data = bytes(self._stage[0:self._stage_len])
-        try:
-            program = self.controller.decode_program(data)
-        except Exception as exc:
-            return self._err(wire.ERR_PROGRAM, 0, "staged program does not decode: %s" % exc)
-        if program.encode() != data:
-            return self._err(wire.ERR_PROGRAM, 0, "staged bytes are not the canonical encoding of the "
-                             "program they decode to")
-        reason = self.controller.check_program(program)
-        if reason:
-            return self._err(wire.ERR_PROGRAM, 0, "staged program refused: %s" % reason)
-        self._verified = program
-        self._verified_crc = crc32(data)
-        return wire.OK, wire.pack_fields(wire.PROG_VERIFY_RESP, {
-            "length": len(data), "crc": self._verified_crc})
-
-    def _read_program(self, which, part, offset):
-        if which == wire.PROG_WHICH_RUNNING:
-            program = self.controller.running_program()
-        elif which == wire.PROG_WHICH_STAGED:
-            program = self._verified
-            if program is None:
-                return self._err(wire.ERR_STAGE, 0, "no verified staged program to read")
-        else:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "which = %d: 0 (running) or 1 (staged)" % which)
-        if part not in (wire.PROG_PART_ENCODED, wire.PROG_PART_DESCRIBE):
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "part = %d: 0 (encoded) or 1 (describe)" % part)
-        if program is None:
-            data = b""
-            crc = 0
-        else:
-            enc = program.encode()
-            crc = crc32(enc)
-            if part == wire.PROG_PART_ENCODED:
-                data = enc
-            else:
-                data = "\n".join(program.describe()).encode()
-        if offset > len(data):
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "offset = %d: beyond total_len %d" % (offset, len(data)))
-        head = wire.pack_fields(wire.PROG_READ_RESP, {"total_len": len(data), "crc": crc, "offset": offset})
-        return wire.OK, head + data[offset:offset + wire.MAX_READ_CHUNK]

@@ -19,7 +19,7 @@ Power-cut argument (details and the wear budget in docs/persistence.md):
   oldest segment is deleted when the ring is full.
 """
 
-from pumpcore import logrec, statecodec
+from pumpcore import call_once, logrec, statecodec
 from pumpcore.alarms import ALARM_PROGRAM_CORRUPT, ALARM_STATE_CORRUPT
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
@@ -81,36 +81,9 @@ class _TwoSlot:
 
     def load(self, decode):
         """decode(bytes) -> (seq, value) or raise ValueError. Returns value of the newest valid
-        slot or None; fills status/detail per slot."""
-        best = None
-        best_seq = 0
-        self.current = -1
-        for i in range(2):
-            path = self.paths[i]
-            if not self.fs.exists(path):
-                self.status[i] = LOAD_MISSING
-                self.detail[i] = "%s: missing" % path
-                continue
-            try:
-                data = _read_all(self.fs, path)
-            except OSError as e:
-                self.status[i] = LOAD_READ_ERROR
-                self.detail[i] = "%s: read error %s" % (path, e)
-                continue
-            try:
-                seq, value = decode(data)
-            except ValueError as e:
-                self.status[i] = LOAD_CORRUPT
-                self.detail[i] = "%s: %s" % (path, e)
-                continue
-            self.status[i] = LOAD_OK
-            self.detail[i] = "%s: ok, seq %d, %d bytes" % (path, seq, len(data))
-            if seq > best_seq:
-                best_seq = seq
-                best = value
-                self.current = i
-        self.seq = best_seq
-        return best
+        slot or None; fills status/detail per slot (pumpfw.storemount, loaded for the call)."""
+        from pumpfw import storemount
+        return call_once(storemount, "slot_load", self, decode)
 
     def write(self, make):
         """make(seq) -> bytes. Writes to the slot not holding the newest record. Returns seq."""
@@ -234,9 +207,9 @@ class StateStore(_SlotStore):
 
 
 _PROG_MAGIC = b"PG"
-_PROG_VERSION = const(1)
+PROG_VERSION = const(1)
 _PROG_HDR = "<2sBBII"   # magic, version, reserved, seq, length ; then blob ; then CRC-32
-_PROG_HDR_SIZE = const(12)
+PROG_HDR_SIZE = const(12)
 MAX_PROGRAM = const(16384)
 
 
@@ -244,33 +217,11 @@ def encode_program_record(blob, seq):
     """Envelope for a committed program blob: header, blob, CRC-32 of both."""
     if len(blob) > MAX_PROGRAM:
         raise ValueError("program length = %d: at most %d bytes" % (len(blob), MAX_PROGRAM))
-    buf = bytearray(_PROG_HDR_SIZE + len(blob) + 4)
-    struct.pack_into(_PROG_HDR, buf, 0, _PROG_MAGIC, _PROG_VERSION, 0, seq, len(blob))
-    buf[_PROG_HDR_SIZE:_PROG_HDR_SIZE + len(blob)] = blob
+    buf = bytearray(PROG_HDR_SIZE + len(blob) + 4)
+    struct.pack_into(_PROG_HDR, buf, 0, _PROG_MAGIC, PROG_VERSION, 0, seq, len(blob))
+    buf[PROG_HDR_SIZE:PROG_HDR_SIZE + len(blob)] = blob
     struct.pack_into("<I", buf, len(buf) - 4, crc32(memoryview(buf)[:len(buf) - 4]))
     return bytes(buf)
-
-
-def decode_program_record(data):
-    """(seq, blob) from an envelope, or ValueError saying what is wrong."""
-    n = len(data)
-    if n < _PROG_HDR_SIZE + 4:
-        raise ValueError("record length = %d: too short (at least %d)" % (n, _PROG_HDR_SIZE + 4))
-    magic, version, _, seq, length = struct.unpack_from(_PROG_HDR, data, 0)
-    if magic != _PROG_MAGIC:
-        raise ValueError("magic = %r: expected %r" % (bytes(magic), _PROG_MAGIC))
-    if version != _PROG_VERSION:
-        raise ValueError("version = %d: this firmware reads version %d" % (version, _PROG_VERSION))
-    if length != n - _PROG_HDR_SIZE - 4:
-        raise ValueError("length = %d: but the file holds %d blob bytes (torn or truncated)"
-                         % (length, n - _PROG_HDR_SIZE - 4))
-    stored = struct.unpack_from("<I", data, n - 4)[0]
-    computed = crc32(memoryview(data)[:n - 4])
-    if stored != computed:
-        raise ValueError("crc = 0x%08x: computed 0x%08x over the record" % (stored, computed))
-    if seq < 1:
-        raise ValueError("seq = %d: must be >= 1" % seq)
-    return seq, bytes(data[_PROG_HDR_SIZE:n - 4])
 
 
 class ProgramStore(_SlotStore):
@@ -288,7 +239,8 @@ class ProgramStore(_SlotStore):
 
     def load(self):
         """The newest committed blob (bytes) or None; see status()/report()/alarm()."""
-        return self.slots.load(decode_program_record)
+        from pumpfw import storemount
+        return self.slots.load(storemount.decode_program_record)
 
     def commit(self, blob):
         """Write a new program blob; returns its seq. Raises StoreError on a failed write."""
@@ -330,78 +282,9 @@ class EventLog:
 
     def mount(self):
         """Scan the segment files; set next_seq. Returns the list of notes (torn tails, bad
-        records) found; never raises on bad data."""
-        self.notes = []
-        names = []
-        plen = len(self.prefix)
-        for name in self.fs.listdir(self.root):
-            if name.startswith(self.prefix) and name.endswith(".log"):
-                try:
-                    names.append(int(name[plen:-4]))
-                except ValueError:
-                    pass
-            elif name.startswith(self.prefix) and name.endswith(".log.tmp"):
-                try:
-                    self.fs.remove(_join(self.root, name))  # a repair cut short: the .log is intact
-                except OSError:
-                    pass
-        names.sort()
-        self.segments = []
-        last_seq = 0
-        for segno in names:
-            path = self._path(segno)
-            try:
-                data = _read_all(self.fs, path)
-            except OSError as e:
-                self.notes.append("%s: unreadable (%s)" % (path, e))
-                continue
-            n = len(data) // REC
-            first = 0
-            good = 0
-            bad = 0
-            for i in range(n):
-                try:
-                    rec = logrec.decode(memoryview(data)[i * REC:(i + 1) * REC])
-                except ValueError as e:
-                    bad += 1
-                    self.notes.append("%s: record %d: %s" % (path, i, e))
-                    continue
-                if first == 0:
-                    first = rec[0] - i
-                if rec[0] > last_seq:
-                    last_seq = rec[0]
-                good += 1
-            torn = len(data) % REC
-            if torn:
-                self.notes.append("%s: torn tail of %d bytes after %d records (not committed)"
-                                  % (path, torn, n))
-                if not bad:
-                    torn = not self._repair(path, data[:n * REC])
-            self.segments.append([segno, first, n, torn != 0 or bad > 0])
-        self.next_seq = last_seq + 1
-        if self.segments:
-            last = self.segments[-1]
-            self.sealed = last[3] or last[2] >= self.seg_records
-            if last[2] == 0 and not last[3]:
-                last[1] = self.next_seq  # an empty segment: appends continue in it
-                self.sealed = False
-        else:
-            self.sealed = True
-        return self.notes
-
-    def _repair(self, path, good):
-        """Drop a torn tail: write the committed records to a temporary file, sync it, and
-        rename it over the segment (atomic on littlefs and on a host directory), so a cut
-        leaves the old file (torn tail still there) or the repaired one. Returns True if
-        repaired; on failure the segment is sealed instead."""
-        tmp = path + ".tmp"
-        try:
-            _write_file(self.fs, tmp, good)
-            self.fs.rename(tmp, path)
-            return True
-        except OSError as e:
-            self.notes.append("%s: repair failed (%s); segment sealed" % (path, e))
-            return False
+        records) found; never raises on bad data (pumpfw.storemount, loaded for the call)."""
+        from pumpfw import storemount
+        return call_once(storemount, "mount", self)
 
     def _new_segment(self):
         segno = self.segments[-1][0] + 1 if self.segments else 1

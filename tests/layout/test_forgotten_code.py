@@ -133,19 +133,52 @@ fs = cutrig.CutFs(cutrig.LITTLEFS)
 for n in range(2):           # a first boot, then one that restores what the first saved
     app = PumpApp(cutrig.CutHardware(%(root)r, [0]), fs=fs)
     app.boot()
-    print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules)
+    print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules,
+          'pumpfw.storemount' in sys.modules)
     import pumpfw
     print('ATTR', hasattr(pumpfw, 'recovery'))
+print('SET', app.set_time(9000, 3600000), app.refill(1000000, 2000), app.prime(0) is not None)
+print('LOADED', 'pumpfw.configure' in sys.modules, hasattr(pumpfw, 'configure'))
 """
 
 
 def test_the_boot_recovery_runs_and_is_let_go_on_micropython(tmp_path) -> None:
     """The boot's recovery (pumpfw.recovery) is in the heap only while the boot runs: after
     a first boot and after one that restores a saved state, it is out of sys.modules and its
-    package, and the app is ready."""
+    package, and the app is ready; so is the store's read of the flash (pumpfw.storemount). So are the configuring commands after a time set, a refill
+    and a refused prime."""
     import shutil
     from tests.support.mpy import REPO
     shutil.copy(REPO / "hw" / "mechanism.json", tmp_path / "mechanism.json")
     out = run_micropython(BOOT % {"root": str(tmp_path)}, extra_path=[str(REPO)]).split("\n")
-    assert out[:4] == ["BOOT 0 True False False", "ATTR False", "BOOT 1 True False False", "ATTR False"], out
+    assert out[:4] == ["BOOT 0 True False False False", "ATTR False", "BOOT 1 True False False False",
+                       "ATTR False"], out
+    # the commands that configure the pump (pumpfw.configure): done, or refused, and let go
+    assert out[4:6] == ["SET None None True", "LOADED False False"], out
 
+
+UPLOAD = """import sys, struct
+from pumpcore import wire, wirehost
+from pumpfw.server import ProtocolServer
+from tests.protocol.fakes import FakeController, FakeProgram
+out = []
+server = ProtocolServer(FakeController(), out.append)
+enc = FakeProgram(186000, 'p1').encode()
+server.feed(wire.encode_frame(0, 1, wire.CMD_PROG_STAGE, 0, struct.pack('<II', 0, len(enc)) + enc))
+server.feed(wire.encode_frame(0, 2, wire.CMD_PROG_VERIFY, 0, b''))
+server.feed(wire.encode_frame(0, 3, wire.CMD_PROG_READ, 0, struct.pack('<BBI', 1, 0, 0)))
+server.feed(wire.encode_frame(0, 4, wire.CMD_PROG_STAGE, 0, struct.pack('<II', 5, 4) + b'x'))
+for line in out:
+    print('STATUS', wirehost.decode_line(line)[4])
+print('LOADED', 'pumpfw.programlink' in sys.modules)
+"""
+
+
+def test_the_program_upload_is_served_and_let_go_on_micropython() -> None:
+    """Stage, verify and read (pumpfw.programlink) are in the heap only while one is served:
+    each answered (the last stage out of order, refused), and the module gone after."""
+    from pumpcore import wire
+    from tests.support.mpy import REPO
+    out = run_micropython(UPLOAD, extra_path=[str(REPO)]).split("\n")
+    ok, bad = "STATUS %d" % wire.OK, "STATUS %d" % wire.ERR_BAD_PAYLOAD
+    assert out[:5] == [ok, ok, ok, bad, "LOADED False"], out
