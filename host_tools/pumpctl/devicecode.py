@@ -154,8 +154,11 @@ class _Walker:
         return False
 
 
-def device_imports(firmware_dir: Path, platform: str) -> tuple[list[str], list[DeviceImport]]:
+def device_imports(firmware_dir: Path, platform: str,
+                   entries: tuple[str, ...] | None = None) -> tuple[list[str], list[DeviceImport]]:
     """(the files the device on `platform` runs, relative posix paths sorted; every arrow).
+    `entries`: the files to start from (relative posix paths; default ENTRY_POINTS, what the
+    device runs by itself), e.g. ("pumphw/rp2hw.py",) for what the hardware layer alone needs.
 
     Raises UsageError, naming the file and line, for an import that is neither a firmware file
     nor a built-in module of that interpreter, and when the tree has no main.py."""
@@ -163,7 +166,7 @@ def device_imports(firmware_dir: Path, platform: str) -> tuple[list[str], list[D
     if not (root / "main.py").is_file():
         raise UsageError("firmware directory %s has no main.py (pass --firmware-dir)" % root)
     builtins = builtins_for(platform)
-    todo = [name for name in ENTRY_POINTS if (root / name).is_file()]
+    todo = [name for name in (ENTRY_POINTS if entries is None else entries) if (root / name).is_file()]
     seen: set[str] = set(todo)
     arrows: list[DeviceImport] = []
     while todo:

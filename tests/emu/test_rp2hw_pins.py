@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from pumpctl import devicecode
 from pumpctl.rigs.emu.rigdir import REPO
 from pumpctl.rigs.emu.rig import EmuRig
 
@@ -18,9 +19,9 @@ from .conftest import copy_to_chip, mpremote
 
 pytestmark = pytest.mark.emu
 
-FILES = ["pumpcore/__init__.py", "pumpcore/fixed.py", "pumpcore/alarms.py", "pumpcore/fielderror.py",
-         "pumpcore/pressure.py", "pumpcore/screwenc.py", "pumpcore/detect.py", "pumphw/__init__.py",
-         "pumphw/base.py", "pumphw/pinmap.py", "pumphw/rp2hw.py", "pumphw/steppio.py"]
+# what rp2hw imports, found from the imports as deploy finds them (a hand-kept list went stale
+# twice: screwenc and detect, then sensorcheck, each an ImportError on the chip)
+FILES = devicecode.device_imports(REPO / "firmware", "rp2", ("pumphw/rp2hw.py", "pumphw/__init__.py"))[0]
 HW = ("import time\n"
       "from pumphw import base\n"
       "if 'hw' not in globals():\n"
