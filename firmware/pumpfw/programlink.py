@@ -2,8 +2,10 @@
 budget: this code is in the RP2040's heap only while a stage, verify or read request is
 served; `ProtocolServer._dispatch` runs it through `pumpcore.call_once`).
 
-- stage_chunk: PROG_STAGE, a chunk of the encoded program into the server's preallocated
-  stage (wire.MAX_PROGRAM_BYTES), in order from offset 0;
+- stage_chunk: PROG_STAGE, a chunk of the encoded program into the server's stage, in order
+  from offset 0; the first chunk makes the stage, of the total length it announces (at most
+  wire.MAX_PROGRAM_BYTES; a heap with no such room refuses the upload as ERR_INTERNAL, the
+  running program unchanged);
 - verify: PROG_VERIFY, the whole stage decoded, checked canonical and against the hard limits
   (the controller's check_program); the verified program is what a commit may name;
 - read_program: PROG_READ, the running or the verified staged program, encoded or described,
@@ -30,6 +32,7 @@ def stage_chunk(server, n):
             offset, size, total))
     if offset == 0:
         server._clear_stage()
+        server._stage = bytearray(total)   # the whole program's room, once per upload
         server._stage_total = total
     elif offset != server._stage_len or total != server._stage_total:
         expect = server._stage_len if server._stage_total else 0

@@ -193,7 +193,10 @@ class ProtocolServer:
         self._n = 0
         self._in_frame = False
         self._overflow = False
-        self._stage = bytearray(wire.MAX_PROGRAM_BYTES)
+        # the program being uploaded: a buffer of the size its first chunk announces (at most
+        # wire.MAX_PROGRAM_BYTES), made then and let go by a commit or a new upload, so it is not
+        # in the RP2040's heap between uploads (issue 16); None when nothing is staged
+        self._stage = None
         self._stage_len = 0
         self._stage_total = 0
         self._verified = None      # decoded staged program after a successful verify
@@ -545,6 +548,7 @@ class ProtocolServer:
 
     # ---- program staging -----------------------------------------------------------------
     def _clear_stage(self):
+        self._stage = None
         self._stage_len = 0
         self._stage_total = 0
         self._verified = None
