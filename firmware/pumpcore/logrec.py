@@ -48,7 +48,7 @@ EV_BOLUS_ABORTED = const(10)    # kind, dose_ng, delivered_ng_at_last_save, bolu
 EV_SUSPEND = const(11)          # reason (0=command, 1=alarm), 0, 0, 0
 EV_RESUME = const(12)           # suspended_ms, 0, 0, 0
 EV_REFILL = const(13)           # volume_nl, concentration_ug_ml, bridge_left_nl (old drug still in the catheter), 0
-EV_PRIME = const(14)            # volume_nl, duration_ms, 0, 0
+EV_PRIME = const(14)            # volume_nl, duration_ms, dose_ng, bolus_serial (a bolus of kind prime)
 EV_ALARM_RAISED = const(15)     # alarm code, priority, detail, restored (1: active before the reset, carried over by the boot)
 EV_ALARM_ACK = const(16)        # alarm code, priority, 0, 0
 EV_ALARM_CLEARED = const(17)    # alarm code, priority, active_ms, 0

@@ -37,7 +37,7 @@ EVENT_ARGS = (
     ("reason", "", "", ""),
     ("suspended_ms", "", "", ""),
     ("volume_nl", "concentration_ug_ml", "bridge_left_nl", ""),
-    ("volume_nl", "duration_ms", "", ""),
+    ("volume_nl", "duration_ms", "dose_ng", "bolus_serial"),
     ("alarm", "priority", "detail", "restored"),
     ("alarm", "priority", "", ""),
     ("alarm", "priority", "active_ms", ""),

@@ -107,7 +107,12 @@ def prime(app, volume_nl):
     code = app.sched.prime(volume_nl, duration)
     if code:
         return (code, schedmod.refusal_text(code))
-    app._log(logrec.EV_PRIME, volume_nl, duration, 0, 0)
+    # a prime is a bolus of its own kind: its serial and dose go in the state before the motor
+    # moves, so a reset during it logs it aborted (and its end carries its own serial)
+    dose = app.sched.b_dose
+    serial = app.state.begin_bolus(schedmod.BOLUS_PRIME, dose)
+    app.last_bolus = schedmod.BOLUS_PRIME
+    app._log(logrec.EV_PRIME, volume_nl, duration, dose, serial)
     app.save(urgent=True)
     return None
 

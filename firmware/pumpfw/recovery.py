@@ -235,6 +235,9 @@ def log_after_save(app, state):
                 jumped = True
             elif code == logrec.EV_BOLUS_START:
                 started.append((rec[7], rec[4], rec[5], rec[1], rec[2]))
+            elif code == logrec.EV_PRIME and rec[7]:
+                # a prime is a bolus of its own kind (a record before primes had serials: 0)
+                started.append((rec[7], schedmod.BOLUS_PRIME, rec[6], rec[1], rec[2]))
             elif code == logrec.EV_BOLUS_END:
                 closed.append(rec[6])
             elif code == logrec.EV_BOLUS_ABORTED:

@@ -446,3 +446,64 @@ def test_a_step_reported_only_after_its_low_time_is_not_a_stall(tmp_path):
     run_for(app, hw, 3_600_000)
     assert al.ALARM_STALL not in app.alarm_set.active(), "a false motor-stall stopped delivery"
     assert st.done >= 200
+
+
+def _primed(tmp_path: Path, volume_nl: int) -> tuple[PumpApp, FakeHardware]:
+    """A stopped program (priming needs one), its alarms acknowledged, a prime started."""
+    from pumpcore.program import MODE_STOPPED
+    app, hw = programmed(tmp_path, mode=MODE_STOPPED, concentration_ug_ml=2000)
+    for code in list(app.alarm_set.active()):
+        app.ack_alarm(code)
+    assert app.prime(volume_nl) is None
+    return app, hw
+
+
+def _prime_record(app: PumpApp) -> tuple:
+    (rec,) = [r for r in log_records(app) if r[3] == logrec.EV_PRIME]
+    return rec
+
+
+def test_a_prime_cut_by_a_reset_is_logged_aborted_with_its_serial(tmp_path):
+    """A prime is a bolus of its own kind: one running at a reset is logged aborted (kind,
+    dose, what the last save counted, serial), never resumed; before primes had serials it
+    vanished from the log (EV_PRIME, then the reset, and nothing saying it was cut short)."""
+    from pumpcore import scheduler as sched
+    app, hw = _primed(tmp_path, 100_000)            # 100 uL over 600 s
+    prime = _prime_record(app)
+    assert prime[6] == 100_000 * 2000 // 1000 and prime[7] >= 1    # dose ng, serial
+    run_for(app, hw, 60_000)
+    app.save(urgent=True)
+    app2, _ = boot(tmp_path / "flash")
+    aborted = [r for r in log_records(app2) if r[3] == logrec.EV_BOLUS_ABORTED]
+    assert [(r[4], r[5], r[7]) for r in aborted] == [(sched.BOLUS_PRIME, prime[6], prime[7])], aborted
+    assert 0 < aborted[0][6] < prime[6]                 # part of it counted at the last save
+    assert app2.sched.bolus_active() == 0
+
+
+def test_a_prime_whose_save_was_cut_is_logged_aborted_from_the_log(tmp_path):
+    """The reset fell between the prime's record and its save: the state does not know it, the
+    log does; the boot logs it aborted (delivered 0 at the last save) and moves the serial on."""
+    from pumpcore import scheduler as sched
+    from pumpcore import statecodec as sc
+    from pumpcore.program import MODE_STOPPED
+    app, hw = programmed(tmp_path, mode=MODE_STOPPED, concentration_ug_ml=2000)
+    for code in list(app.alarm_set.active()):
+        app.ack_alarm(code)
+    app.save = lambda urgent=False: None              # the cut: the prime's save never lands
+    assert app.prime(50_000) is None
+    prime = _prime_record(app)
+    app2, _ = boot(tmp_path / "flash")                # and the power goes before the loop runs
+    aborted = [r for r in log_records(app2) if r[3] == logrec.EV_BOLUS_ABORTED]
+    assert [(r[4], r[5], r[6], r[7]) for r in aborted] == [(sched.BOLUS_PRIME, prime[6], 0, prime[7])], aborted
+    assert app2.state.get(sc.F_BOLUS_SERIAL) == prime[7]
+
+
+def test_a_prime_that_runs_to_its_end_ends_with_its_own_serial(tmp_path):
+    from pumpcore import scheduler as sched
+    app, hw = _primed(tmp_path, 1_000)                # 1 uL: the 1 s minimum
+    prime = _prime_record(app)
+    assert prime[7] >= 1, prime                       # the prime's own serial, past the last bolus's
+    run_for(app, hw, 20_000)
+    ends = [r for r in log_records(app) if r[3] == logrec.EV_BOLUS_END]
+    assert [(r[4], r[6]) for r in ends] == [(sched.BOLUS_PRIME, prime[7])], ends
+    assert not app.state.bolus_in_progress()
