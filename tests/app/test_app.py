@@ -507,3 +507,23 @@ def test_a_prime_that_runs_to_its_end_ends_with_its_own_serial(tmp_path):
     ends = [r for r in log_records(app) if r[3] == logrec.EV_BOLUS_END]
     assert [(r[4], r[6]) for r in ends] == [(sched.BOLUS_PRIME, prime[7])], ends
     assert not app.state.bolus_in_progress()
+
+
+def test_a_maintenance_entry_whose_save_was_cut_ends_once_on_the_log(tmp_path):
+    """The reset fell between EV_MAINT_START and its save: the alarm raised on the log comes
+    back at boot and ends there, and the first time sync logs the one EV_MAINT_END with the
+    gap as missed (not zero, not twice)."""
+    app, hw = programmed(tmp_path)
+    for code in list(app.alarm_set.active()):
+        app.ack_alarm(code)
+    run_for(app, hw, 30_000)
+    app.save = lambda urgent=False: None              # the cut: the entry's save never lands
+    app.enter_maintenance(600_000)
+    app2, _ = boot(tmp_path / "flash")
+    assert al.ALARM_MAINTENANCE not in app2.alarm_set.active()
+    assert app2.set_time(DAY0, 3_600_000) is None
+    recs = log_records(app2)
+    starts = [r for r in recs if r[3] == logrec.EV_MAINT_START]
+    ends = [r for r in recs if r[3] == logrec.EV_MAINT_END]
+    assert len(starts) == 1 and len(ends) == 1, (starts, ends)
+    assert ends[0][4] > 0 and ends[0][6] > 3_000_000, ends    # missed nL, the gap in ms
