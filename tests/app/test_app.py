@@ -40,12 +40,9 @@ def run_for(app: PumpApp, hw: FakeHardware, ms: int) -> None:
 def iteration_now(app: PumpApp, hw: FakeHardware) -> None:
     """One loop iteration with no sleep after it, as when host bytes end the sleep: a command
     sent then is read in an iteration whose clock is current (between two run_for calls the
-    app's clock stands at its last iteration's start, up to a quiet sleep of 4 s behind)."""
-    hw.idle = lambda ms: None
-    try:
-        app.step()
-    finally:
-        del hw.idle
+    app's clock stands at its last iteration's start, up to a quiet sleep of 60 s behind)."""
+    hw.host_waiting = True       # the fake's idle returns at once, as on waiting host bytes
+    app.step()
 
 
 def programmed(tmp_path: Path, **kw) -> tuple[PumpApp, FakeHardware]:
