@@ -26,3 +26,30 @@ def call_once(module, function, *args):
         return getattr(module, function)(*args)
     finally:
         forget(module.__name__)
+
+
+def render(catalog, key, args):
+    """`catalog.TEXTS[key] % args`, the catalog loaded for the call and let go after (issue
+    16: the texts of the refusals and errors sit in the RP2040's heap only while one is made).
+    A catalog that cannot be loaded now (no heap or no flash for it) gives "<key> <args>"
+    instead, the key naming the text in the catalog: an error is never lost for want of its
+    words. The
+    layer's `text()` imports the catalog, by a plain import, so that the deploy ships it."""
+    try:
+        return call_once(catalog, "text", key, args)
+    except MemoryError:
+        return untold(key, args)
+
+
+def untold(key, args):
+    """The text of `key` when its catalog could not be loaded: the key and the values."""
+    return "%s %r" % (key, args)
+
+
+def text(key, *args):
+    """The core's text of `key` with `args` (pumpcore.coretext, loaded for the call)."""
+    try:
+        from pumpcore import coretext
+    except Exception:       # no heap or no flash for it now: the key and the values
+        return untold(key, args)
+    return render(coretext, key, args)

@@ -32,6 +32,7 @@ tick(dt_ms), update(), pattern(), motor_allowed() and bolus_allowed() allocate n
 run every main-loop tick). Times in ms.
 """
 from pumpcore.fixed import const
+from pumpcore import text
 
 PRIO_INFO = const(0)
 PRIO_LOW = const(1)
@@ -150,7 +151,7 @@ class AlarmError(ValueError):
 
 def _check_code(code):
     if not isinstance(code, int) or code < 1 or code > ALARM_MAX:
-        raise AlarmError("alarm code = %r: must be 1..%d" % (code, ALARM_MAX))
+        raise AlarmError(text("alarm_code", code, ALARM_MAX))
 
 
 def alarm_name(code):
@@ -478,10 +479,9 @@ class AlarmSet:
         reports the condition ended)."""
         limit = 1 << (ALARM_MAX + 1)
         if not isinstance(active_mask, int) or active_mask < 0 or active_mask >= limit or active_mask & 1:
-            raise AlarmError("alarm active_mask = %r: must be a mask of codes 1..%d" % (active_mask, ALARM_MAX))
+            raise AlarmError(text("alarm_mask", active_mask, ALARM_MAX))
         if not isinstance(acked_mask, int) or acked_mask & ~active_mask:
-            raise AlarmError("alarm acked_mask = %r: must be a subset of active_mask 0x%x"
-                             % (acked_mask, active_mask))
+            raise AlarmError(text("alarm_ack", acked_mask, active_mask))
         for c in range(1, ALARM_MAX + 1):
             self._flags[c] = 0
             self._gone_n[c] = 0

@@ -11,6 +11,7 @@ import struct
 
 from pumpcore import wire
 from pumpcore.fixed import const
+from pumpcore import text
 
 _BLOCK = const(64)
 _KEY_SIZE = const(32)     # bytes of a rig key (/rigkey.bin on the device)
@@ -60,10 +61,10 @@ def equal(a, b):
 def check_rig_id(rig_id):
     """Raise wire.WireError unless `rig_id` is 1..MAX_RIG_ID printable ASCII characters."""
     if not isinstance(rig_id, str) or not 1 <= len(rig_id) <= wire.MAX_RIG_ID:
-        raise wire.WireError("rig_id = %r: must be 1..%d characters" % (rig_id, wire.MAX_RIG_ID))
+        raise wire.WireError(text("rig_id_len", rig_id, wire.MAX_RIG_ID))
     for ch in rig_id:
         if not 0x21 <= ord(ch) <= 0x7E:
-            raise wire.WireError("rig_id = %r: only printable ASCII without spaces" % (rig_id,))
+            raise wire.WireError(text("rig_id_chr", rig_id))
 
 
 def sign_request(seq, cmd, body, rig_id, counter, key):
@@ -73,13 +74,13 @@ def sign_request(seq, cmd, body, rig_id, counter, key):
     """
     check_rig_id(rig_id)
     if not isinstance(counter, int) or not 1 <= counter <= wire.COUNTER_LIMIT:
-        raise wire.WireError("counter = %r: outside 1..%d" % (counter, wire.COUNTER_LIMIT))
+        raise wire.WireError(text("counter", counter, wire.COUNTER_LIMIT))
     if len(key) != _KEY_SIZE:
-        raise wire.WireError("key: %d bytes, a rig key is %d" % (len(key), _KEY_SIZE))
+        raise wire.WireError(text("key_size", len(key), _KEY_SIZE))
     rid = rig_id.encode()
     n = len(body) + 1 + len(rid) + 4 + wire.HMAC_SIZE
     if n > wire.MAX_PAYLOAD:
-        raise wire.WireError("payload length = %d: above MAX_PAYLOAD %d" % (n, wire.MAX_PAYLOAD))
+        raise wire.WireError(text("payload", n, wire.MAX_PAYLOAD))
     head = struct.pack(wire.HEADER_FMT, wire.PROTOCOL_VERSION, wire.KIND_REQUEST, seq, cmd, 0, n)
     signed = head + bytes(body) + bytes((len(rid),)) + rid + struct.pack("<I", counter)
     mac = hmac_sha256(key, signed)

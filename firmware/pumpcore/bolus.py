@@ -7,6 +7,7 @@ of the bucket 24 h before the current one: never less than the true rolling 24 h
 most one 15-min bucket more (conservative). Times are wall times (day, ms_of_day).
 """
 from pumpcore.fixed import const
+from pumpcore import text
 from pumpcore.program import MAX_PATIENT_PER_24H
 
 BUCKET_MS = const(900000)
@@ -145,7 +146,7 @@ class BolusGate:
         """Inverse of snapshot()."""
         b, self.abs_bucket, rd, rm, self.ring_used, self.ring_next, self.lock_day, self.lock_ms = snap
         if len(b) != N_BUCKETS or len(rd) != MAX_PATIENT_PER_24H or len(rm) != MAX_PATIENT_PER_24H:
-            raise ValueError("bolus gate snapshot: wrong sizes %d/%d/%d" % (len(b), len(rd), len(rm)))
+            raise ValueError(text("gate_snap", len(b), len(rd), len(rm)))
         self.buckets = list(b)
         self.ring_day = list(rd)
         self.ring_ms = list(rm)

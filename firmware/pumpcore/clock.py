@@ -4,6 +4,7 @@ Both parts stay small ints for a century: day < 36,600, ms_of_day < 86,400,000. 
 2000-01-01, was a Saturday; weekday() numbers Monday 0 .. Sunday 6.
 """
 from pumpcore.fixed import const
+from pumpcore import text
 
 MS_PER_DAY = const(86400000)
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -20,9 +21,9 @@ class WallClock:
     def set(self, day, ms_of_day):
         """Set the wall time; day >= 0, 0 <= ms_of_day < 86,400,000."""
         if not isinstance(day, int) or day < 0 or day > 1000000:
-            raise ValueError("clock.day = %r: must be 0..1000000 (days since 2000-01-01)" % (day,))
+            raise ValueError(text("clock_day", day))
         if not isinstance(ms_of_day, int) or ms_of_day < 0 or ms_of_day >= MS_PER_DAY:
-            raise ValueError("clock.ms_of_day = %r: must be 0..86399999" % (ms_of_day,))
+            raise ValueError(text("clock_ms", ms_of_day))
         self.day = day
         self.ms = ms_of_day
 

@@ -27,6 +27,7 @@ criteria still need a second reading, 1 s later):
   end stop closes (end stop confirmed over `end_stop_confirm` consecutive updates).
 """
 from pumpcore.fixed import const
+from pumpcore import text
 from pumpcore import alarms as _alarms
 from pumpcore import pressure as _pressure
 
@@ -39,7 +40,7 @@ class DetectError(ValueError):
 
 def _param(name, value, lo, hi):
     if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
-        raise DetectError("%s = %r: must be an int in %d..%d" % (name, value, lo, hi))
+        raise DetectError(text("param", name, value, lo, hi))
     return value
 
 
@@ -139,9 +140,7 @@ class OcclusionDetector:
         if kw.get("fault_low_kpa_x10") is None:
             kw["fault_low_kpa_x10"] = sensor.fault_low_kpa_x10
         if kw["threshold_kpa_x10"] >= sensor.rail_kpa_x10:
-            raise DetectError("threshold_kpa_x10 = %d: must be below the sensor's rail %d (%s "
-                              "never reads more)" % (kw["threshold_kpa_x10"], sensor.rail_kpa_x10,
-                                                     sensor.part))
+            raise DetectError(text("threshold", kw["threshold_kpa_x10"], sensor.rail_kpa_x10, sensor.part))
         return cls(**kw)
 
     def missed_steps_bound(self, step_period_ms=0):
@@ -378,7 +377,7 @@ class FlowDetector:
         self.persist = _param("persist", persist, 1, 1000)
         self.bucket_ms = window_ms // n_buckets
         if self.bucket_ms * n_buckets != window_ms:
-            raise DetectError("window_ms = %d: must be a multiple of n_buckets %d" % (window_ms, n_buckets))
+            raise DetectError(text("buckets", window_ms, n_buckets))
         self._cmd = [0] * n_buckets
         self._meas = [0] * n_buckets
         self.reset()

@@ -5,6 +5,8 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+from pumpcore import text
+
 SMALL_INT_MAX = const(0x3FFFFFFF)  # largest RP2040 small int (2**30 - 1)
 
 
@@ -16,7 +18,7 @@ def mul_divmod(a, b, d):
     itself is one. Meant for set-up time (segment or bolus start), not per tick.
     """
     if a < 0 or b < 0 or d <= 0:
-        raise ValueError("mul_divmod needs a, b >= 0 and d > 0, got %d, %d, %d" % (a, b, d))
+        raise ValueError(text("mul_divmod", a, b, d))
     qa, ra = divmod(a, d)
     q = 0
     r = 0

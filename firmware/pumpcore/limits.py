@@ -15,6 +15,7 @@ makes at the firmware's fastest step rate (MAX_STEP_HZ) at the lowest concentrat
 """
 from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
+from pumpcore import text
 
 ABS_MAX_FLOW_NG_DAY = const(200000000)
 _ABS_MAX_CONC_UG_ML = const(2000)
@@ -82,7 +83,7 @@ class HardLimits:
                  reservoir_capacity_nl=20000000, max_daily_nl=_ABS_MAX_DAILY_NL):
         if not isinstance(max_daily_nl, int) or max_daily_nl < 1 or max_daily_nl > _ABS_MAX_DAILY_NL:
             raise LimitsError("limits.max_daily_nl", repr(max_daily_nl),
-                              "must be an integer in 1..%d" % _ABS_MAX_DAILY_NL)
+                              text("int_in", _ABS_MAX_DAILY_NL))
         self.max_daily_nl = max_daily_nl
         self.max_rate_ng_day = max_rate_ng_day
         self.max_24h_ng = max_24h_ng
@@ -98,21 +99,20 @@ class HardLimits:
         for name, lo, hi in _FIELDS:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
-                raise LimitsError("limits." + name, repr(v), "must be an integer")
+                raise LimitsError("limits." + name, repr(v), text("int"))
             if v < lo or v > hi:
-                raise LimitsError("limits." + name, v, "outside the absolute range %d..%d" % (lo, hi))
+                raise LimitsError("limits." + name, v, text("abs_range", lo, hi))
         if self.min_conc_ug_ml > self.max_conc_ug_ml:
             raise LimitsError("limits.min_conc_ug_ml", self.min_conc_ug_ml,
-                              "above limits.max_conc_ug_ml %d" % self.max_conc_ug_ml)
+                              text("conc_order", self.max_conc_ug_ml))
         daily_nl = self.max_24h_ng * 1000 // self.min_conc_ug_ml
         if daily_nl > self.max_daily_nl:
             raise LimitsError("limits.max_24h_ng", self.max_24h_ng,
-                              "at min_conc_ug_ml %d that is %d nL/day, above the mechanism's %d nL/day"
-                              " (step counters < 2**30 over %d days)"
-                              % (self.min_conc_ug_ml, daily_nl, self.max_daily_nl, COUNTER_DAYS))
+                              text("daily_vol", self.min_conc_ug_ml, daily_nl, self.max_daily_nl,
+                                   COUNTER_DAYS))
         if self.max_rate_ng_day > self.max_flow_ng_day:
             raise LimitsError("limits.max_rate_ng_day", self.max_rate_ng_day,
-                              "above limits.max_flow_ng_day %d" % self.max_flow_ng_day)
+                              text("rate_order", self.max_flow_ng_day))
 
     def as_tuple(self):
         """The limits as a tuple of ints in _FIELDS order (for persistence and the wire)."""
@@ -122,7 +122,7 @@ class HardLimits:
     def from_tuple(values, max_daily_nl=_ABS_MAX_DAILY_NL):
         """Inverse of as_tuple (validates); max_daily_nl: the mechanism's (not in the tuple)."""
         if len(values) != len(_FIELDS):
-            raise LimitsError("limits", len(values), "expected %d values" % len(_FIELDS))
+            raise LimitsError("limits", len(values), text("n_values", len(_FIELDS)))
         return HardLimits(*values, max_daily_nl=max_daily_nl)
 
     @staticmethod
@@ -141,8 +141,7 @@ class HardLimits:
         flow = max_flow_ng_day_for(pl_per_step, min_conc)
         if flow < base.max_rate_ng_day:
             raise LimitsError("mechanism", "%d pL/step" % pl_per_step,
-                              "its fastest flow %d ng/day at %d ug/mL is below the max rate %d ng/day"
-                              % (flow, min_conc, base.max_rate_ng_day))
+                              text("slow_mech", flow, min_conc, base.max_rate_ng_day))
         return HardLimits(max_rate_ng_day=base.max_rate_ng_day, max_24h_ng=base.max_24h_ng,
                           max_bolus_ng=base.max_bolus_ng, max_flow_ng_day=flow,
                           min_conc_ug_ml=min_conc, max_conc_ug_ml=base.max_conc_ug_ml,

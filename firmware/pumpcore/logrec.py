@@ -21,6 +21,7 @@ import struct
 
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumpcore import text
 
 RECORD_SIZE = const(32)
 _RECORD_VERSION = const(1)
@@ -103,9 +104,9 @@ class LogRecordError(FieldError):
 
 def _check_range(field, value, lo, hi):
     if not isinstance(value, int) or isinstance(value, bool):
-        raise LogRecordError(field, repr(value), "must be an int")
+        raise LogRecordError(field, repr(value), text("an_int"))
     if value < lo or value > hi:
-        raise LogRecordError(field, value, "outside %d..%d" % (lo, hi))
+        raise LogRecordError(field, value, text("range", lo, hi))
 
 
 def encode_into(buf, seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
@@ -123,7 +124,7 @@ def encode_into(buf, seq, day, ms, code, a0=0, a1=0, a2=0, a3=0):
     _check_range("args[2]", a2, ARG_MIN, ARG_MAX)
     _check_range("args[3]", a3, ARG_MIN, ARG_MAX)
     if len(buf) != RECORD_SIZE:
-        raise LogRecordError("buffer length", len(buf), "must be %d bytes" % RECORD_SIZE)
+        raise LogRecordError("buffer length", len(buf), text("n_bytes", RECORD_SIZE))
     struct.pack_into(_FMT, buf, 0, seq, day, ms, code, _RECORD_VERSION, a0, a1, a2, a3)
     struct.pack_into("<I", buf, _BODY, crc32(memoryview(buf)[:_BODY]))
     return buf
@@ -143,20 +144,19 @@ def decode(buf):
     saying what is wrong with the stored bytes.
     """
     if len(buf) != RECORD_SIZE:
-        raise LogRecordError("record length", len(buf), "must be %d bytes" % RECORD_SIZE, _BAD_LENGTH)
+        raise LogRecordError("record length", len(buf), text("n_bytes", RECORD_SIZE), _BAD_LENGTH)
     stored = struct.unpack_from("<I", buf, _BODY)[0]
     computed = crc32(memoryview(buf)[:_BODY])
     if stored != computed:
-        raise LogRecordError("crc", "0x%08x" % stored, "does not match the record (computed 0x%08x)"
-                             % computed, BAD_CRC)
+        raise LogRecordError("crc", "0x%08x" % stored, text("rec_crc", computed), BAD_CRC)
     seq, day, ms, code, version, a0, a1, a2, a3 = struct.unpack_from(_FMT, buf, 0)
     if version != _RECORD_VERSION:
-        raise LogRecordError("version", version, "this firmware reads version %d" % _RECORD_VERSION,
+        raise LogRecordError("version", version, text("rec_ver", _RECORD_VERSION),
                              _BAD_VERSION)
     if code < 1 or code > EV_CODE_MAX:
-        raise LogRecordError("code", code, "unknown event code (1..%d)" % EV_CODE_MAX, _BAD_CODE)
+        raise LogRecordError("code", code, text("rec_code", EV_CODE_MAX), _BAD_CODE)
     if ms >= MS_PER_DAY or seq < 1:
-        raise LogRecordError("ms", ms, "ms of day must be < %d and seq >= 1" % MS_PER_DAY, _BAD_TIME)
+        raise LogRecordError("ms", ms, text("rec_time", MS_PER_DAY), _BAD_TIME)
     return (seq, day, ms, code, a0, a1, a2, a3)
 
 

@@ -49,7 +49,7 @@ Policies (documented choices):
   before it + the bolus dose. A refusal changes nothing: the basal keeps going.
 """
 from pumpcore.fixed import const, mul_divmod, ceil_muldiv_sub
-from pumpcore import call_once, program as programmod
+from pumpcore import call_once, text, program as programmod
 from pumpcore.bolus import BolusGate, BUCKET_MS, N_BUCKETS
 from pumpcore.reservoir import ReservoirTracker
 
@@ -102,11 +102,10 @@ class DoseScheduler:
 
     def __init__(self, pl_per_step, limits):
         if not isinstance(pl_per_step, int) or pl_per_step < 100 or pl_per_step > 10000000:
-            raise ValueError("pl_per_step = %r: must be 100..10000000 pL per microstep" % (pl_per_step,))
+            raise ValueError(text("pl_range", pl_per_step))
         daily_nl = limits.max_24h_ng * 1000 // limits.min_conc_ug_ml
         if 30 * (daily_nl // pl_per_step) * 1000 >= 0x40000000:
-            raise ValueError("pl_per_step = %d: 30 days at the limits' %d nL/day would overflow the step "
-                             "counters (RP2040 small ints); use a larger step or tighter limits" % (pl_per_step, daily_nl))
+            raise ValueError(text("pl_counts", pl_per_step, daily_nl))
         self.pl = pl_per_step
         self.limits = limits
         self.program = None
@@ -166,8 +165,7 @@ class DoseScheduler:
         program.validate(self.limits)
         if self.reservoir.conc_ug_ml and program.concentration_ug_ml != self.reservoir.conc_ug_ml:
             raise programmod.ProgramError("concentration_ug_ml", program.concentration_ug_ml,
-                                          "does not match the reservoir's %d ug/mL (refill first)"
-                                          % self.reservoir.conc_ug_ml)
+                                          text("conc_res", self.reservoir.conc_ug_ml))
         program._tables()
         self.program = program
         self.clock = clock
@@ -660,7 +658,7 @@ class DoseScheduler:
     def record_missed(self, steps):
         """The motor failed to make `steps` of the steps issued (stall, occlusion): count them missed."""
         if not isinstance(steps, int) or steps < 0:
-            raise ValueError("record_missed steps = %r: must be a non-negative integer" % (steps,))
+            raise ValueError(text("steps", "record_missed", steps))
         if steps > self.delivered_steps:
             steps = self.delivered_steps
         self.delivered_steps -= steps
@@ -784,8 +782,7 @@ class DoseScheduler:
         write-ahead reservation) as delivered: total, today, rolling 24 h and reservoir, so the
         ledger errs on the safe side. Returns the ng this added to the total."""
         if not isinstance(steps, int) or steps < 0:
-            raise ValueError("count_possibly_delivered steps = %r: must be a non-negative integer"
-                             % (steps,))
+            raise ValueError(text("steps", "count_possibly_delivered", steps))
         if not steps or not self.conc:
             return 0
         before = self.total_ng
@@ -814,7 +811,7 @@ class DoseScheduler:
         at most 7 days are accounted). A bolus that was running is not resumed.
         """
         if not isinstance(snap, tuple) or len(snap) != 26 or snap[0] != _SNAPSHOT_VERSION:
-            raise ValueError("scheduler snapshot: not a version-%d snapshot of 26 fields" % _SNAPSHOT_VERSION)
+            raise ValueError(text("sched_snap", _SNAPSHOT_VERSION))
         (_, day, ms, conc, self.pool, self.acc, self.mpool, self.macc, susp,
          self.delivered_steps, self.missed_steps, self.prime_steps,
          self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,

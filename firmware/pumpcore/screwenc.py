@@ -39,6 +39,7 @@ are written (the state store's urgent budget, 40 in a burst): a save not written
 one on flash, and its reset loses what grew since.
 """
 from pumpcore.fixed import const
+from pumpcore import text
 from pumpcore import alarms as _alarms
 from pumpcore.detect import FlowDetector, DetectError
 
@@ -80,11 +81,11 @@ _CARRY_MAX = const(0x20000000)   # a carried deficit saturates here (< 2**30, sm
 class ScrewMonitor:
     def __init__(self, steps_per_rev, pl_per_step, counts_per_rev=4096, tol_counts=3, flow=None):
         if not isinstance(steps_per_rev, int) or steps_per_rev < 1 or steps_per_rev > 1 << 20:
-            raise DetectError("steps_per_rev = %r: must be an integer in 1..%d" % (steps_per_rev, 1 << 20))
+            raise DetectError(text("enc_steps", steps_per_rev, 1 << 20))
         if not isinstance(counts_per_rev, int) or counts_per_rev < 2 or counts_per_rev > 1 << 16:
-            raise DetectError("counts_per_rev = %r: must be an integer in 2..65536" % (counts_per_rev,))
+            raise DetectError(text("enc_counts", counts_per_rev))
         if not isinstance(tol_counts, int) or tol_counts < 0 or tol_counts > 1000:
-            raise DetectError("tol_counts = %r: must be an integer in 0..1000" % (tol_counts,))
+            raise DetectError(text("enc_tol", tol_counts))
         self.steps_per_rev = steps_per_rev
         self.counts_per_rev = counts_per_rev
         self.tol_counts = tol_counts

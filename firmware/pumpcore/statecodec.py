@@ -44,7 +44,7 @@ import struct
 
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
-from pumpcore import call_once
+from pumpcore import call_once, text
 
 STATE_VERSION = const(1)
 MAGIC = b"PS"
@@ -137,7 +137,7 @@ class PersistentState:
     def set(self, field, value):
         lo, hi = FIELD_LIMITS[field]
         if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
-            raise StateError(FIELDS[field], repr(value), "must be an int in %d..%d" % (lo, hi))
+            raise StateError(FIELDS[field], repr(value), text("int_range", lo, hi))
         self.ints[field] = value
 
     def copy(self):
@@ -153,7 +153,7 @@ class PersistentState:
 
     def set_program_crc(self, crc):
         if not isinstance(crc, int) or crc < 0 or crc > 0xFFFFFFFF:
-            raise StateError("program_crc", repr(crc), "must be a CRC-32 (0..0xffffffff)")
+            raise StateError("program_crc", repr(crc), text("crc32"))
         self.ints[_F_PROGRAM_CRC_HI] = crc >> 16
         self.ints[_F_PROGRAM_CRC_LO] = crc & 0xFFFF
 
@@ -201,15 +201,15 @@ def flatten(obj, name="section"):
     no per-int string: a save flattens a few hundred ints, and what flatten allocated was most
     of a save's garbage (on the unix port the collections it set off were most of its time)."""
     if not isinstance(obj, tuple) and not isinstance(obj, list):
-        raise StateError(_section_name(name), repr(obj), "must be a tuple of ints", ERR_LAYOUT)
+        raise StateError(_section_name(name), repr(obj), text("int_tuple"), ERR_LAYOUT)
     vals = []
     shape = bytearray()
     _flatten_into(obj, 0, vals, shape, name)
     if len(vals) > MAX_SECTION_INTS:
-        raise StateError(_section_name(name) + " length", len(vals), "at most %d ints" % MAX_SECTION_INTS,
+        raise StateError(_section_name(name) + " length", len(vals), text("most_ints", MAX_SECTION_INTS),
                          ERR_LAYOUT)
     if len(shape) > _MAX_SHAPE:
-        raise StateError(_section_name(name) + " shape", len(shape), "at most %d bytes" % _MAX_SHAPE, ERR_LAYOUT)
+        raise StateError(_section_name(name) + " shape", len(shape), text("most_bytes", _MAX_SHAPE), ERR_LAYOUT)
     return bytes(shape), vals
 
 
@@ -220,7 +220,7 @@ def _section_name(name):
 def _flatten_into(x, depth, vals, shape, name):
     """The tuple x at `depth`: its ints onto vals, its brackets and runs of ints onto shape."""
     if depth >= MAX_DEPTH:
-        raise StateError(_section_name(name) + " depth", depth + 1, "at most %d levels" % MAX_DEPTH, ERR_LAYOUT)
+        raise StateError(_section_name(name) + " depth", depth + 1, text("most_depth", MAX_DEPTH), ERR_LAYOUT)
     shape.append(0x28)  # "("
     # a flat tuple of in-range ints (most sections, the bolus gate's 153 of them): checked in a
     # tight loop and taken whole, one run (15x faster on the unix port than the loop below,
@@ -250,7 +250,7 @@ def _flatten_into(x, depth, vals, shape, name):
             _shape_run(shape, run)
             run = 0
         if not isinstance(y, tuple) and not isinstance(y, list):
-            raise StateError(_section_name(name), repr(y), "must be an int or a tuple of ints", ERR_LAYOUT)
+            raise StateError(_section_name(name), repr(y), text("int_or_tup"), ERR_LAYOUT)
         _flatten_into(y, depth + 1, vals, shape, name)
     if run:
         _shape_run(shape, run)
@@ -272,42 +272,42 @@ def unflatten(shape, vals, name="section"):
 
 def _i32(field, v):
     if not isinstance(v, int) or isinstance(v, bool) or v < _I32_MIN or v > _I32:
-        raise StateError(field, repr(v), "must be a signed 32-bit int")
+        raise StateError(field, repr(v), text("i32"))
 
 
 def encode(state, seq):
     """Serialise `state` with save sequence `seq` (1..2**30-1). Returns bytes. Raises
     StateError naming the field, the value and the limit for anything out of range."""
     if not isinstance(seq, int) or seq < 1 or seq > SEQ_MAX:
-        raise StateError("seq", repr(seq), "must be 1..%d" % SEQ_MAX)
+        raise StateError("seq", repr(seq), text("one_to", SEQ_MAX))
     if len(state.ints) != _N_FIELDS:
-        raise StateError("ints", len(state.ints), "must hold %d fields" % _N_FIELDS, ERR_LAYOUT)
+        raise StateError("ints", len(state.ints), text("n_fields", _N_FIELDS), ERR_LAYOUT)
     for i in range(_N_FIELDS):
         lo, hi = FIELD_LIMITS[i]
         v = state.ints[i]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
-            raise StateError(FIELDS[i], repr(v), "must be an int in %d..%d" % (lo, hi))
+            raise StateError(FIELDS[i], repr(v), text("int_range", lo, hi))
     size = HEADER_SIZE + 4 * _N_FIELDS + 4
     sec_ids = sorted(state.sections)
     blob_ids = sorted(state.blobs)
     if len(sec_ids) > 255 or len(blob_ids) > 255:
-        raise StateError("sections", len(sec_ids), "at most 255 sections and 255 blobs", ERR_LAYOUT)
+        raise StateError("sections", len(sec_ids), text("n_sections"), ERR_LAYOUT)
     packed = []
     for sid in sec_ids:
         if not isinstance(sid, int) or sid < 1 or sid > 255:
-            raise StateError("section id", repr(sid), "must be 1..255", ERR_LAYOUT)
+            raise StateError("section id", repr(sid), text("one_to", 255), ERR_LAYOUT)
         shape, vals = flatten(state.sections[sid], sid)
         packed.append((sid, shape, vals))
         size += 5 + len(shape) + 4 * len(vals)
     for bid in blob_ids:
         b = state.blobs[bid]
         if not isinstance(bid, int) or bid < 1 or bid > 255:
-            raise StateError("blob id", repr(bid), "must be 1..255", ERR_LAYOUT)
+            raise StateError("blob id", repr(bid), text("one_to", 255), ERR_LAYOUT)
         if len(b) > _MAX_BLOB:
-            raise StateError("blob %d length" % bid, len(b), "at most %d bytes" % _MAX_BLOB, ERR_LAYOUT)
+            raise StateError("blob %d length" % bid, len(b), text("most_bytes", _MAX_BLOB), ERR_LAYOUT)
         size += 3 + len(b)
     if size > MAX_RECORD:
-        raise StateError("record length", size, "at most %d bytes" % MAX_RECORD, ERR_LENGTH)
+        raise StateError("record length", size, text("most_bytes", MAX_RECORD), ERR_LENGTH)
     buf = bytearray(size)
     struct.pack_into(_HDR, buf, 0, MAGIC, STATE_VERSION, _N_FIELDS, seq, size, len(sec_ids), len(blob_ids))
     off = HEADER_SIZE

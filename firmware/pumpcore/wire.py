@@ -45,6 +45,7 @@ import binascii
 
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumpcore import text
 
 PROTOCOL_VERSION = const(1)
 
@@ -289,19 +290,19 @@ def pack_fields(layout, values):
         name = names[i]
         if isinstance(values, dict):
             if name not in values:
-                raise WireError("%s: missing (layout %s)" % (name, fmt))
+                raise WireError(text("missing", name, fmt))
             v = values[name]
         else:
             v = getattr(values, name, None)
             if v is None:
-                raise WireError("%s: missing (layout %s)" % (name, fmt))
+                raise WireError(text("missing", name, fmt))
         if isinstance(v, bool):
             v = int(v)
         if not isinstance(v, int):
-            raise WireError("%s = %r: not an integer" % (name, v))
+            raise WireError(text("not_int", name, v))
         limit = _field_limit(codes[i])
         if v < 0 or v > limit:
-            raise WireError("%s = %d: outside 0..%d" % (name, v, limit))
+            raise WireError(text("field_max", name, v, limit))
         out.append(v)
     return struct.pack(fmt, *out)
 
@@ -415,13 +416,13 @@ def build_frame(kind, seq, cmd, status, payload, version=PROTOCOL_VERSION):
     """Binary frame (header + payload + CRC-32) as bytes. Raises WireError on a bad field."""
     n = len(payload)
     if n > MAX_PAYLOAD:
-        raise WireError("payload length = %d: above MAX_PAYLOAD %d" % (n, MAX_PAYLOAD))
+        raise WireError(text("payload", n, MAX_PAYLOAD))
     if not 0 <= seq <= 0xFFFF:
-        raise WireError("seq = %r: outside 0..65535" % (seq,))
+        raise WireError(text("byte_field", "seq", seq, 65535))
     if not 0 <= cmd <= 0xFF:
-        raise WireError("cmd = %r: outside 0..255" % (cmd,))
+        raise WireError(text("byte_field", "cmd", cmd, 255))
     if not 0 <= status <= 0xFF:
-        raise WireError("status = %r: outside 0..255" % (status,))
+        raise WireError(text("byte_field", "status", status, 255))
     frame = bytearray(HEADER_SIZE + n + CRC_SIZE)
     struct.pack_into(HEADER_FMT, frame, 0, version, kind, seq, cmd, status, n)
     frame[HEADER_SIZE:HEADER_SIZE + n] = payload

@@ -29,7 +29,7 @@ from pumpcore.screwenc import ScrewMonitor
 from pumpcore.fixed import const
 from pumpcore.limits import HardLimits
 from pumphw.base import DIR_INFUSE
-from pumpfw import statemap
+from pumpfw import statemap, text
 from pumpfw.ledger import Ledger
 from pumpfw.server import Controller, ProtocolServer
 from pumpfw.store import EventLog, LogBacklog, ProgramStore, StateStore, StoreError, SAVE_WRITTEN, lost_kind
@@ -656,9 +656,8 @@ class PumpApp(Controller):
     def accept_counter(self, counter):
         self.state.set(sc.F_AUTH_COUNTER, counter)
         if not self.save(urgent=True):
-            return (REFUSE_FLASH_BUDGET, "flash write budget for urgent saves is spent (%d, one more "
-                    "every %d s): not executed, retry in %d s" % (URGENT_BURST, URGENT_REFILL_MS // 1000,
-                                                                 URGENT_REFILL_MS // 1000))
+            return (REFUSE_FLASH_BUDGET, text("budget", URGENT_BURST, URGENT_REFILL_MS // 1000,
+                                              URGENT_REFILL_MS // 1000))
         return None
 
     def status(self):
@@ -768,8 +767,7 @@ class PumpApp(Controller):
             return str(exc)
         res = self.sched.reservoir
         if res.conc_ug_ml and program.concentration_ug_ml != res.conc_ug_ml:
-            return ("concentration_ug_ml = %d: the reservoir holds %d ug/mL (refill with the new "
-                    "drug first)" % (program.concentration_ug_ml, res.conc_ug_ml))
+            return text("conc_other", program.concentration_ug_ml, res.conc_ug_ml)
         return None
 
     # the commands that configure the pump run in pumpfw.configure, loaded for the call
@@ -786,7 +784,7 @@ class PumpApp(Controller):
             return (schedmod.REFUSE_NO_PROGRAM, schedmod.refusal_text(schedmod.REFUSE_NO_PROGRAM))
         if not self.alarm_set.bolus_allowed():
             top = self.alarm_set.active()
-            why = "boluses are held while alarm %s is active" % (al.alarm_name(top[0]) if top else "?")
+            why = text("bolus_held", al.alarm_name(top[0]) if top else "?")
             self._log(logrec.EV_BOLUS_DENIED, kind, dose_ng, 255, 0)
             return (255, why)
         if kind == wire.BOLUS_PATIENT:
@@ -847,16 +845,15 @@ class PumpApp(Controller):
 
     def ack_alarm(self, alarm_id):
         if alarm_id < 1 or alarm_id > al.ALARM_MAX:
-            return (1, "no alarm with id %d" % alarm_id)
+            return (1, text("no_alarm", alarm_id))
         if alarm_id == al.ALARM_STORAGE_FAULT and self.backlog.waiting():
-            return (3, "alarm %d (%s) stays while %d event records wait for the flash (retried every "
-                    "%d s at most)" % (alarm_id, al.alarm_name(alarm_id), self.backlog.count,
-                                       self.backlog.backoff_ms // 1000))
+            return (3, text("ack_queued", alarm_id, al.alarm_name(alarm_id), self.backlog.count,
+                            self.backlog.backoff_ms // 1000))
         if self.alarm_set.ack(alarm_id):
             self._log(logrec.EV_ALARM_ACK, alarm_id, al.priority(alarm_id), 0, 0)
             self.save(urgent=True)
             return None
-        return (2, "alarm %d (%s) is not active and unacknowledged" % (alarm_id, al.alarm_name(alarm_id)))
+        return (2, text("ack_none", alarm_id, al.alarm_name(alarm_id)))
 
     def set_calibration(self, pl_per_step):
         from pumpfw import configure
@@ -903,8 +900,7 @@ class PumpApp(Controller):
         """Controller: signed maintenance (window checked by the server). Refused only when
         the state cannot be saved now (the alarm must reach the flash before the REPL)."""
         if not self.state_store.allowed(True):
-            return (REFUSE_FLASH_BUDGET, "flash write budget for urgent saves is spent: maintenance not "
-                    "entered, delivery continues; retry in %d s" % (URGENT_REFILL_MS // 1000))
+            return (REFUSE_FLASH_BUDGET, text("mt_budget", URGENT_REFILL_MS // 1000))
         self.enter_maintenance(window_ms)
         return None
 

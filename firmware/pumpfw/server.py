@@ -21,6 +21,7 @@ import struct
 from pumpcore import wire
 from pumpcore import auth, call_once
 from pumpcore.fixed import const
+from pumpfw import text
 
 _CACHE_SIZE = const(4)   # responses kept for retransmitted requests
 MS_PER_DAY = const(86400000)
@@ -178,7 +179,7 @@ class Controller:
 
     def refusal_text(self, code):
         """Human-readable text of a refusal code returned by one of the methods above."""
-        return "refused (code %d)" % code
+        return text("refused", code)
 
 
 class ProtocolServer:
@@ -275,19 +276,17 @@ class ProtocolServer:
                 return
         try:
             if version != wire.PROTOCOL_VERSION:
-                status, payload = self._err(
-                    wire.ERR_VERSION, 0, "protocol version %d not supported: this firmware speaks %d"
-                    % (version, wire.PROTOCOL_VERSION))
+                status, payload = self._refuse(wire.ERR_VERSION, "version", version, wire.PROTOCOL_VERSION)
             else:
                 status, payload = self._dispatch(cmd, plen)
         except Exception as exc:  # the server never raises; a controller bug is reported
-            status, payload = self._err(wire.ERR_INTERNAL, 0, "internal error in %s: %s %s" % (
-                wire.command_name(cmd), type(exc).__name__, exc))
+            status, payload = self._refuse(wire.ERR_INTERNAL, "internal", wire.command_name(cmd),
+                                           type(exc).__name__, exc)
         try:
             out = wire.encode_frame(wire.KIND_RESPONSE, seq, cmd, status, payload)
         except Exception as exc:
             out = wire.encode_frame(wire.KIND_RESPONSE, seq, cmd, wire.ERR_INTERNAL, wire.error_payload(
-                0, "internal error encoding %s response: %s" % (wire.command_name(cmd), exc)))
+                0, text("encoding", wire.command_name(cmd), exc)))
         i = self._cache_next
         self._cache_seq[i] = seq
         self._cache_crc[i] = req_crc
@@ -307,13 +306,17 @@ class ProtocolServer:
     def _err(status, detail, reason):
         return status, wire.error_payload(detail, reason)
 
+    @staticmethod
+    def _refuse(status, key, *args):
+        """(status, payload) of a refusal whose reason is pumpfw.fwtext's text of `key`."""
+        return status, wire.error_payload(0, text(key, *args))
+
     def _bad_len(self, cmd, got, need):
-        return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s payload length = %d: needs %d bytes" % (
-            wire.command_name(cmd), got, need))
+        return self._refuse(wire.ERR_BAD_PAYLOAD, "bad_len", wire.command_name(cmd), got, need)
 
     def _result(self, r):
         if r is False:   # a bare "no" is a refusal, never success
-            return self._err(wire.ERR_REFUSED, 0, "refused by the firmware (no reason given)")
+            return self._refuse(wire.ERR_REFUSED, "no_reason")
         if r is None or r is True or r == 0:
             return wire.OK, b""
         if isinstance(r, tuple):
@@ -334,31 +337,25 @@ class ProtocolServer:
         body_len = _AUTH_BODY[cmd]
         t = auth.split_trailer(self._frame, plen, body_len)
         if t is None:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s: authentication trailer malformed (payload "
-                             "%d bytes, body %d + rig id + counter + HMAC)" % (
-                                 wire.command_name(cmd), plen, body_len))
+            return self._refuse(wire.ERR_BAD_PAYLOAD, "trailer", wire.command_name(cmd), plen, body_len)
         rid, counter = t
         ctl = self.controller
         mine = ctl.rig_id()
         if rid != mine.encode():
-            return self._err(wire.ERR_WRONG_RIG, 0, "request is for rig %r, this is rig %r" % (
-                _printable(rid), mine))
+            return self._refuse(wire.ERR_WRONG_RIG, "wrong_rig", _printable(rid), mine)
         key = ctl.rig_key()
         if not key:
-            return self._err(wire.ERR_NO_KEY, 0, "rig %r has no key provisioned (deploy writes it)" % mine)
+            return self._refuse(wire.ERR_NO_KEY, "no_key", mine)
         if key != self._key:
             self._key = bytes(key)
             self._hmac = auth.Hmac(self._key)
         if not auth.verify_mac(self._hmac, self._frame, plen):
-            return self._err(wire.ERR_BAD_MAC, 0, "HMAC does not match: wrong key for rig %r or the "
-                             "request was altered" % mine)
+            return self._refuse(wire.ERR_BAD_MAC, "bad_mac", mine)
         last = ctl.auth_counter()
         if counter > wire.COUNTER_LIMIT:
-            return self._err(wire.ERR_BAD_PAYLOAD, 0, "counter = %d: above the limit %d" % (
-                counter, wire.COUNTER_LIMIT))
+            return self._refuse(wire.ERR_BAD_PAYLOAD, "ctr_limit", counter, wire.COUNTER_LIMIT)
         if counter <= last:
-            return self._err(wire.ERR_REPLAY, 0, "counter = %d: already used (last accepted %d); "
-                             "replayed request refused" % (counter, last))
+            return self._refuse(wire.ERR_REPLAY, "replay", counter, last)
         self._counter = counter
         return None
 
@@ -373,43 +370,41 @@ class ProtocolServer:
         if cmd == wire.CMD_TIME_SYNC:
             ms = struct.unpack_from("<I", f, H + 2)[0]
             if ms >= MS_PER_DAY:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "ms_of_day = %d: must be below %d" % (ms, MS_PER_DAY))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "ms_of_day", ms, MS_PER_DAY)
         elif cmd == wire.CMD_PROG_COMMIT:
             crc = struct.unpack_from("<I", f, H)[0]
             if self._verified is None:
-                return self._err(wire.ERR_STAGE, 0, "no verified staged program: stage and verify first")
+                return self._refuse(wire.ERR_STAGE, "unverified")
             if crc != self._verified_crc:
-                return self._err(wire.ERR_STAGE, 0, "commit names CRC 0x%08x but the staged program's "
-                                 "CRC is 0x%08x: running program unchanged" % (crc, self._verified_crc))
+                return self._refuse(wire.ERR_STAGE, "crc_stage", crc, self._verified_crc)
         elif cmd == wire.CMD_BOLUS:
             dose, dur = struct.unpack_from(wire.BOLUS_REQ[0], f, H)
             if not 1 <= dose <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "dose_ng = %d: outside 1..%d" % (dose, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "outside", "dose_ng", dose, _SMALL)
             if dur > _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "duration_ms = %d: above %d" % (dur, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "above", "duration_ms", dur, _SMALL)
         elif cmd == wire.CMD_REFILL:
             vol, conc = struct.unpack_from(wire.REFILL_REQ[0], f, H)
             if not 1 <= vol <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "volume_nl = %d: outside 1..%d" % (vol, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "outside", "volume_nl", vol, _SMALL)
             if not 1 <= conc <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "conc_ug_ml = %d: outside 1..%d" % (conc, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "outside", "conc_ug_ml", conc, _SMALL)
         elif cmd == wire.CMD_MAINTENANCE:
             w = struct.unpack_from("<I", f, H)[0]
             if not wire.MAINT_MIN_MS <= w <= wire.MAINT_MAX_MS:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "window_ms = %d: outside %d..%d (1 to 30 min)" % (
-                    w, wire.MAINT_MIN_MS, wire.MAINT_MAX_MS))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "window", w, wire.MAINT_MIN_MS, wire.MAINT_MAX_MS)
         elif cmd == wire.CMD_PRIME or cmd == wire.CMD_CAL_WRITE:
             v = struct.unpack_from("<I", f, H)[0]
             name = "volume_nl" if cmd == wire.CMD_PRIME else "pl_per_step"
             if not 1 <= v <= _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "%s = %d: outside 1..%d" % (name, v, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "outside", name, v, _SMALL)
         return None
 
     # ---- dispatch --------------------------------------------------------------------------
     def _dispatch(self, cmd, plen):
         flags = wire.command_flags(cmd)
         if flags < 0:
-            return self._err(wire.ERR_UNKNOWN_COMMAND, 0, "unknown command code 0x%02x" % cmd)
+            return self._refuse(wire.ERR_UNKNOWN_COMMAND, "unknown", cmd)
         n = plen
         ctl = self.controller
         if flags & wire.FLAG_AUTH:
@@ -511,18 +506,18 @@ class ProtocolServer:
                 return self._bad_len(cmd, n, 5)
             first, want = struct.unpack_from(wire.LOG_READ_REQ[0], f, H)
             if first > _SMALL:
-                return self._err(wire.ERR_BAD_PAYLOAD, 0, "first_seq = %d: above %d" % (first, _SMALL))
+                return self._refuse(wire.ERR_BAD_PAYLOAD, "above", "first_seq", first, _SMALL)
             want = min(want, wire.MAX_LOG_RECORDS)
             oldest, nxt = ctl.log_bounds()
             start = first if first > oldest else oldest
             recs = ctl.read_log(start, want) if want and start < nxt else []
             if len(recs) > want:
-                raise ValueError("read_log returned %d records, asked for %d" % (len(recs), want))
+                raise ValueError(text("log_count", len(recs), want))
             out = bytearray(wire.pack_fields(wire.LOG_READ_RESP, {
                 "oldest_seq": oldest, "next_seq": nxt, "first_seq": start, "count": len(recs)}))
             for r in recs:
                 if len(r) != wire.LOG_RECORD_SIZE:
-                    raise ValueError("log record of %d bytes, must be %d" % (len(r), wire.LOG_RECORD_SIZE))
+                    raise ValueError(text("log_rec", len(r), wire.LOG_RECORD_SIZE))
                 out.extend(r)
             return wire.OK, bytes(out)
 
@@ -544,7 +539,7 @@ class ProtocolServer:
                 return self._bad_len(cmd, n, 0)
             return wire.OK, wire.pack_fields(wire.LIMITS_RESP, ctl.limits())
 
-        return self._err(wire.ERR_UNKNOWN_COMMAND, 0, "command %s has no handler" % wire.command_name(cmd))
+        return self._refuse(wire.ERR_UNKNOWN_COMMAND, "no_handler", wire.command_name(cmd))
 
     # ---- program staging -----------------------------------------------------------------
     def _clear_stage(self):

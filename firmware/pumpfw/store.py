@@ -23,6 +23,7 @@ from pumpcore import call_once, logrec, statecodec
 from pumpcore.alarms import ALARM_PROGRAM_CORRUPT, ALARM_STATE_CORRUPT
 from pumpcore.crc import crc32
 from pumpcore.fixed import const
+from pumpfw import text
 from pumphw.base import Fs  # the stores' default filesystem (kept importable here)
 import struct
 
@@ -151,8 +152,7 @@ class StateStore(_SlotStore):
         self.root = root
         self.slots = _TwoSlot(self.fs, root, "state_a.bin", "state_b.bin")
         if min_interval_ms < 0 or burst < 1 or refill_ms < 1:
-            raise ValueError("rate limit min_interval_ms=%d burst=%d refill_ms=%d: need >= 0, >= 1, >= 1"
-                             % (min_interval_ms, burst, refill_ms))
+            raise ValueError(text("rate_limit", min_interval_ms, burst, refill_ms))
         self.min_interval_ms = min_interval_ms
         self.burst = burst
         self.refill_ms = refill_ms
@@ -216,7 +216,7 @@ MAX_PROGRAM = const(16384)
 def encode_program_record(blob, seq):
     """Envelope for a committed program blob: header, blob, CRC-32 of both."""
     if len(blob) > MAX_PROGRAM:
-        raise ValueError("program length = %d: at most %d bytes" % (len(blob), MAX_PROGRAM))
+        raise ValueError(text("prog_len", len(blob), MAX_PROGRAM))
     buf = bytearray(PROG_HDR_SIZE + len(blob) + 4)
     struct.pack_into(_PROG_HDR, buf, 0, _PROG_MAGIC, PROG_VERSION, 0, seq, len(blob))
     buf[PROG_HDR_SIZE:PROG_HDR_SIZE + len(blob)] = blob
@@ -265,8 +265,7 @@ class EventLog:
         self.fs = fs if fs is not None else Fs()
         self.root = root
         if seg_records < 1 or max_segments < 2:
-            raise ValueError("seg_records = %d, max_segments = %d: need >= 1 and >= 2"
-                             % (seg_records, max_segments))
+            raise ValueError(text("log_shape", seg_records, max_segments))
         self.seg_records = seg_records
         self.max_segments = max_segments
         self.prefix = prefix

@@ -37,3 +37,14 @@ def reset():
     else:   # an explicit else: deploy's import walk (pumpctl.devicecode) keeps the twin off a Pico
         from pumphw.simhw import make_sim_hardware
         make_sim_hardware().reset()
+
+
+def text(key, *args):
+    """The hardware layer's text of `key` with `args` (pumphw.hwtext, loaded for the call;
+    pumpcore.render)."""
+    from pumpcore import render, untold
+    try:
+        from pumphw import hwtext
+    except Exception:       # no heap or no flash for it now: the key and the values
+        return untold(key, args)
+    return render(hwtext, key, args)

@@ -9,7 +9,7 @@ import sys
 import time
 
 from pumpcore.fixed import const
-from pumphw import base
+from pumphw import base, text
 from pumpcore.pressure import load_sensor
 from pumpcore import screwenc
 
@@ -59,7 +59,7 @@ def tmc_mres(microsteps):
     for mres in range(9):
         if 256 >> mres == microsteps:
             return mres
-    raise ValueError("microsteps = %r: must be a power of two 1..256 (TMC2209 MRES)" % (microsteps,))
+    raise ValueError(text("microsteps", microsteps))
 
 
 def tmc_write_datagram(slave, reg, value):
@@ -208,8 +208,7 @@ class Rp2Stepper(base.Stepper):
     def queue(self, steps, period_us, direction):
         """See base.Stepper.queue; ValueError for out-of-range values, RuntimeError if released."""
         if not self._on and steps:
-            raise RuntimeError("stepper.queue(%d steps): motor driver is released (EN high); "
-                               "enable(True) first" % steps)
+            raise RuntimeError(text("released", steps))
         return self._gen.queue(steps, period_us, direction)
 
     def steps_done(self):
@@ -372,8 +371,7 @@ class Rp2Hardware(base.Hardware):
             from pumpcore.alarms import PATTERN_SPEC
             self._spec = PATTERN_SPEC
         if not isinstance(pattern, int) or pattern < 0 or pattern >= len(self._spec):
-            raise ValueError("alarm pattern = %r: must be 0..%d (pumpcore.alarms.PATTERN_*)"
-                             % (pattern, len(self._spec) - 1))
+            raise ValueError(text("pattern", pattern, len(self._spec) - 1))
         if pattern == self._pattern and self._timer is not None:
             return
         self._pattern = pattern
@@ -405,7 +403,7 @@ class Rp2Hardware(base.Hardware):
     def watchdog_start(self, timeout_ms):
         """Start the RP2040 watchdog (cannot be stopped again): 1..8300 ms."""
         if not isinstance(timeout_ms, int) or timeout_ms < 1 or timeout_ms > _WDT_MAX_MS:
-            raise ValueError("watchdog timeout_ms = %r: must be an integer 1..%d" % (timeout_ms, _WDT_MAX_MS))
+            raise ValueError(text("watchdog", timeout_ms, _WDT_MAX_MS))
         self._wdt = self._machine.WDT(timeout=timeout_ms)
 
     def watchdog_feed(self):
@@ -436,8 +434,7 @@ class Rp2Hardware(base.Hardware):
         reset (Ctrl-D, `mpremote` without `resume`) frees the timer: the watchdog then resets
         the chip within its timeout, which ends maintenance early but safely."""
         if not isinstance(window_ms, int) or not base.MAINT_HOLD_MIN_MS <= window_ms <= base.MAINT_HOLD_MAX_MS:
-            raise ValueError("maintenance window_ms = %r: must be %d..%d" % (
-                window_ms, base.MAINT_HOLD_MIN_MS, base.MAINT_HOLD_MAX_MS))
+            raise ValueError(text("hold", window_ms, base.MAINT_HOLD_MIN_MS, base.MAINT_HOLD_MAX_MS))
         words = base.maint_record_words(tag, window_ms)
         mem = self._machine.mem32
         for i in range(base.MAINT_SCRATCH_WORDS):
@@ -510,13 +507,11 @@ class Rp2Hardware(base.Hardware):
         except OSError as exc:
             ok = False
             self.driver_configured = False
-            self.driver_error = "UART error %r" % (exc,)
+            self.driver_error = text("uart", exc)
         else:
-            self.driver_error = None if ok else "no or bad reply within %d ms" % _TMC_REPLY_DEADLINE_MS
+            self.driver_error = None if ok else text("no_reply", _TMC_REPLY_DEADLINE_MS)
         if not ok:
-            raise RuntimeError("TMC2209 on UART%d did not confirm %d microsteps (%s); "
-                               "motor stays released: check 12 V at VM and the PDN_UART wiring"
-                               % (self.pinmap.uart_id, microsteps, self.driver_error))
+            raise RuntimeError(text("no_confirm", self.pinmap.uart_id, microsteps, self.driver_error))
 
     def configure_driver(self, microsteps, slave=0):
         """Write GCONF and CHOPCONF (MRES for `microsteps`) and check that the driver's

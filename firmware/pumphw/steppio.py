@@ -27,6 +27,7 @@ assembled on the Pico by `rp2.asm_pio(**asm_options(rp2))`; host tests assemble 
 function with their own emitter and run its opcodes in an RP2040 PIO emulator.
 """
 from pumpcore.fixed import const
+from pumphw import text
 
 SM_FREQ = const(1000000)           # state-machine clock, Hz: 1 cycle = 1 us
 HIGH_CYCLES = const(2)             # STEP high time, cycles (the jmp plus its [1] delay)
@@ -83,12 +84,11 @@ def check_segment(steps, period_us, direction):
     """ValueError naming the field, value and limit unless steps is 1..MAX_SEGMENT_STEPS,
     period_us (us between rising edges) MIN_PERIOD_US..MAX_PERIOD_US and direction 0 or 1."""
     if not isinstance(steps, int) or steps < 1 or steps > MAX_SEGMENT_STEPS:
-        raise ValueError("steps = %r: must be an integer 1..%d" % (steps, MAX_SEGMENT_STEPS))
+        raise ValueError(text("seg_steps", steps, MAX_SEGMENT_STEPS))
     if not isinstance(period_us, int) or period_us < MIN_PERIOD_US or period_us > MAX_PERIOD_US:
-        raise ValueError("period_us = %r: must be an integer %d..%d us"
-                         % (period_us, MIN_PERIOD_US, MAX_PERIOD_US))
+        raise ValueError(text("period", period_us, MIN_PERIOD_US, MAX_PERIOD_US))
     if direction != 0 and direction != 1:
-        raise ValueError("direction = %r: must be 0 (retract) or 1 (infuse)" % (direction,))
+        raise ValueError(text("direction", direction))
 
 
 def segment_words(steps, period_us, direction):
