@@ -230,38 +230,10 @@ class Program:
 
     # ----- review screen ------------------------------------------------------------------
     def describe(self):
-        """Review-screen lines (plain ASCII, identical on device and host)."""
-        c = self.concentration_ug_ml
-        lines = ["Mode: %s" % MODE_NAMES[self.mode],
-                 "Drug concentration: %s" % units.fmt_conc(c)]
-        if self.mode == MODE_CONTINUOUS:
-            lines.append("Basal: %s (%s/day)" % (units.fmt_rate(self.rate_ng_day),
-                                                  units.fmt_volume(self.rate_ng_day * 1000 // c)))
-        elif self.mode == MODE_FLEX:
-            for mask, steps in self.patterns:
-                lines.append("Pattern %s:" % ("every day" if mask == ALL_DAYS else _mask_days(mask)))
-                for start, rate in steps:
-                    lines.append("  from %s  %s" % (units.fmt_time_of_day(start), units.fmt_rate(rate)))
-        elif self.mode == MODE_SINGLE_BOLUS:
-            lines.append("Single bolus: %s over %s, then stop" % (units.fmt_dose(self.single_bolus[0]),
-                                                                   units.fmt_duration(self.single_bolus[1])))
-        for t, dose, dur in self.periodic:
-            lines.append("Periodic bolus at %s: %s over %s" % (units.fmt_time_of_day(t), units.fmt_dose(dose),
-                                                              units.fmt_duration(dur)))
-        if self.patient is not None:
-            d, dur, lock, n = self.patient
-            lines.append("Patient bolus: %s over %s, lockout %s, up to %d per 24 h" % (
-                units.fmt_dose(d), units.fmt_duration(dur), units.fmt_duration(lock), n))
-        if self.mode != MODE_STOPPED:
-            lines.append("Worst-case 24 h dose: %s" % units.fmt_dose(self.worst_case_24h_ng()))
-        lines.append("Catheter volume (bridge): %s" % units.fmt_volume(self.catheter_nl))
-        if self.low_volume_nl or self.low_days:
-            lines.append("Reservoir low alarm: at %s or %d days left" % (units.fmt_volume(self.low_volume_nl),
-                                                                        self.low_days))
-        else:
-            lines.append("Reservoir low alarm: off")
-        lines.append("CRC-32: %08x" % self.crc32())
-        return lines
+        """Review-screen lines (plain ASCII, identical on device and host): pumpcore.programtext,
+        loaded for the call (the device shows them only when a host reads a program back)."""
+        from pumpcore import programtext
+        return call_once(programtext, "describe", self)
 
 
 def _bolus_rate(dose_ng, duration_ms):
