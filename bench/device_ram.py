@@ -40,7 +40,8 @@ BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw
 # Their code is in the heap only while it runs; their qstrs stay interned.
 FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
              "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery", "pumpfw.programlink",
-             "pumpfw.configure", "pumpfw.storemount")
+             "pumpfw.configure", "pumpfw.storemount", "pumpcore.coretext", "pumpfw.fwtext", "pumphw.hwtext",
+             "pumpcore.programtext", "pumpcore.calibration")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

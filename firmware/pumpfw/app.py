@@ -19,7 +19,7 @@ import gc
 import sys
 
 from pumpcore import alarms as al
-from pumpcore import calibration, call_once, forget, logrec, pressure, wire
+from pumpcore import call_once, forget, logrec, pressure, wire
 from pumpcore import program as programmod
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
@@ -137,6 +137,8 @@ class PumpApp(Controller):
         self.hw = hw
         if fs is None:
             fs = getattr(hw, "flash_fs", None)
+        # pumpcore.calibration is boot-only here: boot() lets it go (a calibration loads it again)
+        from pumpcore import calibration
         root = hw.flash_root
         self.root = root
         self.mech = calibration.load_mechanism(_join(root, "mechanism.json"))
@@ -218,6 +220,7 @@ class PumpApp(Controller):
         forget("pumpcore.buildrec")   # boot-only from here (the crash path uses _BUILDS)
         call_once(recovery, "restore", self)
         del recovery
+        forget("pumpcore.calibration")   # the mechanism is derived and checked (PumpApp())
         self.last_total_ng = self.sched.total_ng
         self.last_missed = self.sched.missed_steps
         self.last_steps = self.sched.delivered_steps

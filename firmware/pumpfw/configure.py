@@ -6,7 +6,7 @@ clock, refill, prime, set the calibration, and the record of a maintenance's end
 Units: ng, ng/day, nL, ug/mL, pL per microstep, (day, ms of day), ms.
 """
 from pumpcore import alarms as al
-from pumpcore import calibration, logrec
+from pumpcore import calibration, forget, logrec
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
 from pumpcore.fixed import const
@@ -122,6 +122,8 @@ def set_calibration(app, pl_per_step):
         pl = calibration.select(app.mech, pl_per_step)
     except ValueError as exc:
         return (1, str(exc))
+    finally:
+        forget("pumpcore.calibration")   # in the heap only for the call, as at boot
     old = app.sched.pl
     app.sched.pl = pl
     # the value derived from mechanism.json is no measurement: `pumpctl calibration reset`
