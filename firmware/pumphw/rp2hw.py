@@ -174,7 +174,7 @@ MECHANISM_PATH = "/mechanism.json"
 _DEFAULT_MICROSTEPS = const(64)
 
 
-class Rp2Stepper(base.Stepper):
+class Rp2Stepper:   # a pumphw.interface.Stepper (not a subclass: the Pico does not import it)
     """TMC2209 on EN/DIR/STEP/DIAG; pulses from the PIO StepGenerator (pumphw.steppio).
 
     `prepare`, if given, runs before every released -> energised change and raises if the
@@ -206,7 +206,7 @@ class Rp2Stepper(base.Stepper):
         return self._on
 
     def queue(self, steps, period_us, direction):
-        """See base.Stepper.queue; ValueError for out-of-range values, RuntimeError if released."""
+        """See interface.Stepper.queue; ValueError for out-of-range values, RuntimeError if released."""
         if not self._on and steps:
             raise RuntimeError(text("released", steps))
         return self._gen.queue(steps, period_us, direction)
@@ -243,7 +243,7 @@ class _Buses:
         self.i2c_freq = pm.i2c_freq
 
 
-class Rp2Hardware(base.Hardware):
+class Rp2Hardware:  # a pumphw.interface.Hardware (not a subclass, as Rp2Stepper)
     """The real rig: one instance per boot, built from /pinmap.json."""
 
     flash_root = "/"

@@ -1,4 +1,4 @@
-"""Simulated twin of the hardware layer: pumphw.base.Hardware over the pumpsim physical model.
+"""Simulated twin of the hardware layer: pumphw.interface.Hardware over the pumpsim physical model.
 
 Two links to the world, chosen by `make_sim_hardware()`:
 - rig link (env PUMPSIM_SOCK set by the virtual-rig supervisor): every pin-level call is one
@@ -32,7 +32,7 @@ import os
 import sys
 
 from pumpcore.fixed import const
-from pumphw import base
+from pumphw import base, interface
 from pumpsim import twinport
 from pumpsim.twinport import (OP_ABORT, OP_ALARM, OP_ENABLE,
                               OP_IDLE, OP_MAINT_HOLD, OP_QUEUE, OP_RESET,
@@ -261,7 +261,7 @@ class SimFlashFs(base.Fs):
         f.flush()
 
 
-class SimStepper(base.Stepper):
+class SimStepper(interface.Stepper):
     """Step generator + driver, executed by the model in sim time."""
 
     def __init__(self, hw):
@@ -315,7 +315,7 @@ class SimStepper(base.Stepper):
         return link.s_stall == 1
 
 
-class SimHardware(base.Hardware):
+class SimHardware(interface.Hardware):
     """The twin: same names as the RP2040 layer, nothing more for the firmware to call."""
 
     def __init__(self, link, clock, boot_us, reset_cause, rig_id, flash_root):

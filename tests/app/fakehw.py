@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from pumphw.base import (Hardware, RESET_POWER_ON, Stepper, maint_record_decode,
-                         maint_record_words)
+from pumphw.base import RESET_POWER_ON, maint_record_decode, maint_record_words
+from pumphw.interface import Hardware, Stepper
 
 REPO = Path(__file__).resolve().parents[2]
 

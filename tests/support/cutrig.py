@@ -48,7 +48,8 @@ from pumpcore import logrec
 from pumpcore.program import MODE_CONTINUOUS, MODE_FLEX, Program
 from pumpfw.app import PumpApp
 from pumpfw import store as storemod
-from pumphw.base import RESET_POWER_ON, Stepper, Hardware
+from pumphw.base import RESET_POWER_ON
+from pumphw.interface import Hardware, Stepper
 
 LITTLEFS = "littlefs"
 POSIX = "posix"
