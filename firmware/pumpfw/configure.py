@@ -6,7 +6,7 @@ clock, refill, prime, set the calibration, and the record of a maintenance's end
 Units: ng, ng/day, nL, ug/mL, pL per microstep, (day, ms of day), ms.
 """
 from pumpcore import alarms as al
-from pumpcore import calibration, forget, logrec
+from pumpcore import forget, logrec
 from pumpcore import scheduler as schedmod
 from pumpcore import statecodec as sc
 from pumpcore.fixed import const
@@ -118,7 +118,8 @@ def prime(app, volume_nl):
 
 
 def set_calibration(app, pl_per_step):
-    try:
+    from pumpcore import calibration   # here, not at the top: every other command of this
+    try:                               # module would leave it loaded
         pl = calibration.select(app.mech, pl_per_step)
     except ValueError as exc:
         return (1, str(exc))

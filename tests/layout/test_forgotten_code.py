@@ -134,11 +134,14 @@ for n in range(2):           # a first boot, then one that restores what the fir
     app = PumpApp(cutrig.CutHardware(%(root)r, [0]), fs=fs)
     app.boot()
     print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules,
-          'pumpfw.storemount' in sys.modules)
+          'pumpfw.storemount' in sys.modules, 'pumpcore.calibration' in sys.modules)
     import pumpfw
     print('ATTR', hasattr(pumpfw, 'recovery'))
 print('SET', app.set_time(9000, 3600000), app.refill(1000000, 2000), app.prime(0) is not None)
-print('LOADED', 'pumpfw.configure' in sys.modules, hasattr(pumpfw, 'configure'))
+print('LOADED', 'pumpfw.configure' in sys.modules, hasattr(pumpfw, 'configure'),
+      'pumpcore.calibration' in sys.modules)
+print('CAL', app.set_calibration(app.derived_pl), app.set_calibration(1)[0],
+      'pumpcore.calibration' in sys.modules, 'pumpfw.configure' in sys.modules)
 """
 
 
@@ -151,10 +154,13 @@ def test_the_boot_recovery_runs_and_is_let_go_on_micropython(tmp_path) -> None:
     from tests.support.mpy import REPO
     shutil.copy(REPO / "hw" / "mechanism.json", tmp_path / "mechanism.json")
     out = run_micropython(BOOT % {"root": str(tmp_path)}, extra_path=[str(REPO)]).split("\n")
-    assert out[:4] == ["BOOT 0 True False False False", "ATTR False", "BOOT 1 True False False False",
-                       "ATTR False"], out
+    assert out[:4] == ["BOOT 0 True False False False False", "ATTR False",
+                       "BOOT 1 True False False False False", "ATTR False"], out
     # the commands that configure the pump (pumpfw.configure): done, or refused, and let go
-    assert out[4:6] == ["SET None None True", "LOADED False False"], out
+    assert out[4:6] == ["SET None None True", "LOADED False False False"], out
+    # a calibration loads pumpcore.calibration for its call too (the mechanism's pL per step
+    # is accepted, 1 pL is refused) and lets it go with the configuring code
+    assert out[6] == "CAL None 1 False False", out
 
 
 UPLOAD = """import sys, struct
