@@ -25,7 +25,7 @@ boot over a file that predates the field would interrupt the infusion. A "pressu
 is present but wrong raises SensorError naming the field (somebody described another sensor and
 got it wrong: guessing would misread the line).
 
-Occlusion threshold: _OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
+Occlusion threshold: pumpcore.sensorcheck._OCCLUSION_THRESHOLD_PERMILLE (850) of the range, i.e. 87.9 kPa for the BOM
 sensor. Why 85 %: it is 15 % of full scale (15.5 kPa) below Pmax, about 8x the sensor's total
 error band (+-2 % FSS), and 28 kPa below the rail, so it is reachable on the real sensor with
 margin; it stays above the patent line's flow plateau of every program the examples use and of
@@ -33,12 +33,10 @@ the fastest flow the hard limits allow at 2000 ug/mL (57.9 kPa on the bench line
 tests/hw/test_pressure_sensor.py for the arithmetic). Readings at the rail are above it.
 """
 from pumpcore.fielderror import FieldError
-from pumpcore.fixed import SMALL_INT_MAX, const
+from pumpcore.fixed import const
 from pumpcore import call_once
 
 _U16_MAX = const(65535)
-_OCCLUSION_THRESHOLD_PERMILLE = const(850)
-_V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
 
 BOM_SENSOR = {
     "part": "Honeywell ABPDANV015PGAA3",
@@ -55,12 +53,6 @@ class SensorError(FieldError):
     """A pressure-sensor description that is missing a field or out of range."""
 
 
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
-
-
 class PressureSensor:
     """One pressure sensor from its description (a dict as in hw/mechanism.json
     "pressure_sensor"; None: BOM_SENSOR). `where` prefixes field names in errors."""
@@ -68,45 +60,8 @@ class PressureSensor:
     def __init__(self, desc=None, where="mechanism.pressure_sensor"):
         if desc is None:
             desc = BOM_SENSOR
-        from pumpcore import sensorcheck      # the description's checks, let go after (issue 16)
-        part, rng, vals = call_once(sensorcheck, "check", desc, where)
-        lo_pm = vals["output_min_permille"]
-        hi_pm = vals["output_max_permille"]
-        self.part = part
-        self.min_pa = rng[0]
-        self.max_pa = rng[1]
-        self.output_min_permille = lo_pm
-        self.output_max_permille = hi_pm
-        self.supply_mv = vals["supply_mv"]
-        self.adc_ref_mv = vals["adc_ref_mv"]
-        self.open_wire_below_permille = vals["open_wire_below_permille"]
-        self.short_above_permille = vals["short_above_permille"]
-        # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
-        # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
-        # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
-        self._off2 = (2 * _U16_MAX * lo_pm + 500) // 1000
-        mul = 5 * (self.max_pa - self.min_pa)
-        div = _U16_MAX * (hi_pm - lo_pm)
-        g = _gcd(mul, div)
-        mul //= g
-        div //= g
-        while mul * _V_MAX > SMALL_INT_MAX:
-            mul = (mul + 5) // 10
-            div = (div + 5) // 10
-            g = _gcd(mul, div)
-            mul //= g
-            div //= g
-        self._mul = mul
-        self._div = div
-        self._min_x10 = self.min_pa // 100
-        self.full_scale_kpa_x10 = (self.max_pa + 50) // 100
-        self.span_kpa_x10 = (self.max_pa - self.min_pa + 50) // 100
-        self.rail_kpa_x10 = self.kpa_x10_from_u16(_U16_MAX)       # output at the supply
-        self.floor_kpa_x10 = self.kpa_x10_from_u16(0)            # output at 0 V
-        self.fault_low_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.open_wire_below_permille))
-        self.fault_high_kpa_x10 = self.kpa_x10_from_u16(self.u16_at_permille(self.short_above_permille))
-        self.occlusion_threshold_kpa_x10 = (
-            self.min_pa + (self.max_pa - self.min_pa) * _OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
+        from pumpcore import sensorcheck      # checked and derived there, let go after (issue 16)
+        call_once(sensorcheck, "build", self, desc, where)
 
     @staticmethod
     def u16_at_permille(permille):

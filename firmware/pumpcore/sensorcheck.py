@@ -1,12 +1,18 @@
 """The checks of a pressure-sensor description (pumpcore.pressure.PressureSensor), with their
-SensorError texts.
+SensorError texts, and the derivation of the sensor's fields and integer transfer function
+from it (`build`: the whole of PressureSensor.__init__).
 
 Its own module for the RP2040's RAM (issue 16): a sensor is described once, when the hardware
 layer and the detectors are built at boot, and on v1.22.2 this code and its texts would sit in
 the heap for the whole run; PressureSensor loads it for the call and lets it go after
 (`pumpcore.call_once`).
 """
+from pumpcore.fixed import SMALL_INT_MAX, const
 from pumpcore.pressure import SensorError
+
+_U16_MAX = const(65535)
+_OCCLUSION_THRESHOLD_PERMILLE = const(850)
+_V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
 
 
 # (key, lo, hi) of the integer fields; range_pa is checked on its own
@@ -70,3 +76,54 @@ def check(desc, where):
         raise SensorError(where + ".short_above_permille", vals["short_above_permille"],
                           "must be above output_max_permille %d (else Pmax reads as a fault)" % hi_pm)
     return part, rng, vals
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def build(sensor, desc, where):
+    """PressureSensor.__init__: check `desc` (`where` prefixes field names in errors), then set
+    the sensor's fields and the integer transfer function its readings use."""
+    part, rng, vals = check(desc, where)
+    lo_pm = vals["output_min_permille"]
+    hi_pm = vals["output_max_permille"]
+    sensor.part = part
+    sensor.min_pa = rng[0]
+    sensor.max_pa = rng[1]
+    sensor.output_min_permille = lo_pm
+    sensor.output_max_permille = hi_pm
+    sensor.supply_mv = vals["supply_mv"]
+    sensor.adc_ref_mv = vals["adc_ref_mv"]
+    sensor.open_wire_below_permille = vals["open_wire_below_permille"]
+    sensor.short_above_permille = vals["short_above_permille"]
+    # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
+    # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
+    # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
+    sensor._off2 = (2 * _U16_MAX * lo_pm + 500) // 1000
+    mul = 5 * (sensor.max_pa - sensor.min_pa)
+    div = _U16_MAX * (hi_pm - lo_pm)
+    g = _gcd(mul, div)
+    mul //= g
+    div //= g
+    while mul * _V_MAX > SMALL_INT_MAX:
+        mul = (mul + 5) // 10
+        div = (div + 5) // 10
+        g = _gcd(mul, div)
+        mul //= g
+        div //= g
+    sensor._mul = mul
+    sensor._div = div
+    sensor._min_x10 = sensor.min_pa // 100
+    sensor.full_scale_kpa_x10 = (sensor.max_pa + 50) // 100
+    sensor.span_kpa_x10 = (sensor.max_pa - sensor.min_pa + 50) // 100
+    sensor.rail_kpa_x10 = sensor.kpa_x10_from_u16(_U16_MAX)       # output at the supply
+    sensor.floor_kpa_x10 = sensor.kpa_x10_from_u16(0)            # output at 0 V
+    sensor.fault_low_kpa_x10 = sensor.kpa_x10_from_u16(
+        sensor.u16_at_permille(sensor.open_wire_below_permille))
+    sensor.fault_high_kpa_x10 = sensor.kpa_x10_from_u16(
+        sensor.u16_at_permille(sensor.short_above_permille))
+    sensor.occlusion_threshold_kpa_x10 = (
+        sensor.min_pa + (sensor.max_pa - sensor.min_pa) * _OCCLUSION_THRESHOLD_PERMILLE // 1000) // 100
