@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from pumpcore import calibration as cal
-from pumpcore import units as u
+from pumpcore import unittext as u
 from pumpctl import quantity as q
 
 REPO = Path(__file__).resolve().parents[2]

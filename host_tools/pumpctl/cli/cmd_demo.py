@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pumpcore import alarms, logrec, units
+from pumpcore import alarms, logrec, unittext
 from pumpsim.model import Params
 
 from .. import programfile
@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
             rig.wait_held()
             committed = pump.status()     # basal runs from the commit; the bolus adds from here
             pump.bolus(BOLUS_NG, BOLUS_MS)
-            print("clinician bolus %s over %s started" % (units.fmt_dose(BOLUS_NG), units.fmt_duration(BOLUS_MS)))
+            print("clinician bolus %s over %s started" % (unittext.fmt_dose(BOLUS_NG), unittext.fmt_duration(BOLUS_MS)))
             print()
             print("hour | rig counted ug (hour / total) | balance ug (total) | alarms")
             start = pump.status()
@@ -135,7 +135,7 @@ def _summary(pump: Pump, rig: VirtualRig, committed, start, end, program, params
     print()
     print("simulated time      %.2f h" % sim_h)
     print("programmed          %s ug (%s basal since the commit + %s bolus)" % (
-        _ug(planned_ng).strip(), units.fmt_rate(program.rate_ng_day), units.fmt_dose(BOLUS_NG)))
+        _ug(planned_ng).strip(), unittext.fmt_rate(program.rate_ng_day), unittext.fmt_dose(BOLUS_NG)))
     print("rig counted         %s ug (%d microsteps of %d pL at %d ug/mL; missed %d)"
           % (_ug(counted_ng).strip(), world["plunger_steps"], pl, conc, end.missed_steps))
     print("balance (corrected) %s ug (evaporation %.0f ug/h and density %.3f g/mL taken out)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pumpcore import logrec, units, wire
+from pumpcore import logrec, unittext, wire
 
 from .. import deploy as deploy_mod
 from . import output
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         "rig %s in maintenance: delivery stopped, alarm 'maintenance' sounding; the REPL has %s "
         "(mpremote connect %s resume ...). The rig returns to the application by itself within %s of "
         "rig time, or now with: pumpctl maintenance end" % (
-            d["rig_id"], d["port"], d["port"], units.fmt_duration(d["back_within_ms"]))))
+            d["rig_id"], d["port"], d["port"], unittext.fmt_duration(d["back_within_ms"]))))
     return 0
 
 
@@ -82,6 +82,6 @@ def end(args: argparse.Namespace) -> int:
         "rig %s back in the application after %.1f s%s" % (
             d["rig_id"], d["hello_after_s"],
             "; maintenance lasted %s, %s nL (%s microsteps) of basal missed" % (
-                units.fmt_duration(d["maintenance_ms"]), d["missed_nl"], d["missed_steps"])
+                unittext.fmt_duration(d["maintenance_ms"]), d["missed_nl"], d["missed_steps"])
             if "maintenance_ms" in d else "")))
     return 0
