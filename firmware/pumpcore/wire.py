@@ -347,49 +347,39 @@ def _make_b64_table():
 B64_TABLE = _make_b64_table()
 
 
-def b64_decode_into(src, n, dst):
-    """Strictly decode base64 `src[0:n]` into bytearray `dst`; return bytes written or -1.
+def b64_quad_into(dst, o, a, b, c, d):
+    """Decode one base64 quad, given as its four B64_TABLE values, into bytearray `dst` at `o`.
 
-    Strict: n a multiple of 4, only the alphabet, "=" only as 1 or 2 final pad characters with
-    zero unused bits. No allocation (the server decodes into its preallocated frame buffer).
+    Returns the bytes written: 3, or 2 or 1 for a quad padded with "=" (which must end the
+    text: the caller refuses anything after it), or -1 for a quad that is not strict base64
+    (a character outside the alphabet, "=" other than as 1 or 2 final pad characters, unused
+    bits not zero) or that does not fit in `dst`. No allocation: the server decodes each quad
+    as it arrives, into its preallocated frame buffer, and keeps no line of text.
     """
-    if n == 0 or n & 3:
+    if a >= _PAD or b >= _PAD:
         return -1
-    room = len(dst)
-    table = B64_TABLE
-    o = 0
-    i = 0
-    while i < n:
-        a = table[src[i]]
-        b = table[src[i + 1]]
-        c = table[src[i + 2]]
-        d = table[src[i + 3]]
-        if a >= _PAD or b >= _PAD:
+    need = 1 if c == _PAD else (2 if d == _PAD else 3)
+    if o + need > len(dst):
+        return -1
+    if c == _PAD:
+        if d != _PAD or b & 15:
             return -1
-        need = 1 if c == _PAD else (2 if d == _PAD else 3)
-        if o + need > room:
-            return -1
-        if c == _PAD:
-            if d != _PAD or i + 4 != n or b & 15:
-                return -1
-            dst[o] = (a << 2) | (b >> 4)
-            return o + 1
-        if c == _BAD:
-            return -1
-        if d == _PAD:
-            if i + 4 != n or c & 3:
-                return -1
-            dst[o] = (a << 2) | (b >> 4)
-            dst[o + 1] = ((b & 15) << 4) | (c >> 2)
-            return o + 2
-        if d == _BAD:
+        dst[o] = (a << 2) | (b >> 4)
+        return 1
+    if c == _BAD:
+        return -1
+    if d == _PAD:
+        if c & 3:
             return -1
         dst[o] = (a << 2) | (b >> 4)
         dst[o + 1] = ((b & 15) << 4) | (c >> 2)
-        dst[o + 2] = ((c & 3) << 6) | d
-        o += 3
-        i += 4
-    return o
+        return 2
+    if d == _BAD:
+        return -1
+    dst[o] = (a << 2) | (b >> 4)
+    dst[o + 1] = ((b & 15) << 4) | (c >> 2)
+    dst[o + 2] = ((c & 3) << 6) | d
+    return 3
 
 
 def parse_frame(buf, n):

@@ -7,8 +7,27 @@ the one source both sides share; nothing here is a copy. Runs on CPython and Mic
 """
 import struct
 
-from pumpcore.wire import (HEADER_SIZE, MAX_FRAME, MAX_LINE, STATUS_NAMES, WireError,
-                           b64_decode_into, parse_frame)
+from pumpcore.wire import (B64_TABLE, HEADER_SIZE, MAX_FRAME, MAX_LINE, STATUS_NAMES, WireError,
+                           b64_quad_into, parse_frame)
+
+
+def b64_decode_into(src, n, dst):
+    """Strictly decode base64 `src[0:n]` into bytearray `dst`; return bytes written or -1.
+
+    Strict: n a multiple of 4, only the alphabet, "=" only as 1 or 2 final pad characters with
+    zero unused bits, and the whole fits in `dst`: the device's rule (pumpcore.wire.b64_quad_into,
+    which the server applies quad by quad as the characters arrive).
+    """
+    if n == 0 or n & 3:
+        return -1
+    t = B64_TABLE
+    o = 0
+    for i in range(0, n, 4):
+        got = b64_quad_into(dst, o, t[src[i]], t[src[i + 1]], t[src[i + 2]], t[src[i + 3]])
+        if got < 0 or (got < 3 and i + 4 != n):
+            return -1
+        o += got
+    return o
 
 
 def status_name(status):

@@ -13,8 +13,10 @@ they are noise that costs at most the frame they fell into (the host retransmits
 `ProtocolServer` never raises on any input. Invalid lines are dropped by rule (see
 pumpcore.wire); valid frames are answered with a status and, on error, a reason. A request
 retransmitted with the same sequence number and the same bytes is answered from a small cache
-of recent responses WITHOUT being executed again. Per byte it only stores into a preallocated
-line buffer (no allocation); allocation happens once per complete frame.
+of recent responses WITHOUT being executed again. Per byte it allocates nothing: each base64
+quad is decoded as its fourth character arrives (pumpcore.wire.b64_quad_into, the strict rule
+the host's whole-line decoder applies too) into a preallocated frame buffer, and no line of
+text is kept; allocation happens once per complete frame.
 """
 import struct
 
@@ -188,12 +190,17 @@ class ProtocolServer:
     def __init__(self, controller, write):
         self.controller = controller
         self.write = write
-        self._line = bytearray(wire.MAX_LINE + 1)   # the largest frame and a CR
+        # a frame is decoded quad by quad as its characters arrive (wire.b64_quad_into), into
+        # the frame buffer: no line of text is kept (1.4 KB of the RP2040's heap, issue 16)
         self._frame = bytearray(wire.MAX_FRAME)
         self._fmv = memoryview(self._frame)
-        self._n = 0
+        self._quad = bytearray(4)  # B64_TABLE values of the quad being read
+        self._q = 0                # characters of it so far
+        self._n = 0                # frame bytes decoded so far
         self._in_frame = False
-        self._overflow = False
+        self._bad = False          # not strict base64, or too long: dropped at its newline
+        self._ended = False        # a padded quad was read: nothing may follow it
+        self._cr = False           # a CR was read: only the newline may follow it
         # the program being uploaded: a buffer of the size its first chunk announces (at most
         # wire.MAX_PROGRAM_BYTES), made then and let go by a commit or a new upload, so it is not
         # in the RP2040's heap between uploads (issue 16); None when nothing is staged
@@ -225,14 +232,16 @@ class ProtocolServer:
         abandons a frame in progress (it can never be part of one).
         """
         interrupted = False
-        line = self._line
+        table = wire.B64_TABLE
+        quad = self._quad
         for b in data:
             if b == 0x7E:             # "~": a frame starts (restarts after a torn one)
                 if self._in_frame:
                     self.frames_dropped += 1
                 self._in_frame = True
                 self._n = 0
-                self._overflow = False
+                self._q = 0
+                self._bad = self._ended = self._cr = False
             elif b == 0x03:
                 interrupted = self.break_enabled
                 self.interrupts += 1
@@ -243,25 +252,34 @@ class ProtocolServer:
                 pass
             elif b == 0x0A:
                 self._in_frame = False
-                n = self._n
-                if self._overflow:
+                if self._bad or self._q or not self._n:
                     self.frames_dropped += 1
                 else:
-                    if n and line[n - 1] == 0x0D:   # tolerate CRLF
-                        n -= 1
-                    self._line_done(n)
-            elif self._n <= wire.MAX_LINE:
-                line[self._n] = b
-                self._n += 1
+                    self._frame_done(self._n)
+            elif self._bad:
+                pass
+            elif b == 0x0D:           # tolerate CRLF: one CR, only just before the newline
+                self._bad = self._cr
+                self._cr = True
+            elif self._ended or self._cr:
+                self._bad = True
             else:
-                self._overflow = True
+                q = self._q
+                quad[q] = table[b]
+                if q < 3:
+                    self._q = q + 1
+                else:
+                    self._q = 0
+                    got = wire.b64_quad_into(self._frame, self._n, quad[0], quad[1], quad[2], quad[3])
+                    if got < 0:
+                        self._bad = True
+                    else:
+                        self._n += got
+                        self._ended = got < 3
         return interrupted
 
-    def _line_done(self, n):
-        got = wire.b64_decode_into(self._line, n, self._frame)
-        if got < 0:
-            self.frames_dropped += 1
-            return
+    def _frame_done(self, got):
+        """A frame's newline: its `got` bytes are decoded in self._frame; check and answer it."""
         parsed = wire.parse_frame(self._frame, got)
         if parsed is None or parsed[1] != wire.KIND_REQUEST:
             self.frames_dropped += 1

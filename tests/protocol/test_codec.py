@@ -56,14 +56,14 @@ def test_max_sizes_are_consistent() -> None:
 def test_b64_decode_accepts_exactly_canonical_base64(data: bytes) -> None:
     text = base64.b64encode(data)
     buf = bytearray(300)
-    n = wire.b64_decode_into(text, len(text), buf)
+    n = wirehost.b64_decode_into(text, len(text), buf)
     assert bytes(buf[:n]) == data
 
 
 @given(st.binary(max_size=64))
 def test_b64_decode_rejects_what_is_not_canonical(text: bytes) -> None:
     buf = bytearray(100)
-    n = wire.b64_decode_into(text, len(text), buf)
+    n = wirehost.b64_decode_into(text, len(text), buf)
     try:
         ref = base64.b64decode(text, validate=True)
         canonical = base64.b64encode(ref) == text and len(text) > 0
@@ -173,4 +173,4 @@ def test_largest_frame_fits_and_one_byte_more_does_not() -> None:
     assert wirehost.decode_line(big) is None
     buf = bytearray(4)
     text = base64.b64encode(bytes(5))
-    assert wire.b64_decode_into(text, len(text), buf) == -1
+    assert wirehost.b64_decode_into(text, len(text), buf) == -1

@@ -5,6 +5,8 @@ import struct
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pumpcore import auth, wire, wirehost
 from pumpfw.server import ProtocolServer
@@ -373,3 +375,53 @@ def test_controller_returning_false_is_a_refusal() -> None:
     link = Link(No())
     st, p = link.signed(wire.CMD_SUSPEND)
     assert st == wire.ERR_REFUSED and reason(p) == "refused by the firmware (no reason given)"
+
+
+_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=!-_ \x00\xff"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_the_quad_by_quad_intake_accepts_exactly_what_the_whole_line_decoder_accepts(data: Any) -> None:
+    """The server decodes each base64 quad as it arrives (no line buffer, issue 16): a line
+    with characters replaced, inserted, deleted or padded anywhere is answered exactly when
+    the whole-line strict decoder (wirehost.decode_line) takes it for a valid request, fed
+    at once or one byte at a time; and the next good frame is always answered."""
+    seq = data.draw(st.integers(0, 0xFFFF))
+    payload = data.draw(st.binary(max_size=40))
+    line = bytearray(wire.encode_frame(wire.KIND_REQUEST, seq, wire.CMD_STATUS, 0, payload))
+    body = line[1:-1]
+    for _ in range(data.draw(st.integers(0, 3))):
+        op = data.draw(st.sampled_from(("replace", "insert", "delete", "pad")))
+        at = data.draw(st.integers(0, len(body)))
+        ch = data.draw(st.sampled_from(list(_CHARS)))
+        if op == "replace" and at < len(body):
+            body[at] = ch
+        elif op == "insert":
+            body.insert(at, ch)
+        elif op == "delete" and at < len(body):
+            del body[at]
+        elif op == "pad":
+            body[at:at] = b"=" * data.draw(st.integers(1, 3))
+    mutated = b"~" + bytes(body) + (b"\r\n" if data.draw(st.booleans()) else b"\n")
+    decoded = wirehost.decode_line(mutated)
+    want = decoded is not None and decoded[1] == wire.KIND_REQUEST
+    for bytewise in (False, True):
+        link = Link()
+        if bytewise:
+            got = [r for b in mutated for r in link.feed(bytes((b,)))]
+        else:
+            got = link.feed(mutated)
+        assert (len(got) == 1) == want, (mutated, got)
+        assert len(link.feed(wire.encode_frame(wire.KIND_REQUEST, 7, wire.CMD_STATUS, 0, b""))) == 1
+
+
+def test_a_padded_quad_ends_the_frame_even_when_what_follows_would_decode() -> None:
+    """Two base64 texts run together decode, quad by quad, to the whole frame, but the first
+    one's "=" pad must end a frame: the line is refused, as the whole-line decoder refuses it."""
+    import base64
+    frame = wire.build_frame(wire.KIND_REQUEST, 5, wire.CMD_STATUS, 0, b"")
+    for k in (1, 2, 4, 5):
+        line = b"~" + base64.b64encode(frame[:k]) + base64.b64encode(frame[k:]) + b"\n"
+        assert b"=" in line[:-5] and wirehost.decode_line(line) is None
+        assert Link().feed(line) == []
