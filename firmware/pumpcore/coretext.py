@@ -48,6 +48,7 @@ TEXTS = {
     "field_max": "%s = %d: outside 0..%d",
     "payload": "payload length = %d: above MAX_PAYLOAD %d",
     "byte_field": "%s = %r: outside 0..%d",
+    "layout_n": "%d values for a layout of %d fields",
     "rig_id_len": "rig_id = %r: must be 1..%d characters",
     "rig_id_chr": "rig_id = %r: only printable ASCII without spaces",
     "counter": "counter = %r: outside 1..%d",

@@ -322,6 +322,16 @@ def pack_strings(strings):
 
 
 
+def fields(layout, values):
+    """{name: value} of a layout from its values in the layout's order: the keys are the layout's
+    own names, so a module that fills a layout keeps no copy of them (issue 16). WireError if
+    the counts differ."""
+    names = layout[1]
+    if len(values) != len(names):
+        raise WireError(text("layout_n", len(values), len(names)))
+    return dict(zip(names, values))
+
+
 def error_payload(detail, reason):
     """Payload of an error response: detail code (0..255) and the reason, cut to fit a frame."""
     b = reason.encode() if isinstance(reason, str) else bytes(reason)

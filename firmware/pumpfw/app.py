@@ -684,31 +684,32 @@ class PumpApp(Controller):
             if prog is not None and prog.low_volume_nl:
                 above = res.volume_nl - prog.low_volume_nl
                 low_in = 0 if above <= 0 else (above * res.conc_ug_ml * 24 * 60) // (basal * 1000)
-        return {
-            "program_crc": prog.crc32() if prog is not None else 0,
-            "mode": prog.mode if prog is not None else 0,
-            "flex_step": (prog.basal_step_at(self.clock.weekday(), self.clock.ms)
-                          if prog is not None and prog.mode == programmod.MODE_FLEX else 255),
-            "flags": flags,
-            "alarm_count": len(active),
-            "top_alarm": active[0] if active else 0,
-            "rate_ng_day": s.flow_rate_ng_day(),
-            "basal_ng_day": basal,
-            "delivered_today_ng": s.delivered_ng_today(),
-            "delivered_total_ng": s.total_ng,
-            "rolling_24h_ng": s.rolling_24h_ng(),
-            "reservoir_nl": res.volume_nl,
-            "low_in_min": low_in if low_in < 0xFFFFFFFF else 0xFFFFFFFF,
-            "empty_in_min": empty_in,
-            "day": self.clock.day,
-            "ms_of_day": self.clock.ms,
-            "missed_steps": s.missed_steps,
-            "uncertain_ng": self.ledger.uncertain_ng & 0x3FFFFFFF,
-            "bridge_left_nl": s.bridge_left_nl(),
-            "line_conc_ug_ml": s.line_conc_ug_ml(),
-            "trapped_nl": self.trapped_nl(),
-            "queued_steps": (self.hw.stepper.pending() + self.owed) & 0x3FFFFFFF,
-        }
+        # in STATUS_RESP's order: its names are the dict's keys (wire.fields), not copies here
+        return wire.fields(wire.STATUS_RESP, (
+            prog.crc32() if prog is not None else 0,                        # program_crc
+            prog.mode if prog is not None else 0,                           # mode
+            (prog.basal_step_at(self.clock.weekday(), self.clock.ms)        # flex_step
+             if prog is not None and prog.mode == programmod.MODE_FLEX else 255),
+            flags,                                                          # flags
+            len(active),                                                    # alarm_count
+            active[0] if active else 0,                                     # top_alarm
+            s.flow_rate_ng_day(),                                           # rate_ng_day
+            basal,                                                          # basal_ng_day
+            s.delivered_ng_today(),                                         # delivered_today_ng
+            s.total_ng,                                                     # delivered_total_ng
+            s.rolling_24h_ng(),                                             # rolling_24h_ng
+            res.volume_nl,                                                  # reservoir_nl
+            low_in if low_in < 0xFFFFFFFF else 0xFFFFFFFF,                  # low_in_min
+            empty_in,                                                       # empty_in_min
+            self.clock.day,                                                 # day
+            self.clock.ms,                                                  # ms_of_day
+            s.missed_steps,                                                 # missed_steps
+            self.ledger.uncertain_ng & 0x3FFFFFFF,                          # uncertain_ng
+            s.bridge_left_nl(),                                             # bridge_left_nl
+            s.line_conc_ug_ml(),                                            # line_conc_ug_ml
+            self.trapped_nl(),                                              # trapped_nl
+            (self.hw.stepper.pending() + self.owed) & 0x3FFFFFFF,          # queued_steps
+        ))
 
     def trapped_nl(self):
         """During an occlusion, the volume pushed against the block since the line was last at
@@ -754,10 +755,9 @@ class PumpApp(Controller):
 
     def limits(self):
         lim = self.hard_limits
-        return {"max_rate_ng_day": lim.max_rate_ng_day, "max_24h_ng": lim.max_24h_ng,
-                "max_bolus_ng": lim.max_bolus_ng, "max_flow_ng_day": lim.max_flow_ng_day,
-                "min_conc_ug_ml": lim.min_conc_ug_ml,
-                "max_conc_ug_ml": lim.max_conc_ug_ml, "max_reservoir_nl": lim.reservoir_capacity_nl}
+        return wire.fields(wire.LIMITS_RESP, (   # in LIMITS_RESP's order
+            lim.max_rate_ng_day, lim.max_24h_ng, lim.max_bolus_ng, lim.max_flow_ng_day,
+            lim.min_conc_ug_ml, lim.max_conc_ug_ml, lim.reservoir_capacity_nl))
 
     # ------------------------------------------------------------------ Controller: changes
     def decode_program(self, buf):

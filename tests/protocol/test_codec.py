@@ -174,3 +174,10 @@ def test_largest_frame_fits_and_one_byte_more_does_not() -> None:
     buf = bytearray(4)
     text = base64.b64encode(bytes(5))
     assert wirehost.b64_decode_into(text, len(text), buf) == -1
+
+
+def test_a_layout_filled_in_order_names_each_value_and_refuses_a_wrong_count() -> None:
+    got = wire.fields(wire.LIMITS_RESP, tuple(range(7)))
+    assert list(got) == list(wire.LIMITS_RESP[1]) and list(got.values()) == list(range(7))
+    with pytest.raises(wire.WireError, match="6 values for a layout of 7 fields"):
+        wire.fields(wire.LIMITS_RESP, tuple(range(6)))
