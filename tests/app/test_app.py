@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pumpcore import alarms as al
-from pumpcore import logrec
+from pumpcore import logrec, wire
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpfw.app import PumpApp
 from pumphw.base import RESET_WATCHDOG
@@ -524,3 +524,23 @@ def test_a_maintenance_entry_whose_save_was_cut_ends_once_on_the_log(tmp_path):
     ends = [r for r in recs if r[3] == logrec.EV_MAINT_END]
     assert len(starts) == 1 and len(ends) == 1, (starts, ends)
     assert ends[0][4] > 0 and ends[0][6] > 3_000_000, ends    # missed nL, the gap in ms
+
+
+def test_status_and_limits_name_each_value_as_the_wire_layouts_do(tmp_path):
+    """status() and limits() give their values in the layouts' order (wire.fields): each name
+    carries the app's own figure, not its neighbour's."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 3600_000)
+    st = app.status()
+    assert list(st) == list(wire.STATUS_RESP[1])
+    s = app.sched
+    assert (st["program_crc"], st["mode"], st["flex_step"]) == (app.program.crc32(), MODE_CONTINUOUS, 255)
+    assert (st["rate_ng_day"], st["basal_ng_day"]) == (186_000, 186_000)
+    assert st["delivered_total_ng"] == s.total_ng and st["reservoir_nl"] == s.reservoir.volume_nl
+    assert (st["day"], st["ms_of_day"]) == (app.clock.day, app.clock.ms)
+    assert st["missed_steps"] == s.missed_steps and st["line_conc_ug_ml"] == 2000
+    lim = app.hard_limits
+    assert app.limits() == {"max_rate_ng_day": lim.max_rate_ng_day, "max_24h_ng": lim.max_24h_ng,
+                            "max_bolus_ng": lim.max_bolus_ng, "max_flow_ng_day": lim.max_flow_ng_day,
+                            "min_conc_ug_ml": lim.min_conc_ug_ml, "max_conc_ug_ml": lim.max_conc_ug_ml,
+                            "max_reservoir_nl": lim.reservoir_capacity_nl}
