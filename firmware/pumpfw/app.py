@@ -354,6 +354,10 @@ class PumpApp(Controller):
             self._raise(al.ALARM_STORAGE_FAULT)
             self._log(logrec.EV_STORAGE_FAULT, 0, 0, 0, 0)
             return False
+        finally:
+            # every save makes its sections again from the live objects (above), and nothing
+            # reads them between two saves: not kept (the bolus gate's alone is 150 ints)
+            st.sections.clear()
         if ok:
             self.save_due_ms = 0
             self.ledger.unbounded = False
