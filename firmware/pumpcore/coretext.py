@@ -74,8 +74,3 @@ TEXTS = {
     "most_bytes": "at most %d bytes",
     "most_depth": "at most %d levels",
 }
-
-
-def text(key, args):
-    """TEXTS[key] % args (args: a tuple)."""
-    return TEXTS[key] % args

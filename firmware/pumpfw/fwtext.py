@@ -1,5 +1,5 @@
 """The texts of the application's refusals and errors (pumpfw.server, pumpfw.app, pumpfw.store),
-by key: `pumpfw.text(key, *args)` is `TEXTS[key] % args`.
+by key: `pumpfw.text(key, *args)` is `TEXTS[key] % args` (pumpcore.render).
 
 Its own module for the RP2040's RAM (issue 16): `pumpfw.text` loads it for the call and lets
 it go after (`pumpcore.render`), so these texts are in the heap only while one is made; the
@@ -45,8 +45,3 @@ TEXTS = {
     "prog_len": "program length = %d: at most %d bytes",
     "log_shape": "seg_records = %d, max_segments = %d: need >= 1 and >= 2",
 }
-
-
-def text(key, args):
-    """TEXTS[key] % args (args: a tuple)."""
-    return TEXTS[key] % args

@@ -21,8 +21,3 @@ TEXTS = {
     "period": "period_us = %r: must be an integer %d..%d us",
     "direction": "direction = %r: must be 0 (retract) or 1 (infuse)",
 }
-
-
-def text(key, args):
-    """TEXTS[key] % args (args: a tuple)."""
-    return TEXTS[key] % args

@@ -92,12 +92,13 @@ def test_catalog_keys_are_interned_names_and_every_text_is_used(layer: str) -> N
 
 
 def test_a_catalog_that_cannot_be_made_gives_the_key_and_the_values() -> None:
+    class NoHeapFormat(str):
+        def __mod__(self, args: object) -> str:
+            raise MemoryError        # as when the heap has no room for the text being made
+
     class NoHeap:
         __name__ = "pumpcore.nothing"
-
-        @staticmethod
-        def text(key: str, args: tuple) -> str:
-            raise MemoryError
+        TEXTS = {"alarm_code": NoHeapFormat("alarm code = %r: must be 1..%d")}
 
     assert render(NoHeap, "alarm_code", (99, 20)) == "alarm_code (99, 20)" == untold("alarm_code", (99, 20))
     assert render(coretext, "alarm_code", (99, 20)) == "alarm code = 99: must be 1..20"
