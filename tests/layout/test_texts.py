@@ -129,3 +129,32 @@ def test_texts_are_made_and_let_go_on_micropython() -> None:
         alarms.priority(99)
     out = run_micropython(TEXTS_ON_DEVICE).split("\n")
     assert out[:4] == ["ERR " + str(err.value), "LOADED False", "FW no alarm with id 42", "LOADED False"], out
+
+
+REPEATED = """import gc, sys
+from pumpfw import text
+from pumpcore import alarms
+def once():
+    text('no_alarm', 42)
+    try:
+        alarms.priority(99)
+    except ValueError:
+        pass
+def batch():
+    for i in range(300):
+        once()
+    gc.collect()
+    return gc.mem_alloc()
+first = second = third = 0   # the globals made before measuring: their dict does not grow between
+first = batch()              # whatever settles once (the keys interned) settles here
+second = batch()
+third = batch()
+print('GROWTH', second - first, third - first, 'pumpfw.fwtext' in sys.modules, 'pumpcore.coretext' in sys.modules)
+"""
+
+
+def test_texts_made_again_and_again_leave_the_heap_as_it_was_on_micropython() -> None:
+    """A flood of refusals loads and lets go a catalog each time: after a first 300 of each
+    kind, two more floods of 300 leave the heap after a collection where the first left it."""
+    out = run_micropython(REPEATED).split("\n")
+    assert out[0] == "GROWTH 0 0 False False", out
