@@ -52,7 +52,7 @@ def loopback_link(records: int) -> LoopbackTransport:
 
 MPY_BENCH = r"""
 import time
-from pumpcore import wire, auth
+from pumpcore import wire, authhost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import FakeController, KEY, RIG
 out = []
@@ -71,7 +71,7 @@ logs = [wire.encode_frame(0, i, wire.CMD_LOG_READ, 0, bytes((0, 0, 0, 0, 31))) f
 chunk = bytes(wire.MAX_STAGE_CHUNK)
 stage = [wire.encode_frame(0, i, wire.CMD_PROG_STAGE, 0, wire.pack_fields(wire.PROG_STAGE_REQ,
          {"offset": 0, "total_len": 4000}) + chunk) for i in range(N)]
-signed = [wire.frame_to_line(auth.sign_request(i, wire.CMD_SUSPEND, b"", RIG, i + 1, KEY)) for i in range(N)]
+signed = [wire.frame_to_line(authhost.sign_request(i, wire.CMD_SUSPEND, b"", RIG, i + 1, KEY)) for i in range(N)]
 print("status %%.0f" %% per_frame(status))
 print("log31 %%.0f" %% per_frame(logs))
 print("stage1016 %%.0f" %% per_frame(stage))

@@ -5,16 +5,18 @@ is built here; results equal CPython's hmac.new(key, msg, "sha256"). An authenti
 carries, at the end of its payload: rig id (u8 length + ASCII), counter (u32, 1 .. 2**30-1,
 strictly above every counter the rig accepted before) and the HMAC-SHA256 of the binary frame
 from byte 0 up to and including the counter, under that rig's 32-byte key.
+
+This module is the device's half: the pads, the MAC check and the trailer's parse. Signing a
+request (the host's half) is pumpcore.authhost, which the device does not import (issue 16).
 """
 import hashlib
 import struct
 
 from pumpcore import wire
 from pumpcore.fixed import const
-from pumpcore import text
 
 _BLOCK = const(64)
-_KEY_SIZE = const(32)     # bytes of a rig key (/rigkey.bin on the device)
+KEY_SIZE = const(32)      # bytes of a rig key (/rigkey.bin on the device)
 _TRAILER_FIXED = const(37)  # rig id length byte + counter u32 + HMAC (32)
 
 
@@ -43,11 +45,6 @@ class Hmac:
         return outer.digest()
 
 
-def hmac_sha256(key, msg):
-    """HMAC-SHA256(key, msg) as 32 bytes."""
-    return Hmac(key).digest(msg)
-
-
 def equal(a, b):
     """Compare two byte strings in time independent of where they differ."""
     if len(a) != len(b):
@@ -56,35 +53,6 @@ def equal(a, b):
     for i in range(len(a)):
         diff |= a[i] ^ b[i]
     return diff == 0
-
-
-def check_rig_id(rig_id):
-    """Raise wire.WireError unless `rig_id` is 1..MAX_RIG_ID printable ASCII characters."""
-    if not isinstance(rig_id, str) or not 1 <= len(rig_id) <= wire.MAX_RIG_ID:
-        raise wire.WireError(text("rig_id_len", rig_id, wire.MAX_RIG_ID))
-    for ch in rig_id:
-        if not 0x21 <= ord(ch) <= 0x7E:
-            raise wire.WireError(text("rig_id_chr", rig_id))
-
-
-def sign_request(seq, cmd, body, rig_id, counter, key):
-    """Binary frame of an authenticated request: body + rig id + counter + HMAC, with CRC.
-
-    `counter` must be 1 .. wire.COUNTER_LIMIT and above the rig's last accepted counter.
-    """
-    check_rig_id(rig_id)
-    if not isinstance(counter, int) or not 1 <= counter <= wire.COUNTER_LIMIT:
-        raise wire.WireError(text("counter", counter, wire.COUNTER_LIMIT))
-    if len(key) != _KEY_SIZE:
-        raise wire.WireError(text("key_size", len(key), _KEY_SIZE))
-    rid = rig_id.encode()
-    n = len(body) + 1 + len(rid) + 4 + wire.HMAC_SIZE
-    if n > wire.MAX_PAYLOAD:
-        raise wire.WireError(text("payload", n, wire.MAX_PAYLOAD))
-    head = struct.pack(wire.HEADER_FMT, wire.PROTOCOL_VERSION, wire.KIND_REQUEST, seq, cmd, 0, n)
-    signed = head + bytes(body) + bytes((len(rid),)) + rid + struct.pack("<I", counter)
-    mac = hmac_sha256(key, signed)
-    return wire.build_frame(wire.KIND_REQUEST, seq, cmd, 0, signed[wire.HEADER_SIZE:] + mac)
 
 
 def split_trailer(buf, payload_len, body_len):

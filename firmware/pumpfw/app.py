@@ -1,6 +1,8 @@
 """The pump application: boot (restore and check state), then the main loop that ties together
 the hardware layer, the dose scheduler, the detectors and alarms, the flash store and the
-protocol server. Also the protocol `Controller` the host talks to.
+protocol server. PumpApp is also the controller the protocol server calls (the methods of
+pumpfw.controller.Controller, defined here without subclassing it: the Pico does not import the
+interface).
 
 Safety policies (the reasons are in docs/ARCHITECTURE.md and docs/persistence.md):
 - The motor stays disabled from power-on until the stored state and program have been loaded
@@ -31,7 +33,7 @@ from pumpcore.limits import HardLimits
 from pumphw.base import DIR_INFUSE
 from pumpfw import statemap, text
 from pumpfw.ledger import Ledger
-from pumpfw.server import Controller, ProtocolServer
+from pumpfw.server import ProtocolServer
 from pumpfw.store import EventLog, LogBacklog, ProgramStore, StateStore, StoreError, SAVE_WRITTEN, lost_kind
 
 FIRMWARE_VERSION = "0.1.0"
@@ -125,7 +127,7 @@ def _read_bytes(path):
         return None
 
 
-class PumpApp(Controller):
+class PumpApp:
     """One pump: built on a Hardware object (pumphw.base), run with boot() then loop()."""
 
     build = "unknown: not booted"   # hello's build_hash (buildrec.UNKNOWN); boot() reads the build record

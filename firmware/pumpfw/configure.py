@@ -1,7 +1,7 @@
 """The commands that configure the pump, loaded for the call (issue 16's RAM budget: this
 code is in the RP2040's heap only while one runs; the PumpApp methods of the same names, the
 protocol Controller's, run these through `pumpcore.call_once`): commit a program, set the
-clock, refill, prime, set the calibration, and the record of a maintenance's end. Each is a function of the app, with the result convention of pumpfw.server.Controller
+clock, refill, prime, set the calibration, and the record of a maintenance's end. Each is a function of the app, with the result convention of pumpfw.controller.Controller
 (None when done, (code, reason) when refused).
 Units: ng, ng/day, nL, ug/mL, pL per microstep, (day, ms of day), ms.
 """

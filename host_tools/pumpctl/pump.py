@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-from pumpcore import auth, wire, wirehost
+from pumpcore import authhost, wire, wirehost
 from pumpcore.crc import crc32
 
 from . import keys
@@ -246,7 +246,7 @@ class Pump:
         self._counter += 1
         if self._key_from_store:
             keys.save_counter(self.rig_id, self._counter, self.state_dir)
-        return auth.sign_request(seq, cmd, body, self.rig_id, self._counter, key)
+        return authhost.sign_request(seq, cmd, body, self.rig_id, self._counter, key)
 
     def _exchange(self, frame: bytes, seq: int, cmd: int) -> tuple[int, bytes, int]:
         """Send `frame`, retransmitting on silence. Returns (status, payload, attempts used)."""
@@ -510,7 +510,7 @@ class Pump:
         maintenance command (older firmware: Ctrl-C still stops it)."""
         import secrets
         seq = self._next_seq()
-        frame = auth.sign_request(seq, wire.CMD_MAINTENANCE,
+        frame = authhost.sign_request(seq, wire.CMD_MAINTENANCE,
                                   wire.pack_fields(wire.MAINTENANCE_REQ, {"window_ms": wire.MAINT_MIN_MS}),
                                   self.rig_id, min(self._counter + 1, _SMALL), secrets.token_bytes(32))
         status, _payload, _attempts = self._exchange(frame, seq, wire.CMD_MAINTENANCE)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pumpcore import alarms as al
-from pumpcore import auth, logrec, wire
+from pumpcore import authhost, logrec, wire
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpctl.pump import Pump
 from pumpctl.transport import LoopbackTransport
@@ -111,16 +111,16 @@ def test_refused_signed_requests_are_logged_and_a_flood_is_rate_limited(tmp_path
     app.server.write = out.append
     bad_key = bytes(32)
     for i in range(50):                          # forged: wrong key
-        frame = auth.sign_request(1000 + i, wire.CMD_SUSPEND, b"", "fake-rig", 5 + i, bad_key)
+        frame = authhost.sign_request(1000 + i, wire.CMD_SUSPEND, b"", "fake-rig", 5 + i, bad_key)
         app.server.feed(wire.frame_to_line(frame))
-    frame = auth.sign_request(2000, wire.CMD_SUSPEND, b"", "other-rig", 99, KEY)
+    frame = authhost.sign_request(2000, wire.CMD_SUSPEND, b"", "other-rig", 99, KEY)
     app.server.feed(wire.frame_to_line(frame))     # wrong rig
     refused = _events(app, logrec.EV_AUTH_REFUSED)
     assert len(refused) == AUTH_LOG_BURST
     assert all(r[4] == wire.CMD_SUSPEND and r[5] == wire.ERR_BAD_MAC for r in refused)
     assert not app.sched.suspended
     run_for(app, hw, AUTH_LOG_REFILL_MS + 2_000)
-    frame = auth.sign_request(3000, wire.CMD_SUSPEND, b"", "fake-rig", 500, bad_key)
+    frame = authhost.sign_request(3000, wire.CMD_SUSPEND, b"", "fake-rig", 500, bad_key)
     app.server.feed(wire.frame_to_line(frame))
     last = _events(app, logrec.EV_AUTH_REFUSED)[-1]
     assert last[6] == 50 + 1 - AUTH_LOG_BURST    # the refusals not logged are counted

@@ -8,7 +8,7 @@ import random
 from fractions import Fraction
 from pathlib import Path
 
-from pumpcore import auth, wire
+from pumpcore import authhost, wire
 from pumpcore.program import MODE_CONTINUOUS, Program
 
 from .test_app import DAY0, run_for
@@ -39,7 +39,7 @@ def _stream(rnd: random.Random, seq: list[int]) -> tuple[bytes, int]:
             seq[0] = (seq[0] + 1) & 0xFFFF
             cmd = rnd.choice((wire.CMD_HELLO, wire.CMD_STATUS, wire.CMD_ALARMS, wire.CMD_MAINTENANCE))
             if cmd == wire.CMD_MAINTENANCE:   # a forged maintenance: refused (bad MAC)
-                frame = auth.sign_request(seq[0], cmd, (600_000).to_bytes(4, "little"), "fake-rig",
+                frame = authhost.sign_request(seq[0], cmd, (600_000).to_bytes(4, "little"), "fake-rig",
                                           10 ** 6, bytes(range(1, 33)))
             else:
                 frame = wire.build_frame(wire.KIND_REQUEST, seq[0], cmd, 0, b"")

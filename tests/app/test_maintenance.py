@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pumpcore import alarms as al
-from pumpcore import auth, logrec, wire, wirehost
+from pumpcore import authhost, logrec, wire, wirehost
 from pumpcore.program import MODE_CONTINUOUS, Program
 from pumpfw import app as appmod
 from pumpfw.app import MaintenanceExit, PumpApp
@@ -203,7 +203,7 @@ def test_maintenance_needs_the_key_and_a_window_in_range(tmp_path: Path) -> None
             pump.maintenance(59_999)
     link = LoopbackTransport(app)
     counter = app.auth_counter() + 1
-    frame = auth.sign_request(7, wire.CMD_MAINTENANCE, struct.pack("<I", 1_800_001), "fake-rig", counter, KEY)
+    frame = authhost.sign_request(7, wire.CMD_MAINTENANCE, struct.pack("<I", 1_800_001), "fake-rig", counter, KEY)
     link.write(wire.frame_to_line(frame))
     got = wirehost.decode_line(link.read(0.1))
     assert got[4] == wire.ERR_BAD_PAYLOAD and app.auth_counter() == counter - 1
@@ -270,7 +270,7 @@ def test_run_returns_to_the_repl_after_signed_maintenance(tmp_path: Path) -> Non
     flash = tmp_path / "flash"
     flash.mkdir()
     (flash / "rigkey.bin").write_bytes(KEY)
-    frame = auth.sign_request(1, wire.CMD_MAINTENANCE, struct.pack("<I", 600_000), "fake-rig", 1, KEY)
+    frame = authhost.sign_request(1, wire.CMD_MAINTENANCE, struct.pack("<I", 600_000), "fake-rig", 1, KEY)
     hw = ScriptedHardware(flash, [b"\x03", wire.frame_to_line(frame)], AssertionError("loop did not leave"))
     app = appmod.run(hw)
     assert isinstance(app, PumpApp) and hw.ctrl_c is True and hw.hold is not None

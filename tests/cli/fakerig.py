@@ -7,7 +7,7 @@ from pumpcore import logrec, wire
 from pumpctl.transport import import_server
 
 import_server()
-from pumpfw.server import Controller  # noqa: E402  (import_server put firmware/ on the path)
+from pumpfw.controller import Controller  # noqa: E402  (import_server put firmware/ on the path)
 
 
 class FakeController(Controller):

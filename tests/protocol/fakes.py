@@ -1,6 +1,6 @@
 """Fake Controller and Program for protocol tests; MicroPython-compatible (runs in both)."""
 from pumpcore import wire
-from pumpfw.server import Controller
+from pumpfw.controller import Controller
 
 KEY = bytes(range(32))          # the test rig's key
 RIG = "rig-test-01"

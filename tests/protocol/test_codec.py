@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pumpcore import auth, crc, wire, wirehost
+from pumpcore import auth, authhost, crc, wire, wirehost
 
 
 def test_crc_check_values() -> None:
@@ -128,12 +128,12 @@ def test_limits_response_carries_every_hard_limit_in_range() -> None:
 
 @given(st.binary(max_size=100), st.binary(max_size=300))
 def test_hmac_equals_python_hmac(key: bytes, msg: bytes) -> None:
-    assert auth.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+    assert authhost.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
 
 
 def test_signed_request_layout() -> None:
     key = bytes(range(32))
-    frame = auth.sign_request(9, wire.CMD_BOLUS, b"B" * 8, "rig-1", 42, key)
+    frame = authhost.sign_request(9, wire.CMD_BOLUS, b"B" * 8, "rig-1", 42, key)
     parsed = wire.parse_frame(frame, len(frame))
     assert parsed is not None
     plen = parsed[5]
@@ -144,11 +144,11 @@ def test_signed_request_layout() -> None:
     signed = frame[:wire.HEADER_SIZE + plen - 32]
     assert frame[wire.HEADER_SIZE + plen - 32:wire.HEADER_SIZE + plen] == hmac.new(key, signed, hashlib.sha256).digest()
     with pytest.raises(wire.WireError, match="counter = 0: outside 1..1073741823"):
-        auth.sign_request(9, wire.CMD_BOLUS, b"", "rig-1", 0, key)
+        authhost.sign_request(9, wire.CMD_BOLUS, b"", "rig-1", 0, key)
     with pytest.raises(wire.WireError, match="rig_id = 'a b'"):
-        auth.sign_request(9, wire.CMD_BOLUS, b"", "a b", 1, key)
+        authhost.sign_request(9, wire.CMD_BOLUS, b"", "a b", 1, key)
     with pytest.raises(wire.WireError, match="key: 5 bytes, a rig key is 32"):
-        auth.sign_request(9, wire.CMD_BOLUS, b"", "rig", 1, b"short")
+        authhost.sign_request(9, wire.CMD_BOLUS, b"", "rig", 1, b"short")
 
 
 def test_error_payload_cut_to_fit() -> None:

@@ -17,7 +17,7 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pumpcore import auth, wire, wirehost
+from pumpcore import authhost, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 
@@ -83,7 +83,7 @@ def _make(kind: str, seq: int, cmd: int, payload: bytes, rnd: random.Random, pre
         counter = rnd.randrange(1, START_COUNTER + 1) if how == 0 else START_COUNTER + 1 + rnd.randrange(50)
         key = bytes(32) if how == 1 else KEY
         rig = "rig-other" if how == 2 else RIG
-        frame = bytearray(auth.sign_request(seq, acmd, payload[:8], rig, counter, key))
+        frame = bytearray(authhost.sign_request(seq, acmd, payload[:8], rig, counter, key))
         if how == 3:   # forged: a byte of the signed part changed, CRC recomputed
             plen = len(frame) - 12
             frame[8 + rnd.randrange(plen)] ^= 1 << rnd.randrange(8)

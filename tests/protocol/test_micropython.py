@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pumpcore import auth, wire, wirehost
+from pumpcore import authhost, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 from tests.support.mpy import REPO, run_micropython
@@ -51,7 +51,7 @@ def scenario(seed: int, n: int = 1500) -> tuple[bytes, list[int]]:
                 use = max(1, counter - rnd.randrange(3))      # replays
             key = KEY if rnd.random() < 0.9 else bytes(32)
             rig = RIG if rnd.random() < 0.9 else "rig-x"
-            out += wire.frame_to_line(auth.sign_request(seq, cmd, body, rig, use, key))
+            out += wire.frame_to_line(authhost.sign_request(seq, cmd, body, rig, use, key))
         elif kind < 0.55:
             out += out[-rnd.randrange(1, 200):] if out else b""     # retransmission / torn tail
         elif kind < 0.75:
@@ -129,12 +129,12 @@ def test_server_byte_identical_on_both_interpreters(seed: int) -> None:
 
 def test_codec_values_identical() -> None:
     script = r"""
-from pumpcore import wire, wirehost, auth, crc
+from pumpcore import wire, wirehost, authhost, crc
 import binascii
 print(wire.TABLE_CRC)
 print(crc.crc32(b"123456789"), crc.crc32_py(b"abc" * 50), crc.crc16(b"123456789"))
-print(binascii.hexlify(auth.hmac_sha256(b"k" * 70, b"message")).decode())
-print(binascii.hexlify(auth.sign_request(7, wire.CMD_BOLUS, b"12345678", "rig-1", 99, bytes(range(32)))).decode())
+print(binascii.hexlify(authhost.hmac_sha256(b"k" * 70, b"message")).decode())
+print(binascii.hexlify(authhost.sign_request(7, wire.CMD_BOLUS, b"12345678", "rig-1", 99, bytes(range(32)))).decode())
 print(wire.encode_frame(1, 65535, 255, 11, bytes(range(256)) * 4).decode().strip())
 print(wirehost.decode_line(wire.encode_frame(0, 3, 2, 0, b"xyz")))
 """
@@ -144,8 +144,8 @@ print(wirehost.decode_line(wire.encode_frame(0, 3, 2, 0, b"xyz")))
     from pumpcore import crc
     assert got[0] == str(wire.TABLE_CRC)
     assert got[1] == "%d %d %d" % (crc.crc32(b"123456789"), crc.crc32(b"abc" * 50), 0x29B1)
-    assert got[2] == auth.hmac_sha256(b"k" * 70, b"message").hex()
-    assert got[3] == auth.sign_request(7, wire.CMD_BOLUS, b"12345678", "rig-1", 99, bytes(range(32))).hex()
+    assert got[2] == authhost.hmac_sha256(b"k" * 70, b"message").hex()
+    assert got[3] == authhost.sign_request(7, wire.CMD_BOLUS, b"12345678", "rig-1", 99, bytes(range(32))).hex()
     assert got[4] == wire.encode_frame(1, 65535, 255, 11, bytes(range(256)) * 4).decode().strip()
     assert got[5] == "(1, 0, 3, 2, 0, b'xyz')"
     del binascii

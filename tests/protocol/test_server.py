@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pumpcore import auth, wire, wirehost
+from pumpcore import authhost, wire, wirehost
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 
@@ -40,7 +40,7 @@ class Link:
         if counter is None:
             self.counter += 1
             counter = self.counter
-        frame = auth.sign_request(self.seq, cmd, body, rig, counter, key)
+        frame = authhost.sign_request(self.seq, cmd, body, rig, counter, key)
         got = self.feed(wire.frame_to_line(frame))
         assert len(got) == 1
         return got[0][4], got[0][5]
@@ -120,7 +120,7 @@ def test_responses_and_bad_crc_dropped_unknown_command_and_version_answered(link
 
 # ---- retransmission: answered again, never executed again ------------------------------------
 def test_retransmitted_bolus_is_answered_not_executed(link: Link) -> None:
-    frame = auth.sign_request(500, wire.CMD_BOLUS, struct.pack("<II", 50_000, 0), RIG, 1, KEY)
+    frame = authhost.sign_request(500, wire.CMD_BOLUS, struct.pack("<II", 50_000, 0), RIG, 1, KEY)
     line = wire.frame_to_line(frame)
     first = link.feed(line)
     again = link.feed(line)
@@ -149,7 +149,7 @@ def test_auth_refusals_name_the_reason_and_change_nothing(link: Link) -> None:
     st, p = link.signed(wire.CMD_BOLUS, body, counter=5, key=bytes(32))
     assert st == wire.ERR_BAD_MAC and "wrong key for rig 'rig-test-01'" in reason(p)
     # forged: a valid frame with one body byte changed and the CRC fixed up
-    frame = bytearray(auth.sign_request(77, wire.CMD_BOLUS, body, RIG, 5, KEY))
+    frame = bytearray(authhost.sign_request(77, wire.CMD_BOLUS, body, RIG, 5, KEY))
     frame[wire.HEADER_SIZE] ^= 0x40
     fixed = wire.build_frame(0, 77, wire.CMD_BOLUS, 0, bytes(frame[wire.HEADER_SIZE:-4]))
     got = link.feed(wire.frame_to_line(fixed))
@@ -167,11 +167,11 @@ def test_auth_refusals_name_the_reason_and_change_nothing(link: Link) -> None:
 
 
 def test_counter_above_small_int_limit_refused(link: Link) -> None:
-    frame = bytearray(auth.sign_request(3, wire.CMD_SUSPEND, b"", RIG, 1, KEY))
+    frame = bytearray(authhost.sign_request(3, wire.CMD_SUSPEND, b"", RIG, 1, KEY))
     plen = len(frame) - wire.HEADER_SIZE - 4
     struct.pack_into("<I", frame, wire.HEADER_SIZE + plen - 36, 2**31)
     signed = bytes(frame[:wire.HEADER_SIZE + plen - 32])
-    mac = auth.hmac_sha256(KEY, signed)
+    mac = authhost.hmac_sha256(KEY, signed)
     line = wire.frame_to_line(wire.build_frame(0, 3, wire.CMD_SUSPEND, 0, signed[wire.HEADER_SIZE:] + mac))
     got = link.feed(line)
     assert got[0][4] == wire.ERR_BAD_PAYLOAD and "counter = 2147483648: above the limit 1073741823" in reason(got[0][5])
@@ -357,7 +357,7 @@ def test_largest_frame_with_crlf_answered_one_more_char_dropped(link: Link) -> N
 
 
 def test_bare_controller_reports_missing_methods_by_name() -> None:
-    from pumpfw.server import Controller
+    from pumpfw.controller import Controller
     out: list[bytes] = []
     server = ProtocolServer(Controller(), out.append)
     server.feed(wire.encode_frame(0, 1, wire.CMD_STATUS, 0, b""))
