@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "firmware"))
 from pumpcore.detect import OcclusionDetector, occlusion_steps_per_sample  # noqa: E402
 from pumpcore.limits import HardLimits  # noqa: E402
 from pumpcore.pressure import sensor_from_mechanism  # noqa: E402
-from pumpsim import model  # noqa: E402
+from pumpsim import model, sensorout  # noqa: E402
 
 MECH_FILES = {"20ml": REPO / "hw" / "mechanism.json", "precision": REPO / "hw" / "mechanism-precision.json"}
 
@@ -220,7 +220,7 @@ def main() -> None:
         m = model.Mechanism.from_dict(mech)
         print("== mechanism %s: %d pL per microstep; line %d nL/kPa, tau %d ms; %s" % (
             name, m.pl_per_step, mech["line"]["compliance_pl_per_kpa"] // 1000, mech["line"]["tau_ms"],
-            sensor_from_mechanism(mech).describe()))
+            sensorout.describe(sensor_from_mechanism(mech))))
         print(f"{'delivery':>34} {'set-up':>14} {'by':>9} {'time s':>9} {'missed nL':>10}  note")
         for cname, flow, conc, tick, lead, limit in cases(mech):
             for label, make in setups(mech):

@@ -1,9 +1,10 @@
 """The line pressure sensor, described once: hw/mechanism.json "pressure_sensor" -> transfer function.
 
 Every part that turns line pressure into a reading or back uses this module with the same
-description: pumphw.rp2hw (ADC read_u16 -> kPa x 10 on the Pico), pumpsim.model (the virtual
-rig's twin: line pressure -> ADC counts -> the same reading), pumpctl.emuphys (the emulated
-Pico's ADC input), and pumpfw.app (the occlusion threshold and the open-wire fault band).
+description: pumphw.rp2hw (ADC read_u16 -> kPa x 10 on the Pico), pumpfw.app (the occlusion
+threshold and the open-wire fault band), and the simulated rigs through pumpsim.sensorout (the
+forward direction, line pressure -> ADC counts -> the reading: the virtual rig's twin and the
+emulated Pico's ADC input; the device does not carry it, issue 16).
 
 The description (all integers; "permille" = thousandths of the supply voltage):
     part                        text, e.g. "Honeywell ABPDANV015PGAA3"
@@ -36,7 +37,7 @@ from pumpcore.fielderror import FieldError
 from pumpcore.fixed import const
 from pumpcore import call_once
 
-_U16_MAX = const(65535)
+U16_MAX = const(65535)    # full scale of read_u16
 
 BOM_SENSOR = {
     "part": "Honeywell ABPDANV015PGAA3",
@@ -66,43 +67,12 @@ class PressureSensor:
     @staticmethod
     def u16_at_permille(permille):
         """read_u16 value of an output at `permille` of the supply (rounded)."""
-        return (_U16_MAX * permille + 500) // 1000
+        return (U16_MAX * permille + 500) // 1000
 
     def kpa_x10_from_u16(self, raw):
         """Gauge pressure in kPa x 10 (floor) from a read_u16 value 0..65535. Allocation-free:
         small ints only (|(2 raw - offset) * mul| < 2**30)."""
         return self._min_x10 + (2 * raw - self._off2) * self._mul // self._div
-
-    def adc_counts(self, pressure_pa, adc_max):
-        """What an ADC with full scale `adc_max` (its reference = the sensor supply) reads for a
-        line pressure in Pa: the transfer function continued outside the range, railing at
-        0 V and at the supply (rounded half up, clamped to 0..adc_max). Host and twin only
-        (products exceed small ints)."""
-        span = self.max_pa - self.min_pa
-        lo = self.output_min_permille
-        num = adc_max * (lo * span + (self.output_max_permille - lo) * (pressure_pa - self.min_pa))
-        den = 1000 * span
-        c = (2 * num + den) // (2 * den)
-        if c < 0:
-            return 0
-        if c > adc_max:
-            return adc_max
-        return c
-
-    def reading_kpa_x10(self, pressure_pa, adc_bits=12):
-        """The reading the firmware gets for a line pressure: ADC counts of an adc_bits ADC
-        scaled to read_u16 (0..65535), then kpa_x10_from_u16. Never above rail_kpa_x10."""
-        adc_max = (1 << adc_bits) - 1
-        c = self.adc_counts(pressure_pa, adc_max)
-        return self.kpa_x10_from_u16((c * _U16_MAX + adc_max // 2) // adc_max)
-
-    def describe(self):
-        """One line for logs and docs."""
-        return ("%s: %d..%d Pa = %d..%d %% of %d mV; reads %d..%d kPa x 10 (rails), fault below %d, "
-                "occlusion at %d" % (self.part, self.min_pa, self.max_pa, self.output_min_permille // 10,
-                                     self.output_max_permille // 10, self.supply_mv, self.floor_kpa_x10,
-                                     self.rail_kpa_x10, self.fault_low_kpa_x10,
-                                     self.occlusion_threshold_kpa_x10))
 
 
 def sensor_from_mechanism(mech):

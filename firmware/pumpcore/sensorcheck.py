@@ -8,9 +8,8 @@ the heap for the whole run; PressureSensor loads it for the call and lets it go 
 (`pumpcore.call_once`).
 """
 from pumpcore.fixed import SMALL_INT_MAX, const
-from pumpcore.pressure import SensorError
+from pumpcore.pressure import U16_MAX, SensorError
 
-_U16_MAX = const(65535)
 _OCCLUSION_THRESHOLD_PERMILLE = const(850)
 _V_MAX = const(131070)      # |2 * raw - offset| never exceeds 2 * 65535
 
@@ -102,9 +101,9 @@ def build(sensor, desc, where):
     # read_u16 -> kPa x 10:  P = Pmin + (r - lo) / (hi - lo) * (Pmax - Pmin), r = raw / 65535;
     # in integers  P[kPa x 10] = Pmin/100 + (2 raw - 131.07 lo) * 5 (Pmax - Pmin) / (65535 (hi - lo)),
     # the fraction reduced (and, if still too large, rounded) so |v * mul| < 2**30
-    sensor._off2 = (2 * _U16_MAX * lo_pm + 500) // 1000
+    sensor._off2 = (2 * U16_MAX * lo_pm + 500) // 1000
     mul = 5 * (sensor.max_pa - sensor.min_pa)
-    div = _U16_MAX * (hi_pm - lo_pm)
+    div = U16_MAX * (hi_pm - lo_pm)
     g = _gcd(mul, div)
     mul //= g
     div //= g
@@ -119,7 +118,7 @@ def build(sensor, desc, where):
     sensor._min_x10 = sensor.min_pa // 100
     sensor.full_scale_kpa_x10 = (sensor.max_pa + 50) // 100
     sensor.span_kpa_x10 = (sensor.max_pa - sensor.min_pa + 50) // 100
-    sensor.rail_kpa_x10 = sensor.kpa_x10_from_u16(_U16_MAX)       # output at the supply
+    sensor.rail_kpa_x10 = sensor.kpa_x10_from_u16(U16_MAX)       # output at the supply
     sensor.floor_kpa_x10 = sensor.kpa_x10_from_u16(0)            # output at 0 V
     sensor.fault_low_kpa_x10 = sensor.kpa_x10_from_u16(
         sensor.u16_at_permille(sensor.open_wire_below_permille))

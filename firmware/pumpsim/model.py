@@ -38,6 +38,7 @@ The model, stated:
 """
 from pumpcore.fixed import const
 from pumpcore import pressure as _pressure
+from pumpsim import sensorout
 
 _Q = const(30)            # fixed-point fraction bits of the decay factors
 _ONE = const(1 << 30)
@@ -383,8 +384,8 @@ class World:
         return self._reading_of(self.line_pl)
 
     def _reading_of(self, line_pl):
-        return self.mech.pressure_sensor.reading_kpa_x10(
-            line_pl * 1000 // self.params.compliance_pl_per_kpa, self.params.adc_bits)
+        return sensorout.reading_kpa_x10(self.mech.pressure_sensor,
+                                         line_pl * 1000 // self.params.compliance_pl_per_kpa, self.params.adc_bits)
 
     TRAJ_SCAN_MS = const(1000)   # most ms of decay one pressure_change_us call computes ahead
     TRAJ_KEEP = const(64)        # decay trajectories remembered (one per anchor volume)

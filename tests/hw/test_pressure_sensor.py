@@ -14,7 +14,7 @@ from pumpcore import alarms as A
 from pumpcore import pressure
 from pumpcore.detect import DetectError, OcclusionDetector
 from pumpcore.limits import HardLimits
-from pumpsim import model
+from pumpsim import model, sensorout
 
 REPO = Path(__file__).resolve().parents[2]
 MECH = json.loads((REPO / "hw" / "mechanism.json").read_text())
@@ -162,7 +162,7 @@ def test_twin_reading_is_the_sensors_and_never_above_the_rail(pa):
         count_kpa_x10 = DESC["range_pa"][1] / 100 / (
             (DESC["output_max_permille"] - DESC["output_min_permille"]) / 1000 * 4095)
         assert abs(r - pa / 100) <= 1 + count_kpa_x10 + 1e-9
-    counts = SENSOR.adc_counts(pa, 4095)
+    counts = sensorout.adc_counts(SENSOR, pa, 4095)
     assert r == SENSOR.kpa_x10_from_u16((counts * 65535 + 2047) // 4095)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pumpcore.pressure import PressureSensor, load_sensor
+from pumpsim import sensorout
 
 MECHANISM_PATH = Path(__file__).resolve().parents[4] / "hw" / "mechanism.json"
 
@@ -32,7 +33,7 @@ def pressure_to_adc_counts(kpa_x10: int | None, mechanism_path: Path = MECHANISM
     railing at 0 V and at the supply. None models an open sensor wire (0 V)."""
     if kpa_x10 is None:
         return 0
-    return int(_sensor(mechanism_path).adc_counts(int(kpa_x10) * 100, ADC_FULL_SCALE))
+    return int(sensorout.adc_counts(_sensor(mechanism_path), int(kpa_x10) * 100, ADC_FULL_SCALE))
 
 
 class EmuPhysics:
