@@ -41,7 +41,7 @@ BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw
 FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
              "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery", "pumpfw.programlink",
              "pumpfw.configure", "pumpfw.storemount", "pumpcore.coretext", "pumpfw.fwtext", "pumphw.hwtext",
-             "pumpcore.programtext", "pumpcore.calibration")
+             "pumpcore.programtext", "pumpcore.calibration", "pumpcore.alarmtable")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

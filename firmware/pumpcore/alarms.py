@@ -1,12 +1,12 @@
 """Alarm codes, priorities, patterns, latching/ack/clear rules, delivery reactions and AlarmSet.
 
-Every alarm has, in one table (ALARM_TABLE):
+Every alarm has, in one table (pumpcore.alarmtable.ALARM_TABLE):
 - a priority (PRIO_CRITICAL > HIGH > MEDIUM > LOW > INFO), which picks the buzzer/LED pattern;
 - a kind: CONDITION (raised while a detector sees the condition, cleared when it ends) or
   EVENT (a moment: a reset, a refusal; there is nothing to clear, only to acknowledge);
 - LATCH: the alarm stays active after its condition ended until someone acknowledges it
   (used where the condition is dangerous: the clinician must see that it happened);
-- a delivery reaction: REACT_STOP (motor stopped: no basal, no bolus), _REACT_NO_BOLUS (basal
+- a delivery reaction: REACT_STOP (motor stopped: no basal, no bolus), REACT_NO_BOLUS (basal
   continues, every bolus is stopped and refused) or REACT_NONE (delivery unaffected).
 
 Rules (AlarmSet):
@@ -21,7 +21,12 @@ Rules (AlarmSet):
   MEDIUM/LOW alarm sounds a burst when raised and a reminder burst every REMIND_MS until
   acknowledged; INFO sounds one burst. Acknowledged-but-active alarms show the LED only.
 - motor_allowed() is False while any active alarm has REACT_STOP (acknowledged or not);
-  bolus_allowed() is False while any active alarm has REACT_STOP or _REACT_NO_BOLUS.
+  bolus_allowed() is False while any active alarm has REACT_STOP or REACT_NO_BOLUS.
+
+The table is its own module for the RP2040's RAM (issue 16): the AlarmSet copies the columns it
+needs when it is built (at boot), and the table is loaded again only for an alarm's name in a
+text, each time let go after (pumpcore.call_once). The device asks its AlarmSet for an alarm's
+priority and latch; the functions below read the table, for the host and the tests.
 
 Going away is remembered until the app has looked (gone_count, gone_ms, looked): an alarm
 that goes away (clear, ack, INFO expiry) and is raised again before the app next logs the
@@ -32,7 +37,7 @@ tick(dt_ms), update(), pattern(), motor_allowed() and bolus_allowed() allocate n
 run every main-loop tick). Times in ms.
 """
 from pumpcore.fixed import const
-from pumpcore import text
+from pumpcore import call_once, text
 
 PRIO_INFO = const(0)
 PRIO_LOW = const(1)
@@ -41,11 +46,11 @@ PRIO_HIGH = const(3)
 PRIO_CRITICAL = const(4)
 
 REACT_NONE = const(0)
-_REACT_NO_BOLUS = const(1)
+REACT_NO_BOLUS = const(1)
 REACT_STOP = const(2)
 
-_KIND_CONDITION = const(0)
-_KIND_EVENT = const(1)
+KIND_CONDITION = const(0)
+KIND_EVENT = const(1)
 
 # Alarm codes (1..ALARM_MAX; the bit (1 << code) is used in the persisted masks).
 ALARM_OCCLUSION = const(1)
@@ -69,40 +74,6 @@ ALARM_MAINTENANCE = const(18)
 ALARM_PROGRAM_UNCONFIRMED = const(19)
 ALARM_MISSED_STEPS = const(20)   # screw encoder behind the commanded microsteps (encoder helper)
 ALARM_MAX = const(20)
-
-# (name, priority, kind, latch, reaction). The operator texts and the priority and reaction names,
-# which only the host renders, are in pumpcore.logtext (the device does not import it).
-ALARM_TABLE = (
-    None,
-    ("occlusion", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
-    ("motor-stall", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
-    ("reservoir-empty", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
-    ("reservoir-low-volume", PRIO_MEDIUM, _KIND_CONDITION, False, REACT_NONE),
-    ("reservoir-low-days", PRIO_LOW, _KIND_CONDITION, False, REACT_NONE),
-    ("flow-low", PRIO_HIGH, _KIND_CONDITION, True, REACT_NONE),
-    ("flow-high", PRIO_CRITICAL, _KIND_CONDITION, True, REACT_STOP),
-    ("reset-power", PRIO_MEDIUM, _KIND_EVENT, True, REACT_NONE),
-    ("reset-watchdog", PRIO_HIGH, _KIND_EVENT, True, _REACT_NO_BOLUS),
-    ("state-corrupt", PRIO_CRITICAL, _KIND_EVENT, True, REACT_STOP),
-    ("program-corrupt", PRIO_CRITICAL, _KIND_EVENT, True, REACT_STOP),
-    ("clock-lost", PRIO_MEDIUM, _KIND_CONDITION, True, _REACT_NO_BOLUS),
-    ("limit-refused", PRIO_INFO, _KIND_EVENT, False, REACT_NONE),
-    ("bolus-denied", PRIO_INFO, _KIND_EVENT, False, REACT_NONE),
-    ("storage-fault", PRIO_HIGH, _KIND_EVENT, True, REACT_NONE),
-    ("no-program", PRIO_HIGH, _KIND_CONDITION, False, REACT_STOP),
-    # basal continues: an interrupted intrathecal baclofen flow is the greater danger; boluses
-    # wait because an occlusion could not be seen (the motor-stall detector still works)
-    ("pressure-sensor-fault", PRIO_HIGH, _KIND_CONDITION, True, _REACT_NO_BOLUS),
-    # raised by the signed maintenance command just before the app hands the link to the REPL;
-    # it latches so the state saved then carries it across the reset that ends maintenance,
-    # where the boot ends it (condition over, logged with the missed volume) and the basal resumes
-    ("maintenance", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
-    # the basal goes on (an interrupted flow is the greater danger); the clinician must check
-    # which program runs: the log's program-at-boot record names it and the one last confirmed
-    ("program-unconfirmed", PRIO_HIGH, _KIND_EVENT, True, _REACT_NO_BOLUS),
-    # the screw encoder (pumpcore.screwenc): DIAG is blind here (StallGuard off), this is not
-    ("missed-steps", PRIO_HIGH, _KIND_CONDITION, True, REACT_STOP),
-)
 
 # Patterns handed to hw.alarm_output(pattern). Sound patterns per priority, then LED-only
 # (acknowledged or between reminders) per priority.
@@ -154,29 +125,37 @@ def _check_code(code):
         raise AlarmError(text("alarm_code", code, ALARM_MAX))
 
 
-def alarm_name(code):
+def _row(code):
+    """(name, priority, kind, latch, reaction) of `code`: pumpcore.alarmtable, loaded for the call."""
     _check_code(code)
-    return ALARM_TABLE[code][0]
+    from pumpcore import alarmtable
+    return call_once(alarmtable, "row", code)
+
+
+def alarm_name(code):
+    """The alarm's short name ("clock-lost"), or "alarm <code>" when the table cannot be loaded
+    now (no heap for it on the device: the text that names the alarm is still made)."""
+    _check_code(code)
+    try:
+        return _row(code)[0]
+    except MemoryError:
+        return "alarm %d" % code
 
 
 def priority(code):
-    _check_code(code)
-    return ALARM_TABLE[code][1]
+    return _row(code)[1]
 
 
 def reaction(code):
-    _check_code(code)
-    return ALARM_TABLE[code][4]
+    return _row(code)[4]
 
 
 def latches(code):
-    _check_code(code)
-    return ALARM_TABLE[code][3]
+    return _row(code)[3]
 
 
 def is_event(code):
-    _check_code(code)
-    return ALARM_TABLE[code][2] == _KIND_EVENT
+    return _row(code)[2] == KIND_EVENT
 
 
 class AlarmSet:
@@ -196,12 +175,8 @@ class AlarmSet:
         self._gone_n = bytearray(ALARM_MAX + 1)
         self._gone_first = [0] * (ALARM_MAX + 1)
         self._gone_last = [0] * (ALARM_MAX + 1)
-        for c in range(1, ALARM_MAX + 1):
-            row = ALARM_TABLE[c]
-            self._prio[c] = row[1]
-            self._event[c] = 1 if row[2] == _KIND_EVENT else 0
-            self._latch[c] = 1 if row[3] else 0
-            self._react[c] = row[4]
+        from pumpcore import alarmtable
+        call_once(alarmtable, "fill", self._prio, self._event, self._latch, self._react)
         self.changes = 0  # incremented on every raise/clear/ack that changed something
         # motor_allowed() as of `changes` (it reads only the active bits, and every change of
         # one counts a change): the loop asks once an iteration, alarms rarely change
@@ -334,6 +309,16 @@ class AlarmSet:
         self._gone_n[code] = 0
 
     # read-outs ---------------------------------------------------------------------------
+    def priority(self, code):
+        """The alarm's priority (PRIO_*), from the table's copy (no load: the device's path)."""
+        _check_code(code)
+        return self._prio[code]
+
+    def latches(self, code):
+        """True when the alarm stays active after its condition ends until acknowledged."""
+        _check_code(code)
+        return self._latch[code] == 1
+
     def is_active(self, code):
         _check_code(code)
         return bool(self._flags[code] & _ACTIVE)

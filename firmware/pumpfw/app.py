@@ -296,7 +296,7 @@ class PumpApp:
                 for i in range(gone):
                     if not seen[code]:
                         self._log_raised(code)     # raised after it went away, gone again
-                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.gone_ms(code, i == 0), 0)
+                    self._log(logrec.EV_ALARM_CLEARED, code, aset.priority(code), aset.gone_ms(code, i == 0), 0)
                     seen[code] = 0
             now = 1 if aset.is_active(code) else 0
             if now != seen[code]:
@@ -304,7 +304,7 @@ class PumpApp:
                 if now:
                     self._log_raised(code)
                 else:
-                    self._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), aset.active_ms(code), 0)
+                    self._log(logrec.EV_ALARM_CLEARED, code, aset.priority(code), aset.active_ms(code), 0)
 
     def _log_raised(self, code):
         bit = 1 << code
@@ -314,7 +314,7 @@ class PumpApp:
         by = self.screw.by if code == al.ALARM_MISSED_STEPS or code == al.ALARM_FLOW_LOW else 0
         # a3: 1 for an alarm active before the reset, carried over (its raise is logged before
         # the reset; this record says it is still there after it)
-        self._log(logrec.EV_ALARM_RAISED, code, al.priority(code), by, restored)
+        self._log(logrec.EV_ALARM_RAISED, code, self.alarm_set.priority(code), by, restored)
 
     def save(self, urgent=False):
         """Write the persistent state (rate-limited unless urgent). Returns True if on flash."""
@@ -738,12 +738,12 @@ class PumpApp:
         now = self.clock.day * MS_PER_DAY + self.clock.ms   # a big int on the RP2040: not hot
         for code in aset.active():
             flags = wire.ALARM_FLAG_ACTIVE if aset.condition_present(code) else 0
-            if al.latches(code):
+            if aset.latches(code):
                 flags |= wire.ALARM_FLAG_LATCHED
             if aset.is_acked(code):
                 flags |= wire.ALARM_FLAG_ACKED
             day, ms = divmod(now - aset.active_ms(code), MS_PER_DAY)
-            out.append({"alarm_id": code, "code": code, "priority": al.priority(code), "flags": flags,
+            out.append({"alarm_id": code, "code": code, "priority": aset.priority(code), "flags": flags,
                         "day": day, "ms_of_day": ms})
         return out
 
@@ -859,7 +859,7 @@ class PumpApp:
             return (3, text("ack_queued", alarm_id, al.alarm_name(alarm_id), self.backlog.count,
                             self.backlog.backoff_ms // 1000))
         if self.alarm_set.ack(alarm_id):
-            self._log(logrec.EV_ALARM_ACK, alarm_id, al.priority(alarm_id), 0, 0)
+            self._log(logrec.EV_ALARM_ACK, alarm_id, self.alarm_set.priority(alarm_id), 0, 0)
             self.save(urgent=True)
             return None
         return (2, text("ack_none", alarm_id, al.alarm_name(alarm_id)))

@@ -276,7 +276,7 @@ def restore_logged_alarms(app, mask):
     aset = app.alarm_set
     for code in range(1, al.ALARM_MAX + 1):
         bit = 1 << code
-        if mask & bit and al.latches(code) and not aset.is_active(code):
+        if mask & bit and aset.latches(code) and not aset.is_active(code):
             aset.raise_(code)
             app.restored_alarms |= bit
 
@@ -418,4 +418,4 @@ def return_from_maintenance(app):
         app.maint_logged_ms = maint_ms
     else:
         app.maint_pending = True
-    app._log(logrec.EV_ALARM_CLEARED, code, al.priority(code), maint_ms, 0)
+    app._log(logrec.EV_ALARM_CLEARED, code, app.alarm_set.priority(code), maint_ms, 0)

@@ -134,7 +134,8 @@ for n in range(2):           # a first boot, then one that restores what the fir
     app = PumpApp(cutrig.CutHardware(%(root)r, [0]), fs=fs)
     app.boot()
     print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules,
-          'pumpfw.storemount' in sys.modules, 'pumpcore.calibration' in sys.modules)
+          'pumpfw.storemount' in sys.modules, 'pumpcore.calibration' in sys.modules,
+          'pumpcore.alarmtable' in sys.modules)
     import pumpfw
     print('ATTR', hasattr(pumpfw, 'recovery'))
 print('SET', app.set_time(9000, 3600000), app.refill(1000000, 2000), app.prime(0) is not None)
@@ -154,8 +155,8 @@ def test_the_boot_recovery_runs_and_is_let_go_on_micropython(tmp_path) -> None:
     from tests.support.mpy import REPO
     shutil.copy(REPO / "hw" / "mechanism.json", tmp_path / "mechanism.json")
     out = run_micropython(BOOT % {"root": str(tmp_path)}, extra_path=[str(REPO)]).split("\n")
-    assert out[:4] == ["BOOT 0 True False False False False", "ATTR False",
-                       "BOOT 1 True False False False False", "ATTR False"], out
+    assert out[:4] == ["BOOT 0 True False False False False False", "ATTR False",
+                       "BOOT 1 True False False False False False", "ATTR False"], out
     # the commands that configure the pump (pumpfw.configure): done, or refused, and let go
     assert out[4:6] == ["SET None None True", "LOADED False False False"], out
     # a calibration loads pumpcore.calibration for its call too (the mechanism's pL per step
@@ -188,3 +189,21 @@ def test_the_program_upload_is_served_and_let_go_on_micropython() -> None:
     out = run_micropython(UPLOAD, extra_path=[str(REPO)]).split("\n")
     ok, bad = "STATUS %d" % wire.OK, "STATUS %d" % wire.ERR_BAD_PAYLOAD
     assert out[:5] == [ok, ok, ok, bad, "LOADED False"], out
+
+
+ALARM_TABLE_LOADS = """import sys
+from pumpcore import alarms
+s = alarms.AlarmSet()
+print('LOADED', 'pumpcore.alarmtable' in sys.modules)
+print('ROWS', [(s.priority(c), s.latches(c)) for c in range(1, alarms.ALARM_MAX + 1)])
+print('NAME', alarms.alarm_name(alarms.ALARM_CLOCK_LOST), 'pumpcore.alarmtable' in sys.modules)
+"""
+
+
+def test_the_alarm_table_is_copied_at_boot_and_let_go_on_micropython() -> None:
+    """The AlarmSet copies the table's columns when built and keeps no table; the device reads an
+    alarm's priority and latch from its AlarmSet, the same as the host's table says."""
+    from pumpcore import alarms
+    out = run_micropython(ALARM_TABLE_LOADS).split("\n")
+    want = [(alarms.priority(c), alarms.latches(c)) for c in range(1, alarms.ALARM_MAX + 1)]
+    assert out[:3] == ["LOADED False", "ROWS %r" % (want,), "NAME clock-lost False"]

@@ -9,18 +9,18 @@ import pytest
 from hypothesis import settings, strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from pumpcore import alarms as A, logtext
+from pumpcore import alarms as A, alarmtable, logtext
 from pumpcore.alarms import AlarmError, AlarmSet
 
 CODES = list(range(1, A.ALARM_MAX + 1))
 
 
 def test_table_is_complete_and_consistent():
-    assert len(A.ALARM_TABLE) == A.ALARM_MAX + 1
+    assert len(alarmtable.ALARM_TABLE) == A.ALARM_MAX + 1
     names = [A.alarm_name(c) for c in CODES]
     assert len(set(names)) == len(names)
     for c in CODES:
-        name, prio, kind, latch, react = A.ALARM_TABLE[c]
+        name, prio, kind, latch, react = alarmtable.ALARM_TABLE[c]
         text = logtext.alarm_text(c)
         assert prio in range(5) and react in range(3) and text.endswith(".")
         if prio == A.PRIO_INFO:
@@ -286,3 +286,22 @@ def test_going_away_is_remembered_until_the_app_looks():
     assert s.gone_count(A.ALARM_OCCLUSION) == 1
     s.restore(0, 0)
     assert s.gone_count(A.ALARM_OCCLUSION) == 0
+
+
+def test_the_alarm_sets_copy_of_the_table_is_the_table():
+    s = AlarmSet()
+    for c in CODES:
+        name, prio, kind, latch, react = alarmtable.ALARM_TABLE[c]
+        assert s.priority(c) == prio == A.priority(c) and s.latches(c) == latch == A.latches(c)
+        assert A.is_event(c) == (kind == A.KIND_EVENT) and A.reaction(c) == react
+    with pytest.raises(AlarmError, match="alarm code = 0: must be 1"):
+        s.priority(0)
+
+
+def test_an_alarm_name_that_cannot_be_loaded_is_its_code(monkeypatch: pytest.MonkeyPatch):
+    def no_heap(code: int) -> tuple:
+        raise MemoryError("memory allocation failed")
+    monkeypatch.setattr(A, "_row", no_heap)
+    assert A.alarm_name(A.ALARM_CLOCK_LOST) == "alarm 12"
+    with pytest.raises(AlarmError):
+        A.alarm_name(99)
