@@ -41,7 +41,8 @@ BOOT_IMPORTS = ("pumphw", "pumpfw.app", "pumphw.rp2hw", "pumphw.pinmap", "pumphw
 FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pumpcore.refusaltext",
              "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery", "pumpfw.programlink",
              "pumpfw.configure", "pumpfw.storemount", "pumpcore.coretext", "pumpfw.fwtext", "pumphw.hwtext",
-             "pumpcore.programtext", "pumpcore.calibration", "pumpcore.alarmtable")
+             "pumpcore.programtext", "pumpcore.calibration", "pumpcore.alarmtable",
+             "pumpfw.readreply")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

@@ -51,7 +51,9 @@ _AUTH_BODY = {
 _AUTH_REFUSALS = (wire.ERR_WRONG_RIG, wire.ERR_NO_KEY, wire.ERR_BAD_MAC, wire.ERR_REPLAY)
 
 _STATUS_FLAGS_OFFSET = const(6)  # byte of "flags" in wire.STATUS_RESP
-_ALARM_ENTRY_SIZE = const(11)
+
+# the reads served by pumpfw.readreply, loaded for the call (issue 16): none changes delivery
+_READS = (wire.CMD_HELLO, wire.CMD_ALARMS, wire.CMD_LOG_READ, wire.CMD_CAL_READ, wire.CMD_LIMITS_READ)
 
 
 def _printable(raw):
@@ -315,14 +317,9 @@ class ProtocolServer:
         H = wire.HEADER_SIZE
         f = self._frame
 
-        if cmd == wire.CMD_HELLO:
-            if n:
-                return self._bad_len(cmd, n, 0)
-            fw, build = ctl.hello_info()
-            head = wire.pack_fields(wire.HELLO_RESP, {
-                "protocol_version": wire.PROTOCOL_VERSION, "table_crc": wire.TABLE_CRC,
-                "auth_counter": ctl.auth_counter(), "max_payload": wire.MAX_PAYLOAD})
-            return wire.OK, head + wire.pack_strings((fw, build, ctl.rig_id(), ctl.mechanism_name()))
+        if cmd in _READS:   # hello, alarms, log, calibration, limits: loaded for the call
+            from pumpfw import readreply
+            return call_once(readreply, "reply", self, cmd, n)
 
         if cmd == wire.CMD_STATUS:
             if n:
@@ -380,45 +377,8 @@ class ProtocolServer:
             vol = struct.unpack_from("<I", f, H)[0]
             return self._result(ctl.prime(vol))
 
-        if cmd == wire.CMD_ALARMS:
-            if n:
-                return self._bad_len(cmd, n, 0)
-            items = ctl.alarms()
-            room = (wire.MAX_PAYLOAD - 1) // _ALARM_ENTRY_SIZE
-            count = min(len(items), room)
-            out = bytearray((count,))
-            for i in range(count):
-                out.extend(wire.pack_fields(wire.ALARM_ENTRY, items[i]))
-            return wire.OK, bytes(out)
-
         if cmd == wire.CMD_ALARM_ACK:
             return self._result(ctl.ack_alarm(struct.unpack_from("<H", f, H)[0]))
-
-        if cmd == wire.CMD_LOG_READ:
-            if n != 5:
-                return self._bad_len(cmd, n, 5)
-            first, want = struct.unpack_from(wire.LOG_READ_REQ[0], f, H)
-            if first > _SMALL:
-                return self._refuse(wire.ERR_BAD_PAYLOAD, "above", "first_seq", first, _SMALL)
-            want = min(want, wire.MAX_LOG_RECORDS)
-            oldest, nxt = ctl.log_bounds()
-            start = first if first > oldest else oldest
-            recs = ctl.read_log(start, want) if want and start < nxt else []
-            if len(recs) > want:
-                raise ValueError(text("log_count", len(recs), want))
-            out = bytearray(wire.pack_fields(wire.LOG_READ_RESP, {
-                "oldest_seq": oldest, "next_seq": nxt, "first_seq": start, "count": len(recs)}))
-            for r in recs:
-                if len(r) != wire.LOG_RECORD_SIZE:
-                    raise ValueError(text("log_rec", len(r), wire.LOG_RECORD_SIZE))
-                out.extend(r)
-            return wire.OK, bytes(out)
-
-        if cmd == wire.CMD_CAL_READ:
-            if n:
-                return self._bad_len(cmd, n, 0)
-            pl, source = ctl.calibration()
-            return wire.OK, wire.pack_fields(wire.CAL_RESP, {"pl_per_step": pl, "source": source})
 
         if cmd == wire.CMD_CAL_WRITE:
             pl = struct.unpack_from("<I", f, H)[0]
@@ -426,11 +386,6 @@ class ProtocolServer:
 
         if cmd == wire.CMD_MAINTENANCE:
             return self._result(ctl.maintenance(struct.unpack_from("<I", f, H)[0]))
-
-        if cmd == wire.CMD_LIMITS_READ:
-            if n:
-                return self._bad_len(cmd, n, 0)
-            return wire.OK, wire.pack_fields(wire.LIMITS_RESP, ctl.limits())
 
         return self._refuse(wire.ERR_UNKNOWN_COMMAND, "no_handler", wire.command_name(cmd))
 

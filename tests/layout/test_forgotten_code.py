@@ -207,3 +207,42 @@ def test_the_alarm_table_is_copied_at_boot_and_let_go_on_micropython() -> None:
     out = run_micropython(ALARM_TABLE_LOADS).split("\n")
     want = [(alarms.priority(c), alarms.latches(c)) for c in range(1, alarms.ALARM_MAX + 1)]
     assert out[:3] == ["LOADED False", "ROWS %r" % (want,), "NAME clock-lost False"]
+
+
+READS = """import sys, struct
+from pumpcore import wire, wirehost
+from pumpfw.server import ProtocolServer
+from tests.protocol.fakes import FakeController
+out = []
+server = ProtocolServer(FakeController(), out.append)
+for seq, cmd, body in ((1, wire.CMD_HELLO, b''), (2, wire.CMD_ALARMS, b''), (3, wire.CMD_LOG_READ, struct.pack('<IB', 0, 3)),
+                       (4, wire.CMD_CAL_READ, b''), (5, wire.CMD_LIMITS_READ, b''), (6, wire.CMD_CAL_READ, b'x')):
+    server.feed(wire.encode_frame(0, seq, cmd, 0, body))
+    print('LOADED', 'pumpfw.readreply' in sys.modules)
+for line in out:
+    f = wirehost.decode_line(line)
+    print('ANSWER', f[2], f[4], len(f[5]))
+"""
+
+
+def test_the_reads_are_served_and_let_go_on_micropython() -> None:
+    """Hello, alarms, log, calibration and limits (pumpfw.readreply) are in the heap only while
+    one is served: each answered as on the host, the module gone after each."""
+    import struct
+    import sys
+    from tests.support.mpy import FIRMWARE
+    sys.path.insert(0, str(FIRMWARE))
+    from pumpcore import wire, wirehost
+    from pumpfw.server import ProtocolServer
+    from tests.protocol.fakes import FakeController
+    from tests.support.mpy import REPO
+    out = run_micropython(READS, extra_path=[str(REPO)]).split("\n")
+    host: list[bytes] = []
+    server = ProtocolServer(FakeController(), host.append)
+    for seq, cmd, body in ((1, wire.CMD_HELLO, b""), (2, wire.CMD_ALARMS, b""), (3, wire.CMD_LOG_READ, struct.pack("<IB", 0, 3)),
+                           (4, wire.CMD_CAL_READ, b""), (5, wire.CMD_LIMITS_READ, b""), (6, wire.CMD_CAL_READ, b"x")):
+        server.feed(wire.encode_frame(0, seq, cmd, 0, body))
+    want = ["ANSWER %d %d %d" % (f[2], f[4], len(f[5])) for f in map(wirehost.decode_line, host)]
+    assert out[:6] == ["LOADED False"] * 6, out
+    assert out[6:12] == want and len(want) == 6, out
+    assert want[2] == "ANSWER 3 %d %d" % (wire.OK, 13 + 3 * 32) and want[5].startswith("ANSWER 6 %d" % wire.ERR_BAD_PAYLOAD)
