@@ -42,7 +42,7 @@ FORGOTTEN = ("pumphw.pinmap", "pumpcore.buildrec", "pumpcore.programcheck", "pum
              "pumpcore.statedecode", "pumpcore.sensorcheck", "pumpfw.recovery", "pumpfw.programlink",
              "pumpfw.configure", "pumpfw.storemount", "pumpcore.coretext", "pumpfw.fwtext", "pumphw.hwtext",
              "pumpcore.programtext", "pumpcore.calibration", "pumpcore.alarmtable",
-             "pumpfw.readreply")
+             "pumpfw.readreply", "pumpcore.restore")
 
 PROBE = """import gc, sys
 sys.path[:] = [%(root)r]

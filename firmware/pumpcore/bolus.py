@@ -7,7 +7,6 @@ of the bucket 24 h before the current one: never less than the true rolling 24 h
 most one 15-min bucket more (conservative). Times are wall times (day, ms_of_day).
 """
 from pumpcore.fixed import const
-from pumpcore import text
 from pumpcore.program import MAX_PATIENT_PER_24H
 
 BUCKET_MS = const(900000)
@@ -138,19 +137,9 @@ class BolusGate:
             self.cur = a % N_BUCKETS
 
     def snapshot(self):
-        """Plain tuple of ints for persistence."""
+        """Plain tuple of ints for persistence; pumpcore.restore.bolus_gate puts it back."""
         return (tuple(self.buckets), self.abs_bucket, tuple(self.ring_day), tuple(self.ring_ms),
                 self.ring_used, self.ring_next, self.lock_day, self.lock_ms)
-
-    def restore(self, snap):
-        """Inverse of snapshot()."""
-        b, self.abs_bucket, rd, rm, self.ring_used, self.ring_next, self.lock_day, self.lock_ms = snap
-        if len(b) != N_BUCKETS or len(rd) != MAX_PATIENT_PER_24H or len(rm) != MAX_PATIENT_PER_24H:
-            raise ValueError(text("gate_snap", len(b), len(rd), len(rm)))
-        self.buckets = list(b)
-        self.ring_day = list(rd)
-        self.ring_ms = list(rm)
-        self.cur = self.abs_bucket % N_BUCKETS if self.abs_bucket >= 0 else 0
 
 
 def _moved(day, ms, delta):

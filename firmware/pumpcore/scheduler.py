@@ -86,7 +86,7 @@ REFUSE_CONCENTRATION = const(14)
 REFUSE_VOLUME = const(15)
 
 
-_SNAPSHOT_VERSION = const(1)
+SNAPSHOT_VERSION = const(1)
 
 
 def refusal_text(code):
@@ -797,7 +797,7 @@ class DoseScheduler:
     def snapshot(self):
         """Everything needed after a reset, as nested tuples of ints (no bolus in progress)."""
         c = self.clock
-        return (_SNAPSHOT_VERSION, c.day if c else 0, c.ms if c else 0, self.conc,
+        return (SNAPSHOT_VERSION, c.day if c else 0, c.ms if c else 0, self.conc,
                 self.pool, self.acc, self.mpool, self.macc, 1 if self.suspended else 0,
                 self.delivered_steps, self.missed_steps, self.prime_steps,
                 self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,
@@ -808,39 +808,8 @@ class DoseScheduler:
         """Restore a snapshot after load(); the time from the snapshot to the clock is missed.
 
         Returns the downtime in ms counted as missed (0 if the clock is not after the snapshot;
-        at most 7 days are accounted). A bolus that was running is not resumed.
+        at most 7 days are accounted). A bolus that was running is not resumed. Done by
+        pumpcore.restore.scheduler, loaded for the call (boot-only: issue 16).
         """
-        if not isinstance(snap, tuple) or len(snap) != 26 or snap[0] != _SNAPSHOT_VERSION:
-            raise ValueError(text("sched_snap", _SNAPSHOT_VERSION))
-        (_, day, ms, conc, self.pool, self.acc, self.mpool, self.macc, susp,
-         self.delivered_steps, self.missed_steps, self.prime_steps,
-         self.dpl, self.dmng, self.total_ng, self.day_ng, self.mpl, self.mmng, self.missed_ng,
-         self.br_pl, self.br_conc, self.skipped_periodic, self.refusals, self.boluses_done,
-         res, gate) = snap
-        self.conc = conc
-        self.den = 432 * conc
-        self.reservoir.restore(res)
-        self.gate.restore(gate)
-        self._end_bolus()
-        self.suspended = bool(susp)
-        now_day = self.clock.day
-        now_ms = self.clock.ms
-        down = self.clock.ms_since(day, ms, 7 * MS_PER_DAY)
-        if down > 0:
-            if now_day != day:
-                self.day_ng = 0
-            self.clock.set(day, ms)
-            self.gate.roll(self.clock)
-            self._arm_timers()
-            was = self.suspended
-            if not was:
-                self.suspend()
-            self.advance(down)
-            if not was:
-                self.resume()
-        if self.clock.day != now_day or self.clock.ms != now_ms:
-            self.clock.set(now_day, now_ms)
-        self.gate.roll(self.clock)
-        self._arm_timers()
-        self._set_rate()
-        return down
+        from pumpcore import restore
+        return call_once(restore, "scheduler", self, snap)

@@ -135,7 +135,7 @@ for n in range(2):           # a first boot, then one that restores what the fir
     app.boot()
     print('BOOT', n, app.ready, 'pumpfw.recovery' in sys.modules, 'pumpcore.buildrec' in sys.modules,
           'pumpfw.storemount' in sys.modules, 'pumpcore.calibration' in sys.modules,
-          'pumpcore.alarmtable' in sys.modules)
+          'pumpcore.alarmtable' in sys.modules, 'pumpcore.restore' in sys.modules)
     import pumpfw
     print('ATTR', hasattr(pumpfw, 'recovery'))
 print('SET', app.set_time(9000, 3600000), app.refill(1000000, 2000), app.prime(0) is not None)
@@ -155,8 +155,8 @@ def test_the_boot_recovery_runs_and_is_let_go_on_micropython(tmp_path) -> None:
     from tests.support.mpy import REPO
     shutil.copy(REPO / "hw" / "mechanism.json", tmp_path / "mechanism.json")
     out = run_micropython(BOOT % {"root": str(tmp_path)}, extra_path=[str(REPO)]).split("\n")
-    assert out[:4] == ["BOOT 0 True False False False False False", "ATTR False",
-                       "BOOT 1 True False False False False False", "ATTR False"], out
+    assert out[:4] == ["BOOT 0 True False False False False False False", "ATTR False",
+                       "BOOT 1 True False False False False False False", "ATTR False"], out
     # the commands that configure the pump (pumpfw.configure): done, or refused, and let go
     assert out[4:6] == ["SET None None True", "LOADED False False False"], out
     # a calibration loads pumpcore.calibration for its call too (the mechanism's pL per step
