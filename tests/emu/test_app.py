@@ -95,10 +95,6 @@ def test_boot_holds_en_high_arms_the_watchdog_and_leaves_ram(chip: EmuRig) -> No
     assert free >= RAM_MARGIN_BYTES, f"only {free} bytes of heap free after boot ({alloc} in use)"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16's RAM budget is not met yet: 133,616-134,848 bytes in use at boot "
-                                       "on the self-built v1.22.2 image, 2026-12-03 (147,488 at 01d956e, 186,416 "
-                                       "before issue 16; docs/emulated-pico.md, 'RAM on the RP2040'); strict, "
-                                       "so meeting it fails here until this mark goes")
 def test_boot_heap_is_within_the_ram_budget(chip: EmuRig) -> None:
     """Issue 16: at most 128 KB of the heap in use after gc at boot (at least 45 % free); aim 100 KB."""
     if "heap_alloc_after_gc_bytes" not in FIGURES:
