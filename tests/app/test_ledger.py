@@ -10,12 +10,10 @@ import pytest
 from pumpcore import alarms as al
 from pumpcore import authhost, logrec, wire
 from pumpcore.program import MODE_CONTINUOUS, Program
-from pumpctl.pump import Pump
-from pumpctl.transport import LoopbackTransport
 from pumpfw.app import AUTH_LOG_BURST, AUTH_LOG_REFILL_MS, PumpApp
 
 from .fakehw import FakeHardware
-from .test_app import CONTINUOUS_186, DAY0, KEY, boot, iteration_now, log_records, programmed, run_for
+from .test_app import CONTINUOUS_186, KEY, boot, iteration_now, log_records, programmed, run_for
 
 OTHER = dict(mode=MODE_CONTINUOUS, concentration_ug_ml=2000, rate_ng_day=300_000)
 

@@ -14,7 +14,7 @@ import pytest
 
 from pumpcore import alarms as al
 from pumpcore import authhost, logrec, wire, wirehost
-from pumpcore.program import MODE_CONTINUOUS, Program
+from pumpcore.program import Program
 from pumpfw import app as appmod
 from pumpfw.app import MaintenanceExit, PumpApp
 from pumpfw.store import StateStore

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pumpcore import authhost, wire, wirehost
+from pumpcore import authhost, wire
 from pumpfw.server import ProtocolServer
 from tests.protocol.fakes import KEY, RIG, FakeController, FakeProgram
 from tests.support.mpy import REPO, run_micropython
