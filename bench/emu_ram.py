@@ -50,7 +50,7 @@ print('FORGOT', gc.mem_alloc() - base)
 # it allocates with no collection in between (the raw REPL runs no gc.threshold), an upper
 # bound of the peak above the resident heap, and what stays after a collection (0: let go).
 from pumpcore.program import Program
-from pumpcore import scheduler, statecodec
+from pumpcore import alarms, scheduler, statecodec
 prog = Program(mode=2, patterns=[(0x1F, [(0, 186000), (28800000, 250000), (72000000, 150000)]),
                                  (0x60, [(0, 120000)])],
                periodic=[(43200000, 20000, 600000)], patient=(20000, 60000, 10800000, 4))
@@ -64,7 +64,12 @@ for what, fn in (('program-commit', lambda: Program.decode(blob)),
                  # the code a commit (and a time set, refill, prime, calibration) loads, and the
                  # code a program stage / verify / read loads, each let go again
                  ('configure-load', lambda: (__import__('pumpfw.configure'), forget('pumpfw.configure'))),
-                 ('programlink-load', lambda: (__import__('pumpfw.programlink'), forget('pumpfw.programlink')))):
+                 ('programlink-load', lambda: (__import__('pumpfw.programlink'), forget('pumpfw.programlink'))),
+                 # a read (hello, alarms, log, calibration, limits), an alarm's name in a text,
+                 # a scheduler snapshot put back: each loads its module for the call
+                 ('readreply-load', lambda: (__import__('pumpfw.readreply'), forget('pumpfw.readreply'))),
+                 ('alarm-name', lambda: alarms.alarm_name(alarms.ALARM_CLOCK_LOST)),
+                 ('restore-load', lambda: (__import__('pumpcore.restore'), forget('pumpcore.restore')))):
     gc.collect()
     a = gc.mem_alloc()
     fn()
