@@ -134,11 +134,12 @@ def _row(code):
 
 def alarm_name(code):
     """The alarm's short name ("clock-lost"), or "alarm <code>" when the table cannot be loaded
-    now (no heap for it on the device: the text that names the alarm is still made)."""
+    now (no heap or no flash for it on the device: the text that names the alarm is still
+    made, as pumpcore.text makes its own)."""
     _check_code(code)
     try:
         return _row(code)[0]
-    except MemoryError:
+    except Exception:
         return "alarm %d" % code
 
 
