@@ -858,6 +858,9 @@ class PumpApp:
         if alarm_id == al.ALARM_STORAGE_FAULT and self.backlog.waiting():
             return (3, text("ack_queued", alarm_id, al.alarm_name(alarm_id), self.backlog.count,
                             self.backlog.backoff_ms // 1000))
+        # the raises not yet on the log go first (the boot's, a command's earlier in this
+        # iteration): the log reads raised, then acknowledged, never the other way round
+        self._log_alarm_changes()
         if self.alarm_set.ack(alarm_id):
             self._log(logrec.EV_ALARM_ACK, alarm_id, self.alarm_set.priority(alarm_id), 0, 0)
             self.save(urgent=True)

@@ -544,3 +544,28 @@ def test_status_and_limits_name_each_value_as_the_wire_layouts_do(tmp_path):
                             "max_bolus_ng": lim.max_bolus_ng, "max_flow_ng_day": lim.max_flow_ng_day,
                             "min_conc_ug_ml": lim.min_conc_ug_ml, "max_conc_ug_ml": lim.max_conc_ug_ml,
                             "max_reservoir_nl": lim.reservoir_capacity_nl}
+
+
+def test_an_alarm_acknowledged_before_the_loop_logged_it_reads_raised_then_acknowledged(tmp_path):
+    """The boot raises its alarms (the reset, the lost clock, no program) and the loop logs
+    them; an acknowledgement that comes first (a host command right after the boot, or after a
+    command that raised an alarm in the same iteration) logs the pending raises before the ack.
+    The cut rig found the ack before its raise (seed 11: alarm-ack 12 at seq 15, raised at 17)."""
+    app, hw = programmed(tmp_path)
+    run_for(app, hw, 60_000)
+    app.save(urgent=True)
+    app, hw = boot(tmp_path / "flash")            # a power cut: the reset and the clock alarmed
+    pending = sorted(app.alarm_set.active())
+    assert al.ALARM_CLOCK_LOST in pending and al.ALARM_RESET_POWER in pending, pending
+    for code in pending:
+        app.ack_alarm(code)
+    run_for(app, hw, 5_000)
+    raised = set()
+    acked = []
+    for r in log_records(app):
+        if r[3] == logrec.EV_ALARM_RAISED:
+            raised.add(r[4])
+        elif r[3] == logrec.EV_ALARM_ACK:
+            assert r[4] in raised, "alarm %d acknowledged at seq %d before its raise was logged" % (r[4], r[0])
+            acked.append(r[4])
+    assert acked, "no acknowledgement was taken"
