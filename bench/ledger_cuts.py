@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 import cutrig  # noqa: E402
 
 KEYS = ("restarts checked", "hourly sums checked", "hour records cut after", "cut during boot/littlefs",
-        "cut during boot/posix", "cuts/littlefs", "cuts/posix", "hourly sums not exact (log wrapped)")
+        "cut during boot/posix", "cuts/littlefs", "cuts/posix", "hourly sums not exact (log wrapped)",
+        "primes started", "cuts while a prime ran", "acks taken", "ack records checked")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             total[k] = total.get(k, 0) + counts.get(k, 0)
         total["max over-count ng"] = max(total.get("max over-count ng", 0), counts.get("max over-count ng", 0))
         print("seed %d: %d chains x %d cuts, %d restarts, %d exact hourly checks, %d cuts after an hour's "
-              "record, max over-count %d ng, failures %s, %.0f s wall, %.0f s CPU"
+              "record, %d primes (%d cuts while one ran), %d acks, max over-count %d ng, failures %s, "
+              "%.0f s wall, %.0f s CPU"
               % (seed, args.chains, args.cuts, counts.get("restarts checked", 0),
                  counts.get("hourly sums checked", 0), counts.get("hour records cut after", 0),
+                 counts.get("primes started", 0), counts.get("cuts while a prime ran", 0),
+                 counts.get("acks taken", 0),
                  counts.get("max over-count ng", 0), fails or "none", time.monotonic() - w,
                  time.process_time() - c))
         for f in failures:

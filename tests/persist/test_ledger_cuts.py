@@ -1,5 +1,6 @@
-"""Power cuts of the whole application at random moments of basal, bolus, commit, refill, time
-sync, log append and state save, in the real micropython binary: the dose ledger never
+"""Power cuts of the whole application at random moments of basal, bolus, prime, commit,
+refill, suspend, alarm acknowledgement, time sync, log append and state save, in the real
+micropython binary: the dose ledger never
 under-counts what the plunger made (issue 12, "A ledger that never under-counts").
 
 The rig and its checks are tests/support/cutrig.py (MicroPython-compatible): a fresh flash per
@@ -55,19 +56,25 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
     # every kind of moment was cut at least once
     for where in ("writing state save", "writing log append", "bolus/between writes",
                   "commit/between writes", "refill/between writes", "basal/between writes",
-                  "hour edge/between writes"):
+                  "hour edge/between writes", "prime/between writes", "ack/between writes",
+                  "suspend/resume/between writes"):
         assert counts.get("cut in " + where, 0) > 0, (where, counts)
+    # primes, and cuts while one ran (half the primes get a cut armed inside their run)
+    assert counts.get("cuts while a prime ran", 0) >= 10, counts
     # the minute after an hour's record, before and after the next save (the CI bug of fd1e37b)
     assert counts.get("hour records cut after", 0) >= 100, counts
     # the exact hourly check runs at every restart (tests/support/cutrig.py: why it can)
     assert counts["hourly sums checked"] == counts["restarts checked"], counts
     assert counts["bolus records checked"] == counts["restarts checked"], counts
+    assert counts.get("ack records checked", 0) > 0 and counts.get("acks taken", 0) > 0, counts
     # restarts whose log holds a patient bolus: the rig's random path sets how many (host
     # actions come per loop iteration, tests/support/cutrig.py, so the app's wake times move
     # it): 121, 105 and 67 at this seed over one session's app changes, fewer again with the
-    # quiet loop's longer sleeps; test_the_lockout_check_can_fail shows the check catches the
-    # bug, so this floor only says the check ran often
-    assert counts.get("patient lockouts checked", 0) >= 50, counts
+    # quiet loop's longer sleeps, 47 once the rig also primed and acknowledged alarms (a prime
+    # leaves a stopped program, which takes no bolus, until the next commit);
+    # test_the_lockout_check_can_fail shows the check catches the bug, so this floor only says
+    # the check ran often
+    assert counts.get("patient lockouts checked", 0) >= 40, counts
     for sem in ("littlefs", "posix"):
         cut_tally(f"whole app, random moment/{sem} (micropython)", counts[f"cuts/{sem}"])
         cut_tally(f"whole app, during boot/{sem} (micropython)", counts.get(f"cut during boot/{sem}", 0))
@@ -79,6 +86,8 @@ def test_power_cuts_never_under_count_in_micropython(tmp_path, cut_tally, ledger
         "hourly sums checked (exact)": counts["hourly sums checked"],
         "cuts in the minute after an hour's record": counts["hour records cut after"],
         "bolus records checked (one start, one end each)": counts["bolus records checked"],
+        "primes started": counts["primes started"],
+        "cuts while a prime ran": counts["cuts while a prime ran"],
         "largest over-count (ng)": counts["max over-count ng"],
         "largest reservation counted at one reset (ng)": counts["max possibly ng at a reset"],
     })
@@ -111,6 +120,38 @@ def test_the_hourly_check_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(recovery, "log_after_save", lambda app, state: None)
     result = cutrig.run(SEED, 6, CUTS_PER_CHAIN, root=_root(tmp_path))
     assert result["counts"].get("fail hourly sum", 0) > 0, result["counts"]
+
+
+def test_the_prime_check_can_fail(tmp_path, monkeypatch):
+    """A prime that takes no serial (the app before 3e3f1fc: EV_PRIME with 0, 0, and a reset
+    during it left nothing that said it was cut short) is caught by the bolus-record check."""
+    from pumpcore import logrec
+    from pumpcore import scheduler as schedmod
+    from pumpfw import configure
+
+    def prime_without_serial(app, volume_nl):
+        duration = max(volume_nl * 6, 1000)
+        code = app.sched.prime(volume_nl, duration)
+        if code:
+            return (code, schedmod.refusal_text(code))
+        app._log(logrec.EV_PRIME, volume_nl, duration, 0, 0)
+        app.save(urgent=True)
+        return None
+
+    monkeypatch.setattr(configure, "prime", prime_without_serial)
+    counts = cutrig.run(SEED, 12, CUTS_PER_CHAIN, root=_root(tmp_path))["counts"]
+    assert counts.get("primes started", 0) > 0, counts
+    fails = {k: v for k, v in counts.items() if k.startswith("fail bolus")}
+    assert fails, counts
+
+
+def test_the_ack_check_can_fail(tmp_path, monkeypatch):
+    """An app that loses alarm-raised records (here: never writes them) leaves acknowledgements
+    of alarms the log never raised: the rig finds them."""
+    from pumpfw.app import PumpApp
+    monkeypatch.setattr(PumpApp, "_log_raised", lambda self, code: None)
+    counts = cutrig.run(SEED, 4, 10, root=_root(tmp_path))["counts"]
+    assert counts.get("fail ack before raise", 0) > 0, counts
 
 
 def test_the_lockout_check_can_fail(tmp_path, monkeypatch):

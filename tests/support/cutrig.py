@@ -10,10 +10,12 @@ firmware's own modules. Pieces:
   renames atomic) or POSIX (a write torn at any byte; "wb" truncates at once).
 - CutHardware: pumphw.base names on a manual clock; the stepper makes its queued pulses at their
   period while enabled, and `plunger` counts every pulse made across boots: the truth.
-- A chain: a fresh flash, then boot, random delivery (basal, clinician and patient boluses, program commits,
-  refills, time syncs), a cut at a random byte/operation of whatever the app writes next or
-  between two loop iterations, reboot, check; `cuts_per_chain` times (< 20 h of device time per
-  chain, so the rolling 24 h still holds everything the plunger made).
+- A chain: a fresh flash, then boot, random delivery (basal, clinician and patient boluses,
+  program commits, refills, suspend and resume, time syncs, alarm acknowledgements, catheter
+  primes under a stopped program, half of them cut while they run), a cut at a random
+  byte/operation of whatever the app writes next or between two loop iterations, reboot, check;
+  `cuts_per_chain` times (< 20 h of device time per chain, so the rolling 24 h still holds
+  everything the plunger made).
 - The hour edge (HOUR_EDGE_PER_MILLE of the run segments): a chain's own time crosses an hour
   only now and then (a segment is at most 245 s, and the clock restarts from the last save), so
   these segments sync the clock to 1 .. 90 s before an hour and cut 0 .. 90 s after that hour's
@@ -27,11 +29,15 @@ Checks after each restart (counted, and the first failures described):
 - bracket: total - uncertain_ng (what status calls certain) <= plunger ng;
 - over-count: total - plunger ng <= the reset's own stated bound (possibly + unmade ng of the
   ledger-restored record) summed over the chain's resets;
-- double dose: no bolus resumes after a restart;
+- double dose: no bolus (nor prime) resumes after a restart;
 - totals reset: never below the total before the cut less the unsaved part (implied by the
   under-count check, counted separately);
-- bolus records: every bolus start has its own serial and exactly one end or aborted record
-  (none left open with no bolus running after the restart, none closed twice);
+- bolus records: every bolus start and prime has its own serial and exactly one end or aborted
+  record (none left open with no bolus running after the restart, none closed twice);
+- primes: a prime's pulses are counted in prime_steps, not as dose, so the dose checks above
+  hold against the plunger less the most the chain's primes can have made, and total + primed
+  steps >= every pulse made;
+- acknowledgements: every EV_ALARM_ACK names an alarm the log raised before it;
 - patient lockout: the latest patient bolus the log shows started still locks out until its
   start + the lockout by the rig's clock (a start whose save was cut too: 4 of 2,058 restarts at
   seed 45, 100 chains, before the boot restored it);
@@ -45,7 +51,9 @@ import json
 import sys
 
 from pumpcore import logrec
-from pumpcore.program import MODE_CONTINUOUS, MODE_FLEX, Program
+from pumpcore.alarms import ALARM_MAX
+from pumpcore.program import MODE_CONTINUOUS, MODE_FLEX, MODE_STOPPED, Program
+from pumpcore.scheduler import BOLUS_PRIME
 from pumpfw.app import PumpApp
 from pumpfw import store as storemod
 from pumphw.base import RESET_POWER_ON
@@ -59,6 +67,9 @@ FILL_NL = 20000000   # 20 mL
 HOUR_EDGE_PER_MILLE = 200   # run segments aimed at the minute after an hour's record
 PATIENT = (5000, 30000, 60000, 24)   # every program's patient bolus: 5 ug in 30 s, 1 min lockout
 PATIENT_PER_MILLE = 400     # of the boluses the host asks for, patient ones (wire.BOLUS_PATIENT)
+PRIME_MIN_NL = 200          # a prime fills 200 .. 3,100 nL: 1.2 .. 18.6 s at configure.prime's 1 nL / 6 ms
+PRIME_DRAWS = 30
+PRIME_CUT_PER_MILLE = 500   # primes with a cut armed at a random moment of their run
 
 
 class Cut(BaseException):
@@ -394,22 +405,31 @@ def _ng(steps, pl):
     return steps * pl * CONC // 1000000
 
 
-def _check(app, plunger, tally, state, fill):
+def _check(app, plunger, tally, state, fill, primed):
+    """`primed`: the most pulses the chain's primes can have made (a prime's pulses are counted
+    in prime_steps, not in the dose: the dose made is at least plunger - primed)."""
     s = app.sched
-    made_ng = _ng(plunger, s.pl)
+    made_ng = _ng(plunger - primed if plunger > primed else 0, s.pl)
     total = s.total_ng
     tally.add("restarts checked")
     if total < made_ng:
-        tally.fail("under-count total", "total %d ng < plunger %d steps = %d ng" % (total, plunger, made_ng))
+        tally.fail("under-count total", "total %d ng < plunger %d steps (%d at most primed) = %d ng"
+                   % (total, plunger, primed, made_ng))
     if s.rolling_24h_ng() < made_ng:
         tally.fail("under-count 24h", "rolling %d ng < plunger %d ng" % (s.rolling_24h_ng(), made_ng))
+    # every pulse is counted, as dose or as prime
+    if total + _ng(s.prime_steps, s.pl) + 1 < _ng(plunger, s.pl):
+        tally.fail("under-count pulses", "total %d ng + primed %d steps < plunger %d steps = %d ng"
+                   % (total, s.prime_steps, plunger, _ng(plunger, s.pl)))
+    if s.prime_steps > primed:
+        tally.fail("prime over", "prime_steps %d > the primes' %d microsteps" % (s.prime_steps, primed))
     left = s.reservoir.volume_nl
     truth_pl = fill[0] * 1000 - (plunger - fill[1]) * s.pl
     if left * 1000 > truth_pl + 1000:
         tally.fail("reservoir", "estimate %d nL above the truth %d nL" % (left, truth_pl // 1000))
     certain = total - app.ledger.uncertain_ng
-    if certain > made_ng + 1:
-        tally.fail("bracket", "certain %d ng > plunger %d ng" % (certain, made_ng))
+    if certain > _ng(plunger, s.pl) + 1:
+        tally.fail("bracket", "certain %d ng > plunger %d ng" % (certain, _ng(plunger, s.pl)))
     if s.bolus_active():
         tally.fail("double dose", "a bolus resumed after the restart")
     recs = [r for r in _records(app) if r[3] == logrec.EV_LEDGER_RESTORED]
@@ -422,7 +442,7 @@ def _check(app, plunger, tally, state, fill):
         state["max_reset_ng"] = max(state["max_reset_ng"], possibly)
         if possibly > bound:
             tally.fail("reservation", "%d ng counted possibly delivered, bound %d ng" % (possibly, bound))
-    over = total - made_ng
+    over = total - _ng(plunger - s.prime_steps if plunger > s.prime_steps else 0, s.pl)
     state["max_over"] = max(state["max_over"], over)
     if total < state["total_at_last_check"]:
         tally.fail("totals reset", "total %d ng below %d ng before" % (total, state["total_at_last_check"]))
@@ -431,15 +451,16 @@ def _check(app, plunger, tally, state, fill):
 
 
 def _bolus_records_ok(app, tally):
-    """Bolus records stay true across the cuts: every bolus start has its own serial and,
-    with no bolus running after the restart, exactly one end or aborted record after it."""
+    """Bolus records stay true across the cuts: every bolus start and prime has its own serial
+    and, with no bolus running after the restart, exactly one end or aborted record after it."""
     if app.log.first_seq() > 1:
         return
     opened = {}
     closed = {}
     for r in _records(app):
         code = r[3]
-        if code == logrec.EV_BOLUS_START:
+        if code == logrec.EV_BOLUS_START or code == logrec.EV_PRIME:
+            # a prime is a bolus of its own kind, with a serial of the same sequence
             if r[7] in opened:
                 tally.fail("bolus serial reused", "bolus serial %d started at seq %d and again at seq %d"
                            % (r[7], opened[r[7]], r[0]))
@@ -456,6 +477,22 @@ def _bolus_records_ok(app, tally):
             if serial not in closed:
                 tally.fail("bolus left open", "bolus serial %d started at seq %d has no end or aborted record"
                            % (serial, opened[serial]))
+
+
+def _ack_records_ok(app, tally):
+    """Every acknowledgement on the log names an alarm the log shows raised before it (an ack
+    of an alarm whose raise a cut took, or logged before its cause, reads as a lie)."""
+    if app.log.first_seq() > 1:
+        return
+    raised = 0
+    for r in _records(app):
+        if r[3] == logrec.EV_ALARM_RAISED:
+            raised |= 1 << r[4]
+        elif r[3] == logrec.EV_ALARM_ACK:
+            tally.add("ack records checked")
+            if not raised & (1 << r[4]):
+                tally.fail("ack before raise", "alarm %d acknowledged at seq %d, never raised before it"
+                           % (r[4], r[0]))
 
 
 def _lockout_ok(app, tally):
@@ -492,14 +529,16 @@ def _hourly_sum_ok(app, tally):
         tally.fail("hourly sum", "hourly records sum to %d ng, total %d ng" % (got, app.sched.total_ng))
 
 
-def _act(app, hw, rng, counter, tally, where, fill, start_cut=None):
+def _act(app, hw, rng, counter, tally, where, fill, primed, start_cut=None):
     """One random host action through the Controller, as the protocol server calls it (the auth
     counter is made durable first, and nothing runs if it could not be). `start_cut`: (the
-    CutFs, per mille) to arm a cut in the writes of that share of the patient boluses asked for."""
+    CutFs, per mille) to arm a cut in the writes of that share of the patient boluses asked for.
+    `primed`: [most pulses the chain's primes can have made (each prime's volume in microsteps,
+    rounded up, + 1), the duration (ms) of a prime started now], updated here."""
     counter[0] += 1
     if app.accept_counter(counter[0]) is not None:
         return
-    k = rng.below(10)
+    k = rng.below(12)
     if k < 4:
         if rng.chance(PATIENT_PER_MILLE):
             if start_cut is not None and rng.chance(start_cut[1]):
@@ -525,9 +564,29 @@ def _act(app, hw, rng, counter, tally, where, fill, start_cut=None):
     elif k < 8:
         app.suspend() if rng.chance(300) else app.resume()
         where[0] = "suspend/resume"
-    else:
+    elif k < 10:
         app.set_time(app.clock.day, app.clock.ms)
         where[0] = "time sync"
+    elif k < 11:
+        # the operator acknowledges an alarm that sounds (a reset's, the clock's), else any code
+        active = [c for c in range(1, ALARM_MAX + 1) if app.alarm_set.is_active(c)]
+        code = active[rng.below(len(active))] if active else 1 + rng.below(ALARM_MAX)
+        refused = app.ack_alarm(code)
+        tally.add("acks refused" if refused else "acks taken")
+        where[0] = "ack"
+    else:
+        # a catheter prime: only under a stopped program (no basal, no bolus), which stays until
+        # the next commit; every pulse of it is counted in prime_steps, never as dose
+        app.commit_program(Program(mode=MODE_STOPPED, concentration_ug_ml=CONC))
+        where[0] = "commit"
+        vol = PRIME_MIN_NL + 100 * rng.below(PRIME_DRAWS)
+        if app.prime(vol) is None:
+            primed[0] += -(-vol * 1000 // app.sched.pl) + 1
+            primed[1] = vol * 6     # its duration (ms): run() may cut inside it
+            tally.add("primes started")
+            where[0] = "prime"
+        else:
+            tally.add("primes refused")
 
 
 def _to_hour_edge(app, rng, counter):
@@ -553,6 +612,7 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
         sem = semantics[c % len(semantics)]
         fs = CutFs(sem)
         plunger = [0]
+        primed = [0, 0]         # most pulses the chain's primes can have made; a new prime's ms (_act)
         counter = [0]
         fill = [FILL_NL, 0]     # last physical fill (nL) and the plunger count then
         state = {"max_reset_ng": 0, "max_over": 0, "total_at_last_check": 0, "uncertain_before": 0}
@@ -576,9 +636,10 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
                 tally.add("cut during boot/" + sem)
                 continue
             if not first:
-                _check(app, plunger[0], tally, state, fill)
+                _check(app, plunger[0], tally, state, fill, primed[0])
                 _hourly_sum_ok(app, tally)
                 _bolus_records_ok(app, tally)
+                _ack_records_ok(app, tally)
                 _lockout_ok(app, tally)
             if first:
                 app.set_time(DAY0, 0)
@@ -613,8 +674,14 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
             try:
                 while hw.now_us < run_ms * 1000:
                     if after_hour < 0 and rng.chance(8):
-                        _act(app, hw, rng, counter, tally, where, fill,
+                        _act(app, hw, rng, counter, tally, where, fill, primed,
                              (fs, patient_start_cuts) if patient_start_cuts else None)
+                        if primed[1]:
+                            # half the primes are cut while they run (a prime is short and rare)
+                            if cut_us < 0 and rng.chance(PRIME_CUT_PER_MILLE):
+                                cut_us = hw.now_us + rng.below(primed[1]) * 1000
+                                tally.add("primes cut at a random moment")
+                            primed[1] = 0
                     mark = app.hour_mark
                     if after_hour >= 0 and edge_byte >= 0 and app.clock.ms % 3600000 >= 3600000 - 1200:
                         fs.arm(byte=edge_byte)      # the next step writes the hour's record
@@ -627,12 +694,14 @@ def run(seed, chains, cuts_per_chain, semantics=(LITTLEFS, POSIX), root="/tmp/cu
                         if cut_us < 0 and app.hour_mark != mark:
                             cut_us = hw.now_us + after_hour * 1000
                             tally.add("hour records cut after")
-                        if 0 <= cut_us <= hw.now_us:
-                            raise Cut()
+                    if 0 <= cut_us <= hw.now_us:
+                        raise Cut()
                 raise Cut()
             except Cut:
                 fs.disarm()
                 tally.add("cuts/" + sem)
+                if app.sched.bolus_active() == BOLUS_PRIME:
+                    tally.add("cuts while a prime ran")
                 edge_cut = after_hour >= 0
                 tally.add("cut in " + (("writing " + _kind(fs.last_path)) if fs.cut else where[0] + "/between writes"))
                 fs.cut = False
