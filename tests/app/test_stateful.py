@@ -644,11 +644,17 @@ class PumpMachine(RuleBasedStateMachine):
 
     @rule()
     def ack_all(self) -> None:
-        for code in self.app.alarm_set.active():
-            if not self.app.alarm_set.is_acked(code):
+        aset = self.app.alarm_set
+        for code in aset.active():
+            if not aset.is_acked(code):
                 if not self.signed():
                     return
-                assert self.app.ack_alarm(code) is None
+                # the iteration the command woke may have ended the alarm (a detector's
+                # condition gone, an INFO shown long enough): the app refuses that ack, rightly
+                # (seed 111595360410233390437683627740485415561: flow-low cleared in it)
+                waiting = aset.is_active(code) and not aset.is_acked(code)
+                got = self.app.ack_alarm(code)
+                assert (got is None) == waiting, (code, waiting, got)
         self.read_log(step_g=self.g())
 
     # ------------------------------------------------------------------ rules: faults
