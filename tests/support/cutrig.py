@@ -409,6 +409,7 @@ def _check(app, plunger, tally, state, fill, primed):
     """`primed`: the most pulses the chain's primes can have made (a prime's pulses are counted
     in prime_steps, not in the dose: the dose made is at least plunger - primed)."""
     s = app.sched
+    pulses_ng = _ng(plunger, s.pl)    # every pulse as dose: what certain can never exceed
     made_ng = _ng(plunger - primed if plunger > primed else 0, s.pl)
     total = s.total_ng
     tally.add("restarts checked")
@@ -418,9 +419,9 @@ def _check(app, plunger, tally, state, fill, primed):
     if s.rolling_24h_ng() < made_ng:
         tally.fail("under-count 24h", "rolling %d ng < plunger %d ng" % (s.rolling_24h_ng(), made_ng))
     # every pulse is counted, as dose or as prime
-    if total + _ng(s.prime_steps, s.pl) + 1 < _ng(plunger, s.pl):
+    if total + _ng(s.prime_steps, s.pl) + 1 < pulses_ng:
         tally.fail("under-count pulses", "total %d ng + primed %d steps < plunger %d steps = %d ng"
-                   % (total, s.prime_steps, plunger, _ng(plunger, s.pl)))
+                   % (total, s.prime_steps, plunger, pulses_ng))
     if s.prime_steps > primed:
         tally.fail("prime over", "prime_steps %d > the primes' %d microsteps" % (s.prime_steps, primed))
     left = s.reservoir.volume_nl
@@ -428,8 +429,8 @@ def _check(app, plunger, tally, state, fill, primed):
     if left * 1000 > truth_pl + 1000:
         tally.fail("reservoir", "estimate %d nL above the truth %d nL" % (left, truth_pl // 1000))
     certain = total - app.ledger.uncertain_ng
-    if certain > _ng(plunger, s.pl) + 1:
-        tally.fail("bracket", "certain %d ng > plunger %d ng" % (certain, _ng(plunger, s.pl)))
+    if certain > pulses_ng + 1:
+        tally.fail("bracket", "certain %d ng > plunger %d ng" % (certain, pulses_ng))
     if s.bolus_active():
         tally.fail("double dose", "a bolus resumed after the restart")
     recs = [r for r in _records(app) if r[3] == logrec.EV_LEDGER_RESTORED]
